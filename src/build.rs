@@ -1,0 +1,247 @@
+//! The pipeline: prepare → compile → check → assemble → publish, with a record of each step.
+//!
+//! Every stage is a plain function of plain data; this module only runs them in order, times
+//! them, and tells the caller what is happening through [`Event`]s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::compile::Compiler;
+use crate::error::{Error, Result};
+use crate::metrics::{BuildRecord, ImageRecord};
+use crate::oci::image::{self, ImageSpec, RuntimeUser};
+use crate::oci::ImageRef;
+use crate::preset::{Flags, Overrides, Preset};
+use crate::publish::{publish_all, Publisher};
+use crate::source::{self, SourceOptions};
+
+/// What goes into the image besides the binary.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// The runtime user.
+    pub user: RuntimeUser,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Ports, as `8080/tcp`.
+    pub ports: Vec<String>,
+    /// Working directory.
+    pub workdir: String,
+    /// User labels; they win over ours.
+    pub labels: BTreeMap<String, String>,
+    /// Where the binary goes; `/usr/local/bin/<bin>` when unset.
+    pub path: Option<String>,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            user: RuntimeUser::default(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            workdir: "/".into(),
+            labels: BTreeMap::new(),
+            path: None,
+        }
+    }
+}
+
+/// One build, fully described.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Where the program comes from.
+    pub source: SourceOptions,
+    /// The preset.
+    pub preset: Preset,
+    /// Per-flag overrides.
+    pub overrides: Overrides,
+    /// `--target`; the compiler's default when unset.
+    pub target: Option<String>,
+    /// Image contents and config.
+    pub image: ImageOptions,
+    /// `--tag`; `<bin>:<preset>` when unset.
+    pub tag: Option<ImageRef>,
+    /// Timestamp for everything in the image (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+}
+
+/// Progress of a build, for the caller to show.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The compile is about to start.
+    Compiling {
+        /// The source.
+        source: &'a Path,
+        /// The binary target.
+        bin: &'a str,
+        /// The resolved flags.
+        flags: &'a Flags,
+        /// The backend.
+        builder: &'a str,
+    },
+    /// The binary exists.
+    Compiled {
+        /// Where.
+        binary: &'a Path,
+        /// Its size.
+        size: u64,
+        /// How long the compile took.
+        time: Duration,
+        /// Whether cargo had nothing to do.
+        fresh: bool,
+    },
+    /// The image is being assembled and written.
+    Assembling {
+        /// Its reference.
+        reference: &'a ImageRef,
+    },
+}
+
+/// Runs a build: compiles with `compiler`, writes the image to every publisher.
+pub async fn build(
+    options: &BuildOptions,
+    compiler: &dyn Compiler,
+    publishers: &[Box<dyn Publisher>],
+    report: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Result<BuildRecord> {
+    // Fail on unwritable outputs now, not after a long compile.
+    for publisher in publishers {
+        publisher.preflight()?;
+    }
+    let project = source::prepare(&options.source)?;
+    let target = match &options.target {
+        Some(target) => target.clone(),
+        None => compiler.default_target().await?,
+    };
+    let flags = Flags::resolve(options.preset, &options.overrides, &target);
+    report(Event::Compiling {
+        source: &options.source.path,
+        bin: &project.bin,
+        flags: &flags,
+        builder: compiler.name(),
+    });
+    let artifact = compiler.compile(&project, &flags).await?;
+    let binary = std::fs::read(&artifact.binary).map_err(Error::io(format!(
+        "reading the compiled binary {}",
+        artifact.binary.display()
+    )))?;
+    report(Event::Compiled {
+        binary: &artifact.binary,
+        size: binary.len() as u64,
+        time: artifact.compile_time,
+        fresh: artifact.fresh,
+    });
+
+    let assemble_started = Instant::now();
+    let info = crate::elf::inspect(&artifact.binary, &binary)?;
+    if let Some(interpreter) = &info.interpreter {
+        return Err(Error::DynamicBinary {
+            path: artifact.binary.clone(),
+            interpreter: interpreter.clone(),
+        });
+    }
+    let reference = match &options.tag {
+        Some(tag) => tag.clone(),
+        None => format!("{}:{}", project.bin, options.preset).parse()?,
+    };
+    report(Event::Assembling {
+        reference: &reference,
+    });
+    let spec = image_spec(options, &project, &flags, &info.architecture);
+    let image = image::assemble(&binary, &spec)?;
+    let outputs = publish_all(publishers, &image, &reference).await?;
+    let assemble_time = assemble_started.elapsed();
+
+    let binary_layer_size = image.binary_layer().size();
+    Ok(BuildRecord {
+        source_file: options.source.path.display().to_string(),
+        binary_path: artifact.binary.display().to_string(),
+        optimization_level: options.preset,
+        binary_size: binary.len() as u64,
+        compile_time_ms: artifact.compile_time.as_millis() as u64,
+        optimization_flags: flags.metrics(),
+        assemble_time_ms: assemble_time.as_millis() as u64,
+        builder: compiler.name().to_string(),
+        linkage: "static".into(),
+        image: ImageRecord {
+            reference: reference.full.clone(),
+            digest: image.manifest.digest.clone(),
+            config_digest: image.config.digest.clone(),
+            manifest_digest: image.manifest.digest.clone(),
+            layer_count: image.layers.len(),
+            compressed_size: image.compressed_size(),
+            uncompressed_size: image.uncompressed_size(),
+            binary_layer_size,
+            overhead_size: image.compressed_size() - binary_layer_size,
+            architecture: image.architecture.clone(),
+            user: image.user.clone(),
+            entrypoint: image.entrypoint.clone(),
+        },
+        outputs,
+    })
+}
+
+/// The image's filesystem and config for a compiled project.
+fn image_spec(
+    options: &BuildOptions,
+    project: &source::Project,
+    flags: &Flags,
+    architecture: &str,
+) -> ImageSpec {
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(options.source_date_epoch),
+    )
+    .to_string();
+    // Provenance goes on the manifest too; the rest only in labels, to keep the image small.
+    let mut annotations = BTreeMap::new();
+    if let Some(repository) = &project.repository {
+        annotations.insert(
+            "org.opencontainers.image.source".to_string(),
+            repository.clone(),
+        );
+    }
+    if let Some(revision) = &project.revision {
+        annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
+    }
+    let mut labels = annotations.clone();
+    labels.extend([
+        ("org.opencontainers.image.created".to_string(), created),
+        ("org.opencontainers.image.title".into(), project.bin.clone()),
+        (
+            "org.opencontainers.image.version".into(),
+            project.version.clone(),
+        ),
+        ("dev.ruchy.image.preset".into(), flags.preset.to_string()),
+        ("dev.ruchy.image.flags".into(), flags.listing().join(" ")),
+        ("dev.ruchy.image.target".into(), flags.target.clone()),
+    ]);
+    labels.extend(options.image.labels.clone());
+
+    let binary_path = options
+        .image
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("/usr/local/bin/{}", project.bin));
+    let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()];
+    env.extend(options.image.env.iter().cloned());
+    ImageSpec {
+        created_by: format!("ruchy-image build -O {}", flags.preset),
+        binary_path,
+        user: options.image.user.clone(),
+        env,
+        ports: options.image.ports.clone(),
+        workdir: options.image.workdir.clone(),
+        labels,
+        annotations,
+        created: options.source_date_epoch,
+        architecture: architecture.to_string(),
+    }
+}
+
+/// The cache directory: `$RUCHY_IMAGE_CACHE`, else the platform cache dir.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("RUCHY_IMAGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("ruchy-image")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ruchy-image"))
+}

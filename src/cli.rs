@@ -1,0 +1,341 @@
+//! Command-line types. clap stays here: [`BuildArgs::to_lib`] turns them into the library's
+//! options, validating what clap cannot.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use ruchy_image::build::{default_cache_dir, BuildOptions, ImageOptions};
+use ruchy_image::oci::image::RuntimeUser;
+use ruchy_image::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
+use ruchy_image::source::SourceOptions;
+use ruchy_image::{Error, Result};
+
+/// Compile a Ruchy or Rust program with an optimization preset into a small, reproducible,
+/// non-root container image, and report what each preset costs.
+#[derive(Debug, Parser)]
+#[command(name = "ruchy-image", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted.")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
+    #[command(after_long_help = BUILD_EXAMPLES)]
+    Build(BuildArgs),
+}
+
+const BUILD_EXAMPLES: &str = "\
+Presets (--optimize):
+  none        opt-level=0, debug info                        fastest compile, biggest binary
+  balanced    opt-level=2, lto=thin                          production default
+  aggressive  opt-level=3, lto=fat, codegen-units=1, strip   smallest portable binary
+  nasa        aggressive + target-cpu=native, embed-bitcode  not portable to other CPUs
+
+Examples:
+  ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
+  ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
+  ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev";
+
+/// The compile backends.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Builder {
+    /// The host's cargo and rustc.
+    Local,
+}
+
+fn preset_parser() -> impl TypedValueParser<Value = Preset> {
+    PossibleValuesParser::new(Preset::ALL.map(Preset::name))
+        .map(|s| s.parse::<Preset>().expect("only listed values get here"))
+}
+
+fn lto_parser() -> impl TypedValueParser<Value = Lto> {
+    PossibleValuesParser::new(["off", "thin", "fat"]).map(|s| match s.as_str() {
+        "off" => Lto::Off,
+        "thin" => Lto::Thin,
+        _ => Lto::Fat,
+    })
+}
+
+fn strip_parser() -> impl TypedValueParser<Value = Strip> {
+    PossibleValuesParser::new(["none", "debuginfo", "symbols"]).map(|s| match s.as_str() {
+        "none" => Strip::None,
+        "debuginfo" => Strip::Debuginfo,
+        _ => Strip::Symbols,
+    })
+}
+
+fn panic_parser() -> impl TypedValueParser<Value = Panic> {
+    PossibleValuesParser::new(["unwind", "abort"]).map(|s| match s.as_str() {
+        "abort" => Panic::Abort,
+        _ => Panic::Unwind,
+    })
+}
+
+/// `ruchy-image build`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A Cargo project directory, a .rs file, or a .ruchy file.
+    pub source: PathBuf,
+
+    /// Optimization preset.
+    #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
+    pub optimize: Preset,
+
+    /// The binary to build, when the project has several.
+    #[arg(long, value_name = "NAME")]
+    pub bin: Option<String>,
+
+    /// The Ruchy transpiler for .ruchy sources [default: ruchy on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub ruchy: Option<PathBuf>,
+
+    /// Where to compile.
+    #[arg(long, value_enum, default_value = "local")]
+    pub builder: Builder,
+
+    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors (and the JSON, with --json -).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Where generated projects and caches live.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Override the preset's opt-level.
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = ["0", "1", "2", "3", "s", "z"])]
+    pub opt_level: Option<String>,
+
+    /// Override the preset's link-time optimization.
+    #[arg(long, help_heading = "Flag overrides", value_parser = lto_parser())]
+    pub lto: Option<Lto>,
+
+    /// Override the preset's codegen-units.
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub codegen_units: Option<u32>,
+
+    /// Strip the binary (symbols, or only debuginfo).
+    #[arg(long, value_name = "WHAT", num_args = 0..=1, default_missing_value = "symbols", help_heading = "Flag overrides", value_parser = strip_parser())]
+    pub strip: Option<Strip>,
+
+    /// Keep symbols and debug info.
+    #[arg(long, conflicts_with = "strip", help_heading = "Flag overrides")]
+    pub no_strip: bool,
+
+    /// Panic strategy.
+    #[arg(long, help_heading = "Flag overrides", value_parser = panic_parser())]
+    pub panic: Option<Panic>,
+
+    /// Override -C target-cpu (nasa uses native).
+    #[arg(long, value_name = "CPU", help_heading = "Flag overrides")]
+    pub target_cpu: Option<String>,
+
+    /// Link the C runtime statically (the default: FROM scratch needs it).
+    #[arg(long, help_heading = "Flag overrides")]
+    pub static_link: bool,
+
+    /// Link dynamically (refused for a scratch image).
+    #[arg(long, conflicts_with = "static_link", help_heading = "Flag overrides")]
+    pub no_static_link: bool,
+
+    /// Target triple [default: the host's].
+    #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
+    pub target: Option<String>,
+
+    /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
+    #[arg(long, value_name = "USER", help_heading = "Image")]
+    pub user: Option<String>,
+
+    /// Allow the runtime user to be root (uid 0).
+    #[arg(long, help_heading = "Image")]
+    pub allow_root: bool,
+
+    /// Set an environment variable in the image (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE", help_heading = "Image")]
+    pub env: Vec<String>,
+
+    /// Expose a port: N or N/tcp or N/udp (repeatable).
+    #[arg(short, long = "port", value_name = "PORT", help_heading = "Image")]
+    pub port: Vec<String>,
+
+    /// Add a label to the image config (repeatable).
+    #[arg(
+        short,
+        long = "label",
+        value_name = "KEY=VALUE",
+        help_heading = "Image"
+    )]
+    pub label: Vec<String>,
+
+    /// Working directory of the container.
+    #[arg(long, value_name = "DIR", default_value = "/", help_heading = "Image")]
+    pub workdir: String,
+
+    /// Where the binary goes in the image [default: /usr/local/bin/NAME].
+    #[arg(long, value_name = "PATH", help_heading = "Image")]
+    pub path: Option<String>,
+
+    /// Timestamp of every file and of the image (seconds since 1970).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SOURCE_DATE_EPOCH",
+        default_value_t = 0,
+        help_heading = "Image"
+    )]
+    pub source_date_epoch: u64,
+
+    /// Write an OCI image layout directory.
+    #[arg(long, value_name = "DIR", help_heading = "Outputs")]
+    pub oci_layout: Option<PathBuf>,
+
+    /// Write one tarball that `docker load`, skopeo and umoci accept.
+    #[arg(short, long, value_name = "FILE.tar", help_heading = "Outputs")]
+    pub output: Option<PathBuf>,
+
+    /// Name the image NAME[:TAG] [default: BIN:PRESET].
+    #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
+    pub tag: Option<String>,
+
+    /// Write the build metrics as JSON to FILE ("-" for stdout).
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub json: Option<PathBuf>,
+}
+
+fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
+    match value.split_once('=') {
+        Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+            Ok((key.to_string(), v.to_string()))
+        }
+        _ => Err(Error::InvalidInput {
+            what,
+            value: value.to_string(),
+            reason: "expected KEY=VALUE".into(),
+        }),
+    }
+}
+
+fn port(value: &str) -> Result<String> {
+    let (number, proto) = value.split_once('/').unwrap_or((value, "tcp"));
+    match (number.parse::<u16>(), proto) {
+        (Ok(n), "tcp" | "udp" | "sctp") if n > 0 => Ok(format!("{n}/{proto}")),
+        _ => Err(Error::InvalidInput {
+            what: "--port",
+            value: value.to_string(),
+            reason: "expected a port from 1 to 65535, optionally /tcp, /udp or /sctp".into(),
+        }),
+    }
+}
+
+fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
+    let ok = value.starts_with('/') && !value.split('/').any(|c| c == "..");
+    ok.then(|| value.to_string())
+        .ok_or_else(|| Error::InvalidInput {
+            what,
+            value: value.to_string(),
+            reason: "expected an absolute path inside the image, without ..".into(),
+        })
+}
+
+impl BuildArgs {
+    /// The library's options for this command line.
+    pub fn to_lib(&self) -> Result<BuildOptions> {
+        let strip = if self.no_strip {
+            Some(Strip::None)
+        } else {
+            self.strip
+        };
+        let static_link = match (self.static_link, self.no_static_link) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        let overrides = Overrides {
+            opt_level: self
+                .opt_level
+                .as_deref()
+                .map(str::parse::<OptLevel>)
+                .transpose()?,
+            lto: self.lto,
+            codegen_units: self.codegen_units,
+            strip,
+            panic: self.panic,
+            target_cpu: self.target_cpu.clone(),
+            static_link,
+        };
+        let user = match &self.user {
+            Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
+            None => RuntimeUser::default(),
+        };
+        let env = self
+            .env
+            .iter()
+            .map(|e| key_value("--env", e).map(|(k, v)| format!("{k}={v}")))
+            .collect::<Result<Vec<_>>>()?;
+        let labels = self
+            .label
+            .iter()
+            .map(|l| key_value("--label", l))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(BuildOptions {
+            source: SourceOptions {
+                path: self.source.clone(),
+                bin: self.bin.clone(),
+                ruchy: self.ruchy.clone(),
+                cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            },
+            preset: self.optimize,
+            overrides,
+            target: self.target.clone(),
+            image: ImageOptions {
+                user,
+                env,
+                ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
+                workdir: absolute_image_path("--workdir", &self.workdir)?,
+                labels,
+                path: self
+                    .path
+                    .as_deref()
+                    .map(|p| absolute_image_path("--path", p))
+                    .transpose()?,
+            },
+            tag: self.tag.as_deref().map(str::parse).transpose()?,
+            source_date_epoch: self.source_date_epoch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ports_env_and_paths_are_checked() {
+        assert_eq!(port("8080").unwrap(), "8080/tcp");
+        assert_eq!(port("53/udp").unwrap(), "53/udp");
+        for bad in ["0", "70000", "http", "80/xyz"] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+        assert!(key_value("--env", "=x").is_err());
+        assert_eq!(key_value("--env", "A=b=c").unwrap().1, "b=c");
+        assert!(absolute_image_path("--path", "bin/app").is_err());
+        assert!(absolute_image_path("--path", "/a/../etc").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! One error type for the library: every variant carries what a user needs to act on it.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while turning a source into an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The source path does not exist or cannot be read.
+    #[error("cannot read source {path}: {source}")]
+    SourceUnreadable {
+        /// The path given by the user.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The source is neither a Cargo project, a `.rs` file nor a `.ruchy` file.
+    #[error("don't know how to build {path}: expected a Cargo project directory, a .rs file or a .ruchy file")]
+    UnknownSourceKind {
+        /// The path given by the user.
+        path: PathBuf,
+    },
+    /// A `.ruchy` source was given but no transpiler could be run.
+    #[error("cannot run the Ruchy transpiler `{program}`: {reason}\n  hint: install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH")]
+    RuchyNotFound {
+        /// The program we tried to run.
+        program: PathBuf,
+        /// Why it could not be run.
+        reason: String,
+    },
+    /// `ruchy transpile` ran and failed.
+    #[error("`ruchy transpile {path}` failed ({status}):\n{stderr}")]
+    TranspileFailed {
+        /// The `.ruchy` file.
+        path: PathBuf,
+        /// Exit status of the transpiler.
+        status: std::process::ExitStatus,
+        /// What the transpiler printed.
+        stderr: String,
+    },
+    /// `cargo metadata` failed for a project.
+    #[error("cannot read the Cargo project at {manifest}: {message}")]
+    CargoMetadata {
+        /// The manifest we asked about.
+        manifest: PathBuf,
+        /// Cargo's message.
+        message: String,
+    },
+    /// The project has no binary target of the requested name, or none at all.
+    #[error("{}", bin_not_found_message(.requested.as_deref(), .available))]
+    BinNotFound {
+        /// The `--bin` given, if any.
+        requested: Option<String>,
+        /// The binaries the project does have.
+        available: Vec<String>,
+    },
+    /// The project has several binaries and `--bin` was not given.
+    #[error("the project has several binaries ({}); choose one with --bin NAME", .available.join(", "))]
+    BinAmbiguous {
+        /// The binaries the project has.
+        available: Vec<String>,
+    },
+    /// A command we depend on (cargo, rustc) could not be started.
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Cargo ran and the compile failed; its diagnostics were already shown.
+    #[error(
+        "compiling {package} failed (cargo exited with {status}); cargo's diagnostics are above"
+    )]
+    CompileFailed {
+        /// Package that was being built.
+        package: String,
+        /// Cargo's exit status.
+        status: std::process::ExitStatus,
+    },
+    /// Cargo finished but named no executable for the binary target.
+    #[error("cargo reported no executable for binary `{bin}`")]
+    NoExecutable {
+        /// The binary target.
+        bin: String,
+    },
+    /// The binary is not an ELF executable we can put into a Linux image.
+    #[error("{path} is not a Linux executable: {reason}")]
+    NotElf {
+        /// The binary.
+        path: PathBuf,
+        /// Parser message.
+        reason: String,
+    },
+    /// A dynamically linked binary was going to be put on a base without its loader.
+    #[error("{path} is dynamically linked (it needs the loader {interpreter}), and a FROM scratch image has no loader: the container would fail with `exec: no such file or directory`\n  hint: keep static linking on (the default; drop --no-static-link), or build for a musl target")]
+    DynamicBinary {
+        /// The binary.
+        path: PathBuf,
+        /// Its `PT_INTERP`.
+        interpreter: String,
+    },
+    /// A value given on the command line is not valid.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidInput {
+        /// Which option.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The runtime user would be root without `--allow-root`.
+    #[error("refusing to run the image as root (uid 0)\n  hint: drop --user to use the non-root default (nonroot, 65532), or pass --allow-root if you really need root")]
+    RootUser,
+    /// An output cannot be written where the user asked.
+    #[error("cannot write {what} to {path}: {reason}")]
+    OutputNotWritable {
+        /// Which output.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Any other I/O failure, with what we were doing.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// JSON could not be produced.
+    #[error("cannot serialize {what}: {source}")]
+    Json {
+        /// What was being serialized.
+        what: &'static str,
+        /// Serializer error.
+        source: serde_json::Error,
+    },
+}
+
+fn bin_not_found_message(requested: Option<&str>, available: &[String]) -> String {
+    match (requested, available.is_empty()) {
+        (_, true) => "the project has no binary target to put into an image".to_string(),
+        (Some(bin), false) => format!(
+            "the project has no binary named `{bin}`; it has: {}",
+            available.join(", ")
+        ),
+        (None, false) => format!(
+            "no binary selected; the project has: {}",
+            available.join(", ")
+        ),
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    /// Whether the error is the user's input (exit code 2) rather than a failed build (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::SourceUnreadable { .. }
+                | Error::UnknownSourceKind { .. }
+                | Error::BinNotFound { .. }
+                | Error::BinAmbiguous { .. }
+                | Error::InvalidInput { .. }
+                | Error::RootUser
+        )
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

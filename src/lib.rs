@@ -1,0 +1,20 @@
+//! `ruchy-image`: compile a Ruchy or Rust program with an optimization preset and lay the
+//! static binary into a small, reproducible, non-root OCI image.
+//!
+//! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] →
+//! [`elf`] (check) → [`oci`] (assemble) → [`publish`], run in order by [`build`], recorded by
+//! [`metrics`].
+
+#![deny(missing_docs)]
+
+pub mod build;
+pub mod compile;
+pub mod elf;
+pub mod error;
+pub mod metrics;
+pub mod oci;
+pub mod preset;
+pub mod publish;
+pub mod source;
+
+pub use error::{Error, Result};

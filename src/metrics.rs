@@ -1,0 +1,153 @@
+//! The build record: the book chapter's metrics JSON, extended with the image, and the
+//! one-screen summary printed after every build.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::preset::{FlagsRecord, Preset};
+use crate::publish::Published;
+
+/// What one build produced and what it cost. The first six fields are the chapter's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildRecord {
+    /// The source the user gave.
+    pub source_file: String,
+    /// The compiled binary, where cargo left it.
+    pub binary_path: String,
+    /// The preset.
+    pub optimization_level: Preset,
+    /// Size of the binary in bytes.
+    pub binary_size: u64,
+    /// Wall time of the compile step.
+    pub compile_time_ms: u64,
+    /// The flags the preset and overrides resolved to.
+    pub optimization_flags: FlagsRecord,
+    /// Wall time of assembling and writing the image.
+    pub assemble_time_ms: u64,
+    /// The compile backend (`local`).
+    pub builder: String,
+    /// `static`, or `dynamic` with its loader.
+    pub linkage: String,
+    /// The image.
+    pub image: ImageRecord,
+    /// Where the image was written.
+    pub outputs: Vec<Published>,
+}
+
+/// The image part of the record. Sizes say what they measure: `compressed_size` is bytes as
+/// stored (gzip layers + config + manifest); `uncompressed_size` is the layers' tar streams.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// `name:tag`.
+    pub reference: String,
+    /// The manifest digest: the image's identity in a registry or layout.
+    pub digest: String,
+    /// The config digest (what `docker images` shows as the image ID).
+    pub config_digest: String,
+    /// Same as `digest`, named for scripts that want both.
+    pub manifest_digest: String,
+    /// Number of layers.
+    pub layer_count: usize,
+    /// Bytes as stored.
+    pub compressed_size: u64,
+    /// Bytes of the unpacked layers (tar streams).
+    pub uncompressed_size: u64,
+    /// Compressed size of the binary's layer.
+    pub binary_layer_size: u64,
+    /// Everything but the binary layer: system layer, config, manifest.
+    pub overhead_size: u64,
+    /// OCI architecture.
+    pub architecture: String,
+    /// The config's `User` (`uid:gid`).
+    pub user: String,
+    /// The entrypoint.
+    pub entrypoint: Vec<String>,
+}
+
+/// Sizes for people: exact below 10 KiB, else KiB/MiB with one decimal.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if bytes < 10 * 1024 {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+impl BuildRecord {
+    /// The one-screen summary printed at the end of a build.
+    pub fn summary(&self) -> String {
+        let i = &self.image;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "✓ Built {} ({} preset)",
+            i.reference, self.optimization_level
+        );
+        let _ = writeln!(
+            s,
+            "  binary    {} ({} bytes, {}, {})",
+            human_size(self.binary_size),
+            self.binary_size,
+            self.linkage,
+            i.architecture
+        );
+        let _ = writeln!(
+            s,
+            "  image     {} stored, {} unpacked, {} layers",
+            human_size(i.compressed_size),
+            human_size(i.uncompressed_size),
+            i.layer_count
+        );
+        let _ = writeln!(
+            s,
+            "            {} binary layer + {} overhead",
+            human_size(i.binary_layer_size),
+            human_size(i.overhead_size)
+        );
+        let _ = writeln!(s, "  digest    {}", i.digest);
+        let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
+        let _ = writeln!(
+            s,
+            "  time      compile {} ({}), assemble {}",
+            human_ms(self.compile_time_ms),
+            self.builder,
+            human_ms(self.assemble_time_ms)
+        );
+        for out in &self.outputs {
+            let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        }
+        if self.outputs.is_empty() {
+            let _ = writeln!(
+                s,
+                "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(612), "612 B");
+        assert_eq!(human_size(315_824), "308.4 KiB");
+        assert_eq!(human_size(3_984_588), "3.8 MiB");
+        assert_eq!(human_ms(2457), "2.5 s");
+    }
+}

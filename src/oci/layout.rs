@@ -1,0 +1,77 @@
+//! The OCI image layout (image-spec `image-layout.md`): `oci-layout`, `index.json` and
+//! `blobs/sha256/*`, as a directory or as entries of an archive.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+use oci_spec::image::{ImageIndexBuilder, MediaType};
+
+use super::image::Image;
+use super::{canonical_json, ImageRef};
+use crate::error::{Error, Result};
+
+/// The files of a layout, as (relative path, bytes); blobs are borrowed from the image.
+pub type Files<'a> = Vec<(String, Cow<'a, [u8]>)>;
+
+/// The files of a layout holding one image, in a fixed order.
+pub fn files<'a>(image: &'a Image, reference: &ImageRef) -> Result<Files<'a>> {
+    let annotations: HashMap<String, String> = [
+        (
+            "org.opencontainers.image.ref.name".to_string(),
+            reference.tag.clone(),
+        ),
+        // containerd and Docker 25+ name the image by this when loading an OCI archive.
+        (
+            "io.containerd.image.name".to_string(),
+            reference.full.clone(),
+        ),
+    ]
+    .into();
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![image.manifest_descriptor(annotations)])
+        .build()
+        .expect("index has all required fields");
+    let index = canonical_json(&index).map_err(|source| Error::Json {
+        what: "the OCI index",
+        source,
+    })?;
+    let blob_path = |digest: &str| format!("blobs/{}", digest.replacen(':', "/", 1));
+    let mut files = vec![
+        (
+            "oci-layout".to_string(),
+            Cow::Borrowed(&br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
+        ),
+        ("index.json".to_string(), Cow::Owned(index)),
+        (
+            blob_path(&image.manifest.digest),
+            Cow::Borrowed(&image.manifest.bytes[..]),
+        ),
+        (
+            blob_path(&image.config.digest),
+            Cow::Borrowed(&image.config.bytes[..]),
+        ),
+    ];
+    files.extend(
+        image
+            .layers
+            .iter()
+            .map(|l| (blob_path(&l.digest), Cow::Borrowed(&l.blob[..]))),
+    );
+    Ok(files)
+}
+
+/// Writes the layout files into `dir`, which must exist and be empty.
+pub fn write_dir(dir: &Path, files: &Files<'_>) -> Result<()> {
+    for (path, bytes) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(Error::io(format!("creating {}", parent.display())))?;
+        }
+        std::fs::write(&path, bytes).map_err(Error::io(format!("writing {}", path.display())))?;
+    }
+    Ok(())
+}

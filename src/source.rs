@@ -1,0 +1,323 @@
+//! Stage 1, prepare: turns what the user pointed at (a Cargo project, a `.rs` file or a
+//! `.ruchy` file) into a Cargo project and the one binary target to build from it.
+//!
+//! Single files get a generated project in the cache directory, never in the user's tree, and
+//! the same one each time (keyed by the file's canonical path) so rebuilds are incremental.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::oci::hex;
+
+/// What kind of input was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A directory with a `Cargo.toml` (a package or a workspace).
+    CargoProject,
+    /// A single Rust file with a `main`.
+    RustFile,
+    /// A single Ruchy file, transpiled to Rust first.
+    RuchyFile,
+}
+
+/// How to find and prepare the source.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// The path the user gave.
+    pub path: PathBuf,
+    /// `--bin`: which binary of a multi-binary project.
+    pub bin: Option<String>,
+    /// `--ruchy`: the transpiler to run; `ruchy` on PATH when unset.
+    pub ruchy: Option<PathBuf>,
+    /// Where generated projects live.
+    pub cache_dir: PathBuf,
+}
+
+/// A Cargo project ready to compile, with the binary target chosen.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The path the user gave.
+    pub source: PathBuf,
+    /// What it was.
+    pub kind: SourceKind,
+    /// The `Cargo.toml` cargo is run on.
+    pub manifest_path: PathBuf,
+    /// Cargo's workspace root for that manifest.
+    pub workspace_root: PathBuf,
+    /// Cargo's target directory for that workspace.
+    pub target_dir: PathBuf,
+    /// The package that owns the binary.
+    pub package: String,
+    /// The package's version.
+    pub version: String,
+    /// The binary target.
+    pub bin: String,
+    /// The git commit of the source checkout, when it is one.
+    pub revision: Option<String>,
+    /// The git remote the checkout came from, when it has one.
+    pub repository: Option<String>,
+}
+
+/// Detects the kind of source, generates a project for single files, and picks the binary.
+pub fn prepare(options: &SourceOptions) -> Result<Project> {
+    let path = &options.path;
+    let meta = std::fs::metadata(path).map_err(|source| Error::SourceUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    let (kind, manifest_path) = if meta.is_dir() {
+        let manifest = path.join("Cargo.toml");
+        if !manifest.is_file() {
+            return Err(Error::UnknownSourceKind { path: path.clone() });
+        }
+        (SourceKind::CargoProject, manifest)
+    } else {
+        let kind = match path.extension().and_then(|e| e.to_str()) {
+            Some("rs") => SourceKind::RustFile,
+            Some("ruchy") => SourceKind::RuchyFile,
+            _ => return Err(Error::UnknownSourceKind { path: path.clone() }),
+        };
+        (kind, generate_project(options, kind)?)
+    };
+    let mut project = select_binary(&manifest_path, options.bin.as_deref())?;
+    project.source = path.clone();
+    project.kind = kind;
+    let checkout = if meta.is_dir() {
+        path.as_path()
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    project.revision = git(checkout, &["rev-parse", "HEAD"]);
+    project.repository = git(checkout, &["remote", "get-url", "origin"]);
+    Ok(project)
+}
+
+/// The binary name cargo will produce for a single file: its stem, made a valid crate name.
+fn file_bin_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let mut name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, "app_");
+    }
+    name
+}
+
+/// Writes (or refreshes) the generated Cargo project for a single `.rs` or `.ruchy` file and
+/// returns its manifest. Files are only rewritten when their content changes, so cargo's
+/// fingerprints stay valid and a rebuild with no change does no work.
+fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<PathBuf> {
+    let source =
+        std::fs::canonicalize(&options.path).map_err(|source| Error::SourceUnreadable {
+            path: options.path.clone(),
+            source,
+        })?;
+    let name = file_bin_name(&source);
+    let key = Sha256::digest(source.as_os_str().as_encoded_bytes());
+    let dir = options
+        .cache_dir
+        .join("projects")
+        .join(format!("{name}-{}", &hex(&key)[..16]));
+    let src_dir = dir.join("src");
+    std::fs::create_dir_all(&src_dir).map_err(Error::io(format!(
+        "creating the build project in {}",
+        dir.display()
+    )))?;
+
+    let main_rs = match kind {
+        SourceKind::RuchyFile => transpile(options, &source, &src_dir)?,
+        _ => std::fs::read(&source).map_err(|source_err| Error::SourceUnreadable {
+            path: options.path.clone(),
+            source: source_err,
+        })?,
+    };
+    write_if_changed(&src_dir.join("main.rs"), &main_rs)?;
+    let manifest = format!(
+        "# Generated by ruchy-image for {source}; edits are overwritten.\n\
+         [package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [[bin]]\nname = \"{name}\"\npath = \"src/main.rs\"\n\n\
+         # Keep this project out of any workspace above the cache directory.\n[workspace]\n",
+        source = source.display()
+    );
+    let manifest_path = dir.join("Cargo.toml");
+    write_if_changed(&manifest_path, manifest.as_bytes())?;
+    Ok(manifest_path)
+}
+
+/// Runs `ruchy transpile FILE -o OUT` and returns the Rust it wrote.
+fn transpile(options: &SourceOptions, source: &Path, src_dir: &Path) -> Result<Vec<u8>> {
+    let program = options
+        .ruchy
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("ruchy"));
+    let out = src_dir.join("main.rs.transpiled");
+    let result = Command::new(&program)
+        .arg("transpile")
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .map_err(|e| Error::RuchyNotFound {
+            program: program.clone(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "not found".to_string()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if !result.status.success() {
+        let _ = std::fs::remove_file(&out);
+        return Err(Error::TranspileFailed {
+            path: options.path.clone(),
+            status: result.status,
+            stderr: String::from_utf8_lossy(&result.stderr)
+                .trim_end()
+                .to_string()
+                + &String::from_utf8_lossy(&result.stdout),
+        });
+    }
+    let rust = std::fs::read(&out).map_err(Error::io(format!(
+        "reading what `{} transpile` wrote to {}",
+        program.display(),
+        out.display()
+    )))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(rust)
+}
+
+fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(content) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Asks cargo about the project and picks the binary target: the one named by `--bin`, or the
+/// only one there is (preferring the package at the manifest over other workspace members).
+fn select_binary(manifest: &Path, requested: Option<&str>) -> Result<Project> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(manifest)
+        .no_deps()
+        .exec()
+        .map_err(|e| Error::CargoMetadata {
+            manifest: manifest.to_path_buf(),
+            message: match e {
+                cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_string(),
+                other => other.to_string(),
+            },
+        })?;
+    let root = metadata.root_package().map(|p| p.id.clone());
+    let mut bins: Vec<(&cargo_metadata::Package, String)> = metadata
+        .workspace_packages()
+        .into_iter()
+        .flat_map(|package| {
+            package
+                .targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(move |t| (package, t.name.clone()))
+        })
+        .collect();
+    let available = |bins: &[(&cargo_metadata::Package, String)]| {
+        let mut names: Vec<String> = bins.iter().map(|(_, b)| b.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let chosen = match requested {
+        Some(name) => match bins.iter().filter(|(_, b)| b == name).count() {
+            0 => {
+                return Err(Error::BinNotFound {
+                    requested: Some(name.to_string()),
+                    available: available(&bins),
+                })
+            }
+            1 => bins.iter().find(|(_, b)| b == name).cloned(),
+            _ => {
+                return Err(Error::BinAmbiguous {
+                    available: bins
+                        .iter()
+                        .filter(|(_, b)| b == name)
+                        .map(|(p, b)| format!("{b} (package {})", p.name))
+                        .collect(),
+                })
+            }
+        },
+        None => {
+            if let Some(root) = &root {
+                let own: Vec<_> = bins
+                    .iter()
+                    .filter(|(p, _)| &p.id == root)
+                    .cloned()
+                    .collect();
+                if !own.is_empty() {
+                    bins = own;
+                }
+            }
+            match bins.len() {
+                0 => {
+                    return Err(Error::BinNotFound {
+                        requested: None,
+                        available: vec![],
+                    })
+                }
+                1 => bins.pop(),
+                _ => {
+                    return Err(Error::BinAmbiguous {
+                        available: available(&bins),
+                    })
+                }
+            }
+        }
+    };
+    let (package, bin) = chosen.expect("a binary was chosen above");
+    Ok(Project {
+        source: PathBuf::new(),
+        kind: SourceKind::CargoProject,
+        manifest_path: manifest.to_path_buf(),
+        workspace_root: metadata.workspace_root.clone().into(),
+        target_dir: metadata.target_directory.clone().into(),
+        package: package.name.to_string(),
+        version: package.version.to_string(),
+        bin,
+        revision: None,
+        repository: None,
+    })
+}
+
+/// Runs a git query in `dir`; `None` when it is not a checkout or git is missing.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_file_names_become_crate_names() {
+        assert_eq!(file_bin_name(Path::new("a/fibonacci.rs")), "fibonacci");
+        assert_eq!(file_bin_name(Path::new("hello world.ruchy")), "hello_world");
+        assert_eq!(file_bin_name(Path::new("2fast.rs")), "app_2fast");
+    }
+}
