@@ -75,6 +75,8 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
             return Err(Error::UnknownSourceKind { path: path.clone() });
         }
         (SourceKind::CargoProject, manifest)
+    } else if path.file_name() == Some("Cargo.toml".as_ref()) {
+        (SourceKind::CargoProject, path.clone())
     } else {
         let kind = match path.extension().and_then(|e| e.to_str()) {
             Some("rs") => SourceKind::RustFile,
@@ -89,7 +91,7 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
     let checkout = if meta.is_dir() {
         path.as_path()
     } else {
-        path.parent().unwrap_or(Path::new("."))
+        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
     };
     project.revision = git(checkout, &["rev-parse", "HEAD"]);
     project.repository = git(checkout, &["remote", "get-url", "origin"]);

@@ -97,7 +97,9 @@ impl Compiler for LocalCompiler {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            // Its own process group, so an interrupted build can stop cargo, rustc and build
+            // scripts together (see `ProcessGroup`).
+            .process_group(0);
         if self.quiet {
             cmd.arg("--quiet");
         }
@@ -106,6 +108,7 @@ impl Compiler for LocalCompiler {
             source,
         })?;
 
+        let group = ProcessGroup(child.id());
         let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let mut binary = None;
         let mut fresh = true;
@@ -129,6 +132,7 @@ impl Compiler for LocalCompiler {
             }
         }
         let status = child.wait().await.map_err(Error::io("waiting for cargo"))?;
+        group.finished();
         if !status.success() {
             return Err(Error::CompileFailed {
                 package: project.package.clone(),
@@ -143,5 +147,30 @@ impl Compiler for LocalCompiler {
             compile_time: started.elapsed(),
             fresh,
         })
+    }
+}
+
+/// Kills and reaps cargo's whole process group when dropped before [`finished`]: the build
+/// future is dropped on Ctrl-C or on an error, and no rustc or build script may outlive it.
+///
+/// [`finished`]: ProcessGroup::finished
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|pid| i32::try_from(pid).ok()) else {
+            return;
+        };
+        // SAFETY: plain syscalls on a process group and child we created and have not reaped.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
     }
 }

@@ -1,0 +1,201 @@
+//! Bad input: a clear message, a non-zero exit code, and nothing written.
+
+mod common;
+
+use common::*;
+
+/// Runs a build that must fail with `code` and a message containing `expected`, and checks
+/// that the output directory it was given stays empty.
+fn fails(args: &[&str], code: i32, expected: &str) -> Run {
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let archive = out.path().join("image.tar");
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--oci-layout",
+        layout.to_str().unwrap(),
+        "--output",
+        archive.to_str().unwrap(),
+    ]);
+    let run = ruchy_image(&all);
+    assert_eq!(run.code, Some(code), "{args:?}:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(expected),
+        "{args:?}: expected {expected:?} in:\n{}",
+        run.stderr
+    );
+    assert!(
+        entries(out.path()).is_empty(),
+        "{args:?} left {:?}",
+        entries(out.path())
+    );
+    run
+}
+
+fn fib() -> String {
+    example("fibonacci.rs").display().to_string()
+}
+
+#[test]
+fn missing_source() {
+    fails(&["/no/such/app.rs"], 2, "cannot read source /no/such/app.rs");
+}
+
+#[test]
+fn source_of_unknown_kind() {
+    fails(
+        &[fixture("serde-app/Cargo.lock").to_str().unwrap()],
+        2,
+        "expected a Cargo project directory, a .rs file or a .ruchy file",
+    );
+}
+
+#[test]
+fn unknown_preset_lists_the_valid_ones() {
+    fails(
+        &[&fib(), "--optimize", "fast"],
+        2,
+        "[possible values: none, balanced, aggressive, nasa]",
+    );
+}
+
+#[test]
+fn unknown_flag_values() {
+    fails(&[&fib(), "--lto", "huge"], 2, "[possible values: off, thin, fat]");
+    fails(&[&fib(), "--opt-level", "9"], 2, "invalid value '9'");
+    fails(&[&fib(), "--port", "http"], 2, "expected a port from 1 to 65535");
+}
+
+#[test]
+fn compile_error_shows_cargo_diagnostics() {
+    let run = fails(
+        &[fixture("broken.rs").to_str().unwrap()],
+        1,
+        "compiling broken failed",
+    );
+    assert!(run.stderr.contains("error[E0308]: mismatched types"), "{}", run.stderr);
+}
+
+#[test]
+fn invalid_tag() {
+    fails(&[&fib(), "--tag", "Fib:latest"], 2, "invalid tag `Fib:latest`");
+    fails(&[&fib(), "--tag", "fib:"], 2, "invalid tag `fib:`");
+}
+
+#[test]
+fn root_or_invalid_user() {
+    fails(&[&fib(), "--user", "0"], 2, "refusing to run the image as root");
+    fails(&[&fib(), "--user", "root:0:0"], 2, "pass --allow-root");
+    fails(&[&fib(), "--user", "bob"], 2, "invalid --user `bob`");
+}
+
+#[test]
+fn output_path_not_writable() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("image.tar");
+    let run = ruchy_image(["build", &fib(), "--output", under_a_file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot write the image archive") && run.stderr.contains("is not a directory"),
+        "{}",
+        run.stderr
+    );
+    // Checked before compiling: cargo never ran.
+    assert!(!run.stderr.contains("Compiling"), "{}", run.stderr);
+
+    let not_a_layout = tempfile::tempdir().unwrap();
+    std::fs::write(not_a_layout.path().join("notes.txt"), "keep me").unwrap();
+    let run = ruchy_image([
+        "build",
+        &fib(),
+        "--oci-layout",
+        not_a_layout.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("exists and is not an OCI layout"), "{}", run.stderr);
+    assert_eq!(entries(not_a_layout.path()), ["notes.txt"]);
+}
+
+#[test]
+fn ruchy_source_without_ruchy() {
+    fails(
+        &[
+            example("fibonacci.ruchy").to_str().unwrap(),
+            "--ruchy",
+            "/nonexistent/ruchy",
+        ],
+        1,
+        "hint: install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH",
+    );
+}
+
+#[test]
+fn dynamic_binary_is_refused_for_scratch() {
+    fails(
+        &[&fib(), "-O", "none", "--no-static-link"],
+        1,
+        "is dynamically linked (it needs the loader /lib64/ld-linux-x86-64.so.2)",
+    );
+}
+
+#[test]
+fn ctrl_c_during_the_compile_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let out = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["build", fixture("slow-build").to_str().unwrap(), "--output"])
+        .arg(out.path().join("slow.tar"))
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("CARGO_TARGET_DIR", target.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        // Its own process group, like a terminal's foreground job: Ctrl-C signals the group.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Compiling slow-build v") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "build ended early:\n{seen}");
+        seen += &line;
+    }
+    // Interrupt only once the build script (run from the target dir) is running.
+    let script = target.path().join("ruchy-balanced/build");
+    let script = script.to_str().unwrap().to_string();
+    let processes_in_target = || {
+        let ps = tool("ps", &["-eo", "stat=,args="]).ok().stdout;
+        ps.lines()
+            .filter(|l| l.contains(&script) && l.contains("build-script-build"))
+            .filter(|l| !l.starts_with('Z'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    while processes_in_target().is_empty() {
+        assert!(started.elapsed().as_secs() < 60, "the build script never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pgid = child.id().to_string();
+    tool("kill", &["-INT", "--", &format!("-{pgid}")]).ok();
+    let interrupted = std::time::Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    // The build script sleeps 60 s: exiting well before means it was stopped, not waited for.
+    assert!(
+        interrupted.elapsed().as_secs() < 30,
+        "the interrupted build ran its build script to the end"
+    );
+    assert!(rest.contains("interrupted: nothing was written"), "{rest}");
+    assert!(entries(out.path()).is_empty(), "left {:?}", entries(out.path()));
+    // The build script went with the build.
+    let left = processes_in_target();
+    assert!(left.is_empty(), "processes left: {left:?}");
+}

@@ -1,0 +1,130 @@
+//! Helpers for the integration tests: they run the real `ruchy-image` binary against real
+//! cargo, and read its output with real third-party tools (skopeo, umoci, docker).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with both streams unless the command succeeded.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, Some(0), "command failed:\n{}\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The `--json -` record printed on stdout.
+    pub fn metrics(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example(name: &str) -> PathBuf {
+    repo().join("examples").join(name)
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// One cache for every test, so generated projects and their targets are shared.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("ruchy-image-cache")
+}
+
+/// Runs `ruchy-image ARGS` with the shared cache.
+pub fn ruchy_image<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    ruchy_image_with(args, |_| {})
+}
+
+/// Runs `ruchy-image ARGS` with the shared cache, after `tweak` adjusts the command.
+pub fn ruchy_image_with<I, S>(args: I, tweak: impl FnOnce(&mut Command)) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
+    cmd.args(args).env("RUCHY_IMAGE_CACHE", cache_dir());
+    // A target dir inherited from `cargo test` must not leak into the builds under test.
+    cmd.env_remove("CARGO_TARGET_DIR");
+    tweak(&mut cmd);
+    Run::from(cmd.output().expect("ruchy-image runs"))
+}
+
+/// Runs a third-party tool; a missing tool fails the test with how to get it.
+pub fn tool(program: &str, args: &[&str]) -> Run {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run {program} ({e}); `bash .ci/setup` installs the test tools")
+    });
+    Run::from(output)
+}
+
+/// `skopeo inspect --config oci:DIR:TAG` and `skopeo inspect oci:DIR:TAG`, as JSON.
+pub fn skopeo_inspect(layout: &Path, tag: &str) -> (serde_json::Value, serde_json::Value) {
+    let reference = format!("oci:{}:{tag}", layout.display());
+    let summary = tool("skopeo", &["inspect", &reference]).ok();
+    let config = tool("skopeo", &["inspect", "--config", &reference]).ok();
+    (
+        serde_json::from_str(&summary.stdout).unwrap(),
+        serde_json::from_str(&config.stdout).unwrap(),
+    )
+}
+
+/// `umoci unpack` of `DIR:TAG` into a fresh bundle; returns the bundle (rootfs inside).
+pub fn umoci_unpack(layout: &Path, tag: &str) -> tempfile::TempDir {
+    let bundle = tempfile::tempdir().unwrap();
+    let target = bundle.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:{tag}", layout.display()),
+            target.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    bundle
+}
+
+/// Entries of a directory, for "nothing was written" checks.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Unix mode bits of a path.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
