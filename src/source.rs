@@ -91,7 +91,9 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
     let checkout = if meta.is_dir() {
         path.as_path()
     } else {
-        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     };
     project.revision = git(checkout, &["rev-parse", "HEAD"]);
     project.repository = git(checkout, &["remote", "get-url", "origin"]);

@@ -39,7 +39,11 @@ fn fib() -> String {
 
 #[test]
 fn missing_source() {
-    fails(&["/no/such/app.rs"], 2, "cannot read source /no/such/app.rs");
+    fails(
+        &["/no/such/app.rs"],
+        2,
+        "cannot read source /no/such/app.rs",
+    );
 }
 
 #[test]
@@ -62,9 +66,17 @@ fn unknown_preset_lists_the_valid_ones() {
 
 #[test]
 fn unknown_flag_values() {
-    fails(&[&fib(), "--lto", "huge"], 2, "[possible values: off, thin, fat]");
+    fails(
+        &[&fib(), "--lto", "huge"],
+        2,
+        "[possible values: off, thin, fat]",
+    );
     fails(&[&fib(), "--opt-level", "9"], 2, "invalid value '9'");
-    fails(&[&fib(), "--port", "http"], 2, "expected a port from 1 to 65535");
+    fails(
+        &[&fib(), "--port", "http"],
+        2,
+        "expected a port from 1 to 65535",
+    );
 }
 
 #[test]
@@ -74,18 +86,30 @@ fn compile_error_shows_cargo_diagnostics() {
         1,
         "compiling broken failed",
     );
-    assert!(run.stderr.contains("error[E0308]: mismatched types"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error[E0308]: mismatched types"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn invalid_tag() {
-    fails(&[&fib(), "--tag", "Fib:latest"], 2, "invalid tag `Fib:latest`");
+    fails(
+        &[&fib(), "--tag", "Fib:latest"],
+        2,
+        "invalid tag `Fib:latest`",
+    );
     fails(&[&fib(), "--tag", "fib:"], 2, "invalid tag `fib:`");
 }
 
 #[test]
 fn root_or_invalid_user() {
-    fails(&[&fib(), "--user", "0"], 2, "refusing to run the image as root");
+    fails(
+        &[&fib(), "--user", "0"],
+        2,
+        "refusing to run the image as root",
+    );
     fails(&[&fib(), "--user", "root:0:0"], 2, "pass --allow-root");
     fails(&[&fib(), "--user", "bob"], 2, "invalid --user `bob`");
 }
@@ -97,7 +121,8 @@ fn output_path_not_writable() {
     let run = ruchy_image(["build", &fib(), "--output", under_a_file.to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
-        run.stderr.contains("cannot write the image archive") && run.stderr.contains("is not a directory"),
+        run.stderr.contains("cannot write the image archive")
+            && run.stderr.contains("is not a directory"),
         "{}",
         run.stderr
     );
@@ -113,7 +138,11 @@ fn output_path_not_writable() {
         not_a_layout.path().to_str().unwrap(),
     ]);
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("exists and is not an OCI layout"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exists and is not an OCI layout"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(entries(not_a_layout.path()), ["notes.txt"]);
 }
 
@@ -162,7 +191,10 @@ fn ctrl_c_during_the_compile_leaves_nothing() {
     let mut seen = String::new();
     while !seen.contains("Compiling slow-build v") {
         let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "build ended early:\n{seen}");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "build ended early:\n{seen}"
+        );
         seen += &line;
     }
     // Interrupt only once the build script (run from the target dir) is running.
@@ -178,7 +210,10 @@ fn ctrl_c_during_the_compile_leaves_nothing() {
     };
     let started = std::time::Instant::now();
     while processes_in_target().is_empty() {
-        assert!(started.elapsed().as_secs() < 60, "the build script never started");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the build script never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let pgid = child.id().to_string();
@@ -194,7 +229,11 @@ fn ctrl_c_during_the_compile_leaves_nothing() {
         "the interrupted build ran its build script to the end"
     );
     assert!(rest.contains("interrupted: nothing was written"), "{rest}");
-    assert!(entries(out.path()).is_empty(), "left {:?}", entries(out.path()));
+    assert!(
+        entries(out.path()).is_empty(),
+        "left {:?}",
+        entries(out.path())
+    );
     // The build script went with the build.
     let left = processes_in_target();
     assert!(left.is_empty(), "processes left: {left:?}");

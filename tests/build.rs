@@ -85,7 +85,10 @@ fn presets_shrink_the_binary_and_overhead_stays_under_2_kib() {
         .ok()
         .metrics();
         let overhead = m["image"]["overhead_size"].as_u64().unwrap();
-        assert!(overhead <= 2048, "{preset}: image overhead {overhead} bytes");
+        assert!(
+            overhead <= 2048,
+            "{preset}: image overhead {overhead} bytes"
+        );
         m["binary_size"].as_u64().unwrap()
     };
     let (none, aggressive) = (size("none"), size("aggressive"));
@@ -167,7 +170,11 @@ fn ruchy_source_is_transpiled_and_built() {
         "✓ Successfully compiled to: ",
         "ℹ Binary size: ",
     ] {
-        assert!(run.stderr.contains(line), "missing {line:?} in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(line),
+            "missing {line:?} in:\n{}",
+            run.stderr
+        );
     }
     let bundle = umoci_unpack(&layout, "nasa");
     let binary = bundle.path().join("bundle/rootfs/usr/local/bin/fibonacci");
@@ -213,11 +220,17 @@ fn cargo_project_with_a_proc_macro_dependency_links_statically() {
     .ok();
     let summary: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
     assert_eq!(summary["Digest"], metrics["image"]["digest"]);
-    assert_eq!(summary["Labels"]["org.opencontainers.image.version"], "1.2.3");
+    assert_eq!(
+        summary["Labels"]["org.opencontainers.image.version"],
+        "1.2.3"
+    );
 
     let binary = metrics["binary_path"].as_str().unwrap();
     let output = tool(binary, &[]).ok();
-    assert_eq!(output.stdout, "{\"message\":\"hello from serde\",\"answer\":42}\n");
+    assert_eq!(
+        output.stdout,
+        "{\"message\":\"hello from serde\",\"answer\":42}\n"
+    );
 }
 
 #[test]
@@ -317,7 +330,10 @@ fn image_options_reach_the_config_and_the_rootfs() {
     let rootfs = bundle.path().join("bundle/rootfs");
     assert!(rootfs.join("app/server").is_file());
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
-    assert!(passwd.contains("web:x:1000:1001:web:/home/web:"), "{passwd}");
+    assert!(
+        passwd.contains("web:x:1000:1001:web:/home/web:"),
+        "{passwd}"
+    );
     use std::os::unix::fs::MetadataExt;
     let data = std::fs::metadata(rootfs.join("data")).unwrap();
     assert_eq!((data.uid(), data.gid()), (1000, 1001));

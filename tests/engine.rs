@@ -38,7 +38,11 @@ fn archive_loads_into_docker_and_runs_as_non_root() {
 
     let _guard = ImageGuard(TAG);
     let loaded = tool("docker", &["load", "-i", archive.to_str().unwrap()]).ok();
-    assert!(loaded.stdout.contains(&format!("Loaded image: {TAG}")), "{}", loaded.stdout);
+    assert!(
+        loaded.stdout.contains(&format!("Loaded image: {TAG}")),
+        "{}",
+        loaded.stdout
+    );
 
     let run = tool("docker", &["run", "--rm", TAG, "20"]).ok();
     assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");

@@ -83,7 +83,11 @@ impl std::str::FromStr for ImageRef {
         }
         // The parser reports `latest` for a missing tag; look at the last path part instead.
         let has_tag = s.rsplit('/').next().is_some_and(|last| last.contains(':'));
-        let tag = parsed.tag().filter(|_| has_tag).unwrap_or("latest").to_string();
+        let tag = parsed
+            .tag()
+            .filter(|_| has_tag)
+            .unwrap_or("latest")
+            .to_string();
         let full = if has_tag {
             s.to_string()
         } else {

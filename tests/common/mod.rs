@@ -24,7 +24,13 @@ impl Run {
 
     /// Panics with both streams unless the command succeeded.
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "command failed:\n{}\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "command failed:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
@@ -77,9 +83,12 @@ where
 
 /// Runs a third-party tool; a missing tool fails the test with how to get it.
 pub fn tool(program: &str, args: &[&str]) -> Run {
-    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run {program} ({e}); `bash .ci/setup` installs the test tools")
-    });
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}); `bash .ci/setup` installs the test tools")
+        });
     Run::from(output)
 }
 
@@ -126,5 +135,9 @@ pub fn entries(dir: &Path) -> Vec<String> {
 /// Unix mode bits of a path.
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
 }
