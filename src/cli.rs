@@ -29,7 +29,35 @@ pub struct Cli {
 pub enum Command {
     /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
     #[command(after_long_help = BUILD_EXAMPLES)]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
+    /// Manage builder images (the images the docker builder compiles in).
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+/// `ruchy-image builder ...`
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Lay this machine's Rust toolchain (without docs) and the C toolchain and libc it needs
+    /// into a builder image, for machines that cannot pull rust:1-alpine. Reused when the
+    /// toolchain has not changed.
+    ImportHost(ImportHostArgs),
+}
+
+/// `ruchy-image builder import-host`
+#[derive(Debug, Args)]
+pub struct ImportHostArgs {
+    /// Tag for the image [default: ruchy-image-builder:RUSTC_VERSION].
+    #[arg(short, long, value_name = "NAME[:TAG]")]
+    pub tag: Option<String>,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where the temporary root filesystem is written.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 const BUILD_EXAMPLES: &str = "\
@@ -45,8 +73,10 @@ Examples:
   ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev";
 
 /// The compile backends.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Builder {
+    /// A builder container in the Docker engine (rust:1-alpine by default).
+    Docker,
     /// The host's cargo and rustc.
     Local,
 }
@@ -97,9 +127,14 @@ pub struct BuildArgs {
     #[arg(long, value_name = "PATH")]
     pub ruchy: Option<PathBuf>,
 
-    /// Where to compile.
-    #[arg(long, value_enum, default_value = "local")]
-    pub builder: Builder,
+    /// Where to compile [default: docker when an engine answers, else local].
+    #[arg(long, value_enum, env = "RUCHY_IMAGE_BUILDER")]
+    pub builder: Option<Builder>,
+
+    /// The image the docker builder compiles in [default: rust:1-alpine, or an image made by
+    /// `builder import-host` when that cannot be pulled].
+    #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
+    pub builder_image: Option<String>,
 
     /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
     #[arg(short, long)]
@@ -207,6 +242,15 @@ pub struct BuildArgs {
     /// Name the image NAME[:TAG] [default: BIN:PRESET].
     #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
     pub tag: Option<String>,
+
+    /// Load the tagged image into the engine (the default when --tag is given and an engine
+    /// answers), then check the engine's view of it.
+    #[arg(long, help_heading = "Outputs")]
+    pub load: bool,
+
+    /// Do not load the image into the engine.
+    #[arg(long, conflicts_with = "load", help_heading = "Outputs")]
+    pub no_load: bool,
 
     /// Write the build metrics as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]

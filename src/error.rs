@@ -122,6 +122,38 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// No Docker engine answered.
+    #[error("no Docker engine answers at {host}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one;\n        without an engine, build with --builder local and write --oci-layout DIR or --output FILE.tar")]
+    EngineUnavailable {
+        /// Where we looked.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The engine refused a request; its own message says why.
+    #[error("{context}: the Docker engine said: {message}")]
+    Engine {
+        /// What we asked for.
+        context: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// The engine's view of a loaded image differs from what we built.
+    #[error("the engine's view of {reference} disagrees with what was built: {difference}")]
+    EngineDisagrees {
+        /// The image.
+        reference: String,
+        /// What differs.
+        difference: String,
+    },
+    /// The builder image is not in the engine and could not be pulled.
+    #[error("builder image {image} is not available: {reason}\n  hint: offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints")]
+    BuilderImageUnavailable {
+        /// The image.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {

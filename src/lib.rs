@@ -8,8 +8,10 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod builder;
 pub mod compile;
 pub mod elf;
+pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod oci;

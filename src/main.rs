@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BuildArgs, Cli, Command};
+use cli::{BuildArgs, Builder, BuilderCommand, Cli, Command, ImportHostArgs};
 use ruchy_image::build::{build, Event};
-use ruchy_image::compile::LocalCompiler;
+use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
+use ruchy_image::engine::Engine;
 use ruchy_image::metrics::BuildRecord;
-use ruchy_image::publish::{ArchivePublisher, OciLayoutPublisher, Publisher};
+use ruchy_image::publish::{ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher};
 use ruchy_image::{Error, Result};
 
 fn main() -> ExitCode {
@@ -29,10 +30,14 @@ fn main() -> ExitCode {
     };
     // Ctrl-C drops the running build: its guards kill cargo and remove temp outputs.
     let outcome = runtime.block_on(async {
-        tokio::select! {
+        let outcome = tokio::select! {
             result = run(cli) => Some(result),
             _ = tokio::signal::ctrl_c() => None,
+        };
+        if outcome.is_none() {
+            ruchy_image::engine::remove_leftovers().await;
         }
+        outcome
     });
     match outcome {
         Some(Ok(())) => ExitCode::SUCCESS,
@@ -49,13 +54,83 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build(args) => run_build(args).await,
+        Command::Build(args) => run_build(*args).await,
+        Command::Builder(BuilderCommand::ImportHost(args)) => run_import_host(args).await,
     }
+}
+
+async fn run_import_host(args: ImportHostArgs) -> Result<()> {
+    let engine = Engine::connect().await?;
+    let tag = args
+        .tag
+        .as_deref()
+        .map(str::parse::<ruchy_image::oci::ImageRef>)
+        .transpose()?;
+    let scratch = args
+        .cache_dir
+        .unwrap_or_else(ruchy_image::build::default_cache_dir);
+    let progress = |message: &str| eprintln!("→ {message}...");
+    let imported = ruchy_image::builder::import_host(
+        &engine,
+        tag.as_ref().map(|t| t.full.as_str()),
+        &scratch,
+        &progress,
+    )
+    .await?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&imported).map_err(|source| Error::Json {
+            what: "the import result",
+            source,
+        })?;
+        println!("{json}");
+    } else if imported.reused {
+        println!("✓ {} is up to date ({})", imported.tag, imported.rustc);
+    } else {
+        println!(
+            "✓ Imported {} ({}, {} MB, target {})",
+            imported.tag,
+            imported.rustc,
+            imported.size / 1_000_000,
+            imported.target
+        );
+    }
+    Ok(())
 }
 
 async fn run_build(args: BuildArgs) -> Result<()> {
     let options = args.to_lib()?;
+    let (verbose, quiet) = (args.verbose, args.quiet);
+    let note = move |message: &str| {
+        if !quiet {
+            eprintln!("ℹ {message}");
+        }
+    };
+
+    // The engine is needed to compile in a container and to load a tagged image.
+    let wants_load = args.load || (args.tag.is_some() && !args.no_load);
+    let wants_engine = args.builder != Some(Builder::Local) || wants_load;
+    let engine = match wants_engine {
+        true => Some(Engine::connect().await),
+        false => None,
+    };
+    let engine = match engine {
+        Some(Ok(engine)) => Some(engine),
+        Some(Err(e)) if args.builder == Some(Builder::Docker) || args.load => return Err(e),
+        Some(Err(_)) => None,
+        None => None,
+    };
+    if args.tag.is_some() && !args.no_load && engine.is_none() && !quiet {
+        note("no Docker engine answers: the image is not loaded (--no-load silences this)");
+    }
+
     let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
+    // The engine first: if it rejects the image, no file output is committed either.
+    if let (Some(engine), true) = (&engine, wants_load) {
+        publishers.push(Box::new(EnginePublisher {
+            engine: engine.clone(),
+            mtime: options.source_date_epoch,
+        }));
+    }
     if let Some(dir) = &args.oci_layout {
         publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
     }
@@ -71,10 +146,30 @@ async fn run_build(args: BuildArgs) -> Result<()> {
             ruchy_image::publish::check_writable("the metrics JSON", json)?;
         }
     }
-    let compiler = LocalCompiler::new(std::io::stderr().is_terminal(), args.quiet);
-    let (verbose, quiet) = (args.verbose, args.quiet);
+
+    let color = std::io::stderr().is_terminal();
+    let compiler: Box<dyn Compiler> = match (&engine, args.builder) {
+        (Some(engine), None | Some(Builder::Docker)) => {
+            let mut note = note;
+            let image = BuilderImage::resolve(
+                engine,
+                args.builder_image.as_deref(),
+                &options.source.cache_dir,
+                &mut note,
+            )
+            .await?;
+            Box::new(DockerCompiler::new(
+                engine.clone(),
+                image,
+                options.source.cache_dir.clone(),
+                color,
+                quiet,
+            ))
+        }
+        _ => Box::new(LocalCompiler::new(color, quiet)),
+    };
     let mut report = move |event: Event<'_>| report(event, verbose, quiet);
-    let record = build(&options, &compiler, &publishers, &mut report).await?;
+    let record = build(&options, compiler.as_ref(), &publishers, &mut report).await?;
 
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     if let Some(path) = &args.json {

@@ -128,6 +128,16 @@ impl BuildRecord {
         );
         for out in &self.outputs {
             let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+            if let Some(engine) = &out.engine {
+                let _ = writeln!(
+                    s,
+                    "            engine {} sees {} unpacked, {} layers, user {}",
+                    engine.engine_version,
+                    human_size(engine.size),
+                    engine.layer_count,
+                    engine.user
+                );
+            }
         }
         if self.outputs.is_empty() {
             let _ = writeln!(

@@ -180,6 +180,7 @@ fn ctrl_c_during_the_compile_leaves_nothing() {
         .args(["build", fixture("slow-build").to_str().unwrap(), "--output"])
         .arg(out.path().join("slow.tar"))
         .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "local")
         .env("CARGO_TARGET_DIR", target.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

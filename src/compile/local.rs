@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 
-use cargo_metadata::Message;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{Artifact, Compiler};
+use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
 use crate::error::{Error, Result};
 use crate::preset::Flags;
 use crate::source::Project;
@@ -34,26 +33,6 @@ impl LocalCompiler {
             quiet,
         }
     }
-}
-
-/// `CARGO_ENCODED_RUSTFLAGS` for the build: the user's own flags first, then ours.
-fn encoded_rustflags(flags: &Flags, project: &Project) -> String {
-    let mut all: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-        Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(String::from).collect(),
-        _ => std::env::var("RUSTFLAGS")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
-    };
-    all.extend(flags.rustflags());
-    // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
-    // image digest) does not depend on where the project sits.
-    all.push(format!(
-        "--remap-path-prefix={}=.",
-        project.workspace_root.display()
-    ));
-    all.join("\x1f")
 }
 
 #[async_trait::async_trait]
@@ -83,16 +62,14 @@ impl Compiler for LocalCompiler {
 
     async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact> {
         let started = Instant::now();
+        let manifest = project.manifest_path.display().to_string();
         let mut cmd = Command::new(&self.cargo);
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(&project.manifest_path)
-            .args(["--package", &project.package, "--bin", &project.bin])
-            .args(["--profile", &flags.profile(), "--target", &flags.target])
-            .arg("--message-format=json-render-diagnostics")
-            .args(["--color", if self.color { "always" } else { "never" }])
+        cmd.args(cargo_args(&manifest, project, flags, self.color))
             .envs(flags.cargo_env())
-            .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(flags, project))
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                encoded_rustflags(flags, &project.workspace_root.display().to_string()),
+            )
             .env_remove("RUSTFLAGS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -117,18 +94,17 @@ impl Compiler for LocalCompiler {
             .await
             .map_err(Error::io("reading cargo's output"))?
         {
-            match serde_json::from_str::<Message>(&line) {
-                Ok(Message::CompilerArtifact(artifact)) => {
-                    fresh &= artifact.fresh;
-                    let is_our_bin =
-                        artifact.target.is_bin() && artifact.target.name == project.bin;
-                    if is_our_bin {
-                        binary = artifact.executable.map(PathBuf::from);
-                    }
+            match parse_message(&line, &project.bin) {
+                CargoLine::Artifact {
+                    executable,
+                    fresh: was_fresh,
+                } => {
+                    fresh &= was_fresh;
+                    binary = executable.or(binary);
                 }
                 // Anything that is not a JSON message (a build script's println) is passed on.
-                Err(_) => eprintln!("{line}"),
-                Ok(_) => {}
+                CargoLine::Text => eprintln!("{line}"),
+                CargoLine::Other => {}
             }
         }
         let status = child.wait().await.map_err(Error::io("waiting for cargo"))?;

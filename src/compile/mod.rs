@@ -3,6 +3,7 @@
 //! Backends sit behind [`Compiler`] so the pipeline (and its tests) never care where cargo
 //! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
 
+mod docker;
 mod local;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use crate::error::Result;
 use crate::preset::Flags;
 use crate::source::Project;
 
+pub use docker::{BuilderImage, DockerCompiler};
 pub use local::LocalCompiler;
 
 /// The product of a compile.
@@ -36,4 +38,72 @@ pub trait Compiler: Send + Sync {
 
     /// Builds the project's binary with the given flags.
     async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact>;
+}
+
+/// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.
+fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> Vec<String> {
+    [
+        "build",
+        "--manifest-path",
+        manifest,
+        "--package",
+        &project.package,
+        "--bin",
+        &project.bin,
+        "--profile",
+        &flags.profile(),
+        "--target",
+        &flags.target,
+        "--message-format=json-render-diagnostics",
+        "--color",
+        if color { "always" } else { "never" },
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `CARGO_ENCODED_RUSTFLAGS` for the build: the user's own flags first, then ours.
+/// `workspace_root` is the workspace path as cargo sees it.
+fn encoded_rustflags(flags: &Flags, workspace_root: &str) -> String {
+    let mut all: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(String::from).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    all.extend(flags.rustflags());
+    // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
+    // image digest) does not depend on where the project sits.
+    all.push(format!("--remap-path-prefix={workspace_root}=."));
+    all.join("\x1f")
+}
+
+/// One line of `cargo build --message-format=json-render-diagnostics` output.
+#[derive(Debug, PartialEq, Eq)]
+enum CargoLine {
+    /// An artifact; `executable` is set when it is the binary we build.
+    Artifact {
+        executable: Option<PathBuf>,
+        fresh: bool,
+    },
+    /// A JSON message we do not need.
+    Other,
+    /// Not JSON: a build script's output, passed on to the user.
+    Text,
+}
+
+fn parse_message(line: &str, bin: &str) -> CargoLine {
+    match serde_json::from_str::<cargo_metadata::Message>(line) {
+        Ok(cargo_metadata::Message::CompilerArtifact(artifact)) => CargoLine::Artifact {
+            executable: artifact
+                .executable
+                .filter(|_| artifact.target.is_bin() && artifact.target.name == bin)
+                .map(PathBuf::from),
+            fresh: artifact.fresh,
+        },
+        Ok(_) => CargoLine::Other,
+        Err(_) => CargoLine::Text,
+    }
 }

@@ -75,6 +75,8 @@ where
 {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
     cmd.args(args).env("RUCHY_IMAGE_CACHE", cache_dir());
+    // The host toolchain unless a test asks for `--builder docker`: it is the faster one.
+    cmd.env("RUCHY_IMAGE_BUILDER", "local");
     // A target dir inherited from `cargo test` must not leak into the builds under test.
     cmd.env_remove("CARGO_TARGET_DIR");
     tweak(&mut cmd);

@@ -1,55 +1,12 @@
-//! Stage 4, publish: the assembled image goes to each sink the user asked for.
-//!
-//! Publishing is two-phase so a build never leaves half its outputs behind: every sink first
-//! stages its output next to the destination (a temp path that is removed if dropped), and
-//! only when all have staged are they committed, each by a rename.
+//! File outputs: an OCI layout directory and a single archive file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::{Published, Publisher, Staged};
 use crate::error::{Error, Result};
 use crate::oci::image::Image;
 use crate::oci::{archive, layout, ImageRef};
-
-/// Where an image went, for the summary and the metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Published {
-    /// `oci-layout`, `archive`, ...
-    pub kind: &'static str,
-    /// Path or reference of the output.
-    pub location: String,
-}
-
-/// An output that is written but not yet visible.
-pub trait Staged: Send {
-    /// Makes the output visible at its destination.
-    fn commit(self: Box<Self>) -> Result<Published>;
-}
-
-/// A sink for images.
-#[async_trait::async_trait]
-pub trait Publisher: Send + Sync {
-    /// Checks, before any compile, that the output can be written, so a long build does not
-    /// fail at its last step.
-    fn preflight(&self) -> Result<()>;
-
-    /// Writes the image where it is not yet visible.
-    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>>;
-}
-
-/// Stages the image in every publisher, then commits them all. If any stage fails, nothing
-/// is committed and every staged output is removed.
-pub async fn publish_all(
-    publishers: &[Box<dyn Publisher>],
-    image: &Image,
-    reference: &ImageRef,
-) -> Result<Vec<Published>> {
-    let mut staged = Vec::with_capacity(publishers.len());
-    for publisher in publishers {
-        staged.push(publisher.stage(image, reference).await?);
-    }
-    staged.into_iter().map(|s| s.commit()).collect()
-}
 
 /// The nearest existing ancestor directory of `path`, checked to be writable by creating
 /// (and dropping) a temp file there.
@@ -106,13 +63,13 @@ pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> R
     temp.write_all(bytes)
         .map_err(Error::io(format!("writing {}", temp.path().display())))?;
     set_mode(temp.path(), 0o644)?;
-    Box::new(StagedFile {
+    StagedFile {
         temp,
         dest: path.to_path_buf(),
         what,
         kind: "file",
-    })
-    .commit()
+    }
+    .persist()
     .map(drop)
 }
 
@@ -172,8 +129,9 @@ struct StagedDir {
     dest: PathBuf,
 }
 
+#[async_trait::async_trait]
 impl Staged for StagedDir {
-    fn commit(self: Box<Self>) -> Result<Published> {
+    async fn commit(self: Box<Self>) -> Result<Published> {
         let what = OciLayoutPublisher::WHAT;
         let fail = |e: std::io::Error| Error::OutputNotWritable {
             what,
@@ -204,6 +162,7 @@ impl Staged for StagedDir {
         Ok(Published {
             kind: "oci-layout",
             location: self.dest.display().to_string(),
+            engine: None,
         })
     }
 }
@@ -254,8 +213,8 @@ struct StagedFile {
     kind: &'static str,
 }
 
-impl Staged for StagedFile {
-    fn commit(self: Box<Self>) -> Result<Published> {
+impl StagedFile {
+    fn persist(self) -> Result<Published> {
         create_parent(self.what, &self.dest)?;
         self.temp
             .persist(&self.dest)
@@ -267,7 +226,15 @@ impl Staged for StagedFile {
         Ok(Published {
             kind: self.kind,
             location: self.dest.display().to_string(),
+            engine: None,
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl Staged for StagedFile {
+    async fn commit(self: Box<Self>) -> Result<Published> {
+        self.persist()
     }
 }
 

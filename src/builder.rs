@@ -1,0 +1,394 @@
+//! Builder images. `builder import-host` lays this machine's Rust toolchain (the active
+//! sysroot, without docs) and the C toolchain and libc it links with (Debian's `gcc` and
+//! `libc6-dev` with their dependencies) into an image, so builds through the engine work on
+//! air-gapped machines, where `rust:1-alpine` cannot be pulled.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{api_error, Engine};
+use crate::error::{Error, Result};
+use crate::oci::hex;
+
+/// Label marking images made by import-host; its value is the inputs' fingerprint.
+pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
+/// Label naming the target triple a builder image compiles for by default.
+pub const TARGET_LABEL: &str = "dev.ruchy.image.builder.target";
+/// Where the toolchain goes in the image.
+const RUST_DIR: &str = "usr/local/rust";
+/// Debian packages the C side of a Rust build needs: the linker driver, libc headers and
+/// static libraries (for crt-static), a shell for build scripts, CA certificates for crates.io.
+const PACKAGES: &[&str] = &["gcc", "libc6-dev", "ca-certificates", "dash", "coreutils"];
+/// Host paths never worth copying into a builder.
+const SKIP: &[&str] = &[
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/locale",
+    "/usr/share/lintian",
+];
+
+/// What `builder import-host` produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    /// The image's tag.
+    pub tag: String,
+    /// Whether an image from the same toolchain already existed and was kept.
+    pub reused: bool,
+    /// `rustc --version` of the toolchain inside.
+    pub rustc: String,
+    /// Default target triple of the toolchain.
+    pub target: String,
+    /// Bytes of the filesystem imported (0 when reused).
+    pub size: u64,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Spawn {
+            program: format!("{program} {}", args.join(" ")),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The host's toolchain: sysroot, `rustc -vV`, and the Debian packages (with versions) it needs.
+struct HostToolchain {
+    sysroot: PathBuf,
+    rustc_version: String,
+    version_number: String,
+    target: String,
+    packages: Vec<String>,
+}
+
+impl HostToolchain {
+    fn detect() -> Result<HostToolchain> {
+        let sysroot = PathBuf::from(run("rustc", &["--print", "sysroot"])?.trim());
+        let sysroot = std::fs::canonicalize(&sysroot).map_err(Error::io(format!(
+            "resolving the Rust sysroot {}",
+            sysroot.display()
+        )))?;
+        let verbose = run("rustc", &["-vV"])?;
+        let field = |name: &str| {
+            verbose
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let mut args = vec![
+            "depends",
+            "--recurse",
+            "--installed",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+        ];
+        args.extend(PACKAGES);
+        let packages: BTreeSet<String> = run("apt-cache", &args)?
+            .lines()
+            .filter(|l| !l.starts_with([' ', '<']))
+            .map(str::to_string)
+            .collect();
+        Ok(HostToolchain {
+            rustc_version: verbose.lines().next().unwrap_or_default().to_string(),
+            version_number: field("release:"),
+            target: field("host:"),
+            sysroot,
+            packages: packages.into_iter().collect(),
+        })
+    }
+
+    /// Changes whenever anything that goes into the image changes.
+    fn fingerprint(&self) -> Result<String> {
+        let mut args = vec!["-W", "-f", "${Package}=${Version}\n"];
+        args.extend(self.packages.iter().map(String::as_str));
+        let versions = run("dpkg-query", &args)?;
+        let mut hasher = Sha256::new();
+        hasher.update(self.sysroot.as_os_str().as_encoded_bytes());
+        hasher.update(&self.rustc_version);
+        hasher.update(versions);
+        Ok(hex(&hasher.finalize())[..32].to_string())
+    }
+}
+
+/// The host paths of the packages' files, mapped to their place in the image. Paths under
+/// the merged `/bin`, `/lib`... symlinks are rewritten to their `/usr` targets.
+fn package_files(packages: &[String]) -> Result<Vec<(PathBuf, String)>> {
+    let mut args = vec!["-L"];
+    args.extend(packages.iter().map(String::as_str));
+    let listing = run("dpkg-query", &args)?;
+    let mut files = Vec::new();
+    for line in listing.lines().filter(|l| l.starts_with('/')) {
+        let path = Path::new(line);
+        if SKIP.iter().any(|skip| path.starts_with(skip)) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue; // listed but not installed (excluded docs, diversions)
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        if meta.is_symlink() && parent == Path::new("/") {
+            continue; // the merged-/usr links themselves are added once, below
+        }
+        let Ok(parent) = std::fs::canonicalize(parent) else {
+            continue;
+        };
+        let image_path = parent.join(name);
+        files.push((path.to_path_buf(), image_path.display().to_string()));
+    }
+    Ok(files)
+}
+
+/// A tar of a root filesystem in which every directory appears once, before its contents.
+struct Rootfs<W: std::io::Write> {
+    tar: tar::Builder<W>,
+    dirs: BTreeSet<String>,
+}
+
+impl<W: std::io::Write> Rootfs<W> {
+    fn err(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            context: format!("writing the builder image: {context}"),
+            source,
+        }
+    }
+
+    /// Adds the missing parent directories of `name` (root-owned, 0755).
+    fn parents(&mut self, name: &str) -> Result<()> {
+        let mut dir = String::new();
+        let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir = if dir.is_empty() {
+                part.to_string()
+            } else {
+                format!("{dir}/{part}")
+            };
+            if self.dirs.insert(dir.clone()) {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                self.tar
+                    .append_data(&mut header, format!("{dir}/"), std::io::empty())
+                    .map_err(Self::err(&dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a host file, directory (not its contents) or symlink (not followed).
+    fn copy(&mut self, host: &Path, name: &str) -> Result<()> {
+        let name = name.trim_matches('/');
+        let is_dir = std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir());
+        if is_dir && !self.dirs.insert(name.to_string()) {
+            return Ok(());
+        }
+        self.parents(name)?;
+        self.tar
+            .append_path_with_name(host, name)
+            .map_err(Self::err(name))
+    }
+
+    /// Writes a new file, directory (`name` ending in `/`) or symlink (`link` set).
+    fn create(&mut self, name: &str, mode: u32, data: &[u8], link: Option<&str>) -> Result<()> {
+        self.parents(name)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        let kind = match (link, name.ends_with('/')) {
+            (Some(_), _) => tar::EntryType::Symlink,
+            (None, true) => tar::EntryType::Directory,
+            (None, false) => tar::EntryType::Regular,
+        };
+        header.set_entry_type(kind);
+        if kind == tar::EntryType::Directory {
+            self.dirs.insert(name.trim_matches('/').to_string());
+        }
+        match link {
+            Some(target) => self.tar.append_link(&mut header, name, target),
+            None => self.tar.append_data(&mut header, name, data),
+        }
+        .map_err(Self::err(name))
+    }
+}
+
+/// Writes the builder's root filesystem as a tar to `out`, returning its size.
+fn write_rootfs(host: &HostToolchain, out: &std::fs::File) -> Result<u64> {
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+    tar.follow_symlinks(false);
+    let mut fs = Rootfs {
+        tar,
+        dirs: BTreeSet::new(),
+    };
+
+    // The merged-/usr symlinks of the host (/bin -> usr/bin, ...).
+    for link in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let path = Path::new("/").join(link);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+            fs.copy(&path, link)?;
+        }
+    }
+    let mut files = package_files(&host.packages)?;
+    // Files no package lists: the CA bundle and the loader's cache of library paths.
+    for extra in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+    ] {
+        if Path::new(extra).exists() {
+            files.push((extra.into(), extra.into()));
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files.dedup_by(|a, b| a.1 == b.1);
+    for (host_path, name) in &files {
+        fs.copy(host_path, name)?;
+    }
+    // The `cc` alternative rustc links with.
+    fs.create("usr/bin/cc", 0o777, b"", Some("gcc"))?;
+
+    // The Rust toolchain, without its documentation.
+    let mut stack = vec![host.sysroot.clone()];
+    while let Some(dir) = stack.pop() {
+        let relative = dir.strip_prefix(&host.sysroot).expect("under the sysroot");
+        if relative.starts_with("share/doc") || relative.starts_with("share/man") {
+            continue;
+        }
+        fs.copy(&dir, &format!("{RUST_DIR}/{}", relative.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+        let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(&host.sysroot).expect("under the sysroot");
+                fs.copy(&path, &format!("{RUST_DIR}/{}", relative.display()))?;
+            }
+        }
+    }
+
+    // A minimal system: root, /tmp, and the cargo home the build volumes mount into.
+    fs.create(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        None,
+    )?;
+    fs.create("etc/group", 0o644, b"root:x:0:\n", None)?;
+    fs.create("root/", 0o700, b"", None)?;
+    fs.create("tmp/", 0o1777, b"", None)?;
+    fs.create("src/", 0o755, b"", None)?;
+    fs.create("usr/local/cargo/registry/", 0o755, b"", None)?;
+    let mut writer = fs
+        .tar
+        .into_inner()
+        .map_err(Error::io("finishing the builder image"))?;
+    std::io::Write::flush(&mut writer).map_err(Error::io("writing the builder image"))?;
+    drop(writer);
+    Ok(out.metadata().map(|m| m.len()).unwrap_or(0))
+}
+
+/// Makes (or reuses) a builder image from this machine's toolchain.
+pub async fn import_host(
+    engine: &Engine,
+    tag: Option<&str>,
+    scratch_dir: &Path,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Imported> {
+    let host = tokio::task::block_in_place(HostToolchain::detect)?;
+    let tag = tag
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ruchy-image-builder:{}", host.version_number));
+    let fingerprint = tokio::task::block_in_place(|| host.fingerprint())?;
+    let imported = |reused, size| Imported {
+        tag: tag.clone(),
+        reused,
+        rustc: host.rustc_version.clone(),
+        target: host.target.clone(),
+        size,
+    };
+    if let Ok(existing) = engine.docker().inspect_image(&tag).await {
+        let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(FINGERPRINT_LABEL) == Some(&fingerprint) {
+            return Ok(imported(true, 0));
+        }
+    }
+
+    progress(&format!(
+        "collecting {} and {} Debian packages",
+        host.rustc_version,
+        host.packages.len()
+    ));
+    std::fs::create_dir_all(scratch_dir)
+        .map_err(Error::io(format!("creating {}", scratch_dir.display())))?;
+    let rootfs = tempfile::tempfile_in(scratch_dir).map_err(Error::io(format!(
+        "creating a temp file in {}",
+        scratch_dir.display()
+    )))?;
+    let size = tokio::task::block_in_place(|| write_rootfs(&host, &rootfs))?;
+    progress(&format!(
+        "importing {} MB into the engine as {tag}",
+        size / 1_000_000
+    ));
+
+    let changes = vec![
+        format!("ENV PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "ENV CARGO_HOME=/usr/local/cargo".to_string(),
+        "WORKDIR /src".to_string(),
+        format!("LABEL {FINGERPRINT_LABEL}={fingerprint}"),
+        format!("LABEL {TARGET_LABEL}={}", host.target),
+        format!("LABEL dev.ruchy.image.builder.rustc=\"{}\"", host.rustc_version),
+    ];
+    let (repo, image_tag) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
+    let options = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(repo)
+        .tag(image_tag)
+        .changes(changes)
+        .build();
+    let mut file = rootfs;
+    std::io::Seek::rewind(&mut file).map_err(Error::io("reading the builder rootfs"))?;
+    let body = futures_util::stream::unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; 1 << 20];
+        match tokio::task::block_in_place(|| file.read(&mut chunk)) {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let mut stream =
+        engine
+            .docker()
+            .create_image(Some(options), Some(bollard::body_try_stream(body)), None);
+    while let Some(info) = stream.next().await {
+        info.map_err(api_error(format!("importing the builder image {tag}")))?;
+    }
+    Ok(imported(false, size))
+}

@@ -1,0 +1,581 @@
+//! The `docker` backend: cargo runs in a builder container (stage 1 of a multi-stage build),
+//! driven through the engine API. The source goes in and the binary comes out as tar
+//! streams, so nothing is written into the user's tree and remote engines work too.
+//!
+//! Caches: cargo's registry and the target directory live in named volumes (the target one
+//! keyed by project), so a one-line change recompiles only the app crate; and a build whose
+//! inputs (sources, preset and flags, builder image) are unchanged starts no container at all.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
+use crate::builder::{FINGERPRINT_LABEL, TARGET_LABEL};
+use crate::engine::{api_error, Engine};
+use crate::error::{Error, Result};
+use crate::oci::hex;
+use crate::preset::Flags;
+use crate::source::Project;
+
+/// The builder image used when none is given: musl, so binaries are static already.
+pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
+/// Where the source and the target volume sit in the builder container.
+const SRC: &str = "/src";
+const TARGET: &str = "/target";
+/// Where the host's CA bundle goes, for crates.io behind TLS-intercepting proxies.
+const HOST_CA: &str = "etc/ssl/certs/ruchy-image-host-ca.crt";
+/// Label on the cache volumes, so they can be listed and removed together.
+pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
+
+/// A builder image present in the engine, with what we need to know about it.
+#[derive(Debug, Clone)]
+pub struct BuilderImage {
+    /// The reference it was found by.
+    pub reference: String,
+    /// Its image ID.
+    pub id: String,
+    /// The target triple its toolchain builds for by default.
+    pub target: String,
+    /// Its `CARGO_HOME`.
+    pub cargo_home: String,
+}
+
+impl BuilderImage {
+    /// Finds the builder image: `requested`, else `rust:1-alpine` (pulled with progress when
+    /// missing), else, when that cannot be pulled, an image made by `builder import-host`.
+    pub async fn resolve(
+        engine: &Engine,
+        requested: Option<&str>,
+        cache_dir: &Path,
+        note: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<BuilderImage> {
+        let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
+        let inspect = match engine.docker().inspect_image(&reference).await {
+            Ok(inspect) => inspect,
+            Err(_) => match pull(engine, &reference, note).await {
+                Ok(()) => engine
+                    .docker()
+                    .inspect_image(&reference)
+                    .await
+                    .map_err(api_error(format!("inspecting {reference}")))?,
+                Err(reason) => {
+                    let fallback = match requested {
+                        None => imported_builder(engine).await?,
+                        Some(_) => None,
+                    };
+                    let Some((tag, inspect)) = fallback else {
+                        return Err(Error::BuilderImageUnavailable {
+                            image: reference,
+                            reason,
+                        });
+                    };
+                    note(&format!(
+                        "{reference} cannot be pulled ({reason}); using {tag}, made by `builder import-host`"
+                    ));
+                    inspect
+                }
+            },
+        };
+        let id = inspect.id.clone().unwrap_or_default();
+        let config = inspect.config.unwrap_or_default();
+        let env = config.env.unwrap_or_default();
+        let cargo_home = env
+            .iter()
+            .find_map(|e| e.strip_prefix("CARGO_HOME="))
+            .unwrap_or("/usr/local/cargo")
+            .to_string();
+        let labelled = config.labels.unwrap_or_default().get(TARGET_LABEL).cloned();
+        let target = match labelled {
+            Some(target) => target,
+            None => detect_target(engine, &id, cache_dir).await?,
+        };
+        Ok(BuilderImage {
+            reference,
+            id,
+            target,
+            cargo_home,
+        })
+    }
+}
+
+/// Pulls an image, showing the engine's progress; the error is the engine's message.
+async fn pull(
+    engine: &Engine,
+    reference: &str,
+    note: &mut (dyn FnMut(&str) + Send),
+) -> std::result::Result<(), String> {
+    note(&format!("pulling {reference}"));
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_image(reference)
+        .build();
+    let mut stream = engine.docker().create_image(Some(options), None, None);
+    let mut last = String::new();
+    while let Some(info) = stream.next().await {
+        let info = info.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+            other => other.to_string(),
+        })?;
+        if let Some(status) = info.status {
+            if status != last {
+                note(&format!("{reference}: {status}"));
+                last = status;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The newest image made by `builder import-host`, if any.
+async fn imported_builder(
+    engine: &Engine,
+) -> Result<Option<(String, bollard::models::ImageInspect)>> {
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&std::collections::HashMap::from([(
+            "label",
+            vec![FINGERPRINT_LABEL],
+        )]))
+        .build();
+    let mut images = engine
+        .docker()
+        .list_images(Some(options))
+        .await
+        .map_err(api_error("listing builder images"))?;
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    let Some(tag) = images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .find(|t| t != "<none>:<none>")
+    else {
+        return Ok(None);
+    };
+    let inspect = engine
+        .docker()
+        .inspect_image(&tag)
+        .await
+        .map_err(api_error(format!("inspecting {tag}")))?;
+    Ok(Some((tag, inspect)))
+}
+
+/// Asks the image's rustc for its host triple once, then remembers it by image ID.
+async fn detect_target(engine: &Engine, image_id: &str, cache_dir: &Path) -> Result<String> {
+    let remembered = cache_dir.join("builders").join(image_id.replace(':', "-"));
+    if let Ok(target) = std::fs::read_to_string(&remembered) {
+        return Ok(target.trim().to_string());
+    }
+    let id = engine
+        .create_container(ContainerCreateBody {
+            image: Some(image_id.to_string()),
+            cmd: Some(vec!["rustc".into(), "-vV".into()]),
+            ..Default::default()
+        })
+        .await?;
+    let mut target = None;
+    let finished = engine
+        .run_to_completion(&id, &mut |_, line| {
+            if let Some(host) = line.strip_prefix("host: ") {
+                target = Some(host.to_string());
+            }
+        })
+        .await;
+    engine.remove_container(&id).await?;
+    let target = match (finished?.exit_code, target) {
+        (0, Some(target)) => target,
+        _ => {
+            return Err(Error::BuilderImageUnavailable {
+                image: image_id.to_string(),
+                reason: "`rustc -vV` did not run in it; is it a Rust image?".into(),
+            })
+        }
+    };
+    if let Some(parent) = remembered.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(&remembered, &target);
+    Ok(target)
+}
+
+/// Compiles in a builder container.
+#[derive(Debug, Clone)]
+pub struct DockerCompiler {
+    engine: Engine,
+    image: BuilderImage,
+    cache_dir: PathBuf,
+    color: bool,
+    quiet: bool,
+}
+
+impl DockerCompiler {
+    /// A compiler using `image` in `engine`; artifacts are kept under `cache_dir`.
+    pub fn new(
+        engine: Engine,
+        image: BuilderImage,
+        cache_dir: PathBuf,
+        color: bool,
+        quiet: bool,
+    ) -> DockerCompiler {
+        DockerCompiler {
+            engine,
+            image,
+            cache_dir,
+            color,
+            quiet,
+        }
+    }
+
+    /// The builder image in use.
+    pub fn image(&self) -> &BuilderImage {
+        &self.image
+    }
+}
+
+/// One file of the project, as uploaded into the builder.
+struct SourceFile {
+    path: String,
+    mode: u32,
+    mtime: u64,
+    bytes: Vec<u8>,
+}
+
+/// The project's files, sorted by path, without build output or VCS data.
+fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<SourceFile>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(format!("reading {}", dir.display())))?;
+            let path = entry.path();
+            let meta = std::fs::metadata(&path)
+                .map_err(Error::io(format!("reading {}", path.display())))?;
+            if meta.is_dir() {
+                let skip = path == target_dir
+                    || entry.file_name() == ".git"
+                    || path.join("CACHEDIR.TAG").exists();
+                if !skip {
+                    stack.push(path);
+                }
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path)
+                    .map_err(Error::io(format!("reading {}", path.display())))?;
+                let relative = path.strip_prefix(root).expect("walked from root");
+                files.push(SourceFile {
+                    path: relative.display().to_string(),
+                    mode: meta.mode() & 0o7777,
+                    mtime: meta.mtime().max(0) as u64,
+                    bytes,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// The tar uploaded to `/` of the builder: `src/...` and the host's CA bundle.
+fn upload_tar(files: &[SourceFile], ca: Option<&[u8]>) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: String, mode: u32, mtime: u64, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_mtime(mtime);
+        header.set_size(bytes.len() as u64);
+        tar.append_data(&mut header, name, bytes)
+    };
+    for file in files {
+        // Keep mtimes: cargo's fingerprints in the target volume compare them.
+        add(
+            format!("src/{}", file.path),
+            file.mode,
+            file.mtime,
+            &file.bytes,
+        )
+        .map_err(Error::io("packing the source"))?;
+    }
+    if let Some(ca) = ca {
+        add(HOST_CA.to_string(), 0o644, 0, ca).map_err(Error::io("packing the CA bundle"))?;
+    }
+    tar.into_inner().map_err(Error::io("packing the source"))
+}
+
+/// The host's CA bundle, if it has one.
+fn host_ca_bundle() -> Option<Vec<u8>> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    std::fs::read(path).ok()
+}
+
+/// Proxy settings to carry into the builder.
+fn proxy_env() -> Vec<String> {
+    ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"]
+        .iter()
+        .flat_map(|name| [name.to_string(), name.to_lowercase()])
+        .filter_map(|name| std::env::var(&name).ok().map(|v| format!("{name}={v}")))
+        .collect()
+}
+
+/// Whether a cargo stderr line is a status line (`   Compiling foo v1.0`), shown in the
+/// spinner rather than printed.
+fn is_status_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 13
+        && bytes[12] == b' '
+        && line[..12]
+            .trim_start()
+            .chars()
+            .all(|c| c.is_ascii_alphabetic())
+        && !line[..12].trim_start().is_empty()
+}
+
+#[async_trait::async_trait]
+impl Compiler for DockerCompiler {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn default_target(&self) -> Result<String> {
+        Ok(self.image.target.clone())
+    }
+
+    async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact> {
+        let started = Instant::now();
+        let root = &project.workspace_root;
+        let files = tokio::task::block_in_place(|| source_files(root, &project.target_dir))?;
+
+        // The build's identity: sources, flags, builder image.
+        let mut key = Sha256::new();
+        for file in &files {
+            key.update(file.path.as_bytes());
+            key.update(file.mode.to_le_bytes());
+            key.update((file.bytes.len() as u64).to_le_bytes());
+            key.update(&file.bytes);
+        }
+        key.update(serde_json::to_vec(flags).unwrap_or_default());
+        key.update(format!(
+            "{}\0{}\0{}",
+            project.package, project.bin, self.image.id
+        ));
+        let key = hex(&key.finalize());
+        let artifact_dir = self.cache_dir.join("artifacts").join(&key[..32]);
+        let binary = artifact_dir.join(&project.bin);
+        if binary.is_file() {
+            return Ok(Artifact {
+                binary,
+                compile_time: started.elapsed(),
+                fresh: true,
+            });
+        }
+
+        let project_key =
+            hex(&Sha256::digest(root.as_os_str().as_encoded_bytes()))[..12].to_string();
+        let registry = "ruchy-image-cargo-registry".to_string();
+        let target_volume = format!("ruchy-image-target-{project_key}");
+        for volume in [&registry, &target_volume] {
+            self.engine
+                .docker()
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(volume.clone()),
+                    labels: Some(std::collections::HashMap::from([(
+                        CACHE_VOLUME_LABEL.to_string(),
+                        root.display().to_string(),
+                    )])),
+                    ..Default::default()
+                })
+                .await
+                .map_err(api_error(format!("creating the cache volume {volume}")))?;
+        }
+
+        let relative_manifest = project
+            .manifest_path
+            .strip_prefix(root)
+            .unwrap_or(Path::new("Cargo.toml"));
+        let manifest = format!("{SRC}/{}", relative_manifest.display());
+        let mut cmd = vec!["cargo".to_string()];
+        cmd.extend(cargo_args(&manifest, project, flags, self.color));
+        if self.quiet {
+            cmd.push("--quiet".into());
+        }
+        let ca = host_ca_bundle();
+        let mut env: Vec<String> = flags
+            .cargo_env()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!(
+            "CARGO_ENCODED_RUSTFLAGS={}",
+            encoded_rustflags(flags, SRC)
+        ));
+        env.push(format!("CARGO_TARGET_DIR={TARGET}"));
+        if ca.is_some() {
+            env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
+            env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
+        }
+        env.extend(proxy_env());
+        let volume = |source: &str, target: &str| Mount {
+            source: Some(source.to_string()),
+            target: Some(target.to_string()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        };
+        let config = ContainerCreateBody {
+            image: Some(self.image.id.clone()),
+            cmd: Some(cmd),
+            env: Some(env),
+            working_dir: Some(SRC.to_string()),
+            labels: Some(std::collections::HashMap::from([(
+                "dev.ruchy.image.role".to_string(),
+                "builder".to_string(),
+            )])),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![
+                    volume(&registry, &format!("{}/registry", self.image.cargo_home)),
+                    volume(&target_volume, TARGET),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let upload = upload_tar(&files, ca.as_deref())?;
+        let id = self.engine.create_container(config).await?;
+        // Whatever happens next, the container goes.
+        let result = self
+            .build_in(&id, upload, project, &artifact_dir, &binary)
+            .await;
+        self.engine.remove_container(&id).await?;
+        result?;
+        Ok(Artifact {
+            binary,
+            compile_time: started.elapsed(),
+            fresh: false,
+        })
+    }
+}
+
+impl DockerCompiler {
+    /// Uploads the source, runs cargo, and copies the binary out of the container.
+    async fn build_in(
+        &self,
+        id: &str,
+        upload: Vec<u8>,
+        project: &Project,
+        artifact_dir: &Path,
+        binary: &Path,
+    ) -> Result<()> {
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        self.engine
+            .docker()
+            .upload_to_container(id, Some(options), bollard::body_full(upload.into()))
+            .await
+            .map_err(api_error("uploading the source into the builder"))?;
+
+        let spinner =
+            (!self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar.set_message(format!("compiling in {}", self.image.reference));
+                bar
+            });
+        let mut executable = None;
+        let finished = self
+            .engine
+            .run_to_completion(id, &mut |stderr, line| {
+                if !stderr {
+                    match parse_message(line, &project.bin) {
+                        CargoLine::Artifact {
+                            executable: Some(path),
+                            ..
+                        } => executable = Some(path),
+                        CargoLine::Text => eprintln!("{line}"),
+                        _ => {}
+                    }
+                    return;
+                }
+                match &spinner {
+                    Some(bar) if is_status_line(line) => bar.set_message(line.trim().to_string()),
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
+            })
+            .await;
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        let finished = finished?;
+        if finished.exit_code != 0 {
+            return Err(Error::CompileFailed {
+                package: project.package.clone(),
+                status: std::os::unix::process::ExitStatusExt::from_raw(
+                    (finished.exit_code as i32 & 0xff) << 8,
+                ),
+            });
+        }
+        let executable = executable.ok_or_else(|| Error::NoExecutable {
+            bin: project.bin.clone(),
+        })?;
+
+        // The binary comes out as a one-entry tar.
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(&executable.display().to_string())
+            .build();
+        let mut stream = self
+            .engine
+            .docker()
+            .download_from_container(id, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(
+                &chunk.map_err(api_error("copying the binary out of the builder"))?,
+            );
+        }
+        let mut bytes = Vec::new();
+        let mut entries = tar::Archive::new(&archive[..]);
+        let mut entry = entries
+            .entries()
+            .map_err(Error::io("reading the binary from the builder"))?
+            .next()
+            .ok_or_else(|| Error::NoExecutable {
+                bin: project.bin.clone(),
+            })?
+            .map_err(Error::io("reading the binary from the builder"))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(Error::io("reading the binary from the builder"))?;
+
+        std::fs::create_dir_all(artifact_dir)
+            .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
+        let mut temp = tempfile::NamedTempFile::new_in(artifact_dir).map_err(Error::io(
+            format!("writing into {}", artifact_dir.display()),
+        ))?;
+        std::io::Write::write_all(&mut temp, &bytes)
+            .map_err(Error::io(format!("writing {}", binary.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(Error::io(format!("writing {}", binary.display())))?;
+        temp.persist(binary)
+            .map_err(|e| Error::io(format!("writing {}", binary.display()))(e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_status_line;
+
+    #[test]
+    fn cargo_status_lines_are_recognised() {
+        assert!(is_status_line("   Compiling serde v1.0.0"));
+        assert!(is_status_line("    Finished `release` profile"));
+        assert!(is_status_line("  Downloaded quote v1.0.47"));
+        assert!(!is_status_line("error[E0308]: mismatched types"));
+        assert!(!is_status_line("  --> src/main.rs:2:18"));
+    }
+}

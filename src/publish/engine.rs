@@ -1,0 +1,136 @@
+//! The engine output: `--tag` with an engine present loads the image (our archive, through
+//! the engine API), then reads it back and checks the engine sees what we built.
+
+use serde::Serialize;
+
+use super::{Published, Publisher, Staged};
+use crate::engine::{api_error, Engine};
+use crate::error::{Error, Result};
+use crate::oci::image::Image;
+use crate::oci::{archive, layout, ImageRef};
+
+/// The engine's view of a loaded image, reported beside ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineView {
+    /// Image ID (the config digest).
+    pub id: String,
+    /// Size as the engine counts it (unpacked file bytes).
+    pub size: u64,
+    /// Number of layers.
+    pub layer_count: usize,
+    /// Config `User`.
+    pub user: String,
+    /// Config `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// Engine version that loaded it.
+    pub engine_version: String,
+}
+
+/// Loads images into a Docker engine.
+#[derive(Debug, Clone)]
+pub struct EnginePublisher {
+    /// The engine.
+    pub engine: Engine,
+    /// Timestamp for the archive's entries.
+    pub mtime: u64,
+}
+
+struct StagedLoad {
+    engine: Engine,
+    archive: Vec<u8>,
+    reference: ImageRef,
+    expected: EngineView,
+}
+
+#[async_trait::async_trait]
+impl Publisher for EnginePublisher {
+    fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let mut bytes = Vec::with_capacity(image.compressed_size() as usize + 16 * 1024);
+        archive::write(
+            &mut bytes,
+            image,
+            reference,
+            &layout::files(image, reference)?,
+            self.mtime,
+        )?;
+        Ok(Box::new(StagedLoad {
+            engine: self.engine.clone(),
+            archive: bytes,
+            reference: reference.clone(),
+            expected: EngineView {
+                id: image.config.digest.clone(),
+                size: 0,
+                layer_count: image.layers.len(),
+                user: image.user.clone(),
+                entrypoint: image.entrypoint.clone(),
+                engine_version: self.engine.version.clone(),
+            },
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Staged for StagedLoad {
+    async fn commit(self: Box<Self>) -> Result<Published> {
+        let reference = self.reference.full.clone();
+        // An unchanged rebuild finds its image already there: no load needed. Otherwise
+        // loading over an existing tag moves the tag, and the engine untags the old image.
+        let present = self.engine.image_id(&reference).await?;
+        if present.as_deref() != Some(self.expected.id.as_str()) {
+            self.engine.load(self.archive).await?;
+        }
+        let inspect = self
+            .engine
+            .docker()
+            .inspect_image(&reference)
+            .await
+            .map_err(api_error(format!("reading back {reference}")))?;
+        let config = inspect.config.unwrap_or_default();
+        let seen = EngineView {
+            id: inspect.id.unwrap_or_default(),
+            size: inspect.size.unwrap_or(0).max(0) as u64,
+            layer_count: inspect
+                .root_fs
+                .and_then(|r| r.layers)
+                .map_or(0, |l| l.len()),
+            user: config.user.unwrap_or_default(),
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            engine_version: self.engine.version.clone(),
+        };
+        let expected = &self.expected;
+        let mut differences = Vec::new();
+        if seen.id != expected.id {
+            differences.push(format!("image ID {} (built {})", seen.id, expected.id));
+        }
+        if seen.layer_count != expected.layer_count {
+            differences.push(format!(
+                "{} layers (built {})",
+                seen.layer_count, expected.layer_count
+            ));
+        }
+        if seen.user != expected.user {
+            differences.push(format!("User {:?} (built {:?})", seen.user, expected.user));
+        }
+        if seen.entrypoint != expected.entrypoint {
+            differences.push(format!(
+                "Entrypoint {:?} (built {:?})",
+                seen.entrypoint, expected.entrypoint
+            ));
+        }
+        if !differences.is_empty() {
+            return Err(Error::EngineDisagrees {
+                reference,
+                difference: differences.join("; "),
+            });
+        }
+        Ok(Published {
+            kind: "engine",
+            location: reference,
+            engine: Some(seen),
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Stage 4, publish: the assembled image goes to each sink the user asked for.
+//!
+//! Publishing is two-phase so a build never leaves half its outputs behind: every sink first
+//! stages its output (a temp path that is removed if dropped, or bytes in memory), and only
+//! when all have staged are they committed: files by a rename, the engine by a load.
+
+mod engine;
+mod files;
+
+pub use engine::{EnginePublisher, EngineView};
+pub use files::{check_writable, write_file_atomically, ArchivePublisher, OciLayoutPublisher};
+
+use crate::error::Result;
+use crate::oci::image::Image;
+use crate::oci::ImageRef;
+
+/// Where an image went, for the summary and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Published {
+    /// `oci-layout`, `archive`, `engine`.
+    pub kind: &'static str,
+    /// Path or reference of the output.
+    pub location: String,
+    /// For `engine`: the engine's own view of the loaded image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineView>,
+}
+
+/// An output that is written but not yet visible.
+#[async_trait::async_trait]
+pub trait Staged: Send {
+    /// Makes the output visible at its destination.
+    async fn commit(self: Box<Self>) -> Result<Published>;
+}
+
+/// A sink for images.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync {
+    /// Checks, before any compile, that the output can be written, so a long build does not
+    /// fail at its last step.
+    fn preflight(&self) -> Result<()>;
+
+    /// Writes the image where it is not yet visible.
+    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>>;
+}
+
+/// Stages the image in every publisher, then commits them all. If any stage fails, nothing
+/// is committed and every staged output is removed.
+pub async fn publish_all(
+    publishers: &[Box<dyn Publisher>],
+    image: &Image,
+    reference: &ImageRef,
+) -> Result<Vec<Published>> {
+    let mut staged = Vec::with_capacity(publishers.len());
+    for publisher in publishers {
+        staged.push(publisher.stage(image, reference).await?);
+    }
+    let mut published = Vec::with_capacity(staged.len());
+    for output in staged {
+        published.push(output.commit().await?);
+    }
+    Ok(published)
+}
