@@ -30,9 +30,38 @@ pub enum Command {
     /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
+    /// Run an image through the engine with Lambda-like limits; report cold start and memory.
+    Run(RunArgs),
     /// Manage builder images (the images the docker builder compiles in).
     #[command(subcommand)]
     Builder(BuilderCommand),
+}
+
+/// `ruchy-image run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The image to run (NAME[:TAG] or ID).
+    pub image: String,
+
+    /// Arguments passed to the image's entrypoint.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+
+    /// Cold starts to measure; the output of the first is shown.
+    #[arg(short = 'n', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub iterations: u32,
+
+    /// Memory limit (Docker sizes: 128m, 1g).
+    #[arg(long, default_value = "128m")]
+    pub memory: String,
+
+    /// CPU limit.
+    #[arg(long, default_value_t = 0.5)]
+    pub cpus: f64,
+
+    /// Print the report as JSON on stdout (the container's output goes to stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ruchy-image builder ...`

@@ -154,6 +154,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A container run by `ruchy-image run` exited non-zero.
+    #[error("{image} exited with code {code}")]
+    ContainerFailed {
+        /// The image.
+        image: String,
+        /// Its exit code.
+        code: i64,
+    },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {
@@ -191,6 +199,15 @@ impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
+    }
+
+    /// The exit code for this error: a failed container's own code, 2 for bad input, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::ContainerFailed { code, .. } => u8::try_from(*code).unwrap_or(1).max(1),
+            e if e.is_usage() => 2,
+            _ => 1,
+        }
     }
 
     /// Whether the error is the user's input (exit code 2) rather than a failed build (exit 1).

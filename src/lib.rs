@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod oci;
 pub mod preset;
 pub mod publish;
+pub mod run;
 pub mod source;
 
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BuildArgs, Builder, BuilderCommand, Cli, Command, ImportHostArgs};
+use cli::{BuildArgs, Builder, BuilderCommand, Cli, Command, ImportHostArgs, RunArgs};
 use ruchy_image::build::{build, Event};
 use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
 use ruchy_image::engine::Engine;
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Some(Ok(())) => ExitCode::SUCCESS,
         Some(Err(e)) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+            ExitCode::from(e.exit_code())
         }
         None => {
             eprintln!("interrupted: nothing was written");
@@ -55,8 +55,67 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => run_build(*args).await,
+        Command::Run(args) => run_image(args).await,
         Command::Builder(BuilderCommand::ImportHost(args)) => run_import_host(args).await,
     }
+}
+
+/// `ruchy-image run`: exits with the container's exit code.
+async fn run_image(args: RunArgs) -> Result<()> {
+    if !(args.cpus > 0.0 && args.cpus <= 1024.0) {
+        return Err(Error::InvalidInput {
+            what: "--cpus",
+            value: args.cpus.to_string(),
+            reason: "expected a number of CPUs above 0, such as 0.5".into(),
+        });
+    }
+    let options = ruchy_image::run::RunOptions {
+        image: args.image.clone(),
+        args: args.args.clone(),
+        iterations: args.iterations,
+        memory: Some(ruchy_image::run::parse_memory(&args.memory)?),
+        cpus: Some(args.cpus),
+    };
+    let engine = Engine::connect().await?;
+    ruchy_image::run::check_image(&engine, &args.image).await?;
+    let json = args.json;
+    let mut output = move |stderr: bool, line: &str| {
+        if stderr || json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let report = ruchy_image::run::run(&engine, &options, &mut output).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Json {
+            what: "the run report",
+            source,
+        })?;
+        println!("{text}");
+    } else {
+        let memory = report
+            .peak_memory_bytes
+            .map(ruchy_image::metrics::human_size)
+            .unwrap_or_else(|| "not reported by the engine (the run was too short)".into());
+        eprintln!(
+            "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {} memory, {} CPU",
+            report.cold_start_median_ms,
+            report.cold_start_min_ms,
+            report.cold_start_max_ms,
+            report.iterations,
+            args.memory,
+            args.cpus
+        );
+        eprintln!("ℹ peak memory: {memory}; exit code {}", report.exit_code);
+    }
+    if report.exit_code != 0 {
+        return Err(Error::ContainerFailed {
+            image: args.image,
+            code: report.exit_code,
+        });
+    }
+    Ok(())
 }
 
 async fn run_import_host(args: ImportHostArgs) -> Result<()> {

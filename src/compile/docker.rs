@@ -429,10 +429,17 @@ impl Compiler for DockerCompiler {
             cmd: Some(cmd),
             env: Some(env),
             working_dir: Some(SRC.to_string()),
-            labels: Some(std::collections::HashMap::from([(
-                "dev.ruchy.image.role".to_string(),
-                "builder".to_string(),
-            )])),
+            // Labels say what a container is for, should one ever be found lying around.
+            labels: Some(std::collections::HashMap::from([
+                ("dev.ruchy.image.role".to_string(), "builder".to_string()),
+                (
+                    "dev.ruchy.image.source".to_string(),
+                    std::fs::canonicalize(&project.source)
+                        .unwrap_or_else(|_| project.source.clone())
+                        .display()
+                        .to_string(),
+                ),
+            ])),
             host_config: Some(HostConfig {
                 mounts: Some(vec![
                     volume(&registry, &format!("{}/registry", self.image.cargo_home)),
