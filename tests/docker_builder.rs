@@ -192,7 +192,7 @@ fn same_builder_and_input_give_the_same_digest_and_unchanged_rebuilds_start_no_c
             "--since",
             &since,
             "--until",
-            &tool("date", &["+%s"]).ok().stdout.trim().to_string(),
+            tool("date", &["+%s"]).ok().stdout.trim(),
             "--filter",
             "type=container",
             "--filter",
@@ -240,7 +240,7 @@ fn compile_errors_show_diagnostics_and_remove_the_container() {
 fn ctrl_c_during_a_container_compile_removes_the_container_and_tags_nothing() {
     use std::os::unix::process::CommandExt;
     let tag = "ruchy-image-test/slow:interrupted";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
         .args(["build", fixture("slow-build").to_str().unwrap()])
         .args(["--builder", "docker", "--tag", tag])
         .env("RUCHY_IMAGE_CACHE", cache_dir())
