@@ -34,6 +34,7 @@ echo "|---|---|---|---|---|"
 for app in tiny deps; do
   dir="$work/$app"
   mkdir -p "$dir/src"
+  printf 'target\n' > "$dir/.dockerignore"
   if [ "$app" = tiny ]; then
     cp examples/fibonacci.rs "$dir/src/main.rs"
     printf '[package]\nname = "tiny"\nversion = "0.1.0"\nedition = "2021"\n[workspace]\n' > "$dir/Cargo.toml"

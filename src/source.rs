@@ -69,14 +69,16 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
         path: path.clone(),
         source,
     })?;
-    let (kind, manifest_path) = if meta.is_dir() {
+    let (kind, mut project) = if meta.is_dir() {
         let manifest = path.join("Cargo.toml");
         if !manifest.is_file() {
             return Err(Error::UnknownSourceKind { path: path.clone() });
         }
-        (SourceKind::CargoProject, manifest)
+        let bin = options.bin.as_deref();
+        (SourceKind::CargoProject, select_binary(&manifest, bin)?)
     } else if path.file_name() == Some("Cargo.toml".as_ref()) {
-        (SourceKind::CargoProject, path.clone())
+        let bin = options.bin.as_deref();
+        (SourceKind::CargoProject, select_binary(path, bin)?)
     } else {
         let kind = match path.extension().and_then(|e| e.to_str()) {
             Some("rs") => SourceKind::RustFile,
@@ -85,7 +87,6 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
         };
         (kind, generate_project(options, kind)?)
     };
-    let mut project = select_binary(&manifest_path, options.bin.as_deref())?;
     project.source = path.clone();
     project.kind = kind;
     let checkout = if meta.is_dir() {
@@ -119,10 +120,11 @@ fn file_bin_name(path: &Path) -> String {
     name
 }
 
-/// Writes (or refreshes) the generated Cargo project for a single `.rs` or `.ruchy` file and
-/// returns its manifest. Files are only rewritten when their content changes, so cargo's
-/// fingerprints stay valid and a rebuild with no change does no work.
-fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<PathBuf> {
+/// Writes (or refreshes) the generated Cargo project for a single `.rs` or `.ruchy` file.
+/// Files are only rewritten when their content changes, so cargo's fingerprints stay valid
+/// and a rebuild with no change does no work. We wrote the manifest, so we know its one
+/// binary without asking cargo.
+fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project> {
     let source =
         std::fs::canonicalize(&options.path).map_err(|source| Error::SourceUnreadable {
             path: options.path.clone(),
@@ -157,7 +159,24 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<PathBuf
     );
     let manifest_path = dir.join("Cargo.toml");
     write_if_changed(&manifest_path, manifest.as_bytes())?;
-    Ok(manifest_path)
+    if let Some(bin) = options.bin.as_deref().filter(|b| *b != name) {
+        return Err(Error::BinNotFound {
+            requested: Some(bin.to_string()),
+            available: vec![name],
+        });
+    }
+    Ok(Project {
+        source: options.path.clone(),
+        kind,
+        manifest_path,
+        target_dir: dir.join("target"),
+        workspace_root: dir,
+        package: name.clone(),
+        version: "0.1.0".into(),
+        bin: name,
+        revision: None,
+        repository: None,
+    })
 }
 
 /// Runs `ruchy transpile FILE -o OUT` and returns the Rust it wrote.
