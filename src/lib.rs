@@ -3,10 +3,11 @@
 //!
 //! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] →
 //! [`elf`] (check) → [`oci`] (assemble) → [`publish`], run in order by [`build`], recorded by
-//! [`metrics`].
+//! [`metrics`]. [`budget`] holds size limits for CI.
 
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod build;
 pub mod compile;
 pub mod elf;
