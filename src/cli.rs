@@ -82,12 +82,52 @@ fn panic_parser() -> impl TypedValueParser<Value = Panic> {
 /// `ruchy-image build`
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// A Cargo project directory, a .rs file, or a .ruchy file.
-    pub source: PathBuf,
-
     /// Optimization preset.
     #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
     pub optimize: Preset,
+
+    /// What to build.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors (and the JSON, with --json -).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Flags on top of the preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+
+    /// What goes into the image.
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Write an OCI image layout directory.
+    #[arg(long, value_name = "DIR", help_heading = "Outputs")]
+    pub oci_layout: Option<PathBuf>,
+
+    /// Write one tarball that `docker load`, skopeo and umoci accept.
+    #[arg(short, long, value_name = "FILE.tar", help_heading = "Outputs")]
+    pub output: Option<PathBuf>,
+
+    /// Name the image NAME[:TAG] [default: BIN:PRESET].
+    #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
+    pub tag: Option<String>,
+
+    /// Write the build metrics as JSON to FILE ("-" for stdout).
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub json: Option<PathBuf>,
+}
+
+/// The source and how to get at it.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// A Cargo project directory, a .rs file, or a .ruchy file.
+    pub source: PathBuf,
 
     /// The binary to build, when the project has several.
     #[arg(long, value_name = "NAME")]
@@ -101,18 +141,14 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "local")]
     pub builder: Builder,
 
-    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
-    #[arg(short, long)]
-    pub verbose: bool,
-
-    /// Print nothing but errors (and the JSON, with --json -).
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
     /// Where generated projects and caches live.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+}
 
+/// Per-flag overrides of the preset.
+#[derive(Debug, Args)]
+pub struct FlagArgs {
     /// Override the preset's opt-level.
     #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = ["0", "1", "2", "3", "s", "z"])]
     pub opt_level: Option<String>,
@@ -152,7 +188,11 @@ pub struct BuildArgs {
     /// Target triple [default: the host's].
     #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
     pub target: Option<String>,
+}
 
+/// The image's contents and config.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
     /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
     #[arg(long, value_name = "USER", help_heading = "Image")]
     pub user: Option<String>,
@@ -195,22 +235,6 @@ pub struct BuildArgs {
         help_heading = "Image"
     )]
     pub source_date_epoch: u64,
-
-    /// Write an OCI image layout directory.
-    #[arg(long, value_name = "DIR", help_heading = "Outputs")]
-    pub oci_layout: Option<PathBuf>,
-
-    /// Write one tarball that `docker load`, skopeo and umoci accept.
-    #[arg(short, long, value_name = "FILE.tar", help_heading = "Outputs")]
-    pub output: Option<PathBuf>,
-
-    /// Name the image NAME[:TAG] [default: BIN:PRESET].
-    #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
-    pub tag: Option<String>,
-
-    /// Write the build metrics as JSON to FILE ("-" for stdout).
-    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
-    pub json: Option<PathBuf>,
 }
 
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
@@ -248,9 +272,19 @@ fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
         })
 }
 
-impl BuildArgs {
-    /// The library's options for this command line.
-    pub fn to_lib(&self) -> Result<BuildOptions> {
+impl InputArgs {
+    fn to_lib(&self) -> SourceOptions {
+        SourceOptions {
+            path: self.source.clone(),
+            bin: self.bin.clone(),
+            ruchy: self.ruchy.clone(),
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        }
+    }
+}
+
+impl FlagArgs {
+    fn to_lib(&self) -> Result<Overrides> {
         let strip = if self.no_strip {
             Some(Strip::None)
         } else {
@@ -261,7 +295,7 @@ impl BuildArgs {
             (_, true) => Some(false),
             _ => None,
         };
-        let overrides = Overrides {
+        Ok(Overrides {
             opt_level: self
                 .opt_level
                 .as_deref()
@@ -273,7 +307,12 @@ impl BuildArgs {
             panic: self.panic,
             target_cpu: self.target_cpu.clone(),
             static_link,
-        };
+        })
+    }
+}
+
+impl ImageArgs {
+    fn to_lib(&self) -> Result<ImageOptions> {
         let user = match &self.user {
             Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
             None => RuntimeUser::default(),
@@ -288,31 +327,50 @@ impl BuildArgs {
             .iter()
             .map(|l| key_value("--label", l))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        Ok(BuildOptions {
-            source: SourceOptions {
-                path: self.source.clone(),
-                bin: self.bin.clone(),
-                ruchy: self.ruchy.clone(),
-                cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            },
-            preset: self.optimize,
-            overrides,
-            target: self.target.clone(),
-            image: ImageOptions {
-                user,
-                env,
-                ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
-                workdir: absolute_image_path("--workdir", &self.workdir)?,
-                labels,
-                path: self
-                    .path
-                    .as_deref()
-                    .map(|p| absolute_image_path("--path", p))
-                    .transpose()?,
-            },
-            tag: self.tag.as_deref().map(str::parse).transpose()?,
-            source_date_epoch: self.source_date_epoch,
+        Ok(ImageOptions {
+            user,
+            env,
+            ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
+            workdir: absolute_image_path("--workdir", &self.workdir)?,
+            labels,
+            path: self
+                .path
+                .as_deref()
+                .map(|p| absolute_image_path("--path", p))
+                .transpose()?,
         })
+    }
+}
+
+/// The library's options for one preset of this source, flags and image.
+fn build_options(
+    input: &InputArgs,
+    preset: Preset,
+    flags: &FlagArgs,
+    image: &ImageArgs,
+    tag: Option<&str>,
+) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        source: input.to_lib(),
+        preset,
+        overrides: flags.to_lib()?,
+        target: flags.target.clone(),
+        image: image.to_lib()?,
+        tag: tag.map(str::parse).transpose()?,
+        source_date_epoch: image.source_date_epoch,
+    })
+}
+
+impl BuildArgs {
+    /// The library's options for this command line.
+    pub fn to_lib(&self) -> Result<BuildOptions> {
+        build_options(
+            &self.input,
+            self.optimize,
+            &self.flags,
+            &self.image,
+            self.tag.as_deref(),
+        )
     }
 }
 
