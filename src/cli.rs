@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use ruchy_image::budget::{Budget, Budgets, Limit};
 use ruchy_image::build::{default_cache_dir, BuildOptions, ImageOptions};
 use ruchy_image::oci::image::RuntimeUser;
 use ruchy_image::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
@@ -42,7 +43,8 @@ Presets (--optimize):
 Examples:
   ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
   ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
-  ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev";
+  ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev
+  ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB";
 
 /// The compile backends.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -105,6 +107,10 @@ pub struct BuildArgs {
     /// What goes into the image.
     #[command(flatten)]
     pub image: ImageArgs,
+
+    /// Size limits.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
 
     /// Write an OCI image layout directory.
     #[arg(long, value_name = "DIR", help_heading = "Outputs")]
@@ -237,6 +243,18 @@ pub struct ImageArgs {
     pub source_date_epoch: u64,
 }
 
+/// Size budgets for CI.
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_binary_size: Option<String>,
+
+    /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_image_size: Option<String>,
+}
+
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
     match value.split_once('=') {
         Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
@@ -342,6 +360,19 @@ impl ImageArgs {
     }
 }
 
+impl BudgetArgs {
+    /// The budgets, checked now so a bad size fails before any compile.
+    pub fn to_lib(&self) -> Result<Budgets> {
+        let parse = |limit, text: &Option<String>| {
+            text.as_deref().map(|t| Budget::parse(limit, t)).transpose()
+        };
+        Ok(Budgets {
+            max_binary: parse(Limit::Binary, &self.max_binary_size)?,
+            max_image: parse(Limit::Image, &self.max_image_size)?,
+        })
+    }
+}
+
 /// The library's options for one preset of this source, flags and image.
 fn build_options(
     input: &InputArgs,
@@ -382,6 +413,18 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn budgets_are_checked_before_building() {
+        let build = Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-image-size", "4X"]);
+        let Command::Build(args) = build.unwrap().command;
+        assert!(args.budget.to_lib().unwrap_err().is_usage());
+        let build =
+            Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-binary-size", "1.5MB"]);
+        let Command::Build(args) = build.unwrap().command;
+        let budgets = args.budget.to_lib().unwrap();
+        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
     }
 
     #[test]

@@ -55,6 +55,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn run_build(args: BuildArgs) -> Result<()> {
     let options = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
     let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
     if let Some(dir) = &args.oci_layout {
         publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
@@ -87,6 +88,11 @@ async fn run_build(args: BuildArgs) -> Result<()> {
         } else {
             print!("{summary}");
         }
+    }
+    // Checked last: CI logs then show the summary and the metrics that broke the budget.
+    let exceeded = budgets.check(&record);
+    if !exceeded.is_empty() {
+        return Err(Error::OverBudget { exceeded });
     }
     Ok(())
 }
