@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::budget::Exceeded;
+use crate::preset::Preset;
 
 /// Everything that can go wrong while turning a source into an image.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,19 @@ pub enum Error {
     #[error("{}", problems("size budgets exceeded", .exceeded.iter().map(ToString::to_string)))]
     OverBudget {
         /// Each budget that was exceeded.
+        exceeded: Vec<Exceeded>,
+    },
+    /// Some presets of a comparison failed to build or went over a budget; the table with the
+    /// others was already printed.
+    #[error("{}", problems(
+        "the comparison failed",
+        .failed.iter().map(|(preset, error)| format!("{preset}: {error}"))
+            .chain(.exceeded.iter().map(ToString::to_string)),
+    ))]
+    PresetsFailed {
+        /// Presets that did not build, with the first line of their error.
+        failed: Vec<(Preset, String)>,
+        /// Budgets exceeded by the presets that did build.
         exceeded: Vec<Exceeded>,
     },
     /// The runtime user would be root without `--allow-root`.
