@@ -31,6 +31,9 @@ pub enum Command {
     /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
+    /// Build SOURCE with several presets and compare binary size, image size and compile time.
+    #[command(after_long_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
 }
 
 const BUILD_EXAMPLES: &str = "\
@@ -45,6 +48,28 @@ Examples:
   ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
   ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev
   ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB";
+
+const COMPARE_EXAMPLES: &str = "\
+Examples:
+  ruchy-image compare examples/fibonacci.rs
+  ruchy-image compare app.ruchy --presets none,aggressive --format markdown >> report.md
+  ruchy-image compare app.rs --format json --chart sizes.svg > sizes.json
+  ruchy-image compare app.rs --presets aggressive,nasa --max-binary-size 1.5MB
+
+Sizes: bytes (400000) or KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).";
+
+/// `--format` of `compare`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A table for the terminal.
+    Table,
+    /// A GitHub-flavoured Markdown table.
+    Markdown,
+    /// Every preset's full build record, plus the reductions.
+    Json,
+    /// One line per preset, exact bytes and milliseconds.
+    Csv,
+}
 
 /// The compile backends.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -129,7 +154,53 @@ pub struct BuildArgs {
     pub json: Option<PathBuf>,
 }
 
-/// The source and how to get at it.
+/// `ruchy-image compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The presets to build, in this order (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "none,balanced,aggressive,nasa",
+        value_parser = preset_parser()
+    )]
+    pub presets: Vec<Preset>,
+
+    /// How to print the comparison on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+
+    /// Also draw the comparison as bars in an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+
+    /// What to build.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Show each preset's resolved flags and cargo's progress.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors and the comparison.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Flags on top of every preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+
+    /// What goes into the images.
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Size limits, checked for every preset.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+}
+
+/// The source and how to get at it; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// A Cargo project directory, a .rs file, or a .ruchy file.
@@ -152,7 +223,7 @@ pub struct InputArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Per-flag overrides of the preset.
+/// Per-flag overrides of the preset; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct FlagArgs {
     /// Override the preset's opt-level.
@@ -196,7 +267,7 @@ pub struct FlagArgs {
     pub target: Option<String>,
 }
 
-/// The image's contents and config.
+/// The image's contents and config; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
@@ -243,7 +314,7 @@ pub struct ImageArgs {
     pub source_date_epoch: u64,
 }
 
-/// Size budgets for CI.
+/// Size budgets for CI; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct BudgetArgs {
     /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
@@ -405,6 +476,39 @@ impl BuildArgs {
     }
 }
 
+impl CompareArgs {
+    /// The presets, and the options every preset's build starts from (its preset replaced).
+    pub fn to_lib(&self) -> Result<(BuildOptions, Vec<Preset>)> {
+        let twice = self
+            .presets
+            .iter()
+            .enumerate()
+            .find(|(i, p)| self.presets[..*i].contains(p));
+        if let Some((_, preset)) = twice {
+            return Err(Error::InvalidInput {
+                what: "--presets",
+                value: self
+                    .presets
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: format!("{preset} is listed twice"),
+            });
+        }
+        let Some(&first) = self.presets.first() else {
+            return Err(Error::InvalidInput {
+                what: "--presets",
+                value: String::new(),
+                reason: "list at least one of none, balanced, aggressive, nasa".into(),
+            });
+        };
+        // Each preset gets its default tag, BIN:PRESET, so records match `build`'s.
+        let base = build_options(&self.input, first, &self.flags, &self.image, None)?;
+        Ok((base, self.presets.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,18 +517,6 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn budgets_are_checked_before_building() {
-        let build = Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-image-size", "4X"]);
-        let Command::Build(args) = build.unwrap().command;
-        assert!(args.budget.to_lib().unwrap_err().is_usage());
-        let build =
-            Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-binary-size", "1.5MB"]);
-        let Command::Build(args) = build.unwrap().command;
-        let budgets = args.budget.to_lib().unwrap();
-        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
     }
 
     #[test]
@@ -438,5 +530,47 @@ mod tests {
         assert_eq!(key_value("--env", "A=b=c").unwrap().1, "b=c");
         assert!(absolute_image_path("--path", "bin/app").is_err());
         assert!(absolute_image_path("--path", "/a/../etc").is_err());
+    }
+
+    fn compare_args(args: &[&str]) -> CompareArgs {
+        let all = ["ruchy-image", "compare", "app.rs"].iter().chain(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Compare(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_takes_presets_in_order_and_once_each() {
+        let (base, presets) = compare_args(&[]).to_lib().unwrap();
+        assert_eq!(presets, Preset::ALL);
+        assert_eq!(base.tag, None, "each preset gets its own BIN:PRESET tag");
+        let (_, presets) = compare_args(&["--presets", "nasa,none"]).to_lib().unwrap();
+        assert_eq!(presets, [Preset::Nasa, Preset::None]);
+        let error = compare_args(&["--presets", "none,nasa,none"])
+            .to_lib()
+            .unwrap_err();
+        assert!(error.is_usage());
+        assert!(
+            error.to_string().contains("none is listed twice"),
+            "{error}"
+        );
+        let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn budgets_are_parsed_for_both_commands() {
+        let budgets = compare_args(&["--max-binary-size", "1.5MB", "--max-image-size", "2KiB"])
+            .budget
+            .to_lib()
+            .unwrap();
+        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
+        assert_eq!(budgets.max_image.unwrap().bytes, 2048);
+        let build = Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-image-size", "4X"]);
+        let Command::Build(args) = build.unwrap().command else {
+            panic!("not build")
+        };
+        assert!(args.budget.to_lib().unwrap_err().is_usage());
     }
 }

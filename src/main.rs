@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BuildArgs, Cli, Command};
+use cli::{BuildArgs, Cli, Command, CompareArgs, Format};
 use ruchy_image::build::{build, Event};
+use ruchy_image::compare::{compare, CompareEvent};
 use ruchy_image::compile::LocalCompiler;
 use ruchy_image::metrics::BuildRecord;
 use ruchy_image::publish::{ArchivePublisher, OciLayoutPublisher, Publisher};
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => run_build(args).await,
+        Command::Compare(args) => run_compare(args).await,
     }
 }
 
@@ -95,6 +97,46 @@ async fn run_build(args: BuildArgs) -> Result<()> {
         return Err(Error::OverBudget { exceeded });
     }
     Ok(())
+}
+
+async fn run_compare(args: CompareArgs) -> Result<()> {
+    let (options, presets) = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
+    if let Some(chart) = &args.chart {
+        ruchy_image::publish::check_writable("the chart", chart)?;
+    }
+    // cargo's progress lines only with --verbose: one line per preset is the progress here.
+    let compiler = LocalCompiler::new(std::io::stderr().is_terminal(), !args.verbose);
+    let (verbose, quiet) = (args.verbose, args.quiet);
+    let mut report = move |event: CompareEvent<'_>| match event {
+        CompareEvent::Starting {
+            index,
+            total,
+            preset,
+        } if !quiet => eprintln!("→ [{index}/{total}] {preset}..."),
+        CompareEvent::Build(event) if verbose => report(event, true, false),
+        CompareEvent::Failed { preset, error } => eprintln!("✗ {preset}: {error}"),
+        _ => {}
+    };
+    let comparison = compare(&options, &presets, &compiler, &mut report).await?;
+
+    let output = match args.format {
+        Format::Table => comparison.table(),
+        Format::Markdown => comparison.markdown(),
+        Format::Csv => comparison.csv(),
+        Format::Json => comparison.json()?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(output.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(Error::io("writing the comparison to stdout"))?;
+    if let Some(chart) = &args.chart {
+        let svg = ruchy_image::chart::svg(&comparison);
+        ruchy_image::publish::write_file_atomically("the chart", chart, svg.as_bytes())?;
+    }
+    // Failed presets and exceeded budgets fail the command after everything is reported.
+    comparison.verdict(&budgets)
 }
 
 /// Progress on stderr; `--verbose` uses the `ruchy compile --verbose` format.
