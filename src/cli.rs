@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use ruchy_image::budget::{Budget, Budgets, Limit};
 use ruchy_image::build::{default_cache_dir, BuildOptions, ImageOptions};
 use ruchy_image::oci::image::RuntimeUser;
 use ruchy_image::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
@@ -30,6 +31,9 @@ pub enum Command {
     /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
+    /// Build SOURCE with several presets and compare binary size, image size and compile time.
+    #[command(after_long_help = COMPARE_EXAMPLES)]
+    Compare(Box<CompareArgs>),
     /// Run an image through the engine with Lambda-like limits; report cold start and memory.
     Run(RunArgs),
     /// Manage builder images (the images the docker builder compiles in).
@@ -99,7 +103,30 @@ Presets (--optimize):
 Examples:
   ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
   ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
-  ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev";
+  ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev
+  ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB";
+
+const COMPARE_EXAMPLES: &str = "\
+Examples:
+  ruchy-image compare examples/fibonacci.rs
+  ruchy-image compare app.ruchy --presets none,aggressive --format markdown >> report.md
+  ruchy-image compare app.rs --format json --chart sizes.svg > sizes.json
+  ruchy-image compare app.rs --presets aggressive,nasa --max-binary-size 1.5MB
+
+Sizes: bytes (400000) or KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).";
+
+/// `--format` of `compare`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// A table for the terminal.
+    Table,
+    /// A GitHub-flavoured Markdown table.
+    Markdown,
+    /// Every preset's full build record, plus the reductions.
+    Json,
+    /// One line per preset, exact bytes and milliseconds.
+    Csv,
+}
 
 /// The compile backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -141,12 +168,111 @@ fn panic_parser() -> impl TypedValueParser<Value = Panic> {
 /// `ruchy-image build`
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// A Cargo project directory, a .rs file, or a .ruchy file.
-    pub source: PathBuf,
-
     /// Optimization preset.
     #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
     pub optimize: Preset,
+
+    /// What to build.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors (and the JSON, with --json -).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Flags on top of the preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+
+    /// What goes into the image.
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Size limits.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+
+    /// Write an OCI image layout directory.
+    #[arg(long, value_name = "DIR", help_heading = "Outputs")]
+    pub oci_layout: Option<PathBuf>,
+
+    /// Write one tarball that `docker load`, skopeo and umoci accept.
+    #[arg(short, long, value_name = "FILE.tar", help_heading = "Outputs")]
+    pub output: Option<PathBuf>,
+
+    /// Name the image NAME[:TAG] [default: BIN:PRESET].
+    #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
+    pub tag: Option<String>,
+
+    /// Load the tagged image into the engine (the default when --tag is given and an engine
+    /// answers), then check the engine's view of it.
+    #[arg(long, help_heading = "Outputs")]
+    pub load: bool,
+
+    /// Do not load the image into the engine.
+    #[arg(long, conflicts_with = "load", help_heading = "Outputs")]
+    pub no_load: bool,
+
+    /// Write the build metrics as JSON to FILE ("-" for stdout).
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub json: Option<PathBuf>,
+}
+
+/// `ruchy-image compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The presets to build, in this order (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "none,balanced,aggressive,nasa",
+        value_parser = preset_parser()
+    )]
+    pub presets: Vec<Preset>,
+
+    /// How to print the comparison on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+
+    /// Also draw the comparison as bars in an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+
+    /// What to build.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Show each preset's resolved flags and cargo's progress.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors and the comparison.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Flags on top of every preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+
+    /// What goes into the images.
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Size limits, checked for every preset.
+    #[command(flatten)]
+    pub budget: BudgetArgs,
+}
+
+/// The source and how to get at it; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// A Cargo project directory, a .rs file, or a .ruchy file.
+    pub source: PathBuf,
 
     /// The binary to build, when the project has several.
     #[arg(long, value_name = "NAME")]
@@ -165,18 +291,14 @@ pub struct BuildArgs {
     #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
 
-    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
-    #[arg(short, long)]
-    pub verbose: bool,
-
-    /// Print nothing but errors (and the JSON, with --json -).
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
     /// Where generated projects and caches live.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+}
 
+/// Per-flag overrides of the preset; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct FlagArgs {
     /// Override the preset's opt-level.
     #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = ["0", "1", "2", "3", "s", "z"])]
     pub opt_level: Option<String>,
@@ -216,7 +338,11 @@ pub struct BuildArgs {
     /// Target triple [default: the host's].
     #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
     pub target: Option<String>,
+}
 
+/// The image's contents and config; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
     /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
     #[arg(long, value_name = "USER", help_heading = "Image")]
     pub user: Option<String>,
@@ -259,31 +385,18 @@ pub struct BuildArgs {
         help_heading = "Image"
     )]
     pub source_date_epoch: u64,
+}
 
-    /// Write an OCI image layout directory.
-    #[arg(long, value_name = "DIR", help_heading = "Outputs")]
-    pub oci_layout: Option<PathBuf>,
+/// Size budgets for CI; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_binary_size: Option<String>,
 
-    /// Write one tarball that `docker load`, skopeo and umoci accept.
-    #[arg(short, long, value_name = "FILE.tar", help_heading = "Outputs")]
-    pub output: Option<PathBuf>,
-
-    /// Name the image NAME[:TAG] [default: BIN:PRESET].
-    #[arg(short, long, value_name = "NAME[:TAG]", help_heading = "Outputs")]
-    pub tag: Option<String>,
-
-    /// Load the tagged image into the engine (the default when --tag is given and an engine
-    /// answers), then check the engine's view of it.
-    #[arg(long, help_heading = "Outputs")]
-    pub load: bool,
-
-    /// Do not load the image into the engine.
-    #[arg(long, conflicts_with = "load", help_heading = "Outputs")]
-    pub no_load: bool,
-
-    /// Write the build metrics as JSON to FILE ("-" for stdout).
-    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
-    pub json: Option<PathBuf>,
+    /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_image_size: Option<String>,
 }
 
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
@@ -321,9 +434,19 @@ fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
         })
 }
 
-impl BuildArgs {
-    /// The library's options for this command line.
-    pub fn to_lib(&self) -> Result<BuildOptions> {
+impl InputArgs {
+    fn to_lib(&self) -> SourceOptions {
+        SourceOptions {
+            path: self.source.clone(),
+            bin: self.bin.clone(),
+            ruchy: self.ruchy.clone(),
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        }
+    }
+}
+
+impl FlagArgs {
+    fn to_lib(&self) -> Result<Overrides> {
         let strip = if self.no_strip {
             Some(Strip::None)
         } else {
@@ -334,7 +457,7 @@ impl BuildArgs {
             (_, true) => Some(false),
             _ => None,
         };
-        let overrides = Overrides {
+        Ok(Overrides {
             opt_level: self
                 .opt_level
                 .as_deref()
@@ -346,7 +469,12 @@ impl BuildArgs {
             panic: self.panic,
             target_cpu: self.target_cpu.clone(),
             static_link,
-        };
+        })
+    }
+}
+
+impl ImageArgs {
+    fn to_lib(&self) -> Result<ImageOptions> {
         let user = match &self.user {
             Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
             None => RuntimeUser::default(),
@@ -361,31 +489,96 @@ impl BuildArgs {
             .iter()
             .map(|l| key_value("--label", l))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        Ok(BuildOptions {
-            source: SourceOptions {
-                path: self.source.clone(),
-                bin: self.bin.clone(),
-                ruchy: self.ruchy.clone(),
-                cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            },
-            preset: self.optimize,
-            overrides,
-            target: self.target.clone(),
-            image: ImageOptions {
-                user,
-                env,
-                ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
-                workdir: absolute_image_path("--workdir", &self.workdir)?,
-                labels,
-                path: self
-                    .path
-                    .as_deref()
-                    .map(|p| absolute_image_path("--path", p))
-                    .transpose()?,
-            },
-            tag: self.tag.as_deref().map(str::parse).transpose()?,
-            source_date_epoch: self.source_date_epoch,
+        Ok(ImageOptions {
+            user,
+            env,
+            ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
+            workdir: absolute_image_path("--workdir", &self.workdir)?,
+            labels,
+            path: self
+                .path
+                .as_deref()
+                .map(|p| absolute_image_path("--path", p))
+                .transpose()?,
         })
+    }
+}
+
+impl BudgetArgs {
+    /// The budgets, checked now so a bad size fails before any compile.
+    pub fn to_lib(&self) -> Result<Budgets> {
+        let parse = |limit, text: &Option<String>| {
+            text.as_deref().map(|t| Budget::parse(limit, t)).transpose()
+        };
+        Ok(Budgets {
+            max_binary: parse(Limit::Binary, &self.max_binary_size)?,
+            max_image: parse(Limit::Image, &self.max_image_size)?,
+        })
+    }
+}
+
+/// The library's options for one preset of this source, flags and image.
+fn build_options(
+    input: &InputArgs,
+    preset: Preset,
+    flags: &FlagArgs,
+    image: &ImageArgs,
+    tag: Option<&str>,
+) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        source: input.to_lib(),
+        preset,
+        overrides: flags.to_lib()?,
+        target: flags.target.clone(),
+        image: image.to_lib()?,
+        tag: tag.map(str::parse).transpose()?,
+        source_date_epoch: image.source_date_epoch,
+    })
+}
+
+impl BuildArgs {
+    /// The library's options for this command line.
+    pub fn to_lib(&self) -> Result<BuildOptions> {
+        build_options(
+            &self.input,
+            self.optimize,
+            &self.flags,
+            &self.image,
+            self.tag.as_deref(),
+        )
+    }
+}
+
+impl CompareArgs {
+    /// The presets, and the options every preset's build starts from (its preset replaced).
+    pub fn to_lib(&self) -> Result<(BuildOptions, Vec<Preset>)> {
+        let twice = self
+            .presets
+            .iter()
+            .enumerate()
+            .find(|(i, p)| self.presets[..*i].contains(p));
+        if let Some((_, preset)) = twice {
+            return Err(Error::InvalidInput {
+                what: "--presets",
+                value: self
+                    .presets
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: format!("{preset} is listed twice"),
+            });
+        }
+        let Some(&first) = self.presets.first() else {
+            return Err(Error::InvalidInput {
+                what: "--presets",
+                value: String::new(),
+                reason: "list at least one of none, balanced, aggressive, nasa".into(),
+            });
+        };
+        // Each preset gets its default tag, BIN:PRESET, so records match `build`'s.
+        let base = build_options(&self.input, first, &self.flags, &self.image, None)?;
+        Ok((base, self.presets.clone()))
     }
 }
 
@@ -410,5 +603,47 @@ mod tests {
         assert_eq!(key_value("--env", "A=b=c").unwrap().1, "b=c");
         assert!(absolute_image_path("--path", "bin/app").is_err());
         assert!(absolute_image_path("--path", "/a/../etc").is_err());
+    }
+
+    fn compare_args(args: &[&str]) -> CompareArgs {
+        let all = ["ruchy-image", "compare", "app.rs"].iter().chain(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Compare(args) => *args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_takes_presets_in_order_and_once_each() {
+        let (base, presets) = compare_args(&[]).to_lib().unwrap();
+        assert_eq!(presets, Preset::ALL);
+        assert_eq!(base.tag, None, "each preset gets its own BIN:PRESET tag");
+        let (_, presets) = compare_args(&["--presets", "nasa,none"]).to_lib().unwrap();
+        assert_eq!(presets, [Preset::Nasa, Preset::None]);
+        let error = compare_args(&["--presets", "none,nasa,none"])
+            .to_lib()
+            .unwrap_err();
+        assert!(error.is_usage());
+        assert!(
+            error.to_string().contains("none is listed twice"),
+            "{error}"
+        );
+        let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
+        assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn budgets_are_parsed_for_both_commands() {
+        let budgets = compare_args(&["--max-binary-size", "1.5MB", "--max-image-size", "2KiB"])
+            .budget
+            .to_lib()
+            .unwrap();
+        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
+        assert_eq!(budgets.max_image.unwrap().bytes, 2048);
+        let build = Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-image-size", "4X"]);
+        let Command::Build(args) = build.unwrap().command else {
+            panic!("not build")
+        };
+        assert!(args.budget.to_lib().unwrap_err().is_usage());
     }
 }

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::budget::Exceeded;
+use crate::preset::Preset;
+
 /// Everything that can go wrong while turning a source into an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -109,6 +112,35 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A size (`--max-binary-size`, `--max-image-size`) that cannot be read.
+    #[error("invalid {flag} `{value}`: {reason}")]
+    InvalidSize {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A build went over a size budget; its summary was already printed.
+    #[error("{}", problems("size budgets exceeded", .exceeded.iter().map(ToString::to_string)))]
+    OverBudget {
+        /// Each budget that was exceeded.
+        exceeded: Vec<Exceeded>,
+    },
+    /// Some presets of a comparison failed to build or went over a budget; the table with the
+    /// others was already printed.
+    #[error("{}", problems(
+        "the comparison failed",
+        .failed.iter().map(|(preset, error)| format!("{preset}: {error}"))
+            .chain(.exceeded.iter().map(ToString::to_string)),
+    ))]
+    PresetsFailed {
+        /// Presets that did not build, with the first line of their error.
+        failed: Vec<(Preset, String)>,
+        /// Budgets exceeded by the presets that did build.
+        exceeded: Vec<Exceeded>,
+    },
     /// The runtime user would be root without `--allow-root`.
     #[error("refusing to run the image as root (uid 0)\n  hint: drop --user to use the non-root default (nonroot, 65532), or pass --allow-root if you really need root")]
     RootUser,
@@ -194,6 +226,15 @@ fn bin_not_found_message(requested: Option<&str>, available: &[String]) -> Strin
     }
 }
 
+/// One problem on its own line; several under a header, one per indented line.
+fn problems(header: &str, lines: impl Iterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.collect();
+    match lines.as_slice() {
+        [one] => one.clone(),
+        _ => format!("{header}:\n  {}", lines.join("\n  ")),
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -219,6 +260,7 @@ impl Error {
                 | Error::BinNotFound { .. }
                 | Error::BinAmbiguous { .. }
                 | Error::InvalidInput { .. }
+                | Error::InvalidSize { .. }
                 | Error::RootUser
         )
     }

@@ -3,12 +3,16 @@
 //!
 //! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] →
 //! [`elf`] (check) → [`oci`] (assemble) → [`publish`], run in order by [`build`], recorded by
-//! [`metrics`].
+//! [`metrics`]. [`compare`] runs that pipeline once per preset and puts the records side by
+//! side (with a [`chart`]); [`budget`] holds size limits for CI.
 
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod build;
 pub mod builder;
+pub mod chart;
+pub mod compare;
 pub mod compile;
 pub mod elf;
 pub mod engine;

@@ -8,8 +8,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BuildArgs, Builder, BuilderCommand, Cli, Command, ImportHostArgs, RunArgs};
+use cli::{
+    BuildArgs, Builder, BuilderCommand, Cli, Command, CompareArgs, Format, ImportHostArgs,
+    InputArgs, RunArgs,
+};
 use ruchy_image::build::{build, Event};
+use ruchy_image::compare::{compare, CompareEvent};
 use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
 use ruchy_image::engine::Engine;
 use ruchy_image::metrics::BuildRecord;
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => run_build(*args).await,
+        Command::Compare(args) => run_compare(*args).await,
         Command::Run(args) => run_image(args).await,
         Command::Builder(BuilderCommand::ImportHost(args)) => run_import_host(args).await,
     }
@@ -156,30 +161,69 @@ async fn run_import_host(args: ImportHostArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run_build(args: BuildArgs) -> Result<()> {
-    let options = args.to_lib()?;
-    let (verbose, quiet) = (args.verbose, args.quiet);
-    let note = move |message: &str| {
+/// Prints a note on stderr unless quiet.
+fn note(quiet: bool) -> impl FnMut(&str) + Send + Copy {
+    move |message: &str| {
         if !quiet {
             eprintln!("ℹ {message}");
         }
-    };
+    }
+}
+
+/// Connects to the engine when the builder or a load needs it. `None` when it is only
+/// wanted (the default builder, a default load) and does not answer.
+async fn connect_engine(
+    input: &InputArgs,
+    required_for_load: bool,
+    wanted_for_load: bool,
+) -> Result<Option<Engine>> {
+    if input.builder == Some(Builder::Local) && !wanted_for_load {
+        return Ok(None);
+    }
+    match Engine::connect().await {
+        Ok(engine) => Ok(Some(engine)),
+        Err(e) if input.builder == Some(Builder::Docker) || required_for_load => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The docker builder when an engine is there (unless --builder local), else host cargo.
+async fn compiler(
+    engine: Option<&Engine>,
+    input: &InputArgs,
+    cache_dir: &Path,
+    cargo_quiet: bool,
+    quiet: bool,
+) -> Result<Box<dyn Compiler>> {
+    let color = std::io::stderr().is_terminal();
+    Ok(match (engine, input.builder) {
+        (Some(engine), None | Some(Builder::Docker)) => {
+            let mut note = note(quiet);
+            let image =
+                BuilderImage::resolve(engine, input.builder_image.as_deref(), cache_dir, &mut note)
+                    .await?;
+            Box::new(DockerCompiler::new(
+                engine.clone(),
+                image,
+                cache_dir.to_path_buf(),
+                color,
+                cargo_quiet,
+            ))
+        }
+        _ => Box::new(LocalCompiler::new(color, cargo_quiet)),
+    })
+}
+
+async fn run_build(args: BuildArgs) -> Result<()> {
+    let options = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
+    let (verbose, quiet) = (args.verbose, args.quiet);
 
     // The engine is needed to compile in a container and to load a tagged image.
     let wants_load = args.load || (args.tag.is_some() && !args.no_load);
-    let wants_engine = args.builder != Some(Builder::Local) || wants_load;
-    let engine = match wants_engine {
-        true => Some(Engine::connect().await),
-        false => None,
-    };
-    let engine = match engine {
-        Some(Ok(engine)) => Some(engine),
-        Some(Err(e)) if args.builder == Some(Builder::Docker) || args.load => return Err(e),
-        Some(Err(_)) => None,
-        None => None,
-    };
-    if args.tag.is_some() && !args.no_load && engine.is_none() && !quiet {
-        note("no Docker engine answers: the image is not loaded (--no-load silences this)");
+    let engine = connect_engine(&args.input, args.load, wants_load).await?;
+    if wants_load && engine.is_none() {
+        note(quiet)("no Docker engine answers: the image is not loaded (--no-load silences this)");
     }
 
     let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
@@ -206,27 +250,14 @@ async fn run_build(args: BuildArgs) -> Result<()> {
         }
     }
 
-    let color = std::io::stderr().is_terminal();
-    let compiler: Box<dyn Compiler> = match (&engine, args.builder) {
-        (Some(engine), None | Some(Builder::Docker)) => {
-            let mut note = note;
-            let image = BuilderImage::resolve(
-                engine,
-                args.builder_image.as_deref(),
-                &options.source.cache_dir,
-                &mut note,
-            )
-            .await?;
-            Box::new(DockerCompiler::new(
-                engine.clone(),
-                image,
-                options.source.cache_dir.clone(),
-                color,
-                quiet,
-            ))
-        }
-        _ => Box::new(LocalCompiler::new(color, quiet)),
-    };
+    let compiler = compiler(
+        engine.as_ref(),
+        &args.input,
+        &options.source.cache_dir,
+        quiet,
+        quiet,
+    )
+    .await?;
     let mut report = move |event: Event<'_>| report(event, verbose, quiet);
     let record = build(&options, compiler.as_ref(), &publishers, &mut report).await?;
 
@@ -242,7 +273,60 @@ async fn run_build(args: BuildArgs) -> Result<()> {
             print!("{summary}");
         }
     }
+    // Checked last: CI logs then show the summary and the metrics that broke the budget.
+    let exceeded = budgets.check(&record);
+    if !exceeded.is_empty() {
+        return Err(Error::OverBudget { exceeded });
+    }
     Ok(())
+}
+
+async fn run_compare(args: CompareArgs) -> Result<()> {
+    let (options, presets) = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
+    if let Some(chart) = &args.chart {
+        ruchy_image::publish::check_writable("the chart", chart)?;
+    }
+    let (verbose, quiet) = (args.verbose, args.quiet);
+    let engine = connect_engine(&args.input, false, false).await?;
+    // cargo's progress lines only with --verbose: one line per preset is the progress here.
+    let compiler = compiler(
+        engine.as_ref(),
+        &args.input,
+        &options.source.cache_dir,
+        !verbose,
+        quiet,
+    )
+    .await?;
+    let mut report = move |event: CompareEvent<'_>| match event {
+        CompareEvent::Starting {
+            index,
+            total,
+            preset,
+        } if !quiet => eprintln!("→ [{index}/{total}] {preset}..."),
+        CompareEvent::Build(event) if verbose => report(event, true, false),
+        CompareEvent::Failed { preset, error } => eprintln!("✗ {preset}: {error}"),
+        _ => {}
+    };
+    let comparison = compare(&options, &presets, compiler.as_ref(), &mut report).await?;
+
+    let output = match args.format {
+        Format::Table => comparison.table(),
+        Format::Markdown => comparison.markdown(),
+        Format::Csv => comparison.csv(),
+        Format::Json => comparison.json()?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(output.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(Error::io("writing the comparison to stdout"))?;
+    if let Some(chart) = &args.chart {
+        let svg = ruchy_image::chart::svg(&comparison);
+        ruchy_image::publish::write_file_atomically("the chart", chart, svg.as_bytes())?;
+    }
+    // Failed presets and exceeded budgets fail the command after everything is reported.
+    comparison.verdict(&budgets)
 }
 
 /// Progress on stderr; `--verbose` uses the `ruchy compile --verbose` format.

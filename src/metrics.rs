@@ -78,7 +78,8 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-fn human_ms(ms: u64) -> String {
+/// Durations for people: milliseconds below a second, else seconds with one decimal.
+pub fn human_ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
     } else {
@@ -146,6 +147,42 @@ impl BuildRecord {
             );
         }
         s
+    }
+}
+
+/// A record with made-up numbers, for unit tests of what reads records.
+#[cfg(test)]
+pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u64) -> BuildRecord {
+    let flags = crate::preset::Flags::resolve(
+        preset,
+        &crate::preset::Overrides::default(),
+        "x86_64-unknown-linux-gnu",
+    );
+    BuildRecord {
+        source_file: "examples/fibonacci.rs".into(),
+        binary_path: format!("/cache/target/ruchy-{preset}/fibonacci"),
+        optimization_level: preset,
+        binary_size,
+        compile_time_ms: 1500,
+        optimization_flags: flags.metrics(),
+        assemble_time_ms: 40,
+        builder: "local".into(),
+        linkage: "static".into(),
+        image: ImageRecord {
+            reference: format!("fibonacci:{preset}"),
+            digest: "sha256:aa".into(),
+            config_digest: "sha256:bb".into(),
+            manifest_digest: "sha256:aa".into(),
+            layer_count: 2,
+            compressed_size,
+            uncompressed_size: binary_size + 10_240,
+            binary_layer_size: compressed_size - 1800,
+            overhead_size: 1800,
+            architecture: "amd64".into(),
+            user: "65532:65532".into(),
+            entrypoint: vec!["/usr/local/bin/fibonacci".into()],
+        },
+        outputs: Vec::new(),
     }
 }
 
