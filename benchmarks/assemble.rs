@@ -38,7 +38,7 @@ fn assembly(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::from_parameter(format!("{mib}MiB")),
             &binary,
-            |b, bin| b.iter(|| assemble(bin, &spec()).expect("assembles")),
+            |b, bin| b.iter(|| assemble(bin, &spec(), None).expect("assembles")),
         );
     }
     group.finish();

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::base::Base;
 use crate::compile::Compiler;
 use crate::error::{Error, Result};
-use crate::metrics::{BuildRecord, ImageRecord};
+use crate::metrics::{BaseRecord, BuildRecord, ImageRecord};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::ImageRef;
 use crate::preset::{Flags, Overrides, Preset};
@@ -61,6 +62,8 @@ pub struct BuildOptions {
     pub image: ImageOptions,
     /// `--tag`; `<bin>:<preset>` when unset.
     pub tag: Option<ImageRef>,
+    /// The base image, read once by the caller; `None` is `FROM scratch`.
+    pub base: Option<std::sync::Arc<Base>>,
     /// Timestamp for everything in the image (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: u64,
 }
@@ -134,12 +137,37 @@ pub async fn build(
 
     let assemble_started = Instant::now();
     let info = crate::elf::inspect(&artifact.binary, &binary)?;
-    if let Some(interpreter) = &info.interpreter {
-        return Err(Error::DynamicBinary {
-            path: artifact.binary.clone(),
-            interpreter: interpreter.clone(),
-        });
+    let base = options.base.as_deref();
+    if let Some(base) = base {
+        if base.architecture() != info.architecture {
+            return Err(Error::InvalidBase {
+                reason: format!(
+                    "{} is for {}, and the binary is {}",
+                    base.reference,
+                    base.architecture(),
+                    info.architecture
+                ),
+            });
+        }
     }
+    // A dynamic binary needs its loader in the image: scratch has none, a base may.
+    let linkage = match (&info.interpreter, base) {
+        (None, _) => "static".to_string(),
+        (Some(interpreter), None) => {
+            return Err(Error::DynamicBinary {
+                path: artifact.binary.clone(),
+                interpreter: interpreter.clone(),
+            })
+        }
+        (Some(interpreter), Some(base)) if !base.fs.exists(interpreter) => {
+            return Err(Error::MissingLoader {
+                path: artifact.binary.clone(),
+                interpreter: interpreter.clone(),
+                base: base.reference.clone(),
+            })
+        }
+        (Some(interpreter), Some(_)) => format!("dynamic ({interpreter})"),
+    };
     let reference = match &options.tag {
         Some(tag) => tag.clone(),
         None => format!("{}:{}", project.bin, options.preset).parse()?,
@@ -148,11 +176,13 @@ pub async fn build(
         reference: &reference,
     });
     let spec = image_spec(options, &project, &flags, &info.architecture);
-    let image = image::assemble(&binary, &spec)?;
+    let app = crate::oci::cache::cached_app_layer(&options.source.cache_dir, &binary, &spec)?;
+    let image = image::assemble_layers(app, &spec, base)?;
     let outputs = publish_all(publishers, &image, &reference).await?;
     let assemble_time = assemble_started.elapsed();
 
     let binary_layer_size = image.binary_layer().size();
+    let base_size = base.map_or(0, Base::size);
     Ok(BuildRecord {
         source_file: options.source.path.display().to_string(),
         binary_path: artifact.binary.display().to_string(),
@@ -162,7 +192,7 @@ pub async fn build(
         optimization_flags: flags.metrics(),
         assemble_time_ms: assemble_time.as_millis() as u64,
         builder: compiler.name().to_string(),
-        linkage: "static".into(),
+        linkage,
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),
@@ -172,7 +202,14 @@ pub async fn build(
             compressed_size: image.compressed_size(),
             uncompressed_size: image.uncompressed_size(),
             binary_layer_size,
-            overhead_size: image.compressed_size() - binary_layer_size,
+            overhead_size: image.compressed_size() - binary_layer_size - base_size,
+            base: base.map(|b| BaseRecord {
+                reference: b.reference.clone(),
+                digest: b.digest.clone(),
+                layer_count: b.layers.len(),
+                size: base_size,
+            }),
+            added_size: image.compressed_size() - base_size,
             architecture: image.architecture.clone(),
             user: image.user.clone(),
             entrypoint: image.entrypoint.clone(),
@@ -203,6 +240,16 @@ fn image_spec(
     if let Some(revision) = &project.revision {
         annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
     }
+    if let Some(base) = &options.base {
+        annotations.insert(
+            "org.opencontainers.image.base.name".into(),
+            base.reference.clone(),
+        );
+        annotations.insert(
+            "org.opencontainers.image.base.digest".into(),
+            base.digest.clone(),
+        );
+    }
     let mut labels = annotations.clone();
     labels.extend([
         ("org.opencontainers.image.created".to_string(), created),
@@ -222,8 +269,7 @@ fn image_spec(
         .path
         .clone()
         .unwrap_or_else(|| format!("/usr/local/bin/{}", project.bin));
-    let mut env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".into()];
-    env.extend(options.image.env.iter().cloned());
+    let env = options.image.env.clone();
     ImageSpec {
         created_by: format!("ruchy-image build -O {}", flags.preset),
         binary_path,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use ruchy_image::base::BaseRef;
 use ruchy_image::budget::{Budget, Budgets, Limit};
 use ruchy_image::build::{default_cache_dir, BuildOptions, ImageOptions};
 use ruchy_image::oci::image::RuntimeUser;
@@ -343,6 +344,11 @@ pub struct FlagArgs {
 /// The image's contents and config; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
+    /// The base image: scratch, an image in the engine (alpine:3.20), oci:DIR[:TAG] or
+    /// docker-archive:FILE.
+    #[arg(long, value_name = "REF", default_value = "scratch", value_parser = base_parser, help_heading = "Image")]
+    pub base: BaseRef,
+
     /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
     #[arg(long, value_name = "USER", help_heading = "Image")]
     pub user: Option<String>,
@@ -397,6 +403,10 @@ pub struct BudgetArgs {
     /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
     #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
     pub max_image_size: Option<String>,
+}
+
+fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
+    value.parse().map_err(|e: Error| e.to_string())
 }
 
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
@@ -533,6 +543,8 @@ fn build_options(
         image: image.to_lib()?,
         tag: tag.map(str::parse).transpose()?,
         source_date_epoch: image.source_date_epoch,
+        // Read by the caller once the engine is known (`--base` may name an engine image).
+        base: None,
     })
 }
 

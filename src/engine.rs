@@ -108,6 +108,32 @@ impl Engine {
         Ok(messages)
     }
 
+    /// Pulls an image, passing the engine's progress to `note`; the error is the engine's
+    /// message.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        note: &mut (dyn FnMut(&str) + Send),
+    ) -> std::result::Result<(), String> {
+        note(&format!("pulling {reference}"));
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(reference)
+            .build();
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        let mut last = String::new();
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            })?;
+            if let Some(status) = info.status.filter(|s| *s != last) {
+                note(&format!("{reference}: {status}"));
+                last = status;
+            }
+        }
+        Ok(())
+    }
+
     /// Records a container for [`remove_leftovers`] until [`Engine::remove_container`].
     pub fn track_container(&self, id: &str) {
         LEFTOVERS

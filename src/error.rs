@@ -186,6 +186,30 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A base image is malformed or unsafe to read.
+    #[error("cannot use the base image: {reason}")]
+    InvalidBase {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The base image cannot be found or read.
+    #[error("cannot find base image {reference}: {reason}")]
+    BaseNotFound {
+        /// The `--base` given.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// A dynamically linked binary was going to be put on a base without its loader.
+    #[error("{path} is dynamically linked and needs the loader {interpreter}, which base {base} does not have\n  hint: build statically (the default; drop --no-static-link), or use a base that provides {interpreter}")]
+    MissingLoader {
+        /// The binary.
+        path: std::path::PathBuf,
+        /// Its `PT_INTERP`.
+        interpreter: String,
+        /// The base.
+        base: String,
+    },
     /// A container run by `ruchy-image run` exited non-zero.
     #[error("{image} exited with code {code}")]
     ContainerFailed {

@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+pub mod base;
 pub mod budget;
 pub mod build;
 pub mod builder;

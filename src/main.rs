@@ -12,6 +12,7 @@ use cli::{
     BuildArgs, Builder, BuilderCommand, Cli, Command, CompareArgs, Format, ImportHostArgs,
     InputArgs, RunArgs,
 };
+use ruchy_image::base::BaseRef;
 use ruchy_image::build::{build, Event};
 use ruchy_image::compare::{compare, CompareEvent};
 use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
@@ -187,6 +188,17 @@ async fn connect_engine(
     }
 }
 
+/// Reads `--base` (before any compile, so a bad base fails fast).
+async fn load_base(
+    reference: &BaseRef,
+    engine: Option<&Engine>,
+    quiet: bool,
+) -> Result<Option<std::sync::Arc<ruchy_image::base::Base>>> {
+    let mut note = note(quiet);
+    let base = ruchy_image::base::load(reference, engine, &mut note).await?;
+    Ok(base.map(std::sync::Arc::new))
+}
+
 /// The docker builder when an engine is there (unless --builder local), else host cargo.
 async fn compiler(
     engine: Option<&Engine>,
@@ -221,7 +233,10 @@ async fn run_build(args: BuildArgs) -> Result<()> {
 
     // The engine is needed to compile in a container and to load a tagged image.
     let wants_load = args.load || (args.tag.is_some() && !args.no_load);
-    let engine = connect_engine(&args.input, args.load, wants_load).await?;
+    let engine_base = matches!(args.image.base, BaseRef::Engine(_));
+    let engine = connect_engine(&args.input, args.load, wants_load || engine_base).await?;
+    let mut options = options;
+    options.base = load_base(&args.image.base, engine.as_ref(), quiet).await?;
     if wants_load && engine.is_none() {
         note(quiet)("no Docker engine answers: the image is not loaded (--no-load silences this)");
     }
@@ -288,7 +303,10 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         ruchy_image::publish::check_writable("the chart", chart)?;
     }
     let (verbose, quiet) = (args.verbose, args.quiet);
-    let engine = connect_engine(&args.input, false, false).await?;
+    let engine_base = matches!(args.image.base, BaseRef::Engine(_));
+    let engine = connect_engine(&args.input, false, engine_base).await?;
+    let mut options = options;
+    options.base = load_base(&args.image.base, engine.as_ref(), quiet).await?;
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     let compiler = compiler(
         engine.as_ref(),

@@ -55,14 +55,32 @@ pub struct ImageRecord {
     pub uncompressed_size: u64,
     /// Compressed size of the binary's layer.
     pub binary_layer_size: u64,
-    /// Everything but the binary layer: system layer, config, manifest.
+    /// What we add besides the binary layer: system layer, config, manifest.
     pub overhead_size: u64,
+    /// The base image, when not scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+    /// Bytes as stored that this build added on top of the base (all of it on scratch).
+    pub added_size: u64,
     /// OCI architecture.
     pub architecture: String,
     /// The config's `User` (`uid:gid`).
     pub user: String,
     /// The entrypoint.
     pub entrypoint: Vec<String>,
+}
+
+/// The base an image was built on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseRecord {
+    /// As `--base` named it.
+    pub reference: String,
+    /// Its manifest digest, or its image ID when it has no manifest of its own.
+    pub digest: String,
+    /// Its layers.
+    pub layer_count: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
 }
 
 /// Sizes for people: exact below 10 KiB, else KiB/MiB with one decimal.
@@ -118,6 +136,16 @@ impl BuildRecord {
             human_size(i.binary_layer_size),
             human_size(i.overhead_size)
         );
+        if let Some(base) = &i.base {
+            let _ = writeln!(
+                s,
+                "  base      {} ({} in {} layers, {} added)",
+                base.reference,
+                human_size(base.size),
+                base.layer_count,
+                human_size(i.added_size)
+            );
+        }
         let _ = writeln!(s, "  digest    {}", i.digest);
         let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
         let _ = writeln!(
@@ -178,6 +206,8 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
             uncompressed_size: binary_size + 10_240,
             binary_layer_size: compressed_size - 1800,
             overhead_size: 1800,
+            base: None,
+            added_size: compressed_size,
             architecture: "amd64".into(),
             user: "65532:65532".into(),
             entrypoint: vec!["/usr/local/bin/fibonacci".into()],

@@ -375,7 +375,7 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
         architecture: "amd64".into(),
         created_by: "test".into(),
     };
-    let mut image = assemble(b"not really a binary", &spec).unwrap();
+    let mut image = assemble(b"not really a binary", &spec, None).unwrap();
     // A layer whose bytes are not a gzip'd tar: the engine refuses it.
     image.layers[1].blob = b"this is not a layer".to_vec();
     let engine = ruchy_image::engine::Engine::connect().await.unwrap();

@@ -57,7 +57,7 @@ impl BuilderImage {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
         let inspect = match engine.docker().inspect_image(&reference).await {
             Ok(inspect) => inspect,
-            Err(_) => match pull(engine, &reference, note).await {
+            Err(_) => match engine.pull(&reference, note).await {
                 Ok(()) => engine
                     .docker()
                     .inspect_image(&reference)
@@ -101,33 +101,6 @@ impl BuilderImage {
             cargo_home,
         })
     }
-}
-
-/// Pulls an image, showing the engine's progress; the error is the engine's message.
-async fn pull(
-    engine: &Engine,
-    reference: &str,
-    note: &mut (dyn FnMut(&str) + Send),
-) -> std::result::Result<(), String> {
-    note(&format!("pulling {reference}"));
-    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
-        .from_image(reference)
-        .build();
-    let mut stream = engine.docker().create_image(Some(options), None, None);
-    let mut last = String::new();
-    while let Some(info) = stream.next().await {
-        let info = info.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { message, .. } => message,
-            other => other.to_string(),
-        })?;
-        if let Some(status) = info.status {
-            if status != last {
-                note(&format!("{reference}: {status}"));
-                last = status;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The newest image made by `builder import-host`, if any.

@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder,
-    ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    Arch, DescriptorBuilder, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder,
+    MediaType, Os, RootFsBuilder,
 };
 
 use super::layer::{self, Entry, Layer};
 use super::{canonical_json, sha256_digest};
+use crate::base::Base;
 use crate::error::{Error, Result};
 
 /// The user the container process runs as.
@@ -128,6 +129,9 @@ pub struct ImageSpec {
     pub created_by: String,
 }
 
+/// `PATH` for images whose base sets none (scratch).
+const DEFAULT_PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
+
 /// A blob that is not a layer (config or manifest), with its digest.
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -211,52 +215,160 @@ impl Image {
     }
 }
 
-/// The system layer: `/etc/passwd` and `/etc/group` with root and the runtime user, the
-/// user's home, `/tmp` (1777) and the working directory.
-fn system_entries(spec: &ImageSpec) -> (Vec<u8>, Vec<u8>) {
-    let u = &spec.user;
-    let mut passwd = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
-    let mut group = String::from("root:x:0:\n");
-    if u.uid != 0 {
-        passwd += &format!(
-            "{}:x:{}:{}:{}:/{}:/sbin/nologin\n",
-            u.name,
-            u.uid,
-            u.gid,
-            u.name,
-            u.home()
-        );
-    }
-    if u.gid != 0 {
-        group += &format!("{}:x:{}:\n", u.name, u.gid);
-    }
-    (passwd.into_bytes(), group.into_bytes())
+/// `/etc/passwd` and `/etc/group` with the runtime user in them: fresh files (root and the
+/// user) on scratch; on a base, its own files with the user added, or `None` for a file that
+/// needs no change because the base already has the user (or the group).
+fn accounts(
+    u: &RuntimeUser,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<(Option<String>, Option<String>)> {
+    let collision = |reason: String| Error::InvalidInput {
+        what: "--user",
+        value: format!("{}:{}:{}", u.name, u.uid, u.gid),
+        reason,
+    };
+    let field = |line: &str, n: usize| line.split(':').nth(n).map(str::to_string);
+    let passwd = match passwd {
+        None => {
+            let mut file = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
+            if u.uid != 0 {
+                file += &format!(
+                    "{0}:x:{1}:{2}:{0}:/{3}:/sbin/nologin\n",
+                    u.name,
+                    u.uid,
+                    u.gid,
+                    u.home()
+                );
+            }
+            Some(file)
+        }
+        Some(existing) => {
+            let same_name = existing
+                .lines()
+                .find(|l| field(l, 0).as_deref() == Some(u.name.as_str()));
+            match same_name.map(|l| field(l, 2)) {
+                Some(Some(uid)) if uid == u.uid.to_string() => None,
+                Some(uid) => {
+                    return Err(collision(format!(
+                        "the base already has a user {} with uid {}; pick another name or that uid",
+                        u.name,
+                        uid.unwrap_or_default()
+                    )))
+                }
+                None => {
+                    let mut file = existing.to_string();
+                    if !file.is_empty() && !file.ends_with('\n') {
+                        file.push('\n');
+                    }
+                    file += &format!(
+                        "{0}:x:{1}:{2}:{0}:/{3}:/sbin/nologin\n",
+                        u.name,
+                        u.uid,
+                        u.gid,
+                        u.home()
+                    );
+                    Some(file)
+                }
+            }
+        }
+    };
+    let group = match group {
+        None => {
+            let mut file = String::from("root:x:0:\n");
+            if u.gid != 0 {
+                file += &format!("{}:x:{}:\n", u.name, u.gid);
+            }
+            Some(file)
+        }
+        Some(existing)
+            if existing
+                .lines()
+                .any(|l| field(l, 2) == Some(u.gid.to_string())) =>
+        {
+            None
+        }
+        Some(existing) => {
+            if let Some(line) = existing
+                .lines()
+                .find(|l| field(l, 0).as_deref() == Some(u.name.as_str()))
+            {
+                return Err(collision(format!(
+                    "the base already has a group {} with gid {}; pick another name or that gid",
+                    u.name,
+                    field(line, 2).unwrap_or_default()
+                )));
+            }
+            let mut file = existing.to_string();
+            if !file.is_empty() && !file.ends_with('\n') {
+                file.push('\n');
+            }
+            file += &format!("{}:x:{}:\n", u.name, u.gid);
+            Some(file)
+        }
+    };
+    Ok((passwd, group))
 }
 
-/// Assembles the image for `binary` as `spec` describes it.
-pub fn assemble(binary: &[u8], spec: &ImageSpec) -> Result<Image> {
-    let (passwd, group) = system_entries(spec);
-    let u = &spec.user;
-    let mut system = vec![
-        Entry::file("etc/passwd", &passwd, 0o644),
-        Entry::file("etc/group", &group, 0o644),
-        Entry::dir("tmp", 0o1777),
-        Entry::dir(u.home(), 0o700).owned_by(u.uid, u.gid),
-    ];
-    let workdir = spec.workdir.trim_matches('/');
-    if !workdir.is_empty() {
-        system.push(Entry::dir(workdir, 0o755).owned_by(u.uid, u.gid));
-    }
-    let system = layer::build(system, spec.created)?;
-    let app = layer::build(
+/// The layer holding the binary at `spec.binary_path` (root-owned, 0755).
+pub fn app_layer(binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
+    layer::build(
         vec![Entry::file(
             spec.binary_path.trim_start_matches('/'),
             binary,
             0o755,
         )],
         spec.created,
+    )
+}
+
+/// Assembles the image for `binary` as `spec` describes it, on `base` when there is one.
+pub fn assemble(binary: &[u8], spec: &ImageSpec, base: Option<&Base>) -> Result<Image> {
+    assemble_layers(app_layer(binary, spec)?, spec, base)
+}
+
+/// Assembles the image around a ready binary layer (see [`app_layer`]): the base's layers
+/// byte for byte, then ours; the config merged as `docker build` would.
+pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<&Base>) -> Result<Image> {
+    let u = &spec.user;
+    let fs = base.map(|b| &b.fs);
+    let exists = |path: &str| fs.is_some_and(|fs| fs.exists(path));
+    let text = |path: &str| {
+        fs.and_then(|fs| fs.account_file(path))
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let (passwd, group) = accounts(
+        u,
+        text("etc/passwd").as_deref(),
+        text("etc/group").as_deref(),
     )?;
-    let layers = vec![system, app];
+
+    let mut system = Vec::new();
+    if let Some(passwd) = &passwd {
+        system.push(Entry::file("etc/passwd", passwd.as_bytes(), 0o644));
+    }
+    if let Some(group) = &group {
+        system.push(Entry::file("etc/group", group.as_bytes(), 0o644));
+    }
+    if !exists("tmp") {
+        system.push(Entry::dir("tmp", 0o1777));
+    }
+    if !exists(&u.home()) {
+        system.push(Entry::dir(u.home(), 0o700).owned_by(u.uid, u.gid));
+    }
+    let workdir = spec.workdir.trim_matches('/');
+    if !workdir.is_empty() && !exists(workdir) {
+        system.push(Entry::dir(workdir, 0o755).owned_by(u.uid, u.gid));
+    }
+    let mut layers: Vec<Layer> = base.map(|b| b.layers.clone()).unwrap_or_default();
+    let mut history_entries = Vec::new();
+    // On a base that already has everything, there is no system layer at all.
+    if !system.is_empty() {
+        layers.push(layer::build(system, spec.created)?);
+        history_entries.push(format!("ruchy-image: user {} {}:{}", u.name, u.uid, u.gid));
+    }
+    layers.push(app);
+    history_entries.push(spec.created_by.clone());
 
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(spec.created),
@@ -264,32 +376,51 @@ pub fn assemble(binary: &[u8], spec: &ImageSpec) -> Result<Image> {
     .to_string();
     let user = format!("{}:{}", u.uid, u.gid);
     let entrypoint = vec![spec.binary_path.clone()];
-    let mut config = ConfigBuilder::default()
-        .user(user.clone())
-        .entrypoint(entrypoint.clone())
-        .env(spec.env.clone())
-        .labels(spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
-        .build()
-        .expect("config has no required fields");
+
+    // Start from the base's config (its Env, Volumes, StopSignal, labels stay), then apply
+    // ours. Setting the entrypoint resets Cmd, as in a Dockerfile.
+    let base_config = base.and_then(|b| b.config.config().clone());
+    let mut config = base_config.clone().unwrap_or_default();
+    let mut env: Vec<String> = config.env().clone().unwrap_or_default();
+    let key = |var: &str| var.split('=').next().unwrap_or_default().to_string();
+    if !env.iter().any(|e| key(e) == "PATH") {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    for var in &spec.env {
+        env.retain(|e| key(e) != key(var));
+        env.push(var.clone());
+    }
+    config.set_env(Some(env));
+    config.set_user(Some(user.clone()));
+    config.set_entrypoint(Some(entrypoint.clone()));
+    config.set_cmd(None);
+    let mut labels: HashMap<String, String> = config.labels().clone().unwrap_or_default();
+    labels.extend(spec.labels.clone());
+    config.set_labels(Some(labels));
+    // `--workdir` wins; otherwise a base keeps its own and scratch has none.
     if !workdir.is_empty() {
         config.set_working_dir(Some(spec.workdir.clone()));
+    } else if base.is_none() {
+        config.set_working_dir(None);
     }
-    if !spec.ports.is_empty() {
-        config.set_exposed_ports(Some(spec.ports.clone()));
+    let mut ports = config.exposed_ports().clone().unwrap_or_default();
+    for port in &spec.ports {
+        if !ports.contains(port) {
+            ports.push(port.clone());
+        }
     }
+    config.set_exposed_ports((!ports.is_empty()).then_some(ports));
+
     // History entries carry no time of their own: the image's `created` says it once.
-    let history = [
-        format!("ruchy-image: user {} {user}", u.name),
-        spec.created_by.clone(),
-    ]
-    .into_iter()
-    .map(|created_by| {
+    let mut history = base
+        .and_then(|b| b.config.history().clone())
+        .unwrap_or_default();
+    history.extend(history_entries.into_iter().map(|created_by| {
         HistoryBuilder::default()
             .created_by(created_by)
             .build()
             .expect("history has no required fields")
-    })
-    .collect::<Vec<_>>();
+    }));
     let configuration = ImageConfigurationBuilder::default()
         .created(created)
         .architecture(Arch::from(spec.architecture.as_str()))
@@ -335,7 +466,7 @@ pub fn assemble(binary: &[u8], spec: &ImageSpec) -> Result<Image> {
         .layers(
             layers
                 .iter()
-                .map(|l| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size()))
+                .map(|l| descriptor(l.media_type.clone(), &l.digest, l.size()))
                 .collect::<Vec<_>>(),
         )
         .build()
@@ -404,8 +535,8 @@ mod tests {
 
     #[test]
     fn assembly_is_deterministic_and_non_root() {
-        let a = assemble(b"\x7fELF fake", &spec()).unwrap();
-        let b = assemble(b"\x7fELF fake", &spec()).unwrap();
+        let a = assemble(b"\x7fELF fake", &spec(), None).unwrap();
+        let b = assemble(b"\x7fELF fake", &spec(), None).unwrap();
         assert_eq!(a.manifest.digest, b.manifest.digest);
         assert_eq!(a.layers.len(), 2);
         assert_eq!(a.user, "65532:65532");
@@ -424,8 +555,8 @@ mod tests {
 
     #[test]
     fn a_new_binary_leaves_the_system_layer_alone() {
-        let a = assemble(b"one", &spec()).unwrap();
-        let b = assemble(b"two", &spec()).unwrap();
+        let a = assemble(b"one", &spec(), None).unwrap();
+        let b = assemble(b"two", &spec(), None).unwrap();
         assert_eq!(a.layers[0].digest, b.layers[0].digest);
         assert_ne!(a.layers[1].digest, b.layers[1].digest);
         assert_ne!(a.manifest.digest, b.manifest.digest);

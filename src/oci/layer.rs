@@ -73,6 +73,8 @@ pub struct Layer {
     pub diff_id: String,
     /// Size of the uncompressed tar stream.
     pub uncompressed_size: u64,
+    /// gzip'd tar for ours; base layers keep whatever they were stored as.
+    pub media_type: oci_spec::image::MediaType,
 }
 
 impl Layer {
@@ -166,6 +168,7 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64) -> Result<Layer> {
         digest,
         diff_id,
         uncompressed_size,
+        media_type: oci_spec::image::MediaType::ImageLayerGzip,
     })
 }
 

@@ -5,6 +5,7 @@
 //! `docker load`.
 
 pub mod archive;
+pub mod cache;
 pub mod image;
 pub mod layer;
 pub mod layout;
