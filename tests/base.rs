@@ -193,7 +193,7 @@ fn busybox_base_keeps_its_layers_and_shell_and_runs_as_non_root() {
     );
 
     // Third-party readers agree.
-    skopeo_inspect(&layout, &tag.rsplit(':').next().unwrap().to_string());
+    skopeo_inspect(&layout, tag.rsplit(':').next().unwrap());
     umoci_unpack(&layout, "engine");
     let loaded_tag = "ruchy-image-test/fib-busybox:loaded";
     let _more = Images(vec![loaded_tag.into()]);
