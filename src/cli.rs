@@ -236,6 +236,11 @@ pub struct CompareArgs {
     )]
     pub presets: Vec<Preset>,
 
+    /// Compare on each of these bases (comma-separated, e.g. scratch,alpine:3.20): prints
+    /// the size of every preset on every base.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = base_parser, conflicts_with = "base")]
+    pub bases: Vec<BaseRef>,
+
     /// How to print the comparison on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,

@@ -600,3 +600,124 @@ mod tests {
         assert!(matches!(over, Error::OverBudget { .. }), "{over}");
     }
 }
+
+/// `compare --bases`: every preset on every base, in the chapter's "Docker Size Comparison"
+/// shape (image, size, layers), with the base's share and ours.
+#[derive(Debug)]
+pub struct BaseComparison<'a> {
+    /// One comparison per base, in the order given.
+    pub bases: &'a [(String, Comparison)],
+}
+
+const BASE_COLUMNS: [&str; 7] = [
+    "Image",
+    "Base",
+    "Size",
+    "Unpacked",
+    "Layers",
+    "Base size",
+    "Added",
+];
+
+impl BaseComparison<'_> {
+    /// One row per preset and base: exact numbers, or the error for a failed build.
+    fn rows(&self, human: bool) -> Vec<Vec<String>> {
+        let size = |bytes: u64| {
+            if human {
+                human_size(bytes)
+            } else {
+                bytes.to_string()
+            }
+        };
+        let mut rows = Vec::new();
+        for (base, comparison) in self.bases {
+            for outcome in &comparison.outcomes {
+                rows.push(match &outcome.result {
+                    Ok(r) => vec![
+                        r.image.reference.clone(),
+                        base.clone(),
+                        size(r.image.compressed_size),
+                        size(r.image.uncompressed_size),
+                        r.image.layer_count.to_string(),
+                        size(r.image.base.as_ref().map_or(0, |b| b.size)),
+                        size(r.image.added_size),
+                    ],
+                    Err(e) => {
+                        let mut row = vec![outcome.preset.to_string(), base.clone()];
+                        row.push(format!(
+                            "failed: {}",
+                            e.to_string().lines().next().unwrap_or("")
+                        ));
+                        row.resize(BASE_COLUMNS.len(), String::new());
+                        row
+                    }
+                });
+            }
+        }
+        rows
+    }
+
+    /// The terminal table.
+    pub fn table(&self) -> String {
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED);
+        table.set_header(BASE_COLUMNS);
+        for row in self.rows(true) {
+            table.add_row(row);
+        }
+        for column in table.column_iter_mut().skip(2) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+        format!("{table}\n")
+    }
+
+    /// A Markdown table.
+    pub fn markdown(&self) -> String {
+        let mut out = format!("| {} |\n", BASE_COLUMNS.join(" | "));
+        out += "|---|---|---:|---:|---:|---:|---:|\n";
+        for row in self.rows(true) {
+            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            out += &format!("| {} |\n", cells.join(" | "));
+        }
+        out
+    }
+
+    /// CSV with exact bytes.
+    pub fn csv(&self) -> String {
+        let mut out = String::from("image,base,size,unpacked,layers,base_size,added\n");
+        for row in self.rows(false) {
+            let fields: Vec<String> = row
+                .iter()
+                .map(|f| {
+                    if f.contains([',', '"']) {
+                        format!("\"{}\"", f.replace('"', "\"\""))
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect();
+            out += &fields.join(",");
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `[{"base", "comparison": <compare --format json>}]`.
+    pub fn json(&self) -> Result<String> {
+        let mut parts = Vec::new();
+        for (base, comparison) in self.bases {
+            let comparison: serde_json::Value =
+                serde_json::from_str(&comparison.json()?).map_err(|source| Error::Json {
+                    what: "the comparison",
+                    source,
+                })?;
+            parts.push(serde_json::json!({ "base": base, "comparison": comparison }));
+        }
+        serde_json::to_string_pretty(&parts)
+            .map(|s| s + "\n")
+            .map_err(|source| Error::Json {
+                what: "the comparison",
+                source,
+            })
+    }
+}

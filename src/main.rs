@@ -14,7 +14,7 @@ use cli::{
 };
 use ruchy_image::base::BaseRef;
 use ruchy_image::build::{build, Event};
-use ruchy_image::compare::{compare, CompareEvent};
+use ruchy_image::compare::{compare, BaseComparison, CompareEvent};
 use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
 use ruchy_image::engine::Engine;
 use ruchy_image::metrics::BuildRecord;
@@ -303,10 +303,20 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         ruchy_image::publish::check_writable("the chart", chart)?;
     }
     let (verbose, quiet) = (args.verbose, args.quiet);
-    let engine_base = matches!(args.image.base, BaseRef::Engine(_));
+    let bases = match args.bases.is_empty() {
+        true => vec![args.image.base.clone()],
+        false => args.bases.clone(),
+    };
+    let engine_base = bases.iter().any(|b| matches!(b, BaseRef::Engine(_)));
     let engine = connect_engine(&args.input, false, engine_base).await?;
-    let mut options = options;
-    options.base = load_base(&args.image.base, engine.as_ref(), quiet).await?;
+    // Every base is read before any compile, so a bad one fails fast.
+    let mut loaded = Vec::new();
+    for base in &bases {
+        loaded.push((
+            base.to_string(),
+            load_base(base, engine.as_ref(), quiet).await?,
+        ));
+    }
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     let compiler = compiler(
         engine.as_ref(),
@@ -326,13 +336,38 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         CompareEvent::Failed { preset, error } => eprintln!("✗ {preset}: {error}"),
         _ => {}
     };
-    let comparison = compare(&options, &presets, compiler.as_ref(), &mut report).await?;
+    let mut comparisons = Vec::new();
+    for (name, base) in loaded {
+        if args.bases.len() > 1 && !quiet {
+            eprintln!("→ on {name}");
+        }
+        let mut options = options.clone();
+        options.base = base;
+        comparisons.push((
+            name,
+            compare(&options, &presets, compiler.as_ref(), &mut report).await?,
+        ));
+    }
 
-    let output = match args.format {
-        Format::Table => comparison.table(),
-        Format::Markdown => comparison.markdown(),
-        Format::Csv => comparison.csv(),
-        Format::Json => comparison.json()?,
+    let by_base = !args.bases.is_empty();
+    let output = if by_base {
+        let sizes = BaseComparison {
+            bases: &comparisons,
+        };
+        match args.format {
+            Format::Table => sizes.table(),
+            Format::Markdown => sizes.markdown(),
+            Format::Csv => sizes.csv(),
+            Format::Json => sizes.json()?,
+        }
+    } else {
+        let comparison = &comparisons[0].1;
+        match args.format {
+            Format::Table => comparison.table(),
+            Format::Markdown => comparison.markdown(),
+            Format::Csv => comparison.csv(),
+            Format::Json => comparison.json()?,
+        }
     };
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -340,11 +375,14 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         .and_then(|_| stdout.flush())
         .map_err(Error::io("writing the comparison to stdout"))?;
     if let Some(chart) = &args.chart {
-        let svg = ruchy_image::chart::svg(&comparison);
+        let svg = ruchy_image::chart::svg(&comparisons[0].1);
         ruchy_image::publish::write_file_atomically("the chart", chart, svg.as_bytes())?;
     }
     // Failed presets and exceeded budgets fail the command after everything is reported.
-    comparison.verdict(&budgets)
+    for (_, comparison) in &comparisons {
+        comparison.verdict(&budgets)?;
+    }
+    Ok(())
 }
 
 /// Progress on stderr; `--verbose` uses the `ruchy compile --verbose` format.

@@ -13,8 +13,9 @@ use super::layer::Layer;
 use super::{hex, sha256_digest};
 use crate::error::Result;
 
-/// Bumped whenever the layer format (tar headers, compression) changes.
-const FORMAT: &str = "ruchy-image layer v2 (gzip best, zlib-rs)";
+/// Bumped whenever the layer format (tar headers, compressor) changes; the level is keyed
+/// separately.
+const FORMAT: &str = "ruchy-image layer v3 (gnu tar, zlib-rs gzip)";
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -27,6 +28,7 @@ struct Entry {
 pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
     let mut key = Sha256::new();
     key.update(FORMAT);
+    key.update(super::layer::COMPRESSION_LEVEL.to_le_bytes());
     key.update(spec.binary_path.as_bytes());
     key.update(spec.created.to_le_bytes());
     key.update(binary);

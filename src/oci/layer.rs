@@ -9,6 +9,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
+/// gzip level of our layers. Image size is what this tool is for: the best level; zlib-rs
+/// makes it about as fast as the default level was with miniz (benchmarks/assemble.rs).
+pub const COMPRESSION_LEVEL: u32 = 9;
+
 /// What a tar entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content<'a> {
@@ -136,9 +140,10 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64) -> Result<Layer> {
     }
 
     let write_err = Error::io("writing an image layer");
-    let gzip = GzBuilder::new()
-        .mtime(0)
-        .write(Hashing::new(Vec::new()), Compression::default());
+    let gzip = GzBuilder::new().mtime(0).write(
+        Hashing::new(Vec::new()),
+        Compression::new(COMPRESSION_LEVEL),
+    );
     let mut tar = tar::Builder::new(Hashing::new(gzip));
     for (path, entry) in &by_path {
         let mut header = tar::Header::new_gnu();
