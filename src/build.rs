@@ -215,6 +215,7 @@ pub async fn build(
             entrypoint: image.entrypoint.clone(),
         },
         outputs,
+        cold_start: None,
     })
 }
 

@@ -241,6 +241,16 @@ pub struct CompareArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = base_parser, conflicts_with = "base")]
     pub bases: Vec<BaseRef>,
 
+    /// With an engine: load each preset's image as BIN:PRESET and time this many cold starts
+    /// (128m, 0.5 CPU; images that do not exit within 10 s get none). 0 turns it off.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 5,
+        env = "RUCHY_IMAGE_COLD_START_RUNS"
+    )]
+    pub cold_start_runs: u32,
+
     /// How to print the comparison on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,

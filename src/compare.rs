@@ -13,9 +13,12 @@ use serde::Serialize;
 use crate::budget::Budgets;
 use crate::build::{build, BuildOptions, Event};
 use crate::compile::Compiler;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::metrics::{human_ms, human_size, BuildRecord};
+use crate::metrics::{human_ms, human_size, BuildRecord, ColdStart};
 use crate::preset::Preset;
+use crate::publish::{EnginePublisher, Publisher};
+use crate::run::{self, RunOptions};
 
 /// What came of one preset.
 #[derive(Debug)]
@@ -58,6 +61,7 @@ pub async fn compare(
     base: &BuildOptions,
     presets: &[Preset],
     compiler: &dyn Compiler,
+    engine: Option<&ColdStartProbe>,
     report: &mut (dyn FnMut(CompareEvent<'_>) + Send),
 ) -> Result<Comparison> {
     let mut outcomes = Vec::with_capacity(presets.len());
@@ -72,10 +76,20 @@ pub async fn compare(
             ..base.clone()
         };
         let mut forward = |event: Event<'_>| report(CompareEvent::Build(event));
-        let result = match build(&options, compiler, &[], &mut forward).await {
+        let publishers: Vec<Box<dyn Publisher>> = match engine {
+            Some(probe) => vec![Box::new(EnginePublisher {
+                engine: probe.engine.clone(),
+                mtime: options.source_date_epoch,
+            })],
+            None => Vec::new(),
+        };
+        let mut result = match build(&options, compiler, &publishers, &mut forward).await {
             Err(error) if error.is_usage() => return Err(error),
             result => result,
         };
+        if let (Some(probe), Ok(record)) = (engine, &mut result) {
+            record.cold_start = probe.measure(&record.image.reference).await;
+        }
         if let Err(error) = &result {
             report(CompareEvent::Failed { preset, error });
         }
@@ -85,6 +99,39 @@ pub async fn compare(
         source: base.source.path.display().to_string(),
         outcomes,
     })
+}
+
+/// Loads each preset's image into the engine (as `BIN:PRESET`) and times its cold start.
+#[derive(Debug, Clone)]
+pub struct ColdStartProbe {
+    /// The engine.
+    pub engine: Engine,
+    /// Runs per preset.
+    pub runs: u32,
+}
+
+impl ColdStartProbe {
+    /// Median/min/max over the runs; `None` when the image does not exit by itself in time
+    /// (a server) or the engine fails: the size comparison goes on without it.
+    async fn measure(&self, image: &str) -> Option<ColdStart> {
+        let options = RunOptions {
+            image: image.to_string(),
+            args: Vec::new(),
+            iterations: self.runs,
+            memory: Some(128 << 20),
+            cpus: Some(0.5),
+            timeout: Some(std::time::Duration::from_secs(10)),
+        };
+        let report = run::run(&self.engine, &options, &mut |_, _| {})
+            .await
+            .ok()?;
+        Some(ColdStart {
+            runs: report.iterations,
+            median_ms: report.cold_start_median_ms,
+            min_ms: report.cold_start_min_ms,
+            max_ms: report.cold_start_max_ms,
+        })
+    }
 }
 
 /// How much smaller a preset's output is than the `none` preset's.
@@ -208,8 +255,8 @@ impl Comparison {
     /// and its error's first line, and dashes elsewhere.
     fn human_rows(&self) -> Vec<Vec<String>> {
         let reductions = self.reductions();
-        let with_reductions = !reductions.is_empty();
-        let columns = COLUMNS.len() + if with_reductions { 2 } else { 0 };
+        let with_cold_start = self.has_cold_start();
+        let columns = self.headers().len();
         self.outcomes
             .iter()
             .map(|outcome| {
@@ -229,6 +276,12 @@ impl Comparison {
                     record.image.layer_count.to_string(),
                     human_ms(record.compile_time_ms),
                 ]);
+                if with_cold_start {
+                    row.push(match &record.cold_start {
+                        Some(c) => format!("{:.0} ms", c.median_ms),
+                        None => "—".into(),
+                    });
+                }
                 if let Some(r) = reductions.iter().find(|r| r.preset == outcome.preset) {
                     if r.preset == Preset::None {
                         row.extend(["baseline".to_string(), "baseline".to_string()]);
@@ -248,8 +301,15 @@ impl Comparison {
             .collect()
     }
 
+    fn has_cold_start(&self) -> bool {
+        self.records().any(|r| r.cold_start.is_some())
+    }
+
     fn headers(&self) -> Vec<&'static str> {
         let mut headers = COLUMNS.to_vec();
+        if self.has_cold_start() {
+            headers.push("Cold start");
+        }
         if self.baseline().is_some() {
             headers.extend(REDUCTION_COLUMNS);
         }
@@ -340,7 +400,7 @@ impl Comparison {
         let mut out = String::from(
             "preset,status,binary_size,image_compressed_size,image_uncompressed_size,\
              layer_count,compile_time_ms,binary_reduction_percent,binary_reduction_factor,\
-             image_reduction_percent,image_reduction_factor,error\n",
+             image_reduction_percent,image_reduction_factor,error,cold_start_median_ms\n",
         );
         for outcome in &self.outcomes {
             let fields: Vec<String> = match &outcome.result {
@@ -362,12 +422,17 @@ impl Comparison {
                         number(|x| x.image_reduction_percent),
                         number(|x| x.image_reduction_factor),
                         String::new(),
+                        r.cold_start
+                            .as_ref()
+                            .map(|c| format!("{:.1}", c.median_ms))
+                            .unwrap_or_default(),
                     ]
                 }
                 Err(error) => {
                     let mut fields = vec![outcome.preset.to_string(), "failed".into()];
                     fields.resize(11, String::new());
                     fields.push(first_line(error));
+                    fields.push(String::new());
                     fields
                 }
             };

@@ -210,6 +210,14 @@ pub enum Error {
         /// The base.
         base: String,
     },
+    /// A measured run did not exit in time.
+    #[error("{image} did not exit within {seconds} s (a server? cold start is measured to exit)")]
+    RunTimedOut {
+        /// The image.
+        image: String,
+        /// The limit.
+        seconds: u64,
+    },
     /// A container run by `ruchy-image run` exited non-zero.
     #[error("{image} exited with code {code}")]
     ContainerFailed {

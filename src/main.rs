@@ -14,7 +14,7 @@ use cli::{
 };
 use ruchy_image::base::BaseRef;
 use ruchy_image::build::{build, Event};
-use ruchy_image::compare::{compare, BaseComparison, CompareEvent};
+use ruchy_image::compare::{compare, BaseComparison, ColdStartProbe, CompareEvent};
 use ruchy_image::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
 use ruchy_image::engine::Engine;
 use ruchy_image::metrics::BuildRecord;
@@ -81,6 +81,7 @@ async fn run_image(args: RunArgs) -> Result<()> {
         iterations: args.iterations,
         memory: Some(ruchy_image::run::parse_memory(&args.memory)?),
         cpus: Some(args.cpus),
+        timeout: None,
     };
     let engine = Engine::connect().await?;
     ruchy_image::run::check_image(&engine, &args.image).await?;
@@ -308,7 +309,9 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         false => args.bases.clone(),
     };
     let engine_base = bases.iter().any(|b| matches!(b, BaseRef::Engine(_)));
-    let engine = connect_engine(&args.input, false, engine_base).await?;
+    // The engine, when there is one, also times cold starts.
+    let wants_engine = engine_base || args.cold_start_runs > 0;
+    let engine = connect_engine(&args.input, false, wants_engine).await?;
     // Every base is read before any compile, so a bad one fails fast.
     let mut loaded = Vec::new();
     for base in &bases {
@@ -336,6 +339,13 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         CompareEvent::Failed { preset, error } => eprintln!("✗ {preset}: {error}"),
         _ => {}
     };
+    let probe = engine
+        .clone()
+        .filter(|_| args.cold_start_runs > 0)
+        .map(|engine| ColdStartProbe {
+            engine,
+            runs: args.cold_start_runs,
+        });
     let mut comparisons = Vec::new();
     for (name, base) in loaded {
         if args.bases.len() > 1 && !quiet {
@@ -345,7 +355,14 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
         options.base = base;
         comparisons.push((
             name,
-            compare(&options, &presets, compiler.as_ref(), &mut report).await?,
+            compare(
+                &options,
+                &presets,
+                compiler.as_ref(),
+                probe.as_ref(),
+                &mut report,
+            )
+            .await?,
         ));
     }
 

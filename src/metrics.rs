@@ -33,6 +33,23 @@ pub struct BuildRecord {
     pub image: ImageRecord,
     /// Where the image was written.
     pub outputs: Vec<Published>,
+    /// Cold start through the engine, when `compare` measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStart>,
+}
+
+/// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
+/// limits (128m, 0.5 CPU).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ColdStart {
+    /// Runs measured.
+    pub runs: u32,
+    /// Median, in milliseconds.
+    pub median_ms: f64,
+    /// Fastest.
+    pub min_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
 }
 
 /// The image part of the record. Sizes say what they measure: `compressed_size` is bytes as
@@ -213,6 +230,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
             entrypoint: vec!["/usr/local/bin/fibonacci".into()],
         },
         outputs: Vec::new(),
+        cold_start: None,
     }
 }
 

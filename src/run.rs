@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub memory: Option<u64>,
     /// CPU limit, in CPUs.
     pub cpus: Option<f64>,
+    /// Give up on a run that has not exited after this long (a server never does).
+    pub timeout: Option<Duration>,
 }
 
 /// One cold start.
@@ -147,7 +149,17 @@ async fn run_once(
     let started = Instant::now();
     let id = engine.create_container(config).await?;
     let stats = tokio::spawn(peak_memory(engine.clone(), id.clone()));
-    let finished = engine.run_to_completion(&id, on_output).await;
+    let finished = match options.timeout {
+        Some(limit) => tokio::time::timeout(limit, engine.run_to_completion(&id, on_output))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::RunTimedOut {
+                    image: options.image.clone(),
+                    seconds: limit.as_secs(),
+                })
+            }),
+        None => engine.run_to_completion(&id, on_output).await,
+    };
     let elapsed = started.elapsed();
     let peak = tokio::time::timeout(Duration::from_secs(2), stats)
         .await

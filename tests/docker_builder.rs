@@ -393,3 +393,24 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
         Some(0)
     );
 }
+
+#[test]
+fn compare_times_cold_starts_through_the_engine() {
+    let _images = Images(vec!["fibonacci:aggressive".into()]);
+    let run = ruchy_image([
+        "compare",
+        example("fibonacci.rs").to_str().unwrap(),
+        "--presets",
+        "aggressive",
+        "--cold-start-runs",
+        "2",
+        "--format",
+        "json",
+    ])
+    .ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let cold = &report["results"][0]["cold_start"];
+    assert_eq!(cold["runs"], 2, "{report}");
+    assert!(cold["median_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(runs_of("fibonacci:aggressive").is_empty());
+}

@@ -77,6 +77,8 @@ where
     cmd.args(args).env("RUCHY_IMAGE_CACHE", cache_dir());
     // The host toolchain unless a test asks for `--builder docker`: it is the faster one.
     cmd.env("RUCHY_IMAGE_BUILDER", "local");
+    // `compare` times cold starts through the engine only where a test asks for it.
+    cmd.env("RUCHY_IMAGE_COLD_START_RUNS", "0");
     // A target dir inherited from `cargo test` must not leak into the builds under test.
     cmd.env_remove("CARGO_TARGET_DIR");
     tweak(&mut cmd);
