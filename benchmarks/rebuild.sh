@@ -34,7 +34,10 @@ echo "|---|---|---|---|---|"
 for app in tiny deps; do
   dir="$work/$app"
   mkdir -p "$dir/src"
-  printf 'target\n' > "$dir/.dockerignore"
+  # The Dockerfile goes inside the context: with -f outside it, the docker CLI rewrites
+  # .dockerignore on every build, which busts the cache of `COPY . .`.
+  cp benchmarks/Dockerfile.rebuild "$dir/Dockerfile"
+  printf 'target\nDockerfile\n.dockerignore\n' > "$dir/.dockerignore"
   if [ "$app" = tiny ]; then
     cp examples/fibonacci.rs "$dir/src/main.rs"
     printf '[package]\nname = "tiny"\nversion = "0.1.0"\nedition = "2021"\n[workspace]\n' > "$dir/Cargo.toml"
@@ -47,7 +50,7 @@ for app in tiny deps; do
   cold=$(seconds ri); same=$(seconds ri); edit "$dir"; change=$(seconds ri)
   row "$app" "ruchy-image (docker builder)" "$cold" "$same" "$change"
 
-  db() { docker build -q -f benchmarks/Dockerfile.rebuild --build-arg BUILDER_IMAGE="$BUILDER" --build-arg BIN=$bin -t "bench/$app:db" "$dir"; }
+  db() { docker build -q --build-arg BUILDER_IMAGE="$BUILDER" --build-arg BIN=$bin -t "bench/$app:db" "$dir"; }
   cold=$(seconds db); same=$(seconds db); edit "$dir"; change=$(seconds db)
   row "$app" "docker build (multi-stage)" "$cold" "$same" "$change"
 
@@ -60,7 +63,10 @@ echo
 echo "| image | cold start median (20 runs) | min | max |"
 echo "|---|---|---|---|"
 for image in bench/tiny:ri bench/tiny:db; do
-  "$RI" run "$image" -n 20 --json -- 20 2>/dev/null \
-    | sed -n 's/.*"cold_start_\(median\|min\|max\)_ms": \([0-9.]*\).*/\2/p' | tr '\n' ' ' \
+  if ! json=$("$RI" run "$image" -n 20 --json -- 20 2>"$work/run.err"); then
+    echo "| $image | failed: $(tail -1 "$work/run.err") |"
+    continue
+  fi
+  echo "$json" | sed -n 's/.*"cold_start_\(median\|min\|max\)_ms": \([0-9.]*\).*/\2/p' | tr '\n' ' ' \
     | awk -v i="$image" '{ printf "| %s | %.1f ms | %.1f ms | %.1f ms |\n", i, $1, $2, $3 }'
 done
