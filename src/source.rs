@@ -75,10 +75,12 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
             return Err(Error::UnknownSourceKind { path: path.clone() });
         }
         let bin = options.bin.as_deref();
-        (SourceKind::CargoProject, select_binary(&manifest, bin)?)
+        let metadata = metadata(&manifest, &options.cache_dir)?;
+        (SourceKind::CargoProject, select_binary(&metadata, bin)?)
     } else if path.file_name() == Some("Cargo.toml".as_ref()) {
         let bin = options.bin.as_deref();
-        (SourceKind::CargoProject, select_binary(path, bin)?)
+        let metadata = metadata(path, &options.cache_dir)?;
+        (SourceKind::CargoProject, select_binary(&metadata, bin)?)
     } else {
         let kind = match path.extension().and_then(|e| e.to_str()) {
             Some("rs") => SourceKind::RustFile,
@@ -227,10 +229,43 @@ fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
     std::fs::write(path, content).map_err(Error::io(format!("writing {}", path.display())))
 }
 
-/// Asks cargo about the project and picks the binary target: the one named by `--bin`, or the
-/// only one there is (preferring the package at the manifest over other workspace members).
-fn select_binary(manifest: &Path, requested: Option<&str>) -> Result<Project> {
-    let metadata = cargo_metadata::MetadataCommand::new()
+/// What `cargo metadata --no-deps` said about a manifest.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Metadata {
+    manifest: PathBuf,
+    cargo: cargo_metadata::Metadata,
+    /// Modification stamps of what the answer depends on: the manifests, and the `src` and
+    /// `src/bin` directories cargo discovers binaries in.
+    stamps: Vec<(PathBuf, Option<(i64, i64, u64)>)>,
+}
+
+fn stamp(path: &Path) -> Option<(i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.mtime(), meta.mtime_nsec(), meta.len()))
+}
+
+/// `cargo metadata --no-deps` for `manifest`, remembered in the cache until a manifest or a
+/// binary directory of the workspace changes (asking cargo costs more than a no-change
+/// rebuild's whole budget).
+fn metadata(manifest: &Path, cache_dir: &Path) -> Result<Metadata> {
+    let canonical = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
+    let mut key = Sha256::new();
+    key.update(canonical.as_os_str().as_encoded_bytes());
+    key.update(std::env::var("CARGO_TARGET_DIR").unwrap_or_default());
+    let remembered = cache_dir
+        .join("metadata")
+        .join(format!("{}.json", &hex(&key.finalize())[..32]));
+    let fresh = std::fs::read(&remembered)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Metadata>(&json).ok())
+        .filter(|m| m.stamps.iter().all(|(path, was)| stamp(path) == *was));
+    if let Some(mut metadata) = fresh {
+        metadata.manifest = manifest.to_path_buf();
+        return Ok(metadata);
+    }
+
+    let cargo = cargo_metadata::MetadataCommand::new()
         .manifest_path(manifest)
         .no_deps()
         .exec()
@@ -241,6 +276,34 @@ fn select_binary(manifest: &Path, requested: Option<&str>) -> Result<Project> {
                 other => other.to_string(),
             },
         })?;
+    let mut watched = vec![canonical, cargo.workspace_root.join("Cargo.toml").into()];
+    for package in cargo.workspace_packages() {
+        let manifest: PathBuf = package.manifest_path.clone().into();
+        let dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
+        watched.extend([manifest, dir.join("src"), dir.join("src/bin")]);
+    }
+    let metadata = Metadata {
+        manifest: manifest.to_path_buf(),
+        stamps: watched
+            .into_iter()
+            .map(|p| (stamp(&p), p))
+            .map(|(s, p)| (p, s))
+            .collect(),
+        cargo,
+    };
+    // A cache that cannot be written only costs the next build a `cargo metadata`.
+    if let Ok(json) = serde_json::to_vec(&metadata) {
+        let _ = std::fs::create_dir_all(remembered.parent().expect("has a parent"));
+        let _ = crate::publish::write_file_atomically("cargo metadata", &remembered, &json);
+    }
+    Ok(metadata)
+}
+
+/// Asks cargo about the project and picks the binary target: the one named by `--bin`, or the
+/// only one there is (preferring the package at the manifest over other workspace members).
+fn select_binary(metadata: &Metadata, requested: Option<&str>) -> Result<Project> {
+    let manifest = metadata.manifest.as_path();
+    let metadata = &metadata.cargo;
     let root = metadata.root_package().map(|p| p.id.clone());
     let mut bins: Vec<(&cargo_metadata::Package, String)> = metadata
         .workspace_packages()

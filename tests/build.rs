@@ -360,3 +360,26 @@ fn a_rebuilt_layout_replaces_the_old_one() {
     assert_eq!(summary["Labels"]["dev.ruchy.image.preset"], "aggressive");
     assert_eq!(entries(out.path()), ["layout"], "no temp dirs left behind");
 }
+
+#[test]
+fn a_new_binary_file_is_seen_despite_the_metadata_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"grows\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let project = dir.path().to_str().unwrap();
+    ruchy_image(["build", project, "-O", "none"]).ok();
+    std::fs::create_dir_all(dir.path().join("src/bin")).unwrap();
+    std::fs::write(dir.path().join("src/bin/second.rs"), "fn main() {}\n").unwrap();
+    let run = ruchy_image(["build", project, "-O", "none"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("several binaries (grows, second)"),
+        "{}",
+        run.stderr
+    );
+}

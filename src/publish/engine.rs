@@ -79,16 +79,18 @@ impl Staged for StagedLoad {
         let reference = self.reference.full.clone();
         // An unchanged rebuild finds its image already there: no load needed. Otherwise
         // loading over an existing tag moves the tag, and the engine untags the old image.
-        let present = self.engine.image_id(&reference).await?;
-        if present.as_deref() != Some(self.expected.id.as_str()) {
-            self.engine.load(self.archive).await?;
-        }
-        let inspect = self
-            .engine
-            .docker()
-            .inspect_image(&reference)
-            .await
-            .map_err(api_error(format!("reading back {reference}")))?;
+        let docker = self.engine.docker();
+        let present = docker.inspect_image(&reference).await.ok();
+        let inspect = match present {
+            Some(inspect) if inspect.id.as_deref() == Some(self.expected.id.as_str()) => inspect,
+            _ => {
+                self.engine.load(self.archive).await?;
+                docker
+                    .inspect_image(&reference)
+                    .await
+                    .map_err(api_error(format!("reading back {reference}")))?
+            }
+        };
         let config = inspect.config.unwrap_or_default();
         let seen = EngineView {
             id: inspect.id.unwrap_or_default(),
