@@ -610,11 +610,11 @@ mod tests {
         assert!(lines[0].starts_with("preset,status,binary_size,"));
         assert_eq!(
             lines[2],
-            "balanced,ok,1258291,524288,1268531,2,1500,70,3.3,50,2,"
+            "balanced,ok,1258291,524288,1268531,2,1500,70,3.3,50,2,,"
         );
         assert_eq!(
             lines[3],
-            "aggressive,failed,,,,,,,,,,\"cargo reported no executable for binary `fibonacci, \"\"really\"\"`\""
+            "aggressive,failed,,,,,,,,,,\"cargo reported no executable for binary `fibonacci, \"\"really\"\"`\","
         );
         assert_eq!(lines[1].split(',').count(), lines[0].split(',').count());
     }

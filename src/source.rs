@@ -236,10 +236,13 @@ struct Metadata {
     cargo: cargo_metadata::Metadata,
     /// Modification stamps of what the answer depends on: the manifests, and the `src` and
     /// `src/bin` directories cargo discovers binaries in.
-    stamps: Vec<(PathBuf, Option<(i64, i64, u64)>)>,
+    stamps: Vec<(PathBuf, Option<Stamp>)>,
 }
 
-fn stamp(path: &Path) -> Option<(i64, i64, u64)> {
+/// Modification time (seconds, nanoseconds) and size of a file or directory.
+type Stamp = (i64, i64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.mtime(), meta.mtime_nsec(), meta.len()))
