@@ -176,8 +176,9 @@ fn header(options: &DockerfileOptions, base: &str) -> String {
          #\n\
          #   docker build -f Dockerfile{bin_arg} --build-arg OPTIMIZE=aggressive -t {tag} .\n\
          #\n\
-         # The context is the Cargo project (its workspace root); keep target/ out of it with a\n\
-         # .dockerignore. Build args (defaults below):\n\
+         # The context is the Cargo project (its workspace root), with a .dockerignore listing\n\
+         # target, Dockerfile* and .dockerignore: editing this file then keeps the compile cached.\n\
+         # Build args (defaults below):\n\
          #   OPTIMIZE       none | balanced | aggressive | nasa (as `ruchy-image build --optimize`)\n\
          #   BIN            the binary target to build{required}\n\
          #   TARGET         target triple [default: the builder's host, from `rustc -vV`]\n\
