@@ -32,7 +32,10 @@ echo "| image | cold start median (20 runs) | min | max |"
 echo "|---|---|---|---|"
 app=tiny
 for image in "$(tag ri)" "$(tag db)"; do
-  "$RI" run "$image" -n 20 --json -- 20 2>/dev/null \
-    | sed -n 's/.*"cold_start_\(median\|min\|max\)_ms": \([0-9.]*\).*/\2/p' | tr '\n' ' ' \
+  if ! json=$("$RI" run "$image" -n 20 --json -- 20 2>"$work/run.err"); then
+    echo "| $image | failed: $(tail -1 "$work/run.err") |"
+    continue
+  fi
+  echo "$json" | sed -n 's/.*"cold_start_\(median\|min\|max\)_ms": \([0-9.]*\).*/\2/p' | tr '\n' ' ' \
     | awk -v i="$image" '{ printf "| %s | %.1f ms | %.1f ms | %.1f ms |\n", i, $1, $2, $3 }'
 done
