@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage builder images (the images the docker builder compiles in).
     #[command(subcommand)]
     Builder(BuilderCommand),
+    /// Print a multi-stage Dockerfile that builds a Cargo project with a preset, as `build` does.
+    #[command(after_long_help = DOCKERFILE_EXAMPLES)]
+    Dockerfile(DockerfileArgs),
 }
 
 /// `ruchy-image run`
@@ -606,6 +609,78 @@ impl CompareArgs {
         // Each preset gets its default tag, BIN:PRESET, so records match `build`'s.
         let base = build_options(&self.input, first, &self.flags, &self.image, None)?;
         Ok((base, self.presets.clone()))
+    }
+}
+
+const DOCKERFILE_EXAMPLES: &str = "\
+Examples:
+  ruchy-image dockerfile > Dockerfile                        # the same as dockerfiles/Dockerfile
+  ruchy-image dockerfile path/to/project -O aggressive > path/to/project/Dockerfile
+  ruchy-image dockerfile --variant alpine --bin server       # a base with a shell, adduser
+
+Build with `docker build --build-arg BIN=NAME --build-arg OPTIMIZE=nasa -t NAME .` in the
+project; every default printed in the ARG lines can be overridden that way.";
+
+/// `--variant` of `dockerfile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DockerfileVariant {
+    /// FROM scratch (or --base): /etc/passwd made in the build stage, user 65532.
+    Scratch,
+    /// A base with a shell (alpine by default): `adduser -D -u 1000 appuser`.
+    Alpine,
+}
+
+/// `ruchy-image dockerfile`
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// A Cargo project (directory or Cargo.toml) to name the binary from [default: none, the
+    /// build then needs --build-arg BIN=NAME].
+    pub source: Option<PathBuf>,
+
+    /// The OPTIMIZE default.
+    #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
+    pub optimize: Preset,
+
+    /// The BIN default: the binary target to build [default: the project's only binary].
+    #[arg(long, value_name = "NAME")]
+    pub bin: Option<String>,
+
+    /// The BASE default: the final stage's base [default: scratch, alpine:3 for --variant alpine].
+    #[arg(long, value_name = "scratch|IMAGE")]
+    pub base: Option<String>,
+
+    /// The BUILDER_IMAGE default: the Rust image stage 1 compiles in.
+    #[arg(long, value_name = "IMAGE", default_value = ruchy_image::compile::DEFAULT_BUILDER_IMAGE)]
+    pub builder_image: String,
+
+    /// The TARGET default [default: the builder's host triple, detected during the build].
+    #[arg(long, value_name = "TRIPLE")]
+    pub target: Option<String>,
+
+    /// The final stage.
+    #[arg(long, value_enum, default_value = "scratch")]
+    pub variant: DockerfileVariant,
+}
+
+impl DockerfileArgs {
+    /// The library's options: the binary is looked up in SOURCE when one is given.
+    pub fn to_lib(&self) -> Result<ruchy_image::dockerfile::DockerfileOptions> {
+        use ruchy_image::dockerfile::{project_bin, DockerfileOptions, Variant};
+        let bin = match &self.source {
+            Some(source) => Some(project_bin(source, self.bin.as_deref())?),
+            None => self.bin.clone(),
+        };
+        Ok(DockerfileOptions {
+            preset: self.optimize,
+            bin,
+            target: self.target.clone(),
+            builder_image: self.builder_image.clone(),
+            base: self.base.clone(),
+            variant: match self.variant {
+                DockerfileVariant::Scratch => Variant::Scratch,
+                DockerfileVariant::Alpine => Variant::Alpine,
+            },
+        })
     }
 }
 

@@ -15,6 +15,7 @@ pub mod builder;
 pub mod chart;
 pub mod compare;
 pub mod compile;
+pub mod dockerfile;
 pub mod elf;
 pub mod engine;
 pub mod error;

@@ -63,7 +63,18 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => run_compare(*args).await,
         Command::Run(args) => run_image(args).await,
         Command::Builder(BuilderCommand::ImportHost(args)) => run_import_host(args).await,
+        Command::Dockerfile(args) => run_dockerfile(&args),
     }
+}
+
+/// `ruchy-image dockerfile`: the Dockerfile on stdout.
+fn run_dockerfile(args: &cli::DockerfileArgs) -> Result<()> {
+    let text = ruchy_image::dockerfile::render(&args.to_lib()?)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(Error::io("writing the Dockerfile to stdout"))
 }
 
 /// `ruchy-image run`: exits with the container's exit code.

@@ -247,6 +247,16 @@ impl Flags {
             "CARGO_PROFILE_{}_",
             self.profile().to_uppercase().replace('-', "_")
         );
+        self.profile_settings()
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v))
+            .collect()
+    }
+
+    /// The profile's keys as cargo's environment spells them (`OPT_LEVEL`, `LTO`...), without
+    /// the `CARGO_PROFILE_<P>_` prefix, starting with `INHERITS`: [`Flags::cargo_env`] for our
+    /// own profile, and `ruchy-image dockerfile` for the built-in one it inherits from.
+    pub fn profile_settings(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("INHERITS", self.inherits().to_string()),
             ("OPT_LEVEL", self.opt_level.to_string()),
@@ -267,9 +277,7 @@ impl Flags {
             };
             env.push(("PANIC", name.to_string()));
         }
-        env.into_iter()
-            .map(|(k, v)| (format!("{prefix}{k}"), v))
-            .collect()
+        env
     }
 
     /// Codegen flags that cargo profiles cannot express; passed as target-only RUSTFLAGS.

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::preset::Flags;
 use crate::source::Project;
 
-pub use docker::{BuilderImage, DockerCompiler};
+pub use docker::{BuilderImage, DockerCompiler, DEFAULT_BUILDER_IMAGE};
 pub use local::LocalCompiler;
 
 /// The product of a compile.

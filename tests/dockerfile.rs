@@ -1,0 +1,375 @@
+//! `ruchy-image dockerfile` and `dockerfiles/`: the printed Dockerfile is the checked-in one,
+//! and it builds, through the engine API, an image that runs as `ruchy-image build`'s does.
+//!
+//! Builds go through bollard's `build_image` with the classic builder: the engine here
+//! (20.10, no buildx) offers no BuildKit, and bollard speaks BuildKit only with its
+//! `buildkit` feature, which ruchy-image does not enable. BuildKit is not exercised.
+
+mod common;
+mod guards;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::*;
+use guards::*;
+
+fn dockerfile_text(name: &str) -> String {
+    std::fs::read_to_string(repo().join("dockerfiles").join(name)).unwrap()
+}
+
+#[test]
+fn the_printed_dockerfiles_are_the_checked_in_ones() {
+    let printed = ruchy_image(["dockerfile"]).ok();
+    assert_eq!(printed.stdout, dockerfile_text("Dockerfile"));
+    let alpine = ruchy_image(["dockerfile", "--variant", "alpine"]).ok();
+    assert_eq!(alpine.stdout, dockerfile_text("Dockerfile.alpine"));
+}
+
+#[test]
+fn a_project_and_options_fill_in_the_defaults() {
+    let project = fibonacci_project();
+    let printed = ruchy_image([
+        "dockerfile",
+        project.path().to_str().unwrap(),
+        "-O",
+        "nasa",
+        "--builder-image",
+        "ruchy-image-builder:1.95.0",
+        "--base",
+        "busybox:musl",
+    ])
+    .ok();
+    for line in [
+        "ARG BIN=fibonacci\n",
+        "ARG OPTIMIZE=nasa\n",
+        "ARG BUILDER_IMAGE=ruchy-image-builder:1.95.0\n",
+        "ARG BASE=busybox:musl\n",
+        "-t fibonacci .\n",
+    ] {
+        assert!(
+            printed.stdout.contains(line),
+            "{line} in\n{}",
+            printed.stdout
+        );
+    }
+}
+
+#[test]
+fn what_cannot_be_a_docker_build_is_refused() {
+    let single = ruchy_image(["dockerfile", example("fibonacci.rs").to_str().unwrap()]);
+    assert_eq!(single.code, Some(2), "{}", single.stderr);
+    assert!(
+        single
+            .stderr
+            .contains("a Dockerfile builds a Cargo project"),
+        "{}",
+        single.stderr
+    );
+    let several = ruchy_image(["dockerfile", fixture("workspace").to_str().unwrap()]);
+    assert_eq!(several.code, Some(2), "{}", several.stderr);
+    assert!(
+        several.stderr.contains("choose one with --bin"),
+        "{}",
+        several.stderr
+    );
+    let missing = ruchy_image(["dockerfile", "/nonexistent/project"]);
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    let quoted = ruchy_image(["dockerfile", "--bin", "a\"b"]);
+    assert_eq!(quoted.code, Some(2), "{}", quoted.stderr);
+    assert!(quoted.stdout.is_empty(), "{}", quoted.stdout);
+}
+
+/// The context `docker build` would send: the project, plus the Dockerfile under its own name
+/// and a `.dockerignore` that keeps both out of `COPY . .`, as the README advises, so that
+/// the build stage's cache does not depend on which Dockerfile built it.
+fn context_tar(project: &Path, dockerfile: &str) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_dir_all(".", project).unwrap();
+    let ignore = "target\nDockerfile*\n.dockerignore\n".to_string();
+    for (name, text) in [
+        ("Dockerfile.ruchy-image", dockerfile_text(dockerfile)),
+        (".dockerignore", ignore),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+/// `docker build` of `dockerfiles/NAME` through the engine API, classic builder. Every image
+/// the build makes is recorded in `cache` for removal. The build's output, or its error.
+fn build(
+    project: &Path,
+    dockerfile: &str,
+    args: &[(&str, &str)],
+    tag: Option<&str>,
+    cache: &mut BuildCache,
+) -> Result<String, String> {
+    use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+    use futures_util::StreamExt;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = ruchy_image::engine::Engine::connect().await.unwrap();
+        let buildargs: HashMap<&str, &str> = args.iter().copied().collect();
+        let mut options = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile.ruchy-image")
+            .buildargs(&buildargs)
+            .rm(true)
+            .forcerm(true)
+            .version(BuilderVersion::BuilderV1);
+        if let Some(tag) = tag {
+            options = options.t(tag);
+        }
+        let body = bollard::body_full(context_tar(project, dockerfile).into());
+        let mut stream = engine
+            .docker()
+            .build_image(options.build(), None, Some(body));
+        let mut output = String::new();
+        let mut failure = None;
+        while let Some(info) = stream.next().await {
+            match info {
+                Ok(info) => {
+                    if let Some(text) = info.stream {
+                        output += &text;
+                    }
+                    if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                        failure = Some(error);
+                    }
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        cache.record(&output);
+        match failure {
+            None => Ok(output),
+            Some(error) => Err(format!("{output}\n{error}")),
+        }
+    })
+}
+
+/// `docker inspect --format FORMAT IMAGE`, trimmed.
+fn inspect(image: &str, format: &str) -> String {
+    tool("docker", &["inspect", "--format", format, image])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// A file of an image, read through `docker cp` of a created container.
+fn file_bytes(image: &str, path: &str) -> Vec<u8> {
+    let id = tool("docker", &["create", image])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let copied = std::process::Command::new("docker")
+        .args(["cp", &format!("{id}:{path}"), "-"])
+        .output()
+        .unwrap();
+    tool("docker", &["rm", "-f", &id]).ok();
+    assert!(copied.status.success(), "docker cp {path} from {image}");
+    let mut archive = tar::Archive::new(&copied.stdout[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+    bytes
+}
+
+/// A `FROM scratch` busybox image with a shell and `/etc/passwd`: a stand-in for alpine, which
+/// cannot be pulled here. Debian's busybox-static is a static binary.
+fn busybox_base(tag: &str, cache: &mut BuildCache) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "no /bin/busybox; `bash .ci/setup` installs busybox-static"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY etc/ /etc/\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )
+    .unwrap();
+    let out = tool(
+        "docker",
+        &["build", "-t", tag, dir.path().to_str().unwrap()],
+    )
+    .ok();
+    cache.record(&out.stdout);
+}
+
+/// One test for every build, in order: they share the build stage through the layer cache,
+/// and the cleanup of one must not race another's use of it.
+#[test]
+fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
+    let builder = builder_image();
+    let project = fibonacci_project();
+    let _volumes = Volumes(project.path().display().to_string());
+    let dockerfile_tag = "ruchy-image-test/fib-dockerfile:aggressive";
+    let ruchy_tag = "ruchy-image-test/fib-ruchy-image:aggressive";
+    let alpine_tag = "ruchy-image-test/fib-dockerfile:alpine";
+    let base_tag = "ruchy-image-test/busybox-base:local";
+    // Dropped in reverse: the builds' leftovers only after the tags are gone.
+    let mut cache = BuildCache::default();
+    let _images = Images(vec![
+        base_tag.into(),
+        dockerfile_tag.into(),
+        ruchy_tag.into(),
+        alpine_tag.into(),
+    ]);
+
+    // Bad build args fail in the build stage with a message saying what to pass.
+    let no_bin = build(
+        project.path(),
+        "Dockerfile",
+        &[("BUILDER_IMAGE", &builder)],
+        None,
+        &mut cache,
+    )
+    .unwrap_err();
+    assert!(no_bin.contains("set --build-arg BIN=NAME"), "{no_bin}");
+    let bad_preset = build(
+        project.path(),
+        "Dockerfile",
+        &[
+            ("BUILDER_IMAGE", &builder),
+            ("BIN", "fibonacci"),
+            ("OPTIMIZE", "fast"),
+        ],
+        None,
+        &mut cache,
+    )
+    .unwrap_err();
+    assert!(
+        bad_preset.contains("OPTIMIZE=fast: expected none, balanced, aggressive or nasa"),
+        "{bad_preset}"
+    );
+
+    let args = [
+        ("BUILDER_IMAGE", builder.as_str()),
+        ("BIN", "fibonacci"),
+        ("OPTIMIZE", "aggressive"),
+    ];
+    build(
+        project.path(),
+        "Dockerfile",
+        &args,
+        Some(dockerfile_tag),
+        &mut cache,
+    )
+    .unwrap_or_else(|e| panic!("docker build failed:\n{e}"));
+    let run = tool("docker", &["run", "--rm", dockerfile_tag, "20"]).ok();
+    assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
+    assert_eq!(inspect(dockerfile_tag, "{{.Config.User}}"), "65532:65532");
+    assert_eq!(
+        inspect(
+            dockerfile_tag,
+            "{{index .Config.Labels \"dev.ruchy.image.preset\"}} {{index .Config.Labels \"org.opencontainers.image.title\"}}"
+        ),
+        "aggressive fibonacci"
+    );
+
+    // The same project and preset through ruchy-image's own docker builder.
+    let metrics = ruchy_image([
+        "build",
+        project.path().to_str().unwrap(),
+        "--builder",
+        "docker",
+        "--builder-image",
+        &builder,
+        "-O",
+        "aggressive",
+        "--tag",
+        ruchy_tag,
+        "--json",
+        "-",
+    ])
+    .ok()
+    .metrics();
+    let run = tool("docker", &["run", "--rm", ruchy_tag, "20"]).ok();
+    assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
+
+    let dockerfile_bytes = file_bytes(dockerfile_tag, "/usr/local/bin/fibonacci");
+    let ruchy_bytes = file_bytes(ruchy_tag, "/usr/local/bin/fibonacci");
+    let dockerfile_binary = dockerfile_bytes.len() as u64;
+    let ruchy_binary = metrics["binary_size"].as_u64().unwrap();
+    let dockerfile_layers: u64 = inspect(dockerfile_tag, "{{len .RootFS.Layers}}")
+        .parse()
+        .unwrap();
+    let ruchy_layers = metrics["image"]["layer_count"].as_u64().unwrap();
+    let size = |tag: &str| inspect(tag, "{{.Size}}").parse::<u64>().unwrap();
+    let (dockerfile_size, ruchy_size) = (size(dockerfile_tag), size(ruchy_tag));
+    println!("| image | binary | image (engine) | layers |");
+    println!("|---|---|---|---|");
+    println!("| docker build dockerfiles/Dockerfile | {dockerfile_binary} | {dockerfile_size} | {dockerfile_layers} |");
+    println!(
+        "| ruchy-image build --builder docker | {ruchy_binary} | {ruchy_size} | {ruchy_layers} |"
+    );
+
+    // Same builder image, same preset: the same binary, byte for byte (aggressive strips
+    // everything the build directory or the profile's name could show up in).
+    assert_eq!(ruchy_binary, ruchy_bytes.len() as u64);
+    assert!(
+        dockerfile_bytes == ruchy_bytes,
+        "binaries differ: {dockerfile_binary} vs {ruchy_binary} bytes"
+    );
+    assert_eq!(inspect(ruchy_tag, "{{.Config.User}}"), "65532:65532");
+    assert!(ruchy_layers <= 2, "{ruchy_layers} layers");
+    assert_eq!(
+        inspect(ruchy_tag, "{{len .RootFS.Layers}}"),
+        ruchy_layers.to_string()
+    );
+    assert!(dockerfile_layers >= 1);
+    // Both images are the binary plus a few hundred bytes of users; the Dockerfile's has the
+    // /entrypoint link on top.
+    assert!(
+        dockerfile_size >= ruchy_size,
+        "{dockerfile_size} < {ruchy_size}"
+    );
+    for (image_size, binary) in [
+        (dockerfile_size, dockerfile_binary),
+        (ruchy_size, ruchy_binary),
+    ] {
+        assert!(image_size >= binary, "{image_size} < {binary}");
+        assert!(image_size - binary < 4096, "{image_size} vs {binary}");
+    }
+
+    // The chapter's variant on a base with a shell: the user comes from the base's tools.
+    busybox_base(base_tag, &mut cache);
+    let mut alpine_args = args.to_vec();
+    alpine_args.push(("BASE", base_tag));
+    let output = build(
+        project.path(),
+        "Dockerfile.alpine",
+        &alpine_args,
+        Some(alpine_tag),
+        &mut cache,
+    )
+    .unwrap_or_else(|e| panic!("docker build of Dockerfile.alpine failed:\n{e}"));
+    assert!(
+        !output.contains("OPTIMIZE=aggressive: cargo build"),
+        "the build stage is shared with dockerfiles/Dockerfile, from the cache:\n{output}"
+    );
+    let id = tool("docker", &["run", "--rm", "--entrypoint", "id", alpine_tag]).ok();
+    assert!(
+        id.stdout.starts_with("uid=1000(appuser) gid=1000(appuser)"),
+        "{}",
+        id.stdout
+    );
+    let run = tool("docker", &["run", "--rm", alpine_tag, "20"]).ok();
+    assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=1000 gid=1000\n");
+    assert_eq!(inspect(alpine_tag, "{{.Config.User}}"), "1000:1000");
+}

@@ -1,0 +1,112 @@
+//! Guards that remove what an engine test made, however the test ends, and the builder image
+//! the tests compile in. Shared by the Dockerfile, compose and CI-script tests.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// Runs `docker ARGS`, ignoring the outcome (cleanup of what may already be gone).
+fn docker_quietly(args: &[&str]) {
+    let _ = Command::new("docker").args(args).output();
+}
+
+/// Images a test tagged, removed (with their untagged parents) however it ends.
+pub struct Images(pub Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in self.0.iter().rev() {
+            docker_quietly(&["rmi", "-f", image]);
+        }
+    }
+}
+
+/// Images a `docker build` made: the steps' intermediate images and each stage's result
+/// (the classic builder keeps them all as its cache). Removed leaf first, and only while
+/// untagged and without children: base images, the builder image and anything another build
+/// still stands on are left alone.
+#[derive(Default)]
+pub struct BuildCache(pub Vec<String>);
+
+impl BuildCache {
+    /// Records the image IDs a classic build printed (` ---> 0123456789ab` lines).
+    pub fn record(&mut self, build_output: &str) {
+        for line in build_output.lines() {
+            let Some(id) = line.trim().strip_prefix("---> ") else {
+                continue;
+            };
+            if id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()) {
+                self.0.push(id.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for BuildCache {
+    fn drop(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        for id in self.0.iter().rev() {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let tags = Command::new("docker")
+                .args(["image", "inspect", "--format", "{{len .RepoTags}}", id])
+                .output();
+            let untagged = tags.is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0");
+            if untagged {
+                // No -f: an image with children or in use stays.
+                docker_quietly(&["rmi", id]);
+            }
+        }
+    }
+}
+
+/// Cache volumes `ruchy-image build --builder docker` made for a project at this path.
+pub struct Volumes(pub String);
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        let filter = format!("label=dev.ruchy.image.cache={}", self.0);
+        let Ok(list) = Command::new("docker")
+            .args(["volume", "ls", "-q", "-f", &filter])
+            .output()
+        else {
+            return;
+        };
+        for volume in String::from_utf8_lossy(&list.stdout).lines() {
+            docker_quietly(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+/// The builder image `builder import-host` made from this machine's toolchain (made now if it
+/// is missing or stale): no registry may be reachable, so `rust:1-alpine` is not used.
+pub fn builder_image() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["builder", "import-host", "--json"])
+        .output()
+        .expect("ruchy-image runs");
+    assert!(
+        out.status.success(),
+        "builder import-host failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    imported["tag"].as_str().unwrap().to_string()
+}
+
+/// A Cargo project with the fibonacci example as its one binary, `fibonacci`.
+pub fn fibonacci_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fibonacci.rs"),
+        dir.path().join("src/main.rs"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"fibonacci\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    dir
+}
