@@ -4,27 +4,16 @@
 //! host's loader and libc, for a dynamically linked binary).
 
 mod common;
+mod guards;
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use common::*;
+use guards::Images;
 
 const BUSYBOX: &str = "ruchy-image-test/busybox:base";
 const GLIBC: &str = "ruchy-image-test/glibc:base";
-
-/// Images a test tagged, removed however it ends.
-struct Images(Vec<String>);
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for image in &self.0 {
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", image])
-                .output();
-        }
-    }
-}
 
 /// `docker build` of a FROM scratch base from files of this machine.
 fn build_base(tag: &str, files: &[(&str, &str)], extra: &str) {
@@ -248,7 +237,7 @@ fn an_existing_user_is_reused_and_a_clashing_one_refused() {
     assert!(
         clash
             .stderr
-            .contains("the base already has a user appuser with uid 1000"),
+            .contains("the base already has a user appuser with user id 1000"),
         "{}",
         clash.stderr
     );

@@ -3,23 +3,12 @@
 //! `.ci/setup` starts the engine and makes the builder image (`builder import-host`).
 
 mod common;
+mod guards;
 
 use std::path::Path;
 
 use common::*;
-
-/// Images a test tagged, removed however it ends.
-struct Images(Vec<String>);
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for image in &self.0 {
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", image])
-                .output();
-        }
-    }
-}
+use guards::Images;
 
 /// Cache volumes made for throwaway project copies, removed at the end.
 struct Volumes(String);

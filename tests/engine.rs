@@ -2,19 +2,10 @@
 //! accepts it, the container runs as the non-root user, and `docker inspect` agrees with us.
 
 mod common;
+mod guards;
 
 use common::*;
-
-/// Removes the test's image from the engine however the test ends.
-struct ImageGuard(&'static str);
-
-impl Drop for ImageGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["rmi", "-f", self.0])
-            .output();
-    }
-}
+use guards::Images;
 
 #[test]
 fn archive_loads_into_docker_and_runs_as_non_root() {
@@ -36,7 +27,7 @@ fn archive_loads_into_docker_and_runs_as_non_root() {
     .ok()
     .metrics();
 
-    let _guard = ImageGuard(TAG);
+    let _guard = Images(vec![TAG.into()]);
     let loaded = tool("docker", &["load", "-i", archive.to_str().unwrap()]).ok();
     assert!(
         loaded.stdout.contains(&format!("Loaded image: {TAG}")),

@@ -215,6 +215,15 @@ impl Image {
     }
 }
 
+/// `text` with `line` added as its last line.
+fn appended(text: &str, line: &str) -> String {
+    let mut file = text.to_string();
+    if !file.is_empty() && !file.ends_with('\n') {
+        file.push('\n');
+    }
+    file + line
+}
+
 /// `/etc/passwd` and `/etc/group` with the runtime user in them: fresh files (root and the
 /// user) on scratch; on a base, its own files with the user added, or `None` for a file that
 /// needs no change because the base already has the user (or the group).
@@ -223,64 +232,44 @@ fn accounts(
     passwd: Option<&str>,
     group: Option<&str>,
 ) -> Result<(Option<String>, Option<String>)> {
-    let collision = |reason: String| Error::InvalidInput {
+    let collision = |what: &str, id: Option<String>| Error::InvalidInput {
         what: "--user",
         value: format!("{}:{}:{}", u.name, u.uid, u.gid),
-        reason,
+        reason: format!(
+            "the base already has a {what} {} with {what} id {}; pick another name or that id",
+            u.name,
+            id.unwrap_or_default()
+        ),
     };
     let field = |line: &str, n: usize| line.split(':').nth(n).map(str::to_string);
+    let named = |file: &str| -> Option<String> {
+        file.lines()
+            .find(|l| field(l, 0).as_deref() == Some(u.name.as_str()))
+            .map(str::to_string)
+    };
+    let user_line = format!(
+        "{0}:x:{1}:{2}:{0}:/{3}:/sbin/nologin\n",
+        u.name,
+        u.uid,
+        u.gid,
+        u.home()
+    );
+    let group_line = format!("{}:x:{}:\n", u.name, u.gid);
     let passwd = match passwd {
-        None => {
-            let mut file = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
-            if u.uid != 0 {
-                file += &format!(
-                    "{0}:x:{1}:{2}:{0}:/{3}:/sbin/nologin\n",
-                    u.name,
-                    u.uid,
-                    u.gid,
-                    u.home()
-                );
-            }
-            Some(file)
-        }
-        Some(existing) => {
-            let same_name = existing
-                .lines()
-                .find(|l| field(l, 0).as_deref() == Some(u.name.as_str()));
-            match same_name.map(|l| field(l, 2)) {
-                Some(Some(uid)) if uid == u.uid.to_string() => None,
-                Some(uid) => {
-                    return Err(collision(format!(
-                        "the base already has a user {} with uid {}; pick another name or that uid",
-                        u.name,
-                        uid.unwrap_or_default()
-                    )))
-                }
-                None => {
-                    let mut file = existing.to_string();
-                    if !file.is_empty() && !file.ends_with('\n') {
-                        file.push('\n');
-                    }
-                    file += &format!(
-                        "{0}:x:{1}:{2}:{0}:/{3}:/sbin/nologin\n",
-                        u.name,
-                        u.uid,
-                        u.gid,
-                        u.home()
-                    );
-                    Some(file)
-                }
-            }
-        }
+        None if u.uid == 0 => Some("root:x:0:0:root:/root:/sbin/nologin\n".to_string()),
+        None => Some(appended(
+            "root:x:0:0:root:/root:/sbin/nologin\n",
+            &user_line,
+        )),
+        Some(existing) => match named(existing).map(|l| field(&l, 2)) {
+            Some(Some(uid)) if uid == u.uid.to_string() => None,
+            Some(uid) => return Err(collision("user", uid)),
+            None => Some(appended(existing, &user_line)),
+        },
     };
     let group = match group {
-        None => {
-            let mut file = String::from("root:x:0:\n");
-            if u.gid != 0 {
-                file += &format!("{}:x:{}:\n", u.name, u.gid);
-            }
-            Some(file)
-        }
+        None if u.gid == 0 => Some("root:x:0:\n".to_string()),
+        None => Some(appended("root:x:0:\n", &group_line)),
         Some(existing)
             if existing
                 .lines()
@@ -288,24 +277,10 @@ fn accounts(
         {
             None
         }
-        Some(existing) => {
-            if let Some(line) = existing
-                .lines()
-                .find(|l| field(l, 0).as_deref() == Some(u.name.as_str()))
-            {
-                return Err(collision(format!(
-                    "the base already has a group {} with gid {}; pick another name or that gid",
-                    u.name,
-                    field(line, 2).unwrap_or_default()
-                )));
-            }
-            let mut file = existing.to_string();
-            if !file.is_empty() && !file.ends_with('\n') {
-                file.push('\n');
-            }
-            file += &format!("{}:x:{}:\n", u.name, u.gid);
-            Some(file)
-        }
+        Some(existing) => match named(existing) {
+            Some(line) => return Err(collision("group", field(&line, 2))),
+            None => Some(appended(existing, &group_line)),
+        },
     };
     Ok((passwd, group))
 }
