@@ -106,6 +106,8 @@ fn same_input_gives_the_same_digest_in_any_directory() {
             source.to_str().unwrap(),
             "-O",
             "aggressive",
+            // Named, not loaded: these tests read files, not the engine.
+            "--no-load",
             "--tag",
             "fib:same",
             "--json",
@@ -131,6 +133,8 @@ fn same_input_gives_the_same_digest_in_any_directory() {
             a.path().join("fibonacci.rs").to_str().unwrap(),
             "-O",
             "aggressive",
+            // Named, not loaded: these tests read files, not the engine.
+            "--no-load",
             "--tag",
             "fib:same",
             "--json",
@@ -194,6 +198,8 @@ fn cargo_project_with_a_proc_macro_dependency_links_statically() {
             "aggressive",
             "--output",
             archive.to_str().unwrap(),
+            // Named, not loaded: these tests read files, not the engine.
+            "--no-load",
             "--tag",
             "serde-app:test",
             "--json",
@@ -290,6 +296,8 @@ fn image_options_reach_the_config_and_the_rootfs() {
         example("http-server.rs").to_str().unwrap(),
         "-O",
         "aggressive",
+        // Named, not loaded: these tests read files, not the engine.
+        "--no-load",
         "--tag",
         "registry.example:5000/team/server:1.0",
         "--user",
@@ -349,6 +357,8 @@ fn a_rebuilt_layout_replaces_the_old_one() {
             example("fibonacci.rs").to_str().unwrap(),
             "-O",
             preset,
+            // Named, not loaded: these tests read files, not the engine.
+            "--no-load",
             "--tag",
             "fib:current",
             "--oci-layout",

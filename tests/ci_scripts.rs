@@ -16,6 +16,8 @@ fn size_check(env: &[(&str, &str)]) -> Run {
         .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
         .env("RUCHY_IMAGE_CACHE", cache_dir())
         .env("RUCHY_IMAGE_BUILDER", "local")
+        // Sizes only: no images loaded into the engine for cold starts.
+        .env("RUCHY_IMAGE_COLD_START_RUNS", "0")
         .env_remove("MAX_BINARY_SIZE")
         .env_remove("MAX_IMAGE_SIZE")
         .env_remove("PRESETS")
