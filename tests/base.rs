@@ -472,3 +472,46 @@ fn a_base_for_another_architecture_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn compare_bases_prints_every_preset_on_every_base() {
+    let base = busybox_base();
+    let bases = format!("scratch,{base}");
+    let csv = ruchy_image([
+        "compare",
+        &fib(),
+        "--presets",
+        "none,aggressive",
+        "--bases",
+        &bases,
+        "--format",
+        "csv",
+    ])
+    .ok()
+    .stdout;
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    // image,base,size,unpacked,layers,base_size,added
+    let on = |name: &str, image: &str| {
+        rows.iter()
+            .find(|r| r[0] == image && r[1] == name)
+            .unwrap_or_else(|| panic!("no row for {image} on {name}: {csv}"))
+            .clone()
+    };
+    let scratch = on("scratch", "fibonacci:aggressive");
+    let busybox = on(base, "fibonacci:aggressive");
+    assert_eq!(scratch[4], "2");
+    assert_eq!(busybox[4], "5", "3 base layers + ours: {csv}");
+    assert_eq!(scratch[5], "0");
+    let number = |cell: &str| cell.parse::<u64>().unwrap();
+    assert_eq!(
+        number(busybox[2]),
+        number(busybox[5]) + number(busybox[6]),
+        "size = base + added: {csv}"
+    );
+    assert!(number(busybox[2]) > number(scratch[2]));
+}
