@@ -350,14 +350,16 @@ impl Compiler for DockerCompiler {
             hex(&Sha256::digest(root.as_os_str().as_encoded_bytes()))[..12].to_string();
         let registry = "ruchy-image-cargo-registry".to_string();
         let target_volume = format!("ruchy-image-target-{project_key}");
-        for volume in [&registry, &target_volume] {
+        // The label says whose cache a volume is: the project's root, or "shared".
+        let root_label = root.display().to_string();
+        for (volume, owner) in [(&registry, "shared"), (&target_volume, root_label.as_str())] {
             self.engine
                 .docker()
                 .create_volume(bollard::models::VolumeCreateRequest {
                     name: Some(volume.clone()),
                     labels: Some(std::collections::HashMap::from([(
                         CACHE_VOLUME_LABEL.to_string(),
-                        root.display().to_string(),
+                        owner.to_string(),
                     )])),
                     ..Default::default()
                 })
