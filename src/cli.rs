@@ -19,7 +19,9 @@ use ruchy_image::{Error, Result};
 /// non-root container image, and report what each preset costs.
 #[derive(Debug, Parser)]
 #[command(name = "ruchy-image", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted.")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted; `run` exits with the container's own code."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
