@@ -103,26 +103,7 @@ impl Staged for StagedLoad {
             entrypoint: config.entrypoint.unwrap_or_default(),
             engine_version: self.engine.version.clone(),
         };
-        let expected = &self.expected;
-        let mut differences = Vec::new();
-        if seen.id != expected.id {
-            differences.push(format!("image ID {} (built {})", seen.id, expected.id));
-        }
-        if seen.layer_count != expected.layer_count {
-            differences.push(format!(
-                "{} layers (built {})",
-                seen.layer_count, expected.layer_count
-            ));
-        }
-        if seen.user != expected.user {
-            differences.push(format!("User {:?} (built {:?})", seen.user, expected.user));
-        }
-        if seen.entrypoint != expected.entrypoint {
-            differences.push(format!(
-                "Entrypoint {:?} (built {:?})",
-                seen.entrypoint, expected.entrypoint
-            ));
-        }
+        let differences = differences(&self.expected, &seen);
         if !differences.is_empty() {
             return Err(Error::EngineDisagrees {
                 reference,
@@ -134,5 +115,65 @@ impl Staged for StagedLoad {
             location: reference,
             engine: Some(seen),
         })
+    }
+}
+
+/// What the engine sees differently from what was built: identity and the settings that
+/// decide how the container runs. Sizes are counted differently and only reported.
+fn differences(expected: &EngineView, seen: &EngineView) -> Vec<String> {
+    let mut differences = Vec::new();
+    if seen.id != expected.id {
+        differences.push(format!("image ID {} (built {})", seen.id, expected.id));
+    }
+    if seen.layer_count != expected.layer_count {
+        differences.push(format!(
+            "{} layers (built {})",
+            seen.layer_count, expected.layer_count
+        ));
+    }
+    if seen.user != expected.user {
+        differences.push(format!("User {:?} (built {:?})", seen.user, expected.user));
+    }
+    if seen.entrypoint != expected.entrypoint {
+        differences.push(format!(
+            "Entrypoint {:?} (built {:?})",
+            seen.entrypoint, expected.entrypoint
+        ));
+    }
+    differences
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> EngineView {
+        EngineView {
+            id: "sha256:aa".into(),
+            size: 100,
+            layer_count: 2,
+            user: "65532:65532".into(),
+            entrypoint: vec!["/usr/local/bin/app".into()],
+            engine_version: "20.10".into(),
+        }
+    }
+
+    #[test]
+    fn sizes_may_differ_but_identity_and_runtime_settings_may_not() {
+        let built = view();
+        let same_but_sized = EngineView {
+            size: 4096,
+            ..view()
+        };
+        assert!(differences(&built, &same_but_sized).is_empty());
+        let rooted = EngineView {
+            user: "0:0".into(),
+            layer_count: 3,
+            ..view()
+        };
+        assert_eq!(
+            differences(&built, &rooted),
+            ["3 layers (built 2)", "User \"0:0\" (built \"65532:65532\")"]
+        );
     }
 }
