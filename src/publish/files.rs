@@ -8,51 +8,69 @@ use crate::error::{Error, Result};
 use crate::oci::image::Image;
 use crate::oci::{archive, layout, ImageRef};
 
-/// The nearest existing ancestor directory of `path`, checked to be writable by creating
-/// (and dropping) a temp file there.
-fn writable_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
-    let not_writable = |reason: String| Error::OutputNotWritable {
+fn not_writable(what: &'static str, path: &Path, reason: String) -> Error {
+    Error::OutputNotWritable {
         what,
         path: path.to_path_buf(),
         reason,
-    };
-    let absolute = std::path::absolute(path).map_err(|e| not_writable(e.to_string()))?;
+    }
+}
+
+/// The nearest existing ancestor directory of `path`, where its temp files are made (so the
+/// final rename stays on one filesystem).
+fn existing_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
+    let absolute =
+        std::path::absolute(path).map_err(|e| not_writable(what, path, e.to_string()))?;
     let mut dir = absolute.parent();
     while let Some(candidate) = dir {
         match std::fs::metadata(candidate) {
-            Ok(meta) if meta.is_dir() => {
-                tempfile::tempfile_in(candidate).map_err(|e| {
-                    not_writable(format!("{} is not writable: {e}", candidate.display()))
-                })?;
-                return Ok(candidate.to_path_buf());
-            }
+            Ok(meta) if meta.is_dir() => return Ok(candidate.to_path_buf()),
             Ok(_) => {
-                return Err(not_writable(format!(
-                    "{} is not a directory",
-                    candidate.display()
-                )))
+                let reason = format!("{} is not a directory", candidate.display());
+                return Err(not_writable(what, path, reason));
             }
             Err(_) => dir = candidate.parent(),
         }
     }
-    Err(not_writable("no existing parent directory".into()))
+    Err(not_writable(
+        what,
+        path,
+        "no existing parent directory".into(),
+    ))
+}
+
+/// [`existing_ancestor`], checked to be writable by creating (and dropping) a temp file
+/// there: for checks made before a build, when nothing is written yet.
+fn writable_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
+    let dir = existing_ancestor(what, path)?;
+    tempfile::tempfile_in(&dir).map_err(|e| {
+        not_writable(
+            what,
+            path,
+            format!("{} is not writable: {e}", dir.display()),
+        )
+    })?;
+    Ok(dir)
+}
+
+/// Where a file output's temp file goes; refuses a destination that is a directory.
+fn file_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        let reason = "it is a directory; give a file name".into();
+        return Err(not_writable(what, path, reason));
+    }
+    existing_ancestor(what, path)
 }
 
 /// Checks that a file can be created at `path`: not a directory, under a writable directory.
 pub fn check_writable(what: &'static str, path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::OutputNotWritable {
-            what,
-            path: path.to_path_buf(),
-            reason: "it is a directory; give a file name".into(),
-        });
-    }
+    file_ancestor(what, path)?;
     writable_ancestor(what, path).map(drop)
 }
 
 /// Writes a file by way of a temp file and a rename, so readers never see half of it.
 pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
-    let base = writable_ancestor(what, path)?;
+    let base = file_ancestor(what, path)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".ruchy-image-")
         .tempfile_in(&base)
@@ -176,7 +194,8 @@ impl Publisher for OciLayoutPublisher {
 
     async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
         self.check_destination()?;
-        let base = writable_ancestor(Self::WHAT, &self.dir)?;
+        // Making the temp dir is the writability check here.
+        let base = existing_ancestor(Self::WHAT, &self.dir)?;
         let temp = tempfile::Builder::new()
             .prefix(".ruchy-image-layout-")
             .tempdir_in(&base)
@@ -245,8 +264,7 @@ impl Publisher for ArchivePublisher {
     }
 
     async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        self.preflight()?;
-        let base = writable_ancestor(Self::WHAT, &self.file)?;
+        let base = file_ancestor(Self::WHAT, &self.file)?;
         let mut temp = tempfile::Builder::new()
             .prefix(".ruchy-image-archive-")
             .tempfile_in(&base)
