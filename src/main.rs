@@ -397,11 +397,7 @@ async fn run_compare(args: CompareArgs) -> Result<()> {
             Format::Json => comparison.json()?,
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(output.as_bytes())
-        .and_then(|_| stdout.flush())
-        .map_err(Error::io("writing the comparison to stdout"))?;
+    print_stdout("the comparison", output.as_bytes())?;
     if let Some(chart) = &args.chart {
         let svg = ruchy_image::chart::svg(&comparisons[0].1);
         ruchy_image::publish::write_file_atomically("the chart", chart, svg.as_bytes())?;
@@ -474,11 +470,16 @@ fn write_json(path: &Path, record: &BuildRecord) -> Result<()> {
     })?;
     json.push(b'\n');
     if path == Path::new("-") {
-        let mut stdout = std::io::stdout().lock();
-        return stdout
-            .write_all(&json)
-            .and_then(|_| stdout.flush())
-            .map_err(Error::io("writing the metrics to stdout"));
+        return print_stdout("the metrics", &json);
     }
     ruchy_image::publish::write_file_atomically("the metrics JSON", path, &json)
+}
+
+/// Writes a result to stdout, where a closed pipe is an error worth reporting.
+fn print_stdout(what: &str, bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|_| stdout.flush())
+        .map_err(Error::io(format!("writing {what} to stdout")))
 }
