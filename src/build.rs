@@ -4,12 +4,15 @@
 //! them, and tells the caller what is happening through [`Event`]s.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::base::Base;
 use crate::compile::Compiler;
 use crate::error::{Error, Result};
+use crate::event::{Event, Events, Stage};
+use crate::fsutil::blocking;
 use crate::metrics::{BaseRecord, BuildRecord, ImageRecord};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::ImageRef;
@@ -68,74 +71,54 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
 }
 
-/// Progress of a build, for the caller to show.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// The compile is about to start.
-    Compiling {
-        /// The source.
-        source: &'a Path,
-        /// The binary target.
-        bin: &'a str,
-        /// The resolved flags.
-        flags: &'a Flags,
-        /// The backend.
-        builder: &'a str,
-    },
-    /// The binary exists.
-    Compiled {
-        /// Where.
-        binary: &'a Path,
-        /// Its size.
-        size: u64,
-        /// How long the compile took.
-        time: Duration,
-        /// Whether cargo had nothing to do.
-        fresh: bool,
-    },
-    /// The image is being assembled and written.
-    Assembling {
-        /// Its reference.
-        reference: &'a ImageRef,
-    },
-}
-
-/// Runs a build: compiles with `compiler`, writes the image to every publisher.
+/// Runs one build: prepares the source, compiles with `compiler`, assembles the image and
+/// writes it to every publisher, reporting each stage to `events`.
 pub async fn build(
     options: &BuildOptions,
     compiler: &dyn Compiler,
     publishers: &[Box<dyn Publisher>],
-    report: &mut (dyn FnMut(Event<'_>) + Send),
+    events: &Events,
 ) -> Result<BuildRecord> {
     // Fail on unwritable outputs now, not after a long compile.
     for publisher in publishers {
         publisher.preflight()?;
     }
-    let project = source::prepare(&options.source)?;
+    let stage = Timer::new(events, Stage::Prepare);
+    let source = options.source.clone();
+    let project = blocking(move || source::prepare(&source)).await?;
+    stage.finish();
+
+    let stage = Timer::new(events, Stage::Compile);
     let target = match &options.target {
         Some(target) => target.clone(),
         None => compiler.default_target().await?,
     };
     let flags = Flags::resolve(options.preset, &options.overrides, &target);
-    report(Event::Compiling {
-        source: &options.source.path,
-        bin: &project.bin,
-        flags: &flags,
-        builder: compiler.name(),
+    events.emit(Event::Compiling {
+        source: options.source.path.clone(),
+        bin: project.bin.clone(),
+        flags: flags.clone(),
+        builder: compiler.name().to_string(),
     });
-    let artifact = compiler.compile(&project, &flags).await?;
-    let binary = std::fs::read(&artifact.binary).map_err(Error::io(format!(
-        "reading the compiled binary {}",
-        artifact.binary.display()
-    )))?;
-    report(Event::Compiled {
-        binary: &artifact.binary,
+    let artifact = compiler.compile(&project, &flags, events).await?;
+    let path = artifact.binary.clone();
+    let binary = blocking(move || {
+        std::fs::read(&path).map_err(Error::io(format!(
+            "reading the compiled binary {}",
+            path.display()
+        )))
+    })
+    .await?;
+    events.emit(Event::Compiled {
+        binary: artifact.binary.clone(),
         size: binary.len() as u64,
-        time: artifact.compile_time,
+        time_ms: artifact.compile_time.as_millis() as u64,
         fresh: artifact.fresh,
     });
+    stage.finish();
 
     let assemble_started = Instant::now();
+    let stage = Timer::new(events, Stage::Assemble);
     let info = crate::elf::inspect(&artifact.binary, &binary)?;
     let base = options.base.as_deref();
     if let Some(base) = base {
@@ -172,13 +155,24 @@ pub async fn build(
         Some(tag) => tag.clone(),
         None => format!("{}:{}", project.bin, options.preset).parse()?,
     };
-    report(Event::Assembling {
-        reference: &reference,
+    events.emit(Event::Assembling {
+        reference: reference.full.clone(),
     });
     let spec = image_spec(options, &project, &flags, &info.architecture);
-    let app = crate::oci::cache::cached_app_layer(&options.source.cache_dir, &binary, &spec)?;
-    let image = image::assemble_layers(app, &spec, base)?;
+    let binary_size = binary.len() as u64;
+    let image = {
+        let (cache_dir, base) = (options.source.cache_dir.clone(), options.base.clone());
+        blocking(move || {
+            let app = crate::oci::cache::cached_app_layer(&cache_dir, &binary, &spec)?;
+            image::assemble_layers(app, &spec, base.as_deref().map(Base::underlay))
+        })
+        .await?
+    };
+    let image = Arc::new(image);
+    stage.finish();
+    let stage = Timer::new(events, Stage::Publish);
     let outputs = publish_all(publishers, &image, &reference).await?;
+    stage.finish();
     let assemble_time = assemble_started.elapsed();
 
     let binary_layer_size = image.binary_layer().size();
@@ -187,7 +181,7 @@ pub async fn build(
         source_file: options.source.path.display().to_string(),
         binary_path: artifact.binary.display().to_string(),
         optimization_level: options.preset,
-        binary_size: binary.len() as u64,
+        binary_size,
         compile_time_ms: artifact.compile_time.as_millis() as u64,
         optimization_flags: flags.metrics(),
         assemble_time_ms: assemble_time.as_millis() as u64,
@@ -217,6 +211,32 @@ pub async fn build(
         outputs,
         cold_start: None,
     })
+}
+
+/// Reports a stage's start now and its end (with its time) when [`Timer::finish`]ed; a stage
+/// that fails reports no end, its error says enough.
+struct Timer<'a> {
+    events: &'a Events,
+    stage: Stage,
+    started: Instant,
+}
+
+impl<'a> Timer<'a> {
+    fn new(events: &'a Events, stage: Stage) -> Timer<'a> {
+        events.emit(Event::StageStarted { stage });
+        Timer {
+            events,
+            stage,
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self) {
+        self.events.emit(Event::StageFinished {
+            stage: self.stage,
+            time_ms: self.started.elapsed().as_millis() as u64,
+        });
+    }
 }
 
 /// The image's filesystem and config for a compiled project.

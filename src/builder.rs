@@ -4,9 +4,9 @@
 //! air-gapped machines, where `rust:1-alpine` cannot be pulled.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
-use crate::oci::hex;
+use crate::event::{Event, Events};
+use crate::fsutil::blocking;
+use crate::fsutil::hex;
 
 /// Label marking images made by import-host; its value is the inputs' fingerprint.
 pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
@@ -317,13 +319,16 @@ pub async fn import_host(
     engine: &Engine,
     tag: Option<&str>,
     scratch_dir: &Path,
-    progress: &(dyn Fn(&str) + Sync),
+    events: &Events,
 ) -> Result<Imported> {
-    let host = tokio::task::block_in_place(HostToolchain::detect)?;
+    let host = Arc::new(blocking(HostToolchain::detect).await?);
     let tag = tag
         .map(str::to_string)
         .unwrap_or_else(|| format!("ruchy-image-builder:{}", host.version_number));
-    let fingerprint = tokio::task::block_in_place(|| host.fingerprint())?;
+    let fingerprint = {
+        let host = host.clone();
+        blocking(move || host.fingerprint()).await?
+    };
     let imported = |reused, size| Imported {
         tag: tag.clone(),
         reused,
@@ -338,7 +343,8 @@ pub async fn import_host(
         }
     }
 
-    progress(&format!(
+    let step = |message: String| events.emit(Event::Step { message });
+    step(format!(
         "collecting {} and {} Debian packages",
         host.rustc_version,
         host.packages.len()
@@ -349,8 +355,11 @@ pub async fn import_host(
         "creating a temp file in {}",
         scratch_dir.display()
     )))?;
-    let size = tokio::task::block_in_place(|| write_rootfs(&host, &rootfs))?;
-    progress(&format!(
+    let (size, rootfs) = {
+        let host = host.clone();
+        blocking(move || write_rootfs(&host, &rootfs).map(|size| (size, rootfs))).await?
+    };
+    step(format!(
         "importing {} MB into the engine as {tag}",
         size / 1_000_000
     ));
@@ -372,9 +381,10 @@ pub async fn import_host(
         .build();
     let mut file = rootfs;
     std::io::Seek::rewind(&mut file).map_err(Error::io("reading the builder rootfs"))?;
+    let file = tokio::fs::File::from_std(file);
     let body = futures_util::stream::unfold(file, |mut file| async move {
         let mut chunk = vec![0u8; 1 << 20];
-        match tokio::task::block_in_place(|| file.read(&mut chunk)) {
+        match tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await {
             Ok(0) => None,
             Ok(n) => {
                 chunk.truncate(n);

@@ -10,6 +10,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::event::{Event, Events};
 
 /// How long a ping may take before we call the engine unreachable.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -108,14 +109,16 @@ impl Engine {
         Ok(messages)
     }
 
-    /// Pulls an image, passing the engine's progress to `note`; the error is the engine's
-    /// message.
-    pub async fn pull(
-        &self,
-        reference: &str,
-        note: &mut (dyn FnMut(&str) + Send),
-    ) -> std::result::Result<(), String> {
-        note(&format!("pulling {reference}"));
+    /// Pulls an image, reporting the engine's progress as [`Event::Pull`]; the error is the
+    /// engine's message.
+    pub async fn pull(&self, reference: &str, events: &Events) -> std::result::Result<(), String> {
+        let progress = |status: String| {
+            events.emit(Event::Pull {
+                image: reference.to_string(),
+                status,
+            })
+        };
+        progress("pulling".into());
         let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
             .from_image(reference)
             .build();
@@ -127,8 +130,8 @@ impl Engine {
                 other => other.to_string(),
             })?;
             if let Some(status) = info.status.filter(|s| *s != last) {
-                note(&format!("{reference}: {status}"));
-                last = status;
+                last = status.clone();
+                progress(status);
             }
         }
         Ok(())

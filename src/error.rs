@@ -1,9 +1,9 @@
 //! One error type for the library: every variant carries what a user needs to act on it.
+//!
+//! Messages say what went wrong in the library's own terms; they name no command-line flag.
+//! Each shell adds its own advice (the CLI's `hint:` lines name its flags).
 
 use std::path::PathBuf;
-
-use crate::budget::Exceeded;
-use crate::preset::Preset;
 
 /// Everything that can go wrong while turning a source into an image.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A `.ruchy` source was given but no transpiler could be run.
-    #[error("cannot run the Ruchy transpiler `{program}`: {reason}\n  hint: install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH")]
+    #[error("cannot run the Ruchy transpiler `{program}`: {reason}")]
     RuchyNotFound {
         /// The program we tried to run.
         program: PathBuf,
@@ -57,7 +57,7 @@ pub enum Error {
         available: Vec<String>,
     },
     /// The project has several binaries and `--bin` was not given.
-    #[error("the project has several binaries ({}); choose one with --bin NAME", .available.join(", "))]
+    #[error("the project has several binaries ({})", .available.join(", "))]
     BinAmbiguous {
         /// The binaries the project has.
         available: Vec<String>,
@@ -95,54 +95,25 @@ pub enum Error {
         reason: String,
     },
     /// A dynamically linked binary was going to be put on a base without its loader.
-    #[error("{path} is dynamically linked (it needs the loader {interpreter}), and a FROM scratch image has no loader: the container would fail with `exec: no such file or directory`\n  hint: keep static linking on (the default; drop --no-static-link), or build for a musl target")]
+    #[error("{path} is dynamically linked (it needs the loader {interpreter}), and a FROM scratch image has no loader: the container would fail with `exec: no such file or directory`")]
     DynamicBinary {
         /// The binary.
         path: PathBuf,
         /// Its `PT_INTERP`.
         interpreter: String,
     },
-    /// A value given on the command line is not valid.
+    /// A value in the request is not valid.
     #[error("invalid {what} `{value}`: {reason}")]
     InvalidInput {
-        /// Which option.
+        /// Which value (`user`, `base image`, ...).
         what: &'static str,
         /// The value given.
         value: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// A size (`--max-binary-size`, `--max-image-size`) that cannot be read.
-    #[error("invalid {flag} `{value}`: {reason}")]
-    InvalidSize {
-        /// The flag.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A build went over a size budget; its summary was already printed.
-    #[error("{}", problems("size budgets exceeded", .exceeded.iter().map(ToString::to_string)))]
-    OverBudget {
-        /// Each budget that was exceeded.
-        exceeded: Vec<Exceeded>,
-    },
-    /// Some presets of a comparison failed to build or went over a budget; the table with the
-    /// others was already printed.
-    #[error("{}", problems(
-        "the comparison failed",
-        .failed.iter().map(|(preset, error)| format!("{preset}: {error}"))
-            .chain(.exceeded.iter().map(ToString::to_string)),
-    ))]
-    PresetsFailed {
-        /// Presets that did not build, with the first line of their error.
-        failed: Vec<(Preset, String)>,
-        /// Budgets exceeded by the presets that did build.
-        exceeded: Vec<Exceeded>,
-    },
-    /// The runtime user would be root without `--allow-root`.
-    #[error("refusing to run the image as root (uid 0)\n  hint: drop --user to use the non-root default (nonroot, 65532), or pass --allow-root if you really need root")]
+    /// The runtime user would be root, and root was not allowed.
+    #[error("refusing to run the image as root (uid 0)")]
     RootUser,
     /// An output cannot be written where the user asked.
     #[error("cannot write {what} to {path}: {reason}")]
@@ -155,7 +126,7 @@ pub enum Error {
         reason: String,
     },
     /// No Docker engine answered.
-    #[error("no Docker engine answers at {host}: {reason}\n  hint: start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one;\n        without an engine, build with --builder local and write --oci-layout DIR or --output FILE.tar")]
+    #[error("no Docker engine answers at {host}: {reason}")]
     EngineUnavailable {
         /// Where we looked.
         host: String,
@@ -179,7 +150,7 @@ pub enum Error {
         difference: String,
     },
     /// The builder image is not in the engine and could not be pulled.
-    #[error("builder image {image} is not available: {reason}\n  hint: offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints")]
+    #[error("builder image {image} is not available: {reason}")]
     BuilderImageUnavailable {
         /// The image.
         image: String,
@@ -201,7 +172,7 @@ pub enum Error {
         reason: String,
     },
     /// A dynamically linked binary was going to be put on a base without its loader.
-    #[error("{path} is dynamically linked and needs the loader {interpreter}, which base {base} does not have\n  hint: build statically (the default; drop --no-static-link), or use a base that provides {interpreter}")]
+    #[error("{path} is dynamically linked and needs the loader {interpreter}, which base {base} does not have")]
     MissingLoader {
         /// The binary.
         path: std::path::PathBuf,
@@ -258,15 +229,6 @@ fn bin_not_found_message(requested: Option<&str>, available: &[String]) -> Strin
     }
 }
 
-/// One problem on its own line; several under a header, one per indented line.
-fn problems(header: &str, lines: impl Iterator<Item = String>) -> String {
-    let lines: Vec<String> = lines.collect();
-    match lines.as_slice() {
-        [one] => one.clone(),
-        _ => format!("{header}:\n  {}", lines.join("\n  ")),
-    }
-}
-
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -292,7 +254,6 @@ impl Error {
                 | Error::BinNotFound { .. }
                 | Error::BinAmbiguous { .. }
                 | Error::InvalidInput { .. }
-                | Error::InvalidSize { .. }
                 | Error::RootUser
         )
     }

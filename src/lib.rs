@@ -1,10 +1,14 @@
 //! `ruchy-image`: compile a Ruchy or Rust program with an optimization preset and lay the
 //! static binary into a small, reproducible, non-root OCI image.
 //!
-//! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] →
-//! [`elf`] (check) → [`oci`] (assemble) → [`publish`], run in order by [`build`], recorded by
-//! [`metrics`]. [`compare`] runs that pipeline once per preset and puts the records side by
-//! side (with a [`chart`]); [`budget`] holds size limits for CI.
+//! Start at [`plan`]: a plain-data [`plan::Request`] is resolved into a [`plan::Plan`] and run
+//! as one build or a comparison of presets; progress leaves as [`event::Event`]s, results as
+//! [`metrics::BuildRecord`]s and [`compare::Comparison`]s, which [`report`] renders.
+//!
+//! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] → [`elf`] (check)
+//! → [`oci`] (assemble) → [`publish`], run in order by [`build`]. [`budget`] holds size limits
+//! for CI. With the `cli` feature, [`cli`] is the whole command line, ready to be mounted as a
+//! subcommand of another clap program (`ruchy image build ...`).
 
 #![deny(missing_docs)]
 
@@ -12,17 +16,22 @@ pub mod base;
 pub mod budget;
 pub mod build;
 pub mod builder;
-pub mod chart;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod compare;
 pub mod compile;
 pub mod dockerfile;
 pub mod elf;
 pub mod engine;
 pub mod error;
+pub mod event;
+pub mod fsutil;
 pub mod metrics;
 pub mod oci;
+pub mod plan;
 pub mod preset;
 pub mod publish;
+pub mod report;
 pub mod run;
 pub mod source;
 

@@ -1,12 +1,9 @@
-//! The build record: the book chapter's metrics JSON, extended with the image, and the
-//! one-screen summary printed after every build.
-
-use std::fmt::Write as _;
+//! The build record: the book chapter's metrics JSON, extended with the image, and the size
+//! and time formats people read.
 
 use serde::{Deserialize, Serialize};
 
 use crate::preset::{FlagsRecord, Preset};
-use crate::publish::Published;
 
 /// What one build produced and what it cost. The first six fields are the chapter's schema.
 #[derive(Debug, Clone, Serialize)]
@@ -100,17 +97,70 @@ pub struct BaseRecord {
     pub size: u64,
 }
 
-/// Sizes for people: exact below 10 KiB, else KiB/MiB with one decimal.
+/// Where an image went, for the summary and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Published {
+    /// `oci-layout`, `archive`, `engine`.
+    pub kind: &'static str,
+    /// Path or reference of the output.
+    pub location: String,
+    /// For `engine`: the engine's own view of the loaded image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineView>,
+}
+
+/// The engine's view of a loaded image, reported beside ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EngineView {
+    /// Image ID (the config digest).
+    pub id: String,
+    /// Size as the engine counts it (unpacked file bytes).
+    pub size: u64,
+    /// Number of layers.
+    pub layer_count: usize,
+    /// Config `User`.
+    pub user: String,
+    /// Config `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// Engine version that loaded it.
+    pub engine_version: String,
+}
+
+/// Sizes for people: exact below 10 KiB, else KiB/MiB/GiB with one decimal.
 pub fn human_size(bytes: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let b = bytes as f64;
     if bytes < 10 * 1024 {
         format!("{bytes} B")
-    } else if b < KIB * KIB {
-        format!("{:.1} KiB", b / KIB)
     } else {
-        format!("{:.1} MiB", b / (KIB * KIB))
+        bytesize::ByteSize(bytes).display().iec().to_string()
     }
+}
+
+/// Parses a size: bytes (`400000`, `400B`) or a number with a unit, `KB`/`MB`/`GB` (powers of
+/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive, decimals allowed (`1.5MB`).
+/// The error says what is wrong.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    // bytesize takes any prefix of digits and dots as the number; a sign or nothing is ours
+    // to refuse, with an example of what works.
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '.') || text.matches('.').count() > 1
+    {
+        return Err(
+            "expected a number of bytes, optionally with a unit, like 400000, 400KB or 1.5MiB"
+                .into(),
+        );
+    }
+    let size: bytesize::ByteSize = text.parse().map_err(|e: String| {
+        let unit = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        format!(
+            "unknown unit `{}`: use bytes, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024) ({e})",
+            unit.trim()
+        )
+    })?;
+    // 2^53: beyond it the decimal arithmetic is no longer exact, and no binary is that big.
+    if size.0 > 1 << 53 {
+        return Err("too large".into());
+    }
+    Ok(size.0)
 }
 
 /// Durations for people: milliseconds below a second, else seconds with one decimal.
@@ -119,79 +169,6 @@ pub fn human_ms(ms: u64) -> String {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-impl BuildRecord {
-    /// The one-screen summary printed at the end of a build.
-    pub fn summary(&self) -> String {
-        let i = &self.image;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "✓ Built {} ({} preset)",
-            i.reference, self.optimization_level
-        );
-        let _ = writeln!(
-            s,
-            "  binary    {} ({} bytes, {}, {})",
-            human_size(self.binary_size),
-            self.binary_size,
-            self.linkage,
-            i.architecture
-        );
-        let _ = writeln!(
-            s,
-            "  image     {} stored, {} unpacked, {} layers",
-            human_size(i.compressed_size),
-            human_size(i.uncompressed_size),
-            i.layer_count
-        );
-        let _ = writeln!(
-            s,
-            "            {} binary layer + {} overhead",
-            human_size(i.binary_layer_size),
-            human_size(i.overhead_size)
-        );
-        if let Some(base) = &i.base {
-            let _ = writeln!(
-                s,
-                "  base      {} ({} in {} layers, {} added)",
-                base.reference,
-                human_size(base.size),
-                base.layer_count,
-                human_size(i.added_size)
-            );
-        }
-        let _ = writeln!(s, "  digest    {}", i.digest);
-        let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
-        let _ = writeln!(
-            s,
-            "  time      compile {} ({}), assemble {}",
-            human_ms(self.compile_time_ms),
-            self.builder,
-            human_ms(self.assemble_time_ms)
-        );
-        for out in &self.outputs {
-            let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
-            if let Some(engine) = &out.engine {
-                let _ = writeln!(
-                    s,
-                    "            engine {} sees {} unpacked, {} layers, user {}",
-                    engine.engine_version,
-                    human_size(engine.size),
-                    engine.layer_count,
-                    engine.user
-                );
-            }
-        }
-        if self.outputs.is_empty() {
-            let _ = writeln!(
-                s,
-                "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
-            );
-        }
-        s
     }
 }
 
@@ -244,5 +221,47 @@ mod tests {
         assert_eq!(human_size(315_824), "308.4 KiB");
         assert_eq!(human_size(3_984_588), "3.8 MiB");
         assert_eq!(human_ms(2457), "2.5 s");
+    }
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        for (text, bytes) in [
+            ("400000", 400_000),
+            ("0", 0),
+            ("512B", 512),
+            ("400KB", 400_000),
+            ("400kb", 400_000),
+            ("400 kB", 400_000),
+            ("1.5MB", 1_500_000),
+            ("2GB", 2_000_000_000),
+            ("400KiB", 409_600),
+            ("400kib", 409_600),
+            ("1.5MiB", 1_572_864),
+            ("1MIB", 1_048_576),
+            ("0.5KiB", 512),
+            ("1GiB", 1 << 30),
+            (".5KB", 500),
+            ("0.1KB", 100),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_say_what_is_wrong() {
+        for (text, reason) in [
+            ("40XB", "unknown unit `XB`"),
+            ("400 bytes", "unknown unit `bytes`"),
+            ("", "expected a number"),
+            ("KB", "expected a number"),
+            ("-5", "expected a number"),
+            ("1.2.3MB", "expected a number"),
+            ("inf", "expected a number"),
+            ("1e5", "unknown unit `e5`"),
+            ("99999999999GiB", "too large"),
+        ] {
+            let error = parse_size(text).unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
     }
 }

@@ -63,25 +63,22 @@ pub struct RunReport {
     pub samples: Vec<RunSample>,
 }
 
-/// Parses a Docker-style memory size: `128m`, `1g`, `512k`, `1048576`.
+/// Parses a Docker-style memory size: `128m`, `1g`, `512k`, `1048576`. Docker's one-letter
+/// units are powers of 1024, so they are read as KiB, MiB and GiB.
 pub fn parse_memory(value: &str) -> Result<u64> {
-    let lower = value.trim().to_ascii_lowercase();
-    let lower = lower.strip_suffix('b').unwrap_or(&lower);
-    let (number, unit) = match lower.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&lower[..i], c),
-        _ => (lower, ' '),
+    let trimmed = value.trim();
+    let without_b = trimmed
+        .strip_suffix(['b', 'B'])
+        .filter(|rest| rest.ends_with(|c: char| "kmgKMG".contains(c)))
+        .unwrap_or(trimmed);
+    let text = match without_b.chars().last() {
+        Some(c) if "kmgKMG".contains(c) => format!("{without_b}iB"),
+        _ => without_b.to_string(),
     };
-    let scale: u64 = match unit {
-        ' ' => 1,
-        'k' => 1 << 10,
-        'm' => 1 << 20,
-        'g' => 1 << 30,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if scale > 0 && n > 0 => Ok(n * scale),
+    match crate::metrics::parse_size(&text) {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
         _ => Err(Error::InvalidInput {
-            what: "--memory",
+            what: "memory size",
             value: value.to_string(),
             reason: "expected a size such as 128m, 1g or 512k".into(),
         }),

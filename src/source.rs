@@ -10,7 +10,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::oci::hex;
+use crate::fsutil::{hex, write_file_atomically};
 
 /// What kind of input was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -99,7 +99,8 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
             .unwrap_or(Path::new("."))
     };
     project.revision = git(checkout, &["rev-parse", "HEAD"]);
-    project.repository = git(checkout, &["remote", "get-url", "origin"]);
+    project.repository =
+        git(checkout, &["remote", "get-url", "origin"]).map(|url| without_credentials(&url));
     Ok(project)
 }
 
@@ -297,7 +298,7 @@ fn metadata(manifest: &Path, cache_dir: &Path) -> Result<Metadata> {
     // A cache that cannot be written only costs the next build a `cargo metadata`.
     if let Ok(json) = serde_json::to_vec(&metadata) {
         let _ = std::fs::create_dir_all(remembered.parent().expect("has a parent"));
-        let _ = crate::publish::write_file_atomically("cargo metadata", &remembered, &json);
+        let _ = write_file_atomically("cargo metadata", &remembered, &json);
     }
     Ok(metadata)
 }
@@ -386,6 +387,20 @@ fn select_binary(metadata: &Metadata, requested: Option<&str>) -> Result<Project
     })
 }
 
+/// A remote URL without the user name and password a URL may carry (`https://user:token@host/x`
+/// becomes `https://host/x`): the URL goes into image labels, which anyone who pulls can read.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // `git@host:path` names an SSH user, not a secret.
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Runs a git query in `dir`; `None` when it is not a checkout or git is missing.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
@@ -408,5 +423,30 @@ mod tests {
         assert_eq!(file_bin_name(Path::new("a/fibonacci.rs")), "fibonacci");
         assert_eq!(file_bin_name(Path::new("hello world.ruchy")), "hello_world");
         assert_eq!(file_bin_name(Path::new("2fast.rs")), "app_2fast");
+    }
+
+    #[test]
+    fn remote_urls_lose_their_credentials() {
+        for (url, clean) in [
+            (
+                "https://user:token@example.com/team/x.git",
+                "https://example.com/team/x.git",
+            ),
+            (
+                "https://ghp_secret@example.com/x.git",
+                "https://example.com/x.git",
+            ),
+            (
+                "ssh://git@example.com:22/x.git",
+                "ssh://example.com:22/x.git",
+            ),
+            (
+                "https://example.com/a@b/x.git",
+                "https://example.com/a@b/x.git",
+            ),
+            ("git@example.com:team/x.git", "git@example.com:team/x.git"),
+        ] {
+            assert_eq!(without_credentials(url), clean, "{url}");
+        }
     }
 }

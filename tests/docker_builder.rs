@@ -371,7 +371,10 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
     let engine = ruchy_image::engine::Engine::connect().await.unwrap();
     let publisher = EnginePublisher { engine, mtime: 0 };
     let reference = "ruchy-image-test/rejected:x".parse().unwrap();
-    let staged = publisher.stage(&image, &reference).await.unwrap();
+    let staged = publisher
+        .stage(&std::sync::Arc::new(image), &reference)
+        .await
+        .unwrap();
     let err = staged.commit().await.unwrap_err().to_string();
     assert!(err.contains("the Docker engine said:"), "{err}");
     assert_ne!(

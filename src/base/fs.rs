@@ -316,6 +316,16 @@ impl BaseFs {
     }
 }
 
+impl crate::oci::image::BaseFiles for BaseFs {
+    fn exists(&self, path: &str) -> bool {
+        BaseFs::exists(self, path)
+    }
+
+    fn account_file(&self, path: &str) -> Option<&[u8]> {
+        BaseFs::account_file(self, path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

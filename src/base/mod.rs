@@ -11,8 +11,11 @@ use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::fsutil::blocking;
+use crate::fsutil::sha256_digest;
+use crate::oci::image::Underlay;
 use crate::oci::layer::Layer;
-use crate::oci::sha256_digest;
 use fs::{BaseFs, Limits};
 
 /// Where a base image comes from, as `--base` names it.
@@ -38,7 +41,7 @@ impl std::str::FromStr for BaseRef {
 
     fn from_str(s: &str) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidInput {
-            what: "--base",
+            what: "base image",
             value: s.to_string(),
             reason: reason.to_string(),
         };
@@ -127,6 +130,15 @@ impl Base {
     pub fn architecture(&self) -> String {
         self.config.architecture().to_string()
     }
+
+    /// What assembly puts under our layers.
+    pub fn underlay(&self) -> Underlay<'_> {
+        Underlay {
+            layers: &self.layers,
+            config: &self.config,
+            files: &self.fs,
+        }
+    }
 }
 
 fn not_found(reference: &BaseRef, reason: impl std::fmt::Display) -> Error {
@@ -141,17 +153,23 @@ fn not_found(reference: &BaseRef, reason: impl std::fmt::Display) -> Error {
 pub async fn load(
     reference: &BaseRef,
     engine: Option<&Engine>,
-    note: &mut (dyn FnMut(&str) + Send),
+    events: &Events,
 ) -> Result<Option<Base>> {
     let limits = Limits::default();
+    let owned = reference.clone();
     let base = match reference {
         BaseRef::Scratch => return Ok(None),
         BaseRef::OciLayout { dir, tag } => {
-            read_oci_layout(reference, dir, tag.as_deref(), &limits)?
+            let (dir, tag) = (dir.clone(), tag.clone());
+            blocking(move || read_oci_layout(&owned, &dir, tag.as_deref(), &limits)).await?
         }
         BaseRef::DockerArchive(file) => {
-            let bytes = std::fs::read(file).map_err(|e| not_found(reference, e))?;
-            read_docker_archive(reference, &bytes, &limits)?
+            let file = file.clone();
+            blocking(move || {
+                let bytes = std::fs::read(&file).map_err(|e| not_found(&owned, e))?;
+                read_docker_archive(&owned, &bytes, &limits)
+            })
+            .await?
         }
         BaseRef::Engine(name) => {
             let engine = engine.ok_or_else(|| {
@@ -161,7 +179,7 @@ pub async fn load(
                 )
             })?;
             if engine.image_id(name).await?.is_none() {
-                engine.pull(name, note).await.map_err(|e| {
+                engine.pull(name, events).await.map_err(|e| {
                     not_found(
                         reference,
                         format!("not in the engine, and the pull failed: {e}"),
@@ -174,7 +192,7 @@ pub async fn load(
             while let Some(chunk) = stream.next().await {
                 bytes.extend_from_slice(&chunk.map_err(api_error(format!("exporting {name}")))?);
             }
-            read_docker_archive(reference, &bytes, &limits)?
+            blocking(move || read_docker_archive(&owned, &bytes, &limits)).await?
         }
     };
     Ok(Some(base))

@@ -18,7 +18,8 @@ use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, C
 use crate::builder::{FINGERPRINT_LABEL, TARGET_LABEL};
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
-use crate::oci::hex;
+use crate::event::{Event, Events};
+use crate::fsutil::{blocking, hex};
 use crate::preset::Flags;
 use crate::source::Project;
 
@@ -52,12 +53,12 @@ impl BuilderImage {
         engine: &Engine,
         requested: Option<&str>,
         cache_dir: &Path,
-        note: &mut (dyn FnMut(&str) + Send),
+        events: &Events,
     ) -> Result<BuilderImage> {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
         let inspect = match engine.docker().inspect_image(&reference).await {
             Ok(inspect) => inspect,
-            Err(_) => match engine.pull(&reference, note).await {
+            Err(_) => match engine.pull(&reference, events).await {
                 Ok(()) => engine
                     .docker()
                     .inspect_image(&reference)
@@ -74,7 +75,7 @@ impl BuilderImage {
                             reason,
                         });
                     };
-                    note(&format!(
+                    events.note(format!(
                         "{reference} cannot be pulled ({reason}); using {tag}, made by `builder import-host`"
                     ));
                     inspect
@@ -251,6 +252,39 @@ fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<SourceFile>> {
     Ok(files)
 }
 
+/// Everything besides the sources that decides what the builder produces: a change to any
+/// of it (preset, flags, inherited `RUSTFLAGS`, target, builder image) must compile again.
+struct BuildIdentity {
+    flags: Flags,
+    cargo_env: Vec<(String, String)>,
+    rustflags: String,
+    package: String,
+    bin: String,
+    image_id: String,
+}
+
+impl BuildIdentity {
+    /// The cache key of a build of `files` with this identity.
+    fn key(&self, files: &[SourceFile]) -> String {
+        let mut key = Sha256::new();
+        for file in files {
+            key.update(file.path.as_bytes());
+            key.update(file.mode.to_le_bytes());
+            key.update((file.bytes.len() as u64).to_le_bytes());
+            key.update(&file.bytes);
+        }
+        key.update(serde_json::to_vec(&self.flags).unwrap_or_default());
+        for (name, value) in &self.cargo_env {
+            key.update(format!("{name}={value}\0"));
+        }
+        key.update(format!(
+            "{}\0{}\0{}\0{}",
+            self.rustflags, self.package, self.bin, self.image_id
+        ));
+        hex(&key.finalize())
+    }
+}
+
 /// The tar uploaded to `/` of the builder: `src/...` and the host's CA bundle.
 fn upload_tar(files: &[SourceFile], ca: Option<&[u8]>) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
@@ -294,19 +328,6 @@ fn proxy_env() -> Vec<String> {
         .collect()
 }
 
-/// Whether a cargo stderr line is a status line (`   Compiling foo v1.0`), shown in the
-/// spinner rather than printed.
-fn is_status_line(line: &str) -> bool {
-    let bytes = line.as_bytes();
-    bytes.len() > 13
-        && bytes[12] == b' '
-        && line[..12]
-            .trim_start()
-            .chars()
-            .all(|c| c.is_ascii_alphabetic())
-        && !line[..12].trim_start().is_empty()
-}
-
 #[async_trait::async_trait]
 impl Compiler for DockerCompiler {
     fn name(&self) -> &'static str {
@@ -317,25 +338,27 @@ impl Compiler for DockerCompiler {
         Ok(self.image.target.clone())
     }
 
-    async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact> {
+    async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
         let started = Instant::now();
         let root = &project.workspace_root;
-        let files = tokio::task::block_in_place(|| source_files(root, &project.target_dir))?;
-
-        // The build's identity: sources, flags, builder image.
-        let mut key = Sha256::new();
-        for file in &files {
-            key.update(file.path.as_bytes());
-            key.update(file.mode.to_le_bytes());
-            key.update((file.bytes.len() as u64).to_le_bytes());
-            key.update(&file.bytes);
-        }
-        key.update(serde_json::to_vec(flags).unwrap_or_default());
-        key.update(format!(
-            "{}\0{}\0{}",
-            project.package, project.bin, self.image.id
-        ));
-        let key = hex(&key.finalize());
+        let rustflags = encoded_rustflags(flags, SRC);
+        let (files, key) = {
+            let (root, target_dir) = (root.clone(), project.target_dir.clone());
+            let identity = BuildIdentity {
+                flags: flags.clone(),
+                cargo_env: flags.cargo_env(),
+                rustflags: rustflags.clone(),
+                package: project.package.clone(),
+                bin: project.bin.clone(),
+                image_id: self.image.id.clone(),
+            };
+            blocking(move || {
+                let files = source_files(&root, &target_dir)?;
+                let key = identity.key(&files);
+                Ok::<_, Error>((files, key))
+            })
+            .await?
+        };
         let artifact_dir = self.cache_dir.join("artifacts").join(&key[..32]);
         let binary = artifact_dir.join(&project.bin);
         if binary.is_file() {
@@ -377,16 +400,13 @@ impl Compiler for DockerCompiler {
         if self.quiet {
             cmd.push("--quiet".into());
         }
-        let ca = host_ca_bundle();
+        let ca = blocking(host_ca_bundle).await;
         let mut env: Vec<String> = flags
             .cargo_env()
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        env.push(format!(
-            "CARGO_ENCODED_RUSTFLAGS={}",
-            encoded_rustflags(flags, SRC)
-        ));
+        env.push(format!("CARGO_ENCODED_RUSTFLAGS={rustflags}"));
         env.push(format!("CARGO_TARGET_DIR={TARGET}"));
         if ca.is_some() {
             env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
@@ -424,11 +444,11 @@ impl Compiler for DockerCompiler {
             }),
             ..Default::default()
         };
-        let upload = upload_tar(&files, ca.as_deref())?;
+        let upload = blocking(move || upload_tar(&files, ca.as_deref())).await?;
         let id = self.engine.create_container(config).await?;
         // Whatever happens next, the container goes.
         let result = self
-            .build_in(&id, upload, project, &artifact_dir, &binary)
+            .build_in(&id, upload, project, &artifact_dir, &binary, events)
             .await;
         self.engine.remove_container(&id).await?;
         result?;
@@ -449,6 +469,7 @@ impl DockerCompiler {
         project: &Project,
         artifact_dir: &Path,
         binary: &Path,
+        events: &Events,
     ) -> Result<()> {
         let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
             .path("/")
@@ -459,39 +480,30 @@ impl DockerCompiler {
             .await
             .map_err(api_error("uploading the source into the builder"))?;
 
-        let spinner =
-            (!self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.enable_steady_tick(std::time::Duration::from_millis(120));
-                bar.set_message(format!("compiling in {}", self.image.reference));
-                bar
-            });
         let mut executable = None;
+        let output = |line: &str| {
+            events.emit(Event::CompilerOutput {
+                line: line.to_string(),
+            })
+        };
         let finished = self
             .engine
             .run_to_completion(id, &mut |stderr, line| {
-                if !stderr {
-                    match parse_message(line, &project.bin) {
-                        CargoLine::Artifact {
-                            executable: Some(path),
-                            ..
-                        } => executable = Some(path),
-                        CargoLine::Text => eprintln!("{line}"),
-                        _ => {}
-                    }
-                    return;
+                // stdout carries cargo's JSON messages; stderr its status lines and
+                // diagnostics.
+                if stderr {
+                    return output(line);
                 }
-                match &spinner {
-                    Some(bar) if is_status_line(line) => bar.set_message(line.trim().to_string()),
-                    Some(bar) => bar.println(line),
-                    None => eprintln!("{line}"),
+                match parse_message(line, &project.bin) {
+                    CargoLine::Artifact {
+                        executable: Some(path),
+                        ..
+                    } => executable = Some(path),
+                    CargoLine::Text => output(line),
+                    _ => {}
                 }
             })
-            .await;
-        if let Some(bar) = spinner {
-            bar.finish_and_clear();
-        }
-        let finished = finished?;
+            .await?;
         if finished.exit_code != 0 {
             return Err(Error::CompileFailed {
                 package: project.package.clone(),
@@ -518,46 +530,80 @@ impl DockerCompiler {
                 &chunk.map_err(api_error("copying the binary out of the builder"))?,
             );
         }
-        let mut bytes = Vec::new();
-        let mut entries = tar::Archive::new(&archive[..]);
-        let mut entry = entries
-            .entries()
-            .map_err(Error::io("reading the binary from the builder"))?
-            .next()
-            .ok_or_else(|| Error::NoExecutable {
-                bin: project.bin.clone(),
-            })?
-            .map_err(Error::io("reading the binary from the builder"))?;
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(Error::io("reading the binary from the builder"))?;
-
-        std::fs::create_dir_all(artifact_dir)
-            .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
-        let mut temp = tempfile::NamedTempFile::new_in(artifact_dir).map_err(Error::io(
-            format!("writing into {}", artifact_dir.display()),
-        ))?;
-        std::io::Write::write_all(&mut temp, &bytes)
-            .map_err(Error::io(format!("writing {}", binary.display())))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
-            .map_err(Error::io(format!("writing {}", binary.display())))?;
-        temp.persist(binary)
-            .map_err(|e| Error::io(format!("writing {}", binary.display()))(e.error))?;
-        Ok(())
+        let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
+        let bin = project.bin.clone();
+        blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await
     }
+}
+
+/// Takes the binary out of the one-entry tar the engine sent and stores it in the artifact
+/// cache (by way of a temp file, so a cached binary is always whole).
+fn keep_binary(archive: &[u8], bin: &str, artifact_dir: &Path, binary: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    let mut entries = tar::Archive::new(archive);
+    let mut entry = entries
+        .entries()
+        .map_err(Error::io("reading the binary from the builder"))?
+        .next()
+        .ok_or_else(|| Error::NoExecutable {
+            bin: bin.to_string(),
+        })?
+        .map_err(Error::io("reading the binary from the builder"))?;
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("reading the binary from the builder"))?;
+
+    std::fs::create_dir_all(artifact_dir)
+        .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
+    let mut temp = tempfile::NamedTempFile::new_in(artifact_dir).map_err(Error::io(format!(
+        "writing into {}",
+        artifact_dir.display()
+    )))?;
+    std::io::Write::write_all(&mut temp, &bytes)
+        .map_err(Error::io(format!("writing {}", binary.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(format!("writing {}", binary.display())))?;
+    temp.persist(binary)
+        .map_err(|e| Error::io(format!("writing {}", binary.display()))(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_status_line;
+    use super::*;
+    use crate::preset::{Overrides, Preset};
+
+    fn identity(rustflags: &str, target: &str) -> BuildIdentity {
+        let flags = Flags::resolve(Preset::Aggressive, &Overrides::default(), target);
+        BuildIdentity {
+            cargo_env: flags.cargo_env(),
+            flags,
+            rustflags: rustflags.into(),
+            package: "app".into(),
+            bin: "app".into(),
+            image_id: "sha256:builder".into(),
+        }
+    }
 
     #[test]
-    fn cargo_status_lines_are_recognised() {
-        assert!(is_status_line("   Compiling serde v1.0.0"));
-        assert!(is_status_line("    Finished `release` profile"));
-        assert!(is_status_line("  Downloaded quote v1.0.47"));
-        assert!(!is_status_line("error[E0308]: mismatched types"));
-        assert!(!is_status_line("  --> src/main.rs:2:18"));
+    fn the_cache_key_changes_with_inherited_rustflags_and_the_target() {
+        let files = [SourceFile {
+            path: "src/main.rs".into(),
+            mode: 0o644,
+            mtime: 1,
+            bytes: b"fn main() {}".to_vec(),
+        }];
+        let gnu = "x86_64-unknown-linux-gnu";
+        let base = identity("-Cstrip=symbols", gnu).key(&files);
+        assert_eq!(base, identity("-Cstrip=symbols", gnu).key(&files));
+        assert_ne!(
+            base,
+            identity("--cfg\x1ffeature_x\x1f-Cstrip=symbols", gnu).key(&files)
+        );
+        assert_ne!(
+            base,
+            identity("-Cstrip=symbols", "x86_64-unknown-linux-musl").key(&files)
+        );
     }
 }

@@ -9,6 +9,7 @@ use tokio::process::Command;
 
 use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
 use crate::error::{Error, Result};
+use crate::event::{Event, Events};
 use crate::preset::Flags;
 use crate::source::Project;
 
@@ -60,7 +61,7 @@ impl Compiler for LocalCompiler {
             })
     }
 
-    async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact> {
+    async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
         let started = Instant::now();
         let manifest = project.manifest_path.display().to_string();
         let mut cmd = Command::new(&self.cargo);
@@ -73,7 +74,7 @@ impl Compiler for LocalCompiler {
             .env_remove("RUSTFLAGS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             // Its own process group, so an interrupted build can stop cargo, rustc and build
             // scripts together (see `ProcessGroup`).
             .process_group(0);
@@ -86,27 +87,38 @@ impl Compiler for LocalCompiler {
         })?;
 
         let group = ProcessGroup(child.id());
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-        let mut binary = None;
-        let mut fresh = true;
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .map_err(Error::io("reading cargo's output"))?
-        {
-            match parse_message(&line, &project.bin) {
-                CargoLine::Artifact {
-                    executable,
-                    fresh: was_fresh,
-                } => {
-                    fresh &= was_fresh;
-                    binary = executable.or(binary);
+        let output = |line: String| events.emit(Event::CompilerOutput { line });
+        // stdout carries cargo's JSON messages; stderr its status lines and diagnostics.
+        let mut messages = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let mut diagnostics = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let read_messages = async {
+            let mut binary = None;
+            let mut fresh = true;
+            while let Some(line) = messages.next_line().await? {
+                match parse_message(&line, &project.bin) {
+                    CargoLine::Artifact {
+                        executable,
+                        fresh: was_fresh,
+                    } => {
+                        fresh &= was_fresh;
+                        binary = executable.or(binary);
+                    }
+                    // Anything that is not a JSON message (a build script's println) is passed on.
+                    CargoLine::Text => output(line),
+                    CargoLine::Other => {}
                 }
-                // Anything that is not a JSON message (a build script's println) is passed on.
-                CargoLine::Text => eprintln!("{line}"),
-                CargoLine::Other => {}
             }
-        }
+            Ok::<_, std::io::Error>((binary, fresh))
+        };
+        let read_diagnostics = async {
+            while let Some(line) = diagnostics.next_line().await? {
+                output(line);
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let (read, _) = tokio::try_join!(read_messages, read_diagnostics)
+            .map_err(Error::io("reading cargo's output"))?;
+        let (binary, fresh) = read;
         let status = child.wait().await.map_err(Error::io("waiting for cargo"))?;
         group.finished();
         if !status.success() {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::event::Events;
 use crate::preset::Flags;
 use crate::source::Project;
 
@@ -36,8 +37,9 @@ pub trait Compiler: Send + Sync {
     /// The target triple used when the user does not pass `--target`.
     async fn default_target(&self) -> Result<String>;
 
-    /// Builds the project's binary with the given flags.
-    async fn compile(&self, project: &Project, flags: &Flags) -> Result<Artifact>;
+    /// Builds the project's binary with the given flags; what the compiler prints goes out
+    /// as [`Event::CompilerOutput`](crate::event::Event::CompilerOutput).
+    async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact>;
 }
 
 /// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.
@@ -90,7 +92,7 @@ enum CargoLine {
     },
     /// A JSON message we do not need.
     Other,
-    /// Not JSON: a build script's output, passed on to the user.
+    /// Not JSON: a build script's output, passed on as compiler output.
     Text,
 }
 

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::image::{app_layer, ImageSpec};
 use super::layer::Layer;
-use super::{hex, sha256_digest};
 use crate::error::Result;
+use crate::fsutil::{hex, sha256_digest, write_file_atomically};
 
 /// Bumped whenever the layer format (tar headers, compressor) changes; the level is keyed
 /// separately.
@@ -60,9 +60,9 @@ pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Re
         uncompressed_size: layer.uncompressed_size,
     };
     if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = crate::publish::write_file_atomically("a cached layer", &blob_path, &layer.blob);
+        let _ = write_file_atomically("a cached layer", &blob_path, &layer.blob);
         if let Ok(json) = serde_json::to_vec(&entry) {
-            let _ = crate::publish::write_file_atomically("a cached layer", &entry_path, &json);
+            let _ = write_file_atomically("a cached layer", &entry_path, &json);
         }
     }
     Ok(layer)

@@ -8,10 +8,10 @@ use oci_spec::image::{
     MediaType, Os, RootFsBuilder,
 };
 
+use super::canonical_json;
 use super::layer::{self, Entry, Layer};
-use super::{canonical_json, sha256_digest};
-use crate::base::Base;
 use crate::error::{Error, Result};
+use crate::fsutil::sha256_digest;
 
 /// The user the container process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl RuntimeUser {
     /// Parses `NAME:UID:GID` or `UID[:GID]`. Root (uid 0) needs `allow_root`.
     pub fn parse(spec: &str, allow_root: bool) -> Result<RuntimeUser> {
         let invalid = |reason: &str| Error::InvalidInput {
-            what: "--user",
+            what: "user",
             value: spec.to_string(),
             reason: reason.to_string(),
         };
@@ -233,7 +233,7 @@ fn accounts(
     group: Option<&str>,
 ) -> Result<(Option<String>, Option<String>)> {
     let collision = |what: &str, id: Option<String>| Error::InvalidInput {
-        what: "--user",
+        what: "user",
         value: format!("{}:{}:{}", u.name, u.uid, u.gid),
         reason: format!(
             "the base already has a {what} {} with {what} id {}; pick another name or that id",
@@ -297,16 +297,36 @@ pub fn app_layer(binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
     )
 }
 
+/// What assembly needs of a base image: its layers (kept byte for byte), its config (merged
+/// under ours) and a view of its files. The `base` module reads images into this shape.
+#[derive(Clone, Copy)]
+pub struct Underlay<'a> {
+    /// The base's layers, bottom first, as stored.
+    pub layers: &'a [Layer],
+    /// The base's config.
+    pub config: &'a oci_spec::image::ImageConfiguration,
+    /// The base's merged filesystem.
+    pub files: &'a dyn BaseFiles,
+}
+
+/// The files of a base image that assembly looks at.
+pub trait BaseFiles {
+    /// Whether `path` (relative, no leading `/`) exists in the base.
+    fn exists(&self, path: &str) -> bool;
+    /// The bytes of an account file (`etc/passwd`, `etc/group`) when the base has it.
+    fn account_file(&self, path: &str) -> Option<&[u8]>;
+}
+
 /// Assembles the image for `binary` as `spec` describes it, on `base` when there is one.
-pub fn assemble(binary: &[u8], spec: &ImageSpec, base: Option<&Base>) -> Result<Image> {
+pub fn assemble(binary: &[u8], spec: &ImageSpec, base: Option<Underlay<'_>>) -> Result<Image> {
     assemble_layers(app_layer(binary, spec)?, spec, base)
 }
 
 /// Assembles the image around a ready binary layer (see [`app_layer`]): the base's layers
 /// byte for byte, then ours; the config merged as `docker build` would.
-pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<&Base>) -> Result<Image> {
+pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>) -> Result<Image> {
     let u = &spec.user;
-    let fs = base.map(|b| &b.fs);
+    let fs = base.map(|b| b.files);
     let exists = |path: &str| fs.is_some_and(|fs| fs.exists(path));
     let text = |path: &str| {
         fs.and_then(|fs| fs.account_file(path))
@@ -335,7 +355,7 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<&Base>) -> Res
     if !workdir.is_empty() && !exists(workdir) {
         system.push(Entry::dir(workdir, 0o755).owned_by(u.uid, u.gid));
     }
-    let mut layers: Vec<Layer> = base.map(|b| b.layers.clone()).unwrap_or_default();
+    let mut layers: Vec<Layer> = base.map(|b| b.layers.to_vec()).unwrap_or_default();
     let mut history_entries = Vec::new();
     // On a base that already has everything, there is no system layer at all.
     if !system.is_empty() {

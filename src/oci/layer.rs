@@ -105,7 +105,7 @@ impl<W: Write> Hashing<W> {
     }
 
     fn finish(self) -> (W, String, u64) {
-        let digest = format!("sha256:{}", super::hex(&self.hasher.finalize()));
+        let digest = format!("sha256:{}", crate::fsutil::hex(&self.hasher.finalize()));
         (self.inner, digest, self.written)
     }
 }
@@ -241,12 +241,12 @@ mod tests {
         let make = || build(vec![Entry::file("a", b"x", 0o644)], 0).unwrap();
         let (a, b) = (make(), make());
         assert_eq!(a.blob, b.blob);
-        assert_eq!(a.digest, super::super::sha256_digest(&a.blob));
+        assert_eq!(a.digest, crate::fsutil::sha256_digest(&a.blob));
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new(&a.blob[..])
             .read_to_end(&mut tar)
             .unwrap();
-        assert_eq!(a.diff_id, super::super::sha256_digest(&tar));
+        assert_eq!(a.diff_id, crate::fsutil::sha256_digest(&tar));
         assert_eq!(a.uncompressed_size, tar.len() as u64);
         // gzip header: no file name flag, mtime 0.
         assert_eq!(a.blob[3] & 0x08, 0);

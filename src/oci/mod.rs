@@ -10,24 +10,6 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 
-use sha2::{Digest as _, Sha256};
-
-/// Lower-case hex of a byte slice.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-/// `sha256:<hex>` of some bytes, the form OCI digests take.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
 /// Serializes to canonical JSON: object keys sorted (oci-spec keeps labels and annotations in
 /// hash maps, whose order changes from run to run), no whitespace.
 pub fn canonical_json<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
@@ -43,14 +25,6 @@ mod tests {
         let map: std::collections::HashMap<&str, u8> =
             [("b", 1), ("a", 2), ("c", 3)].into_iter().collect();
         assert_eq!(canonical_json(&map).unwrap(), br#"{"a":2,"b":1,"c":3}"#);
-    }
-
-    #[test]
-    fn sha256_of_empty_input() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 }
 

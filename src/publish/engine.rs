@@ -1,30 +1,15 @@
 //! The engine output: `--tag` with an engine present loads the image (our archive, through
 //! the engine API), then reads it back and checks the engine sees what we built.
 
-use serde::Serialize;
+use std::sync::Arc;
 
-use super::{Published, Publisher, Staged};
+use super::{Publisher, Staged};
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
+use crate::fsutil::blocking;
+use crate::metrics::{EngineView, Published};
 use crate::oci::image::Image;
 use crate::oci::{archive, layout, ImageRef};
-
-/// The engine's view of a loaded image, reported beside ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EngineView {
-    /// Image ID (the config digest).
-    pub id: String,
-    /// Size as the engine counts it (unpacked file bytes).
-    pub size: u64,
-    /// Number of layers.
-    pub layer_count: usize,
-    /// Config `User`.
-    pub user: String,
-    /// Config `Entrypoint`.
-    pub entrypoint: Vec<String>,
-    /// Engine version that loaded it.
-    pub engine_version: String,
-}
 
 /// Loads images into a Docker engine.
 #[derive(Debug, Clone)]
@@ -48,15 +33,17 @@ impl Publisher for EnginePublisher {
         Ok(())
     }
 
-    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        let mut bytes = Vec::with_capacity(image.compressed_size() as usize + 16 * 1024);
-        archive::write(
-            &mut bytes,
-            image,
-            reference,
-            &layout::files(image, reference)?,
-            self.mtime,
-        )?;
+    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let bytes = {
+            let (image, reference, mtime) = (image.clone(), reference.clone(), self.mtime);
+            blocking(move || {
+                let mut bytes = Vec::with_capacity(image.compressed_size() as usize + 16 * 1024);
+                let files = layout::files(&image, &reference)?;
+                archive::write(&mut bytes, &image, &reference, &files, mtime)?;
+                Ok::<_, Error>(bytes)
+            })
+            .await?
+        };
         Ok(Box::new(StagedLoad {
             engine: self.engine.clone(),
             archive: bytes,

@@ -1,115 +1,18 @@
 //! File outputs: an OCI layout directory and a single archive file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::{Published, Publisher, Staged};
+use super::{Publisher, Staged};
 use crate::error::{Error, Result};
+use crate::fsutil::{
+    blocking, check_writable, create_parent, existing_ancestor, persist, set_mode, temp_file_for,
+    writable_ancestor,
+};
+use crate::metrics::Published;
 use crate::oci::image::Image;
 use crate::oci::{archive, layout, ImageRef};
-
-fn not_writable(what: &'static str, path: &Path, reason: String) -> Error {
-    Error::OutputNotWritable {
-        what,
-        path: path.to_path_buf(),
-        reason,
-    }
-}
-
-/// The nearest existing ancestor directory of `path`, where its temp files are made (so the
-/// final rename stays on one filesystem).
-fn existing_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
-    let absolute =
-        std::path::absolute(path).map_err(|e| not_writable(what, path, e.to_string()))?;
-    let mut dir = absolute.parent();
-    while let Some(candidate) = dir {
-        match std::fs::metadata(candidate) {
-            Ok(meta) if meta.is_dir() => return Ok(candidate.to_path_buf()),
-            Ok(_) => {
-                let reason = format!("{} is not a directory", candidate.display());
-                return Err(not_writable(what, path, reason));
-            }
-            Err(_) => dir = candidate.parent(),
-        }
-    }
-    Err(not_writable(
-        what,
-        path,
-        "no existing parent directory".into(),
-    ))
-}
-
-/// [`existing_ancestor`], checked to be writable by creating (and dropping) a temp file
-/// there: for checks made before a build, when nothing is written yet.
-fn writable_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
-    let dir = existing_ancestor(what, path)?;
-    tempfile::tempfile_in(&dir).map_err(|e| {
-        not_writable(
-            what,
-            path,
-            format!("{} is not writable: {e}", dir.display()),
-        )
-    })?;
-    Ok(dir)
-}
-
-/// Where a file output's temp file goes; refuses a destination that is a directory.
-fn file_ancestor(what: &'static str, path: &Path) -> Result<PathBuf> {
-    if path.is_dir() {
-        let reason = "it is a directory; give a file name".into();
-        return Err(not_writable(what, path, reason));
-    }
-    existing_ancestor(what, path)
-}
-
-/// Checks that a file can be created at `path`: not a directory, under a writable directory.
-pub fn check_writable(what: &'static str, path: &Path) -> Result<()> {
-    file_ancestor(what, path)?;
-    writable_ancestor(what, path).map(drop)
-}
-
-/// Writes a file by way of a temp file and a rename, so readers never see half of it.
-pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
-    let base = file_ancestor(what, path)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".ruchy-image-")
-        .tempfile_in(&base)
-        .map_err(Error::io(format!(
-            "creating a temp file in {}",
-            base.display()
-        )))?;
-    temp.write_all(bytes)
-        .map_err(Error::io(format!("writing {}", temp.path().display())))?;
-    set_mode(temp.path(), 0o644)?;
-    StagedFile {
-        temp,
-        dest: path.to_path_buf(),
-        what,
-        kind: "file",
-    }
-    .persist()
-    .map(drop)
-}
-
-/// Temp files and dirs are created private; outputs get the usual modes.
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(Error::io(format!("setting the mode of {}", path.display())))
-}
-
-fn create_parent(what: &'static str, path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => {
-            std::fs::create_dir_all(parent).map_err(|e| Error::OutputNotWritable {
-                what,
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
 
 /// `--oci-layout DIR`: an OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -192,7 +95,15 @@ impl Publisher for OciLayoutPublisher {
         writable_ancestor(Self::WHAT, &self.dir).map(drop)
     }
 
-    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let (this, image, reference) = (self.clone(), image.clone(), reference.clone());
+        blocking(move || this.write_staged(&image, &reference)).await
+    }
+}
+
+impl OciLayoutPublisher {
+    /// The layout, written whole into a temp dir beside the destination.
+    fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
         self.check_destination()?;
         // Making the temp dir is the writability check here.
         let base = existing_ancestor(Self::WHAT, &self.dir)?;
@@ -228,32 +139,17 @@ impl ArchivePublisher {
 struct StagedFile {
     temp: tempfile::NamedTempFile,
     dest: PathBuf,
-    what: &'static str,
-    kind: &'static str,
-}
-
-impl StagedFile {
-    fn persist(self) -> Result<Published> {
-        create_parent(self.what, &self.dest)?;
-        self.temp
-            .persist(&self.dest)
-            .map_err(|e| Error::OutputNotWritable {
-                what: self.what,
-                path: self.dest.clone(),
-                reason: e.error.to_string(),
-            })?;
-        Ok(Published {
-            kind: self.kind,
-            location: self.dest.display().to_string(),
-            engine: None,
-        })
-    }
 }
 
 #[async_trait::async_trait]
 impl Staged for StagedFile {
     async fn commit(self: Box<Self>) -> Result<Published> {
-        self.persist()
+        persist(ArchivePublisher::WHAT, self.temp, &self.dest)?;
+        Ok(Published {
+            kind: "archive",
+            location: self.dest.display().to_string(),
+            engine: None,
+        })
     }
 }
 
@@ -263,15 +159,16 @@ impl Publisher for ArchivePublisher {
         check_writable(Self::WHAT, &self.file)
     }
 
-    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        let base = file_ancestor(Self::WHAT, &self.file)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".ruchy-image-archive-")
-            .tempfile_in(&base)
-            .map_err(Error::io(format!(
-                "creating a temp file in {}",
-                base.display()
-            )))?;
+    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let (this, image, reference) = (self.clone(), image.clone(), reference.clone());
+        blocking(move || this.write_staged(&image, &reference)).await
+    }
+}
+
+impl ArchivePublisher {
+    /// The archive, written whole into a temp file beside the destination.
+    fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let mut temp = temp_file_for(Self::WHAT, "archive-", &self.file)?;
         let files = layout::files(image, reference)?;
         let mut out = std::io::BufWriter::new(temp.as_file_mut());
         archive::write(&mut out, image, reference, &files, self.mtime)?;
@@ -283,8 +180,6 @@ impl Publisher for ArchivePublisher {
             temp,
             dest: std::path::absolute(&self.file)
                 .map_err(Error::io("resolving the archive path"))?,
-            what: Self::WHAT,
-            kind: "archive",
         }))
     }
 }

@@ -7,24 +7,15 @@
 mod engine;
 mod files;
 
-pub use engine::{EnginePublisher, EngineView};
-pub use files::{check_writable, write_file_atomically, ArchivePublisher, OciLayoutPublisher};
+pub use engine::EnginePublisher;
+pub use files::{ArchivePublisher, OciLayoutPublisher};
+
+use std::sync::Arc;
 
 use crate::error::Result;
+use crate::metrics::Published;
 use crate::oci::image::Image;
 use crate::oci::ImageRef;
-
-/// Where an image went, for the summary and the metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Published {
-    /// `oci-layout`, `archive`, `engine`.
-    pub kind: &'static str,
-    /// Path or reference of the output.
-    pub location: String,
-    /// For `engine`: the engine's own view of the loaded image.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub engine: Option<EngineView>,
-}
 
 /// An output that is written but not yet visible.
 #[async_trait::async_trait]
@@ -41,14 +32,14 @@ pub trait Publisher: Send + Sync {
     fn preflight(&self) -> Result<()>;
 
     /// Writes the image where it is not yet visible.
-    async fn stage(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>>;
+    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>>;
 }
 
 /// Stages the image in every publisher, then commits them all. If any stage fails, nothing
 /// is committed and every staged output is removed.
 pub async fn publish_all(
     publishers: &[Box<dyn Publisher>],
-    image: &Image,
+    image: &Arc<Image>,
     reference: &ImageRef,
 ) -> Result<Vec<Published>> {
     let mut staged = Vec::with_capacity(publishers.len());

@@ -1,36 +1,28 @@
-//! Command-line types. clap stays here: [`BuildArgs::to_lib`] turns them into the library's
-//! options, validating what clap cannot.
+//! Command-line types. clap stays here: `to_lib` turns them into the library's request,
+//! validating what clap cannot, and errors about a value name the flag it came from.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
-use ruchy_image::base::BaseRef;
-use ruchy_image::budget::{Budget, Budgets, Limit};
-use ruchy_image::build::{default_cache_dir, BuildOptions, ImageOptions};
-use ruchy_image::oci::image::RuntimeUser;
-use ruchy_image::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
-use ruchy_image::source::SourceOptions;
-use ruchy_image::{Error, Result};
+use crate::base::BaseRef;
+use crate::budget::{Budget, Budgets, Limit};
+use crate::build::{default_cache_dir, ImageOptions};
+use crate::oci::image::RuntimeUser;
+use crate::plan::{BuilderChoice, Load, Request};
+use crate::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
+use crate::source::SourceOptions;
+use crate::{Error, Result};
 
-/// Compile a Ruchy or Rust program with an optimization preset into a small, reproducible,
-/// non-root container image, and report what each preset costs.
-#[derive(Debug, Parser)]
-#[command(name = "ruchy-image", version, propagate_version = true)]
-#[command(
-    after_help = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted; `run` exits with the container's own code."
-)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// What `after_help` says of exit codes, for the program that mounts [`ImageCommand`].
+pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted; `run` exits with the container's own code.";
 
-/// The subcommands.
+/// The `ruchy-image` commands, as a clap subcommand another program can mount
+/// (`#[command(subcommand)] Image(ImageCommand)`) and hand to [`run`](super::run).
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum ImageCommand {
     /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
@@ -122,7 +114,7 @@ Examples:
 Sizes: bytes (400000) or KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024).";
 
 /// `--format` of `compare`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// A table for the terminal.
     Table,
@@ -426,7 +418,21 @@ pub struct BudgetArgs {
 }
 
 fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
-    value.parse().map_err(|e: Error| e.to_string())
+    value
+        .parse()
+        .map_err(|e: Error| for_flag("--base")(e).to_string())
+}
+
+/// Names the flag in an error about a value the library rejected (`invalid --user ...`).
+pub(crate) fn for_flag(flag: &'static str) -> impl Fn(Error) -> Error {
+    move |error| match error {
+        Error::InvalidInput { value, reason, .. } => Error::InvalidInput {
+            what: flag,
+            value,
+            reason,
+        },
+        other => other,
+    }
 }
 
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
@@ -492,7 +498,8 @@ impl FlagArgs {
                 .opt_level
                 .as_deref()
                 .map(str::parse::<OptLevel>)
-                .transpose()?,
+                .transpose()
+                .map_err(for_flag("--opt-level"))?,
             lto: self.lto,
             codegen_units: self.codegen_units,
             strip,
@@ -506,7 +513,7 @@ impl FlagArgs {
 impl ImageArgs {
     fn to_lib(&self) -> Result<ImageOptions> {
         let user = match &self.user {
-            Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
+            Some(spec) => RuntimeUser::parse(spec, self.allow_root).map_err(for_flag("--user"))?,
             None => RuntimeUser::default(),
         };
         let env = self
@@ -537,80 +544,85 @@ impl ImageArgs {
 impl BudgetArgs {
     /// The budgets, checked now so a bad size fails before any compile.
     pub fn to_lib(&self) -> Result<Budgets> {
-        let parse = |limit, text: &Option<String>| {
-            text.as_deref().map(|t| Budget::parse(limit, t)).transpose()
+        let parse = |limit, flag, text: &Option<String>| {
+            let parse = |text: &str| {
+                Budget::parse(limit, text).map_err(|reason| Error::InvalidInput {
+                    what: flag,
+                    value: text.to_string(),
+                    reason,
+                })
+            };
+            text.as_deref().map(parse).transpose()
         };
         Ok(Budgets {
-            max_binary: parse(Limit::Binary, &self.max_binary_size)?,
-            max_image: parse(Limit::Image, &self.max_image_size)?,
+            max_binary: parse(Limit::Binary, "--max-binary-size", &self.max_binary_size)?,
+            max_image: parse(Limit::Image, "--max-image-size", &self.max_image_size)?,
         })
     }
 }
 
-/// The library's options for one preset of this source, flags and image.
-fn build_options(
-    input: &InputArgs,
-    preset: Preset,
-    flags: &FlagArgs,
-    image: &ImageArgs,
-    tag: Option<&str>,
-) -> Result<BuildOptions> {
-    Ok(BuildOptions {
+/// The library's request for this source, flags and image; the caller fills in presets,
+/// bases and outputs.
+fn request(input: &InputArgs, flags: &FlagArgs, image: &ImageArgs) -> Result<Request> {
+    Ok(Request {
         source: input.to_lib(),
-        preset,
+        presets: Vec::new(),
         overrides: flags.to_lib()?,
         target: flags.target.clone(),
         image: image.to_lib()?,
-        tag: tag.map(str::parse).transpose()?,
+        bases: vec![image.base.clone()],
+        tag: None,
         source_date_epoch: image.source_date_epoch,
-        // Read by the caller once the engine is known (`--base` may name an engine image).
-        base: None,
+        builder: match input.builder {
+            None => BuilderChoice::Auto,
+            Some(Builder::Docker) => BuilderChoice::Docker,
+            Some(Builder::Local) => BuilderChoice::Local,
+        },
+        builder_image: input.builder_image.clone(),
+        outputs: Default::default(),
+        cold_start_runs: 0,
+        compiler_output: Default::default(),
     })
 }
 
 impl BuildArgs {
-    /// The library's options for this command line.
-    pub fn to_lib(&self) -> Result<BuildOptions> {
-        build_options(
-            &self.input,
-            self.optimize,
-            &self.flags,
-            &self.image,
-            self.tag.as_deref(),
-        )
+    /// The library's request for this command line.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = request(&self.input, &self.flags, &self.image)?;
+        request.presets = vec![self.optimize];
+        request.tag = self
+            .tag
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(for_flag("--tag"))?;
+        request.outputs.oci_layout = self.oci_layout.clone();
+        request.outputs.archive = self.output.clone();
+        // A tag means "I want it in the engine": loaded when one answers, unless told not to.
+        request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
+            (true, _, _) => Load::Always,
+            (_, true, _) | (_, _, false) => Load::Never,
+            _ => Load::IfEngine,
+        };
+        Ok(request)
     }
 }
 
 impl CompareArgs {
-    /// The presets, and the options every preset's build starts from (its preset replaced).
-    pub fn to_lib(&self) -> Result<(BuildOptions, Vec<Preset>)> {
-        let twice = self
-            .presets
-            .iter()
-            .enumerate()
-            .find(|(i, p)| self.presets[..*i].contains(p));
-        if let Some((_, preset)) = twice {
-            return Err(Error::InvalidInput {
-                what: "--presets",
-                value: self
-                    .presets
-                    .iter()
-                    .map(|p| p.name())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                reason: format!("{preset} is listed twice"),
-            });
+    /// The library's request: every preset, on every base, loaded as `BIN:PRESET` into the
+    /// engine only to time cold starts.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = request(&self.input, &self.flags, &self.image)?;
+        request.presets = self.presets.clone();
+        if !self.bases.is_empty() {
+            request.bases = self.bases.clone();
         }
-        let Some(&first) = self.presets.first() else {
-            return Err(Error::InvalidInput {
-                what: "--presets",
-                value: String::new(),
-                reason: "list at least one of none, balanced, aggressive, nasa".into(),
-            });
+        request.cold_start_runs = self.cold_start_runs;
+        request.outputs.load = match self.cold_start_runs {
+            0 => Load::Never,
+            _ => Load::IfEngine,
         };
-        // Each preset gets its default tag, BIN:PRESET, so records match `build`'s.
-        let base = build_options(&self.input, first, &self.flags, &self.image, None)?;
-        Ok((base, self.presets.clone()))
+        Ok(request)
     }
 }
 
@@ -652,7 +664,7 @@ pub struct DockerfileArgs {
     pub base: Option<String>,
 
     /// The BUILDER_IMAGE default: the Rust image stage 1 compiles in.
-    #[arg(long, value_name = "IMAGE", default_value = ruchy_image::compile::DEFAULT_BUILDER_IMAGE)]
+    #[arg(long, value_name = "IMAGE", default_value = crate::compile::DEFAULT_BUILDER_IMAGE)]
     pub builder_image: String,
 
     /// The TARGET default [default: the builder's host triple, detected during the build].
@@ -666,8 +678,8 @@ pub struct DockerfileArgs {
 
 impl DockerfileArgs {
     /// The library's options: the binary is looked up in SOURCE when one is given.
-    pub fn to_lib(&self) -> Result<ruchy_image::dockerfile::DockerfileOptions> {
-        use ruchy_image::dockerfile::{project_bin, DockerfileOptions, Variant};
+    pub fn to_lib(&self) -> Result<crate::dockerfile::DockerfileOptions> {
+        use crate::dockerfile::{project_bin, DockerfileOptions, Variant};
         let bin = match &self.source {
             Some(source) => Some(project_bin(source, self.bin.as_deref())?),
             None => self.bin.clone(),
@@ -689,7 +701,18 @@ impl DockerfileArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ImageCommand,
+    }
+
+    fn parse(args: &[&str]) -> ImageCommand {
+        let all = ["ruchy-image"].iter().chain(args);
+        Cli::try_parse_from(all).unwrap().command
+    }
 
     #[test]
     fn cli_is_well_formed() {
@@ -709,45 +732,67 @@ mod tests {
         assert!(absolute_image_path("--path", "/a/../etc").is_err());
     }
 
-    fn compare_args(args: &[&str]) -> CompareArgs {
-        let all = ["ruchy-image", "compare", "app.rs"].iter().chain(args);
-        match Cli::try_parse_from(all).unwrap().command {
-            Command::Compare(args) => *args,
+    fn compare_request(args: &[&str]) -> Request {
+        let all: Vec<&str> = ["compare", "app.rs"].iter().chain(args).copied().collect();
+        match parse(&all) {
+            ImageCommand::Compare(args) => args.to_lib().unwrap(),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn compare_takes_presets_in_order_and_once_each() {
-        let (base, presets) = compare_args(&[]).to_lib().unwrap();
-        assert_eq!(presets, Preset::ALL);
-        assert_eq!(base.tag, None, "each preset gets its own BIN:PRESET tag");
-        let (_, presets) = compare_args(&["--presets", "nasa,none"]).to_lib().unwrap();
-        assert_eq!(presets, [Preset::Nasa, Preset::None]);
-        let error = compare_args(&["--presets", "none,nasa,none"])
-            .to_lib()
-            .unwrap_err();
-        assert!(error.is_usage());
-        assert!(
-            error.to_string().contains("none is listed twice"),
-            "{error}"
-        );
+    fn compare_takes_presets_in_order() {
+        let request = compare_request(&[]);
+        assert_eq!(request.presets, Preset::ALL);
+        assert_eq!(request.tag, None, "each preset gets its own BIN:PRESET tag");
+        assert_eq!(request.outputs.load, Load::IfEngine, "for cold starts");
+        let request = compare_request(&["--presets", "nasa,none", "--cold-start-runs", "0"]);
+        assert_eq!(request.presets, [Preset::Nasa, Preset::None]);
+        assert_eq!(request.outputs.load, Load::Never);
         let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
         assert!(unknown.is_err());
     }
 
     #[test]
+    fn a_tag_loads_when_an_engine_answers() {
+        let load = |args: &[&str]| {
+            let all: Vec<&str> = ["build", "app.rs"].iter().chain(args).copied().collect();
+            match parse(&all) {
+                ImageCommand::Build(args) => args.to_lib().unwrap().outputs.load,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(load(&[]), Load::Never);
+        assert_eq!(load(&["--tag", "a:1"]), Load::IfEngine);
+        assert_eq!(load(&["--tag", "a:1", "--no-load"]), Load::Never);
+        assert_eq!(load(&["--load"]), Load::Always);
+    }
+
+    #[test]
     fn budgets_are_parsed_for_both_commands() {
-        let budgets = compare_args(&["--max-binary-size", "1.5MB", "--max-image-size", "2KiB"])
-            .budget
-            .to_lib()
-            .unwrap();
+        let ImageCommand::Compare(args) = parse(&[
+            "compare",
+            "a.rs",
+            "--max-binary-size",
+            "1.5MB",
+            "--max-image-size",
+            "2KiB",
+        ]) else {
+            panic!("not compare")
+        };
+        let budgets = args.budget.to_lib().unwrap();
         assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
         assert_eq!(budgets.max_image.unwrap().bytes, 2048);
-        let build = Cli::try_parse_from(["ruchy-image", "build", "a.rs", "--max-image-size", "4X"]);
-        let Command::Build(args) = build.unwrap().command else {
+        let ImageCommand::Build(args) = parse(&["build", "a.rs", "--max-image-size", "4X"]) else {
             panic!("not build")
         };
-        assert!(args.budget.to_lib().unwrap_err().is_usage());
+        let error = args.budget.to_lib().unwrap_err();
+        assert!(error.is_usage());
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid --max-image-size `4X`: unknown unit"),
+            "{error}"
+        );
     }
 }

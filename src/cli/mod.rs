@@ -1,0 +1,293 @@
+//! The command line, as a library: [`ImageCommand`] is the clap subcommand and [`run`] does
+//! everything the `ruchy-image` binary does with it, so another program mounts the whole tool
+//! with one enum variant and one call:
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! #[command(name = "ruchy")]
+//! enum Ruchy {
+//!     /// Build small container images (ruchy-image).
+//!     #[command(subcommand)]
+//!     Image(ruchy_image::cli::ImageCommand),
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     match Ruchy::parse() {
+//!         Ruchy::Image(command) => ruchy_image::cli::run(command).await,
+//!     }
+//! }
+//! ```
+
+mod args;
+mod render;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub use args::{
+    BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
+    ImportHostArgs, RunArgs, EXIT_CODES,
+};
+use render::{Failure, Mode, Terminal};
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::metrics::BuildRecord;
+use crate::plan::{Plan, Request};
+use crate::report;
+
+/// Runs one command as the `ruchy-image` binary would: progress and errors on stderr, results
+/// on stdout, and the exit code (0 success, 1 failed, 2 invalid input, 130 interrupted, or a
+/// container's own code for `run`). Ctrl-C stops the command and cleans up after it.
+pub async fn run(command: ImageCommand) -> ExitCode {
+    // Ctrl-C drops the running command: its guards kill cargo and remove temp outputs.
+    let outcome = tokio::select! {
+        result = dispatch(command) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    match outcome {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(failure)) => {
+            eprintln!("error: {}", failure.message());
+            ExitCode::from(failure.exit_code())
+        }
+        None => {
+            crate::engine::remove_leftovers().await;
+            eprintln!("interrupted: nothing was written");
+            ExitCode::from(130)
+        }
+    }
+}
+
+async fn dispatch(command: ImageCommand) -> Result<(), Failure> {
+    match command {
+        ImageCommand::Build(args) => build(*args).await,
+        ImageCommand::Compare(args) => compare(*args).await,
+        ImageCommand::Run(args) => run_image(args).await,
+        ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args).await,
+        ImageCommand::Dockerfile(args) => {
+            let text = crate::dockerfile::render(&args.to_lib()?)?;
+            Ok(print_stdout("the Dockerfile", text.as_bytes())?)
+        }
+    }
+}
+
+/// Resolves a request, naming our flags in what the library rejects.
+async fn resolve(request: Request, events: &crate::event::Events) -> Result<Plan, Error> {
+    Plan::resolve(request, events)
+        .await
+        .map_err(|error| match &error {
+            Error::InvalidInput {
+                what: "presets", ..
+            } => args::for_flag("--presets")(error),
+            _ => error,
+        })
+}
+
+/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
+async fn build(args: BuildArgs) -> Result<(), Failure> {
+    let mut request = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
+    if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
+        // Checked now so a long compile does not end in an unwritable path.
+        crate::fsutil::check_writable("the metrics JSON", json)?;
+    }
+    request.compiler_output.color = Terminal::color();
+    request.compiler_output.quiet = args.quiet;
+    let (terminal, events) = Terminal::new(Mode::Build, args.verbose, args.quiet);
+    let result = async { resolve(request, &events).await?.build(&events).await }.await;
+    terminal.lock().expect("terminal").finish();
+    let record = result?;
+
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.json {
+        write_json(path, &record)?;
+    }
+    if !args.quiet {
+        let summary = render::summary(&record);
+        if json_to_stdout {
+            eprint!("{summary}");
+        } else {
+            print!("{summary}");
+        }
+    }
+    // Checked last: CI logs then show the summary and the metrics that broke the budget.
+    let exceeded = budgets.check(&record);
+    if !exceeded.is_empty() {
+        return Err(Failure::OverBudget(exceeded));
+    }
+    Ok(())
+}
+
+/// `ruchy-image compare`: the comparison on stdout, then the verdict.
+async fn compare(args: CompareArgs) -> Result<(), Failure> {
+    let mut request = args.to_lib()?;
+    let budgets = args.budget.to_lib()?;
+    if let Some(chart) = &args.chart {
+        crate::fsutil::check_writable("the chart", chart)?;
+    }
+    request.compiler_output.color = Terminal::color();
+    // cargo's progress lines only with --verbose: one line per preset is the progress here.
+    request.compiler_output.quiet = !args.verbose;
+    let (terminal, events) = Terminal::new(Mode::Compare, args.verbose, args.quiet);
+    let result = async { resolve(request, &events).await?.compare(&events).await }.await;
+    terminal.lock().expect("terminal").finish();
+    let comparisons = result?;
+
+    let format = match args.format {
+        Format::Table => report::Format::Table,
+        Format::Markdown => report::Format::Markdown,
+        Format::Csv => report::Format::Csv,
+        Format::Json => report::Format::Json,
+    };
+    let output = match args.bases.is_empty() {
+        true => report::presets(&comparisons[0].1, format)?,
+        false => report::bases(&comparisons, format)?,
+    };
+    print_stdout("the comparison", output.as_bytes())?;
+    if let Some(chart) = &args.chart {
+        let svg = report::chart::svg(&comparisons[0].1);
+        crate::fsutil::write_file_atomically("the chart", chart, svg.as_bytes())?;
+    }
+    // Failed presets and exceeded budgets fail the command after everything is reported.
+    let mut verdict = crate::compare::Verdict::default();
+    for (_, comparison) in &comparisons {
+        let one = comparison.verdict(&budgets);
+        verdict.failed.extend(one.failed);
+        verdict.exceeded.extend(one.exceeded);
+    }
+    match (verdict.passed(), verdict.failed.is_empty()) {
+        (true, _) => Ok(()),
+        (false, true) => Err(Failure::OverBudget(verdict.exceeded)),
+        (false, false) => Err(Failure::Comparison(verdict)),
+    }
+}
+
+/// `ruchy-image run`: exits with the container's exit code.
+async fn run_image(args: RunArgs) -> Result<(), Failure> {
+    if !(args.cpus > 0.0 && args.cpus <= 1024.0) {
+        return Err(Error::InvalidInput {
+            what: "--cpus",
+            value: args.cpus.to_string(),
+            reason: "expected a number of CPUs above 0, such as 0.5".into(),
+        }
+        .into());
+    }
+    let memory = crate::run::parse_memory(&args.memory).map_err(args::for_flag("--memory"))?;
+    let options = crate::run::RunOptions {
+        image: args.image.clone(),
+        args: args.args.clone(),
+        iterations: args.iterations,
+        memory: Some(memory),
+        cpus: Some(args.cpus),
+        timeout: None,
+    };
+    let engine = Engine::connect().await?;
+    crate::run::check_image(&engine, &args.image).await?;
+    let json = args.json;
+    // The container's output is the command's output, unless stdout is for the JSON.
+    let mut output = move |stderr: bool, line: &str| {
+        if stderr || json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let report = crate::run::run(&engine, &options, &mut output).await?;
+    if json {
+        print_stdout("the run report", &to_json("the run report", &report)?)?;
+    } else {
+        let memory = report
+            .peak_memory_bytes
+            .map(crate::metrics::human_size)
+            .unwrap_or_else(|| "not reported by the engine (the run was too short)".into());
+        eprintln!(
+            "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {} memory, {} CPU",
+            report.cold_start_median_ms,
+            report.cold_start_min_ms,
+            report.cold_start_max_ms,
+            report.iterations,
+            args.memory,
+            args.cpus
+        );
+        eprintln!("ℹ peak memory: {memory}; exit code {}", report.exit_code);
+    }
+    if report.exit_code != 0 {
+        return Err(Error::ContainerFailed {
+            image: args.image,
+            code: report.exit_code,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// `ruchy-image builder import-host`.
+async fn import_host(args: ImportHostArgs) -> Result<(), Failure> {
+    let engine = Engine::connect().await?;
+    let tag = args
+        .tag
+        .as_deref()
+        .map(str::parse::<crate::oci::ImageRef>)
+        .transpose()
+        .map_err(args::for_flag("--tag"))?;
+    let scratch = args
+        .cache_dir
+        .unwrap_or_else(crate::build::default_cache_dir);
+    let (terminal, events) = Terminal::new(Mode::Build, false, false);
+    let imported = crate::builder::import_host(
+        &engine,
+        tag.as_ref().map(|t| t.full.as_str()),
+        &scratch,
+        &events,
+    )
+    .await;
+    terminal.lock().expect("terminal").finish();
+    let imported = imported?;
+    if args.json {
+        print_stdout(
+            "the import result",
+            &to_json("the import result", &imported)?,
+        )?;
+    } else if imported.reused {
+        println!("✓ {} is up to date ({})", imported.tag, imported.rustc);
+    } else {
+        println!(
+            "✓ Imported {} ({}, {} MB, target {})",
+            imported.tag,
+            imported.rustc,
+            imported.size / 1_000_000,
+            imported.target
+        );
+    }
+    Ok(())
+}
+
+/// Pretty JSON with a final newline.
+fn to_json(what: &'static str, value: &impl serde::Serialize) -> Result<Vec<u8>, Error> {
+    let mut json =
+        serde_json::to_vec_pretty(value).map_err(|source| Error::Json { what, source })?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+fn write_json(path: &Path, record: &BuildRecord) -> Result<(), Error> {
+    let json = to_json("the build metrics", record)?;
+    if path == Path::new("-") {
+        return print_stdout("the metrics", &json);
+    }
+    crate::fsutil::write_file_atomically("the metrics JSON", path, &json)
+}
+
+/// Writes a result to stdout, where a closed pipe is an error worth reporting.
+fn print_stdout(what: &str, bytes: &[u8]) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|_| stdout.flush())
+        .map_err(Error::io(format!("writing {what} to stdout")))
+}

@@ -1,0 +1,431 @@
+//! What the terminal shows: progress from the library's events (a spinner on a terminal,
+//! plain lines otherwise), the build summary, and errors with a hint that names our flags.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+
+use indicatif::ProgressBar;
+
+use crate::budget::{Exceeded, Limit};
+use crate::compare::Verdict;
+use crate::error::Error;
+use crate::event::{Event, Events, Stage};
+use crate::metrics::{human_ms, human_size, BuildRecord};
+
+/// Which command's progress is shown: a build shows each step; a comparison one line per
+/// preset, and each build's steps only with `--verbose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Build,
+    Compare,
+}
+
+/// Renders events on stderr.
+pub(crate) struct Terminal {
+    mode: Mode,
+    verbose: bool,
+    quiet: bool,
+    tty: bool,
+    spinner: Option<ProgressBar>,
+}
+
+impl Terminal {
+    /// A renderer, and the events that feed it.
+    pub(crate) fn new(mode: Mode, verbose: bool, quiet: bool) -> (Arc<Mutex<Terminal>>, Events) {
+        let terminal = Arc::new(Mutex::new(Terminal {
+            mode,
+            verbose,
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            spinner: None,
+        }));
+        let sink = terminal.clone();
+        let events = Events::new(move |event| {
+            if let Ok(mut terminal) = sink.lock() {
+                terminal.show(event);
+            }
+        });
+        (terminal, events)
+    }
+
+    /// Whether cargo's diagnostics can be coloured.
+    pub(crate) fn color() -> bool {
+        std::io::stderr().is_terminal()
+    }
+
+    /// Clears the spinner, if one is drawn.
+    pub(crate) fn finish(&mut self) {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Whether one build's steps are shown.
+    fn shows_steps(&self) -> bool {
+        match self.mode {
+            Mode::Build => !self.quiet,
+            Mode::Compare => self.verbose,
+        }
+    }
+
+    /// Prints a line above the spinner, or plainly.
+    fn line(&self, text: &str) {
+        match &self.spinner {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::StageStarted {
+                stage: Stage::Compile,
+            } if self.tty && self.shows_steps() => {
+                let bar = ProgressBar::new_spinner();
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar.set_message("compiling");
+                self.spinner = Some(bar);
+            }
+            Event::StageFinished {
+                stage: Stage::Compile,
+                ..
+            } => self.finish(),
+            Event::StageStarted { .. } | Event::StageFinished { .. } => {}
+            // The compiler's diagnostics are always shown; its status lines go into the
+            // spinner when there is one.
+            Event::CompilerOutput { line } => match &self.spinner {
+                Some(bar) if is_status_line(&line) => {
+                    bar.set_message(strip_ansi(&line).trim().to_string())
+                }
+                _ => self.line(&line),
+            },
+            Event::PresetFailed { preset, error } => self.line(&format!("✗ {preset}: {error}")),
+            _ if self.quiet => {}
+            Event::Note { message } => self.line(&format!("ℹ {message}")),
+            Event::Pull { image, status } => self.line(&format!("ℹ {image}: {status}")),
+            Event::Step { message } => self.line(&format!("→ {message}...")),
+            Event::BaseStarted { base } => self.line(&format!("→ on {base}")),
+            Event::PresetStarted {
+                index,
+                total,
+                preset,
+            } => self.line(&format!("→ [{index}/{total}] {preset}...")),
+            _ if !self.shows_steps() => {}
+            Event::Compiling {
+                source,
+                bin,
+                flags,
+                builder,
+            } => {
+                let name = source
+                    .file_name()
+                    .unwrap_or(source.as_os_str())
+                    .to_string_lossy()
+                    .into_owned();
+                // `--verbose` uses the `ruchy compile --verbose` format.
+                if !self.verbose {
+                    let preset = flags.preset;
+                    return self.line(&format!(
+                        "→ Compiling {name} ({preset} preset, {builder} builder)..."
+                    ));
+                }
+                let mut text = format!("→ Compiling {name}...\n");
+                let _ = writeln!(text, "ℹ Optimization level: {}", flags.preset);
+                let _ = writeln!(text, "ℹ LTO: {}", flags.metrics().lto);
+                if let Some(cpu) = &flags.target_cpu {
+                    let _ = writeln!(text, "ℹ target-cpu: {cpu}");
+                }
+                let _ = writeln!(
+                    text,
+                    "ℹ Binary: {bin} for {} ({builder} builder)",
+                    flags.target
+                );
+                text.push_str("ℹ Optimization flags:");
+                for flag in flags.listing() {
+                    let _ = write!(text, "\n  {flag}");
+                }
+                self.line(&text);
+            }
+            Event::Compiled {
+                binary,
+                size,
+                time_ms,
+                fresh,
+            } if self.verbose => {
+                let note = if fresh { " (up to date)" } else { "" };
+                self.line(&format!(
+                    "✓ Successfully compiled to: {}\nℹ Binary size: {size} bytes\nℹ Compile time: {time_ms} ms{note}",
+                    binary.display()
+                ));
+            }
+            Event::Assembling { reference } => {
+                self.line(&format!("→ Assembling image {reference}..."))
+            }
+            Event::Compiled { .. } => {}
+        }
+    }
+}
+
+/// Whether a cargo stderr line is a status line (`   Compiling foo v1.0`), shown in the
+/// spinner rather than printed.
+fn is_status_line(line: &str) -> bool {
+    let line = strip_ansi(line);
+    let bytes = line.as_bytes();
+    bytes.len() > 13
+        && bytes[12] == b' '
+        && line[..12]
+            .trim_start()
+            .chars()
+            .all(|c| c.is_ascii_alphabetic())
+        && !line[..12].trim_start().is_empty()
+}
+
+/// The text of a line without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The one-screen summary printed at the end of a build.
+pub(crate) fn summary(record: &BuildRecord) -> String {
+    let i = &record.image;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "✓ Built {} ({} preset)",
+        i.reference, record.optimization_level
+    );
+    let _ = writeln!(
+        s,
+        "  binary    {} ({} bytes, {}, {})",
+        human_size(record.binary_size),
+        record.binary_size,
+        record.linkage,
+        i.architecture
+    );
+    let _ = writeln!(
+        s,
+        "  image     {} stored, {} unpacked, {} layers",
+        human_size(i.compressed_size),
+        human_size(i.uncompressed_size),
+        i.layer_count
+    );
+    let _ = writeln!(
+        s,
+        "            {} binary layer + {} overhead",
+        human_size(i.binary_layer_size),
+        human_size(i.overhead_size)
+    );
+    if let Some(base) = &i.base {
+        let _ = writeln!(
+            s,
+            "  base      {} ({} in {} layers, {} added)",
+            base.reference,
+            human_size(base.size),
+            base.layer_count,
+            human_size(i.added_size)
+        );
+    }
+    let _ = writeln!(s, "  digest    {}", i.digest);
+    let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
+    let _ = writeln!(
+        s,
+        "  time      compile {} ({}), assemble {}",
+        human_ms(record.compile_time_ms),
+        record.builder,
+        human_ms(record.assemble_time_ms)
+    );
+    for out in &record.outputs {
+        let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        if let Some(engine) = &out.engine {
+            let _ = writeln!(
+                s,
+                "            engine {} sees {} unpacked, {} layers, user {}",
+                engine.engine_version,
+                human_size(engine.size),
+                engine.layer_count,
+                engine.user
+            );
+        }
+    }
+    if record.outputs.is_empty() {
+        let _ = writeln!(
+            s,
+            "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
+        );
+    }
+    s
+}
+
+/// A budget overrun, naming the flag that set the budget.
+pub(crate) fn exceeded(e: &Exceeded) -> String {
+    let (what, how, flag) = match e.budget.limit {
+        Limit::Binary => ("binary", "", "--max-binary-size"),
+        Limit::Image => ("image", " stored", "--max-image-size"),
+    };
+    format!(
+        "{}: {what} is {} bytes{how}, over the budget of {} bytes ({flag} {})",
+        e.preset, e.size, e.budget.bytes, e.budget.spelled
+    )
+}
+
+/// Why a command failed: the library's error, or a verdict the CLI turns into exit 1.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library failed.
+    Error(Error),
+    /// A build went over a size budget; its summary was already printed.
+    OverBudget(Vec<Exceeded>),
+    /// Presets of a comparison failed or went over a budget; the table was already printed.
+    Comparison(Verdict),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Error(error)
+    }
+}
+
+impl Failure {
+    /// The exit code: the library's, or 1 for a verdict.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Error(error) => error.exit_code(),
+            Failure::OverBudget(_) | Failure::Comparison(_) => 1,
+        }
+    }
+
+    /// The message for stderr, with a hint when there is one.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Failure::Error(error) => match hint(error) {
+                Some(hint) => format!("{error}\n  hint: {hint}"),
+                None => error.to_string(),
+            },
+            Failure::OverBudget(overruns) => {
+                problems("size budgets exceeded", overruns.iter().map(exceeded))
+            }
+            Failure::Comparison(verdict) => problems(
+                "the comparison failed",
+                verdict
+                    .failed
+                    .iter()
+                    .map(|(preset, error)| {
+                        format!("{preset}: {}", error.lines().next().unwrap_or_default())
+                    })
+                    .chain(verdict.exceeded.iter().map(exceeded)),
+            ),
+        }
+    }
+}
+
+/// One problem on its own line; several under a header, one per indented line.
+fn problems(header: &str, lines: impl Iterator<Item = String>) -> String {
+    let lines: Vec<String> = lines.collect();
+    match lines.as_slice() {
+        [one] => one.clone(),
+        _ => format!("{header}:\n  {}", lines.join("\n  ")),
+    }
+}
+
+/// What to do about an error, in terms of this command line's flags.
+fn hint(error: &Error) -> Option<String> {
+    Some(match error {
+        Error::RuchyNotFound { .. } => {
+            "install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH".into()
+        }
+        Error::BinAmbiguous { .. } => "choose one with --bin NAME".into(),
+        Error::BinNotFound {
+            requested: None,
+            available,
+        } if !available.is_empty() => "choose one with --bin NAME".into(),
+        Error::DynamicBinary { .. } => {
+            "keep static linking on (the default; drop --no-static-link), or build for a musl target".into()
+        }
+        Error::MissingLoader { interpreter, .. } => format!(
+            "build statically (the default; drop --no-static-link), or use a base that provides {interpreter}"
+        ),
+        Error::RootUser => {
+            "drop --user to use the non-root default (nonroot, 65532), or pass --allow-root if you really need root".into()
+        }
+        Error::EngineUnavailable { .. } => {
+            "start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one;\n        without an engine, build with --builder local and write --oci-layout DIR or --output FILE.tar".into()
+        }
+        Error::BuilderImageUnavailable { .. } => {
+            "offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints".into()
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Budget;
+    use crate::preset::Preset;
+
+    #[test]
+    fn cargo_status_lines_are_recognised_with_and_without_colour() {
+        assert!(is_status_line("   Compiling serde v1.0.0"));
+        assert!(is_status_line("    Finished `release` profile"));
+        assert!(is_status_line("  Downloaded quote v1.0.47"));
+        assert!(is_status_line(
+            "\x1b[1m\x1b[32m   Compiling\x1b[0m serde v1.0.0"
+        ));
+        assert!(!is_status_line("error[E0308]: mismatched types"));
+        assert!(!is_status_line("  --> src/main.rs:2:18"));
+        assert_eq!(strip_ansi("\x1b[1m\x1b[32mok\x1b[0m"), "ok");
+    }
+
+    #[test]
+    fn overruns_name_preset_size_and_flag() {
+        let binary = Exceeded {
+            preset: Preset::Aggressive,
+            size: 1_142_432,
+            budget: Budget::parse(Limit::Binary, "400KB").unwrap(),
+        };
+        assert_eq!(
+            exceeded(&binary),
+            "aggressive: binary is 1142432 bytes, over the budget of 400000 bytes (--max-binary-size 400KB)"
+        );
+        let image = Exceeded {
+            preset: Preset::None,
+            size: 4_000_001,
+            budget: Budget::parse(Limit::Image, "4MB").unwrap(),
+        };
+        assert_eq!(
+            exceeded(&image),
+            "none: image is 4000001 bytes stored, over the budget of 4000000 bytes (--max-image-size 4MB)"
+        );
+        let both = Failure::OverBudget(vec![binary, image]).message();
+        assert!(
+            both.starts_with("size budgets exceeded:\n  aggressive: binary"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn hints_name_flags_and_library_messages_do_not() {
+        let error = Error::BinAmbiguous {
+            available: vec!["a".into(), "b".into()],
+        };
+        assert!(!error.to_string().contains("--"), "{error}");
+        assert_eq!(
+            Failure::Error(error).message(),
+            "the project has several binaries (a, b)\n  hint: choose one with --bin NAME"
+        );
+    }
+}

@@ -1,0 +1,402 @@
+//! The library's front door: a plain-data [`Request`] is resolved into a [`Plan`] (which
+//! engine, which compiler, which bases, which outputs) and then run, as one build or as a
+//! comparison of presets. Everything the run has to say goes out as [`Event`]s; what it
+//! produced comes back as records.
+//!
+//! ```no_run
+//! # async fn example() -> ruchy_image::Result<()> {
+//! use ruchy_image::plan::{Plan, Request};
+//! use ruchy_image::preset::Preset;
+//!
+//! let mut request = Request::new("examples/fibonacci.rs");
+//! request.presets = vec![Preset::Aggressive];
+//! request.outputs.oci_layout = Some("out/fib".into());
+//! let events = ruchy_image::event::Events::new(|event| eprintln!("{event:?}"));
+//! let record = Plan::resolve(request, &events).await?.build(&events).await?;
+//! println!("{} bytes stored", record.image.compressed_size);
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::base::{Base, BaseRef};
+use crate::build::{build, default_cache_dir, BuildOptions, ImageOptions};
+use crate::compare::{compare, ColdStartProbe, Comparison};
+use crate::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::event::{Event, Events};
+use crate::metrics::BuildRecord;
+use crate::oci::ImageRef;
+use crate::preset::{Overrides, Preset};
+use crate::publish::{ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher};
+use crate::source::SourceOptions;
+
+/// Where to compile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BuilderChoice {
+    /// A builder container when an engine answers, else the host's cargo.
+    #[default]
+    Auto,
+    /// A builder container; an engine is required.
+    Docker,
+    /// The host's cargo and rustc.
+    Local,
+}
+
+/// Whether the image goes into the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Load {
+    /// Never.
+    #[default]
+    Never,
+    /// When an engine answers; without one the build goes on and says so.
+    IfEngine,
+    /// Always; an engine is required.
+    Always,
+}
+
+/// Where the image is written.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Load into the engine.
+    pub load: Load,
+    /// An OCI image layout directory.
+    pub oci_layout: Option<PathBuf>,
+    /// One tarball that `docker load`, skopeo and umoci accept.
+    pub archive: Option<PathBuf>,
+}
+
+/// How the compiler's own output should look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompilerOutput {
+    /// Ask cargo for coloured diagnostics (for a terminal).
+    pub color: bool,
+    /// Ask cargo for no status lines, only diagnostics.
+    pub quiet: bool,
+}
+
+/// Everything that describes a build or a comparison, as plain data.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The program: a Cargo project, a `.rs` or a `.ruchy` file.
+    pub source: SourceOptions,
+    /// The presets: one for a build, any number for a comparison (each once).
+    pub presets: Vec<Preset>,
+    /// Per-flag overrides on top of every preset.
+    pub overrides: Overrides,
+    /// The target triple; the compiler's own when unset.
+    pub target: Option<String>,
+    /// What goes into the image besides the binary.
+    pub image: ImageOptions,
+    /// The bases: one for a build; a comparison builds every preset on each.
+    pub bases: Vec<BaseRef>,
+    /// The image's name; `BIN:PRESET` when unset.
+    pub tag: Option<ImageRef>,
+    /// Timestamp of everything in the image (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+    /// Where to compile.
+    pub builder: BuilderChoice,
+    /// The builder image for the docker builder; `rust:1-alpine`, or one made by
+    /// `builder import-host`, when unset.
+    pub builder_image: Option<String>,
+    /// Where the image goes.
+    pub outputs: Outputs,
+    /// Cold starts to time per preset of a comparison (images loaded into the engine).
+    pub cold_start_runs: u32,
+    /// How the compiler's output should look.
+    pub compiler_output: CompilerOutput,
+}
+
+impl Request {
+    /// A request for `source` with the defaults: balanced, on scratch, compiled wherever an
+    /// engine allows, written nowhere.
+    pub fn new(source: impl Into<PathBuf>) -> Request {
+        Request {
+            source: SourceOptions {
+                path: source.into(),
+                bin: None,
+                ruchy: None,
+                cache_dir: default_cache_dir(),
+            },
+            presets: vec![Preset::Balanced],
+            overrides: Overrides::default(),
+            target: None,
+            image: ImageOptions::default(),
+            bases: vec![BaseRef::Scratch],
+            tag: None,
+            source_date_epoch: 0,
+            builder: BuilderChoice::Auto,
+            builder_image: None,
+            outputs: Outputs::default(),
+            cold_start_runs: 0,
+            compiler_output: CompilerOutput::default(),
+        }
+    }
+
+    /// Checks what can be checked without touching anything.
+    fn validate(&self) -> Result<()> {
+        let listed = || {
+            self.presets
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let invalid = |what, reason: String| Error::InvalidInput {
+            what,
+            value: listed(),
+            reason,
+        };
+        if self.presets.is_empty() {
+            let reason = "list at least one of none, balanced, aggressive, nasa".into();
+            return Err(invalid("presets", reason));
+        }
+        for (i, preset) in self.presets.iter().enumerate() {
+            if self.presets[..i].contains(preset) {
+                return Err(invalid("presets", format!("{preset} is listed twice")));
+            }
+        }
+        if self.bases.is_empty() {
+            return Err(Error::InvalidInput {
+                what: "bases",
+                value: String::new(),
+                reason: "list at least one base (scratch for none)".into(),
+            });
+        }
+        // The source first: a missing one should not wait for an engine or a pull.
+        std::fs::metadata(&self.source.path).map_err(|source| Error::SourceUnreadable {
+            path: self.source.path.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    fn wants_engine(&self) -> bool {
+        self.builder != BuilderChoice::Local
+            || self.outputs.load != Load::Never
+            || self.bases.iter().any(|b| matches!(b, BaseRef::Engine(_)))
+    }
+
+    fn needs_engine(&self) -> bool {
+        self.builder == BuilderChoice::Docker || self.outputs.load == Load::Always
+    }
+}
+
+/// A request resolved: the engine connected, the bases read, the compiler and the outputs
+/// chosen. Resolving fails fast, before any compile, on bad input and unwritable outputs.
+pub struct Plan {
+    request: Request,
+    engine: Option<Engine>,
+    compiler: Box<dyn Compiler>,
+    bases: Vec<(String, Option<Arc<Base>>)>,
+    publishers: Vec<Box<dyn Publisher>>,
+    probe: Option<ColdStartProbe>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("request", &self.request)
+            .field("engine", &self.engine.as_ref().map(|e| &e.host))
+            .field("compiler", &self.compiler.name())
+            .field("publishers", &self.publishers.len())
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Resolves `request`: connects to the engine if one is wanted, reads every base, finds
+    /// the builder image, and checks every output can be written.
+    pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
+        request.validate()?;
+        let engine = connect(&request).await?;
+        if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
+            events.note("no Docker engine answers: the image is not loaded");
+        }
+
+        let mut bases = Vec::with_capacity(request.bases.len());
+        for reference in &request.bases {
+            let base = crate::base::load(reference, engine.as_ref(), events).await?;
+            bases.push((reference.to_string(), base.map(Arc::new)));
+        }
+
+        let output = request.compiler_output;
+        let compiler: Box<dyn Compiler> = match (&engine, request.builder) {
+            (Some(engine), BuilderChoice::Auto | BuilderChoice::Docker) => {
+                let cache_dir = &request.source.cache_dir;
+                let requested = request.builder_image.as_deref();
+                let image = BuilderImage::resolve(engine, requested, cache_dir, events).await?;
+                Box::new(DockerCompiler::new(
+                    engine.clone(),
+                    image,
+                    cache_dir.clone(),
+                    output.color,
+                    output.quiet,
+                ))
+            }
+            _ => Box::new(LocalCompiler::new(output.color, output.quiet)),
+        };
+
+        let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
+        let loads = request.outputs.load != Load::Never;
+        // The engine first: if it rejects the image, no file output is committed either.
+        if let (Some(engine), true) = (&engine, loads) {
+            publishers.push(Box::new(EnginePublisher {
+                engine: engine.clone(),
+                mtime: request.source_date_epoch,
+            }));
+        }
+        if let Some(dir) = &request.outputs.oci_layout {
+            publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
+        }
+        if let Some(file) = &request.outputs.archive {
+            publishers.push(Box::new(ArchivePublisher {
+                file: file.clone(),
+                mtime: request.source_date_epoch,
+            }));
+        }
+        for publisher in &publishers {
+            publisher.preflight()?;
+        }
+
+        // Cold starts run what the engine publisher loaded.
+        let probe = match (&engine, loads, request.cold_start_runs) {
+            (Some(engine), true, runs) if runs > 0 => Some(ColdStartProbe {
+                engine: engine.clone(),
+                runs,
+            }),
+            _ => None,
+        };
+        Ok(Plan {
+            request,
+            engine,
+            compiler,
+            bases,
+            publishers,
+            probe,
+        })
+    }
+
+    /// The engine in use, if any.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// The compile backend (`local`, `docker`).
+    pub fn builder(&self) -> &'static str {
+        self.compiler.name()
+    }
+
+    /// The build options of `preset` on the base at `base`.
+    fn options(&self, preset: Preset, base: usize) -> BuildOptions {
+        let request = &self.request;
+        BuildOptions {
+            source: request.source.clone(),
+            preset,
+            overrides: request.overrides.clone(),
+            target: request.target.clone(),
+            image: request.image.clone(),
+            tag: request.tag.clone(),
+            base: self.bases[base].1.clone(),
+            source_date_epoch: request.source_date_epoch,
+        }
+    }
+
+    /// Builds the one preset on the one base and writes the image to every output.
+    pub async fn build(&self, events: &Events) -> Result<BuildRecord> {
+        let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!(
+                    "{} presets on {} bases",
+                    self.request.presets.len(),
+                    self.bases.len()
+                ),
+                reason: "a build takes one preset and one base; compare takes several".into(),
+            });
+        };
+        let options = self.options(preset, 0);
+        build(&options, self.compiler.as_ref(), &self.publishers, events).await
+    }
+
+    /// Builds every preset on every base, in order; a failed preset is recorded and the
+    /// others still run. Each preset's image goes to the outputs (under its own `BIN:PRESET`
+    /// unless a tag is set) and, when asked, its cold start is timed.
+    pub async fn compare(&self, events: &Events) -> Result<Vec<(String, Comparison)>> {
+        let mut comparisons = Vec::with_capacity(self.bases.len());
+        for (index, (name, _)) in self.bases.iter().enumerate() {
+            if self.bases.len() > 1 {
+                events.emit(Event::BaseStarted { base: name.clone() });
+            }
+            let options = self.options(self.request.presets[0], index);
+            let comparison = compare(
+                &options,
+                &self.request.presets,
+                self.compiler.as_ref(),
+                &self.publishers,
+                self.probe.as_ref(),
+                events,
+            )
+            .await?;
+            comparisons.push((name.clone(), comparison));
+        }
+        Ok(comparisons)
+    }
+}
+
+/// Connects to the engine when the request wants one. `None` when it is only wanted (the
+/// default builder, a load if possible) and does not answer.
+async fn connect(request: &Request) -> Result<Option<Engine>> {
+    if !request.wants_engine() {
+        return Ok(None);
+    }
+    match Engine::connect().await {
+        Ok(engine) => Ok(Some(engine)),
+        Err(e) if request.needs_engine() => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_listed_once_each() {
+        let mut request = Request::new("Cargo.toml");
+        request.presets = vec![Preset::None, Preset::Nasa, Preset::None];
+        let error = request.validate().unwrap_err();
+        assert!(error.is_usage());
+        assert_eq!(
+            error.to_string(),
+            "invalid presets `none,nasa,none`: none is listed twice"
+        );
+        request.presets.clear();
+        assert!(request.validate().unwrap_err().is_usage());
+        request.presets = vec![Preset::Aggressive];
+        request.validate().unwrap();
+    }
+
+    #[test]
+    fn a_missing_source_is_reported_before_anything_runs() {
+        let request = Request::new("/no/such/app.rs");
+        assert!(matches!(
+            request.validate(),
+            Err(Error::SourceUnreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn only_a_docker_builder_or_a_required_load_needs_an_engine() {
+        let mut request = Request::new("app.rs");
+        assert!(request.wants_engine() && !request.needs_engine());
+        request.builder = BuilderChoice::Local;
+        assert!(!request.wants_engine());
+        request.bases = vec!["alpine:3.20".parse().unwrap()];
+        assert!(request.wants_engine() && !request.needs_engine());
+        request.outputs.load = Load::Always;
+        assert!(request.needs_engine());
+    }
+}
