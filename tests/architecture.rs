@@ -1,0 +1,177 @@
+//! The shape of the library, checked: no module imports one that imports it back, nothing
+//! outside the `cli` module prints or looks at the terminal, clap stays in `cli`, and
+//! `main.rs` stays a thin shell.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `src`, with its module path (`oci::image`; `lib` for lib.rs).
+fn modules() -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![src()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(src()).unwrap().with_extension("");
+            let mut parts: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.last().is_some_and(|p| p == "mod") {
+                parts.pop();
+            }
+            files.insert(parts.join("::"), std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// The code of a file without comments and without its `#[cfg(test)]` tail (tests may use
+/// anything).
+fn code(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The modules a file names through `crate::...` paths (`use crate::{a, b::c}` included),
+/// resolved to the longest module path that exists.
+fn imports(text: &str, known: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = code(text);
+    let mut found = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let paths: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            group[..end]
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .collect()
+        } else {
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            vec![rest[..end].to_string()]
+        };
+        for path in paths {
+            let parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+            let module = (1..=parts.len())
+                .rev()
+                .map(|n| parts[..n].join("::"))
+                .find(|candidate| known.contains(candidate));
+            found.extend(module);
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    let files = modules();
+    let known: BTreeSet<String> = files.keys().cloned().collect();
+    let edges: BTreeMap<&String, BTreeSet<String>> = files
+        .iter()
+        .map(|(module, text)| {
+            let mut to = imports(text, &known);
+            // A module's own children and itself are not imports.
+            to.retain(|m| m != module && !m.starts_with(&format!("{module}::")));
+            (module, to)
+        })
+        .collect();
+    assert!(
+        edges[&"build".to_string()].contains("compile"),
+        "the import scan finds imports: {edges:?}"
+    );
+    // Any path from a module back to itself is a circle.
+    let mut circles = Vec::new();
+    for start in edges.keys() {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<Vec<String>> = vec![vec![start.to_string()]];
+        while let Some(path) = stack.pop() {
+            let last = path.last().unwrap();
+            for next in edges.get(last).into_iter().flatten() {
+                if next == *start {
+                    circles.push(format!("{} -> {start}", path.join(" -> ")));
+                } else if seen.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    stack.push(longer);
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
+
+    // The same at the level of top modules (a directory counts as one).
+    let top = |m: &str| m.split("::").next().unwrap().to_string();
+    let mut top_edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, to) in &edges {
+        let entry = top_edges.entry(top(from)).or_default();
+        entry.extend(to.iter().map(|m| top(m)).filter(|m| *m != top(from)));
+    }
+    for (from, to) in &top_edges {
+        for other in to {
+            assert!(
+                !top_edges.get(other).is_some_and(|back| back.contains(from)),
+                "{from} and {other} import each other"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_cli_prints_or_knows_about_terminals_and_clap() {
+    for (module, text) in modules() {
+        if module == "main" || module == "cli" || module.starts_with("cli::") {
+            continue;
+        }
+        let code = code(&text);
+        for forbidden in [
+            "println!",
+            "eprintln!",
+            "print!(",
+            "eprint!(",
+            "is_terminal",
+            "indicatif",
+            "clap::",
+            "std::io::stdout",
+            "std::io::stderr",
+        ] {
+            // Doc examples show how a caller prints; only code counts.
+            let in_code = code
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .any(|l| l.contains(forbidden));
+            assert!(!in_code, "{module} uses {forbidden}");
+        }
+    }
+}
+
+#[test]
+fn main_is_a_thin_shell() {
+    let main = std::fs::read_to_string(src().join("main.rs")).unwrap();
+    assert!(
+        main.lines().count() <= 150,
+        "{} lines",
+        main.lines().count()
+    );
+    assert!(main.contains("ruchy_image::cli::run"));
+}
