@@ -85,7 +85,7 @@ pub fn project_bin(source: &Path, bin: Option<&str>) -> Result<String> {
             });
         }
         return Err(Error::InvalidInput {
-            what: "SOURCE",
+            what: "source",
             value: source.display().to_string(),
             reason: "a Dockerfile builds a Cargo project (its directory is the build context); \
                      put a single .rs file in one as src/main.rs, or use `ruchy-image build`, \
@@ -128,13 +128,13 @@ pub fn render(options: &DockerfileOptions) -> Result<String> {
         .base
         .clone()
         .unwrap_or_else(|| options.variant.default_base().to_string());
-    check("--base", &base, image_char)?;
-    check("--builder-image", &options.builder_image, image_char)?;
+    check("base", &base, image_char)?;
+    check("builder image", &options.builder_image, image_char)?;
     if let Some(bin) = &options.bin {
-        check("--bin", bin, name_char)?;
+        check("bin", bin, name_char)?;
     }
     if let Some(target) = &options.target {
-        check("--target", target, name_char)?;
+        check("target", target, name_char)?;
     }
     let mut out = header(options, &base);
     out += &format!(

@@ -251,7 +251,7 @@ fn workspace_binaries_are_chosen_with_bin() {
     assert!(
         ambiguous
             .stderr
-            .contains("several binaries (alpha, beta, gamma); choose one with --bin NAME"),
+            .contains("several binaries (alpha, beta, gamma)\n  hint: choose one with --bin NAME"),
         "{}",
         ambiguous.stderr
     );

@@ -420,18 +420,36 @@ pub struct BudgetArgs {
 fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
     value
         .parse()
-        .map_err(|e: Error| for_flag("--base")(e).to_string())
+        .map_err(|e: Error| with_flag_names(e).to_string())
 }
 
-/// Names the flag in an error about a value the library rejected (`invalid --user ...`).
-pub(crate) fn for_flag(flag: &'static str) -> impl Fn(Error) -> Error {
-    move |error| match error {
-        Error::InvalidInput { value, reason, .. } => Error::InvalidInput {
-            what: flag,
-            value,
-            reason,
-        },
+/// Names the flag in an error about a value the library rejected: `invalid user ...` becomes
+/// `invalid --user ...`.
+pub(crate) fn with_flag_names(error: Error) -> Error {
+    let Error::InvalidInput {
+        what,
+        value,
+        reason,
+    } = error
+    else {
+        return error;
+    };
+    let what = match what {
+        "user" => "--user",
+        "base image" | "base" => "--base",
+        "presets" => "--presets",
+        "memory size" => "--memory",
+        "opt-level" => "--opt-level",
+        "builder image" => "--builder-image",
+        "bin" => "--bin",
+        "target" => "--target",
+        "source" => "SOURCE",
         other => other,
+    };
+    Error::InvalidInput {
+        what,
+        value,
+        reason,
     }
 }
 
@@ -498,8 +516,7 @@ impl FlagArgs {
                 .opt_level
                 .as_deref()
                 .map(str::parse::<OptLevel>)
-                .transpose()
-                .map_err(for_flag("--opt-level"))?,
+                .transpose()?,
             lto: self.lto,
             codegen_units: self.codegen_units,
             strip,
@@ -513,7 +530,7 @@ impl FlagArgs {
 impl ImageArgs {
     fn to_lib(&self) -> Result<ImageOptions> {
         let user = match &self.user {
-            Some(spec) => RuntimeUser::parse(spec, self.allow_root).map_err(for_flag("--user"))?,
+            Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
             None => RuntimeUser::default(),
         };
         let env = self
@@ -590,12 +607,7 @@ impl BuildArgs {
     pub fn to_lib(&self) -> Result<Request> {
         let mut request = request(&self.input, &self.flags, &self.image)?;
         request.presets = vec![self.optimize];
-        request.tag = self
-            .tag
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(for_flag("--tag"))?;
+        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
         request.outputs.archive = self.output.clone();
         // A tag means "I want it in the engine": loaded when one answers, unless told not to.

@@ -37,7 +37,7 @@ use render::{Failure, Mode, Terminal};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::metrics::BuildRecord;
-use crate::plan::{Plan, Request};
+use crate::plan::Plan;
 use crate::report;
 
 /// Runs one command as the `ruchy-image` binary would: progress and errors on stderr, results
@@ -52,6 +52,10 @@ pub async fn run(command: ImageCommand) -> ExitCode {
     match outcome {
         Some(Ok(())) => ExitCode::SUCCESS,
         Some(Err(failure)) => {
+            let failure = match failure {
+                Failure::Error(error) => Failure::Error(args::with_flag_names(error)),
+                other => other,
+            };
             eprintln!("error: {}", failure.message());
             ExitCode::from(failure.exit_code())
         }
@@ -76,18 +80,6 @@ async fn dispatch(command: ImageCommand) -> Result<(), Failure> {
     }
 }
 
-/// Resolves a request, naming our flags in what the library rejects.
-async fn resolve(request: Request, events: &crate::event::Events) -> Result<Plan, Error> {
-    Plan::resolve(request, events)
-        .await
-        .map_err(|error| match &error {
-            Error::InvalidInput {
-                what: "presets", ..
-            } => args::for_flag("--presets")(error),
-            _ => error,
-        })
-}
-
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
 async fn build(args: BuildArgs) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
@@ -99,7 +91,7 @@ async fn build(args: BuildArgs) -> Result<(), Failure> {
     request.compiler_output.color = Terminal::color();
     request.compiler_output.quiet = args.quiet;
     let (terminal, events) = Terminal::new(Mode::Build, args.verbose, args.quiet);
-    let result = async { resolve(request, &events).await?.build(&events).await }.await;
+    let result = async { Plan::resolve(request, &events).await?.build(&events).await }.await;
     terminal.lock().expect("terminal").finish();
     let record = result?;
 
@@ -134,7 +126,13 @@ async fn compare(args: CompareArgs) -> Result<(), Failure> {
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
     let (terminal, events) = Terminal::new(Mode::Compare, args.verbose, args.quiet);
-    let result = async { resolve(request, &events).await?.compare(&events).await }.await;
+    let result = async {
+        Plan::resolve(request, &events)
+            .await?
+            .compare(&events)
+            .await
+    }
+    .await;
     terminal.lock().expect("terminal").finish();
     let comparisons = result?;
 
@@ -177,7 +175,7 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
         }
         .into());
     }
-    let memory = crate::run::parse_memory(&args.memory).map_err(args::for_flag("--memory"))?;
+    let memory = crate::run::parse_memory(&args.memory)?;
     let options = crate::run::RunOptions {
         image: args.image.clone(),
         args: args.args.clone(),
@@ -233,8 +231,7 @@ async fn import_host(args: ImportHostArgs) -> Result<(), Failure> {
         .tag
         .as_deref()
         .map(str::parse::<crate::oci::ImageRef>)
-        .transpose()
-        .map_err(args::for_flag("--tag"))?;
+        .transpose()?;
     let scratch = args
         .cache_dir
         .unwrap_or_else(crate::build::default_cache_dir);
