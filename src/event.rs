@@ -101,6 +101,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// Something the user may not expect, that does not stop the request.
+    Warning {
+        /// The message.
+        message: String,
+    },
     /// A comparison moves on to the next base.
     BaseStarted {
         /// The base, as named.

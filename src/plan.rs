@@ -213,7 +213,9 @@ impl Plan {
         request.validate()?;
         let engine = connect(&request).await?;
         if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
-            events.note("no Docker engine answers: the image is not loaded");
+            events.emit(Event::Warning {
+                message: "no Docker engine answers: the image is not loaded".into(),
+            });
         }
 
         let mut bases = Vec::with_capacity(request.bases.len());

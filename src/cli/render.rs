@@ -103,6 +103,7 @@ impl Terminal {
             Event::PresetFailed { preset, error } => self.line(&format!("✗ {preset}: {error}")),
             _ if self.quiet => {}
             Event::Note { message } => self.line(&format!("ℹ {message}")),
+            Event::Warning { message } => self.line(&format!("⚠ {message}")),
             Event::Pull { image, status } => self.line(&format!("ℹ {image}: {status}")),
             Event::Step { message } => self.line(&format!("→ {message}...")),
             Event::BaseStarted { base } => self.line(&format!("→ on {base}")),
