@@ -164,7 +164,10 @@ fn dynamic_binary_is_refused_for_scratch() {
     fails(
         &[&fib(), "-O", "none", "--no-static-link"],
         1,
-        "is dynamically linked (it needs the loader /lib64/ld-linux-x86-64.so.2)",
+        &format!(
+            "is dynamically linked (it needs the loader {})",
+            host_loader()
+        ),
     );
 }
 

@@ -1,7 +1,8 @@
 //! `--base`: our layers on top of another image's, byte for byte, read from the engine, an
 //! OCI layout or a `docker save` archive. No registry is reachable here, so the bases are
-//! made locally: a busybox one (a shell and accounts, like alpine) and a glibc one (the
-//! host's loader and libc, for a dynamically linked binary).
+//! made locally: a busybox one (a shell and accounts, like alpine), the same with more config
+//! (a variable, a port, a working directory), and a glibc one (the host's loader and libc, for
+//! a dynamically linked binary).
 
 mod common;
 mod guards;
@@ -14,13 +15,17 @@ use guards::Images;
 
 const BUSYBOX: &str = "ruchy-image-test/busybox:base";
 const GLIBC: &str = "ruchy-image-test/glibc:base";
+const CONFIGURED: &str = "ruchy-image-test/busybox:configured";
 
-/// `docker build` of a FROM scratch base from files of this machine.
-fn build_base(tag: &str, files: &[(&str, &str)], extra: &str) {
+/// `docker build` of a base FROM `from`, with files of this machine (host path, image path).
+/// A host path that is a symlink is copied as the file it points to.
+fn build_base<H: AsRef<Path>, I: AsRef<str>>(tag: &str, from: &str, files: &[(H, I)], extra: &str) {
     let context = tempfile::tempdir().unwrap();
-    let mut dockerfile = String::from("FROM scratch\n");
+    let mut dockerfile = format!("FROM {from}\n");
     for (i, (host, image)) in files.iter().enumerate() {
-        std::fs::copy(host, context.path().join(format!("f{i}"))).unwrap();
+        let (host, image) = (host.as_ref(), image.as_ref());
+        std::fs::copy(host, context.path().join(format!("f{i}")))
+            .unwrap_or_else(|e| panic!("cannot copy {} into the context: {e}", host.display()));
         dockerfile += &format!("COPY f{i} {image}\n");
     }
     dockerfile += extra;
@@ -39,6 +44,7 @@ fn busybox_base() -> &'static str {
     BUILT.get_or_init(|| {
         build_base(
             BUSYBOX,
+            "scratch",
             &[("/bin/busybox", "/bin/busybox")],
             "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
              RUN mkdir -p /etc /tmp && chmod 1777 /tmp \
@@ -51,27 +57,71 @@ fn busybox_base() -> &'static str {
     BUSYBOX
 }
 
+/// A base whose config says more than busybox's: a variable, a port, a working directory and
+/// a label. Metadata only, so its layers are busybox's. What our image keeps of it must not
+/// depend on where the base was read from.
+fn configured_base() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        build_base::<&str, &str>(
+            CONFIGURED,
+            busybox_base(),
+            &[],
+            "ENV GREETING=hello\nEXPOSE 8080/tcp\nWORKDIR /tmp\n\
+             LABEL org.example.base=configured\n",
+        )
+    });
+    CONFIGURED
+}
+
+/// What a dynamically linked Rust binary built here for the host needs at run time, as
+/// (host file, path in the image): the loader it names, and the libraries the loader finds for
+/// the running test executable (a Rust binary of the same toolchain: libc, libgcc_s, ...),
+/// as `ldd` resolves them, plus libm and libgcc_s from libc's directory should `ldd` not list
+/// them. Each at the path the loader looks in.
+fn host_runtime_files() -> Vec<(String, String)> {
+    let loader = host_loader();
+    let exe = std::env::current_exe().unwrap();
+    let ldd = tool("ldd", &[exe.to_str().unwrap()]).ok();
+    let mut libraries: Vec<(String, String)> = Vec::new();
+    for line in ldd.stdout.lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`. The vDSO has no file, and
+        // the loader's own line (`/lib64/ld-linux-x86-64.so.2 (0x...)`) is `loader`.
+        let Some((name, resolved)) = line.trim().split_once(" => ") else {
+            continue;
+        };
+        let path = resolved.split(" (").next().unwrap().trim();
+        assert!(
+            path.starts_with('/'),
+            "ldd cannot resolve {name} for {}: {}",
+            exe.display(),
+            ldd.stdout
+        );
+        libraries.push((name.to_string(), path.to_string()));
+    }
+    let libc = libraries
+        .iter()
+        .find(|(name, _)| name.starts_with("libc.so"))
+        .unwrap_or_else(|| panic!("no libc in ldd {}: {}", exe.display(), ldd.stdout))
+        .1
+        .clone();
+    let libc_dir = Path::new(&libc).parent().unwrap();
+    for name in ["libgcc_s.so.1", "libm.so.6"] {
+        if !libraries.iter().any(|(listed, _)| listed == name) {
+            let path = libc_dir.join(name);
+            assert!(path.exists(), "no {name} next to {libc}");
+            libraries.push((name.to_string(), path.display().to_string()));
+        }
+    }
+    let mut files = vec![(loader.clone(), loader)];
+    files.extend(libraries.into_iter().map(|(_, path)| (path.clone(), path)));
+    files
+}
+
 /// A glibc base: the host's loader and the libraries a dynamic Rust binary links.
 fn glibc_base() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let libs = [
-            ("/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
-            (
-                "/lib/x86_64-linux-gnu/libc.so.6",
-                "/lib/x86_64-linux-gnu/libc.so.6",
-            ),
-            (
-                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
-            ),
-            (
-                "/lib/x86_64-linux-gnu/libm.so.6",
-                "/lib/x86_64-linux-gnu/libm.so.6",
-            ),
-        ];
-        build_base(GLIBC, &libs, "")
-    });
+    BUILT.get_or_init(|| build_base(GLIBC, "scratch", &host_runtime_files(), ""));
     GLIBC
 }
 
@@ -243,12 +293,92 @@ fn an_existing_user_is_reused_and_a_clashing_one_refused() {
     );
 }
 
+/// `sha256:HEX` of some bytes.
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A JSON array of strings.
+fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A blob of an OCI layout, checked against its digest.
+fn layout_blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let path = layout.join("blobs").join(digest.replacen(':', "/", 1));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        sha256(&bytes),
+        digest,
+        "{} does not hash to its name",
+        path.display()
+    );
+    bytes
+}
+
+/// The only image of an OCI layout, read from its blobs: manifest -> config -> layers.
+struct LayoutImage {
+    /// The manifest's layer digests (the blobs as stored, compressed or not).
+    layers: Vec<String>,
+    /// The config's `rootfs.diff_ids` (the layers' uncompressed tars).
+    diff_ids: Vec<String>,
+    config: serde_json::Value,
+}
+
+/// Reads `layout` and checks that every layer blob uncompresses to its diff_id.
+fn read_layout(layout: &Path) -> LayoutImage {
+    let manifest = layout_manifest(layout);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&layout_blob(layout, config_digest)).unwrap();
+    let layers: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let diff_ids = json_strings(&config["rootfs"]["diff_ids"]);
+    assert_eq!(
+        layers.len(),
+        diff_ids.len(),
+        "{}: {manifest}",
+        layout.display()
+    );
+    for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+        let blob = layout_blob(layout, layer);
+        let tar = if blob.starts_with(&[0x1f, 0x8b]) {
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut tar)
+                .unwrap();
+            tar
+        } else {
+            blob
+        };
+        assert_eq!(
+            &sha256(&tar),
+            diff_id,
+            "{}: layer {layer}",
+            layout.display()
+        );
+    }
+    LayoutImage {
+        layers,
+        diff_ids,
+        config,
+    }
+}
+
 #[test]
 fn oci_layout_and_docker_archive_bases_read_like_engine_ones() {
-    let base = busybox_base();
+    let base = configured_base();
     let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("busybox");
-    let saved = dir.path().join("busybox.tar");
+    let layout = dir.path().join("base-layout");
+    let saved = dir.path().join("base.tar");
     tool(
         "skopeo",
         &[
@@ -259,29 +389,116 @@ fn oci_layout_and_docker_archive_bases_read_like_engine_ones() {
     )
     .ok();
     tool("docker", &["save", "-o", saved.to_str().unwrap(), base]).ok();
-    let from_layout = build(&[
-        &fib(),
-        "--base",
-        &format!("oci:{}:3.20", layout.display()),
-        "--json",
-        "-",
-    ])
-    .ok()
-    .metrics();
-    let from_archive = build(&[
-        &fib(),
-        "--base",
-        &format!("docker-archive:{}", saved.display()),
-        "--json",
-        "-",
-    ])
-    .ok()
-    .metrics();
-    for metrics in [&from_layout, &from_archive] {
-        assert_eq!(metrics["image"]["base"]["layer_count"], 3, "{metrics}");
+
+    // The same program on the same base, read from the engine, the layout and the archive.
+    let build_on = |reference: &str, name: &str| {
+        let out = dir.path().join(name);
+        let metrics = build(&[
+            &fib(),
+            "--base",
+            reference,
+            "--oci-layout",
+            out.to_str().unwrap(),
+            "--json",
+            "-",
+        ])
+        .ok()
+        .metrics();
+        (name.to_string(), metrics, read_layout(&out))
+    };
+    let engine = build_on(base, "on-engine");
+    let from_layout = build_on(&format!("oci:{}:3.20", layout.display()), "on-layout");
+    let from_archive = build_on(&format!("docker-archive:{}", saved.display()), "on-archive");
+
+    // The base's layers as the engine has them, in order: uncompressed tars, so a layer's
+    // digest is its diff_id.
+    let inspect = tool(
+        "docker",
+        &["inspect", "--format", "{{json .RootFS.Layers}}", base],
+    )
+    .ok();
+    let base_diff_ids: Vec<String> = serde_json::from_str(&inspect.stdout).unwrap();
+    let n = base_diff_ids.len();
+    assert!(n >= 3, "busybox's layers: {base_diff_ids:?}");
+    for (name, metrics, image) in [&engine, &from_layout, &from_archive] {
+        assert_eq!(
+            metrics["image"]["base"]["layer_count"], n,
+            "{name}: {metrics}"
+        );
+        assert_eq!(
+            image.diff_ids[..n],
+            base_diff_ids[..],
+            "{name}: the base's layers, unchanged and in order"
+        );
+        assert!(image.diff_ids.len() > n, "{name}: no layers of ours");
+        // Our layers are the same bytes whatever the base was read from.
+        assert_eq!(
+            image.diff_ids[n..],
+            engine.2.diff_ids[n..],
+            "{name}: our layers"
+        );
+        assert_eq!(image.layers[n..], engine.2.layers[n..], "{name}: our blobs");
     }
-    // skopeo recompresses layers into the layout; the archive keeps docker's plain tars.
-    assert!(from_layout["image"]["base"]["size"].as_u64().unwrap() > 0);
+
+    // Engine and archive bases are docker's own tars, kept byte for byte.
+    assert_eq!(engine.2.layers[..n], base_diff_ids[..], "engine base blobs");
+    assert_eq!(from_archive.2.layers, engine.2.layers, "archive blobs");
+    // skopeo (re)compressed the layers it wrote into the layout: those blobs, byte for byte.
+    let source_layers: Vec<String> = layout_manifest(&layout)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(
+        source_layers[..],
+        base_diff_ids[..],
+        "skopeo wrote plain tars: the layout no longer tests other blobs with the same diff_ids"
+    );
+    assert_eq!(
+        from_layout.2.layers[..n],
+        source_layers[..],
+        "layout base blobs"
+    );
+
+    // What decides how a container runs is the same whichever way the base was read...
+    let run_config = |image: &LayoutImage| {
+        let c = &image.config;
+        let field = |name: &str| c["config"][name].clone();
+        serde_json::json!({
+            "User": field("User"),
+            "Env": field("Env"),
+            "Entrypoint": field("Entrypoint"),
+            "Cmd": field("Cmd"),
+            "WorkingDir": field("WorkingDir"),
+            "ExposedPorts": field("ExposedPorts"),
+            "architecture": c["architecture"],
+            "os": c["os"],
+        })
+    };
+    let expected = run_config(&engine.2);
+    for (name, _, image) in [&from_layout, &from_archive] {
+        assert_eq!(run_config(image), expected, "{name}'s config");
+    }
+    // ...and keeps the base's own settings next to ours.
+    assert_eq!(expected["User"], "65532:65532", "{expected}");
+    assert_eq!(
+        expected["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/fibonacci"])
+    );
+    assert_eq!(expected["Cmd"], serde_json::Value::Null, "{expected}");
+    assert_eq!(expected["WorkingDir"], "/tmp", "{expected}");
+    assert_eq!(
+        expected["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}}),
+        "{expected}"
+    );
+    let env = json_strings(&expected["Env"]);
+    for var in ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello"] {
+        assert!(env.iter().any(|e| e == var), "{var} kept: {env:?}");
+    }
+    assert_eq!(expected["architecture"], host_arch());
+    assert_eq!(expected["os"], "linux");
 }
 
 #[test]
@@ -302,7 +519,8 @@ fn a_dynamic_binary_needs_its_loader_in_the_base() {
     ])
     .ok()
     .metrics();
-    assert_eq!(metrics["linkage"], "dynamic (/lib64/ld-linux-x86-64.so.2)");
+    let loader = host_loader();
+    assert_eq!(metrics["linkage"], format!("dynamic ({loader})"));
     let run = tool("docker", &["run", "--rm", tag, "20"]).ok();
     assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
 
@@ -316,9 +534,9 @@ fn a_dynamic_binary_needs_its_loader_in_the_base() {
     ]);
     assert_eq!(missing.code, Some(1), "{}", missing.stderr);
     assert!(
-        missing.stderr.contains(
-            "needs the loader /lib64/ld-linux-x86-64.so.2, which base ruchy-image-test/busybox:base does not have"
-        ),
+        missing.stderr.contains(&format!(
+            "needs the loader {loader}, which base ruchy-image-test/busybox:base does not have"
+        )),
         "{}",
         missing.stderr
     );
@@ -441,7 +659,11 @@ fn bad_bases_are_refused_before_compiling() {
 
     let dir = tempfile::tempdir().unwrap();
     let traversal = dir.path().join("traversal");
-    write_layout(&traversal, &[layer_with("../../etc/evil", b"x")], "amd64");
+    write_layout(
+        &traversal,
+        &[layer_with("../../etc/evil", b"x")],
+        host_arch(),
+    );
     fails_with(
         &format!("oci:{}", traversal.display()),
         1,
@@ -450,7 +672,11 @@ fn bad_bases_are_refused_before_compiling() {
     );
 
     let bomb = dir.path().join("bomb");
-    write_layout(&bomb, &[layer_with("zeros", &vec![0u8; 4 << 20])], "amd64");
+    write_layout(
+        &bomb,
+        &[layer_with("zeros", &vec![0u8; 4 << 20])],
+        host_arch(),
+    );
     fails_with(
         &format!("oci:{}", bomb.display()),
         1,
@@ -462,12 +688,20 @@ fn bad_bases_are_refused_before_compiling() {
 #[test]
 fn a_base_for_another_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let arm = dir.path().join("arm");
-    write_layout(&arm, &[layer_with("etc/hostname", b"arm\n")], "arm64");
-    let run = build(&[&fib(), "--base", &format!("oci:{}", arm.display())]);
+    let foreign = dir.path().join("foreign");
+    write_layout(
+        &foreign,
+        &[layer_with("etc/hostname", b"foreign\n")],
+        foreign_arch(),
+    );
+    let run = build(&[&fib(), "--base", &format!("oci:{}", foreign.display())]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
-        run.stderr.contains("is for arm64, and the binary is amd64"),
+        run.stderr.contains(&format!(
+            "is for {}, and the binary is {}",
+            foreign_arch(),
+            host_arch()
+        )),
         "{}",
         run.stderr
     );

@@ -30,7 +30,7 @@ fn check_preset(preset: &str, out: &Path) {
     let (summary, config) = skopeo_inspect(&layout, preset);
     assert_eq!(summary["Digest"], metrics["image"]["digest"]);
     assert_eq!(summary["Layers"].as_array().unwrap().len(), 2);
-    assert_eq!(summary["Architecture"], "amd64");
+    assert_eq!(summary["Architecture"], host_arch());
     assert_eq!(summary["Labels"]["dev.ruchy.image.preset"], preset);
     let user = config["config"]["User"].as_str().unwrap();
     assert_eq!(user, "65532:65532");

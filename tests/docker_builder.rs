@@ -362,7 +362,7 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
         labels: Default::default(),
         annotations: Default::default(),
         created: 0,
-        architecture: "amd64".into(),
+        architecture: host_arch().into(),
         created_by: "test".into(),
     };
     let mut image = assemble(b"not really a binary", &spec, None).unwrap();

@@ -145,3 +145,40 @@ pub fn mode(path: &Path) -> u32 {
         .mode()
         & 0o7777
 }
+
+/// The host's architecture, as OCI names it (`amd64`, `arm64`, ...): what a binary built here
+/// for the host is for.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// An OCI architecture that is not the host's, for "a base for another architecture" checks.
+pub fn foreign_arch() -> &'static str {
+    if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    }
+}
+
+/// The dynamic loader (ELF `PT_INTERP`) of the running test executable: the one a dynamically
+/// linked binary built on this host for the host asks for (`/lib64/ld-linux-x86-64.so.2`, ...).
+pub fn host_loader() -> String {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bytes =
+        std::fs::read(&exe).unwrap_or_else(|e| panic!("cannot read {}: {e}", exe.display()));
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not an ELF file: {e}", exe.display()));
+    elf.interpreter
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is statically linked: it names no loader to derive the host's from",
+                exe.display()
+            )
+        })
+        .to_string()
+}
