@@ -171,7 +171,7 @@ pub async fn build(
     let image = Arc::new(image);
     stage.finish();
     let stage = Timer::new(events, Stage::Publish);
-    let outputs = publish_all(publishers, &image, &reference).await?;
+    let outputs = publish_all(publishers, &image, &reference, events).await?;
     stage.finish();
     let assemble_time = assemble_started.elapsed();
 

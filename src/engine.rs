@@ -9,6 +9,7 @@ use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 
@@ -165,6 +166,37 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Removes every container of this host whose owner is gone (killed, or cut off from
+    /// the engine before it could clean up); returns their IDs.
+    pub async fn remove_orphans(&self) -> Result<Vec<String>> {
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&std::collections::HashMap::from([(
+                "label",
+                vec![cleanup::OWNER_LABEL],
+            )]))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(api_error("listing leftover containers"))?;
+        let mut removed = Vec::new();
+        for container in containers {
+            let labels = container.labels.unwrap_or_default();
+            let orphan = labels
+                .get(cleanup::OWNER_LABEL)
+                .is_some_and(|label| cleanup::is_orphan(label));
+            if let (true, Some(id)) = (orphan, container.id) {
+                self.remove_container(&id).await?;
+                removed.push(id);
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Removes every tracked container still present. Called after an interrupted run.
 pub async fn remove_leftovers() {
     let ids = std::mem::take(&mut *LEFTOVERS.lock().expect("leftovers lock"));
@@ -186,11 +218,16 @@ pub struct Finished {
 }
 
 impl Engine {
-    /// Creates a container (tracked for cleanup until removed) and returns its ID.
+    /// Creates a container (tracked for cleanup until removed, and labelled with its owner so
+    /// a later run removes it if this process dies first) and returns its ID.
     pub async fn create_container(
         &self,
-        config: bollard::models::ContainerCreateBody,
+        mut config: bollard::models::ContainerCreateBody,
     ) -> Result<String> {
+        config
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(cleanup::OWNER_LABEL.to_string(), cleanup::owner_label());
         let image = config.image.clone().unwrap_or_default();
         let created = self
             .docker

@@ -197,6 +197,15 @@ pub enum Error {
         /// Its exit code.
         code: i64,
     },
+    /// A step failed, and cleaning up after it failed too: both are reported, the step's
+    /// error first, since it is what the user came for.
+    #[error("{error}\n  and cleaning up failed too: {cleanup}")]
+    CleanupFailed {
+        /// What failed first.
+        error: Box<Error>,
+        /// The cleanup's own error.
+        cleanup: Box<Error>,
+    },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {
@@ -230,6 +239,20 @@ fn bin_not_found_message(requested: Option<&str>, available: &[String]) -> Strin
 }
 
 impl Error {
+    /// The result of a step followed by a cleanup: the step's error wins, and a cleanup that
+    /// failed as well is reported beside it, never instead of it.
+    pub fn with_cleanup<T>(result: Result<T>, cleanup: Result<()>) -> Result<T> {
+        match (result, cleanup) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(cleanup)) => Err(cleanup),
+            (Err(error), Ok(())) => Err(error),
+            (Err(error), Err(cleanup)) => Err(Error::CleanupFailed {
+                error: Box::new(error),
+                cleanup: Box::new(cleanup),
+            }),
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
@@ -239,6 +262,7 @@ impl Error {
     /// The exit code for this error: a failed container's own code, 2 for bad input, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Error::CleanupFailed { error, .. } => error.exit_code(),
             Error::ContainerFailed { code, .. } => u8::try_from(*code).unwrap_or(1).max(1),
             e if e.is_usage() => 2,
             _ => 1,
@@ -247,6 +271,9 @@ impl Error {
 
     /// Whether the error is the user's input (exit code 2) rather than a failed build (exit 1).
     pub fn is_usage(&self) -> bool {
+        if let Error::CleanupFailed { error, .. } = self {
+            return error.is_usage();
+        }
         matches!(
             self,
             Error::SourceUnreadable { .. }

@@ -84,6 +84,17 @@ pub enum Event {
         /// `name:tag`.
         reference: String,
     },
+    /// An output is being made visible (a rename, an engine load): from here until
+    /// [`Event::Written`], an interruption may leave it written or not.
+    Writing {
+        /// What and where (`archive out/fib.tar`, `engine fib:aggressive`).
+        output: String,
+    },
+    /// An output is written.
+    Written {
+        /// What and where.
+        output: String,
+    },
     /// Progress of an image pull through the engine.
     Pull {
         /// The image.

@@ -95,7 +95,8 @@ pub fn check_writable(what: &'static str, path: &Path) -> Result<()> {
     writable_ancestor(what, path).map(drop)
 }
 
-/// A temp file beside `path` (named `.ruchy-image-<kind>-…`), removed when dropped.
+/// A temp file beside `path`, named for this process (see [`crate::cleanup`]) so that a run
+/// after a crash can tell it is stale; removed when dropped.
 pub(crate) fn temp_file_for(
     what: &'static str,
     kind: &str,
@@ -103,7 +104,7 @@ pub(crate) fn temp_file_for(
 ) -> Result<tempfile::NamedTempFile> {
     let base = file_ancestor(what, path)?;
     tempfile::Builder::new()
-        .prefix(&format!(".ruchy-image-{kind}"))
+        .prefix(&crate::cleanup::temp_prefix(kind))
         .tempfile_in(&base)
         .map_err(Error::io(format!(
             "creating a temp file in {}",
@@ -125,7 +126,7 @@ pub(crate) fn persist(
 
 /// Writes a file by way of a temp file and a rename, so readers never see half of it.
 pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temp = temp_file_for(what, "", path)?;
+    let mut temp = temp_file_for(what, "file", path)?;
     temp.write_all(bytes)
         .map_err(Error::io(format!("writing {}", temp.path().display())))?;
     set_mode(temp.path(), 0o644)?;

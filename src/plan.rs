@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::base::{Base, BaseRef};
@@ -170,6 +170,49 @@ impl Request {
             path: self.source.path.clone(),
             source,
         })?;
+        let outputs = [
+            ("the OCI layout", &self.outputs.oci_layout),
+            ("the image archive", &self.outputs.archive),
+        ];
+        let mut taken = Vec::new();
+        for (what, path) in outputs {
+            if let Some(path) = path {
+                self.check_output(what, path, &taken)?;
+                taken.push(path.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that an output at `path` destroys nothing of the user's: it is not the source,
+    /// does not hold it, and is not an output already `taken`. Shells call this for their
+    /// own outputs too (a metrics file, a chart) before anything runs.
+    pub fn check_output(&self, what: &'static str, path: &Path, taken: &[PathBuf]) -> Result<()> {
+        let refuse = |reason: String| Error::OutputNotWritable {
+            what,
+            path: path.to_path_buf(),
+            reason,
+        };
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let output = absolute(path);
+        let source = absolute(&self.source.path);
+        if source.starts_with(&output) {
+            let reason = match source == output {
+                true => "it is the source".to_string(),
+                false => format!("it holds the source {}", self.source.path.display()),
+            };
+            return Err(refuse(reason));
+        }
+        if let Some(other) = taken.iter().find(|t| absolute(t) == output) {
+            return Err(refuse(format!(
+                "{} is already an output of this build",
+                other.display()
+            )));
+        }
         Ok(())
     }
 
@@ -212,6 +255,7 @@ impl Plan {
     pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
         request.validate()?;
         let engine = connect(&request).await?;
+        sweep_leftovers(&request, engine.as_ref(), events).await;
         if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
             events.emit(Event::Warning {
                 message: "no Docker engine answers: the image is not loaded".into(),
@@ -243,19 +287,20 @@ impl Plan {
 
         let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
         let loads = request.outputs.load != Load::Never;
-        // The engine first: if it rejects the image, no file output is committed either.
-        if let (Some(engine), true) = (&engine, loads) {
-            publishers.push(Box::new(EnginePublisher {
-                engine: engine.clone(),
-                mtime: request.source_date_epoch,
-            }));
-        }
         if let Some(dir) = &request.outputs.oci_layout {
             publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
         }
         if let Some(file) = &request.outputs.archive {
             publishers.push(Box::new(ArchivePublisher {
                 file: file.clone(),
+                mtime: request.source_date_epoch,
+            }));
+        }
+        // The engine last: a load moves a tag that other programs see at once, so it is the
+        // step an interruption should be least likely to cut off from the rest.
+        if let (Some(engine), true) = (&engine, loads) {
+            publishers.push(Box::new(EnginePublisher {
+                engine: engine.clone(),
                 mtime: request.source_date_epoch,
             }));
         }
@@ -348,6 +393,49 @@ impl Plan {
     }
 }
 
+/// Removes what runs that did not finish (killed, or cut off from the engine) left behind:
+/// their builder containers, and temp files beside this request's outputs and in the cache.
+/// A sweep that fails only costs disk space, so it is a warning, not an error.
+async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Events) {
+    if let Some(engine) = engine {
+        match engine.remove_orphans().await {
+            Ok(removed) if !removed.is_empty() => events.note(format!(
+                "removed {} container(s) left by a run that did not finish",
+                removed.len()
+            )),
+            Ok(_) => {}
+            Err(e) => events.emit(Event::Warning {
+                message: format!("leftover containers were not removed: {e}"),
+            }),
+        }
+    }
+    let cache = &request.source.cache_dir;
+    let mut dirs = vec![cache.join("layers"), cache.join("metadata")];
+    if let Ok(artifacts) = std::fs::read_dir(cache.join("artifacts")) {
+        dirs.extend(artifacts.flatten().map(|e| e.path()));
+    }
+    let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
+    for output in outputs.into_iter().flatten() {
+        if let Some(parent) = std::path::absolute(output)
+            .ok()
+            .and_then(|p| p.parent().map(Into::into))
+        {
+            dirs.push(parent);
+        }
+    }
+    let removed = crate::fsutil::blocking(move || {
+        dirs.iter()
+            .map(|d| crate::cleanup::sweep_temp(d))
+            .sum::<usize>()
+    })
+    .await;
+    if removed > 0 {
+        events.note(format!(
+            "removed {removed} temp file(s) left by a run that did not finish"
+        ));
+    }
+}
+
 /// Connects to the engine when the request wants one. `None` when it is only wanted (the
 /// default builder, a load if possible) and does not answer.
 async fn connect(request: &Request) -> Result<Option<Engine>> {
@@ -378,6 +466,28 @@ mod tests {
         request.presets.clear();
         assert!(request.validate().unwrap_err().is_usage());
         request.presets = vec![Preset::Aggressive];
+        request.validate().unwrap();
+    }
+
+    #[test]
+    fn outputs_never_overwrite_the_source_or_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("app.rs");
+        std::fs::write(&source, "fn main() {}").unwrap();
+        let mut request = Request::new(&source);
+        request.outputs.archive = Some(source.clone());
+        let error = request.validate().unwrap_err().to_string();
+        assert!(error.ends_with("it is the source"), "{error}");
+        request.outputs.archive = None;
+        request.outputs.oci_layout = Some(dir.path().to_path_buf());
+        let error = request.validate().unwrap_err().to_string();
+        assert!(error.contains("it holds the source"), "{error}");
+        let out = dir.path().join("out");
+        request.outputs.oci_layout = Some(out.clone());
+        request.outputs.archive = Some(dir.path().join("./out"));
+        let error = request.validate().unwrap_err().to_string();
+        assert!(error.contains("is already an output of this build"), "{error}");
+        request.outputs.archive = Some(dir.path().join("out.tar"));
         request.validate().unwrap();
     }
 

@@ -163,10 +163,10 @@ async fn run_once(
         .ok()
         .and_then(|r| r.ok())
         .flatten();
-    engine.remove_container(&id).await?;
+    let removed = engine.remove_container(&id).await;
     Ok(RunSample {
         cold_start_ms: elapsed.as_secs_f64() * 1000.0,
-        exit_code: finished?.exit_code,
+        exit_code: Error::with_cleanup(finished, removed)?.exit_code,
         peak_memory_bytes: peak,
     })
 }

@@ -27,12 +27,13 @@ mod render;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 pub use args::{
     BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
     ImportHostArgs, RunArgs, EXIT_CODES,
 };
-use render::{Failure, Mode, Terminal};
+use render::{Failure, Journal, Mode, Terminal};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -42,16 +43,18 @@ use crate::report;
 
 /// Runs one command as the `ruchy-image` binary would: progress and errors on stderr, results
 /// on stdout, and the exit code (0 success, 1 failed, 2 invalid input, 130 interrupted, or a
-/// container's own code for `run`). Ctrl-C stops the command and cleans up after it.
+/// container's own code for `run`). SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the command
+/// and clean up after it; the exit code is then 128 + the signal's number.
 pub async fn run(command: ImageCommand) -> ExitCode {
-    // Ctrl-C drops the running command: its guards kill cargo and remove temp outputs.
+    // A signal drops the running command: its guards kill cargo and remove temp outputs.
+    let journal = Arc::new(Mutex::new(Journal::default()));
     let outcome = tokio::select! {
-        result = dispatch(command) => Some(result),
-        _ = tokio::signal::ctrl_c() => None,
+        result = dispatch(command, &journal) => Ok(result),
+        signal = stop_signal() => Err(signal),
     };
     match outcome {
-        Some(Ok(())) => ExitCode::SUCCESS,
-        Some(Err(failure)) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
             let failure = match failure {
                 Failure::Error(error) => Failure::Error(args::with_flag_names(error)),
                 other => other,
@@ -59,20 +62,40 @@ pub async fn run(command: ImageCommand) -> ExitCode {
             eprintln!("error: {}", failure.message());
             ExitCode::from(failure.exit_code())
         }
-        None => {
+        Err(signal) => {
             crate::engine::remove_leftovers().await;
-            eprintln!("interrupted: nothing was written");
-            ExitCode::from(130)
+            eprintln!("{}", journal.lock().expect("journal").interrupted());
+            ExitCode::from(128 + signal)
         }
     }
 }
 
-async fn dispatch(command: ImageCommand) -> Result<(), Failure> {
+/// Waits for SIGINT, SIGTERM or SIGHUP and returns its number. A handler that cannot be
+/// installed waits forever: the signal then keeps its default action.
+async fn stop_signal() -> u8 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind: SignalKind, number: u8| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+                number
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        n = wait(SignalKind::interrupt(), libc::SIGINT as u8) => n,
+        n = wait(SignalKind::terminate(), libc::SIGTERM as u8) => n,
+        n = wait(SignalKind::hangup(), libc::SIGHUP as u8) => n,
+    }
+}
+
+async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     match command {
-        ImageCommand::Build(args) => build(*args).await,
-        ImageCommand::Compare(args) => compare(*args).await,
+        ImageCommand::Build(args) => build(*args, journal).await,
+        ImageCommand::Compare(args) => compare(*args, journal).await,
         ImageCommand::Run(args) => run_image(args).await,
-        ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args).await,
+        ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
         ImageCommand::Dockerfile(args) => {
             let text = crate::dockerfile::render(&args.to_lib()?)?;
             Ok(print_stdout("the Dockerfile", text.as_bytes())?)
@@ -81,16 +104,19 @@ async fn dispatch(command: ImageCommand) -> Result<(), Failure> {
 }
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
-async fn build(args: BuildArgs) -> Result<(), Failure> {
+async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
     if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
         // Checked now so a long compile does not end in an unwritable path.
         crate::fsutil::check_writable("the metrics JSON", json)?;
+        let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
+        let taken: Vec<_> = outputs.into_iter().flatten().cloned().collect();
+        request.check_output("the metrics JSON", json, &taken)?;
     }
     request.compiler_output.color = Terminal::color();
     request.compiler_output.quiet = args.quiet;
-    let (terminal, events) = Terminal::new(Mode::Build, args.verbose, args.quiet);
+    let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
     let result = async { Plan::resolve(request, &events).await?.build(&events).await }.await;
     terminal.lock().expect("terminal").finish();
     let record = result?;
@@ -116,16 +142,17 @@ async fn build(args: BuildArgs) -> Result<(), Failure> {
 }
 
 /// `ruchy-image compare`: the comparison on stdout, then the verdict.
-async fn compare(args: CompareArgs) -> Result<(), Failure> {
+async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
     if let Some(chart) = &args.chart {
         crate::fsutil::check_writable("the chart", chart)?;
+        request.check_output("the chart", chart, &[])?;
     }
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
-    let (terminal, events) = Terminal::new(Mode::Compare, args.verbose, args.quiet);
+    let (terminal, events) = Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
     let result = async {
         Plan::resolve(request, &events)
             .await?
@@ -225,7 +252,7 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
 }
 
 /// `ruchy-image builder import-host`.
-async fn import_host(args: ImportHostArgs) -> Result<(), Failure> {
+async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let engine = Engine::connect().await?;
     let tag = args
         .tag
@@ -235,7 +262,7 @@ async fn import_host(args: ImportHostArgs) -> Result<(), Failure> {
     let scratch = args
         .cache_dir
         .unwrap_or_else(crate::build::default_cache_dir);
-    let (terminal, events) = Terminal::new(Mode::Build, false, false);
+    let (terminal, events) = Terminal::new(journal, Mode::Build, false, false);
     let imported = crate::builder::import_host(
         &engine,
         tag.as_ref().map(|t| t.full.as_str()),

@@ -21,8 +21,30 @@ pub(crate) enum Mode {
     Compare,
 }
 
+/// What a command has made visible so far, so that an interruption says the truth.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    written: Vec<String>,
+    writing: Option<String>,
+}
+
+impl Journal {
+    /// The line printed when a signal stops the command.
+    pub(crate) fn interrupted(&self) -> String {
+        let mut line = match self.written.as_slice() {
+            [] => "interrupted: nothing was written".to_string(),
+            written => format!("interrupted after writing {}", written.join(", ")),
+        };
+        if let Some(output) = &self.writing {
+            line += &format!("; {output} was being written and may or may not be there now");
+        }
+        line
+    }
+}
+
 /// Renders events on stderr.
 pub(crate) struct Terminal {
+    journal: Arc<Mutex<Journal>>,
     mode: Mode,
     verbose: bool,
     quiet: bool,
@@ -32,8 +54,14 @@ pub(crate) struct Terminal {
 
 impl Terminal {
     /// A renderer, and the events that feed it.
-    pub(crate) fn new(mode: Mode, verbose: bool, quiet: bool) -> (Arc<Mutex<Terminal>>, Events) {
+    pub(crate) fn new(
+        journal: &Arc<Mutex<Journal>>,
+        mode: Mode,
+        verbose: bool,
+        quiet: bool,
+    ) -> (Arc<Mutex<Terminal>>, Events) {
         let terminal = Arc::new(Mutex::new(Terminal {
+            journal: journal.clone(),
             mode,
             verbose,
             quiet,
@@ -92,6 +120,14 @@ impl Terminal {
                 ..
             } => self.finish(),
             Event::StageStarted { .. } | Event::StageFinished { .. } => {}
+            Event::Writing { output } => {
+                self.journal.lock().expect("journal").writing = Some(output)
+            }
+            Event::Written { output } => {
+                let mut journal = self.journal.lock().expect("journal");
+                journal.writing = None;
+                journal.written.push(output);
+            }
             // The compiler's diagnostics are always shown; its status lines go into the
             // spinner when there is one.
             Event::CompilerOutput { line } => match &self.spinner {
@@ -389,6 +425,27 @@ mod tests {
         assert!(!is_status_line("error[E0308]: mismatched types"));
         assert!(!is_status_line("  --> src/main.rs:2:18"));
         assert_eq!(strip_ansi("\x1b[1m\x1b[32mok\x1b[0m"), "ok");
+    }
+
+    #[test]
+    fn an_interruption_says_what_was_written() {
+        let journal = Arc::new(Mutex::new(Journal::default()));
+        let (_terminal, events) = Terminal::new(&journal, Mode::Build, false, true);
+        let line = || journal.lock().unwrap().interrupted();
+        assert_eq!(line(), "interrupted: nothing was written");
+        events.emit(Event::Writing {
+            output: "archive out.tar".into(),
+        });
+        events.emit(Event::Written {
+            output: "archive out.tar".into(),
+        });
+        events.emit(Event::Writing {
+            output: "engine fib:1".into(),
+        });
+        assert_eq!(
+            line(),
+            "interrupted after writing archive out.tar; engine fib:1 was being written and may or may not be there now"
+        );
     }
 
     #[test]

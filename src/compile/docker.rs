@@ -156,8 +156,8 @@ async fn detect_target(engine: &Engine, image_id: &str, cache_dir: &Path) -> Res
             }
         })
         .await;
-    engine.remove_container(&id).await?;
-    let target = match (finished?.exit_code, target) {
+    let removed = engine.remove_container(&id).await;
+    let target = match (Error::with_cleanup(finished, removed)?.exit_code, target) {
         (0, Some(target)) => target,
         _ => {
             return Err(Error::BuilderImageUnavailable {
@@ -450,8 +450,8 @@ impl Compiler for DockerCompiler {
         let result = self
             .build_in(&id, upload, project, &artifact_dir, &binary, events)
             .await;
-        self.engine.remove_container(&id).await?;
-        result?;
+        let removed = self.engine.remove_container(&id).await;
+        Error::with_cleanup(result, removed)?;
         Ok(Artifact {
             binary,
             compile_time: started.elapsed(),
@@ -555,10 +555,13 @@ fn keep_binary(archive: &[u8], bin: &str, artifact_dir: &Path, binary: &Path) ->
 
     std::fs::create_dir_all(artifact_dir)
         .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
-    let mut temp = tempfile::NamedTempFile::new_in(artifact_dir).map_err(Error::io(format!(
-        "writing into {}",
-        artifact_dir.display()
-    )))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&crate::cleanup::temp_prefix("binary"))
+        .tempfile_in(artifact_dir)
+        .map_err(Error::io(format!(
+            "writing into {}",
+            artifact_dir.display()
+        )))?;
     std::io::Write::write_all(&mut temp, &bytes)
         .map_err(Error::io(format!("writing {}", binary.display())))?;
     use std::os::unix::fs::PermissionsExt;

@@ -63,6 +63,32 @@ pub fn files<'a>(image: &'a Image, reference: &ImageRef) -> Result<Files<'a>> {
     Ok(files)
 }
 
+/// The index of an existing layout with `ours` (the index of a layout holding only our image)
+/// merged in: an entry named like ours is replaced, every other entry and field is kept.
+pub fn merged_index(existing: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
+    let invalid = |reason: String| Error::InvalidInput {
+        what: "OCI layout",
+        value: "index.json".into(),
+        reason,
+    };
+    let mut index: serde_json::Value = serde_json::from_slice(existing)
+        .map_err(|e| invalid(format!("the existing index.json is not JSON: {e}")))?;
+    let ours: serde_json::Value = serde_json::from_slice(ours).expect("our index is JSON");
+    let entry = ours["manifests"][0].clone();
+    let name =
+        |e: &serde_json::Value| e["annotations"]["org.opencontainers.image.ref.name"].clone();
+    let manifests = index
+        .get_mut("manifests")
+        .and_then(|m| m.as_array_mut())
+        .ok_or_else(|| invalid("the existing index.json has no manifests list".into()))?;
+    manifests.retain(|e| name(e) != name(&entry));
+    manifests.push(entry);
+    canonical_json(&index).map_err(|source| Error::Json {
+        what: "the OCI index",
+        source,
+    })
+}
+
 /// Writes the layout files into `dir`, which must exist and be empty.
 pub fn write_dir(dir: &Path, files: &Files<'_>) -> Result<()> {
     for (path, bytes) in files {

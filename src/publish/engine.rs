@@ -62,6 +62,10 @@ impl Publisher for EnginePublisher {
 
 #[async_trait::async_trait]
 impl Staged for StagedLoad {
+    fn describe(&self) -> String {
+        format!("engine {}", self.reference.full)
+    }
+
     async fn commit(self: Box<Self>) -> Result<Published> {
         let reference = self.reference.full.clone();
         // An unchanged rebuild finds its image already there: no load needed. Otherwise

@@ -8,7 +8,7 @@ use super::{Publisher, Staged};
 use crate::error::{Error, Result};
 use crate::fsutil::{
     blocking, check_writable, create_parent, existing_ancestor, persist, set_mode, temp_file_for,
-    writable_ancestor,
+    writable_ancestor, write_file_atomically,
 };
 use crate::metrics::Published;
 use crate::oci::image::Image;
@@ -45,6 +45,7 @@ impl OciLayoutPublisher {
     }
 }
 
+/// A new layout, whole in a temp dir, renamed into place on commit.
 struct StagedDir {
     temp: tempfile::TempDir,
     dest: PathBuf,
@@ -52,39 +53,65 @@ struct StagedDir {
 
 #[async_trait::async_trait]
 impl Staged for StagedDir {
+    fn describe(&self) -> String {
+        format!("oci-layout {}", self.dest.display())
+    }
+
     async fn commit(self: Box<Self>) -> Result<Published> {
         let what = OciLayoutPublisher::WHAT;
-        let fail = |e: std::io::Error| Error::OutputNotWritable {
-            what,
-            path: self.dest.clone(),
-            reason: e.to_string(),
-        };
         create_parent(what, &self.dest)?;
-        // A directory cannot be renamed over a non-empty one: move the old layout aside first.
-        let aside = self.dest.exists().then(|| {
-            let mut name = self.dest.clone().into_os_string();
-            name.push(format!(".old-{}", std::process::id()));
-            PathBuf::from(name)
-        });
-        if let Some(aside) = &aside {
-            std::fs::rename(&self.dest, aside).map_err(fail)?;
-        }
         let temp = self.temp.keep();
+        // rename(2) replaces an empty directory, and only an empty one was allowed here.
         if let Err(e) = std::fs::rename(&temp, &self.dest) {
-            if let Some(aside) = &aside {
-                let _ = std::fs::rename(aside, &self.dest);
-            }
             let _ = std::fs::remove_dir_all(&temp);
-            return Err(fail(e));
-        }
-        if let Some(aside) = aside {
-            let _ = std::fs::remove_dir_all(aside);
+            return Err(Error::OutputNotWritable {
+                what,
+                path: self.dest.clone(),
+                reason: e.to_string(),
+            });
         }
         Ok(Published {
             kind: "oci-layout",
             location: self.dest.display().to_string(),
             engine: None,
         })
+    }
+}
+
+/// Our image added to an existing layout: its blobs are in place (invisible until an index
+/// names them), the merged index waits in a temp file and is renamed over `index.json` on
+/// commit. Not committed, the blobs this build added are removed again.
+struct StagedIndex {
+    /// The merged index; taken on commit.
+    temp: Option<tempfile::NamedTempFile>,
+    dest: PathBuf,
+    added: Vec<PathBuf>,
+}
+
+#[async_trait::async_trait]
+impl Staged for StagedIndex {
+    fn describe(&self) -> String {
+        format!("oci-layout {}", self.dest.display())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<Published> {
+        let index = self.dest.join("index.json");
+        let temp = self.temp.take().expect("committed once");
+        persist(OciLayoutPublisher::WHAT, temp, &index)?;
+        self.added.clear();
+        Ok(Published {
+            kind: "oci-layout",
+            location: self.dest.display().to_string(),
+            engine: None,
+        })
+    }
+}
+
+impl Drop for StagedIndex {
+    fn drop(&mut self) {
+        for blob in &self.added {
+            let _ = std::fs::remove_file(blob);
+        }
     }
 }
 
@@ -102,24 +129,59 @@ impl Publisher for OciLayoutPublisher {
 }
 
 impl OciLayoutPublisher {
-    /// The layout, written whole into a temp dir beside the destination.
+    /// A new layout, written whole into a temp dir beside the destination; or, into an
+    /// existing layout (a store of many images), our blobs and a merged index.
     fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
         self.check_destination()?;
+        let files = layout::files(image, reference)?;
+        let dest =
+            std::path::absolute(&self.dir).map_err(Error::io("resolving the layout path"))?;
+        if dest.join("oci-layout").is_file() {
+            return self.add_to(&dest, &files);
+        }
         // Making the temp dir is the writability check here.
         let base = existing_ancestor(Self::WHAT, &self.dir)?;
         let temp = tempfile::Builder::new()
-            .prefix(".ruchy-image-layout-")
+            .prefix(&crate::cleanup::temp_prefix("layout"))
             .tempdir_in(&base)
             .map_err(Error::io(format!(
                 "creating a temp dir in {}",
                 base.display()
             )))?;
-        layout::write_dir(temp.path(), &layout::files(image, reference)?)?;
+        layout::write_dir(temp.path(), &files)?;
         set_mode(temp.path(), 0o755)?;
-        Ok(Box::new(StagedDir {
-            temp,
-            dest: std::path::absolute(&self.dir).map_err(Error::io("resolving the layout path"))?,
-        }))
+        Ok(Box::new(StagedDir { temp, dest }))
+    }
+
+    /// Adds our blobs to the existing layout at `dest` (each whole, by rename; blobs it has
+    /// are the same bytes, so they are kept) and stages the merged index.
+    fn add_to(&self, dest: &std::path::Path, files: &layout::Files<'_>) -> Result<Box<dyn Staged>> {
+        let index = dest.join("index.json");
+        let existing =
+            std::fs::read(&index).map_err(Error::io(format!("reading {}", index.display())))?;
+        let ours = files
+            .iter()
+            .find(|(path, _)| path == "index.json")
+            .map(|(_, bytes)| bytes)
+            .expect("a layout has an index");
+        let merged = layout::merged_index(&existing, ours)?;
+        let mut temp = temp_file_for(Self::WHAT, "index", &index)?;
+        temp.write_all(&merged)
+            .map_err(Error::io(format!("writing {}", index.display())))?;
+        set_mode(temp.path(), 0o644)?;
+        let mut staged = StagedIndex {
+            temp: Some(temp),
+            dest: dest.to_path_buf(),
+            added: Vec::new(),
+        };
+        for (path, bytes) in files.iter().filter(|(path, _)| path.starts_with("blobs/")) {
+            let blob = dest.join(path);
+            if !blob.is_file() {
+                write_file_atomically(Self::WHAT, &blob, bytes)?;
+                staged.added.push(blob);
+            }
+        }
+        Ok(Box::new(staged))
     }
 }
 
@@ -143,6 +205,10 @@ struct StagedFile {
 
 #[async_trait::async_trait]
 impl Staged for StagedFile {
+    fn describe(&self) -> String {
+        format!("archive {}", self.dest.display())
+    }
+
     async fn commit(self: Box<Self>) -> Result<Published> {
         persist(ArchivePublisher::WHAT, self.temp, &self.dest)?;
         Ok(Published {
@@ -168,7 +234,7 @@ impl Publisher for ArchivePublisher {
 impl ArchivePublisher {
     /// The archive, written whole into a temp file beside the destination.
     fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        let mut temp = temp_file_for(Self::WHAT, "archive-", &self.file)?;
+        let mut temp = temp_file_for(Self::WHAT, "archive", &self.file)?;
         let files = layout::files(image, reference)?;
         let mut out = std::io::BufWriter::new(temp.as_file_mut());
         archive::write(&mut out, image, reference, &files, self.mtime)?;

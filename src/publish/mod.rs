@@ -13,6 +13,7 @@ pub use files::{ArchivePublisher, OciLayoutPublisher};
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::event::{Event, Events};
 use crate::metrics::Published;
 use crate::oci::image::Image;
 use crate::oci::ImageRef;
@@ -20,6 +21,9 @@ use crate::oci::ImageRef;
 /// An output that is written but not yet visible.
 #[async_trait::async_trait]
 pub trait Staged: Send {
+    /// What and where, for progress (`archive out/fib.tar`).
+    fn describe(&self) -> String;
+
     /// Makes the output visible at its destination.
     async fn commit(self: Box<Self>) -> Result<Published>;
 }
@@ -35,12 +39,14 @@ pub trait Publisher: Send + Sync {
     async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>>;
 }
 
-/// Stages the image in every publisher, then commits them all. If any stage fails, nothing
-/// is committed and every staged output is removed.
+/// Stages the image in every publisher, then commits them all in order, reporting each
+/// commit's start and end. If any stage fails, nothing is committed and every staged output
+/// is removed.
 pub async fn publish_all(
     publishers: &[Box<dyn Publisher>],
     image: &Arc<Image>,
     reference: &ImageRef,
+    events: &Events,
 ) -> Result<Vec<Published>> {
     let mut staged = Vec::with_capacity(publishers.len());
     for publisher in publishers {
@@ -48,7 +54,12 @@ pub async fn publish_all(
     }
     let mut published = Vec::with_capacity(staged.len());
     for output in staged {
+        let what = output.describe();
+        events.emit(Event::Writing {
+            output: what.clone(),
+        });
         published.push(output.commit().await?);
+        events.emit(Event::Written { output: what });
     }
     Ok(published)
 }
