@@ -157,6 +157,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The builder image runs, but has no Rust toolchain.
+    #[error(
+        "builder image {image} has no Rust toolchain: `rustc -vV` does not run in it ({reason})"
+    )]
+    BuilderNotRust {
+        /// The image, as named.
+        image: String,
+        /// What happened when `rustc -vV` was run.
+        reason: String,
+    },
     /// A base image is malformed or unsafe to read.
     #[error("cannot use the base image: {reason}")]
     InvalidBase {
@@ -282,6 +292,7 @@ impl Error {
                 | Error::BinAmbiguous { .. }
                 | Error::InvalidInput { .. }
                 | Error::RootUser
+                | Error::BuilderNotRust { .. }
         )
     }
 }

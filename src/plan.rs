@@ -165,6 +165,26 @@ impl Request {
                 reason: "list at least one base (scratch for none)".into(),
             });
         }
+        // Beyond 9999-12-31T23:59:59Z, no RFC 3339 time: the image's `created` could not be
+        // written.
+        if self.source_date_epoch > 253_402_300_799 {
+            return Err(Error::InvalidInput {
+                what: "source date epoch",
+                value: self.source_date_epoch.to_string(),
+                reason: "expected seconds since 1970 up to 253402300799 (the end of year 9999)"
+                    .into(),
+            });
+        }
+        if let Some(path) = &self.image.path {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if !path.starts_with('/') || name.is_empty() || name == "." || name == ".." {
+                return Err(Error::InvalidInput {
+                    what: "binary path",
+                    value: path.clone(),
+                    reason: "expected the absolute path of a file in the image, such as /usr/local/bin/app".into(),
+                });
+            }
+        }
         // The source first: a missing one should not wait for an engine or a pull.
         std::fs::metadata(&self.source.path).map_err(|source| Error::SourceUnreadable {
             path: self.source.path.clone(),
@@ -442,9 +462,12 @@ async fn connect(request: &Request) -> Result<Option<Engine>> {
     if !request.wants_engine() {
         return Ok(None);
     }
+    // An engine named in DOCKER_HOST is one the user means: not answering is an error, not a
+    // reason to quietly build without it.
+    let named = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
     match Engine::connect().await {
         Ok(engine) => Ok(Some(engine)),
-        Err(e) if request.needs_engine() => Err(e),
+        Err(e) if request.needs_engine() || named => Err(e),
         Err(_) => Ok(None),
     }
 }
@@ -486,7 +509,10 @@ mod tests {
         request.outputs.oci_layout = Some(out.clone());
         request.outputs.archive = Some(dir.path().join("./out"));
         let error = request.validate().unwrap_err().to_string();
-        assert!(error.contains("is already an output of this build"), "{error}");
+        assert!(
+            error.contains("is already an output of this build"),
+            "{error}"
+        );
         request.outputs.archive = Some(dir.path().join("out.tar"));
         request.validate().unwrap();
     }

@@ -340,15 +340,16 @@ fn read_oci_layout(
     finish(reference, manifest_digest, config, layers, limits)
 }
 
+/// Said of a file that is not a tar archive. The tar reader's own message quotes the bytes it
+/// choked on, which may be any file of the user's: never shown.
+const NOT_A_TAR: &str = "not a tar archive (a docker-archive: base is what `docker save` writes)";
+
 fn read_docker_archive(reference: &BaseRef, archive: &[u8], limits: &Limits) -> Result<Base> {
     let mut files: HashMap<String, Vec<u8>> = HashMap::new();
     let mut tar = tar::Archive::new(archive);
-    let entries = tar
-        .entries()
-        .map_err(|e| not_found(reference, format!("not a tar archive: {e}")))?;
+    let entries = tar.entries().map_err(|_| not_found(reference, NOT_A_TAR))?;
     for entry in entries {
-        let mut entry =
-            entry.map_err(|e| not_found(reference, format!("not a tar archive: {e}")))?;
+        let mut entry = entry.map_err(|_| not_found(reference, NOT_A_TAR))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }

@@ -444,6 +444,8 @@ pub(crate) fn with_flag_names(error: Error) -> Error {
         "bin" => "--bin",
         "target" => "--target",
         "source" => "SOURCE",
+        "source date epoch" => "--source-date-epoch (SOURCE_DATE_EPOCH)",
+        "binary path" => "--path",
         other => other,
     };
     Error::InvalidInput {

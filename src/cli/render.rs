@@ -401,6 +401,9 @@ fn hint(error: &Error) -> Option<String> {
         Error::EngineUnavailable { .. } => {
             "start one (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one;\n        without an engine, build with --builder local and write --oci-layout DIR or --output FILE.tar".into()
         }
+        Error::BuilderNotRust { .. } => {
+            "pass a Rust image with --builder-image (rust:1-alpine), or make one from this machine's toolchain with `ruchy-image builder import-host`".into()
+        }
         Error::BuilderImageUnavailable { .. } => {
             "offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints".into()
         }

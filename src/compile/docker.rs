@@ -93,7 +93,7 @@ impl BuilderImage {
         let labelled = config.labels.unwrap_or_default().get(TARGET_LABEL).cloned();
         let target = match labelled {
             Some(target) => target,
-            None => detect_target(engine, &id, cache_dir).await?,
+            None => detect_target(engine, &reference, &id, cache_dir).await?,
         };
         Ok(BuilderImage {
             reference,
@@ -136,7 +136,12 @@ async fn imported_builder(
 }
 
 /// Asks the image's rustc for its host triple once, then remembers it by image ID.
-async fn detect_target(engine: &Engine, image_id: &str, cache_dir: &Path) -> Result<String> {
+async fn detect_target(
+    engine: &Engine,
+    reference: &str,
+    image_id: &str,
+    cache_dir: &Path,
+) -> Result<String> {
     let remembered = cache_dir.join("builders").join(image_id.replace(':', "-"));
     if let Ok(target) = std::fs::read_to_string(&remembered) {
         return Ok(target.trim().to_string());
@@ -157,14 +162,16 @@ async fn detect_target(engine: &Engine, image_id: &str, cache_dir: &Path) -> Res
         })
         .await;
     let removed = engine.remove_container(&id).await;
-    let target = match (Error::with_cleanup(finished, removed)?.exit_code, target) {
-        (0, Some(target)) => target,
-        _ => {
-            return Err(Error::BuilderImageUnavailable {
-                image: image_id.to_string(),
-                reason: "`rustc -vV` did not run in it; is it a Rust image?".into(),
-            })
-        }
+    let not_rust = |reason: String| Error::BuilderNotRust {
+        image: reference.to_string(),
+        reason,
+    };
+    let target = match (Error::with_cleanup(finished, removed), target) {
+        (Ok(finished), Some(target)) if finished.exit_code == 0 => target,
+        (Ok(finished), _) => return Err(not_rust(format!("exit code {}", finished.exit_code))),
+        // The engine's message says the program is missing; a cleanup error stays an error.
+        (Err(Error::Engine { message, .. }), _) => return Err(not_rust(message)),
+        (Err(other), _) => return Err(other),
     };
     if let Some(parent) = remembered.parent() {
         let _ = std::fs::create_dir_all(parent);

@@ -49,6 +49,12 @@ impl RuntimeUser {
         };
         let parts: Vec<&str> = spec.split(':').collect();
         let user = match parts.as_slice() {
+            [name] if name.parse::<u32>().is_err() => {
+                let ids = if *name == "root" { "0:0" } else { "1000:1000" };
+                return Err(invalid(&format!(
+                    "a name needs its ids, as NAME:UID:GID (such as {name}:{ids}): a FROM scratch image has no user database to look {name} up in"
+                )));
+            }
             [uid] => RuntimeUser {
                 name: "appuser".into(),
                 uid: id(uid)?,
