@@ -26,7 +26,7 @@ cleanup() {
   # takes the classic builder's intermediate images of both stages with it.
   for image in "${made_images[@]}"; do docker rmi -f "$image" >/dev/null 2>&1 || true; done
   # Target volumes of this run's projects; the shared cargo registry volume stays.
-  for v in $(docker volume ls -q -f "label=dev.ruchy.image.cache" | grep -v cargo-registry); do
+  for v in $(docker volume ls -q -f "label=dev.ruchy.image.cache" | grep -v cargo-home); do
     docker volume inspect -f '{{index .Labels "dev.ruchy.image.cache"}}' "$v" | grep -q "^$work" \
       && docker volume rm -f "$v" >/dev/null
   done

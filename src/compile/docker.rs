@@ -2,9 +2,11 @@
 //! driven through the engine API. The source goes in and the binary comes out as tar
 //! streams, so nothing is written into the user's tree and remote engines work too.
 //!
-//! Caches: cargo's registry and the target directory live in named volumes (the target one
-//! keyed by project), so a one-line change recompiles only the app crate; and a build whose
-//! inputs (sources, preset and flags, builder image) are unchanged starts no container at all.
+//! Caches: cargo's home (downloaded crates, and the lock that keeps two containers from
+//! unpacking the same crate at once) and the target directory live in named volumes (the
+//! target one keyed by project), so a one-line change recompiles only the app crate; and a
+//! build whose inputs (sources, preset and flags, builder image) are unchanged starts no
+//! container at all.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,12 @@ const SRC: &str = "/src";
 const TARGET: &str = "/target";
 /// Where the host's CA bundle goes, for crates.io behind TLS-intercepting proxies.
 const HOST_CA: &str = "etc/ssl/certs/ruchy-image-host-ca.crt";
+/// Where cargo's home volume sits in the builder container; `CARGO_HOME` points there, so the
+/// image's own cargo home (with its binaries) stays as the image has it.
+const CARGO_HOME: &str = "/ruchy-image/cargo-home";
+/// The volume shared by every build for cargo's home, unless `RUCHY_IMAGE_CARGO_VOLUME`
+/// names another (a test that wants an empty one).
+const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
 /// Label on the cache volumes, so they can be listed and removed together.
 pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
 
@@ -42,8 +50,6 @@ pub struct BuilderImage {
     pub id: String,
     /// The target triple its toolchain builds for by default.
     pub target: String,
-    /// Its `CARGO_HOME`.
-    pub cargo_home: String,
 }
 
 impl BuilderImage {
@@ -84,12 +90,6 @@ impl BuilderImage {
         };
         let id = inspect.id.clone().unwrap_or_default();
         let config = inspect.config.unwrap_or_default();
-        let env = config.env.unwrap_or_default();
-        let cargo_home = env
-            .iter()
-            .find_map(|e| e.strip_prefix("CARGO_HOME="))
-            .unwrap_or("/usr/local/cargo")
-            .to_string();
         let labelled = config.labels.unwrap_or_default().get(TARGET_LABEL).cloned();
         let target = match labelled {
             Some(target) => target,
@@ -99,7 +99,6 @@ impl BuilderImage {
             reference,
             id,
             target,
-            cargo_home,
         })
     }
 }
@@ -378,7 +377,10 @@ impl Compiler for DockerCompiler {
 
         let project_key =
             hex(&Sha256::digest(root.as_os_str().as_encoded_bytes()))[..12].to_string();
-        let registry = "ruchy-image-cargo-registry".to_string();
+        let registry = std::env::var("RUCHY_IMAGE_CARGO_VOLUME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| CARGO_HOME_VOLUME.to_string());
         let target_volume = format!("ruchy-image-target-{project_key}");
         // The label says whose cache a volume is: the project's root, or "shared".
         let root_label = root.display().to_string();
@@ -415,6 +417,7 @@ impl Compiler for DockerCompiler {
             .collect();
         env.push(format!("CARGO_ENCODED_RUSTFLAGS={rustflags}"));
         env.push(format!("CARGO_TARGET_DIR={TARGET}"));
+        env.push(format!("CARGO_HOME={CARGO_HOME}"));
         if ca.is_some() {
             env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
             env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
@@ -444,7 +447,7 @@ impl Compiler for DockerCompiler {
             ])),
             host_config: Some(HostConfig {
                 mounts: Some(vec![
-                    volume(&registry, &format!("{}/registry", self.image.cargo_home)),
+                    volume(&registry, CARGO_HOME),
                     volume(&target_volume, TARGET),
                 ]),
                 ..Default::default()
