@@ -16,12 +16,14 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use super::context::{ChunkSender, Context};
 use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
 use crate::builder::{FINGERPRINT_LABEL, TARGET_LABEL};
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::fsutil::{blocking, hex};
+use crate::metrics::human_size;
 use crate::preset::Flags;
 use crate::source::Project;
 
@@ -38,6 +40,8 @@ const CARGO_HOME: &str = "/ruchy-image/cargo-home";
 /// The volume shared by every build for cargo's home, unless `RUCHY_IMAGE_CARGO_VOLUME`
 /// names another (a test that wants an empty one).
 const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
+/// A build context over this many bytes is worth a warning.
+const LARGE_CONTEXT: u64 = 100 << 20;
 /// Label on the cache volumes, so they can be listed and removed together.
 pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
 
@@ -213,51 +217,6 @@ impl DockerCompiler {
     }
 }
 
-/// One file of the project, as uploaded into the builder.
-struct SourceFile {
-    path: String,
-    mode: u32,
-    mtime: u64,
-    bytes: Vec<u8>,
-}
-
-/// The project's files, sorted by path, without build output or VCS data.
-fn source_files(root: &Path, target_dir: &Path) -> Result<Vec<SourceFile>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
-        for entry in entries {
-            let entry = entry.map_err(Error::io(format!("reading {}", dir.display())))?;
-            let path = entry.path();
-            let meta = std::fs::metadata(&path)
-                .map_err(Error::io(format!("reading {}", path.display())))?;
-            if meta.is_dir() {
-                let skip = path == target_dir
-                    || entry.file_name() == ".git"
-                    || path.join("CACHEDIR.TAG").exists();
-                if !skip {
-                    stack.push(path);
-                }
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&path)
-                    .map_err(Error::io(format!("reading {}", path.display())))?;
-                let relative = path.strip_prefix(root).expect("walked from root");
-                files.push(SourceFile {
-                    path: relative.display().to_string(),
-                    mode: meta.mode() & 0o7777,
-                    mtime: meta.mtime().max(0) as u64,
-                    bytes,
-                });
-            }
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
-}
-
 /// Everything besides the sources that decides what the builder produces: a change to any
 /// of it (preset, flags, inherited `RUSTFLAGS`, target, builder image) must compile again.
 struct BuildIdentity {
@@ -270,15 +229,10 @@ struct BuildIdentity {
 }
 
 impl BuildIdentity {
-    /// The cache key of a build of `files` with this identity.
-    fn key(&self, files: &[SourceFile]) -> String {
+    /// The cache key of a build of `context` with this identity.
+    fn key(&self, context: &Context) -> String {
         let mut key = Sha256::new();
-        for file in files {
-            key.update(file.path.as_bytes());
-            key.update(file.mode.to_le_bytes());
-            key.update((file.bytes.len() as u64).to_le_bytes());
-            key.update(&file.bytes);
-        }
+        key.update(context.digest);
         key.update(serde_json::to_vec(&self.flags).unwrap_or_default());
         for (name, value) in &self.cargo_env {
             key.update(format!("{name}={value}\0"));
@@ -289,32 +243,6 @@ impl BuildIdentity {
         ));
         hex(&key.finalize())
     }
-}
-
-/// The tar uploaded to `/` of the builder: `src/...` and the host's CA bundle.
-fn upload_tar(files: &[SourceFile], ca: Option<&[u8]>) -> Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: String, mode: u32, mtime: u64, bytes: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(mode);
-        header.set_mtime(mtime);
-        header.set_size(bytes.len() as u64);
-        tar.append_data(&mut header, name, bytes)
-    };
-    for file in files {
-        // Keep mtimes: cargo's fingerprints in the target volume compare them.
-        add(
-            format!("src/{}", file.path),
-            file.mode,
-            file.mtime,
-            &file.bytes,
-        )
-        .map_err(Error::io("packing the source"))?;
-    }
-    if let Some(ca) = ca {
-        add(HOST_CA.to_string(), 0o644, 0, ca).map_err(Error::io("packing the CA bundle"))?;
-    }
-    tar.into_inner().map_err(Error::io("packing the source"))
 }
 
 /// The host's CA bundle, if it has one.
@@ -348,7 +276,7 @@ impl Compiler for DockerCompiler {
         let started = Instant::now();
         let root = &project.workspace_root;
         let rustflags = encoded_rustflags(flags, SRC);
-        let (files, key) = {
+        let (context, key) = {
             let (root, target_dir) = (root.clone(), project.target_dir.clone());
             let identity = BuildIdentity {
                 flags: flags.clone(),
@@ -359,9 +287,9 @@ impl Compiler for DockerCompiler {
                 image_id: self.image.id.clone(),
             };
             blocking(move || {
-                let files = source_files(&root, &target_dir)?;
-                let key = identity.key(&files);
-                Ok::<_, Error>((files, key))
+                let context = Context::collect(&root, &target_dir)?;
+                let key = identity.key(&context);
+                Ok::<_, Error>((context, key))
             })
             .await?
         };
@@ -454,11 +382,10 @@ impl Compiler for DockerCompiler {
             }),
             ..Default::default()
         };
-        let upload = blocking(move || upload_tar(&files, ca.as_deref())).await?;
         let id = self.engine.create_container(config).await?;
         // Whatever happens next, the container goes.
         let result = self
-            .build_in(&id, upload, project, &artifact_dir, &binary, events)
+            .build_in(&id, context, ca, project, &artifact_dir, &binary, events)
             .await;
         let removed = self.engine.remove_container(&id).await;
         Error::with_cleanup(result, removed)?;
@@ -472,23 +399,18 @@ impl Compiler for DockerCompiler {
 
 impl DockerCompiler {
     /// Uploads the source, runs cargo, and copies the binary out of the container.
+    #[allow(clippy::too_many_arguments)]
     async fn build_in(
         &self,
         id: &str,
-        upload: Vec<u8>,
+        context: Context,
+        ca: Option<Vec<u8>>,
         project: &Project,
         artifact_dir: &Path,
         binary: &Path,
         events: &Events,
     ) -> Result<()> {
-        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
-            .path("/")
-            .build();
-        self.engine
-            .docker()
-            .upload_to_container(id, Some(options), bollard::body_full(upload.into()))
-            .await
-            .map_err(api_error("uploading the source into the builder"))?;
+        self.upload(id, context, ca, events).await?;
 
         let mut executable = None;
         let output = |line: &str| {
@@ -543,6 +465,56 @@ impl DockerCompiler {
         let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
         let bin = project.bin.clone();
         blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await
+    }
+}
+
+impl DockerCompiler {
+    /// Streams the build context (and the host's CA bundle) into the container, saying how
+    /// much goes, and warning when it is more than a source tree should be.
+    async fn upload(
+        &self,
+        id: &str,
+        context: Context,
+        ca: Option<Vec<u8>>,
+        events: &Events,
+    ) -> Result<()> {
+        let bytes = context.bytes();
+        events.note(format!(
+            "sending {} files, {} to the builder",
+            context.entries.len(),
+            human_size(bytes)
+        ));
+        if bytes > LARGE_CONTEXT {
+            events.emit(Event::Warning {
+                message: format!(
+                    "the build context is {}: files the build does not need can be left out with a .ruchyimageignore (or .dockerignore, .gitignore)",
+                    human_size(bytes)
+                ),
+            });
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let ca = ca.as_deref().map(|ca| (HOST_CA, ca));
+            context.write_tar(ChunkSender::new(sender), ca)
+        });
+        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        });
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        let uploaded = self
+            .engine
+            .docker()
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await
+            .map_err(api_error("uploading the source into the builder"));
+        // The engine's error says more than the writer's "stopped reading".
+        let written = writer
+            .await
+            .map_err(|e| Error::io("packing the source")(e.into()));
+        uploaded?;
+        written?
     }
 }
 
@@ -601,12 +573,9 @@ mod tests {
 
     #[test]
     fn the_cache_key_changes_with_inherited_rustflags_and_the_target() {
-        let files = [SourceFile {
-            path: "src/main.rs".into(),
-            mode: 0o644,
-            mtime: 1,
-            bytes: b"fn main() {}".to_vec(),
-        }];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.rs"), "fn main() {}").unwrap();
+        let files = Context::collect(dir.path(), &dir.path().join("target")).unwrap();
         let gnu = "x86_64-unknown-linux-gnu";
         let base = identity("-Cstrip=symbols", gnu).key(&files);
         assert_eq!(base, identity("-Cstrip=symbols", gnu).key(&files));

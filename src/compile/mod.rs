@@ -3,6 +3,7 @@
 //! Backends sit behind [`Compiler`] so the pipeline (and its tests) never care where cargo
 //! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
 
+mod context;
 mod docker;
 mod local;
 
