@@ -191,8 +191,8 @@ impl Request {
             source,
         })?;
         let outputs = [
-            ("the OCI layout", &self.outputs.oci_layout),
-            ("the image archive", &self.outputs.archive),
+            ("OCI layout", &self.outputs.oci_layout),
+            ("image archive", &self.outputs.archive),
         ];
         let mut taken = Vec::new();
         for (what, path) in outputs {
@@ -208,9 +208,9 @@ impl Request {
     /// does not hold it, and is not an output already `taken`. Shells call this for their
     /// own outputs too (a metrics file, a chart) before anything runs.
     pub fn check_output(&self, what: &'static str, path: &Path, taken: &[PathBuf]) -> Result<()> {
-        let refuse = |reason: String| Error::OutputNotWritable {
+        let refuse = |reason: String| Error::InvalidInput {
             what,
-            path: path.to_path_buf(),
+            value: path.display().to_string(),
             reason,
         };
         let absolute = |p: &Path| {

@@ -242,3 +242,96 @@ fn ctrl_c_during_the_compile_leaves_nothing() {
     let left = processes_in_target();
     assert!(left.is_empty(), "processes left: {left:?}");
 }
+
+#[test]
+fn a_timestamp_past_year_9999_is_an_input_error() {
+    let out = ruchy_image_with(["build", &fib()], |cmd| {
+        cmd.env("SOURCE_DATE_EPOCH", "253402300800");
+    });
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "invalid --source-date-epoch (SOURCE_DATE_EPOCH) `253402300800`: expected seconds since 1970 up to 253402300799"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_binary_path_must_name_a_file() {
+    for path in ["/", "/usr/local/bin/"] {
+        fails(
+            &[&fib(), "--path", path],
+            2,
+            &format!("invalid --path `{path}`: expected the absolute path of a file in the image"),
+        );
+    }
+}
+
+#[test]
+fn a_bare_user_name_asks_for_its_ids() {
+    fails(
+        &[&fib(), "--user", "root"],
+        2,
+        "invalid --user `root`: a name needs its ids, as NAME:UID:GID (such as root:0:0)",
+    );
+}
+
+#[test]
+fn a_base_that_is_not_an_archive_is_never_echoed() {
+    let run = fails(
+        &[&fib(), "--base", "docker-archive:/etc/passwd"],
+        1,
+        "cannot find base image docker-archive:/etc/passwd: not a tar archive",
+    );
+    assert!(!run.stderr.contains("root:x:0"), "{}", run.stderr);
+}
+
+#[test]
+fn outputs_never_overwrite_the_source_or_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("fib2.rs");
+    std::fs::copy(example("fibonacci.rs"), &source).unwrap();
+    let before = std::fs::read(&source).unwrap();
+    let src = source.to_str().unwrap();
+    let clobber = ruchy_image(["build", src, "--output", src]);
+    assert_eq!(clobber.code, Some(2), "{}", clobber.stderr);
+    assert!(
+        clobber
+            .stderr
+            .contains(&format!("invalid --output `{src}`: it is the source")),
+        "{}",
+        clobber.stderr
+    );
+    let holder = dir.path().to_str().unwrap();
+    let holds = ruchy_image(["build", src, "--oci-layout", holder]);
+    assert_eq!(holds.code, Some(2), "{}", holds.stderr);
+    assert!(
+        holds.stderr.contains("it holds the source"),
+        "{}",
+        holds.stderr
+    );
+
+    let same = dir.path().join("out");
+    let twice = ruchy_image([
+        "build",
+        src,
+        "--oci-layout",
+        same.to_str().unwrap(),
+        "--output",
+        same.to_str().unwrap(),
+    ]);
+    assert_eq!(twice.code, Some(2), "{}", twice.stderr);
+    assert!(
+        twice.stderr.contains("is already an output of this build"),
+        "{}",
+        twice.stderr
+    );
+    assert_eq!(
+        std::fs::read(&source).unwrap(),
+        before,
+        "the source changed"
+    );
+    assert_eq!(entries(dir.path()), ["fib2.rs"], "something was written");
+}

@@ -407,3 +407,87 @@ fn compare_times_cold_starts_through_the_engine() {
     assert!(cold["median_ms"].as_f64().unwrap() > 0.0, "{report}");
     assert!(runs_of("fibonacci:aggressive").is_empty());
 }
+
+#[test]
+fn an_engine_named_in_docker_host_is_required_and_inputs_are_checked_first() {
+    let dead = |cmd: &mut std::process::Command| {
+        cmd.env("DOCKER_HOST", "unix:///tmp/ruchy-image-no-engine.sock")
+            .env_remove("RUCHY_IMAGE_BUILDER");
+    };
+    // No --builder: the user pointed at an engine, so no quiet fallback to the host's cargo.
+    let run = ruchy_image_with(["build", example("fibonacci.rs").to_str().unwrap()], dead);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no Docker engine answers at unix:///tmp/ruchy-image-no-engine.sock"),
+        "{}",
+        run.stderr
+    );
+    // A missing source is said first, before any engine is asked.
+    let run = ruchy_image_with(["build", "/no/such/app.rs"], dead);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run
+        .stderr
+        .starts_with("error: cannot read source /no/such/app.rs"));
+}
+
+#[test]
+fn a_builder_image_without_rust_is_named_as_such() {
+    // A FROM scratch image of ours: it runs, but has no rustc.
+    let tag = "ruchy-image-test/not-rust:1";
+    let _images = Images(vec![tag.into()]);
+    ruchy_image([
+        "build",
+        example("fibonacci.rs").to_str().unwrap(),
+        "--tag",
+        tag,
+        "--load",
+    ])
+    .ok();
+    let run = docker_build(&example("fibonacci.rs"), &["--builder-image", tag]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "builder image {tag} has no Rust toolchain: `rustc -vV` does not run in it"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("offline?"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("sha256:"),
+        "named by ID: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_context_honours_ignore_files_keeps_links_and_warns_when_big() {
+    let project = guards::fibonacci_project();
+    let _volumes = Volumes(project.path().display().to_string());
+    // A link loop, which a walker that follows links never gets out of.
+    std::os::unix::fs::symlink("..", project.path().join("src/up")).unwrap();
+    // 101 MiB of data (sparse: cheap to make), over the warning's 100 MiB.
+    let data = std::fs::File::create(project.path().join("data.bin")).unwrap();
+    data.set_len(101 << 20).unwrap();
+    let big = docker_build(project.path(), &["-O", "none"]).ok();
+    assert!(
+        big.stderr
+            .contains("ℹ sending 4 files, 101.0 MiB to the builder"),
+        "{}",
+        big.stderr
+    );
+    assert!(
+        big.stderr.contains("⚠ the build context is 101.0 MiB"),
+        "{}",
+        big.stderr
+    );
+    std::fs::write(project.path().join(".ruchyimageignore"), "data.bin\n").unwrap();
+    let small = docker_build(project.path(), &["-O", "none"]).ok();
+    assert!(
+        small.stderr.contains("ℹ sending 4 files,"),
+        "{}",
+        small.stderr
+    );
+    assert!(!small.stderr.contains("⚠"), "{}", small.stderr);
+}

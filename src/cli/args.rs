@@ -446,6 +446,10 @@ pub(crate) fn with_flag_names(error: Error) -> Error {
         "source" => "SOURCE",
         "source date epoch" => "--source-date-epoch (SOURCE_DATE_EPOCH)",
         "binary path" => "--path",
+        "OCI layout" => "--oci-layout",
+        "image archive" => "--output",
+        "metrics JSON" => "--json",
+        "chart" => "--chart",
         other => other,
     };
     Error::InvalidInput {

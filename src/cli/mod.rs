@@ -112,7 +112,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
         crate::fsutil::check_writable("the metrics JSON", json)?;
         let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
         let taken: Vec<_> = outputs.into_iter().flatten().cloned().collect();
-        request.check_output("the metrics JSON", json, &taken)?;
+        request.check_output("metrics JSON", json, &taken)?;
     }
     request.compiler_output.color = Terminal::color();
     request.compiler_output.quiet = args.quiet;
@@ -147,7 +147,7 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
     let budgets = args.budget.to_lib()?;
     if let Some(chart) = &args.chart {
         crate::fsutil::check_writable("the chart", chart)?;
-        request.check_output("the chart", chart, &[])?;
+        request.check_output("chart", chart, &[])?;
     }
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.

@@ -121,7 +121,10 @@ impl Terminal {
             } => self.finish(),
             Event::StageStarted { .. } | Event::StageFinished { .. } => {}
             Event::Writing { output } => {
-                self.journal.lock().expect("journal").writing = Some(output)
+                if self.verbose && self.shows_steps() {
+                    self.line(&format!("→ Writing {output}..."));
+                }
+                self.journal.lock().expect("journal").writing = Some(output);
             }
             Event::Written { output } => {
                 let mut journal = self.journal.lock().expect("journal");
