@@ -465,6 +465,11 @@ fn a_builder_image_without_rust_is_named_as_such() {
 fn the_context_honours_ignore_files_keeps_links_and_warns_when_big() {
     let project = guards::fibonacci_project();
     let _volumes = Volumes(project.path().display().to_string());
+    // A comment of this run's: another run's binary in the shared cache is not reused.
+    let main = project.path().join("src/main.rs");
+    let mut text = std::fs::read_to_string(&main).unwrap();
+    text += &format!("// {:?}\n", std::time::SystemTime::now());
+    std::fs::write(&main, text).unwrap();
     // A link loop, which a walker that follows links never gets out of.
     std::os::unix::fs::symlink("..", project.path().join("src/up")).unwrap();
     // 101 MiB of data (sparse: cheap to make), over the warning's 100 MiB.

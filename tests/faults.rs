@@ -26,8 +26,16 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// The suite's own cache: its temp files are counted, so no other test may write there.
+/// Binaries an earlier run compiled are forgotten once, so every trial really compiles.
 fn cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-cache")
+    static FRESH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FRESH
+        .get_or_init(|| {
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults-cache");
+            let _ = std::fs::remove_dir_all(cache.join("artifacts"));
+            cache
+        })
+        .clone()
 }
 
 fn command(args: &[&str]) -> Command {
@@ -192,6 +200,7 @@ fn signals_during_the_compile_leave_no_container() {
     let tag = "ruchy-image-test/faults:compile";
     let out = tempfile::tempdir().unwrap();
     let archive = out.path().join("slow.tar");
+    remove_image(tag);
     for (signal, name) in SIGNALS {
         let mut build = Running::start(
             &[

@@ -17,7 +17,7 @@ use crate::source::SourceOptions;
 use crate::{Error, Result};
 
 /// What `after_help` says of exit codes, for the program that mounts [`ImageCommand`].
-pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130 interrupted; `run` exits with the container's own code.";
+pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (after cleaning up); `run` exits with the container's own code.";
 
 /// The `ruchy-image` commands, as a clap subcommand another program can mount
 /// (`#[command(subcommand)] Image(ImageCommand)`) and hand to [`run`](super::run).

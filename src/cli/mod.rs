@@ -42,9 +42,9 @@ use crate::plan::Plan;
 use crate::report;
 
 /// Runs one command as the `ruchy-image` binary would: progress and errors on stderr, results
-/// on stdout, and the exit code (0 success, 1 failed, 2 invalid input, 130 interrupted, or a
-/// container's own code for `run`). SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the command
-/// and clean up after it; the exit code is then 128 + the signal's number.
+/// on stdout, and the exit code (0 success, 1 failed, 2 invalid input, or a container's own
+/// code for `run`). SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the command and clean up after
+/// it; the exit code is then 128 + the signal's number.
 pub async fn run(command: ImageCommand) -> ExitCode {
     // A signal drops the running command: its guards kill cargo and remove temp outputs.
     let journal = Arc::new(Mutex::new(Journal::default()));
