@@ -434,6 +434,10 @@ async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Ev
     if let Ok(artifacts) = std::fs::read_dir(cache.join("artifacts")) {
         dirs.extend(artifacts.flatten().map(|e| e.path()));
     }
+    // An existing layout gets its index and blobs written in place.
+    if let Some(layout) = &request.outputs.oci_layout {
+        dirs.extend([layout.clone(), layout.join("blobs/sha256")]);
+    }
     let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
     for output in outputs.into_iter().flatten() {
         if let Some(parent) = std::path::absolute(output)

@@ -384,9 +384,12 @@ impl Compiler for DockerCompiler {
         };
         let id = self.engine.create_container(config).await?;
         // Whatever happens next, the container goes.
-        let result = self
-            .build_in(&id, context, ca, project, &artifact_dir, &binary, events)
-            .await;
+        let result = async {
+            self.upload(&id, context, ca, events).await?;
+            self.build_in(&id, project, &artifact_dir, &binary, events)
+                .await
+        }
+        .await;
         let removed = self.engine.remove_container(&id).await;
         Error::with_cleanup(result, removed)?;
         Ok(Artifact {
@@ -398,20 +401,15 @@ impl Compiler for DockerCompiler {
 }
 
 impl DockerCompiler {
-    /// Uploads the source, runs cargo, and copies the binary out of the container.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs cargo in the container, and copies the binary out of it.
     async fn build_in(
         &self,
         id: &str,
-        context: Context,
-        ca: Option<Vec<u8>>,
         project: &Project,
         artifact_dir: &Path,
         binary: &Path,
         events: &Events,
     ) -> Result<()> {
-        self.upload(id, context, ca, events).await?;
-
         let mut executable = None;
         let output = |line: &str| {
             events.emit(Event::CompilerOutput {
@@ -466,9 +464,7 @@ impl DockerCompiler {
         let bin = project.bin.clone();
         blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await
     }
-}
 
-impl DockerCompiler {
     /// Streams the build context (and the host's CA bundle) into the container, saying how
     /// much goes, and warning when it is more than a source tree should be.
     async fn upload(
