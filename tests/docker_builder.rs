@@ -33,22 +33,6 @@ impl Drop for Volumes {
     }
 }
 
-/// Containers with `label` (`key=value`) still present: parallel tests each look at their own.
-fn containers_with(label: &str) -> Vec<String> {
-    let out = tool(
-        "docker",
-        &["ps", "-a", "-q", "--filter", &format!("label={label}")],
-    )
-    .ok();
-    out.stdout.lines().map(str::to_string).collect()
-}
-
-/// Builder containers for `source`.
-fn builders_for(source: &Path) -> Vec<String> {
-    let source = std::fs::canonicalize(source).unwrap();
-    containers_with(&format!("dev.ruchy.image.source={}", source.display()))
-}
-
 /// Containers `ruchy-image run` started for `image`.
 fn runs_of(image: &str) -> Vec<String> {
     containers_with(&format!("dev.ruchy.image.image={image}"))

@@ -124,22 +124,6 @@ impl Running {
     }
 }
 
-/// Containers with a label (`key` or `key=value`).
-fn containers(label: &str) -> Vec<String> {
-    let out = tool(
-        "docker",
-        &["ps", "-a", "-q", "--filter", &format!("label={label}")],
-    )
-    .ok();
-    out.stdout.lines().map(str::to_string).collect()
-}
-
-/// Builder containers of the project at `source`.
-fn builders_for(source: &Path) -> Vec<String> {
-    let source = std::fs::canonicalize(source).unwrap();
-    containers(&format!("dev.ruchy.image.source={}", source.display()))
-}
-
 /// Our temp files and dirs in `dir`.
 fn temps_in(dir: &Path) -> Vec<String> {
     entries(dir)

@@ -182,3 +182,20 @@ pub fn host_loader() -> String {
         })
         .to_string()
 }
+
+/// Containers with a label (`key` or `key=value`), running or not: parallel tests each look
+/// at their own.
+pub fn containers_with(label: &str) -> Vec<String> {
+    let out = tool(
+        "docker",
+        &["ps", "-a", "-q", "--filter", &format!("label={label}")],
+    )
+    .ok();
+    out.stdout.lines().map(str::to_string).collect()
+}
+
+/// Builder containers of the project or file at `source`.
+pub fn builders_for(source: &Path) -> Vec<String> {
+    let source = std::fs::canonicalize(source).unwrap();
+    containers_with(&format!("dev.ruchy.image.source={}", source.display()))
+}
