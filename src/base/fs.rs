@@ -49,7 +49,7 @@ pub enum Node {
     File {
         /// Size in bytes.
         size: u64,
-        /// Contents, for the files in [`KEPT`].
+        /// Contents, for the files in `KEPT`.
         content: Option<Vec<u8>>,
     },
     /// A symbolic link to this target.

@@ -1,5 +1,8 @@
 //! Command-line types. clap stays here: `to_lib` turns them into the library's request,
 //! validating what clap cannot, and errors about a value name the flag it came from.
+//!
+//! Doc comments here are the `--help` text: `NAME[:TAG]` is a usage pattern, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
