@@ -187,6 +187,7 @@ pub async fn build(
         assemble_time_ms: assemble_time.as_millis() as u64,
         builder: compiler.name().to_string(),
         linkage,
+        libc: flags.libc().to_string(),
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),

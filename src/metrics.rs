@@ -26,6 +26,8 @@ pub struct BuildRecord {
     pub builder: String,
     /// `static`, or `dynamic` with its loader.
     pub linkage: String,
+    /// The C library the binary is built against (`glibc`, `musl`), from its target triple.
+    pub libc: String,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -190,6 +192,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         assemble_time_ms: 40,
         builder: "local".into(),
         linkage: "static".into(),
+        libc: "glibc".into(),
         image: ImageRecord {
             reference: format!("fibonacci:{preset}"),
             digest: "sha256:aa".into(),

@@ -298,6 +298,17 @@ impl Flags {
         flags
     }
 
+    /// The C library the target links (`glibc`, `musl`), from its triple; `unknown` for a
+    /// target that names neither.
+    pub fn libc(&self) -> &'static str {
+        let environment = self.target.rsplit('-').next().unwrap_or_default();
+        match environment {
+            e if e.starts_with("musl") => "musl",
+            e if e.starts_with("gnu") => "glibc",
+            _ => "unknown",
+        }
+    }
+
     /// The effective rustc flags, in the order `ruchy compile --verbose` lists them.
     pub fn listing(&self) -> Vec<String> {
         let mut list = Vec::new();
@@ -469,6 +480,15 @@ mod tests {
         assert_eq!(musl_dynamic.rustflags(), ["-Ctarget-feature=-crt-static"]);
         let gnu = Flags::resolve(Preset::Aggressive, &Overrides::default(), GNU);
         assert_eq!(gnu.rustflags(), ["-Ctarget-feature=+crt-static"]);
+        assert_eq!((musl.libc(), gnu.libc()), ("musl", "glibc"));
+        let arm = Flags::resolve(
+            Preset::None,
+            &Overrides::default(),
+            "armv7-unknown-linux-gnueabihf",
+        );
+        assert_eq!(arm.libc(), "glibc");
+        let wasm = Flags::resolve(Preset::None, &Overrides::default(), "wasm32-wasip1");
+        assert_eq!(wasm.libc(), "unknown");
     }
 
     #[test]

@@ -250,10 +250,11 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
     );
     let _ = writeln!(
         s,
-        "  binary    {} ({} bytes, {}, {})",
+        "  binary    {} ({} bytes, {}, {}, {})",
         human_size(record.binary_size),
         record.binary_size,
         record.linkage,
+        record.libc,
         i.architecture
     );
     let _ = writeln!(

@@ -17,7 +17,7 @@ fn write(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String
 /// One line per preset. The columns are the same with or without a baseline, the reduction
 /// cells then empty.
 pub fn presets(comparison: &Comparison) -> String {
-    const HEADER: [&str; 13] = [
+    const HEADER: [&str; 14] = [
         "preset",
         "status",
         "binary_size",
@@ -31,6 +31,7 @@ pub fn presets(comparison: &Comparison) -> String {
         "image_reduction_factor",
         "error",
         "cold_start_median_ms",
+        "libc",
     ];
     let reductions = comparison.reductions();
     let rows = comparison
@@ -59,13 +60,14 @@ pub fn presets(comparison: &Comparison) -> String {
                         .as_ref()
                         .map(|c| format!("{:.1}", c.median_ms))
                         .unwrap_or_default(),
+                    r.libc.clone(),
                 ]
             }
             Err(error) => {
                 let mut fields = vec![outcome.preset.to_string(), "failed".into()];
                 fields.resize(11, String::new());
                 fields.push(first_line(error));
-                fields.push(String::new());
+                fields.resize(HEADER.len(), String::new());
                 fields
             }
         });
@@ -101,11 +103,11 @@ mod tests {
         assert!(lines[0].starts_with("preset,status,binary_size,"));
         assert_eq!(
             lines[2],
-            "balanced,ok,1258291,524288,1268531,2,1500,70,3.3,50,2,,"
+            "balanced,ok,1258291,524288,1268531,2,1500,70,3.3,50,2,,,glibc"
         );
         assert_eq!(
             lines[3],
-            "aggressive,failed,,,,,,,,,,\"cargo reported no executable for binary `fibonacci, \"\"really\"\"`\","
+            "aggressive,failed,,,,,,,,,,\"cargo reported no executable for binary `fibonacci, \"\"really\"\"`\",,"
         );
         assert_eq!(lines[1].split(',').count(), lines[0].split(',').count());
     }

@@ -63,6 +63,7 @@ pub(crate) fn preset_headers(comparison: &Comparison) -> Vec<&'static str> {
     let mut headers = vec![
         "Preset",
         "Binary",
+        "Libc",
         "Image stored",
         "Image unpacked",
         "Layers",
@@ -98,6 +99,7 @@ pub(crate) fn preset_rows(comparison: &Comparison) -> Vec<Vec<String>> {
             };
             row.extend([
                 human_size(record.binary_size),
+                record.libc.clone(),
                 human_size(record.image.compressed_size),
                 human_size(record.image.uncompressed_size),
                 record.image.layer_count.to_string(),
