@@ -271,7 +271,8 @@ impl std::fmt::Debug for Plan {
 
 impl Plan {
     /// Resolves `request`: connects to the engine if one is wanted, reads every base, finds
-    /// the builder image, and checks every output can be written.
+    /// the builder image, and chooses the outputs (each build checks they can be written
+    /// before it compiles).
     pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
         request.validate()?;
         let engine = connect(&request).await?;
@@ -324,10 +325,6 @@ impl Plan {
                 mtime: request.source_date_epoch,
             }));
         }
-        for publisher in &publishers {
-            publisher.preflight()?;
-        }
-
         // Cold starts run what the engine publisher loaded.
         let probe = match (&engine, loads, request.cold_start_runs) {
             (Some(engine), true, runs) if runs > 0 => Some(ColdStartProbe {
