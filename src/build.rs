@@ -91,7 +91,10 @@ pub async fn build(
     let stage = Timer::new(events, Stage::Compile);
     let target = match &options.target {
         Some(target) => target.clone(),
-        None => compiler.default_target().await?,
+        None => {
+            let static_link = options.overrides.static_link != Some(false);
+            compiler.default_target(static_link).await?
+        }
     };
     let flags = Flags::resolve(options.preset, &options.overrides, &target);
     events.emit(Event::Compiling {
@@ -188,6 +191,7 @@ pub async fn build(
         builder: compiler.name().to_string(),
         linkage,
         libc: flags.libc().to_string(),
+        std: artifact.std,
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),

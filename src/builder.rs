@@ -1,7 +1,10 @@
-//! Builder images. `builder import-host` lays this machine's Rust toolchain (the active
-//! sysroot, without docs) and the C toolchain and libc it links with (Debian's `gcc` and
-//! `libc6-dev` with their dependencies) into an image, so builds through the engine work on
-//! air-gapped machines, where `rust:1-alpine` cannot be pulled.
+//! Builder images. `builder import-host` lays this machine's Rust toolchain (a rustup
+//! sysroot without docs, or Debian's `rustc-web` packages) and the C toolchain and libc it
+//! links with (Debian's `gcc` and `libc6-dev` with their dependencies) into an image, so
+//! builds through the engine work on air-gapped machines, where `rust:1-alpine` cannot be
+//! pulled. When the toolchain carries the standard library's sources, the image also gets
+//! musl std, built once here (see [`crate::stdlib`]): the unwind one in the toolchain's
+//! sysroot, as `rust:1-alpine` has it, and the `size` preset's beside it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,13 +20,22 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::fsutil::blocking;
 use crate::fsutil::hex;
+use crate::stdlib::{self, Variant};
+use crate::toolchain::{musl_target, Toolchain};
 
 /// Label marking images made by import-host; its value is the inputs' fingerprint.
 pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
 /// Label naming the target triple a builder image compiles for by default.
 pub const TARGET_LABEL: &str = "dev.ruchy.image.builder.target";
-/// Where the toolchain goes in the image.
+/// Where a rustup toolchain goes in the image.
 const RUST_DIR: &str = "usr/local/rust";
+/// Where stds that cannot go into the toolchain's sysroot go: one sysroot per target and
+/// variant, `<target>-<variant>/lib/rustlib/<target>/lib` (the builder probe looks there).
+const EXTRA_STDS: &str = "usr/local/lib/ruchy-image/std";
+/// Bumped when what an image holds changes for the same inputs, so old images are remade.
+const IMAGE_FORMAT: &str = "2: musl std";
+/// Debian packages building musl std needs; their versions are part of the fingerprint.
+const MUSL_PACKAGES: &[&str] = &["musl-tools", "musl-dev", "libunwind-14-dev"];
 /// Debian packages the C side of a Rust build needs: the linker driver, libc headers and
 /// static libraries (for crt-static), a shell for build scripts, CA certificates for crates.io.
 const PACKAGES: &[&str] = &["gcc", "libc6-dev", "ca-certificates", "dash", "coreutils"];
@@ -47,6 +59,10 @@ pub struct Imported {
     pub rustc: String,
     /// Default target triple of the toolchain.
     pub target: String,
+    /// The compiler imported.
+    pub rustc_path: PathBuf,
+    /// The static musl target the image can build for, when it can.
+    pub musl: Option<String>,
     /// Bytes of the filesystem imported (0 when reused).
     pub size: u64,
 }
@@ -68,9 +84,34 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The host's toolchain: sysroot, `rustc -vV`, and the Debian packages (with versions) it needs.
+/// Whether `toolchain` can make a static musl binary: std installed, or buildable.
+fn can_make_musl(toolchain: &Toolchain) -> bool {
+    musl_target(&toolchain.host())
+        .is_some_and(|musl| toolchain.has_std(&musl) || toolchain.std_sources().is_some())
+}
+
+/// The toolchain to import: the one asked for; else the active one (`$RUSTC`, `rustc`) if it
+/// can make musl, else Debian's `/usr/bin/rustc` if that can, else the active one.
+pub fn choose_toolchain(requested: Option<&Path>) -> Result<Toolchain> {
+    if let Some(rustc) = requested {
+        return Toolchain::probe(rustc);
+    }
+    let active = Toolchain::from_env()?;
+    if can_make_musl(&active) {
+        return Ok(active);
+    }
+    let debian = Path::new("/usr/bin/rustc");
+    match debian.is_file().then(|| Toolchain::probe(debian)) {
+        Some(Ok(debian)) if can_make_musl(&debian) => Ok(debian),
+        _ => Ok(active),
+    }
+}
+
+/// The host's toolchain and the Debian packages (with versions) the image needs.
 struct HostToolchain {
-    sysroot: PathBuf,
+    toolchain: Toolchain,
+    /// The toolchain is Debian's (its sysroot is `/usr`): its files come from its packages.
+    packaged: bool,
     rustc_version: String,
     version_number: String,
     target: String,
@@ -78,21 +119,18 @@ struct HostToolchain {
 }
 
 impl HostToolchain {
-    fn detect() -> Result<HostToolchain> {
-        let sysroot = PathBuf::from(run("rustc", &["--print", "sysroot"])?.trim());
-        let sysroot = std::fs::canonicalize(&sysroot).map_err(Error::io(format!(
-            "resolving the Rust sysroot {}",
-            sysroot.display()
-        )))?;
-        let verbose = run("rustc", &["-vV"])?;
-        let field = |name: &str| {
-            verbose
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
+    fn detect(toolchain: Toolchain) -> Result<HostToolchain> {
+        let packaged = toolchain.sysroot == Path::new("/usr");
+        let mut wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+        if packaged {
+            for program in [&toolchain.rustc, &toolchain.cargo] {
+                let program = program.display().to_string();
+                let owner = run("dpkg-query", &["-S", &program])?;
+                if let Some((package, _)) = owner.trim().split_once(':') {
+                    wanted.push(package.to_string());
+                }
+            }
+        }
         let mut args = vec![
             "depends",
             "--recurse",
@@ -104,19 +142,29 @@ impl HostToolchain {
             "--no-replaces",
             "--no-enhances",
         ];
-        args.extend(PACKAGES);
+        args.extend(wanted.iter().map(String::as_str));
         let packages: BTreeSet<String> = run("apt-cache", &args)?
             .lines()
             .filter(|l| !l.starts_with([' ', '<']))
             .map(str::to_string)
             .collect();
         Ok(HostToolchain {
-            rustc_version: verbose.lines().next().unwrap_or_default().to_string(),
-            version_number: field("release:"),
-            target: field("host:"),
-            sysroot,
+            rustc_version: toolchain.version().to_string(),
+            version_number: toolchain.release(),
+            target: toolchain.host(),
+            packaged,
+            toolchain,
             packages: packages.into_iter().collect(),
         })
+    }
+
+    /// The toolchain's sysroot as it appears in the image.
+    fn image_sysroot(&self) -> &'static str {
+        if self.packaged {
+            "usr"
+        } else {
+            RUST_DIR
+        }
     }
 
     /// Changes whenever anything that goes into the image changes.
@@ -124,11 +172,44 @@ impl HostToolchain {
         let mut args = vec!["-W", "-f", "${Package}=${Version}\n"];
         args.extend(self.packages.iter().map(String::as_str));
         let versions = run("dpkg-query", &args)?;
+        // Installed or not, the packages musl std is built from count too.
+        let mut musl_args = vec!["-W", "-f", "${Package}=${Version}:${Status}\n"];
+        musl_args.extend(MUSL_PACKAGES);
+        let musl_versions = run("dpkg-query", &musl_args).unwrap_or_default();
         let mut hasher = Sha256::new();
-        hasher.update(self.sysroot.as_os_str().as_encoded_bytes());
-        hasher.update(&self.rustc_version);
+        hasher.update(IMAGE_FORMAT);
+        hasher.update(self.toolchain.sysroot.as_os_str().as_encoded_bytes());
+        hasher.update(&self.toolchain.verbose_version);
+        hasher.update([u8::from(self.toolchain.std_sources().is_some())]);
         hasher.update(versions);
+        hasher.update(musl_versions);
         Ok(hex(&hasher.finalize())[..32].to_string())
+    }
+
+    /// The stds to add to the image (host sysroot built by [`stdlib`], where it goes in the
+    /// image), built now when not in the cache. Empty when the toolchain has no sources.
+    fn stds(&self, cache_dir: &Path, events: &Events) -> Result<Vec<(PathBuf, String)>> {
+        let toolchain = &self.toolchain;
+        let Some(musl) = musl_target(&self.target) else {
+            return Ok(Vec::new());
+        };
+        if toolchain.std_sources().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut stds = Vec::new();
+        for variant in [Variant::Unwind, Variant::ImmediateAbort] {
+            if variant == Variant::Unwind && toolchain.has_std(&musl) {
+                continue;
+            }
+            let built = stdlib::ensure(toolchain, &musl, variant, cache_dir, events)?;
+            let sysroot = match variant {
+                Variant::Unwind => self.image_sysroot().to_string(),
+                Variant::ImmediateAbort => format!("{EXTRA_STDS}/{musl}-{}", variant.name()),
+            };
+            let rustlib = format!("lib/rustlib/{musl}");
+            stds.push((built.join(&rustlib), format!("{sysroot}/{rustlib}")));
+        }
+        Ok(stds)
     }
 }
 
@@ -212,6 +293,33 @@ impl<W: std::io::Write> Rootfs<W> {
             .map_err(Self::err(name))
     }
 
+    /// Copies a host directory tree to `name`, in sorted order, leaving out what `skip`
+    /// says (given the path relative to `host`).
+    fn copy_tree(&mut self, host: &Path, name: &str, skip: impl Fn(&Path) -> bool) -> Result<()> {
+        let mut stack = vec![host.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let relative = dir.strip_prefix(host).expect("under the tree");
+            if skip(relative) {
+                continue;
+            }
+            self.copy(&dir, &format!("{name}/{}", relative.display()))?;
+            let entries =
+                std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+            let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(host).expect("under the tree");
+                    self.copy(&path, &format!("{name}/{}", relative.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a new file, directory (`name` ending in `/`) or symlink (`link` set).
     fn create(&mut self, name: &str, mode: u32, data: &[u8], link: Option<&str>) -> Result<()> {
         self.parents(name)?;
@@ -235,8 +343,13 @@ impl<W: std::io::Write> Rootfs<W> {
     }
 }
 
-/// Writes the builder's root filesystem as a tar to `out`, returning its size.
-fn write_rootfs(host: &HostToolchain, out: &std::fs::File) -> Result<u64> {
+/// Writes the builder's root filesystem as a tar to `out`, returning its size. `stds` are
+/// (host directory, image directory) pairs.
+fn write_rootfs(
+    host: &HostToolchain,
+    stds: &[(PathBuf, String)],
+    out: &std::fs::File,
+) -> Result<u64> {
     let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
     tar.follow_symlinks(false);
     let mut fs = Rootfs {
@@ -270,27 +383,14 @@ fn write_rootfs(host: &HostToolchain, out: &std::fs::File) -> Result<u64> {
     // The `cc` alternative rustc links with.
     fs.create("usr/bin/cc", 0o777, b"", Some("gcc"))?;
 
-    // The Rust toolchain, without its documentation.
-    let mut stack = vec![host.sysroot.clone()];
-    while let Some(dir) = stack.pop() {
-        let relative = dir.strip_prefix(&host.sysroot).expect("under the sysroot");
-        if relative.starts_with("share/doc") || relative.starts_with("share/man") {
-            continue;
-        }
-        fs.copy(&dir, &format!("{RUST_DIR}/{}", relative.display()))?;
-        let entries =
-            std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
-        let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            } else {
-                let relative = path.strip_prefix(&host.sysroot).expect("under the sysroot");
-                fs.copy(&path, &format!("{RUST_DIR}/{}", relative.display()))?;
-            }
-        }
+    // A rustup toolchain, without its documentation (a Debian one came with its packages).
+    if !host.packaged {
+        fs.copy_tree(&host.toolchain.sysroot, RUST_DIR, |relative| {
+            relative.starts_with("share/doc") || relative.starts_with("share/man")
+        })?;
+    }
+    for (built, place) in stds {
+        fs.copy_tree(built, place, |_| false)?;
     }
 
     // A minimal system: root, /tmp, and the cargo home the build volumes mount into.
@@ -314,14 +414,20 @@ fn write_rootfs(host: &HostToolchain, out: &std::fs::File) -> Result<u64> {
     Ok(out.metadata().map(|m| m.len()).unwrap_or(0))
 }
 
-/// Makes (or reuses) a builder image from this machine's toolchain.
+/// Makes (or reuses) a builder image from this machine's toolchain: `rustc` when given, else
+/// the one [`choose_toolchain`] picks. Stds built for it are kept under `cache_dir`.
 pub async fn import_host(
     engine: &Engine,
     tag: Option<&str>,
-    scratch_dir: &Path,
+    rustc: Option<&Path>,
+    cache_dir: &Path,
     events: &Events,
 ) -> Result<Imported> {
-    let host = Arc::new(blocking(HostToolchain::detect).await?);
+    let rustc = rustc.map(Path::to_path_buf);
+    let host = Arc::new(
+        blocking(move || HostToolchain::detect(choose_toolchain(rustc.as_deref())?)).await?,
+    );
+    let musl = musl_target(&host.target).filter(|_| can_make_musl(&host.toolchain));
     let tag = tag
         .map(str::to_string)
         .unwrap_or_else(|| format!("ruchy-image-builder:{}", host.version_number));
@@ -334,6 +440,8 @@ pub async fn import_host(
         reused,
         rustc: host.rustc_version.clone(),
         target: host.target.clone(),
+        rustc_path: host.toolchain.rustc.clone(),
+        musl: musl.clone(),
         size,
     };
     if let Ok(existing) = engine.docker().inspect_image(&tag).await {
@@ -344,20 +452,30 @@ pub async fn import_host(
     }
 
     let step = |message: String| events.emit(Event::Step { message });
+    if musl.is_none() {
+        events.note(format!(
+            "{} has no standard library sources, so this builder makes glibc binaries only; Debian's rustc-web, cargo-web, rust-web-src, musl-tools and libunwind-14-dev make one that builds static musl",
+            host.rustc_version
+        ));
+    }
+    let stds = {
+        let (host, cache_dir, events) = (host.clone(), cache_dir.to_path_buf(), events.clone());
+        blocking(move || host.stds(&cache_dir, &events)).await?
+    };
     step(format!(
         "collecting {} and {} Debian packages",
         host.rustc_version,
         host.packages.len()
     ));
-    std::fs::create_dir_all(scratch_dir)
-        .map_err(Error::io(format!("creating {}", scratch_dir.display())))?;
-    let rootfs = tempfile::tempfile_in(scratch_dir).map_err(Error::io(format!(
+    std::fs::create_dir_all(cache_dir)
+        .map_err(Error::io(format!("creating {}", cache_dir.display())))?;
+    let rootfs = tempfile::tempfile_in(cache_dir).map_err(Error::io(format!(
         "creating a temp file in {}",
-        scratch_dir.display()
+        cache_dir.display()
     )))?;
     let (size, rootfs) = {
         let host = host.clone();
-        blocking(move || write_rootfs(&host, &rootfs).map(|size| (size, rootfs))).await?
+        blocking(move || write_rootfs(&host, &stds, &rootfs).map(|size| (size, rootfs))).await?
     };
     step(format!(
         "importing {} MB into the engine as {tag}",

@@ -167,6 +167,36 @@ pub enum Error {
         /// What happened when `rustc -vV` was run.
         reason: String,
     },
+    /// The builder cannot compile for the target asked for (or chosen).
+    #[error("the {builder} builder cannot compile for {target}: {reason}")]
+    TargetUnsupported {
+        /// The target triple.
+        target: String,
+        /// The builder (`local`, or the builder image).
+        builder: String,
+        /// What it lacks.
+        reason: String,
+    },
+    /// A standard library the build would link was made by another compiler.
+    #[error("the standard library for {target} in {location} was built by {built_by}, but the compiler is {compiler}; it has to be rebuilt by this compiler")]
+    StdMismatch {
+        /// The target triple.
+        target: String,
+        /// Where that std is (a directory, or a builder image).
+        location: String,
+        /// The compiler that built it.
+        built_by: String,
+        /// The compiler in use.
+        compiler: String,
+    },
+    /// Building a standard library from source failed.
+    #[error("cannot build the standard library for {target}: {reason}")]
+    StdBuildFailed {
+        /// The target triple.
+        target: String,
+        /// Why.
+        reason: String,
+    },
     /// A base image is malformed or unsafe to read.
     #[error("cannot use the base image: {reason}")]
     InvalidBase {
@@ -293,6 +323,7 @@ impl Error {
                 | Error::InvalidInput { .. }
                 | Error::RootUser
                 | Error::BuilderNotRust { .. }
+                | Error::TargetUnsupported { .. }
         )
     }
 }

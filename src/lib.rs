@@ -35,5 +35,7 @@ pub mod publish;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod stdlib;
+pub mod toolchain;
 
 pub use error::{Error, Result};

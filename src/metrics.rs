@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::preset::{FlagsRecord, Preset};
+use crate::stdlib::StdInfo;
 
 /// What one build produced and what it cost. The first six fields are the chapter's schema.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +29,8 @@ pub struct BuildRecord {
     pub linkage: String,
     /// The C library the binary is built against (`glibc`, `musl`), from its target triple.
     pub libc: String,
+    /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which.
+    pub std: StdInfo,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -193,6 +196,10 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         builder: "local".into(),
         linkage: "static".into(),
         libc: "glibc".into(),
+        std: StdInfo {
+            source: crate::stdlib::StdSource::Toolchain,
+            variant: crate::stdlib::Variant::Unwind,
+        },
         image: ImageRecord {
             reference: format!("fibonacci:{preset}"),
             digest: "sha256:aa".into(),

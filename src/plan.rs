@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::metrics::BuildRecord;
 use crate::oci::ImageRef;
-use crate::preset::{Overrides, Preset};
+use crate::preset::{Overrides, Panic, Preset};
 use crate::publish::{ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher};
 use crate::source::SourceOptions;
 
@@ -150,13 +150,27 @@ impl Request {
             reason,
         };
         if self.presets.is_empty() {
-            let reason = "list at least one of none, balanced, aggressive, nasa".into();
+            let reason = "list at least one of none, balanced, aggressive, nasa, size".into();
             return Err(invalid("presets", reason));
         }
         for (i, preset) in self.presets.iter().enumerate() {
             if self.presets[..i].contains(preset) {
                 return Err(invalid("presets", format!("{preset} is listed twice")));
             }
+        }
+        // size's std is built for panic=immediate-abort; no other strategy links against it.
+        if let (true, Some(panic @ (Panic::Unwind | Panic::Abort))) = (
+            self.presets.contains(&Preset::Size),
+            self.overrides.panic,
+        ) {
+            return Err(invalid(
+                "panic strategy for these presets",
+                format!(
+                    "size links a standard library built for panic=immediate-abort, so it cannot use panic={}; use aggressive with an opt-level of z for a small binary that {}",
+                    panic.name(),
+                    if panic == Panic::Unwind { "unwinds" } else { "aborts with a message" }
+                ),
+            ));
         }
         if self.bases.is_empty() {
             return Err(Error::InvalidInput {
@@ -303,7 +317,11 @@ impl Plan {
                     output.quiet,
                 ))
             }
-            _ => Box::new(LocalCompiler::new(output.color, output.quiet)),
+            _ => {
+                let cache_dir = request.source.cache_dir.clone();
+                let (color, quiet) = (output.color, output.quiet);
+                Box::new(crate::fsutil::blocking(move || LocalCompiler::new(cache_dir, color, quiet)).await?)
+            }
         };
 
         let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();

@@ -1,4 +1,5 @@
-//! The four optimization presets of the book chapter and the per-flag overrides on top of them,
+//! The four optimization presets of the book chapter, our `size` preset beyond them, and the
+//! per-flag overrides on top of them,
 //! turned into what cargo understands: a named profile set through `CARGO_PROFILE_<P>_*`
 //! environment variables, plus target-only RUSTFLAGS for what profiles cannot say.
 
@@ -8,6 +9,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::stdlib::Variant;
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -21,15 +23,20 @@ pub enum Preset {
     Aggressive,
     /// aggressive plus target-cpu=native and embedded bitcode: not portable to other CPUs.
     Nasa,
+    /// Beyond the chapter: opt-level=z, fat LTO, one codegen unit, stripped, and
+    /// panic=immediate-abort against a std rebuilt with `optimize_for_size`. A panic aborts
+    /// with no message, and code is slower than aggressive's.
+    Size,
 }
 
 impl Preset {
     /// All presets, from least to most optimized.
-    pub const ALL: [Preset; 4] = [
+    pub const ALL: [Preset; 5] = [
         Preset::None,
         Preset::Balanced,
         Preset::Aggressive,
         Preset::Nasa,
+        Preset::Size,
     ];
 
     /// The preset's name as used on the command line and in metrics.
@@ -39,6 +46,7 @@ impl Preset {
             Preset::Balanced => "balanced",
             Preset::Aggressive => "aggressive",
             Preset::Nasa => "nasa",
+            Preset::Size => "size",
         }
     }
 }
@@ -58,7 +66,7 @@ impl FromStr for Preset {
             .ok_or_else(|| Error::InvalidInput {
                 what: "preset",
                 value: s.to_string(),
-                reason: "valid presets are none, balanced, aggressive, nasa".to_string(),
+                reason: "valid presets are none, balanced, aggressive, nasa, size".to_string(),
             })
     }
 }
@@ -107,14 +115,27 @@ impl Strip {
     }
 }
 
-/// Panic strategy, as cargo's `panic` profile key.
+/// Panic strategy, as rustc's `-C panic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Panic {
     /// Unwind the stack on panic (Rust's default).
     Unwind,
     /// Abort on panic: smaller binaries, no unwinding tables needed.
     Abort,
+    /// Abort at once, printing nothing: needs a std built for it (the `size` preset's).
+    ImmediateAbort,
+}
+
+impl Panic {
+    /// The strategy's name, as rustc spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Panic::Unwind => "unwind",
+            Panic::Abort => "abort",
+            Panic::ImmediateAbort => "immediate-abort",
+        }
+    }
 }
 
 /// An optimization level accepted by rustc: 0-3, `s` or `z`.
@@ -192,11 +213,12 @@ impl Flags {
     /// Resolves a preset plus overrides for a target triple.
     pub fn resolve(preset: Preset, overrides: &Overrides, target: &str) -> Flags {
         let optimized = preset != Preset::None;
-        let small = matches!(preset, Preset::Aggressive | Preset::Nasa);
+        let small = matches!(preset, Preset::Aggressive | Preset::Nasa | Preset::Size);
         let default_opt = match preset {
             Preset::None => "0",
             Preset::Balanced => "2",
             Preset::Aggressive | Preset::Nasa => "3",
+            Preset::Size => "z",
         };
         Flags {
             preset,
@@ -208,13 +230,15 @@ impl Flags {
             lto: overrides.lto.unwrap_or(match preset {
                 Preset::None => Lto::Off,
                 Preset::Balanced => Lto::Thin,
-                Preset::Aggressive | Preset::Nasa => Lto::Fat,
+                Preset::Aggressive | Preset::Nasa | Preset::Size => Lto::Fat,
             }),
             codegen_units: overrides.codegen_units.or(small.then_some(1)),
             strip: overrides
                 .strip
                 .unwrap_or(if small { Strip::Symbols } else { Strip::None }),
-            panic: overrides.panic,
+            panic: overrides
+                .panic
+                .or((preset == Preset::Size).then_some(Panic::ImmediateAbort)),
             target_cpu: overrides
                 .target_cpu
                 .clone()
@@ -271,9 +295,10 @@ impl Flags {
             env.push(("CODEGEN_UNITS", units.to_string()));
         }
         if let Some(panic) = self.panic {
+            // Cargo knows two strategies; immediate-abort is abort plus a rustc flag.
             let name = match panic {
                 Panic::Unwind => "unwind",
-                Panic::Abort => "abort",
+                Panic::Abort | Panic::ImmediateAbort => "abort",
             };
             env.push(("PANIC", name.to_string()));
         }
@@ -289,6 +314,14 @@ impl Flags {
         if self.embed_bitcode {
             flags.push("-Cembed-bitcode=yes".to_string());
         }
+        if self.panic == Some(Panic::ImmediateAbort) {
+            flags.extend(
+                self.std_variant()
+                    .consumer_rustflags()
+                    .iter()
+                    .map(|f| f.to_string()),
+            );
+        }
         let musl = self.target.contains("-musl");
         match (self.static_link, musl) {
             (true, false) => flags.push("-Ctarget-feature=+crt-static".to_string()),
@@ -296,6 +329,20 @@ impl Flags {
             _ => {}
         }
         flags
+    }
+
+    /// The standard library the build links against: the immediate-abort one when the
+    /// panic strategy asks for it.
+    pub fn std_variant(&self) -> Variant {
+        match self.panic {
+            Some(Panic::ImmediateAbort) => Variant::ImmediateAbort,
+            _ => Variant::Unwind,
+        }
+    }
+
+    /// Whether rustc must accept unstable flags (`RUSTC_BOOTSTRAP=1`).
+    pub fn needs_bootstrap(&self) -> bool {
+        self.rustflags().iter().any(|f| f.starts_with("-Z"))
     }
 
     /// The C library the target links (`glibc`, `musl`), from its triple; `unknown` for a
@@ -327,8 +374,11 @@ impl Flags {
         if self.embed_bitcode {
             list.push("-C embed-bitcode=yes".to_string());
         }
-        if let Some(Panic::Abort) = self.panic {
-            list.push("-C panic=abort".to_string());
+        match self.panic {
+            Some(panic @ (Panic::Abort | Panic::ImmediateAbort)) => {
+                list.push(format!("-C panic={}", panic.name()))
+            }
+            _ => {}
         }
         if self.debug {
             list.push("-C debuginfo=2".to_string());

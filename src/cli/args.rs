@@ -73,8 +73,10 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum BuilderCommand {
     /// Lay this machine's Rust toolchain (without docs) and the C toolchain and libc it needs
-    /// into a builder image, for machines that cannot pull rust:1-alpine. Reused when the
-    /// toolchain has not changed.
+    /// into a builder image, for machines that cannot pull rust:1-alpine. When the toolchain
+    /// has the standard library's sources, musl std is built once (a minute or two) and put
+    /// in too, so the builder makes static musl binaries and the size preset. Reused when
+    /// nothing has changed.
     ImportHost(ImportHostArgs),
 }
 
@@ -85,11 +87,16 @@ pub struct ImportHostArgs {
     #[arg(short, long, value_name = "NAME[:TAG]")]
     pub tag: Option<String>,
 
+    /// The compiler to import [default: $RUSTC or rustc on PATH if it can make musl, else
+    /// Debian's /usr/bin/rustc if that can, else rustc on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub rustc: Option<PathBuf>,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 
-    /// Where the temporary root filesystem is written.
+    /// Where the temporary root filesystem and the standard libraries built are kept.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
 }
@@ -100,6 +107,11 @@ Presets (--optimize):
   balanced    opt-level=2, lto=thin                          production default
   aggressive  opt-level=3, lto=fat, codegen-units=1, strip   smallest portable binary
   nasa        aggressive + target-cpu=native, embed-bitcode  not portable to other CPUs
+  size        opt-level=z, lto=fat, codegen-units=1, strip,  smallest binary there is; a panic
+              panic=immediate-abort, std optimized for size  aborts with no message, slower code
+
+A static binary for a scratch image is musl (x86_64-unknown-linux-musl) whenever the builder can
+make one (its std installed, or built once from its sources), else glibc with crt-static.
 
 Examples:
   ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
@@ -160,8 +172,9 @@ fn strip_parser() -> impl TypedValueParser<Value = Strip> {
 }
 
 fn panic_parser() -> impl TypedValueParser<Value = Panic> {
-    PossibleValuesParser::new(["unwind", "abort"]).map(|s| match s.as_str() {
+    PossibleValuesParser::new(["unwind", "abort", "immediate-abort"]).map(|s| match s.as_str() {
         "abort" => Panic::Abort,
+        "immediate-abort" => Panic::ImmediateAbort,
         _ => Panic::Unwind,
     })
 }
@@ -231,7 +244,7 @@ pub struct CompareArgs {
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "none,balanced,aggressive,nasa",
+        default_value = "none,balanced,aggressive,nasa,size",
         value_parser = preset_parser()
     )]
     pub presets: Vec<Preset>,
@@ -335,7 +348,8 @@ pub struct FlagArgs {
     #[arg(long, conflicts_with = "strip", help_heading = "Flag overrides")]
     pub no_strip: bool,
 
-    /// Panic strategy.
+    /// Panic strategy (size uses immediate-abort, which needs its own std and prints
+    /// nothing on a panic).
     #[arg(long, help_heading = "Flag overrides", value_parser = panic_parser())]
     pub panic: Option<Panic>,
 

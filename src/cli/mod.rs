@@ -266,6 +266,7 @@ async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Res
     let imported = crate::builder::import_host(
         &engine,
         tag.as_ref().map(|t| t.full.as_str()),
+        args.rustc.as_deref(),
         &scratch,
         &events,
     )
@@ -277,16 +278,21 @@ async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Res
             "the import result",
             &to_json("the import result", &imported)?,
         )?;
-    } else if imported.reused {
-        println!("✓ {} is up to date ({})", imported.tag, imported.rustc);
     } else {
-        println!(
-            "✓ Imported {} ({}, {} MB, target {})",
-            imported.tag,
-            imported.rustc,
-            imported.size / 1_000_000,
-            imported.target
-        );
+        let targets = match &imported.musl {
+            Some(musl) => format!("targets {musl} (default for static binaries) and {}", imported.target),
+            None => format!("target {}", imported.target),
+        };
+        if imported.reused {
+            println!("✓ {} is up to date ({}, {targets})", imported.tag, imported.rustc);
+        } else {
+            println!(
+                "✓ Imported {} ({}, {} MB, {targets})",
+                imported.tag,
+                imported.rustc,
+                imported.size / 1_000_000,
+            );
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 
+use crate::stdlib::{StdSource, Variant};
 use crate::budget::{Exceeded, Limit};
 use crate::compare::Verdict;
 use crate::error::Error;
@@ -248,9 +249,14 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         "✓ Built {} ({} preset)",
         i.reference, record.optimization_level
     );
+    let std = match (record.std.source, record.std.variant) {
+        (StdSource::Toolchain, Variant::Unwind) => String::new(),
+        (StdSource::Rebuilt, Variant::Unwind) => ", std rebuilt from source".into(),
+        (_, Variant::ImmediateAbort) => ", std for panic=immediate-abort".into(),
+    };
     let _ = writeln!(
         s,
-        "  binary    {} ({} bytes, {}, {}, {})",
+        "  binary    {} ({} bytes, {}, {}{std}, {})",
         human_size(record.binary_size),
         record.binary_size,
         record.linkage,

@@ -17,8 +17,11 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::context::{ChunkSender, Context};
-use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
-use crate::builder::{FINGERPRINT_LABEL, TARGET_LABEL};
+use super::{
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
+    StdChoice, StdInfo, StdSource,
+};
+use crate::builder::FINGERPRINT_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
@@ -26,6 +29,8 @@ use crate::fsutil::{blocking, hex};
 use crate::metrics::human_size;
 use crate::preset::Flags;
 use crate::source::Project;
+use crate::stdlib::{self, Stamp, Variant};
+use crate::toolchain::musl_target;
 
 /// The builder image used when none is given: musl, so binaries are static already.
 pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
@@ -54,6 +59,103 @@ pub struct BuilderImage {
     pub id: String,
     /// The target triple its toolchain builds for by default.
     pub target: String,
+    /// What its toolchain is and has, found once by running it.
+    pub toolchain: ImageToolchain,
+}
+
+/// A builder image's toolchain, as a probe run in it found it: `rustc -vV`, the targets
+/// rustc knows, and every std in the image (its sysroot's, and those `builder import-host`
+/// put beside it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ImageToolchain {
+    /// `rustc -vV`.
+    pub rustc: String,
+    /// `rustc --print sysroot`.
+    pub sysroot: String,
+    /// The standard libraries found.
+    pub stds: Vec<ImageStd>,
+    /// `rustc --print target-list`.
+    pub targets: Vec<String>,
+}
+
+/// One standard library in a builder image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImageStd {
+    /// The sysroot it is in.
+    pub sysroot: String,
+    /// Its target.
+    pub target: String,
+    /// The stamp of a std ruchy-image built; none for the toolchain's own.
+    pub stamp: Option<Stamp>,
+}
+
+impl ImageStd {
+    fn variant(&self) -> Variant {
+        self.stamp
+            .as_ref()
+            .map(|s| s.variant)
+            .unwrap_or(Variant::Unwind)
+    }
+}
+
+/// Lists what [`ImageToolchain`] holds, in lines `key=value`, then the target list.
+const PROBE: &str = r#"rustc -vV || exit 97
+root=$(rustc --print sysroot) || exit 97
+echo "sysroot=$root"
+for lib in "$root"/lib/rustlib/*/lib /usr/local/lib/ruchy-image/std/*/lib/rustlib/*/lib; do
+  set -- "$lib"/libstd-*.rlib
+  [ -e "$1" ] || continue
+  echo "std=$lib"
+  if [ -f "$lib/../ruchy-image-std.json" ]; then echo "stamp=$(tr -d '\n' < "$lib/../ruchy-image-std.json")"; fi
+done
+echo "targets:"
+rustc --print target-list
+"#;
+
+impl ImageToolchain {
+    fn parse(output: &str) -> ImageToolchain {
+        let mut toolchain = ImageToolchain::default();
+        let mut lines = output.lines();
+        let mut verbose = Vec::new();
+        for line in lines.by_ref() {
+            if let Some(root) = line.strip_prefix("sysroot=") {
+                toolchain.sysroot = root.to_string();
+            } else if let Some(lib) = line.strip_prefix("std=") {
+                // <sysroot>/lib/rustlib/<target>/lib
+                let parts: Vec<&str> = lib.rsplitn(5, '/').collect();
+                if let [_, target, _, _, sysroot] = parts[..] {
+                    toolchain.stds.push(ImageStd {
+                        sysroot: sysroot.to_string(),
+                        target: target.to_string(),
+                        stamp: None,
+                    });
+                }
+            } else if let Some(stamp) = line.strip_prefix("stamp=") {
+                if let Some(last) = toolchain.stds.last_mut() {
+                    last.stamp = serde_json::from_str(stamp).ok();
+                }
+            } else if line == "targets:" {
+                break;
+            } else if toolchain.sysroot.is_empty() {
+                verbose.push(line);
+            }
+        }
+        toolchain.rustc = verbose.join("\n");
+        toolchain.targets = lines.map(str::to_string).collect();
+        toolchain
+    }
+
+    /// The first line of `rustc -vV`.
+    pub fn version(&self) -> &str {
+        self.rustc.lines().next().unwrap_or_default()
+    }
+
+    /// The std for (`target`, `variant`), if the image has one.
+    pub fn std_for(&self, target: &str, variant: Variant) -> Option<&ImageStd> {
+        self.stds
+            .iter()
+            .find(|s| s.target == target && s.variant() == variant)
+    }
 }
 
 impl BuilderImage {
@@ -93,16 +195,13 @@ impl BuilderImage {
             },
         };
         let id = inspect.id.clone().unwrap_or_default();
-        let config = inspect.config.unwrap_or_default();
-        let labelled = config.labels.unwrap_or_default().get(TARGET_LABEL).cloned();
-        let target = match labelled {
-            Some(target) => target,
-            None => detect_target(engine, &reference, &id, cache_dir).await?,
-        };
+        let toolchain = probe(engine, &reference, &id, cache_dir).await?;
+        let target = crate::toolchain::field(&toolchain.rustc, "host:");
         Ok(BuilderImage {
             reference,
             id,
             target,
+            toolchain,
         })
     }
 }
@@ -138,29 +237,36 @@ async fn imported_builder(
     Ok(Some((tag, inspect)))
 }
 
-/// Asks the image's rustc for its host triple once, then remembers it by image ID.
-async fn detect_target(
+/// Runs [`PROBE`] in the image once, then remembers what it found by image ID.
+async fn probe(
     engine: &Engine,
     reference: &str,
     image_id: &str,
     cache_dir: &Path,
-) -> Result<String> {
-    let remembered = cache_dir.join("builders").join(image_id.replace(':', "-"));
-    if let Ok(target) = std::fs::read_to_string(&remembered) {
-        return Ok(target.trim().to_string());
+) -> Result<ImageToolchain> {
+    let remembered = cache_dir
+        .join("builders")
+        .join(format!("{}.json", image_id.replace(':', "-")));
+    if let Some(known) = std::fs::read(&remembered)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<ImageToolchain>(&json).ok())
+    {
+        return Ok(known);
     }
     let id = engine
         .create_container(ContainerCreateBody {
             image: Some(image_id.to_string()),
-            cmd: Some(vec!["rustc".into(), "-vV".into()]),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), PROBE.into()]),
+            cmd: Some(vec![]),
             ..Default::default()
         })
         .await?;
-    let mut target = None;
+    let mut output = String::new();
     let finished = engine
-        .run_to_completion(&id, &mut |_, line| {
-            if let Some(host) = line.strip_prefix("host: ") {
-                target = Some(host.to_string());
+        .run_to_completion(&id, &mut |stderr, line| {
+            if !stderr {
+                output.push_str(line);
+                output.push('\n');
             }
         })
         .await;
@@ -169,18 +275,21 @@ async fn detect_target(
         image: reference.to_string(),
         reason,
     };
-    let target = match (Error::with_cleanup(finished, removed), target) {
-        (Ok(finished), Some(target)) if finished.exit_code == 0 => target,
-        (Ok(finished), _) => return Err(not_rust(format!("exit code {}", finished.exit_code))),
+    let toolchain = ImageToolchain::parse(&output);
+    match Error::with_cleanup(finished, removed) {
+        Ok(finished) if finished.exit_code == 0 && toolchain.rustc.contains("host: ") => {}
+        Ok(finished) => return Err(not_rust(format!("exit code {}", finished.exit_code))),
         // The engine's message says the program is missing; a cleanup error stays an error.
-        (Err(Error::Engine { message, .. }), _) => return Err(not_rust(message)),
-        (Err(other), _) => return Err(other),
-    };
+        Err(Error::Engine { message, .. }) => return Err(not_rust(message)),
+        Err(other) => return Err(other),
+    }
     if let Some(parent) = remembered.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let _ = std::fs::write(&remembered, &target);
-    Ok(target)
+    if let Ok(json) = serde_json::to_vec(&toolchain) {
+        let _ = std::fs::write(&remembered, json);
+    }
+    Ok(toolchain)
 }
 
 /// Compiles in a builder container.
@@ -268,14 +377,23 @@ impl Compiler for DockerCompiler {
         "docker"
     }
 
-    async fn default_target(&self) -> Result<String> {
-        Ok(self.image.target.clone())
+    async fn default_target(&self, static_link: bool) -> Result<String> {
+        let host = &self.image.target;
+        Ok(match musl_target(host) {
+            Some(musl)
+                if static_link && self.image.toolchain.std_for(&musl, Variant::Unwind).is_some() =>
+            {
+                musl
+            }
+            _ => host.clone(),
+        })
     }
 
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
         let started = Instant::now();
+        let std = self.std_for(flags)?;
         let root = &project.workspace_root;
-        let rustflags = encoded_rustflags(flags, SRC);
+        let rustflags = encoded_rustflags(flags, &std, SRC);
         let (context, key) = {
             let (root, target_dir) = (root.clone(), project.target_dir.clone());
             let identity = BuildIdentity {
@@ -300,6 +418,7 @@ impl Compiler for DockerCompiler {
                 binary,
                 compile_time: started.elapsed(),
                 fresh: true,
+                std: std.info,
             });
         }
 
@@ -344,6 +463,9 @@ impl Compiler for DockerCompiler {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.push(format!("CARGO_ENCODED_RUSTFLAGS={rustflags}"));
+        if flags.needs_bootstrap() {
+            env.push("RUSTC_BOOTSTRAP=1".into());
+        }
         env.push(format!("CARGO_TARGET_DIR={TARGET}"));
         env.push(format!("CARGO_HOME={CARGO_HOME}"));
         if ca.is_some() {
@@ -386,7 +508,7 @@ impl Compiler for DockerCompiler {
         // Whatever happens next, the container goes.
         let result = async {
             self.upload(&id, context, ca, events).await?;
-            self.build_in(&id, project, &artifact_dir, &binary, events)
+            self.build_in(&id, project, flags, &artifact_dir, &binary, events)
                 .await
         }
         .await;
@@ -396,22 +518,80 @@ impl Compiler for DockerCompiler {
             binary,
             compile_time: started.elapsed(),
             fresh: false,
+            std: std.info,
         })
     }
 }
 
 impl DockerCompiler {
+    /// The std in the image for the flags' target and panic strategy, checked against the
+    /// image's compiler before any container starts.
+    fn std_for(&self, flags: &Flags) -> Result<StdChoice> {
+        let toolchain = &self.image.toolchain;
+        let (target, variant) = (&flags.target, flags.std_variant());
+        if !toolchain.targets.is_empty() && !toolchain.targets.contains(target) {
+            return Err(Error::InvalidInput {
+                what: "target",
+                value: target.clone(),
+                reason: format!(
+                    "{} in {} does not know it; `rustc --print target-list` lists the ones it does",
+                    toolchain.version(),
+                    self.image.reference
+                ),
+            });
+        }
+        let Some(std) = toolchain.std_for(target, variant) else {
+            let what = match variant {
+                Variant::Unwind => format!("no standard library for {target}"),
+                Variant::ImmediateAbort => format!(
+                    "no standard library for {target} built for panic=immediate-abort (the size preset's)"
+                ),
+            };
+            return Err(Error::TargetUnsupported {
+                target: target.clone(),
+                builder: self.image.reference.clone(),
+                reason: format!(
+                    "it has {what}; `ruchy-image builder import-host` makes a builder that has both musl stds, from a toolchain with the standard library's sources (Debian's rustc-web, cargo-web, rust-web-src, musl-tools, libunwind-14-dev)"
+                ),
+            });
+        };
+        if let Some(stamp) = &std.stamp {
+            if !stdlib::matches(stamp, &toolchain.rustc) {
+                return Err(Error::StdMismatch {
+                    target: target.clone(),
+                    location: format!("{} ({})", self.image.reference, std.sysroot),
+                    built_by: stamp.rustc.lines().next().unwrap_or_default().to_string(),
+                    compiler: toolchain.version().to_string(),
+                });
+            }
+        }
+        Ok(StdChoice {
+            sysroot: (std.sysroot != toolchain.sysroot).then(|| std.sysroot.clone()),
+            info: StdInfo {
+                source: if std.stamp.is_some() {
+                    StdSource::Rebuilt
+                } else {
+                    StdSource::Toolchain
+                },
+                variant,
+            },
+        })
+    }
+
     /// Runs cargo in the container, and copies the binary out of it.
     async fn build_in(
         &self,
         id: &str,
         project: &Project,
+        flags: &Flags,
         artifact_dir: &Path,
         binary: &Path,
         events: &Events,
     ) -> Result<()> {
         let mut executable = None;
-        let output = |line: &str| {
+        let mut std_mismatch = false;
+        let mut output = |line: &str| {
+            std_mismatch |= is_std_mismatch(line);
             events.emit(Event::CompilerOutput {
                 line: line.to_string(),
             })
@@ -434,6 +614,14 @@ impl DockerCompiler {
                 }
             })
             .await?;
+        if finished.exit_code != 0 && std_mismatch {
+            return Err(Error::StdMismatch {
+                target: flags.target.clone(),
+                location: self.image.reference.clone(),
+                built_by: "another compiler (rustc error E0514, above)".into(),
+                compiler: self.image.toolchain.version().to_string(),
+            });
+        }
         if finished.exit_code != 0 {
             return Err(Error::CompileFailed {
                 package: project.package.clone(),

@@ -1,38 +1,138 @@
-//! The `local` backend: the host's cargo, driven through its JSON messages.
+//! The `local` backend: the host's cargo, driven through its JSON messages. A target or
+//! panic strategy the toolchain ships no std for is served by a std built once from its
+//! sources into the cache (see [`crate::stdlib`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::Stdio;
 use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::{cargo_args, encoded_rustflags, parse_message, Artifact, CargoLine, Compiler};
+use super::{
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
+    StdChoice, StdInfo, StdSource,
+};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::fsutil::blocking;
 use crate::preset::Flags;
 use crate::source::Project;
+use crate::stdlib::{self, Variant};
+use crate::toolchain::{musl_target, Toolchain};
 
 /// Compiles with the host's `cargo`.
 #[derive(Debug, Clone)]
 pub struct LocalCompiler {
     cargo: PathBuf,
+    toolchain: Toolchain,
+    cache_dir: PathBuf,
     color: bool,
     quiet: bool,
 }
 
 impl LocalCompiler {
-    /// Uses `$CARGO` (set when run from cargo) or `cargo` on PATH. `color` asks cargo to
-    /// colour its diagnostics; `quiet` keeps its progress lines (not its errors) out.
-    pub fn new(color: bool, quiet: bool) -> LocalCompiler {
+    /// Uses `$CARGO` (set when run from cargo) or `cargo` on PATH, and the rustc of `$RUSTC`
+    /// or PATH; stds it builds are kept under `cache_dir`. `color` asks cargo to colour its
+    /// diagnostics; `quiet` keeps its progress lines (not its errors) out.
+    pub fn new(cache_dir: PathBuf, color: bool, quiet: bool) -> Result<LocalCompiler> {
         let cargo = std::env::var_os("CARGO")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("cargo"));
-        LocalCompiler {
+        Ok(LocalCompiler {
             cargo,
+            toolchain: Toolchain::from_env()?,
+            cache_dir,
             color,
             quiet,
+        })
+    }
+
+    /// The rustc in use.
+    pub fn toolchain(&self) -> &Toolchain {
+        &self.toolchain
+    }
+
+    /// Whether the toolchain has std for (`target`, `variant`) or can build it.
+    fn can_make(&self, target: &str, variant: Variant) -> bool {
+        (variant == Variant::Unwind && self.toolchain.has_std(target))
+            || self.toolchain.std_sources().is_some()
+    }
+
+    /// The std for the flags' target and panic strategy: the toolchain's own, or one built
+    /// from its sources (now, the first time).
+    async fn std_for(&self, flags: &Flags, events: &Events) -> Result<StdChoice> {
+        let target = flags.target.clone();
+        let variant = flags.std_variant();
+        let toolchain = self.toolchain.clone();
+        let known = {
+            let (toolchain, target) = (toolchain.clone(), target.clone());
+            blocking(move || toolchain.knows_target(&target)).await?
+        };
+        if !known {
+            return Err(Error::InvalidInput {
+                what: "target",
+                value: target,
+                reason: format!(
+                    "{} does not know it; `rustc --print target-list` lists the ones it does",
+                    toolchain.version()
+                ),
+            });
         }
+        if variant == Variant::Unwind && toolchain.has_std(&target) {
+            if let Some(stamp) = stdlib::read_stamp(&toolchain.sysroot, &target) {
+                if !stdlib::matches(&stamp, &toolchain.verbose_version) {
+                    return Err(mismatch(&target, &toolchain.sysroot, &stamp, &toolchain));
+                }
+            }
+            return Ok(StdChoice {
+                sysroot: None,
+                info: StdInfo {
+                    source: StdSource::Toolchain,
+                    variant,
+                },
+            });
+        }
+        if toolchain.std_sources().is_none() {
+            let what = match variant {
+                Variant::Unwind => format!("no standard library for {target}"),
+                Variant::ImmediateAbort => {
+                    format!("no standard library for {target} built for panic=immediate-abort")
+                }
+            };
+            return Err(Error::TargetUnsupported {
+                target,
+                builder: "local".into(),
+                reason: format!(
+                    "{} ({}) has {what}, and no standard library sources to build one from: add them (`rustup component add rust-src`, or Debian's rustc-web, cargo-web, rust-web-src, musl-tools and libunwind-14-dev with RUSTC=/usr/bin/rustc)",
+                    toolchain.version(),
+                    toolchain.rustc.display()
+                ),
+            });
+        }
+        let cache_dir = self.cache_dir.clone();
+        let events = events.clone();
+        let sysroot = blocking(move || {
+            stdlib::ensure(&toolchain, &target, variant, &cache_dir, &events)
+        })
+        .await?;
+        Ok(StdChoice {
+            sysroot: Some(sysroot.display().to_string()),
+            info: StdInfo {
+                source: StdSource::Rebuilt,
+                variant,
+            },
+        })
+    }
+}
+
+fn mismatch(target: &str, sysroot: &Path, stamp: &stdlib::Stamp, toolchain: &Toolchain) -> Error {
+    Error::StdMismatch {
+        target: target.to_string(),
+        location: sysroot.display().to_string(),
+        built_by: stamp.rustc.lines().next().unwrap_or_default().to_string(),
+        compiler: toolchain.version().to_string(),
     }
 }
 
@@ -42,34 +142,24 @@ impl Compiler for LocalCompiler {
         "local"
     }
 
-    async fn default_target(&self) -> Result<String> {
-        let out = Command::new("rustc")
-            .arg("-vV")
-            .output()
-            .await
-            .map_err(|source| Error::Spawn {
-                program: "rustc".into(),
-                source,
-            })?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("host: "))
-            .map(str::to_string)
-            .ok_or_else(|| Error::Spawn {
-                program: "rustc -vV".into(),
-                source: std::io::Error::other("it printed no host triple"),
-            })
+    async fn default_target(&self, static_link: bool) -> Result<String> {
+        let host = self.toolchain.host();
+        Ok(match musl_target(&host) {
+            Some(musl) if static_link && self.can_make(&musl, Variant::Unwind) => musl,
+            _ => host,
+        })
     }
 
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
         let started = Instant::now();
+        let std = self.std_for(flags, events).await?;
         let manifest = project.manifest_path.display().to_string();
         let mut cmd = Command::new(&self.cargo);
         cmd.args(cargo_args(&manifest, project, flags, self.color))
             .envs(flags.cargo_env())
             .env(
                 "CARGO_ENCODED_RUSTFLAGS",
-                encoded_rustflags(flags, &project.workspace_root.display().to_string()),
+                encoded_rustflags(flags, &std, &project.workspace_root.display().to_string()),
             )
             .env_remove("RUSTFLAGS")
             .stdin(Stdio::null())
@@ -81,13 +171,27 @@ impl Compiler for LocalCompiler {
         if self.quiet {
             cmd.arg("--quiet");
         }
+        if std.sysroot.is_some() {
+            // A rebuilt std links only with the compiler that built it. (Otherwise cargo
+            // runs `rustc` as usual, so a project's rust-toolchain.toml still counts.)
+            cmd.env("RUSTC", &self.toolchain.rustc);
+        }
+        if flags.needs_bootstrap() {
+            cmd.env("RUSTC_BOOTSTRAP", "1");
+        }
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             program: self.cargo.display().to_string(),
             source,
         })?;
 
         let group = ProcessGroup(child.id());
-        let output = |line: String| events.emit(Event::CompilerOutput { line });
+        let std_mismatch = AtomicBool::new(false);
+        let output = |line: String| {
+            if is_std_mismatch(&line) {
+                std_mismatch.store(true, Ordering::Relaxed);
+            }
+            events.emit(Event::CompilerOutput { line })
+        };
         // stdout carries cargo's JSON messages; stderr its status lines and diagnostics.
         let mut messages = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
         let mut diagnostics = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
@@ -122,6 +226,16 @@ impl Compiler for LocalCompiler {
         let status = child.wait().await.map_err(Error::io("waiting for cargo"))?;
         group.finished();
         if !status.success() {
+            if std_mismatch.load(Ordering::Relaxed) {
+                return Err(Error::StdMismatch {
+                    target: flags.target.clone(),
+                    location: std.sysroot.unwrap_or_else(|| {
+                        self.toolchain.sysroot.display().to_string()
+                    }),
+                    built_by: "another compiler (rustc error E0514, above)".into(),
+                    compiler: self.toolchain.version().to_string(),
+                });
+            }
             return Err(Error::CompileFailed {
                 package: project.package.clone(),
                 status,
@@ -134,6 +248,7 @@ impl Compiler for LocalCompiler {
             binary,
             compile_time: started.elapsed(),
             fresh,
+            std: std.info,
         })
     }
 }

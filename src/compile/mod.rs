@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::event::Events;
 use crate::preset::Flags;
 use crate::source::Project;
+pub use crate::stdlib::{StdInfo, StdSource};
 
 pub use docker::{BuilderImage, DockerCompiler, DEFAULT_BUILDER_IMAGE};
 pub use local::LocalCompiler;
@@ -27,6 +28,25 @@ pub struct Artifact {
     pub compile_time: Duration,
     /// Whether cargo had nothing to rebuild.
     pub fresh: bool,
+    /// The standard library it links.
+    pub std: StdInfo,
+}
+
+/// The std a build uses, as a backend found it: what to tell rustc, and what to record.
+#[derive(Debug, Clone)]
+struct StdChoice {
+    /// `--sysroot` for target crates, when std is not in the toolchain's own sysroot.
+    sysroot: Option<String>,
+    info: StdInfo,
+}
+
+impl StdChoice {
+    fn rustflags(&self) -> Vec<String> {
+        self.sysroot
+            .iter()
+            .map(|s| format!("--sysroot={s}"))
+            .collect()
+    }
 }
 
 /// A way to compile a project.
@@ -35,8 +55,9 @@ pub trait Compiler: Send + Sync {
     /// Short name for metrics and messages (`local`, `docker`).
     fn name(&self) -> &'static str;
 
-    /// The target triple used when the user does not pass `--target`.
-    async fn default_target(&self) -> Result<String>;
+    /// The target triple used when the user does not pass `--target`: for a static binary,
+    /// musl when the backend can make it, else its host triple.
+    async fn default_target(&self, static_link: bool) -> Result<String>;
 
     /// Builds the project's binary with the given flags; what the compiler prints goes out
     /// as [`Event::CompilerOutput`](crate::event::Event::CompilerOutput).
@@ -67,7 +88,7 @@ fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> 
 
 /// `CARGO_ENCODED_RUSTFLAGS` for the build: the user's own flags first, then ours.
 /// `workspace_root` is the workspace path as cargo sees it.
-fn encoded_rustflags(flags: &Flags, workspace_root: &str) -> String {
+fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str) -> String {
     let mut all: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(String::from).collect(),
         _ => std::env::var("RUSTFLAGS")
@@ -77,10 +98,16 @@ fn encoded_rustflags(flags: &Flags, workspace_root: &str) -> String {
             .collect(),
     };
     all.extend(flags.rustflags());
+    all.extend(std.rustflags());
     // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
     // image digest) does not depend on where the project sits.
     all.push(format!("--remap-path-prefix={workspace_root}=."));
     all.join("\x1f")
+}
+
+/// Whether a compiler message says a crate (std) was built by another rustc (E0514).
+fn is_std_mismatch(line: &str) -> bool {
+    line.contains("E0514") && line.contains("incompatible version of rustc")
 }
 
 /// One line of `cargo build --message-format=json-render-diagnostics` output.
