@@ -159,10 +159,9 @@ impl Request {
             }
         }
         // size's std is built for panic=immediate-abort; no other strategy links against it.
-        if let (true, Some(panic @ (Panic::Unwind | Panic::Abort))) = (
-            self.presets.contains(&Preset::Size),
-            self.overrides.panic,
-        ) {
+        if let (true, Some(panic @ (Panic::Unwind | Panic::Abort))) =
+            (self.presets.contains(&Preset::Size), self.overrides.panic)
+        {
             return Err(invalid(
                 "panic strategy for these presets",
                 format!(
@@ -320,7 +319,10 @@ impl Plan {
             _ => {
                 let cache_dir = request.source.cache_dir.clone();
                 let (color, quiet) = (output.color, output.quiet);
-                Box::new(crate::fsutil::blocking(move || LocalCompiler::new(cache_dir, color, quiet)).await?)
+                Box::new(
+                    crate::fsutil::blocking(move || LocalCompiler::new(cache_dir, color, quiet))
+                        .await?,
+                )
             }
         };
 

@@ -316,7 +316,10 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
     let scratch = tempfile::Builder::new()
         .prefix(&crate::cleanup::temp_prefix("std"))
         .tempdir_in(parent)
-        .map_err(Error::io(format!("creating a temp dir in {}", parent.display())))?;
+        .map_err(Error::io(format!(
+            "creating a temp dir in {}",
+            parent.display()
+        )))?;
     let carrier = scratch.path().join("carrier");
     std::fs::create_dir_all(&carrier).map_err(Error::io("creating the std carrier crate"))?;
     std::fs::write(carrier.join("Cargo.toml"), carrier_manifest(stamp.variant))
@@ -369,7 +372,11 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
     let staged = scratch.path().join("sysroot");
     let lib = staged.join("lib/rustlib").join(target).join("lib");
     std::fs::create_dir_all(&lib).map_err(Error::io(format!("creating {}", lib.display())))?;
-    let deps = scratch.path().join("target").join(target).join("release/deps");
+    let deps = scratch
+        .path()
+        .join("target")
+        .join(target)
+        .join("release/deps");
     let mut copied = 0;
     for entry in std::fs::read_dir(&deps)
         .map_err(Error::io(format!("reading {}", deps.display())))?

@@ -280,11 +280,17 @@ async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Res
         )?;
     } else {
         let targets = match &imported.musl {
-            Some(musl) => format!("targets {musl} (default for static binaries) and {}", imported.target),
+            Some(musl) => format!(
+                "targets {musl} (default for static binaries) and {}",
+                imported.target
+            ),
             None => format!("target {}", imported.target),
         };
         if imported.reused {
-            println!("✓ {} is up to date ({}, {targets})", imported.tag, imported.rustc);
+            println!(
+                "✓ {} is up to date ({}, {targets})",
+                imported.tag, imported.rustc
+            );
         } else {
             println!(
                 "✓ Imported {} ({}, {} MB, {targets})",

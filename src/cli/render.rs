@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 
-use crate::stdlib::{StdSource, Variant};
 use crate::budget::{Exceeded, Limit};
 use crate::compare::Verdict;
 use crate::error::Error;
 use crate::event::{Event, Events, Stage};
 use crate::metrics::{human_ms, human_size, BuildRecord};
+use crate::stdlib::{StdSource, Variant};
 
 /// Which command's progress is shown: a build shows each step; a comparison one line per
 /// preset, and each build's steps only with `--verbose`.

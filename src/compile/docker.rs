@@ -106,7 +106,7 @@ for lib in "$root"/lib/rustlib/*/lib /usr/local/lib/ruchy-image/std/*/lib/rustli
   set -- "$lib"/libstd-*.rlib
   [ -e "$1" ] || continue
   echo "std=$lib"
-  if [ -f "$lib/../ruchy-image-std.json" ]; then echo "stamp=$(tr -d '\n' < "$lib/../ruchy-image-std.json")"; fi
+  if [ -f "$lib/../ruchy-image-std.json" ]; then printf 'stamp=%s\n' "$(tr -d '\n' < "$lib/../ruchy-image-std.json")"; fi
 done
 echo "targets:"
 rustc --print target-list
@@ -168,14 +168,17 @@ impl BuilderImage {
         events: &Events,
     ) -> Result<BuilderImage> {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
-        let inspect = match engine.docker().inspect_image(&reference).await {
-            Ok(inspect) => inspect,
+        let (reference, inspect) = match engine.docker().inspect_image(&reference).await {
+            Ok(inspect) => (reference, inspect),
             Err(_) => match engine.pull(&reference, events).await {
-                Ok(()) => engine
-                    .docker()
-                    .inspect_image(&reference)
-                    .await
-                    .map_err(api_error(format!("inspecting {reference}")))?,
+                Ok(()) => {
+                    let inspect = engine
+                        .docker()
+                        .inspect_image(&reference)
+                        .await
+                        .map_err(api_error(format!("inspecting {reference}")))?;
+                    (reference, inspect)
+                }
                 Err(reason) => {
                     let fallback = match requested {
                         None => imported_builder(engine).await?,
@@ -190,7 +193,7 @@ impl BuilderImage {
                     events.note(format!(
                         "{reference} cannot be pulled ({reason}); using {tag}, made by `builder import-host`"
                     ));
-                    inspect
+                    (tag, inspect)
                 }
             },
         };
@@ -381,7 +384,12 @@ impl Compiler for DockerCompiler {
         let host = &self.image.target;
         Ok(match musl_target(host) {
             Some(musl)
-                if static_link && self.image.toolchain.std_for(&musl, Variant::Unwind).is_some() =>
+                if static_link
+                    && self
+                        .image
+                        .toolchain
+                        .std_for(&musl, Variant::Unwind)
+                        .is_some() =>
             {
                 musl
             }

@@ -3,8 +3,8 @@
 //! sources into the cache (see [`crate::stdlib`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -113,10 +113,9 @@ impl LocalCompiler {
         }
         let cache_dir = self.cache_dir.clone();
         let events = events.clone();
-        let sysroot = blocking(move || {
-            stdlib::ensure(&toolchain, &target, variant, &cache_dir, &events)
-        })
-        .await?;
+        let sysroot =
+            blocking(move || stdlib::ensure(&toolchain, &target, variant, &cache_dir, &events))
+                .await?;
         Ok(StdChoice {
             sysroot: Some(sysroot.display().to_string()),
             info: StdInfo {
@@ -229,9 +228,9 @@ impl Compiler for LocalCompiler {
             if std_mismatch.load(Ordering::Relaxed) {
                 return Err(Error::StdMismatch {
                     target: flags.target.clone(),
-                    location: std.sysroot.unwrap_or_else(|| {
-                        self.toolchain.sysroot.display().to_string()
-                    }),
+                    location: std
+                        .sysroot
+                        .unwrap_or_else(|| self.toolchain.sysroot.display().to_string()),
                     built_by: "another compiler (rustc error E0514, above)".into(),
                     compiler: self.toolchain.version().to_string(),
                 });
