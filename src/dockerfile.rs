@@ -48,7 +48,7 @@ pub struct DockerfileOptions {
     pub preset: Preset,
     /// `BIN`; none means the build must be given `--build-arg BIN=NAME`.
     pub bin: Option<String>,
-    /// `TARGET`; none means the builder's host triple, from `rustc -vV`.
+    /// `TARGET`; none means musl when the builder has its std, else the builder's host.
     pub target: Option<String>,
     /// `BUILDER_IMAGE`.
     pub builder_image: String,
@@ -179,9 +179,9 @@ fn header(options: &DockerfileOptions, base: &str) -> String {
          # The context is the Cargo project (its workspace root), with a .dockerignore listing\n\
          # target, Dockerfile* and .dockerignore: editing this file then keeps the compile cached.\n\
          # Build args (defaults below):\n\
-         #   OPTIMIZE       none | balanced | aggressive | nasa (as `ruchy-image build --optimize`)\n\
+         #   OPTIMIZE       none | balanced | aggressive | nasa | size (as `ruchy-image build -O`)\n\
          #   BIN            the binary target to build{required}\n\
-         #   TARGET         target triple [default: the builder's host, from `rustc -vV`]\n\
+         #   TARGET         target triple [default: musl if the builder has its std, else its host]\n\
          #   BUILDER_IMAGE  the Rust toolchain image stage 1 compiles in (rust:1-alpine: musl)\n\
          #   BASE           the image the binary is laid on ({base_note})\n",
         required = if options.bin.is_none() {
@@ -210,9 +210,10 @@ fn preset_arm(preset: Preset) -> String {
         .map(|(key, value)| format!("{prefix}{key}={value}"))
         .collect();
     let mut arm = format!(
-        "      {preset}) profile={profile} out={out_dir} \\\n        \
+        "      {preset}) profile={profile} out={out_dir} std={std} \\\n        \
          gnu_rustflags=\"{gnu}\" \\\n        \
          musl_rustflags=\"{musl}\"; \\\n        export",
+        std = gnu.std_variant().name(),
         gnu = gnu.rustflags().join(" "),
         musl = musl.rustflags().join(" "),
     );
@@ -250,21 +251,31 @@ COPY . .
 # built-in profile it starts from (dev for none, release for the others) through
 # CARGO_PROFILE_* env, so no [profile] table in Cargo.toml can change what a preset means,
 # and RUSTFLAGS, which reach only the target because cargo gets an explicit --target (build
-# scripts and proc-macros build without them). +crt-static makes *-gnu binaries static;
-# musl ones are static already.
+# scripts and proc-macros build without them). The target is musl (static by nature) when
+# the builder has its std, else the builder's host with +crt-static. The size preset links
+# the panic=immediate-abort std that `ruchy-image builder import-host` puts in its builders.
 RUN set -eu; \
     if [ -z "$BIN" ]; then echo "set --build-arg BIN=NAME, the binary to build" >&2; exit 2; fi; \
+    sysroot="$(rustc --print sysroot)"; \
     target="$TARGET"; \
     if [ -z "$target" ]; then \
       target="$(rustc -vV | while read -r key value; do if [ "$key" = host: ]; then echo "$value"; fi; done)"; \
+      musl="${{target%%-*}}-unknown-linux-musl"; \
+      set -- "$sysroot/lib/rustlib/$musl/lib/"libstd-*.rlib; \
+      if [ -e "$1" ]; then target="$musl"; fi; \
     fi; \
     case "$OPTIMIZE" in \
-{arms}      *) echo "OPTIMIZE=$OPTIMIZE: expected none, balanced, aggressive or nasa" >&2; exit 2 ;; \
+{arms}      *) echo "OPTIMIZE=$OPTIMIZE: expected none, balanced, aggressive, nasa or size" >&2; exit 2 ;; \
     esac; \
     case "$target" in \
       *-musl*) RUSTFLAGS="$musl_rustflags" ;; \
       *) RUSTFLAGS="$gnu_rustflags" ;; \
     esac; \
+    if [ "$std" != unwind ]; then \
+      sysroot="/usr/local/lib/ruchy-image/std/$target-$std"; \
+      if [ ! -d "$sysroot" ]; then echo "OPTIMIZE=$OPTIMIZE needs a $std std for $target, which builders made by ruchy-image builder import-host have" >&2; exit 2; fi; \
+      RUSTFLAGS="$RUSTFLAGS --sysroot=$sysroot"; export RUSTC_BOOTSTRAP=1; \
+    fi; \
     export RUSTFLAGS CARGO_TARGET_DIR=/target; \
     echo "OPTIMIZE=$OPTIMIZE: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
     cargo build --bin "$BIN" --profile "$profile" --target "$target"; \
