@@ -16,9 +16,11 @@ use crate::fsutil::blocking;
 use crate::metrics::{BaseRecord, BuildRecord, ImageRecord};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::ImageRef;
-use crate::preset::{Flags, Overrides, Preset};
+use crate::preset::StdVariant;
+use crate::preset::{Flags, Overrides, Panic, Preset};
 use crate::publish::{publish_all, Publisher};
 use crate::source::{self, SourceOptions};
+use crate::toolchain::musl_target;
 
 /// What goes into the image besides the binary.
 #[derive(Debug, Clone)]
@@ -71,6 +73,17 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
 }
 
+/// The target when none is asked for: for a static binary, musl when the builder can make
+/// it (static by nature, no NSS surprises on scratch), else the builder's host triple (static
+/// through crt-static).
+async fn default_target(compiler: &dyn Compiler, static_link: bool) -> Result<String> {
+    let host = compiler.host_target().await?;
+    match musl_target(&host) {
+        Some(musl) if static_link && compiler.can_make(&musl, StdVariant::Unwind).await => Ok(musl),
+        _ => Ok(host),
+    }
+}
+
 /// Runs one build: prepares the source, compiles with `compiler`, assembles the image and
 /// writes it to every publisher, reporting each stage to `events`.
 pub async fn build(
@@ -91,12 +104,23 @@ pub async fn build(
     let stage = Timer::new(events, Stage::Compile);
     let target = match &options.target {
         Some(target) => target.clone(),
-        None => {
-            let static_link = options.overrides.static_link != Some(false);
-            compiler.default_target(static_link).await?
-        }
+        None => default_target(compiler, options.overrides.static_link != Some(false)).await?,
     };
-    let flags = Flags::resolve(options.preset, &options.overrides, &target);
+    let mut flags = Flags::resolve(options.preset, &options.overrides, &target);
+    // size takes the floor where the builder has it, and the next best thing elsewhere.
+    if flags.panic == Some(Panic::ImmediateAbort)
+        && options.overrides.panic.is_none()
+        && !compiler.can_make(&target, StdVariant::ImmediateAbort).await
+    {
+        flags.panic = Some(Panic::Abort);
+        events.emit(Event::Warning {
+            message: format!(
+                "the {} builder has no standard library for {target} built for panic=immediate-abort, so {} uses panic=abort and the usual std: a bigger binary than it could be (a builder made by `ruchy-image builder import-host` from a toolchain with the standard library's sources has one)",
+                compiler.name(),
+                options.preset
+            ),
+        });
+    }
     events.emit(Event::Compiling {
         source: options.source.path.clone(),
         bin: project.bin.clone(),

@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::fsutil::blocking;
 use crate::fsutil::hex;
-use crate::stdlib::{self, Variant};
+use crate::preset::StdVariant;
+use crate::stdlib;
 use crate::toolchain::{musl_target, Toolchain};
 
 /// Label marking images made by import-host; its value is the inputs' fingerprint.
@@ -197,14 +198,14 @@ impl HostToolchain {
             return Ok(Vec::new());
         }
         let mut stds = Vec::new();
-        for variant in [Variant::Unwind, Variant::ImmediateAbort] {
-            if variant == Variant::Unwind && toolchain.has_std(&musl) {
+        for variant in [StdVariant::Unwind, StdVariant::ImmediateAbort] {
+            if variant == StdVariant::Unwind && toolchain.has_std(&musl) {
                 continue;
             }
             let built = stdlib::ensure(toolchain, &musl, variant, cache_dir, events)?;
             let sysroot = match variant {
-                Variant::Unwind => self.image_sysroot().to_string(),
-                Variant::ImmediateAbort => format!("{EXTRA_STDS}/{musl}-{}", variant.name()),
+                StdVariant::Unwind => self.image_sysroot().to_string(),
+                StdVariant::ImmediateAbort => format!("{EXTRA_STDS}/{musl}-{}", variant.name()),
             };
             let rustlib = format!("lib/rustlib/{musl}");
             stds.push((built.join(&rustlib), format!("{sysroot}/{rustlib}")));

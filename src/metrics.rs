@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::preset::StdInfo;
 use crate::preset::{FlagsRecord, Preset};
-use crate::stdlib::StdInfo;
 
 /// What one build produced and what it cost. The first six fields are the chapter's schema.
 #[derive(Debug, Clone, Serialize)]
@@ -197,8 +197,8 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         linkage: "static".into(),
         libc: "glibc".into(),
         std: StdInfo {
-            source: crate::stdlib::StdSource::Toolchain,
-            variant: crate::stdlib::Variant::Unwind,
+            source: crate::preset::StdSource::Toolchain,
+            variant: crate::preset::StdVariant::Unwind,
         },
         image: ImageRecord {
             reference: format!("fibonacci:{preset}"),

@@ -158,17 +158,11 @@ impl Request {
                 return Err(invalid("presets", format!("{preset} is listed twice")));
             }
         }
-        // size's std is built for panic=immediate-abort; no other strategy links against it.
-        if let (true, Some(panic @ (Panic::Unwind | Panic::Abort))) =
-            (self.presets.contains(&Preset::Size), self.overrides.panic)
-        {
+        // size exists to drop the unwinding machinery; asking it to unwind defeats it.
+        if self.presets.contains(&Preset::Size) && self.overrides.panic == Some(Panic::Unwind) {
             return Err(invalid(
                 "panic strategy for these presets",
-                format!(
-                    "size links a standard library built for panic=immediate-abort, so it cannot use panic={}; use aggressive with an opt-level of z for a small binary that {}",
-                    panic.name(),
-                    if panic == Panic::Unwind { "unwinds" } else { "aborts with a message" }
-                ),
+                "size aborts on a panic (immediate-abort, with a std built for it; or abort) and cannot unwind; for a small binary that unwinds, use aggressive with an opt-level of z".into(),
             ));
         }
         if self.bases.is_empty() {

@@ -6,10 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::stdlib::Variant;
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -333,10 +332,10 @@ impl Flags {
 
     /// The standard library the build links against: the immediate-abort one when the
     /// panic strategy asks for it.
-    pub fn std_variant(&self) -> Variant {
+    pub fn std_variant(&self) -> StdVariant {
         match self.panic {
-            Some(Panic::ImmediateAbort) => Variant::ImmediateAbort,
-            _ => Variant::Unwind,
+            Some(Panic::ImmediateAbort) => StdVariant::ImmediateAbort,
+            _ => StdVariant::Unwind,
         }
     }
 
@@ -433,6 +432,58 @@ pub struct FlagsRecord {
     pub debug: bool,
     /// Target triple.
     pub target: String,
+}
+
+/// Which std: the usual one, or one for `panic=immediate-abort`, built with the
+/// `optimize_for_size` feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StdVariant {
+    /// panic=unwind std (`panic_abort` too, so either strategy links), like rustup's.
+    Unwind,
+    /// Everything compiled with `panic=immediate-abort` and `optimize_for_size`: a panic
+    /// aborts with no message, and the formatting machinery panics need is gone.
+    ImmediateAbort,
+}
+
+impl StdVariant {
+    /// The variant's name, as it appears in paths and labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            StdVariant::Unwind => "unwind",
+            StdVariant::ImmediateAbort => "immediate-abort",
+        }
+    }
+
+    /// rustc flags every crate linking against this std must be compiled with (they need
+    /// `RUSTC_BOOTSTRAP=1` when not empty).
+    pub fn consumer_rustflags(self) -> &'static [&'static str] {
+        match self {
+            StdVariant::Unwind => &[],
+            StdVariant::ImmediateAbort => &["-Zunstable-options", "-Cpanic=immediate-abort"],
+        }
+    }
+}
+
+/// Which standard library a binary links, and where that std came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdInfo {
+    /// `toolchain`: the one the toolchain ships; `rebuilt`: built from the toolchain's
+    /// sources by ruchy-image, once per compiler (when the builder image was made, or on the
+    /// first local build that needed it).
+    pub source: StdSource,
+    /// `unwind` (the usual std) or `immediate-abort` (built with `optimize_for_size`).
+    pub variant: StdVariant,
+}
+
+/// Where a standard library came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdSource {
+    /// Shipped with the toolchain.
+    Toolchain,
+    /// Rebuilt from the toolchain's sources by ruchy-image.
+    Rebuilt,
 }
 
 #[cfg(test)]

@@ -14,57 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::toolchain::{field, Toolchain};
 
-/// Which std: the usual one, or one for `panic=immediate-abort`, built with the
-/// `optimize_for_size` feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Variant {
-    /// panic=unwind std (`panic_abort` too, so either strategy links), like rustup's.
-    Unwind,
-    /// Everything compiled with `panic=immediate-abort` and `optimize_for_size`: a panic
-    /// aborts with no message, and the formatting machinery panics need is gone.
-    ImmediateAbort,
-}
-
-impl Variant {
-    /// The variant's name, as it appears in paths and labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Unwind => "unwind",
-            Variant::ImmediateAbort => "immediate-abort",
-        }
-    }
-
-    /// rustc flags every crate linking against this std must be compiled with (they need
-    /// `RUSTC_BOOTSTRAP=1` when not empty).
-    pub fn consumer_rustflags(self) -> &'static [&'static str] {
-        match self {
-            Variant::Unwind => &[],
-            Variant::ImmediateAbort => &["-Zunstable-options", "-Cpanic=immediate-abort"],
-        }
-    }
-}
-
-/// Which standard library a binary links, and where that std came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StdInfo {
-    /// `toolchain`: the one the toolchain ships; `rebuilt`: built from the toolchain's
-    /// sources by ruchy-image, once per compiler (when the builder image was made, or on the
-    /// first local build that needed it).
-    pub source: StdSource,
-    /// `unwind` (the usual std) or `immediate-abort` (built with `optimize_for_size`).
-    pub variant: Variant,
-}
-
-/// Where a standard library came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StdSource {
-    /// Shipped with the toolchain.
-    Toolchain,
-    /// Rebuilt from the toolchain's sources by ruchy-image.
-    Rebuilt,
-}
+use crate::preset::StdVariant;
 
 /// What a built std was made from, written beside its libraries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +24,7 @@ pub struct Stamp {
     /// Target triple.
     pub target: String,
     /// Which std.
-    pub variant: Variant,
+    pub variant: StdVariant,
 }
 
 /// The stamp's file name, in `lib/rustlib/<target>/`.
@@ -100,7 +50,7 @@ pub fn cached_sysroot(
     cache_dir: &Path,
     toolchain: &Toolchain,
     target: &str,
-    variant: Variant,
+    variant: StdVariant,
 ) -> PathBuf {
     cache_dir
         .join("std")
@@ -112,7 +62,7 @@ pub fn cached_sysroot(
 pub fn ensure(
     toolchain: &Toolchain,
     target: &str,
-    variant: Variant,
+    variant: StdVariant,
     cache_dir: &Path,
     events: &Events,
 ) -> Result<PathBuf> {
@@ -132,14 +82,14 @@ pub fn ensure(
 /// The carrier crate's manifest: a library (nothing is linked) whose profile is rust-lang's
 /// `dist` profile for std. `panic_abort` is always compiled with `panic=abort`, or a
 /// program using that strategy would not link against an unwind std.
-fn carrier_manifest(variant: Variant) -> String {
+fn carrier_manifest(variant: StdVariant) -> String {
     let opt_level = match variant {
-        Variant::Unwind => "3",
-        Variant::ImmediateAbort => "\"z\"",
+        StdVariant::Unwind => "3",
+        StdVariant::ImmediateAbort => "\"z\"",
     };
     let panic = match variant {
-        Variant::Unwind => "unwind",
-        Variant::ImmediateAbort => "abort",
+        StdVariant::Unwind => "unwind",
+        StdVariant::ImmediateAbort => "abort",
     };
     format!(
         r#"cargo-features = ["profile-rustflags"]
@@ -336,8 +286,8 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
     let mut std_flags = vec!["-Cembed-bitcode=yes"];
     std_flags.extend(stamp.variant.consumer_rustflags());
     let (crates, features) = match stamp.variant {
-        Variant::Unwind => ("std,panic_abort,test", None),
-        Variant::ImmediateAbort => ("std,panic_abort", Some("optimize_for_size")),
+        StdVariant::Unwind => ("std,panic_abort,test", None),
+        StdVariant::ImmediateAbort => ("std,panic_abort", Some("optimize_for_size")),
     };
     let mut cargo = Command::new(&toolchain.cargo);
     cargo
@@ -430,7 +380,7 @@ mod tests {
         let stamp = Stamp {
             rustc: debian.into(),
             target: "x86_64-unknown-linux-musl".into(),
-            variant: Variant::Unwind,
+            variant: StdVariant::Unwind,
         };
         assert!(matches(&stamp, debian));
         assert!(!matches(&stamp, rustup));

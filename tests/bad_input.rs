@@ -60,7 +60,7 @@ fn unknown_preset_lists_the_valid_ones() {
     fails(
         &[&fib(), "--optimize", "fast"],
         2,
-        "[possible values: none, balanced, aggressive, nasa]",
+        "[possible values: none, balanced, aggressive, nasa, size]",
     );
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use ruchy_image::metrics::human_size;
 
-const PRESETS: [&str; 4] = ["none", "balanced", "aggressive", "nasa"];
+const PRESETS: [&str; 5] = ["none", "balanced", "aggressive", "nasa", "size"];
 
 fn fib() -> String {
     example("fibonacci.rs").display().to_string()
@@ -40,12 +40,12 @@ fn row<'a>(table: &'a str, preset: &str) -> &'a str {
 fn compare_reports_what_build_reports_for_every_preset() {
     let json = ruchy_image(["compare", &fib(), "--format", "json"]).ok();
     for (i, preset) in PRESETS.iter().enumerate() {
-        let line = format!("→ [{}/4] {preset}...", i + 1);
+        let line = format!("→ [{}/5] {preset}...", i + 1);
         assert!(json.stderr.contains(&line), "{line} in:\n{}", json.stderr);
     }
     let report = json.metrics();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4, "{report}");
+    assert_eq!(results.len(), 5, "{report}");
     for (preset, result) in PRESETS.iter().zip(results) {
         let built = build_json(&fib(), preset);
         assert_eq!(result["optimization_level"], *preset);
@@ -265,7 +265,7 @@ fn bad_sizes_and_presets_are_usage_errors() {
         ),
         (
             vec!["compare", "--presets", "none,fast"],
-            "[possible values: none, balanced, aggressive, nasa]",
+            "[possible values: none, balanced, aggressive, nasa, size]",
         ),
         (
             vec!["compare", "--presets", "nasa,none,nasa"],

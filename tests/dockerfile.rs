@@ -254,7 +254,7 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
     )
     .unwrap_err();
     assert!(
-        bad_preset.contains("OPTIMIZE=fast: expected none, balanced, aggressive or nasa"),
+        bad_preset.contains("OPTIMIZE=fast: expected none, balanced, aggressive, nasa or size"),
         "{bad_preset}"
     );
 

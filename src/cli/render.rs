@@ -12,7 +12,7 @@ use crate::compare::Verdict;
 use crate::error::Error;
 use crate::event::{Event, Events, Stage};
 use crate::metrics::{human_ms, human_size, BuildRecord};
-use crate::stdlib::{StdSource, Variant};
+use crate::preset::{StdSource, StdVariant};
 
 /// Which command's progress is shown: a build shows each step; a comparison one line per
 /// preset, and each build's steps only with `--verbose`.
@@ -250,9 +250,9 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         i.reference, record.optimization_level
     );
     let std = match (record.std.source, record.std.variant) {
-        (StdSource::Toolchain, Variant::Unwind) => String::new(),
-        (StdSource::Rebuilt, Variant::Unwind) => ", std rebuilt from source".into(),
-        (_, Variant::ImmediateAbort) => ", std for panic=immediate-abort".into(),
+        (StdSource::Toolchain, StdVariant::Unwind) => String::new(),
+        (StdSource::Rebuilt, StdVariant::Unwind) => ", std rebuilt from source".into(),
+        (_, StdVariant::ImmediateAbort) => ", std for panic=immediate-abort".into(),
     };
     let _ = writeln!(
         s,

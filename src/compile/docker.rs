@@ -28,9 +28,9 @@ use crate::event::{Event, Events};
 use crate::fsutil::{blocking, hex};
 use crate::metrics::human_size;
 use crate::preset::Flags;
+use crate::preset::StdVariant;
 use crate::source::Project;
-use crate::stdlib::{self, Stamp, Variant};
-use crate::toolchain::musl_target;
+use crate::stdlib::{self, Stamp};
 
 /// The builder image used when none is given: musl, so binaries are static already.
 pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
@@ -90,11 +90,11 @@ pub struct ImageStd {
 }
 
 impl ImageStd {
-    fn variant(&self) -> Variant {
+    fn variant(&self) -> StdVariant {
         self.stamp
             .as_ref()
             .map(|s| s.variant)
-            .unwrap_or(Variant::Unwind)
+            .unwrap_or(StdVariant::Unwind)
     }
 }
 
@@ -151,7 +151,7 @@ impl ImageToolchain {
     }
 
     /// The std for (`target`, `variant`), if the image has one.
-    pub fn std_for(&self, target: &str, variant: Variant) -> Option<&ImageStd> {
+    pub fn std_for(&self, target: &str, variant: StdVariant) -> Option<&ImageStd> {
         self.stds
             .iter()
             .find(|s| s.target == target && s.variant() == variant)
@@ -380,21 +380,12 @@ impl Compiler for DockerCompiler {
         "docker"
     }
 
-    async fn default_target(&self, static_link: bool) -> Result<String> {
-        let host = &self.image.target;
-        Ok(match musl_target(host) {
-            Some(musl)
-                if static_link
-                    && self
-                        .image
-                        .toolchain
-                        .std_for(&musl, Variant::Unwind)
-                        .is_some() =>
-            {
-                musl
-            }
-            _ => host.clone(),
-        })
+    async fn host_target(&self) -> Result<String> {
+        Ok(self.image.target.clone())
+    }
+
+    async fn can_make(&self, target: &str, variant: StdVariant) -> bool {
+        self.image.toolchain.std_for(target, variant).is_some()
     }
 
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
@@ -550,8 +541,8 @@ impl DockerCompiler {
         }
         let Some(std) = toolchain.std_for(target, variant) else {
             let what = match variant {
-                Variant::Unwind => format!("no standard library for {target}"),
-                Variant::ImmediateAbort => format!(
+                StdVariant::Unwind => format!("no standard library for {target}"),
+                StdVariant::ImmediateAbort => format!(
                     "no standard library for {target} built for panic=immediate-abort (the size preset's)"
                 ),
             };

@@ -18,9 +18,10 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::fsutil::blocking;
 use crate::preset::Flags;
+use crate::preset::StdVariant;
 use crate::source::Project;
-use crate::stdlib::{self, Variant};
-use crate::toolchain::{musl_target, Toolchain};
+use crate::stdlib;
+use crate::toolchain::Toolchain;
 
 /// Compiles with the host's `cargo`.
 #[derive(Debug, Clone)]
@@ -54,12 +55,6 @@ impl LocalCompiler {
         &self.toolchain
     }
 
-    /// Whether the toolchain has std for (`target`, `variant`) or can build it.
-    fn can_make(&self, target: &str, variant: Variant) -> bool {
-        (variant == Variant::Unwind && self.toolchain.has_std(target))
-            || self.toolchain.std_sources().is_some()
-    }
-
     /// The std for the flags' target and panic strategy: the toolchain's own, or one built
     /// from its sources (now, the first time).
     async fn std_for(&self, flags: &Flags, events: &Events) -> Result<StdChoice> {
@@ -80,7 +75,7 @@ impl LocalCompiler {
                 ),
             });
         }
-        if variant == Variant::Unwind && toolchain.has_std(&target) {
+        if variant == StdVariant::Unwind && toolchain.has_std(&target) {
             if let Some(stamp) = stdlib::read_stamp(&toolchain.sysroot, &target) {
                 if !stdlib::matches(&stamp, &toolchain.verbose_version) {
                     return Err(mismatch(&target, &toolchain.sysroot, &stamp, &toolchain));
@@ -96,8 +91,8 @@ impl LocalCompiler {
         }
         if toolchain.std_sources().is_none() {
             let what = match variant {
-                Variant::Unwind => format!("no standard library for {target}"),
-                Variant::ImmediateAbort => {
+                StdVariant::Unwind => format!("no standard library for {target}"),
+                StdVariant::ImmediateAbort => {
                     format!("no standard library for {target} built for panic=immediate-abort")
                 }
             };
@@ -141,12 +136,13 @@ impl Compiler for LocalCompiler {
         "local"
     }
 
-    async fn default_target(&self, static_link: bool) -> Result<String> {
-        let host = self.toolchain.host();
-        Ok(match musl_target(&host) {
-            Some(musl) if static_link && self.can_make(&musl, Variant::Unwind) => musl,
-            _ => host,
-        })
+    async fn host_target(&self) -> Result<String> {
+        Ok(self.toolchain.host())
+    }
+
+    async fn can_make(&self, target: &str, variant: StdVariant) -> bool {
+        (variant == StdVariant::Unwind && self.toolchain.has_std(target))
+            || self.toolchain.std_sources().is_some()
     }
 
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {

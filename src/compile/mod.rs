@@ -13,8 +13,9 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::event::Events;
 use crate::preset::Flags;
+use crate::preset::StdVariant;
+pub use crate::preset::{StdInfo, StdSource};
 use crate::source::Project;
-pub use crate::stdlib::{StdInfo, StdSource};
 
 pub use docker::{BuilderImage, DockerCompiler, DEFAULT_BUILDER_IMAGE};
 pub use local::LocalCompiler;
@@ -55,9 +56,11 @@ pub trait Compiler: Send + Sync {
     /// Short name for metrics and messages (`local`, `docker`).
     fn name(&self) -> &'static str;
 
-    /// The target triple used when the user does not pass `--target`: for a static binary,
-    /// musl when the backend can make it, else its host triple.
-    async fn default_target(&self, static_link: bool) -> Result<String>;
+    /// The host triple of the backend's toolchain.
+    async fn host_target(&self) -> Result<String>;
+
+    /// Whether the backend has (or can build) std for `target` in `variant`.
+    async fn can_make(&self, target: &str, variant: StdVariant) -> bool;
 
     /// Builds the project's binary with the given flags; what the compiler prints goes out
     /// as [`Event::CompilerOutput`](crate::event::Event::CompilerOutput).
