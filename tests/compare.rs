@@ -107,7 +107,7 @@ fn compare_reports_what_build_reports_for_every_preset() {
         .ok()
         .stdout;
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 5, "{csv}");
+    assert_eq!(lines.len(), 6, "{csv}");
     for (line, result) in lines[1..].iter().zip(results) {
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields[0], result["optimization_level"]);
@@ -116,12 +116,12 @@ fn compare_reports_what_build_reports_for_every_preset() {
         assert_eq!(fields[3], result["image"]["compressed_size"].to_string());
     }
 
-    // Markdown: a header, a rule, four rows.
+    // Markdown: a header, a rule, five rows.
     let markdown = ruchy_image(["compare", &fib(), "--format", "markdown"])
         .ok()
         .stdout;
     let lines: Vec<&str> = markdown.lines().collect();
-    assert_eq!(lines.len(), 6, "{markdown}");
+    assert_eq!(lines.len(), 7, "{markdown}");
     assert!(
         lines[1].starts_with("|---") && lines[1].ends_with(":|"),
         "{markdown}"
