@@ -222,6 +222,8 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
     let ruchy_tag = "ruchy-image-test/fib-ruchy-image:aggressive";
     let alpine_tag = "ruchy-image-test/fib-dockerfile:alpine";
     let base_tag = "ruchy-image-test/busybox-base:local";
+    let size_dockerfile_tag = "ruchy-image-test/fib-dockerfile:size";
+    let size_ruchy_tag = "ruchy-image-test/fib-ruchy-image:size";
     // Dropped in reverse: the builds' leftovers only after the tags are gone.
     let mut cache = BuildCache::default();
     let _images = Images(vec![
@@ -229,6 +231,8 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
         dockerfile_tag.into(),
         ruchy_tag.into(),
         alpine_tag.into(),
+        size_dockerfile_tag.into(),
+        size_ruchy_tag.into(),
     ]);
 
     // Bad build args fail in the build stage with a message saying what to pass.
@@ -372,4 +376,52 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
     let run = tool("docker", &["run", "--rm", alpine_tag, "20"]).ok();
     assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=1000 gid=1000\n");
     assert_eq!(inspect(alpine_tag, "{{.Config.User}}"), "1000:1000");
+    // Both pick musl when the builder has its std, and the size preset links the same
+    // immediate-abort std: the same binary again, byte for byte.
+    assert_eq!(metrics["libc"], "musl", "{metrics}");
+    let size_args = [
+        ("BUILDER_IMAGE", builder.as_str()),
+        ("BIN", "fibonacci"),
+        ("OPTIMIZE", "size"),
+    ];
+    build(
+        project.path(),
+        "Dockerfile",
+        &size_args,
+        Some(size_dockerfile_tag),
+        &mut cache,
+    )
+    .unwrap_or_else(|e| panic!("docker build of the size preset failed:\n{e}"));
+    let size_metrics = ruchy_image([
+        "build",
+        project.path().to_str().unwrap(),
+        "--builder",
+        "docker",
+        "--builder-image",
+        &builder,
+        "-O",
+        "size",
+        "--tag",
+        size_ruchy_tag,
+        "--json",
+        "-",
+    ])
+    .ok()
+    .metrics();
+    assert_eq!(size_metrics["std"]["variant"], "immediate-abort");
+    let dockerfile_size_bytes = file_bytes(size_dockerfile_tag, "/usr/local/bin/fibonacci");
+    let ruchy_size_bytes = file_bytes(size_ruchy_tag, "/usr/local/bin/fibonacci");
+    println!(
+        "| size preset | {} (docker build) | {} (ruchy-image) |",
+        dockerfile_size_bytes.len(),
+        ruchy_size_bytes.len()
+    );
+    assert!(
+        dockerfile_size_bytes == ruchy_size_bytes,
+        "size binaries differ: {} vs {} bytes",
+        dockerfile_size_bytes.len(),
+        ruchy_size_bytes.len()
+    );
+    let run = tool("docker", &["run", "--rm", size_dockerfile_tag, "20"]).ok();
+    assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
 }
