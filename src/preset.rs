@@ -373,11 +373,8 @@ impl Flags {
         if self.embed_bitcode {
             list.push("-C embed-bitcode=yes".to_string());
         }
-        match self.panic {
-            Some(panic @ (Panic::Abort | Panic::ImmediateAbort)) => {
-                list.push(format!("-C panic={}", panic.name()))
-            }
-            _ => {}
+        if let Some(panic @ (Panic::Abort | Panic::ImmediateAbort)) = self.panic {
+            list.push(format!("-C panic={}", panic.name()));
         }
         if self.debug {
             list.push("-C debuginfo=2".to_string());

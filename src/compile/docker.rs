@@ -755,6 +755,42 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_output_names_every_std_and_its_stamp() {
+        let output = "rustc 1.96.0 (ac68faa20 2026-05-25)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
+sysroot=/usr\n\
+std=/usr/lib/rustlib/x86_64-unknown-linux-gnu/lib\n\
+std=/usr/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
+stamp={\"rustc\":\"rustc 1.96.0\\nhost: x86_64-unknown-linux-gnu\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"unwind\"}\n\
+std=/usr/local/lib/ruchy-image/std/x86_64-unknown-linux-musl-immediate-abort/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
+stamp={\"rustc\":\"rustc 1.96.0\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"immediate-abort\"}\n\
+targets:\nx86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
+        let toolchain = ImageToolchain::parse(output);
+        assert_eq!(toolchain.version(), "rustc 1.96.0 (ac68faa20 2026-05-25)");
+        assert!(toolchain.rustc.contains("host: x86_64-unknown-linux-gnu"));
+        assert_eq!(toolchain.sysroot, "/usr");
+        assert_eq!(toolchain.targets.len(), 2);
+        let gnu = toolchain
+            .std_for("x86_64-unknown-linux-gnu", StdVariant::Unwind)
+            .unwrap();
+        assert!(gnu.stamp.is_none());
+        let musl = toolchain
+            .std_for("x86_64-unknown-linux-musl", StdVariant::Unwind)
+            .unwrap();
+        assert_eq!(musl.sysroot, "/usr");
+        assert!(musl.stamp.is_some());
+        let size = toolchain
+            .std_for("x86_64-unknown-linux-musl", StdVariant::ImmediateAbort)
+            .unwrap();
+        assert_eq!(
+            size.sysroot,
+            "/usr/local/lib/ruchy-image/std/x86_64-unknown-linux-musl-immediate-abort"
+        );
+        assert!(toolchain
+            .std_for("aarch64-unknown-linux-musl", StdVariant::Unwind)
+            .is_none());
+    }
+
+    #[test]
     fn the_cache_key_changes_with_inherited_rustflags_and_the_target() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.rs"), "fn main() {}").unwrap();
