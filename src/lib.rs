@@ -34,6 +34,8 @@ pub mod preset;
 pub mod publish;
 pub mod report;
 pub mod run;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod source;
 pub mod stdlib;
 pub mod toolchain;

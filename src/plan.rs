@@ -136,7 +136,7 @@ impl Request {
     }
 
     /// Checks what can be checked without touching anything.
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let listed = || {
             self.presets
                 .iter()

@@ -40,6 +40,78 @@ pub enum ImageCommand {
     /// Print a multi-stage Dockerfile that builds a Cargo project with a preset, as `build` does.
     #[command(after_long_help = DOCKERFILE_EXAMPLES)]
     Dockerfile(DockerfileArgs),
+    /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
+    /// build records, logs and images.
+    #[cfg(feature = "serve")]
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+#[cfg(feature = "serve")]
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  head -c 32 /dev/urandom | base64 > token && chmod 600 token
+  ruchy-image serve --data-dir /var/lib/ruchy-image --listen 127.0.0.1:7878 --token-file token
+  tar -czf - -C app . | curl -H \"Authorization: Bearer $(cat token)\" --data-binary @- \\
+      -H 'Content-Type: application/gzip' 'http://127.0.0.1:7878/v1/builds?optimize=aggressive'
+
+SIGTERM or Ctrl-C drains: no new build starts, running ones finish (or are cancelled after
+--shutdown-timeout), then it exits 0. The API is described at /v1/openapi.json.";
+
+/// `ruchy-image serve`
+#[cfg(feature = "serve")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the build database, sources, logs and images are kept.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    pub listen: std::net::SocketAddr,
+
+    /// A file holding the bearer token every /v1 request must carry.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Listen beyond loopback without a token (anyone who reaches the port can build).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Builds at once (each uses every core it can get).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+
+    /// The longest a build may run, then it is stopped with status timeout.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = duration_parser)]
+    pub timeout: std::time::Duration,
+
+    /// The longest a build may wait in the queue, then it times out.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration_parser)]
+    pub queue_ttl: std::time::Duration,
+
+    /// The biggest upload taken (413 above it).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = size_parser)]
+    pub max_upload: u64,
+
+    /// How long a shutdown waits for running builds before cancelling them.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_parser)]
+    pub shutdown_timeout: std::time::Duration,
+
+    /// The image builds compile in [default: rust:1-alpine, else the newest image made by
+    /// `builder import-host`; without an engine, the local toolchain].
+    #[arg(long, value_name = "IMAGE")]
+    pub builder_image: Option<String>,
+}
+
+#[cfg(feature = "serve")]
+fn duration_parser(value: &str) -> std::result::Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (e.g. 90s, 30m, 2h)"))
+}
+
+#[cfg(feature = "serve")]
+fn size_parser(value: &str) -> std::result::Result<u64, String> {
+    crate::metrics::parse_size(value)
 }
 
 /// `ruchy-image run`

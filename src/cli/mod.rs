@@ -29,6 +29,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "serve")]
+pub use args::ServeArgs;
 pub use args::{
     BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
     ImportHostArgs, RunArgs, EXIT_CODES,
@@ -46,6 +48,17 @@ use crate::report;
 /// code for `run`). SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the command and clean up after
 /// it; the exit code is then 128 + the signal's number.
 pub async fn run(command: ImageCommand) -> ExitCode {
+    // The service handles its own signals: it drains instead of stopping at once.
+    #[cfg(feature = "serve")]
+    if let ImageCommand::Serve(args) = command {
+        return match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {}", args::with_flag_names(error));
+                ExitCode::from(2)
+            }
+        };
+    }
     // A signal drops the running command: its guards kill cargo and remove temp outputs.
     let journal = Arc::new(Mutex::new(Journal::default()));
     let outcome = tokio::select! {
@@ -100,7 +113,70 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
             let text = crate::dockerfile::render(&args.to_lib()?)?;
             Ok(print_stdout("the Dockerfile", text.as_bytes())?)
         }
+        #[cfg(feature = "serve")]
+        ImageCommand::Serve(_) => unreachable!("run() serves before dispatching"),
     }
+}
+
+/// `ruchy-image serve`: runs until SIGINT or SIGTERM, then drains.
+#[cfg(feature = "serve")]
+async fn serve(args: args::ServeArgs) -> Result<(), Error> {
+    let token = match &args.token_file {
+        Some(file) => {
+            let token = std::fs::read_to_string(file).map_err(Error::io(format!(
+                "reading the token file {}",
+                file.display()
+            )))?;
+            let token = token.trim().to_string();
+            if token.is_empty() {
+                return Err(Error::InvalidInput {
+                    what: "token file",
+                    value: file.display().to_string(),
+                    reason: "it is empty; put a long random token in it".into(),
+                });
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        dirs::data_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("ruchy-image")
+    });
+    let options = crate::serve::ServeOptions {
+        data_dir,
+        listen: args.listen,
+        token,
+        insecure_no_auth: args.insecure_no_auth,
+        workers: args.workers as usize,
+        timeout: args.timeout,
+        queue_ttl: args.queue_ttl,
+        max_upload: args.max_upload,
+        shutdown_timeout: args.shutdown_timeout,
+        builder_image: args.builder_image.clone(),
+    };
+    let events = crate::event::Events::new(|event| match event {
+        crate::event::Event::Note { message } | crate::event::Event::Step { message } => {
+            eprintln!("ℹ {message}")
+        }
+        crate::event::Event::Warning { message } => eprintln!("warning: {message}"),
+        _ => {}
+    });
+    let data = options.data_dir.display().to_string();
+    crate::serve::serve(
+        options,
+        events,
+        |address| {
+            // On stdout, one line, for scripts and tests that started us with port 0.
+            println!("ruchy-image serve: listening on http://{address} (data in {data})");
+            let _ = std::io::stdout().flush();
+        },
+        async {
+            stop_signal().await;
+        },
+    )
+    .await
 }
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.

@@ -504,7 +504,12 @@ impl Compiler for DockerCompiler {
             ..Default::default()
         };
         let id = self.engine.create_container(config).await?;
-        // Whatever happens next, the container goes.
+        // Whatever happens next, the container goes; if this future is dropped (a cancelled
+        // service build), the guard removes it.
+        let guard = ContainerGuard {
+            engine: self.engine.clone(),
+            id: Some(id.clone()),
+        };
         let result = async {
             self.upload(&id, context, ca, events).await?;
             self.build_in(&id, project, flags, &artifact_dir, &binary, events)
@@ -512,6 +517,7 @@ impl Compiler for DockerCompiler {
         }
         .await;
         let removed = self.engine.remove_container(&id).await;
+        guard.disarm();
         Error::with_cleanup(result, removed)?;
         Ok(Artifact {
             binary,
@@ -698,6 +704,31 @@ impl DockerCompiler {
             .map_err(|e| Error::io("packing the source")(e.into()));
         uploaded?;
         written?
+    }
+}
+
+/// Removes a builder container when the build using it is dropped before it could.
+struct ContainerGuard {
+    engine: Engine,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let engine = self.engine.clone();
+        runtime.spawn(async move {
+            let _ = engine.remove_container(&id).await;
+        });
     }
 }
 

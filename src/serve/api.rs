@@ -1,0 +1,426 @@
+//! The HTTP API under `/v1` (JSON, bearer token), `/healthz` and `/metrics`. Conventions
+//! follow Docker Engine's `POST /build` (the context as a tar body, options as query
+//! parameters) and Cloud Build's build records (status, times, results).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::options::Options;
+use super::store::{NewBuild, Status};
+use super::upload;
+use super::worker::Queue;
+use crate::fsutil::hex;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The queue and the store.
+    pub queue: Queue,
+    /// The bearer token `/v1` requires, if any.
+    pub token: Option<String>,
+    /// Most bytes a context may unpack to.
+    pub max_unpacked: u64,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// An API error: a status and a message, sent as `{"error": message}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(error: crate::Error) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no build {id}"))
+}
+
+/// The router: `/v1/*` behind the token, `/healthz` and `/metrics` open.
+pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
+    let v1 = Router::new()
+        .route("/v1/builds", post(create).get(list))
+        .route("/v1/builds/{id}", get(show))
+        .route("/v1/builds/{id}/log", get(log))
+        .route("/v1/builds/{id}/cancel", post(cancel))
+        .route("/v1/builds/{id}/image", get(image))
+        .route("/v1/openapi.json", get(openapi))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(max_upload));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): Shared, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required: Authorization: Bearer TOKEN (the one in the server's --token-file)".into(),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// A new build ID: milliseconds since 1970 (so IDs sort by age) and random bits.
+fn new_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut random = [0u8; 6];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut urandom, &mut random);
+    }
+    format!("b{:011x}{}", now.as_millis(), hex(&random))
+}
+
+/// The project a context builds: its package's name, or the file's.
+fn project_name(dir: &std::path::Path, source_path: &str) -> String {
+    if source_path != "." {
+        return source_path.to_string();
+    }
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if let (true, Some(rest)) = (in_package, line.strip_prefix("name")) {
+            if let Some(value) = rest.trim_start().strip_prefix('=') {
+                return value.trim().trim_matches('"').to_string();
+            }
+        }
+    }
+    "workspace".into()
+}
+
+async fn create(
+    State(state): Shared,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
+    let options = Options::from_query(&query).map_err(bad)?;
+    let store = &state.queue.store;
+    let id = new_id();
+    let dir = store.source_dir(&id);
+    let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
+    let max = state.max_unpacked;
+    let source_path = {
+        let dir = dir.clone();
+        crate::fsutil::blocking(move || upload::unpack(&body, &dir, max))
+            .await
+            .map_err(|e| bad(e.to_string()))?
+    };
+    let checked = options
+        .request(&dir.join(&source_path), &store.cache_dir())
+        .and_then(|request| request.validate().map_err(|e| e.to_string()));
+    if let Err(reason) = checked {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(bad(reason));
+    }
+    let build = NewBuild {
+        project: project_name(&dir, &source_path),
+        id: id.clone(),
+        options: serde_json::to_value(&options).unwrap_or_default(),
+        source_digest: digest,
+        source_path,
+    };
+    let record = match store.insert(&build).await {
+        Ok(record) => record,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
+    state.queue.wake.notify_one();
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/builds/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(record)).into_response())
+}
+
+async fn show(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let record = state.queue.store.get(&id).await?;
+    let record = record.ok_or_else(|| not_found(&id))?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+async fn list(State(state): Shared, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let builds = state
+        .queue
+        .store
+        .list(status, limit, query.before.as_deref())
+        .await?;
+    let next = (builds.len() as i64 == limit)
+        .then(|| builds.last().map(|b| b.id.clone()))
+        .flatten();
+    Ok(Json(serde_json::json!({ "builds": builds, "next_before": next })).into_response())
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn log(
+    State(state): Shared,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let store = state.queue.store.clone();
+    if store.get(&id).await?.is_none() {
+        return Err(not_found(&id));
+    }
+    let path = store.log_path(&id);
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        let text = tokio::fs::read(&path).await.unwrap_or_default();
+        return Ok((text_plain, text).into_response());
+    }
+    // Follow: send what is there, then what is appended, until the build has ended and
+    // everything it wrote was sent.
+    let stream = futures_util::stream::unfold((0u64, false), move |(offset, done)| {
+        let (store, path, id) = (store.clone(), path.clone(), id.clone());
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let ended = match store.get(&id).await {
+                    Ok(Some(record)) => record.status.is_final(),
+                    _ => true,
+                };
+                let chunk = read_from(&path, offset).await;
+                if !chunk.is_empty() {
+                    let next = offset + chunk.len() as u64;
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (next, false)));
+                }
+                if ended {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok((text_plain, Body::from_stream(stream)).into_response())
+}
+
+async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return Vec::new();
+    };
+    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut chunk = Vec::new();
+    let _ = (&mut file).take(1 << 20).read_to_end(&mut chunk).await;
+    chunk
+}
+
+async fn cancel(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let store = &state.queue.store;
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    if record.status.is_final() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("build {id} has already ended ({})", record.status.name()),
+        ));
+    }
+    if !store.cancel_queued(&id).await? {
+        let token = state
+            .queue
+            .running
+            .lock()
+            .expect("running builds")
+            .get(&id)
+            .cloned();
+        if let Some(token) = token {
+            token.cancel();
+        }
+        // The worker records the end once the build's container is stopped.
+        for _ in 0..100 {
+            match store.get(&id).await? {
+                Some(r) if r.status.is_final() => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ImageQuery {
+    preset: Option<String>,
+}
+
+async fn image(
+    State(state): Shared,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<ImageQuery>,
+) -> Result<Response, ApiError> {
+    let store = &state.queue.store;
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    let presets: Vec<&String> = record.images.keys().collect();
+    let digest = match (&query.preset, presets.as_slice()) {
+        (Some(preset), _) => record.images.get(preset).ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("build {id} has no image for preset `{preset}` (it has: {presets:?})"),
+            )
+        })?,
+        (None, [one]) => &record.images[*one],
+        (None, []) => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("build {id} has no image ({})", record.status.name()),
+            ))
+        }
+        (None, _) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("build {id} has several images: pass preset= one of {presets:?}"),
+            ))
+        }
+    };
+    let file = tokio::fs::File::open(store.blob_path(digest))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.clone(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Upper bounds (seconds) of the build duration histogram's buckets.
+const BUCKETS: [f64; 9] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
+async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
+    use std::fmt::Write;
+    let store = &state.queue.store;
+    let counts = store.counts().await?;
+    let durations = store.durations().await?;
+    let mut text = String::new();
+    let _ = writeln!(text, "# HELP ruchy_image_builds Builds by status.");
+    let _ = writeln!(text, "# TYPE ruchy_image_builds gauge");
+    for status in Status::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| s == status.name())
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            text,
+            "ruchy_image_builds{{status=\"{}\"}} {n}",
+            status.name()
+        );
+    }
+    let queued = counts
+        .iter()
+        .find(|(s, _)| s == "queued")
+        .map_or(0, |(_, n)| *n);
+    let _ = writeln!(
+        text,
+        "# HELP ruchy_image_queue_depth Builds waiting for a worker."
+    );
+    let _ = writeln!(text, "# TYPE ruchy_image_queue_depth gauge");
+    let _ = writeln!(text, "ruchy_image_queue_depth {queued}");
+    let _ = writeln!(
+        text,
+        "# HELP ruchy_image_build_duration_seconds Wall time of builds that ran."
+    );
+    let _ = writeln!(text, "# TYPE ruchy_image_build_duration_seconds histogram");
+    for bound in BUCKETS {
+        let n = durations.iter().filter(|d| **d <= bound).count();
+        let _ = writeln!(
+            text,
+            "ruchy_image_build_duration_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "ruchy_image_build_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        durations.len()
+    );
+    let _ = writeln!(
+        text,
+        "ruchy_image_build_duration_seconds_sum {}",
+        durations.iter().sum::<f64>()
+    );
+    let _ = writeln!(
+        text,
+        "ruchy_image_build_duration_seconds_count {}",
+        durations.len()
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
