@@ -1,0 +1,820 @@
+//! `ruchy-image serve`, end to end: the real binary listening on loopback, real sources sent
+//! with curl, real builds in the builder image, images downloaded and run by the engine, and
+//! the process killed with SIGKILL and SIGTERM.
+
+mod common;
+mod guards;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use guards::{builder_image, Images};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A running `ruchy-image serve`, killed (SIGKILL) when dropped if still running.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token_file(data: &Path) -> PathBuf {
+    let file = data.with_extension("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    file
+}
+
+/// The `serve` command for `data`, on a free loopback port, with the tests' builder image.
+fn serve_command(data: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
+    cmd.args(["serve", "--data-dir", data.to_str().unwrap()])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--builder-image",
+            &builder_image(),
+        ])
+        .arg("--token-file")
+        .arg(token_file(data))
+        .args(extra)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts the service and waits for the line that says where it listens.
+fn start(data: &Path, extra: &[&str]) -> Server {
+    let mut child = serve_command(data, extra).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr);
+            panic!("serve did not start: {line}{stderr}")
+        })
+        .to_string();
+    Server { child, url }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    body: String,
+    headers: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// `curl` with the token (unless `token` is false), returning status, headers and body.
+fn curl(server: &Server, method: &str, path: &str, args: &[&str], token: bool) -> Answer {
+    let headers = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-X", method, "-D"])
+        .arg(headers.path())
+        .args(["-w", "\n%{http_code}"]);
+    if token {
+        cmd.args(["-H", &format!("Authorization: Bearer {TOKEN}")]);
+    }
+    cmd.args(args).arg(format!("{}{path}", server.url));
+    let out = cmd.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Answer {
+        status: status.trim().parse().unwrap_or(0),
+        body: body.to_string(),
+        headers: std::fs::read_to_string(headers.path()).unwrap_or_default(),
+    }
+}
+
+/// A gzip'd tar of `dir`'s contents, as a client sends it.
+fn context_of(dir: &Path) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new()
+        .suffix(".tar.gz")
+        .tempfile()
+        .unwrap();
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(file.path())
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    file
+}
+
+/// Submits `context` with `query`; the accepted record.
+fn submit(server: &Server, context: &Path, query: &str) -> serde_json::Value {
+    let data = format!("@{}", context.display());
+    let answer = curl(
+        server,
+        "POST",
+        &format!("/v1/builds?{query}"),
+        &[
+            "--data-binary",
+            &data,
+            "-H",
+            "Content-Type: application/gzip",
+        ],
+        true,
+    );
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let record = answer.json();
+    let id = record["id"].as_str().unwrap();
+    assert!(
+        answer
+            .headers
+            .to_lowercase()
+            .contains(&format!("location: /v1/builds/{id}")),
+        "{}",
+        answer.headers
+    );
+    record
+}
+
+fn record(server: &Server, id: &str) -> serde_json::Value {
+    let answer = curl(server, "GET", &format!("/v1/builds/{id}"), &[], true);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()
+}
+
+/// Polls the record until `until` says yes (or fails after `limit`).
+fn wait_for(
+    server: &Server,
+    id: &str,
+    limit: Duration,
+    until: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let current = record(server, id);
+        if until(&current) {
+            return current;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "waited {limit:?} for {id}: {current}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn ended(record: &serde_json::Value) -> bool {
+    !matches!(record["status"].as_str(), Some("queued" | "working"))
+}
+
+/// A single-file context holding the fibonacci example.
+fn fibonacci_context(dir: &Path) -> tempfile::NamedTempFile {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(example("fibonacci.rs"), dir.join("fibonacci.rs")).unwrap();
+    context_of(dir)
+}
+
+/// A Cargo project whose build script sleeps `seconds`: a build that is still working when
+/// the test acts on it.
+fn slow_project(dir: &Path, name: &str, seconds: u64) -> tempfile::NamedTempFile {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("build.rs"),
+        format!("fn main() {{ std::thread::sleep(std::time::Duration::from_secs({seconds})); }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        "fn main() { println!(\"slow\"); }\n",
+    )
+    .unwrap();
+    context_of(dir)
+}
+
+/// `docker ps`/`docker volume ls` of objects whose label `label` names a path under `data`.
+fn labelled_under(kind: &str, label: &str, data: &Path) -> Vec<String> {
+    let data = std::fs::canonicalize(data).unwrap().display().to_string();
+    let format = format!("{{{{.ID}}}}\t{{{{.Label \"{label}\"}}}}");
+    let format = if kind == "volume" {
+        format.replace(".ID", ".Name")
+    } else {
+        format
+    };
+    let mut args = vec![kind, "ls", "--filter"];
+    let filter = format!("label={label}");
+    args.push(&filter);
+    if kind == "container" {
+        args.push("-a");
+    }
+    args.extend(["--format", &format]);
+    let out = tool("docker", &args).ok().stdout;
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, path)| path.starts_with(&data))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Builder containers compiling a project of the service in `data` (`project` names the
+/// workspace, or "" for any).
+fn builders_in(data: &Path, project: &str) -> Vec<String> {
+    let workspace = std::fs::canonicalize(data)
+        .unwrap()
+        .join("workspaces")
+        .join(project);
+    let all = labelled_under("container", "dev.ruchy.image.source", data);
+    if project.is_empty() {
+        return all;
+    }
+    let prefix = workspace.display().to_string();
+    all.into_iter()
+        .filter(|id| {
+            let label = tool(
+                "docker",
+                &[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"dev.ruchy.image.source\"}}",
+                    id,
+                ],
+            )
+            .stdout;
+            label.trim().starts_with(&prefix)
+        })
+        .collect()
+}
+
+/// Removes the builder containers and cache volumes the service in `data` made, however the
+/// test ends.
+struct Leftovers(PathBuf);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if !self.0.exists() {
+            return;
+        }
+        for id in labelled_under("container", "dev.ruchy.image.source", &self.0) {
+            let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        }
+        for name in labelled_under("volume", "dev.ruchy.image.cache", &self.0) {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &name])
+                .output();
+        }
+    }
+}
+
+/// A data dir for a test's service, and the guard that cleans up after it.
+fn data_dir(dir: &Path) -> (PathBuf, Leftovers) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    (data.clone(), Leftovers(data))
+}
+
+#[test]
+fn a_build_over_http_is_recorded_logged_and_its_image_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &[]);
+    let context = fibonacci_context(&dir.path().join("fib"));
+
+    let accepted = submit(
+        &server,
+        context.path(),
+        "optimize=aggressive,size&tag=ruchy-image-test/served:1",
+    );
+    assert_eq!(accepted["status"], "queued");
+    assert_eq!(
+        accepted["options"]["optimize"],
+        serde_json::json!(["aggressive", "size"])
+    );
+    assert!(accepted["source_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let id = accepted["id"].as_str().unwrap().to_string();
+
+    // The log, followed live, ends when the build does.
+    let follow = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{id}/log?follow=true"),
+        &["-N"],
+        true,
+    );
+    assert_eq!(follow.status, 200);
+    assert!(
+        follow.body.contains("→ [1/2] aggressive"),
+        "{}",
+        follow.body
+    );
+    assert!(
+        follow.body.contains("Compiling fibonacci"),
+        "{}",
+        follow.body
+    );
+    assert!(follow.body.contains(": success"), "{}", follow.body);
+
+    let done = record(&server, &id);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["attempts"], 1);
+    for field in ["created_at", "started_at", "finished_at"] {
+        assert!(
+            done[field].as_str().unwrap().ends_with('Z'),
+            "{field}: {done}"
+        );
+    }
+    assert!(done["stages"]["compile"].as_u64().is_some(), "{done}");
+    let results = done["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    // Each result is what `build --json` writes for the same preset.
+    let local = ruchy_image_with(
+        [
+            "build",
+            example("fibonacci.rs").to_str().unwrap(),
+            "-O",
+            "size",
+            "--builder",
+            "docker",
+            "--builder-image",
+            &builder_image(),
+            "--tag",
+            "ruchy-image-test/served:1",
+            "--json",
+            "-",
+        ],
+        |_| {},
+    )
+    .ok()
+    .metrics();
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&results[1]), keys(&local));
+    assert_eq!(keys(&results[1]["image"]), keys(&local["image"]));
+    assert_eq!(results[1]["binary_size"], local["binary_size"]);
+    assert_eq!(results[1]["libc"], "musl");
+
+    // The image: a tarball docker load takes, that runs.
+    let _images = Images(vec!["ruchy-image-test/served:1".into()]);
+    let tarball = dir.path().join("image.tar");
+    let download = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{id}/image?preset=size"),
+        &["-o", tarball.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(download.status, 200, "{}", download.body);
+    tool("docker", &["load", "-i", tarball.to_str().unwrap()]).ok();
+    let run = tool("docker", &["run", "--rm", "ruchy-image-test/served:1"]).ok();
+    assert_eq!(run.stdout, "fibonacci(30) = 832040\nuid=65532 gid=65532\n");
+    let several = curl(&server, "GET", &format!("/v1/builds/{id}/image"), &[], true);
+    assert_eq!(several.status, 400, "{}", several.body);
+
+    // The same source again: a no-change rebuild, the same image blob.
+    let again = submit(
+        &server,
+        context.path(),
+        "optimize=size&tag=ruchy-image-test/served:1",
+    );
+    let again_id = again["id"].as_str().unwrap();
+    let again = wait_for(&server, again_id, Duration::from_secs(120), ended);
+    assert_eq!(again["status"], "success", "{again}");
+    assert_eq!(
+        again["results"][0]["image"]["digest"],
+        results[1]["image"]["digest"]
+    );
+    let blobs = std::fs::read_dir(data.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 2, "aggressive and size, the rebuild shares size's");
+
+    // Listing: newest first, filtered, paginated.
+    let list = curl(&server, "GET", "/v1/builds?limit=1", &[], true).json();
+    assert_eq!(list["builds"][0]["id"], again_id);
+    assert_eq!(list["next_before"], again_id);
+    let older = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds?before={again_id}"),
+        &[],
+        true,
+    )
+    .json();
+    assert_eq!(older["builds"][0]["id"], id.as_str());
+    let failed = curl(&server, "GET", "/v1/builds?status=failure", &[], true).json();
+    assert_eq!(failed["builds"].as_array().unwrap().len(), 0);
+
+    // Health and metrics need no token.
+    let health = curl(&server, "GET", "/healthz", &[], false);
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    let metrics = curl(&server, "GET", "/metrics", &[], false).body;
+    assert!(
+        metrics.contains("ruchy_image_builds{status=\"success\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ruchy_image_queue_depth 0"), "{metrics}");
+    assert!(
+        metrics.contains("ruchy_image_build_duration_seconds_count 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_openapi_document_describes_what_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &[]);
+    let document = curl(&server, "GET", "/v1/openapi.json", &[], true).json();
+    assert_eq!(document["openapi"], "3.0.3");
+    let paths = document["paths"].as_object().unwrap();
+    // Every operation, asked about a build that does not exist (or with no body), answers
+    // with a status its description lists.
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            let concrete = path.replace("{id}", "b000000000000000000000");
+            let answer = curl(&server, &method.to_uppercase(), &concrete, &[], true);
+            let documented = operation["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(&answer.status.to_string()),
+                "{method} {path} answered {} ({}), documented: {:?}",
+                answer.status,
+                answer.body,
+                documented.keys().collect::<Vec<_>>()
+            );
+            if path.starts_with("/v1/") {
+                let anonymous = curl(&server, &method.to_uppercase(), &concrete, &[], false);
+                assert_eq!(anonymous.status, 401, "{method} {path}");
+                assert!(documented.contains_key("401"), "{method} {path}");
+            }
+        }
+    }
+    let build = &document["components"]["schemas"]["Build"]["properties"];
+    for status in [
+        "queued",
+        "working",
+        "success",
+        "failure",
+        "cancelled",
+        "timeout",
+    ] {
+        assert!(
+            build["status"]["enum"]
+                .as_array()
+                .unwrap()
+                .contains(&status.into()),
+            "{status}"
+        );
+    }
+}
+
+/// A raw tar with one entry named `name` (no checks, so bad names can be made).
+fn raw_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    let data = b"fn main() {}";
+    header.set_size(if kind == tar::EntryType::Regular {
+        data.len() as u64
+    } else {
+        0
+    });
+    header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    if let Some(link) = link {
+        header.as_gnu_mut().unwrap().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    let body: &[u8] = if kind == tar::EntryType::Regular {
+        data
+    } else {
+        &[]
+    };
+    builder.append(&header, body).unwrap();
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn bad_requests_are_refused_clearly_and_record_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &["--max-upload", "64KiB"]);
+    let context = fibonacci_context(&dir.path().join("fib"));
+    let context_arg = format!("@{}", context.path().display());
+    let post = |query: &str, body: &str, token: bool| {
+        curl(
+            &server,
+            "POST",
+            &format!("/v1/builds?{query}"),
+            &["--data-binary", body],
+            token,
+        )
+    };
+
+    let no_token = post("optimize=aggressive", &context_arg, false);
+    assert_eq!(no_token.status, 401);
+    assert!(no_token
+        .headers
+        .to_lowercase()
+        .contains("www-authenticate: bearer"));
+    let wrong = curl(
+        &server,
+        "GET",
+        "/v1/builds",
+        &["-H", "Authorization: Bearer not-the-token"],
+        false,
+    );
+    assert_eq!(wrong.status, 401);
+
+    let not_tar = post("", "this is not a tar archive, only words", true);
+    assert_eq!(not_tar.status, 400, "{}", not_tar.body);
+    assert!(
+        not_tar.json()["error"].as_str().unwrap().contains("tar"),
+        "{}",
+        not_tar.body
+    );
+
+    for (name, kind, link) in [
+        ("../escape.rs", tar::EntryType::Regular, None),
+        ("/tmp/absolute.rs", tar::EntryType::Regular, None),
+        ("out", tar::EntryType::Symlink, Some("../../../etc")),
+    ] {
+        let file = dir.path().join("bad.tar");
+        std::fs::write(&file, raw_tar(name, kind, link)).unwrap();
+        let answer = post("", &format!("@{}", file.display()), true);
+        assert_eq!(answer.status, 400, "{name}: {}", answer.body);
+        assert!(
+            answer.body.contains("outside the build context"),
+            "{}",
+            answer.body
+        );
+    }
+    assert!(!dir.path().join("escape.rs").exists());
+
+    // A gzip bomb: 16 MiB of zeros in a few KiB, over the 4 x 64 KiB it may unpack to.
+    let bomb_dir = dir.path().join("bomb");
+    std::fs::create_dir_all(&bomb_dir).unwrap();
+    std::fs::write(bomb_dir.join("app.rs"), vec![b' '; 16 << 20]).unwrap();
+    let bomb = context_of(&bomb_dir);
+    assert!(std::fs::metadata(bomb.path()).unwrap().len() < 64 << 10);
+    let answer = post("", &format!("@{}", bomb.path().display()), true);
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("size limit"), "{}", answer.body);
+
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 200 << 10]).unwrap();
+    let too_big = post("", &format!("@{}", big.display()), true);
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+
+    let preset = post("optimize=fast", &context_arg, true);
+    assert_eq!(preset.status, 400);
+    assert!(
+        preset
+            .body
+            .contains("none, balanced, aggressive, nasa, size"),
+        "{}",
+        preset.body
+    );
+    let flag = post("lto=max", &context_arg, true);
+    assert_eq!(flag.status, 400);
+    assert!(flag.body.contains("valid: off, thin, fat"), "{}", flag.body);
+    let unknown = post("colour=red", &context_arg, true);
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.body.contains("unknown parameter `colour`"),
+        "{}",
+        unknown.body
+    );
+    let unwind = post("optimize=size&panic=unwind", &context_arg, true);
+    assert_eq!(unwind.status, 400);
+    assert!(unwind.body.contains("cannot unwind"), "{}", unwind.body);
+
+    let missing = curl(
+        &server,
+        "GET",
+        "/v1/builds/b0000000000000000000000",
+        &[],
+        true,
+    );
+    assert_eq!(missing.status, 404);
+    let status = curl(&server, "GET", "/v1/builds?status=nope", &[], true);
+    assert_eq!(status.status, 400);
+    assert!(
+        status.body.contains("valid: queued, working"),
+        "{}",
+        status.body
+    );
+
+    // Nothing was recorded, and nothing was left unpacked.
+    let list = curl(&server, "GET", "/v1/builds", &[], true).json();
+    assert_eq!(list["builds"].as_array().unwrap().len(), 0, "{list}");
+    assert_eq!(std::fs::read_dir(data.join("sources")).unwrap().count(), 0);
+}
+
+#[test]
+fn failures_and_cancels_are_recorded_and_the_service_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &["--workers", "2"]);
+
+    let broken_dir = dir.path().join("broken");
+    std::fs::create_dir_all(&broken_dir).unwrap();
+    std::fs::copy(fixture("broken.rs"), broken_dir.join("broken.rs")).unwrap();
+    let broken = submit(
+        &server,
+        context_of(&broken_dir).path(),
+        "optimize=aggressive",
+    );
+    let slow = submit(
+        &server,
+        slow_project(&dir.path().join("slow"), "slow-cancel", 600).path(),
+        "optimize=none",
+    );
+    let slow_id = slow["id"].as_str().unwrap();
+
+    let broken = wait_for(
+        &server,
+        broken["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+        ended,
+    );
+    assert_eq!(broken["status"], "failure", "{broken}");
+    assert_eq!(broken["error"]["stage"], "compile", "{broken}");
+    assert_eq!(broken["results"][0]["preset"], "aggressive");
+    let log = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{}/log", broken["id"].as_str().unwrap()),
+        &[],
+        true,
+    )
+    .body;
+    assert!(log.contains("mismatched types"), "{log}");
+
+    // Cancel a running build: its builder container goes.
+    wait_for(&server, slow_id, Duration::from_secs(120), |r| {
+        r["status"] == "working" && !builders_in(&data, "slow-cancel").is_empty()
+    });
+    let cancelled = curl(
+        &server,
+        "POST",
+        &format!("/v1/builds/{slow_id}/cancel"),
+        &[],
+        true,
+    );
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    let started = Instant::now();
+    while !builders_in(&data, "slow-cancel").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "container left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let again = curl(
+        &server,
+        "POST",
+        &format!("/v1/builds/{slow_id}/cancel"),
+        &[],
+        true,
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    let health = curl(&server, "GET", "/healthz", &[], false);
+    assert_eq!(health.status, 200);
+}
+
+#[test]
+fn killed_and_started_again_it_loses_no_build_and_leaves_no_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let mut server = start(&data, &["--workers", "1"]);
+    let slow = submit(
+        &server,
+        slow_project(&dir.path().join("slow"), "slow-restart", 10).path(),
+        "optimize=none",
+    );
+    let fib = submit(
+        &server,
+        fibonacci_context(&dir.path().join("fib")).path(),
+        "optimize=aggressive",
+    );
+    let slow_id = slow["id"].as_str().unwrap();
+    wait_for(&server, slow_id, Duration::from_secs(120), |r| {
+        r["status"] == "working" && !builders_in(&data, "slow-restart").is_empty()
+    });
+    assert_eq!(
+        record(&server, fib["id"].as_str().unwrap())["status"],
+        "queued"
+    );
+
+    // SIGKILL: the container is left behind, the build stays `working` in the database.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(!builders_in(&data, "slow-restart").is_empty());
+
+    let server = start(&data, &["--workers", "1"]);
+    let slow = wait_for(&server, slow_id, Duration::from_secs(180), ended);
+    assert_eq!(slow["status"], "success", "{slow}");
+    assert_eq!(slow["attempts"], 2);
+    let fib = wait_for(
+        &server,
+        fib["id"].as_str().unwrap(),
+        Duration::from_secs(180),
+        ended,
+    );
+    assert_eq!(fib["status"], "success", "{fib}");
+    assert!(builders_in(&data, "").is_empty());
+}
+
+#[test]
+fn sigterm_drains_running_builds_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let mut server = start(&data, &[]);
+    let slow = submit(
+        &server,
+        slow_project(&dir.path().join("slow"), "slow-drain", 6).path(),
+        "optimize=none",
+    );
+    let id = slow["id"].as_str().unwrap().to_string();
+    wait_for(&server, &id, Duration::from_secs(120), |r| {
+        r["status"] == "working"
+    });
+    let pid = server.child.id() as i32;
+    // SAFETY: a signal to the child we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "serve did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{status:?}");
+
+    // The build finished before the exit.
+    let server = start(&data, &[]);
+    assert_eq!(record(&server, &id)["status"], "success");
+}
+
+#[test]
+fn the_data_dir_is_one_service_s_and_must_be_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _first = start(&data, &[]);
+    let second = serve_command(&data, &[]).output().unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another `ruchy-image serve` uses it"),
+        "{stderr}"
+    );
+
+    let unwritable = dir.path().join("unwritable");
+    std::fs::create_dir_all(unwritable.join("ruchy-image.db")).unwrap();
+    let run = serve_command(&unwritable, &[]).output().unwrap();
+    assert_ne!(run.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("ruchy-image.db"), "{stderr}");
+
+    let open = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("open"))
+        .output()
+        .unwrap();
+    assert_eq!(open.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(stderr.contains("needs a token file"), "{stderr}");
+}
