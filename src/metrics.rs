@@ -7,7 +7,7 @@ use crate::preset::StdInfo;
 use crate::preset::{FlagsRecord, Preset};
 
 /// What one build produced and what it cost. The first six fields are the chapter's schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildRecord {
     /// The source the user gave.
     pub source_file: String,
@@ -42,7 +42,7 @@ pub struct BuildRecord {
 
 /// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
 /// limits (128m, 0.5 CPU).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ColdStart {
     /// Runs measured.
     pub runs: u32,
@@ -103,10 +103,10 @@ pub struct BaseRecord {
 }
 
 /// Where an image went, for the summary and the metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     /// `oci-layout`, `archive`, `engine`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Path or reference of the output.
     pub location: String,
     /// For `engine`: the engine's own view of the loaded image.
@@ -115,7 +115,7 @@ pub struct Published {
 }
 
 /// The engine's view of a loaded image, reported beside ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineView {
     /// Image ID (the config digest).
     pub id: String,

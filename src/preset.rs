@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// opt-level=0, debug info kept: fastest compile, biggest binary.
@@ -71,7 +71,7 @@ impl FromStr for Preset {
 }
 
 /// Link-time optimization, as cargo's `lto` profile key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lto {
     /// No LTO across crates (`lto = "off"`).
@@ -93,7 +93,7 @@ impl Lto {
 }
 
 /// What to strip from the binary, as cargo's `strip` profile key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strip {
     /// Keep everything.
@@ -115,7 +115,7 @@ impl Strip {
 }
 
 /// Panic strategy, as rustc's `-C panic`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Panic {
     /// Unwind the stack on panic (Rust's default).
@@ -138,7 +138,7 @@ impl Panic {
 }
 
 /// An optimization level accepted by rustc: 0-3, `s` or `z`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OptLevel(String);
 
@@ -182,7 +182,7 @@ pub struct Overrides {
 }
 
 /// The complete, resolved set of compiler settings for one build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flags {
     /// The preset the settings started from.
     pub preset: Preset,
@@ -405,7 +405,7 @@ impl Flags {
 }
 
 /// `optimization_flags` in the metrics JSON: the chapter's fields first, then ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlagsRecord {
     /// rustc opt-level, as a string (`"3"`, `"z"`).
     pub opt_level: String,

@@ -818,3 +818,75 @@ fn the_data_dir_is_one_service_s_and_must_be_writable() {
     let stderr = String::from_utf8_lossy(&open.stderr);
     assert!(stderr.contains("needs a token file"), "{stderr}");
 }
+
+#[test]
+fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &[]);
+    let token = data.with_extension("token");
+    let layout = dir.path().join("layout");
+    let archive = dir.path().join("image.tar");
+    let fib = example("fibonacci.rs");
+    let run = ruchy_image([
+        "build",
+        fib.to_str().unwrap(),
+        "-O",
+        "size",
+        "--server",
+        &server.url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--oci-layout",
+        layout.to_str().unwrap(),
+        "--output",
+        archive.to_str().unwrap(),
+        "--json",
+        "-",
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("Compiling fibonacci"),
+        "the log: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("✓ Built fibonacci:size"),
+        "the summary: {}",
+        run.stderr
+    );
+    let record = run.metrics();
+    assert_eq!(record["optimization_level"], "size");
+    assert_eq!(record["libc"], "musl");
+    assert_eq!(record["outputs"][0]["kind"], "oci-layout");
+    let (summary, _) = skopeo_inspect(&layout, "size");
+    assert_eq!(summary["Digest"], record["image"]["digest"]);
+    let loaded = tool("docker", &["load", "-i", archive.to_str().unwrap()]).ok();
+    assert!(
+        loaded.stdout.contains("fibonacci:size"),
+        "{}",
+        loaded.stdout
+    );
+    let _images = Images(vec!["fibonacci:size".into()]);
+
+    // A wrong token: the server's message, a non-zero exit, nothing written.
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "nope").unwrap();
+    let refused = ruchy_image([
+        "build",
+        fib.to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--token-file",
+        wrong.to_str().unwrap(),
+        "--output",
+        dir.path().join("no.tar").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("bearer token is required"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.path().join("no.tar").exists());
+}

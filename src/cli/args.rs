@@ -306,6 +306,25 @@ pub struct BuildArgs {
     /// Write the build metrics as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]
     pub json: Option<PathBuf>,
+
+    /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
+    /// and the outputs written here (the server compiles in its own builder).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUCHY_IMAGE_SERVER",
+        help_heading = "Service"
+    )]
+    pub server: Option<String>,
+
+    /// The file holding the server's bearer token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RUCHY_IMAGE_TOKEN_FILE",
+        help_heading = "Service"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `ruchy-image compare`

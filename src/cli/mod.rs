@@ -22,6 +22,7 @@
 //! ```
 
 mod args;
+mod remote;
 mod render;
 
 use std::io::Write;
@@ -181,6 +182,11 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    if let Some(server) = args.server.clone() {
+        let budgets = args.budget.to_lib()?;
+        let record = remote::build(&args, &server, args.quiet).await?;
+        return report_build(&args, &record, &budgets);
+    }
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
     if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
@@ -195,14 +201,21 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
     let result = async { Plan::resolve(request, &events).await?.build(&events).await }.await;
     terminal.lock().expect("terminal").finish();
-    let record = result?;
+    report_build(&args, &result?, &budgets)
+}
 
+/// The end of a build, local or remote: the JSON, the summary, then the budgets' verdict.
+fn report_build(
+    args: &BuildArgs,
+    record: &BuildRecord,
+    budgets: &crate::budget::Budgets,
+) -> Result<(), Failure> {
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     if let Some(path) = &args.json {
-        write_json(path, &record)?;
+        write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = render::summary(&record);
+        let summary = render::summary(record);
         if json_to_stdout {
             eprint!("{summary}");
         } else {
@@ -210,7 +223,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
         }
     }
     // Checked last: CI logs then show the summary and the metrics that broke the budget.
-    let exceeded = budgets.check(&record);
+    let exceeded = budgets.check(record);
     if !exceeded.is_empty() {
         return Err(Failure::OverBudget(exceeded));
     }

@@ -135,10 +135,21 @@ impl Context {
     /// Writes the tar that goes to `/` of the builder: the project under `src/`, and the
     /// host's CA bundle at `ca_path` when there is one.
     pub fn write_tar(&self, out: impl Write, ca: Option<(&str, &[u8])>) -> Result<()> {
+        self.write_tar_under(out, "src/", ca).map(drop)
+    }
+
+    /// The same tar with every entry under `prefix` (`""` for the context's own root);
+    /// returns the writer.
+    pub fn write_tar_under<W: Write>(
+        &self,
+        out: W,
+        prefix: &str,
+        ca: Option<(&str, &[u8])>,
+    ) -> Result<W> {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
         for entry in &self.entries {
-            let name = format!("src/{}", entry.relative);
+            let name = format!("{prefix}{}", entry.relative);
             let mut header = tar::Header::new_gnu();
             header.set_mode(entry.mode);
             header.set_mtime(entry.mtime);
@@ -165,9 +176,9 @@ impl Context {
             tar.append_data(&mut header, path, ca)
                 .map_err(Error::io("sending the CA bundle"))?;
         }
-        tar.into_inner()
-            .and_then(|mut out| out.flush())
-            .map_err(Error::io("sending the source"))
+        let mut out = tar.into_inner().map_err(Error::io("sending the source"))?;
+        out.flush().map_err(Error::io("sending the source"))?;
+        Ok(out)
     }
 }
 

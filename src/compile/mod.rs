@@ -67,6 +67,14 @@ pub trait Compiler: Send + Sync {
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact>;
 }
 
+/// Writes the build context of the project at `root` (what its `.gitignore`, `.dockerignore`
+/// and `.ruchyimageignore` leave, without `target/`) as a tar to `out`, and returns `out`:
+/// what `ruchy-image serve` takes.
+pub fn write_context<W: std::io::Write>(root: &std::path::Path, out: W) -> Result<W> {
+    let context = context::Context::collect(root, &root.join("target"))?;
+    context.write_tar_under(out, "", None)
+}
+
 /// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.
 fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> Vec<String> {
     [

@@ -102,7 +102,7 @@ impl Staged for StagedLoad {
             });
         }
         Ok(Published {
-            kind: "engine",
+            kind: "engine".into(),
             location: reference,
             engine: Some(seen),
         })

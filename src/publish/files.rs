@@ -71,7 +71,7 @@ impl Staged for StagedDir {
             });
         }
         Ok(Published {
-            kind: "oci-layout",
+            kind: "oci-layout".into(),
             location: self.dest.display().to_string(),
             engine: None,
         })
@@ -100,7 +100,7 @@ impl Staged for StagedIndex {
         persist(OciLayoutPublisher::WHAT, temp, &index)?;
         self.added.clear();
         Ok(Published {
-            kind: "oci-layout",
+            kind: "oci-layout".into(),
             location: self.dest.display().to_string(),
             engine: None,
         })
@@ -212,7 +212,7 @@ impl Staged for StagedFile {
     async fn commit(self: Box<Self>) -> Result<Published> {
         persist(ArchivePublisher::WHAT, self.temp, &self.dest)?;
         Ok(Published {
-            kind: "archive",
+            kind: "archive".into(),
             location: self.dest.display().to_string(),
             engine: None,
         })
