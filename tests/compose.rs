@@ -21,10 +21,10 @@ fn compose_file() -> String {
         .to_string()
 }
 
-/// `docker-compose -f compose/docker-compose.yml -p PROJECT ARGS` with `env`.
-fn compose(project: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+/// `docker-compose -f FILE -p PROJECT ARGS` with `env`.
+fn compose_file_run(file: &str, project: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = Command::new("docker-compose");
-    cmd.args(["-f", &compose_file(), "-p", project]).args(args);
+    cmd.args(["-f", file, "-p", project]).args(args);
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -38,8 +38,14 @@ fn compose(project: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     }
 }
 
+/// `docker-compose -f compose/docker-compose.yml -p PROJECT ARGS` with `env`.
+fn compose(project: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    compose_file_run(&compose_file(), project, env, args)
+}
+
 /// `docker-compose down -v` of a project, however the test ends.
 struct Down {
+    file: String,
     project: String,
     env: Vec<(String, String)>,
 }
@@ -51,7 +57,12 @@ impl Drop for Down {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let _ = compose(&self.project, &env, &["down", "-v", "--remove-orphans"]);
+        let _ = compose_file_run(
+            &self.file,
+            &self.project,
+            &env,
+            &["down", "-v", "--remove-orphans"],
+        );
     }
 }
 
@@ -114,6 +125,7 @@ fn the_stack_runs_healthy_limited_and_non_root() {
     );
 
     let _down = Down {
+        file: compose_file(),
         project: project.clone(),
         env: env
             .iter()
@@ -215,6 +227,7 @@ fn a_missing_image_fails_and_the_wrapper_says_how_to_build_it() {
     let image = format!("ruchy-image-test/http-server:missing-{id}");
     let env = [("HTTP_SERVER_IMAGE", image.as_str()), ("HTTP_PORT", "8080")];
     let _down = Down {
+        file: compose_file(),
         project: project.clone(),
         env: env
             .iter()
@@ -248,4 +261,149 @@ fn a_missing_image_fails_and_the_wrapper_says_how_to_build_it() {
     assert!(up.stderr.contains(&image), "{}", up.stderr);
     let (containers, _) = leftovers(&project);
     assert!(containers.is_empty(), "{containers}");
+}
+
+/// Cache volumes the service made inside its container (labelled with its data dir's paths).
+struct ServiceVolumes;
+
+impl Drop for ServiceVolumes {
+    fn drop(&mut self) {
+        let Ok(out) = Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "--filter",
+                "label=dev.ruchy.image.cache",
+                "--format",
+                "{{.Name}}\t{{.Label \"dev.ruchy.image.cache\"}}",
+            ])
+            .output()
+        else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((name, "/var/lib/ruchy-image/")) = line
+                .split_once('\t')
+                .map(|(n, l)| (n, l.get(..21).unwrap_or(l)))
+            {
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", "-f", name])
+                    .output();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_service_stack_builds_what_it_is_sent() {
+    let id = std::process::id();
+    let project = format!("ruchy-image-test-service-{id}");
+    let image = format!("ruchy-image-test/service:compose-{id}");
+    let port = TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "compose-test-token-42\n").unwrap();
+    let token_path = token_file.display().to_string();
+    let env = [
+        ("RUCHY_IMAGE_SERVICE_IMAGE", image.as_str()),
+        ("RUCHY_IMAGE_PORT", port.as_str()),
+        ("RUCHY_IMAGE_TOKEN_FILE", token_path.as_str()),
+    ];
+    let _images = Images(vec![image.clone()]);
+    let _volumes = ServiceVolumes;
+    let built = Command::new("bash")
+        .arg(repo().join("compose/build-service-image.sh"))
+        .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
+        .env("RUCHY_IMAGE_SERVICE_IMAGE", &image)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let file = repo().join("compose/service.yml").display().to_string();
+    let _down = Down {
+        file: file.clone(),
+        project: project.clone(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    compose_file_run(&file, &project, &env, &["up", "-d"]).ok();
+    let port: u16 = port.parse().unwrap();
+    let started = Instant::now();
+    while !get(port, "/healthz").is_ok_and(|r| r.ends_with("ok\n")) {
+        let logs = compose_file_run(&file, &project, &env, &["logs"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the service did not come up: {}{}",
+            logs.stdout,
+            logs.stderr
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A build through the stack, with the token from the secret.
+    let context = dir.path().join("context.tar");
+    let tar = Command::new("tar")
+        .arg("-cf")
+        .arg(&context)
+        .arg("-C")
+        .arg(repo().join("examples"))
+        .arg("fibonacci.rs")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let url = format!("http://127.0.0.1:{port}");
+    let submit = tool(
+        "curl",
+        &[
+            "-sS",
+            "-H",
+            "Authorization: Bearer compose-test-token-42",
+            "--data-binary",
+            &format!("@{}", context.display()),
+            &format!("{url}/v1/builds?optimize=aggressive"),
+        ],
+    )
+    .ok();
+    let accepted: serde_json::Value = serde_json::from_str(&submit.stdout).unwrap();
+    let build = accepted["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{accepted}"));
+    let started = Instant::now();
+    let record = loop {
+        let answer = tool(
+            "curl",
+            &[
+                "-sS",
+                "-H",
+                "Authorization: Bearer compose-test-token-42",
+                &format!("{url}/v1/builds/{build}"),
+            ],
+        )
+        .ok();
+        let record: serde_json::Value = serde_json::from_str(&answer.stdout).unwrap();
+        if !matches!(record["status"].as_str(), Some("queued" | "working")) {
+            break record;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "{record}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(record["status"], "success", "{record}");
+    assert_eq!(record["results"][0]["libc"], "musl");
+    assert_eq!(record["results"][0]["builder"], "docker");
+    let anonymous = get(port, "/v1/builds").unwrap();
+    assert!(
+        anonymous.starts_with("HTTP/1.0 401") || anonymous.starts_with("HTTP/1.1 401"),
+        "{anonymous}"
+    );
 }

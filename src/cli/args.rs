@@ -100,7 +100,7 @@ pub struct ServeArgs {
 
     /// The image builds compile in [default: rust:1-alpine, else the newest image made by
     /// `builder import-host`; without an engine, the local toolchain].
-    #[arg(long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
 }
 

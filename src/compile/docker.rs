@@ -480,6 +480,8 @@ impl Compiler for DockerCompiler {
         };
         let config = ContainerCreateBody {
             image: Some(self.image.id.clone()),
+            // The image's own entrypoint (if it has one) would take cargo as its argument.
+            entrypoint: Some(vec![String::new()]),
             cmd: Some(cmd),
             env: Some(env),
             working_dir: Some(SRC.to_string()),
