@@ -146,6 +146,30 @@ impl Engine {
             .push(id.to_string());
     }
 
+    /// Waits (up to 30 s) until a container someone else is removing is gone.
+    async fn wait_gone(&self, id: &str) -> Result<()> {
+        for _ in 0..300 {
+            let inspected = self
+                .docker
+                .inspect_container(
+                    id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await;
+            if let Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) = inspected
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(Error::Engine {
+            context: format!("removing container {id}"),
+            message: "it was still being removed after 30 s".into(),
+        })
+    }
+
     /// Force-removes a container (and its anonymous volumes); gone already is fine.
     pub async fn remove_container(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
@@ -156,6 +180,11 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // Another removal (a dropped build's guard, or the interrupt cleanup) is under
+            // way: done when the container is gone, which this waits for.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => self.wait_gone(id).await,
             other => other.map_err(api_error(format!("removing container {id}"))),
         };
         LEFTOVERS

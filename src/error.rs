@@ -246,6 +246,12 @@ pub enum Error {
         /// The cleanup's own error.
         cleanup: Box<Error>,
     },
+    /// A build on a `ruchy-image serve` failed; its message, as the server recorded it.
+    #[error("{message} (on the server)")]
+    Remote {
+        /// The server's message.
+        message: String,
+    },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {

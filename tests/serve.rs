@@ -869,6 +869,27 @@ fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
     );
     let _images = Images(vec!["fibonacci:size".into()]);
 
+    // compare through the server: one build with both presets, the usual table.
+    let table = ruchy_image([
+        "compare",
+        fib.to_str().unwrap(),
+        "--presets",
+        "aggressive,size",
+        "--server",
+        &server.url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--format",
+        "csv",
+    ])
+    .ok()
+    .stdout;
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[1].starts_with("aggressive,ok,"), "{table}");
+    assert!(rows[2].starts_with("size,ok,"), "{table}");
+    assert!(rows[2].ends_with(",musl"), "{table}");
+
     // A wrong token: the server's message, a non-zero exit, nothing written.
     let wrong = dir.path().join("wrong.token");
     std::fs::write(&wrong, "nope").unwrap();
@@ -889,4 +910,108 @@ fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
         refused.stderr
     );
     assert!(!dir.path().join("no.tar").exists());
+}
+
+#[test]
+fn the_queue_is_fair_between_projects_and_limits_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(
+        &data,
+        &["--workers", "1", "--timeout", "20s", "--queue-ttl", "60s"],
+    );
+    // Project a sends three builds, then project b one: b does not wait for all of a's.
+    let a = slow_project(&dir.path().join("a"), "fair-a", 2);
+    let b = slow_project(&dir.path().join("b"), "fair-b", 2);
+    let a1 = submit(&server, a.path(), "optimize=none");
+    let a2 = submit(&server, a.path(), "optimize=none");
+    let a3 = submit(&server, a.path(), "optimize=none");
+    let b1 = submit(&server, b.path(), "optimize=none");
+    let ids: Vec<String> = [&a1, &a2, &a3, &b1]
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let done: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| wait_for(&server, id, Duration::from_secs(240), ended))
+        .collect();
+    for record in &done {
+        assert_eq!(record["status"], "success", "{record}");
+    }
+    let started = |i: usize| done[i]["started_at"].as_str().unwrap().to_string();
+    assert!(
+        started(3) < started(1),
+        "b waited for a's second build: {done:?}"
+    );
+    assert!(started(1) < started(2));
+
+    // A build that runs too long is stopped, and its container goes.
+    let stuck = submit(
+        &server,
+        slow_project(&dir.path().join("stuck"), "fair-stuck", 600).path(),
+        "optimize=none",
+    );
+    let stuck = wait_for(
+        &server,
+        stuck["id"].as_str().unwrap(),
+        Duration::from_secs(120),
+        ended,
+    );
+    assert_eq!(stuck["status"], "timeout", "{stuck}");
+    assert!(stuck["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("timed out after 20s"));
+    let started = Instant::now();
+    while !builders_in(&data, "fair-stuck").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "container left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_build_that_waits_longer_than_the_queue_ttl_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &["--workers", "1", "--queue-ttl", "2s"]);
+    let busy = submit(
+        &server,
+        slow_project(&dir.path().join("busy"), "ttl-busy", 600).path(),
+        "optimize=none",
+    );
+    let busy_id = busy["id"].as_str().unwrap();
+    wait_for(&server, busy_id, Duration::from_secs(120), |r| {
+        r["status"] == "working"
+    });
+    let waiting = submit(
+        &server,
+        fibonacci_context(&dir.path().join("fib")).path(),
+        "optimize=none",
+    );
+    let waiting = wait_for(
+        &server,
+        waiting["id"].as_str().unwrap(),
+        Duration::from_secs(30),
+        ended,
+    );
+    assert_eq!(waiting["status"], "timeout", "{waiting}");
+    assert!(
+        waiting["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queue TTL"),
+        "{waiting}"
+    );
+    assert!(waiting["started_at"].is_null());
+    let cancelled = curl(
+        &server,
+        "POST",
+        &format!("/v1/builds/{busy_id}/cancel"),
+        &[],
+        true,
+    );
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
 }

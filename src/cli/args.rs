@@ -386,6 +386,24 @@ pub struct CompareArgs {
     /// Size limits, checked for every preset.
     #[command(flatten)]
     pub budget: BudgetArgs,
+
+    /// Run the comparison on a `ruchy-image serve` at URL (one build with every preset).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUCHY_IMAGE_SERVER",
+        help_heading = "Service"
+    )]
+    pub server: Option<String>,
+
+    /// The file holding the server's bearer token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RUCHY_IMAGE_TOKEN_FILE",
+        help_heading = "Service"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The source and how to get at it; shared by `build` and `compare`.

@@ -241,16 +241,22 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
-    let (terminal, events) = Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
-    let result = async {
-        Plan::resolve(request, &events)
-            .await?
-            .compare(&events)
-            .await
-    }
-    .await;
-    terminal.lock().expect("terminal").finish();
-    let comparisons = result?;
+    let comparisons = match &args.server {
+        Some(server) => vec![(String::new(), remote::compare(&args, server).await?)],
+        None => {
+            let (terminal, events) =
+                Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
+            let result = async {
+                Plan::resolve(request, &events)
+                    .await?
+                    .compare(&events)
+                    .await
+            }
+            .await;
+            terminal.lock().expect("terminal").finish();
+            result?
+        }
+    };
 
     let format = match args.format {
         Format::Table => report::Format::Table,

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 
-use super::args::BuildArgs;
+use super::args::{BuildArgs, CompareArgs, FlagArgs, ImageArgs, InputArgs};
+use crate::compare::{Comparison, Outcome};
 use crate::error::Error;
 use crate::metrics::{BuildRecord, Published};
+use crate::preset::Preset;
 
 /// A server and how to talk to it.
 struct Server {
@@ -94,10 +96,16 @@ impl Server {
     }
 }
 
-/// The query parameters of `args`. Image options the service does not take yet are refused;
-/// `--builder` and `--builder-image` do not apply (the server compiles in its own builder).
-fn query(args: &BuildArgs) -> Result<Vec<(String, String)>, Error> {
-    let image = &args.image;
+/// The query parameters of a build or comparison. Image options the service does not take
+/// yet are refused; `--builder` and `--builder-image` do not apply (the server compiles in
+/// its own builder).
+fn query(
+    input: &InputArgs,
+    flags: &FlagArgs,
+    image: &ImageArgs,
+    presets: &[Preset],
+    tag: Option<&String>,
+) -> Result<Vec<(String, String)>, Error> {
     let unsupported = [
         ("--user", image.user.is_some()),
         ("--env", !image.env.is_empty()),
@@ -106,30 +114,28 @@ fn query(args: &BuildArgs) -> Result<Vec<(String, String)>, Error> {
         ("--path", image.path.is_some()),
         ("--workdir", image.workdir != "/"),
         ("--allow-root", image.allow_root),
-        ("--ruchy", args.input.ruchy.is_some()),
+        ("--ruchy", input.ruchy.is_some()),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: flag.to_string(),
-            reason:
-                "the server does not take it (it chooses its own builder); build locally for it"
-                    .into(),
+            reason: "the server does not take it yet; build locally for it".into(),
         });
     }
-    let mut query = vec![("optimize".to_string(), args.optimize.name().to_string())];
+    let presets: Vec<&str> = presets.iter().map(|p| p.name()).collect();
+    let mut query = vec![("optimize".to_string(), presets.join(","))];
     let mut add = |key: &str, value: Option<String>| {
         if let Some(value) = value {
             query.push((key.to_string(), value));
         }
     };
-    add("bin", args.input.bin.clone());
+    add("bin", input.bin.clone());
     add(
         "base",
         Some(image.base.to_string()).filter(|b| b != "scratch"),
     );
-    add("tag", args.tag.clone());
-    let flags = &args.flags;
+    add("tag", tag.cloned());
     add("target", flags.target.clone());
     add("opt_level", flags.opt_level.clone());
     add("lto", flags.lto.map(|l| format!("{l:?}").to_lowercase()));
@@ -170,14 +176,15 @@ fn context(source: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Runs the build on the server; the record, with the outputs written here.
-pub(super) async fn build(
-    args: &BuildArgs,
-    server: &str,
+/// Sends the context, follows the log on stderr (unless `quiet`), and returns the build's ID
+/// and final record.
+async fn run_remote(
+    server: &Server,
+    source: &Path,
+    query: &[(String, String)],
     quiet: bool,
-) -> Result<BuildRecord, Error> {
-    let server = Server::new(server, args.token_file.as_deref())?;
-    let query = query(args)?;
-    let source = args.input.source.clone();
+) -> Result<(String, serde_json::Value), Error> {
+    let source = source.to_path_buf();
     if !source.exists() {
         return Err(Error::SourceUnreadable {
             path: source,
@@ -235,6 +242,24 @@ pub(super) async fn build(
         .json()
         .await
         .map_err(http_error("reading the build's record"))?;
+    Ok((id, record))
+}
+
+/// Runs the build on the server; the record, with the outputs written here.
+pub(super) async fn build(
+    args: &BuildArgs,
+    server: &str,
+    quiet: bool,
+) -> Result<BuildRecord, Error> {
+    let server = Server::new(server, args.token_file.as_deref())?;
+    let query = query(
+        &args.input,
+        &args.flags,
+        &args.image,
+        &[args.optimize],
+        args.tag.as_ref(),
+    )?;
+    let (id, record) = run_remote(&server, &args.input.source, &query, quiet).await?;
     if record["status"] != "success" {
         return Err(Error::Io {
             context: format!("build {id} on {} ended: {}", server.url, record["status"]),
@@ -253,6 +278,53 @@ pub(super) async fn build(
         })?;
     result.outputs = fetch_outputs(&server, &id, args).await?;
     Ok(result)
+}
+
+/// Runs the comparison on the server: one build with every preset.
+pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparison, Error> {
+    if args.bases.len() > 1 {
+        return Err(Error::InvalidInput {
+            what: "option with --server",
+            value: "--bases".into(),
+            reason: "the server builds on one base; compare bases locally".into(),
+        });
+    }
+    let server = Server::new(server, args.token_file.as_deref())?;
+    let query = query(&args.input, &args.flags, &args.image, &args.presets, None)?;
+    let (id, record) = run_remote(&server, &args.input.source, &query, args.quiet).await?;
+    let results = record["results"].as_array().cloned().unwrap_or_default();
+    if results.len() != args.presets.len() {
+        return Err(Error::Remote {
+            message: format!(
+                "build {id} ended {}: {}",
+                record["status"],
+                record["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            ),
+        });
+    }
+    let outcomes = args
+        .presets
+        .iter()
+        .zip(results)
+        .map(|(preset, result)| Outcome {
+            preset: *preset,
+            result: match result["error"].as_str() {
+                Some(message) => Err(Error::Remote {
+                    message: message.to_string(),
+                }),
+                None => serde_json::from_value(result).map_err(|source| Error::Json {
+                    what: "the server's build record",
+                    source,
+                }),
+            },
+        })
+        .collect();
+    Ok(Comparison {
+        source: args.input.source.display().to_string(),
+        outcomes,
+    })
 }
 
 /// Downloads the image once and writes it where the options say.
