@@ -246,6 +246,14 @@ pub enum Error {
         /// The cleanup's own error.
         cleanup: Box<Error>,
     },
+    /// A registry refused or failed a push or a pull.
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// `host[:port]`.
+        registry: String,
+        /// What went wrong, in the registry's words where it gave some.
+        message: String,
+    },
     /// A build on a `ruchy-image serve` failed; its message, as the server recorded it.
     #[error("{message} (on the server)")]
     Remote {

@@ -112,6 +112,24 @@ pub struct Published {
     /// For `engine`: the engine's own view of the loaded image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineView>,
+    /// For `registry`: what was uploaded and what the registry had already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStats>,
+}
+
+/// Blobs uploaded and skipped by a push: pushing the same build again uploads nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushStats {
+    /// Blobs sent.
+    pub uploaded_blobs: u64,
+    /// Their bytes.
+    pub uploaded_bytes: u64,
+    /// Blobs mounted from another repository of the same registry (not sent).
+    pub mounted_blobs: u64,
+    /// Blobs the registry had.
+    pub skipped_blobs: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
 }
 
 /// The engine's view of a loaded image, reported beside ours.

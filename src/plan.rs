@@ -30,7 +30,10 @@ use crate::event::{Event, Events};
 use crate::metrics::BuildRecord;
 use crate::oci::ImageRef;
 use crate::preset::{Overrides, Panic, Preset};
-use crate::publish::{ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher};
+use crate::publish::{
+    parse_reference, ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher,
+    RegistryOptions, RegistryPublisher,
+};
 use crate::source::SourceOptions;
 
 /// Where to compile.
@@ -66,6 +69,8 @@ pub struct Outputs {
     pub oci_layout: Option<PathBuf>,
     /// One tarball that `docker load`, skopeo and umoci accept.
     pub archive: Option<PathBuf>,
+    /// Registry references to push to (`REGISTRY/REPOSITORY[:TAG]`), without a daemon.
+    pub push: Vec<String>,
 }
 
 /// How the compiler's own output should look.
@@ -107,6 +112,8 @@ pub struct Request {
     pub cold_start_runs: u32,
     /// How the compiler's output should look.
     pub compiler_output: CompilerOutput,
+    /// Credentials and plain-HTTP hosts for pushes.
+    pub registry: RegistryOptions,
 }
 
 impl Request {
@@ -132,6 +139,7 @@ impl Request {
             outputs: Outputs::default(),
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),
+            registry: RegistryOptions::default(),
         }
     }
 
@@ -164,6 +172,9 @@ impl Request {
                 "panic strategy for these presets",
                 "size aborts on a panic (immediate-abort, with a std built for it; or abort) and cannot unwind; for a small binary that unwinds, use aggressive with an opt-level of z".into(),
             ));
+        }
+        for reference in &self.outputs.push {
+            parse_reference(reference)?;
         }
         if self.bases.is_empty() {
             return Err(Error::InvalidInput {
@@ -329,6 +340,16 @@ impl Plan {
             publishers.push(Box::new(ArchivePublisher {
                 file: file.clone(),
                 mtime: request.source_date_epoch,
+            }));
+        }
+        // Registries after the files: a push puts a tag others see, but only once every blob
+        // is up (and a failure before leaves the files uncommitted too).
+        for (index, reference) in request.outputs.push.iter().enumerate() {
+            publishers.push(Box::new(RegistryPublisher {
+                reference: reference.clone(),
+                options: request.registry.clone(),
+                mount_from: request.outputs.push[..index].to_vec(),
+                events: events.clone(),
             }));
         }
         // The engine last: a load moves a tag that other programs see at once, so it is the

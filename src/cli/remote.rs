@@ -354,6 +354,7 @@ async fn fetch_outputs(
             kind: "oci-layout".into(),
             location: args.oci_layout.as_ref().unwrap().display().to_string(),
             engine: None,
+            push: None,
         });
     }
     if let Some(file) = &args.output {
@@ -362,6 +363,7 @@ async fn fetch_outputs(
             kind: "archive".into(),
             location: file.display().to_string(),
             engine: None,
+            push: None,
         });
     }
     if let (true, Some(tag)) = (wants_engine, &args.tag) {
@@ -371,6 +373,7 @@ async fn fetch_outputs(
                 kind: "engine".into(),
                 location: tag.clone(),
                 engine: None,
+                push: None,
             });
         }
     }

@@ -414,6 +414,12 @@ fn hint(error: &Error) -> Option<String> {
         Error::BuilderNotRust { .. } => {
             "pass a Rust image with --builder-image (rust:1-alpine), or make one from this machine's toolchain with `ruchy-image builder import-host`".into()
         }
+        Error::Registry { message, .. } if message.contains("TLS certificate") => {
+            "pass the CA that signed it with --registry-ca FILE (or --insecure-registry HOST for plain HTTP)".into()
+        }
+        Error::Registry { message, .. } if message.contains("authentication failed") => {
+            "check --registry-user and the password on stdin (--registry-password-stdin), or `docker login`".into()
+        }
         Error::BuilderImageUnavailable { .. } => {
             "offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints".into()
         }

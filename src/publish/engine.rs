@@ -105,6 +105,7 @@ impl Staged for StagedLoad {
             kind: "engine".into(),
             location: reference,
             engine: Some(seen),
+            push: None,
         })
     }
 }

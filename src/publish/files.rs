@@ -74,6 +74,7 @@ impl Staged for StagedDir {
             kind: "oci-layout".into(),
             location: self.dest.display().to_string(),
             engine: None,
+            push: None,
         })
     }
 }
@@ -103,6 +104,7 @@ impl Staged for StagedIndex {
             kind: "oci-layout".into(),
             location: self.dest.display().to_string(),
             engine: None,
+            push: None,
         })
     }
 }
@@ -215,6 +217,7 @@ impl Staged for StagedFile {
             kind: "archive".into(),
             location: self.dest.display().to_string(),
             engine: None,
+            push: None,
         })
     }
 }

@@ -4,17 +4,20 @@
 //! stages its output (a temp path that is removed if dropped, or bytes in memory), and only
 //! when all have staged are they committed: files by a rename, the engine by a load.
 
+mod credentials;
 mod engine;
 mod files;
+mod registry;
 
 pub use engine::EnginePublisher;
 pub use files::{ArchivePublisher, OciLayoutPublisher};
+pub use registry::{parse_reference, RegistryOptions, RegistryPublisher};
 
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::event::{Event, Events};
-use crate::metrics::Published;
+use crate::metrics::{Published, PushStats};
 use crate::oci::image::Image;
 use crate::oci::ImageRef;
 
