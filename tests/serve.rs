@@ -4,6 +4,7 @@
 
 mod common;
 mod guards;
+mod registries;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -1014,4 +1015,53 @@ fn a_build_that_waits_longer_than_the_queue_ttl_times_out() {
         true,
     );
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+}
+
+#[test]
+fn a_build_can_push_with_the_service_s_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let registry = registries::start_registry("127.0.0.1", "127.0.0.1", None);
+    let server = start(&data, &[]);
+    let reference = format!("{}/served/fib:1", registry.address);
+    let accepted = submit(
+        &server,
+        fibonacci_context(&dir.path().join("fib")).path(),
+        &format!("optimize=aggressive,size&push={reference}"),
+    );
+    let done = wait_for(
+        &server,
+        accepted["id"].as_str().unwrap(),
+        Duration::from_secs(180),
+        ended,
+    );
+    assert_eq!(done["status"], "success", "{done}");
+    // Several presets: one tag each.
+    for (index, preset) in ["aggressive", "size"].into_iter().enumerate() {
+        let result = &done["results"][index];
+        let digest = result["image"]["digest"].as_str().unwrap();
+        let pushed = &result["outputs"][1];
+        assert_eq!(pushed["kind"], "registry", "{result}");
+        let tagged = format!("{reference}-{preset}");
+        assert_eq!(pushed["location"], format!("{tagged}@{digest}"));
+        let inspect = tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{tagged}"),
+            ],
+        )
+        .ok();
+        assert!(inspect.stdout.contains(digest), "{}", inspect.stdout);
+    }
+    let bad = curl(
+        &server,
+        "POST",
+        "/v1/builds?push=UPPER/Case",
+        &["--data-binary", "x"],
+        true,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("invalid push reference"), "{}", bad.body);
 }

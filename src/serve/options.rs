@@ -28,6 +28,9 @@ pub struct Options {
     /// Target triple.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Registry references to push to, with the service's own credentials (repeatable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<String>,
     /// The per-flag overrides the CLI has (`opt_level`, `lto`, `codegen_units`, `strip`,
     /// `panic`, `target_cpu`, `static_link`).
     #[serde(flatten)]
@@ -37,6 +40,7 @@ pub struct Options {
 /// The query parameters a build takes.
 pub const PARAMETERS: &[&str] = &[
     "optimize",
+    "push",
     "bin",
     "base",
     "tag",
@@ -78,6 +82,10 @@ impl Options {
                 "base" => options.base = Some(value.clone()),
                 "tag" => options.tag = Some(value.clone()),
                 "target" => options.target = Some(value.clone()),
+                "push" => {
+                    crate::publish::parse_reference(value).map_err(|e| e.to_string())?;
+                    options.push.push(value.clone());
+                }
                 other if PARAMETERS.contains(&other) => {
                     options.overrides.insert(other.to_string(), value.clone());
                 }
@@ -183,6 +191,7 @@ impl Options {
         if let Some(tag) = &self.tag {
             request.tag = Some(tag.parse().map_err(|e: crate::Error| e.to_string())?);
         }
+        request.outputs.push = self.push.clone();
         request.builder = BuilderChoice::Auto;
         request.outputs.load = Load::Never;
         request.cold_start_runs = 0;

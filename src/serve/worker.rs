@@ -294,6 +294,20 @@ async fn run_presets(
                 })?;
             request.presets = vec![*preset];
             request.outputs.archive = Some(archive.clone());
+            // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
+            if presets.len() > 1 {
+                request.outputs.push = request
+                    .outputs
+                    .push
+                    .iter()
+                    .map(
+                        |r| match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                            Some((name, tag)) => format!("{name}:{tag}-{preset}"),
+                            None => format!("{r}:{preset}"),
+                        },
+                    )
+                    .collect();
+            }
             if let Some(image) = builder_image {
                 request.builder = crate::plan::BuilderChoice::Docker;
                 request.builder_image = Some(image.to_string());

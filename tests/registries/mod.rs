@@ -1,0 +1,159 @@
+//! Real registries for tests: Debian's `docker-registry` (distribution 2.8), started from a
+//! config of the test's own, plain HTTP or TLS (a throwaway CA from openssl) with htpasswd users.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running registry, stopped when dropped.
+pub struct Registry {
+    pub child: Child,
+    /// `host:port` as clients name it.
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The TLS and htpasswd parts of a registry's config.
+pub struct Secure {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub htpasswd: PathBuf,
+}
+
+/// Starts `docker-registry serve` listening on `listen_host`, reached as `reach_host`.
+pub fn start_registry(listen_host: &str, reach_host: &str, secure: Option<&Secure>) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut config = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen_host}:{port}\n",
+        dir.path().join("data").display()
+    );
+    if let Some(secure) = secure {
+        config += &format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: ruchy-image-test\n    path: {}\n",
+            secure.cert.display(),
+            secure.key.display(),
+            secure.htpasswd.display()
+        );
+    }
+    let config_file = dir.path().join("config.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry runs; `bash .ci/setup` installs it");
+    let started = Instant::now();
+    while std::net::TcpStream::connect((listen_host.replace("0.0.0.0", "127.0.0.1").as_str(), port))
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry {
+        child,
+        address: format!("{reach_host}:{port}"),
+        _dir: dir,
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and `ip` signed by it, and an htpasswd file with
+/// `alice` / `correct horse`.
+pub fn secure_parts(dir: &Path, ip: &str) -> (Secure, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ruchy-image test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=registry",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        format!("subjectAltName=IP:127.0.0.1,IP:{ip}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let htpasswd = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "correct horse"])
+        .output()
+        .expect("htpasswd runs; `bash .ci/setup` installs apache2-utils");
+    std::fs::write(dir.join("htpasswd"), &htpasswd.stdout).unwrap();
+    (
+        Secure {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            htpasswd: dir.join("htpasswd"),
+        },
+        dir.join("ca.pem"),
+    )
+}
