@@ -303,7 +303,14 @@ impl Plan {
 
         let mut bases = Vec::with_capacity(request.bases.len());
         for reference in &request.bases {
-            let base = crate::base::load(reference, engine.as_ref(), events).await?;
+            let base = crate::base::load(
+                reference,
+                engine.as_ref(),
+                &request.registry,
+                &request.source.cache_dir,
+                events,
+            )
+            .await?;
             bases.push((reference.to_string(), base.map(Arc::new)));
         }
 

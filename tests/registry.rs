@@ -210,3 +210,91 @@ fn unreachable_registries_and_bad_references_are_clear_errors() {
     );
     assert_eq!(by_digest.code, Some(2), "{}", by_digest.stderr);
 }
+
+#[test]
+fn a_base_pulled_from_a_registry_is_the_base_read_from_a_layout() {
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("base");
+    let reference = format!("{}/bases/fib:size", registry.address);
+    // The base: one of our own images, in a layout and in the registry, the same digest.
+    let base = push(
+        &[
+            "--push",
+            &reference,
+            "--oci-layout",
+            layout.to_str().unwrap(),
+        ],
+        "",
+    )
+    .ok()
+    .metrics();
+    // The same program on that base, read both ways: the same layers, the same base digest
+    // (only the base's name, an annotation, says where it came from).
+    let on = |base: &str, out: &str| {
+        let layout = dir.path().join(out);
+        let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+            .args([
+                "build",
+                fixture("release-only.rs").to_str().unwrap(),
+                "-O",
+                "size",
+            ])
+            .args(["--base", base, "--user", "1000:1000", "--json", "-"])
+            .arg("--oci-layout")
+            .arg(&layout)
+            .env("RUCHY_IMAGE_CACHE", cache_dir())
+            .env("RUCHY_IMAGE_BUILDER", "docker")
+            .env(
+                "DOCKER_CONFIG",
+                "/nonexistent/ruchy-image-test-docker-config",
+            )
+            .output()
+            .unwrap();
+        let record = Run::from(run).ok().metrics();
+        let (summary, _) = skopeo_inspect(&layout, "size");
+        (record, summary["Layers"].clone())
+    };
+    let (from_layout, layout_layers) = on(&format!("oci:{}:size", layout.display()), "a");
+    let (from_registry, registry_layers) = on(&format!("docker://{reference}"), "b");
+    assert_eq!(registry_layers, layout_layers);
+    assert_eq!(registry_layers.as_array().unwrap().len(), 4);
+    assert_eq!(
+        from_registry["image"]["base"]["digest"],
+        base["image"]["digest"]
+    );
+    assert_eq!(
+        from_layout["image"]["base"]["digest"],
+        base["image"]["digest"]
+    );
+    assert_eq!(
+        from_registry["image"]["binary_layer_size"],
+        from_layout["image"]["binary_layer_size"]
+    );
+    // By digest too (from the cache now).
+    let by_digest = format!(
+        "docker://{}/bases/fib@{}",
+        registry.address,
+        base["image"]["digest"].as_str().unwrap()
+    );
+    let (_, digest_layers) = on(&by_digest, "c");
+    assert_eq!(digest_layers, layout_layers);
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["build", fixture("release-only.rs").to_str().unwrap()])
+        .args([
+            "--base",
+            &format!("docker://{}/bases/none:1", registry.address),
+        ])
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "docker")
+        .output()
+        .unwrap();
+    let missing = Run::from(missing);
+    assert_ne!(missing.code, Some(0));
+    assert!(
+        missing.stderr.contains(&registry.address),
+        "{}",
+        missing.stderr
+    );
+}

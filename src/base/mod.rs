@@ -3,6 +3,7 @@
 //! (same blobs, same digests, no recompression).
 
 pub mod fs;
+mod registry;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::fsutil::blocking;
 use crate::fsutil::sha256_digest;
 use crate::oci::image::Underlay;
 use crate::oci::layer::Layer;
+use crate::publish::RegistryOptions;
 use fs::{BaseFs, Limits};
 
 /// Where a base image comes from, as `--base` names it.
@@ -34,6 +36,8 @@ pub enum BaseRef {
     },
     /// `docker-archive:FILE`: a `docker save` tarball.
     DockerArchive(PathBuf),
+    /// `docker://REGISTRY/IMAGE[:TAG|@DIGEST]`: an image in a registry, read without a daemon.
+    Registry(String),
 }
 
 impl std::str::FromStr for BaseRef {
@@ -63,6 +67,16 @@ impl std::str::FromStr for BaseRef {
                 dir: dir.into(),
                 tag,
             });
+        }
+        if let Some(reference) = s.strip_prefix("docker://") {
+            reference
+                .parse::<oci_spec::distribution::Reference>()
+                .map_err(|e| {
+                    invalid(&format!(
+                        "{e}; expected docker://REGISTRY/IMAGE[:TAG|@DIGEST]"
+                    ))
+                })?;
+            return Ok(BaseRef::Registry(reference.to_string()));
         }
         if let Some(file) = s.strip_prefix("docker-archive:") {
             if file.is_empty() {
@@ -101,6 +115,7 @@ impl std::fmt::Display for BaseRef {
                 tag: Some(tag),
             } => write!(f, "oci:{}:{tag}", dir.display()),
             BaseRef::DockerArchive(file) => write!(f, "docker-archive:{}", file.display()),
+            BaseRef::Registry(reference) => write!(f, "docker://{reference}"),
         }
     }
 }
@@ -149,10 +164,13 @@ fn not_found(reference: &BaseRef, reason: impl std::fmt::Display) -> Error {
 }
 
 /// Reads the base `reference` names; `None` for scratch. Images missing from the engine are
-/// pulled when they can be.
+/// pulled when they can be; registry bases are fetched into `cache_dir` with `registry`'s
+/// credentials.
 pub async fn load(
     reference: &BaseRef,
     engine: Option<&Engine>,
+    registry: &RegistryOptions,
+    cache_dir: &Path,
     events: &Events,
 ) -> Result<Option<Base>> {
     let limits = Limits::default();
@@ -162,6 +180,11 @@ pub async fn load(
         BaseRef::OciLayout { dir, tag } => {
             let (dir, tag) = (dir.clone(), tag.clone());
             blocking(move || read_oci_layout(&owned, &dir, tag.as_deref(), &limits)).await?
+        }
+        BaseRef::Registry(name) => {
+            let layout = registry::pull(reference, name, registry, cache_dir).await?;
+            blocking(move || read_oci_layout(&owned, &layout, Some(registry::LAYOUT_TAG), &limits))
+                .await?
         }
         BaseRef::DockerArchive(file) => {
             let file = file.clone();

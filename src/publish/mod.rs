@@ -11,7 +11,9 @@ mod registry;
 
 pub use engine::EnginePublisher;
 pub use files::{ArchivePublisher, OciLayoutPublisher};
-pub use registry::{parse_reference, RegistryOptions, RegistryPublisher};
+pub use registry::{
+    auth_for, client_for, parse_reference, push_error, RegistryOptions, RegistryPublisher,
+};
 
 use std::sync::Arc;
 

@@ -73,31 +73,44 @@ fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-impl RegistryPublisher {
-    fn client(&self, reference: &Reference) -> Result<Client> {
-        let registry = reference.resolve_registry().to_string();
-        let mut plain: Vec<String> = self.options.insecure.clone();
-        if is_loopback(&registry) && self.options.ca_files.is_empty() {
-            plain.push(registry);
-        }
-        let mut roots = Vec::new();
-        for file in &self.options.ca_files {
-            let data = std::fs::read(file).map_err(Error::io(format!(
-                "reading the CA certificate {}",
-                file.display()
-            )))?;
-            roots.push(oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Pem,
-                data,
-            });
-        }
-        Ok(Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain),
-            extra_root_certificates: roots,
-            ..Default::default()
-        }))
+/// A client for `reference`'s registry: plain HTTP for loopback (unless a CA is given) and
+/// the hosts named insecure, the given CAs trusted besides the system's.
+pub fn client_for(reference: &Reference, options: &RegistryOptions) -> Result<Client> {
+    let registry = reference.resolve_registry().to_string();
+    let mut plain: Vec<String> = options.insecure.clone();
+    if is_loopback(&registry) && options.ca_files.is_empty() {
+        plain.push(registry);
     }
+    let mut roots = Vec::new();
+    for file in &options.ca_files {
+        let data = std::fs::read(file).map_err(Error::io(format!(
+            "reading the CA certificate {}",
+            file.display()
+        )))?;
+        roots.push(oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Pem,
+            data,
+        });
+    }
+    Ok(Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(plain),
+        extra_root_certificates: roots,
+        ..Default::default()
+    }))
+}
 
+/// The credentials for `reference`'s registry: the given ones, else Docker's.
+pub async fn auth_for(reference: &Reference, options: &RegistryOptions) -> Result<RegistryAuth> {
+    let registry = reference.resolve_registry().to_string();
+    Ok(match &options.credentials {
+        Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+        None => {
+            crate::fsutil::blocking(move || super::credentials::for_registry(&registry)).await?
+        }
+    })
+}
+
+impl RegistryPublisher {
     /// Mounts `digest` from a repository pushed before on the same registry; whether it is
     /// there now.
     async fn mount(&self, client: &Client, reference: &Reference, digest: &str) -> bool {
@@ -118,16 +131,6 @@ impl RegistryPublisher {
         }
         false
     }
-
-    async fn auth(&self, reference: &Reference) -> Result<RegistryAuth> {
-        let registry = reference.resolve_registry().to_string();
-        Ok(match &self.options.credentials {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => {
-                crate::fsutil::blocking(move || super::credentials::for_registry(&registry)).await?
-            }
-        })
-    }
 }
 
 /// An error and its causes (reqwest hides the TLS reason in its sources).
@@ -145,7 +148,7 @@ fn causes(error: &dyn std::error::Error) -> String {
 }
 
 /// Turns a registry error into ours: a 401 says who failed to log in where.
-fn push_error(
+pub fn push_error(
     reference: &Reference,
     user: Option<String>,
 ) -> impl Fn(oci_client::errors::OciDistributionError) -> Error {
@@ -181,8 +184,8 @@ impl super::Publisher for RegistryPublisher {
 
     async fn stage(&self, image: &Arc<Image>, _name: &ImageRef) -> Result<Box<dyn Staged>> {
         let reference = parse_reference(&self.reference)?;
-        let client = self.client(&reference)?;
-        let auth = self.auth(&reference).await?;
+        let client = client_for(&reference, &self.options)?;
+        let auth = auth_for(&reference, &self.options).await?;
         let user = match &auth {
             RegistryAuth::Basic(user, _) => Some(user.clone()),
             _ => None,

@@ -181,9 +181,12 @@ impl Options {
         if let Some(base) = &self.base {
             // A base comes from the builder's engine: a path would read the server's files.
             let base: BaseRef = base.parse().map_err(|e: crate::Error| e.to_string())?;
-            if !matches!(base, BaseRef::Scratch | BaseRef::Engine(_)) {
+            if !matches!(
+                base,
+                BaseRef::Scratch | BaseRef::Engine(_) | BaseRef::Registry(_)
+            ) {
                 return Err(format!(
-                    "invalid base `{base}`: the service takes scratch or an image in its engine"
+                    "invalid base `{base}`: the service takes scratch, an image in its engine or docker://REF"
                 ));
             }
             request.bases = vec![base];
@@ -239,6 +242,9 @@ mod tests {
             "{unknown}"
         );
         let path = Options::from_query(&query(&[("base", "oci:/etc")])).unwrap_err();
-        assert!(path.contains("scratch or an image in its engine"), "{path}");
+        assert!(
+            path.contains("scratch, an image in its engine or docker://REF"),
+            "{path}"
+        );
     }
 }
