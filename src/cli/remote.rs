@@ -348,11 +348,11 @@ async fn fetch_outputs(
         .map_err(http_error("downloading the image"))?;
     let mut outputs = Vec::new();
     if let Some(dir) = &args.oci_layout {
-        let (archive, dir) = (archive.clone(), dir.clone());
-        crate::fsutil::blocking(move || unpack_layout(&archive, &dir)).await?;
+        let (archive, target) = (archive.clone(), dir.clone());
+        crate::fsutil::blocking(move || unpack_layout(&archive, &target)).await?;
         outputs.push(Published {
             kind: "oci-layout".into(),
-            location: args.oci_layout.as_ref().unwrap().display().to_string(),
+            location: dir.display().to_string(),
             engine: None,
             push: None,
         });
