@@ -356,6 +356,7 @@ impl Plan {
                 reference: reference.clone(),
                 options: request.registry.clone(),
                 mount_from: request.outputs.push[..index].to_vec(),
+                tag_per_image: request.presets.len() > 1 || request.bases.len() > 1,
                 events: events.clone(),
             }));
         }

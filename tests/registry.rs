@@ -298,3 +298,41 @@ fn a_base_pulled_from_a_registry_is_the_base_read_from_a_layout() {
         missing.stderr
     );
 }
+
+#[test]
+fn compare_pushes_each_preset_to_its_own_tag() {
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let repository = format!("{}/compared/fib", registry.address);
+    let report = ruchy_image_with(
+        [
+            "compare",
+            example("fibonacci.rs").to_str().unwrap(),
+            "--presets",
+            "aggressive,size",
+            "--push",
+            &repository,
+            "--format",
+            "json",
+        ],
+        |cmd| {
+            cmd.env("RUCHY_IMAGE_BUILDER", "docker");
+        },
+    )
+    .ok()
+    .metrics();
+    for result in report["results"].as_array().unwrap() {
+        let preset = result["optimization_level"].as_str().unwrap();
+        let digest = result["image"]["digest"].as_str().unwrap();
+        let inspect = tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{repository}:{preset}"),
+            ],
+        )
+        .ok();
+        let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+        assert_eq!(inspected["Digest"], digest, "{preset}");
+    }
+}

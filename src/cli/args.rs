@@ -307,32 +307,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]
     pub json: Option<PathBuf>,
 
-    /// Push the image to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG].
-    /// Blobs the registry has are not sent again; the manifest goes last.
-    #[arg(long, value_name = "REF", help_heading = "Registries")]
-    pub push: Vec<String>,
-
-    /// The registry user [default: from Docker's config.json or its credential helpers].
-    #[arg(
-        long,
-        value_name = "USER",
-        requires = "registry_password_stdin",
-        help_heading = "Registries"
-    )]
-    pub registry_user: Option<String>,
-
-    /// Read the registry password from stdin (never from an argument).
-    #[arg(long, requires = "registry_user", help_heading = "Registries")]
-    pub registry_password_stdin: bool,
-
-    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
-    /// --registry-ca says it speaks TLS).
-    #[arg(long, value_name = "HOST", help_heading = "Registries")]
-    pub insecure_registry: Vec<String>,
-
-    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
-    #[arg(long, value_name = "FILE", help_heading = "Registries")]
-    pub registry_ca: Vec<PathBuf>,
+    /// Where the image is pushed.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
     /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
     /// and the outputs written here (the server compiles in its own builder).
@@ -414,6 +391,10 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub budget: BudgetArgs,
 
+    /// Where each preset's image is pushed.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
     /// Run the comparison on a `ruchy-image serve` at URL (one build with every preset).
     #[arg(
         long,
@@ -431,6 +412,55 @@ pub struct CompareArgs {
         help_heading = "Service"
     )]
     pub token_file: Option<PathBuf>,
+}
+
+/// Registries to push to and how to reach them; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Push to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG]; `compare`
+    /// pushes each preset to REPO:PRESET. Blobs the registry has are not sent again; the
+    /// manifest goes last.
+    #[arg(long, value_name = "REF", help_heading = "Registries")]
+    pub push: Vec<String>,
+
+    /// The registry user [default: from Docker's config.json or its credential helpers].
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "registry_password_stdin",
+        help_heading = "Registries"
+    )]
+    pub registry_user: Option<String>,
+
+    /// Read the registry password from stdin (never from an argument).
+    #[arg(long, requires = "registry_user", help_heading = "Registries")]
+    pub registry_password_stdin: bool,
+
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
+    /// --registry-ca says it speaks TLS).
+    #[arg(long, value_name = "HOST", help_heading = "Registries")]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
+    #[arg(long, value_name = "FILE", help_heading = "Registries")]
+    pub registry_ca: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// Fills the request's pushes and registry options (reading a password from stdin).
+    fn apply(&self, request: &mut Request) -> Result<()> {
+        request.outputs.push = self.push.clone();
+        request.registry.insecure = self.insecure_registry.clone();
+        request.registry.ca_files = self.registry_ca.clone();
+        if let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+                .map_err(crate::Error::io("reading the registry password from stdin"))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            request.registry.credentials = Some((user.clone(), password));
+        }
+        Ok(())
+    }
 }
 
 /// The source and how to get at it; shared by `build` and `compare`.
@@ -770,16 +800,7 @@ impl BuildArgs {
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
         request.outputs.archive = self.output.clone();
-        request.outputs.push = self.push.clone();
-        request.registry.insecure = self.insecure_registry.clone();
-        request.registry.ca_files = self.registry_ca.clone();
-        if let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) {
-            let mut password = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
-                .map_err(crate::Error::io("reading the registry password from stdin"))?;
-            let password = password.trim_end_matches(['\n', '\r']).to_string();
-            request.registry.credentials = Some((user.clone(), password));
-        }
+        self.registry.apply(&mut request)?;
         // A tag means "I want it in the engine": loaded when one answers, unless told not to.
         request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
             (true, _, _) => Load::Always,
@@ -800,6 +821,7 @@ impl CompareArgs {
             request.bases = self.bases.clone();
         }
         request.cold_start_runs = self.cold_start_runs;
+        self.registry.apply(&mut request)?;
         request.outputs.load = match self.cold_start_runs {
             0 => Load::Never,
             _ => Load::IfEngine,

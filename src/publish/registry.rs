@@ -38,6 +38,9 @@ pub struct RegistryPublisher {
     /// References pushed before this one in the same build: a blob one of them (on the same
     /// registry) has is mounted, not uploaded again.
     pub mount_from: Vec<String>,
+    /// `reference` is a repository, and each image goes to the tag of its own name (compare:
+    /// `REPO:PRESET`).
+    pub tag_per_image: bool,
     /// Where progress goes.
     pub events: Events,
 }
@@ -182,8 +185,17 @@ impl super::Publisher for RegistryPublisher {
         parse_reference(&self.reference).map(drop)
     }
 
-    async fn stage(&self, image: &Arc<Image>, _name: &ImageRef) -> Result<Box<dyn Staged>> {
-        let reference = parse_reference(&self.reference)?;
+    async fn stage(&self, image: &Arc<Image>, name: &ImageRef) -> Result<Box<dyn Staged>> {
+        let given = parse_reference(&self.reference)?;
+        let reference = match self.tag_per_image {
+            true => parse_reference(&format!(
+                "{}/{}:{}",
+                given.registry(),
+                given.repository(),
+                name.tag
+            ))?,
+            false => given,
+        };
         let client = client_for(&reference, &self.options)?;
         let auth = auth_for(&reference, &self.options).await?;
         let user = match &auth {
