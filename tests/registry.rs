@@ -336,3 +336,44 @@ fn compare_pushes_each_preset_to_its_own_tag() {
         assert_eq!(inspected["Digest"], digest, "{preset}");
     }
 }
+
+#[test]
+fn a_builder_image_missing_from_the_engine_is_pulled_from_a_registry_with_progress() {
+    let builder = guards::builder_image();
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    // The import-host builder, pushed under the name the chapter uses, then untagged locally
+    // so the engine has to pull it (its layers are there already: the pull is quick).
+    let remote = format!("{}/rust:1-alpine", registry.address);
+    let _images = Images(vec![remote.clone()]);
+    tool("docker", &["tag", &builder, &remote]).ok();
+    tool("docker", &["push", "-q", &remote]).ok();
+    tool("docker", &["rmi", &remote]).ok();
+
+    let run = ruchy_image_with(
+        [
+            "build",
+            example("fibonacci.rs").to_str().unwrap(),
+            "-O",
+            "size",
+            "--builder-image",
+            &remote,
+            "--json",
+            "-",
+        ],
+        |cmd| {
+            cmd.env("RUCHY_IMAGE_BUILDER", "docker");
+        },
+    )
+    .ok();
+    assert!(
+        run.stderr.contains(&format!("{remote}: Pulling from rust")),
+        "pull progress: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Downloaded newer image"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.metrics()["libc"], "musl");
+}
