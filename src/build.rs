@@ -13,7 +13,7 @@ use crate::compile::Compiler;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
-use crate::metrics::{BaseRecord, BuildRecord, ImageRecord};
+use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::ImageRef;
 use crate::preset::StdVariant;
@@ -71,6 +71,8 @@ pub struct BuildOptions {
     pub base: Option<std::sync::Arc<Base>>,
     /// Timestamp for everything in the image (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: u64,
+    /// Where to write the CycloneDX SBOM of the binary's crates, if anywhere.
+    pub sbom: Option<PathBuf>,
 }
 
 /// The target when none is asked for: for a static binary, musl when the builder can make
@@ -128,6 +130,21 @@ pub async fn build(
         builder: compiler.name().to_string(),
     });
     let artifact = compiler.compile(&project, &flags, events).await?;
+    let sbom = match &options.sbom {
+        Some(_) => {
+            let (manifest, package, target) = (
+                project.manifest_path.clone(),
+                project.package.clone(),
+                flags.target.clone(),
+            );
+            let epoch = options.source_date_epoch;
+            Some(
+                blocking(move || crate::sbom::generate(&manifest, &package, &target, epoch, None))
+                    .await?,
+            )
+        }
+        None => None,
+    };
     let path = artifact.binary.clone();
     let binary = blocking(move || {
         std::fs::read(&path).map_err(Error::io(format!(
@@ -198,7 +215,16 @@ pub async fn build(
     let image = Arc::new(image);
     stage.finish();
     let stage = Timer::new(events, Stage::Publish);
-    let outputs = publish_all(publishers, &image, &reference, events).await?;
+    let mut outputs = publish_all(publishers, &image, &reference, events).await?;
+    if let (Some(path), Some((bytes, _))) = (&options.sbom, &sbom) {
+        crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
+        outputs.push(Published {
+            kind: "sbom".into(),
+            location: path.display().to_string(),
+            engine: None,
+            push: None,
+        });
+    }
     stage.finish();
     let assemble_time = assemble_started.elapsed();
 
@@ -216,6 +242,7 @@ pub async fn build(
         linkage,
         libc: flags.libc().to_string(),
         std: artifact.std,
+        sbom: sbom.map(|(_, record)| record),
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),

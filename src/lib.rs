@@ -34,6 +34,7 @@ pub mod preset;
 pub mod publish;
 pub mod report;
 pub mod run;
+pub mod sbom;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod source;

@@ -31,6 +31,9 @@ pub struct BuildRecord {
     pub libc: String,
     /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which.
     pub std: StdInfo,
+    /// The SBOM written, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<crate::sbom::SbomRecord>,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -214,6 +217,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         builder: "local".into(),
         linkage: "static".into(),
         libc: "glibc".into(),
+        sbom: None,
         std: StdInfo {
             source: crate::preset::StdSource::Toolchain,
             variant: crate::preset::StdVariant::Unwind,

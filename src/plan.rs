@@ -71,6 +71,8 @@ pub struct Outputs {
     pub archive: Option<PathBuf>,
     /// Registry references to push to (`REGISTRY/REPOSITORY[:TAG]`), without a daemon.
     pub push: Vec<String>,
+    /// A CycloneDX SBOM of the binary's crates.
+    pub sbom: Option<PathBuf>,
 }
 
 /// How the compiler's own output should look.
@@ -408,6 +410,7 @@ impl Plan {
             tag: request.tag.clone(),
             base: self.bases[base].1.clone(),
             source_date_epoch: request.source_date_epoch,
+            sbom: request.outputs.sbom.clone(),
         }
     }
 

@@ -311,6 +311,11 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
+    /// Write a CycloneDX 1.5 SBOM of the binary's crates (from cargo's resolved graph and
+    /// Cargo.lock) to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub sbom: Option<PathBuf>,
+
     /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
     /// and the outputs written here (the server compiles in its own builder).
     #[arg(
@@ -800,6 +805,7 @@ impl BuildArgs {
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
         request.outputs.archive = self.output.clone();
+        request.outputs.sbom = self.sbom.clone();
         self.registry.apply(&mut request)?;
         // A tag means "I want it in the engine": loaded when one answers, unless told not to.
         request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
