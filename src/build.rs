@@ -224,6 +224,14 @@ pub async fn build(
             engine: None,
             push: None,
         });
+        // And to every layout and registry the image went to, as its OCI 1.1 referrer.
+        let referrer = crate::oci::referrer::Referrer::new(
+            &image,
+            crate::sbom::MEDIA_TYPE,
+            bytes,
+            options.source_date_epoch,
+        )?;
+        outputs.extend(crate::publish::attach_all(publishers, &referrer).await?);
     }
     stage.finish();
     let assemble_time = assemble_started.elapsed();

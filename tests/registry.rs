@@ -377,3 +377,106 @@ fn a_builder_image_missing_from_the_engine_is_pulled_from_a_registry_with_progre
     );
     assert_eq!(run.metrics()["libc"], "musl");
 }
+
+#[test]
+fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, sbom) = (dir.path().join("layout"), dir.path().join("app.cdx.json"));
+    let reference = format!("{}/sbom/app:1", registry.address);
+    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args([
+            "build",
+            fixture("serde-app").to_str().unwrap(),
+            "-O",
+            "size",
+        ])
+        .args(["--push", &reference, "--json", "-"])
+        .arg("--oci-layout")
+        .arg(&layout)
+        .arg("--sbom")
+        .arg(&sbom)
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "docker")
+        .env(
+            "DOCKER_CONFIG",
+            "/nonexistent/ruchy-image-test-docker-config",
+        )
+        .output()
+        .unwrap();
+    let record = Run::from(run).ok().metrics();
+    let image = record["image"]["digest"].as_str().unwrap().to_string();
+    let sbom_bytes = std::fs::read(&sbom).unwrap();
+    let sbom_digest = record["sbom"]["digest"].as_str().unwrap().to_string();
+    let referrer_of = |manifest: &serde_json::Value| {
+        assert_eq!(manifest["artifactType"], "application/vnd.cyclonedx+json");
+        assert_eq!(manifest["subject"]["digest"], image.as_str());
+        assert_eq!(manifest["layers"][0]["digest"], sbom_digest.as_str());
+    };
+
+    // The layout: the image still reads by its tag; the referrer is listed beside it.
+    let (summary, _) = skopeo_inspect(&layout, "size");
+    assert_eq!(summary["Digest"], image.as_str());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/vnd.cyclonedx+json")
+        .unwrap_or_else(|| panic!("{index}"));
+    let blob = |digest: &str| {
+        std::fs::read(layout.join("blobs").join(digest.replacen(':', "/", 1))).unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+    referrer_of(&manifest);
+    assert_eq!(blob(&sbom_digest), sbom_bytes);
+
+    // The registry: found through the fallback tag, the SBOM blob is the file's bytes and
+    // lists the lock file's crates.
+    let fallback = format!(
+        "docker://{}/sbom/app:{}",
+        registry.address,
+        image.replacen(':', "-", 1)
+    );
+    let listed = tool(
+        "skopeo",
+        &["inspect", "--raw", "--tls-verify=false", &fallback],
+    )
+    .ok();
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let referrer = listed["manifests"][0]["digest"].as_str().unwrap();
+    assert_eq!(
+        listed["manifests"][0]["artifactType"],
+        "application/vnd.cyclonedx+json"
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/sbom/app@{referrer}", registry.address),
+        ],
+    )
+    .ok();
+    referrer_of(&serde_json::from_str(&raw.stdout).unwrap());
+    let fetched = Command::new("curl")
+        .args([
+            "-sSf",
+            &format!(
+                "http://{}/v2/sbom/app/blobs/{sbom_digest}",
+                registry.address
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(fetched.stdout, sbom_bytes);
+    let bom: serde_json::Value = serde_json::from_slice(&fetched.stdout).unwrap();
+    assert!(bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "serde_json"));
+}

@@ -296,7 +296,15 @@ fn read_oci_layout(
                     ),
                 )
             })?,
-        None => match index.manifests().as_slice() {
+        // Artifacts attached to an image (an SBOM referrer) are not images to build on.
+        None => match index
+            .manifests()
+            .iter()
+            .filter(|m| m.artifact_type().is_none())
+            .cloned()
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             [only] => only.clone(),
             many => {
                 let known: Vec<String> = many.iter().filter_map(names).collect();

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod referrer;
 
 /// Serializes to canonical JSON: object keys sorted (oci-spec keeps labels and annotations in
 /// hash maps, whose order changes from run to run), no whitespace.

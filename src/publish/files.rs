@@ -12,6 +12,7 @@ use crate::fsutil::{
 };
 use crate::metrics::Published;
 use crate::oci::image::Image;
+use crate::oci::referrer::Referrer;
 use crate::oci::{archive, layout, ImageRef};
 
 /// `--oci-layout DIR`: an OCI image layout directory.
@@ -122,6 +123,33 @@ impl Publisher for OciLayoutPublisher {
     fn preflight(&self) -> Result<()> {
         self.check_destination()?;
         writable_ancestor(Self::WHAT, &self.dir).map(drop)
+    }
+
+    async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
+        let (dir, referrer) = (self.dir.clone(), referrer.clone());
+        crate::fsutil::blocking(move || {
+            let blobs = dir.join("blobs/sha256");
+            let mut all = referrer.blobs.clone();
+            all.push((referrer.digest.clone(), referrer.manifest.clone()));
+            for (digest, bytes) in &all {
+                let path = blobs.join(digest.trim_start_matches("sha256:"));
+                if !path.exists() {
+                    crate::fsutil::write_file_atomically(Self::WHAT, &path, bytes)?;
+                }
+            }
+            let index_path = dir.join("index.json");
+            let existing = std::fs::read(&index_path)
+                .map_err(Error::io(format!("reading {}", index_path.display())))?;
+            let index = referrer.listed_in(Some(&existing))?;
+            crate::fsutil::write_file_atomically(Self::WHAT, &index_path, &index)?;
+            Ok(Some(Published {
+                kind: "referrer".into(),
+                location: format!("{}@{}", dir.display(), referrer.digest),
+                engine: None,
+                push: None,
+            }))
+        })
+        .await
     }
 
     async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {

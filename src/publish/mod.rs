@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::event::{Event, Events};
 use crate::metrics::{Published, PushStats};
 use crate::oci::image::Image;
+use crate::oci::referrer::Referrer;
 use crate::oci::ImageRef;
 
 /// An output that is written but not yet visible.
@@ -42,6 +43,24 @@ pub trait Publisher: Send + Sync {
 
     /// Writes the image where it is not yet visible.
     async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>>;
+
+    /// Attaches an artifact (the SBOM) to the image this output holds now, where the output
+    /// can hold referrers (layouts and registries); `None` where it cannot.
+    async fn attach(&self, _referrer: &Referrer) -> Result<Option<Published>> {
+        Ok(None)
+    }
+}
+
+/// Attaches `referrer` in every output that can hold it.
+pub async fn attach_all(
+    publishers: &[Box<dyn Publisher>],
+    referrer: &Referrer,
+) -> Result<Vec<Published>> {
+    let mut attached = Vec::new();
+    for publisher in publishers {
+        attached.extend(publisher.attach(referrer).await?);
+    }
+    Ok(attached)
 }
 
 /// Stages the image in every publisher, then commits them all in order, reporting each

@@ -14,6 +14,7 @@ use super::{Published, PushStats, Staged};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::oci::image::Image;
+use crate::oci::referrer::{Referrer, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::oci::ImageRef;
 
 /// How to reach registries: credentials given on the command line (else Docker's config),
@@ -183,6 +184,70 @@ pub fn push_error(
 impl super::Publisher for RegistryPublisher {
     fn preflight(&self) -> Result<()> {
         parse_reference(&self.reference).map(drop)
+    }
+
+    async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
+        let given = parse_reference(&self.reference)?;
+        let client = client_for(&given, &self.options)?;
+        let auth = auth_for(&given, &self.options).await?;
+        let user = match &auth {
+            RegistryAuth::Basic(user, _) => Some(user.clone()),
+            _ => None,
+        };
+        let fail = push_error(&given, user);
+        client
+            .auth(&given, &auth, RegistryOperation::Push)
+            .await
+            .map_err(&fail)?;
+        for (digest, bytes) in &referrer.blobs {
+            if !client.blob_exists(&given, digest).await.map_err(&fail)? {
+                client
+                    .push_blob(&given, bytes.clone(), digest)
+                    .await
+                    .map_err(&fail)?;
+            }
+        }
+        let manifest_type = http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE);
+        client
+            .push_manifest_raw(
+                &given.clone_with_digest(referrer.digest.clone()),
+                referrer.manifest.clone(),
+                manifest_type,
+            )
+            .await
+            .map_err(&fail)?;
+        // No referrers API in distribution 2.8: the spec's fallback tag lists them.
+        let tag = parse_reference(&format!(
+            "{}/{}:{}",
+            given.registry(),
+            given.repository(),
+            referrer.fallback_tag()
+        ))?;
+        let existing = client
+            .pull_manifest_raw(&tag, &auth, &[INDEX_MEDIA_TYPE])
+            .await
+            .ok()
+            .map(|(bytes, _)| bytes.to_vec());
+        let index = referrer.listed_in(existing.as_deref())?;
+        client
+            .push_manifest_raw(
+                &tag,
+                index,
+                http::HeaderValue::from_static(INDEX_MEDIA_TYPE),
+            )
+            .await
+            .map_err(&fail)?;
+        Ok(Some(Published {
+            kind: "referrer".into(),
+            location: format!(
+                "{}/{}@{}",
+                given.registry(),
+                given.repository(),
+                referrer.digest
+            ),
+            engine: None,
+            push: None,
+        }))
     }
 
     async fn stage(&self, image: &Arc<Image>, name: &ImageRef) -> Result<Box<dyn Staged>> {
