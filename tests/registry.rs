@@ -7,6 +7,7 @@ mod common;
 mod guards;
 mod registries;
 
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -479,4 +480,111 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
         .unwrap()
         .iter()
         .any(|c| c["name"] == "serde_json"));
+}
+
+#[test]
+fn a_base_index_without_this_platform_lists_the_ones_it_has() {
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let image = format!("{}/multi/fib:amd64", registry.address);
+    let pushed = push(&["--push", &image], "").ok().metrics();
+    let digest = pushed["image"]["digest"].as_str().unwrap();
+    // An index that says its only image is linux/arm64 (and linux/riscv64).
+    let manifest = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ],
+    )
+    .ok()
+    .stdout;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+             "size": manifest.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+             "size": manifest.len(), "platform": {"os": "linux", "architecture": "riscv64"}},
+        ],
+    });
+    let put = Command::new("curl")
+        .args([
+            "-sSf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.index.v1+json",
+        ])
+        .args(["--data-binary", &index.to_string()])
+        .arg(format!(
+            "http://{}/v2/multi/fib/manifests/other",
+            registry.address
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["build", fixture("release-only.rs").to_str().unwrap()])
+        .args([
+            "--base",
+            &format!("docker://{}/multi/fib:other", registry.address),
+        ])
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "docker")
+        .output()
+        .unwrap();
+    let run = Run::from(run);
+    assert_ne!(run.code, Some(0));
+    assert!(
+        run.stderr
+            .contains("no linux/amd64 image; it has: linux/arm64, linux/riscv64"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_registry_that_answers_with_other_bytes_is_refused() {
+    // A registry that answers any manifest request with the same JSON, whatever the digest
+    // asked for.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(20) {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let n = std::io::Read::read(&mut stream, &mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).to_string();
+            let body = if request.contains("/manifests/") {
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#
+            } else {
+                "{}"
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+        }
+    });
+    let wanted = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["build", fixture("release-only.rs").to_str().unwrap()])
+        .args(["--base", &format!("docker://{address}/liar/app@{wanted}")])
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "docker")
+        .output()
+        .unwrap();
+    let run = Run::from(run);
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("digest"), "{}", run.stderr);
+    assert!(run.stderr.contains(wanted), "{}", run.stderr);
 }
