@@ -588,3 +588,86 @@ fn a_registry_that_answers_with_other_bytes_is_refused() {
     assert!(run.stderr.contains("digest"), "{}", run.stderr);
     assert!(run.stderr.contains(wanted), "{}", run.stderr);
 }
+
+/// A proxy to `upstream` that cuts the connection the first time a blob's bytes are sent
+/// (the PATCH or PUT of an upload): a push interrupted mid-layer.
+fn cutting_proxy(upstream: String) -> String {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let cut = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let cut = cut.clone();
+            let (mut client_in, mut server_out) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut server_in, mut client_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                while let Ok(n) = client_in.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    let head = String::from_utf8_lossy(&buffer[..n.min(200)]).to_string();
+                    let upload = (head.starts_with("PATCH ") || head.starts_with("PUT "))
+                        && head.contains("/blobs/uploads/");
+                    if upload && !cut.swap(true, Ordering::SeqCst) {
+                        let _ = client_in.shutdown(std::net::Shutdown::Both);
+                        let _ = server_out.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if server_out.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_in, &mut client_out);
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn a_push_cut_off_mid_layer_leaves_no_tag_and_the_next_one_completes() {
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let proxy = cutting_proxy(registry.address.clone());
+    let through_proxy = format!("{proxy}/cut/fib:1");
+    let cut = push(&["--push", &through_proxy], "");
+    assert_eq!(cut.code, Some(1), "{}", cut.stderr);
+    assert!(
+        cut.stderr.contains(&format!("registry {proxy}")),
+        "{}",
+        cut.stderr
+    );
+    let direct = format!("{}/cut/fib:1", registry.address);
+    let tag = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{direct}"),
+        ],
+    );
+    assert_ne!(tag.code, Some(0), "a cut push left a tag");
+
+    // Again, through the same proxy (it cuts once): the upload starts over and completes.
+    let record = push(&["--push", &through_proxy], "").ok().metrics();
+    let inspect = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{direct}"),
+        ],
+    )
+    .ok();
+    let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(inspected["Digest"], record["image"]["digest"]);
+}
