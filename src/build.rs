@@ -132,15 +132,18 @@ pub async fn build(
     let artifact = compiler.compile(&project, &flags, events).await?;
     let sbom = match &options.sbom {
         Some(_) => {
-            let (manifest, package, target) = (
+            let (manifest, package, target, ruchy) = (
                 project.manifest_path.clone(),
                 project.package.clone(),
                 flags.target.clone(),
+                project.transpiler.clone(),
             );
             let epoch = options.source_date_epoch;
             Some(
-                blocking(move || crate::sbom::generate(&manifest, &package, &target, epoch, None))
-                    .await?,
+                blocking(move || {
+                    crate::sbom::generate(&manifest, &package, &target, epoch, ruchy.as_deref())
+                })
+                .await?,
             )
         }
         None => None,
@@ -251,6 +254,7 @@ pub async fn build(
         libc: flags.libc().to_string(),
         std: artifact.std,
         sbom: sbom.map(|(_, record)| record),
+        transpiled_by: project.transpiler.clone(),
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),

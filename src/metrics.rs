@@ -31,6 +31,9 @@ pub struct BuildRecord {
     pub libc: String,
     /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which.
     pub std: StdInfo,
+    /// The transpiler that made the Rust (`ruchy 3.213.0`), for `.ruchy` sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transpiled_by: Option<String>,
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<crate::sbom::SbomRecord>,
@@ -218,6 +221,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         linkage: "static".into(),
         libc: "glibc".into(),
         sbom: None,
+        transpiled_by: None,
         std: StdInfo {
             source: crate::preset::StdSource::Toolchain,
             variant: crate::preset::StdVariant::Unwind,

@@ -60,6 +60,8 @@ pub struct Project {
     pub revision: Option<String>,
     /// The git remote the checkout came from, when it has one.
     pub repository: Option<String>,
+    /// `ruchy --version` of the transpiler that made the Rust, for `.ruchy` sources.
+    pub transpiler: Option<String>,
 }
 
 /// Detects the kind of source, generates a project for single files, and picks the binary.
@@ -179,7 +181,22 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project
         bin: name,
         revision: None,
         repository: None,
+        transpiler: match kind {
+            SourceKind::RuchyFile => transpiler_version(options),
+            _ => None,
+        },
     })
+}
+
+/// `ruchy --version` of the transpiler in use (`ruchy 3.213.0`).
+fn transpiler_version(options: &SourceOptions) -> Option<String> {
+    let program = options
+        .ruchy
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("ruchy"));
+    let out = Command::new(program).arg("--version").output().ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !version.is_empty()).then_some(version)
 }
 
 /// Runs `ruchy transpile FILE -o OUT` and returns the Rust it wrote.
@@ -384,6 +401,7 @@ fn select_binary(metadata: &Metadata, requested: Option<&str>) -> Result<Project
         bin,
         revision: None,
         repository: None,
+        transpiler: None,
     })
 }
 

@@ -184,6 +184,32 @@ fn ruchy_source_is_transpiled_and_built() {
     let binary = bundle.path().join("bundle/rootfs/usr/local/bin/fibonacci");
     let output = tool(binary.to_str().unwrap(), &[]).ok();
     assert_eq!(output.stdout, "fibonacci(30) = 832040\n");
+
+    // The record and the SBOM name the transpiler that made the Rust.
+    let sbom = out.path().join("sbom.json");
+    let record = ruchy_image([
+        "build",
+        example("fibonacci.ruchy").to_str().unwrap(),
+        "--optimize",
+        "nasa",
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--json",
+        "-",
+    ])
+    .ok()
+    .metrics();
+    let version = tool("ruchy", &["--version"]).ok().stdout.trim().to_string();
+    assert_eq!(record["transpiled_by"], version.as_str());
+    let bom: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sbom).unwrap()).unwrap();
+    let properties = bom["metadata"]["properties"].as_array().unwrap();
+    assert!(
+        properties
+            .iter()
+            .any(|p| p["name"] == "ruchy-image:ruchy-version" && p["value"] == version.as_str()),
+        "{bom}"
+    );
 }
 
 #[test]
