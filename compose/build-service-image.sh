@@ -15,8 +15,11 @@ else
   cargo build --quiet --release --locked
   binary=target/release/ruchy-image
 fi
-# The base: the newest image `ruchy-image builder import-host` made.
-base="${BASE:-$(docker images --filter label=dev.ruchy.image.builder.fingerprint --format '{{.Repository}}:{{.Tag}}' | head -n 1)}"
+# The base: the newest image `ruchy-image builder import-host` made under its own name (others
+# with its label may be derived from it), else any tagged one.
+builders=$(docker images --filter label=dev.ruchy.image.builder.fingerprint --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' || true)
+base="${BASE:-$(printf '%s\n' "$builders" | grep '^ruchy-image-builder:' | head -n 1)}"
+base="${base:-$(printf '%s\n' "$builders" | head -n 1)}"
 if [ -z "$base" ]; then
   echo "no builder image: run \`ruchy-image builder import-host\` first, or set BASE" >&2
   exit 2

@@ -130,23 +130,41 @@ pub async fn build(
         builder: compiler.name().to_string(),
     });
     let artifact = compiler.compile(&project, &flags, events).await?;
-    let sbom = match &options.sbom {
-        Some(_) => {
-            let (manifest, package, target, ruchy) = (
-                project.manifest_path.clone(),
-                project.package.clone(),
-                flags.target.clone(),
-                project.transpiler.clone(),
-            );
-            let epoch = options.source_date_epoch;
-            Some(
-                blocking(move || {
-                    crate::sbom::generate(&manifest, &package, &target, epoch, ruchy.as_deref())
-                })
-                .await?,
+    // An SBOM when asked for, and for every output that can hold it as a referrer (layouts,
+    // registries); there, one that cannot be made is a warning, not a failed build.
+    let wanted = options.sbom.is_some() || publishers.iter().any(|p| p.holds_referrers());
+    let sbom = if wanted {
+        let (cache, manifest, package, target, ruchy) = (
+            options.source.cache_dir.clone(),
+            project.manifest_path.clone(),
+            project.package.clone(),
+            flags.target.clone(),
+            project.transpiler.clone(),
+        );
+        let epoch = options.source_date_epoch;
+        let made = blocking(move || {
+            crate::sbom::generate_cached(
+                &cache,
+                &manifest,
+                &package,
+                &target,
+                epoch,
+                ruchy.as_deref(),
             )
+        })
+        .await;
+        match (made, options.sbom.is_some()) {
+            (Ok(sbom), _) => Some(sbom),
+            (Err(e), true) => return Err(e),
+            (Err(e), false) => {
+                events.emit(Event::Warning {
+                    message: format!("no SBOM is attached to the image: {e}"),
+                });
+                None
+            }
         }
-        None => None,
+    } else {
+        None
     };
     let path = artifact.binary.clone();
     let binary = blocking(move || {
@@ -219,14 +237,16 @@ pub async fn build(
     stage.finish();
     let stage = Timer::new(events, Stage::Publish);
     let mut outputs = publish_all(publishers, &image, &reference, events).await?;
-    if let (Some(path), Some((bytes, _))) = (&options.sbom, &sbom) {
-        crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
-        outputs.push(Published {
-            kind: "sbom".into(),
-            location: path.display().to_string(),
-            engine: None,
-            push: None,
-        });
+    if let Some((bytes, _)) = &sbom {
+        if let Some(path) = &options.sbom {
+            crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
+            outputs.push(Published {
+                kind: "sbom".into(),
+                location: path.display().to_string(),
+                engine: None,
+                push: None,
+            });
+        }
         // And to every layout and registry the image went to, as its OCI 1.1 referrer.
         let referrer = crate::oci::referrer::Referrer::new(
             &image,

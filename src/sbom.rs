@@ -108,6 +108,52 @@ fn reachable(metadata: &Metadata, root: &PackageId) -> (BTreeSet<PackageId>, BTr
     (runtime, build_only)
 }
 
+/// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
+/// manifest, target, package, epoch and transpiler): a no-change rebuild asks cargo nothing.
+pub fn generate_cached(
+    cache_dir: &Path,
+    manifest: &Path,
+    package: &str,
+    target: &str,
+    epoch: u64,
+    ruchy: Option<&str>,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let lock = manifest
+        .parent()
+        .map(|dir| dir.join("Cargo.lock"))
+        .and_then(|lock| std::fs::read(lock).ok());
+    let key = lock.map(|lock| {
+        let mut key = Sha256::new();
+        key.update(env!("CARGO_PKG_VERSION"));
+        key.update(&lock);
+        key.update(std::fs::read(manifest).unwrap_or_default());
+        key.update(format!(
+            "{package}\0{target}\0{epoch}\0{}",
+            ruchy.unwrap_or("")
+        ));
+        hex(&key.finalize())
+    });
+    let remembered = key.map(|k| cache_dir.join("sbom").join(format!("{}.json", &k[..32])));
+    if let Some(bytes) = remembered.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        if let Ok(bom) = serde_json::from_slice::<Value>(&bytes) {
+            let record = SbomRecord {
+                components: components_len(&bom),
+                build_only: bom["components"]
+                    .as_array()
+                    .map_or(0, |c| c.iter().filter(|c| c["scope"] == "excluded").count()),
+                digest: crate::fsutil::sha256_digest(&bytes),
+            };
+            return Ok((bytes, record));
+        }
+    }
+    let (bytes, record) = generate(manifest, package, target, epoch, ruchy)?;
+    if let Some(path) = remembered {
+        // A cache that cannot be written costs the next build a `cargo metadata`.
+        let _ = crate::fsutil::write_file_atomically("the SBOM cache", &path, &bytes);
+    }
+    Ok((bytes, record))
+}
+
 /// The SBOM of `package` in the project at `manifest`, built for `target`, as JSON bytes.
 /// `epoch` is its timestamp; `ruchy` names the transpiler that made the Rust, if one did.
 pub fn generate(

@@ -309,10 +309,12 @@ fn the_service_stack_builds_what_it_is_sent() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "compose-test-token-42\n").unwrap();
     let token_path = token_file.display().to_string();
+    let builder = guards::builder_image();
     let env = [
         ("RUCHY_IMAGE_SERVICE_IMAGE", image.as_str()),
         ("RUCHY_IMAGE_PORT", port.as_str()),
         ("RUCHY_IMAGE_TOKEN_FILE", token_path.as_str()),
+        ("RUCHY_IMAGE_BUILDER_IMAGE", builder.as_str()),
     ];
     let _images = Images(vec![image.clone()]);
     let _volumes = ServiceVolumes;
@@ -320,6 +322,7 @@ fn the_service_stack_builds_what_it_is_sent() {
         .arg(repo().join("compose/build-service-image.sh"))
         .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
         .env("RUCHY_IMAGE_SERVICE_IMAGE", &image)
+        .env("BASE", &builder)
         .output()
         .unwrap();
     assert!(

@@ -13,6 +13,8 @@ fn tags(layout: &std::path::Path) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
+        // Images are tagged; the SBOM referrers beside them are not.
+        .filter(|m| m.get("artifactType").is_none())
         .map(|m| {
             m["annotations"]["org.opencontainers.image.ref.name"]
                 .as_str()

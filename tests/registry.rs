@@ -132,6 +132,53 @@ fn a_push_over_tls_with_a_password_and_what_goes_wrong() {
     let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(inspected["Digest"], digest);
 
+    // Credentials from Docker's config: a credential helper for this registry.
+    let config = dir.path().join("docker-config");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-ruchytest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nread host\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"correct horse\"}' \"$host\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        format!(
+            "{{\"credHelpers\": {{\"{}\": \"ruchytest\"}}}}",
+            registry.address
+        ),
+    )
+    .unwrap();
+    let helped = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args([
+            "build",
+            example("fibonacci.rs").to_str().unwrap(),
+            "-O",
+            "size",
+            "--json",
+            "-",
+        ])
+        .args(["--push", &format!("{}/secure/fib:helper", registry.address)])
+        .args(["--registry-ca", ca_arg])
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("RUCHY_IMAGE_BUILDER", "docker")
+        .env("DOCKER_CONFIG", &config)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .unwrap();
+    let helped = Run::from(helped).ok().metrics();
+    assert_eq!(helped["image"]["digest"], digest.as_str());
+
     // A wrong password: who failed where, and no new tag.
     let other = format!("{}/secure/fib:wrong", registry.address);
     let wrong = push(

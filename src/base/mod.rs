@@ -100,6 +100,13 @@ impl std::str::FromStr for BaseRef {
                     "{e}; use scratch, an image name (alpine:3.20), oci:DIR[:TAG] or docker-archive:FILE"
                 ))
             })?;
+        // A name that starts with a registry host (`registry.example.com/app`,
+        // `127.0.0.1:5000/app`, `localhost/app`) is read from that registry, without the
+        // engine, as `docker://` is; a bare name (`alpine:3.20`) is the engine's.
+        let first = s.split('/').next().unwrap_or_default();
+        if s.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
+            return Ok(BaseRef::Registry(s.to_string()));
+        }
         Ok(BaseRef::Engine(s.to_string()))
     }
 }
@@ -502,6 +509,21 @@ mod tests {
         assert_eq!(
             "docker-archive:base.tar".parse::<BaseRef>().unwrap(),
             BaseRef::DockerArchive("base.tar".into())
+        );
+        for registry in ["127.0.0.1:5000/base:1", "registry.example.com/team/base@sha256:0000000000000000000000000000000000000000000000000000000000000000", "localhost/base"] {
+            assert_eq!(
+                registry.parse::<BaseRef>().unwrap(),
+                BaseRef::Registry(registry.into()),
+                "{registry}"
+            );
+        }
+        assert_eq!(
+            "docker://127.0.0.1:5000/base:1".parse::<BaseRef>().unwrap(),
+            BaseRef::Registry("127.0.0.1:5000/base:1".into())
+        );
+        assert_eq!(
+            "ruchy-image-test/busybox:base".parse::<BaseRef>().unwrap(),
+            BaseRef::Engine("ruchy-image-test/busybox:base".into())
         );
         for bad in [
             "Alpine",

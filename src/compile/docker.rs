@@ -225,10 +225,18 @@ async fn imported_builder(
         .await
         .map_err(api_error("listing builder images"))?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
-    let Some(tag) = images
+    // Images built FROM a builder carry its label too: the ones import-host named itself
+    // come first.
+    let tags: Vec<String> = images
         .into_iter()
         .flat_map(|i| i.repo_tags)
-        .find(|t| t != "<none>:<none>")
+        .filter(|t| t != "<none>:<none>")
+        .collect();
+    let Some(tag) = tags
+        .iter()
+        .find(|t| t.starts_with("ruchy-image-builder:"))
+        .or(tags.first())
+        .cloned()
     else {
         return Ok(None);
     };

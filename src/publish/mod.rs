@@ -44,6 +44,11 @@ pub trait Publisher: Send + Sync {
     /// Writes the image where it is not yet visible.
     async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>>;
 
+    /// Whether this output can hold referrers (layouts and registries can).
+    fn holds_referrers(&self) -> bool {
+        false
+    }
+
     /// Attaches an artifact (the SBOM) to the image this output holds now, where the output
     /// can hold referrers (layouts and registries); `None` where it cannot.
     async fn attach(&self, _referrer: &Referrer) -> Result<Option<Published>> {

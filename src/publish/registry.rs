@@ -186,6 +186,10 @@ impl super::Publisher for RegistryPublisher {
         parse_reference(&self.reference).map(drop)
     }
 
+    fn holds_referrers(&self) -> bool {
+        true
+    }
+
     async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
         let given = parse_reference(&self.reference)?;
         let client = client_for(&given, &self.options)?;
