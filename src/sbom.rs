@@ -167,13 +167,7 @@ pub fn generate(
         .manifest_path(manifest)
         .other_options(vec!["--filter-platform".to_string(), target.to_string()])
         .exec()
-        .map_err(|e| Error::CargoMetadata {
-            manifest: manifest.to_path_buf(),
-            message: match e {
-                cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_string(),
-                other => other.to_string(),
-            },
-        })?;
+        .map_err(|e| crate::source::metadata_error(manifest, e))?;
     let root = metadata
         .packages
         .iter()

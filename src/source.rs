@@ -266,6 +266,17 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((meta.mtime(), meta.mtime_nsec(), meta.len()))
 }
 
+/// A failed `cargo metadata`, with cargo's own words when it gave some.
+pub(crate) fn metadata_error(manifest: &Path, error: cargo_metadata::Error) -> Error {
+    Error::CargoMetadata {
+        manifest: manifest.to_path_buf(),
+        message: match error {
+            cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_string(),
+            other => other.to_string(),
+        },
+    }
+}
+
 /// `cargo metadata --no-deps` for `manifest`, remembered in the cache until a manifest or a
 /// binary directory of the workspace changes (asking cargo costs more than a no-change
 /// rebuild's whole budget).
@@ -290,13 +301,7 @@ fn metadata(manifest: &Path, cache_dir: &Path) -> Result<Metadata> {
         .manifest_path(manifest)
         .no_deps()
         .exec()
-        .map_err(|e| Error::CargoMetadata {
-            manifest: manifest.to_path_buf(),
-            message: match e {
-                cargo_metadata::Error::CargoMetadata { stderr } => stderr.trim().to_string(),
-                other => other.to_string(),
-            },
-        })?;
+        .map_err(|e| metadata_error(manifest, e))?;
     let mut watched = vec![canonical, cargo.workspace_root.join("Cargo.toml").into()];
     for package in cargo.workspace_packages() {
         let manifest: PathBuf = package.manifest_path.clone().into();

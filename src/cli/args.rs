@@ -316,24 +316,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]
     pub sbom: Option<PathBuf>,
 
-    /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
-    /// and the outputs written here (the server compiles in its own builder).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "RUCHY_IMAGE_SERVER",
-        help_heading = "Service"
-    )]
-    pub server: Option<String>,
-
-    /// The file holding the server's bearer token.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "RUCHY_IMAGE_TOKEN_FILE",
-        help_heading = "Service"
-    )]
-    pub token_file: Option<PathBuf>,
+    /// The service to build on instead, if any.
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 /// `ruchy-image compare`
@@ -400,7 +385,16 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// Run the comparison on a `ruchy-image serve` at URL (one build with every preset).
+    /// The service to compare on instead (one build with every preset), if any.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// A `ruchy-image serve` to build on; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
+    /// and the outputs written here (the server compiles in its own builder).
     #[arg(
         long,
         value_name = "URL",

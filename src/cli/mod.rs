@@ -182,7 +182,7 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
-    if let Some(server) = args.server.clone() {
+    if let Some(server) = args.service.server.clone() {
         let budgets = args.budget.to_lib()?;
         let record = remote::build(&args, &server, args.quiet).await?;
         return report_build(&args, &record, &budgets);
@@ -241,7 +241,7 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
-    let comparisons = match &args.server {
+    let comparisons = match &args.service.server {
         Some(server) => vec![(String::new(), remote::compare(&args, server).await?)],
         None => {
             let (terminal, events) =

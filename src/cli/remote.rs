@@ -251,7 +251,7 @@ pub(super) async fn build(
     server: &str,
     quiet: bool,
 ) -> Result<BuildRecord, Error> {
-    let server = Server::new(server, args.token_file.as_deref())?;
+    let server = Server::new(server, args.service.token_file.as_deref())?;
     let query = query(
         &args.input,
         &args.flags,
@@ -289,7 +289,7 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
             reason: "the server builds on one base; compare bases locally".into(),
         });
     }
-    let server = Server::new(server, args.token_file.as_deref())?;
+    let server = Server::new(server, args.service.token_file.as_deref())?;
     let query = query(&args.input, &args.flags, &args.image, &args.presets, None)?;
     let (id, record) = run_remote(&server, &args.input.source, &query, args.quiet).await?;
     let results = record["results"].as_array().cloned().unwrap_or_default();
