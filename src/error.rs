@@ -342,5 +342,20 @@ impl Error {
     }
 }
 
+/// An error and its causes, `: `-separated, each said once (libraries such as tar and
+/// reqwest keep the reason that matters in a source).
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

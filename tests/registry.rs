@@ -14,19 +14,25 @@ use common::*;
 use guards::Images;
 use registries::*;
 
-/// `ruchy-image build fibonacci -O size ARGS --json -` with `stdin` as its standard input.
-fn push(args: &[&str], stdin: &str) -> Run {
-    let fib = example("fibonacci.rs");
+/// `ruchy-image` through the docker builder, with the tests' cache and no registry
+/// credentials of the machine's own.
+fn ruchy_image_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
-    cmd.args(["build", fib.to_str().unwrap(), "-O", "size", "--json", "-"])
-        .args(args)
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
+    cmd.env("RUCHY_IMAGE_CACHE", cache_dir())
         .env("RUCHY_IMAGE_BUILDER", "docker")
-        // No credentials of the machine's own.
         .env(
             "DOCKER_CONFIG",
             "/nonexistent/ruchy-image-test-docker-config",
-        )
+        );
+    cmd
+}
+
+/// `ruchy-image build fibonacci -O size ARGS --json -` with `stdin` as its standard input.
+fn push(args: &[&str], stdin: &str) -> Run {
+    let fib = example("fibonacci.rs");
+    let mut cmd = ruchy_image_command();
+    cmd.args(["build", fib.to_str().unwrap(), "-O", "size", "--json", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -152,7 +158,7 @@ fn a_push_over_tls_with_a_password_and_what_goes_wrong() {
         ),
     )
     .unwrap();
-    let helped = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let helped = ruchy_image_command()
         .args([
             "build",
             example("fibonacci.rs").to_str().unwrap(),
@@ -163,8 +169,6 @@ fn a_push_over_tls_with_a_password_and_what_goes_wrong() {
         ])
         .args(["--push", &format!("{}/secure/fib:helper", registry.address)])
         .args(["--registry-ca", ca_arg])
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
-        .env("RUCHY_IMAGE_BUILDER", "docker")
         .env("DOCKER_CONFIG", &config)
         .env(
             "PATH",
@@ -281,7 +285,7 @@ fn a_base_pulled_from_a_registry_is_the_base_read_from_a_layout() {
     // (only the base's name, an annotation, says where it came from).
     let on = |base: &str, out: &str| {
         let layout = dir.path().join(out);
-        let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        let run = ruchy_image_command()
             .args([
                 "build",
                 fixture("release-only.rs").to_str().unwrap(),
@@ -291,12 +295,6 @@ fn a_base_pulled_from_a_registry_is_the_base_read_from_a_layout() {
             .args(["--base", base, "--user", "1000:1000", "--json", "-"])
             .arg("--oci-layout")
             .arg(&layout)
-            .env("RUCHY_IMAGE_CACHE", cache_dir())
-            .env("RUCHY_IMAGE_BUILDER", "docker")
-            .env(
-                "DOCKER_CONFIG",
-                "/nonexistent/ruchy-image-test-docker-config",
-            )
             .output()
             .unwrap();
         let record = Run::from(run).ok().metrics();
@@ -328,14 +326,12 @@ fn a_base_pulled_from_a_registry_is_the_base_read_from_a_layout() {
     let (_, digest_layers) = on(&by_digest, "c");
     assert_eq!(digest_layers, layout_layers);
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let missing = ruchy_image_command()
         .args(["build", fixture("release-only.rs").to_str().unwrap()])
         .args([
             "--base",
             &format!("docker://{}/bases/none:1", registry.address),
         ])
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
-        .env("RUCHY_IMAGE_BUILDER", "docker")
         .output()
         .unwrap();
     let missing = Run::from(missing);
@@ -432,7 +428,7 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
     let dir = tempfile::tempdir().unwrap();
     let (layout, sbom) = (dir.path().join("layout"), dir.path().join("app.cdx.json"));
     let reference = format!("{}/sbom/app:1", registry.address);
-    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let run = ruchy_image_command()
         .args([
             "build",
             fixture("serde-app").to_str().unwrap(),
@@ -444,12 +440,6 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
         .arg(&layout)
         .arg("--sbom")
         .arg(&sbom)
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
-        .env("RUCHY_IMAGE_BUILDER", "docker")
-        .env(
-            "DOCKER_CONFIG",
-            "/nonexistent/ruchy-image-test-docker-config",
-        )
         .output()
         .unwrap();
     let record = Run::from(run).ok().metrics();
@@ -578,14 +568,12 @@ fn a_base_index_without_this_platform_lists_the_ones_it_has() {
         String::from_utf8_lossy(&put.stderr)
     );
 
-    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let run = ruchy_image_command()
         .args(["build", fixture("release-only.rs").to_str().unwrap()])
         .args([
             "--base",
             &format!("docker://{}/multi/fib:other", registry.address),
         ])
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
-        .env("RUCHY_IMAGE_BUILDER", "docker")
         .output()
         .unwrap();
     let run = Run::from(run);
@@ -623,11 +611,9 @@ fn a_registry_that_answers_with_other_bytes_is_refused() {
         }
     });
     let wanted = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-    let run = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+    let run = ruchy_image_command()
         .args(["build", fixture("release-only.rs").to_str().unwrap()])
         .args(["--base", &format!("docker://{address}/liar/app@{wanted}")])
-        .env("RUCHY_IMAGE_CACHE", cache_dir())
-        .env("RUCHY_IMAGE_BUILDER", "docker")
         .output()
         .unwrap();
     let run = Run::from(run);

@@ -137,20 +137,6 @@ impl RegistryPublisher {
     }
 }
 
-/// An error and its causes (reqwest hides the TLS reason in its sources).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Turns a registry error into ours: a 401 says who failed to log in where.
 pub fn push_error(
     reference: &Reference,
@@ -159,7 +145,7 @@ pub fn push_error(
     let host = reference.resolve_registry().to_string();
     move |e| {
         let host = host.clone();
-        let text = causes(&e);
+        let text = crate::error::causes(&e);
         let lower = text.to_lowercase();
         let message = if lower.contains("certificate") || lower.contains("tls") {
             format!("its TLS certificate is not trusted ({text}); trust the CA that signed it")

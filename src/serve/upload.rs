@@ -50,17 +50,6 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-/// An error and its causes, `: `-separated (the tar crate wraps the reader's own error).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 /// Unpacks `body` into `dir` (which must not exist yet; it is made, and removed again on any
 /// error). Returns what to build in it: `.` for a Cargo project, else the one source file.
 pub fn unpack(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, BadUpload> {
@@ -141,7 +130,7 @@ fn unpack_into(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, Bad
             bad(format!(
                 "cannot unpack `{}`: {}",
                 path.display(),
-                causes(&e)
+                crate::error::causes(&e)
             ))
         })?;
     }
