@@ -102,6 +102,31 @@ pub struct ServeArgs {
     /// `builder import-host`; without an engine, the local toolchain].
     #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
+
+    /// A PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) that several
+    /// `serve` workers share: one queue, one history, each worker building on its own engine
+    /// [default: SQLite in the data dir, one service].
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUCHY_IMAGE_DATABASE",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
+
+    /// This worker's name in `GET /v1/workers` and build records [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub worker_name: Option<String>,
+
+    /// Where the other workers reach this one's API for the logs and images it keeps
+    /// [default: http:// and the listen address; the host name when listening on 0.0.0.0].
+    #[arg(long, value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// How long a worker may miss heartbeats before the others take its builds over (once;
+    /// a build interrupted twice fails). Heartbeats go every fifth of it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_parser)]
+    pub heartbeat_timeout: std::time::Duration,
 }
 
 #[cfg(feature = "serve")]

@@ -156,6 +156,10 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         max_upload: args.max_upload,
         shutdown_timeout: args.shutdown_timeout,
         builder_image: args.builder_image.clone(),
+        database: args.database.clone(),
+        worker_name: args.worker_name.clone(),
+        advertise_url: args.advertise_url.clone(),
+        heartbeat_timeout: args.heartbeat_timeout,
     };
     let events = crate::event::Events::new(|event| match event {
         crate::event::Event::Note { message } | crate::event::Event::Step { message } => {

@@ -33,6 +33,10 @@ pub struct AppState {
     pub token: Option<String>,
     /// Most bytes a context may unpack to.
     pub max_unpacked: u64,
+    /// How long a worker may be silent before it counts as gone.
+    pub heartbeat_timeout: Duration,
+    /// Talks to the other workers, which keep the logs and images of the builds they ran.
+    pub peers: reqwest::Client,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -64,6 +68,7 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .route("/v1/builds/{id}/log", get(log))
         .route("/v1/builds/{id}/cancel", post(cancel))
         .route("/v1/builds/{id}/image", get(image))
+        .route("/v1/workers", get(workers))
         .route("/v1/openapi.json", get(openapi))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(max_upload));
@@ -145,8 +150,9 @@ async fn create(
     let dir = store.source_dir(&id);
     let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
     let max = state.max_unpacked;
+    // Unpacked here to check it; the worker that takes it unpacks the database's copy.
     let source_path = {
-        let dir = dir.clone();
+        let (dir, body) = (dir.clone(), body.clone());
         crate::fsutil::blocking(move || upload::unpack(&body, &dir, max))
             .await
             .map_err(|e| bad(e.to_string()))?
@@ -154,24 +160,17 @@ async fn create(
     let checked = options
         .request(&dir.join(&source_path), &store.cache_dir())
         .and_then(|request| request.validate().map_err(|e| e.to_string()));
-    if let Err(reason) = checked {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(bad(reason));
-    }
+    let project = project_name(&dir, &source_path);
+    let _ = std::fs::remove_dir_all(&dir);
+    checked.map_err(bad)?;
     let build = NewBuild {
-        project: project_name(&dir, &source_path),
+        project,
         id: id.clone(),
         options: serde_json::to_value(&options).unwrap_or_default(),
         source_digest: digest,
         source_path,
     };
-    let record = match store.insert(&build).await {
-        Ok(record) => record,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
-        }
-    };
+    let record = store.insert(&build, &body).await?;
     state.queue.wake.notify_one();
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/builds/{id}")) {
@@ -224,8 +223,21 @@ async fn log(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let store = state.queue.store.clone();
-    if store.get(&id).await?.is_none() {
-        return Err(not_found(&id));
+    let mut record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    // A followed build that waits in the queue: its log will be on the worker that takes it.
+    while query.follow && record.status == Status::Queued {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    }
+    if let Some(worker) = elsewhere(&state, &record).await? {
+        let follow = if query.follow { "?follow=1" } else { "" };
+        return forward(
+            &state,
+            &worker,
+            reqwest::Method::GET,
+            &format!("/v1/builds/{id}/log{follow}"),
+        )
+        .await;
     }
     let path = store.log_path(&id);
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
@@ -284,15 +296,24 @@ async fn cancel(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Re
         ));
     }
     if !store.cancel_queued(&id).await? {
-        let token = state
+        if let Some(worker) = elsewhere(&state, &record).await? {
+            return forward(
+                &state,
+                &worker,
+                reqwest::Method::POST,
+                &format!("/v1/builds/{id}/cancel"),
+            )
+            .await;
+        }
+        let run = state
             .queue
             .running
             .lock()
             .expect("running builds")
             .get(&id)
             .cloned();
-        if let Some(token) = token {
-            token.cancel();
+        if let Some(run) = run {
+            run.cancel.cancel();
         }
         // The worker records the end once the build's container is stopped.
         for _ in 0..100 {
@@ -340,6 +361,20 @@ async fn image(
             ))
         }
     };
+    if let Some(worker) = elsewhere(&state, &record).await? {
+        let preset = query
+            .preset
+            .as_deref()
+            .map(|p| format!("?preset={p}"))
+            .unwrap_or_default();
+        return forward(
+            &state,
+            &worker,
+            reqwest::Method::GET,
+            &format!("/v1/builds/{id}/image{preset}"),
+        )
+        .await;
+    }
     let file = tokio::fs::File::open(store.blob_path(digest))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -357,6 +392,91 @@ async fn image(
         body,
     )
         .into_response())
+}
+
+/// The header on a request one worker forwards to another: never forwarded again.
+const FORWARDED: &str = "x-ruchy-image-forwarded";
+
+/// The worker that keeps this build's log and images, when it is not this one.
+async fn elsewhere(
+    state: &AppState,
+    record: &super::store::BuildRecord,
+) -> Result<Option<super::store::Worker>, ApiError> {
+    let store = &state.queue.store;
+    match record.worker.as_deref() {
+        Some(worker) if worker != store.worker() => Ok(store.worker_by_id(worker).await?),
+        _ => Ok(None),
+    }
+}
+
+/// Sends the request on to `worker` and streams its answer back.
+async fn forward(
+    state: &AppState,
+    worker: &super::store::Worker,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let mut request = state
+        .peers
+        .request(method, format!("{}{path}", worker.url))
+        .header(FORWARDED, "1");
+    if let Some(token) = &state.token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().await.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "worker {} ({}) keeps this build's files and does not answer: {}",
+                worker.name,
+                worker.url,
+                crate::error::causes(&e)
+            ),
+        )
+    })?;
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::HeaderName::from_static("docker-content-digest"),
+    ] {
+        if let Some(value) = answer.headers().get(name.as_str()) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                response = response.header(name, value);
+            }
+        }
+    }
+    response
+        .body(Body::from_stream(answer.bytes_stream()))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `GET /v1/workers`: every worker on this database, whether it answers, and what it runs.
+async fn workers(State(state): Shared) -> Result<Response, ApiError> {
+    let store = &state.queue.store;
+    let cutoff =
+        humantime::format_rfc3339_millis(std::time::SystemTime::now() - state.heartbeat_timeout)
+            .to_string();
+    let workers: Vec<serde_json::Value> = store
+        .workers()
+        .await?
+        .into_iter()
+        .map(|(worker, builds)| {
+            let state = if worker.stopped_at.is_some() {
+                "stopped"
+            } else if worker.heartbeat_at < cutoff {
+                "silent"
+            } else {
+                "alive"
+            };
+            let mut value = serde_json::to_value(&worker).unwrap_or_default();
+            value["state"] = state.into();
+            value["this"] = (worker.id == store.worker()).into();
+            value["builds"] = builds.into();
+            value
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "workers": workers })).into_response())
 }
 
 async fn openapi() -> Response {

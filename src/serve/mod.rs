@@ -1,8 +1,10 @@
 //! `ruchy-image serve`: the builder as a service. An HTTP API ([`api`]) takes build contexts
-//! and records every build before answering ([`store`], SQLite); workers ([`worker`]) run
+//! and records every build before answering ([`store`]: SQLite, or PostgreSQL shared by any
+//! number of `serve` workers, each on its own engine); workers ([`worker`]) claim them, run
 //! them through the same library plan as the CLI, fairly between projects, and keep their
-//! logs, records and images. Killed and started again, it re-queues what was running once
-//! and removes the builder containers the dead process left.
+//! logs and images (other workers' API forwards to them). Killed and started again, a worker
+//! re-queues what it was running once and removes the builder containers the dead process
+//! left; a worker that stops answering has its builds taken over by the others.
 
 pub mod api;
 pub mod options;
@@ -45,6 +47,21 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// The builder image to compile in (else rust:1-alpine, else a `builder import-host` one).
     pub builder_image: Option<String>,
+    /// A `postgres://` URL shared by several workers (else SQLite in the data dir).
+    pub database: Option<String>,
+    /// This worker's name in `/v1/workers` (else the host name).
+    pub worker_name: Option<String>,
+    /// Where other workers reach this one's API (else `http://` and the listen address).
+    pub advertise_url: Option<String>,
+    /// How long a worker may miss heartbeats before its builds go back to the queue.
+    pub heartbeat_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// How often a worker heartbeats: often enough that a few missed ones are not yet a death.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.heartbeat_timeout / 5).clamp(Duration::from_millis(200), Duration::from_secs(10))
+    }
 }
 
 /// An exclusive lock on the data dir, held while the service runs: a second `serve` on the
@@ -106,7 +123,7 @@ pub async fn serve(
         options.data_dir.display()
     )))?;
     let _lock = DataDirLock::take(&options.data_dir)?;
-    let store = store::Store::open(&options.data_dir).await?;
+    let store = store::Store::open(&options.data_dir, options.database.as_deref()).await?;
     crate::cleanup::sweep_temp(&options.data_dir.join("blobs"));
     let (requeued, failed) = store.recover().await?;
     if requeued + failed > 0 {
@@ -116,7 +133,7 @@ pub async fn serve(
     }
     // One builder image for every build, found once: with an engine, the one asked for (or
     // rust:1-alpine, or the newest `builder import-host` image); without, the local toolchain.
-    let builder_image = match crate::engine::Engine::connect().await {
+    let (builder_image, engine_name) = match crate::engine::Engine::connect().await {
         Ok(engine) => {
             if let Ok(removed) = engine.remove_orphans().await {
                 if !removed.is_empty() {
@@ -138,12 +155,19 @@ pub async fn serve(
                 image.reference,
                 image.toolchain.version()
             ));
-            Some(image.reference)
+            let version = engine.docker().version().await.ok().and_then(|v| v.version);
+            let name = format!(
+                "docker {}, {} ({})",
+                version.as_deref().unwrap_or("?"),
+                image.reference,
+                image.toolchain.version()
+            );
+            (Some(image.reference), name)
         }
         Err(e) if options.builder_image.is_some() => return Err(e),
         Err(_) => {
             events.note("no Docker engine answers: builds compile with the local toolchain");
-            None
+            (None, "local toolchain".to_string())
         }
     };
 
@@ -155,26 +179,53 @@ pub async fn serve(
         timeout: options.timeout,
         events: events.clone(),
         builder_image,
-    };
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.workers.max(1) {
-        workers.spawn(worker::work(queue.clone()));
-    }
-    let expiry = tokio::spawn(expire_queued(queue.clone(), options.queue_ttl));
-
-    let state = Arc::new(api::AppState {
-        queue: queue.clone(),
-        token: options.token.clone(),
         max_unpacked: options.max_upload.saturating_mul(4),
-    });
-    let max_upload = usize::try_from(options.max_upload).unwrap_or(usize::MAX);
-    let app = api::router(state, max_upload);
+    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(Error::io(format!("listening on {}", options.listen)))?;
     let address = listener
         .local_addr()
         .map_err(Error::io("reading the listening address"))?;
+    let url = options
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| advertised(address));
+    let name = options.worker_name.clone().unwrap_or_else(host_name);
+    let slots = options.workers.max(1);
+    store
+        .register(&name, url.trim_end_matches('/'), &engine_name, slots as i64)
+        .await?;
+    if store.backend() == store::Backend::Postgres {
+        events.note(format!(
+            "worker {} ({name}, {slots} slot(s)) on the shared database; other workers reach it at {url}",
+            store.worker()
+        ));
+    }
+
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..slots {
+        workers.spawn(worker::work(queue.clone()));
+    }
+    let background = [
+        tokio::spawn(expire_queued(queue.clone(), options.queue_ttl)),
+        tokio::spawn(worker::heartbeat(
+            queue.clone(),
+            options.heartbeat_interval(),
+            options.heartbeat_timeout,
+        )),
+        tokio::spawn(listen_for_builds(queue.clone())),
+    ];
+
+    let state = Arc::new(api::AppState {
+        queue: queue.clone(),
+        token: options.token.clone(),
+        max_unpacked: options.max_upload.saturating_mul(4),
+        heartbeat_timeout: options.heartbeat_timeout,
+        peers: reqwest::Client::new(),
+    });
+    let max_upload = usize::try_from(options.max_upload).unwrap_or(usize::MAX);
+    let app = api::router(state, max_upload);
     ready(address);
 
     let stop_http = CancellationToken::new();
@@ -194,21 +245,72 @@ pub async fn serve(
         message: "draining: no new builds start; waiting for running ones".into(),
     });
     queue.draining.cancel();
-    expiry.abort();
+    for task in &background {
+        task.abort();
+    }
     let drained = tokio::time::timeout(options.shutdown_timeout, async {
         while workers.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        for token in queue.running.lock().expect("running builds").values() {
-            token.cancel();
+        for run in queue.running.lock().expect("running builds").values() {
+            run.cancel.cancel();
         }
         while workers.join_next().await.is_some() {}
+    }
+    if let Err(e) = store.stopped().await {
+        events.emit(Event::Warning {
+            message: format!("cannot record this worker's stop: {e}"),
+        });
     }
     stop_http.cancel();
     // Open log followers would hold a graceful stop forever.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
+}
+
+/// The URL other workers reach this one at when none was given: the listen address, or the
+/// host's name when listening on every address.
+fn advertised(address: SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        format!("http://{}:{}", host_name(), address.port())
+    } else {
+        format!("http://{address}")
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Under PostgreSQL, wakes the workers as soon as any worker queues a build (LISTEN/NOTIFY);
+/// they also look every two seconds, so a lost connection only costs latency.
+async fn listen_for_builds(queue: worker::Queue) {
+    if queue.store.backend() != store::Backend::Postgres {
+        return;
+    }
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect(queue.store.url()).await?;
+            listener.listen(store::QUEUE_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                queue.wake.notify_waiters();
+                queue.wake.notify_one();
+            }
+        };
+        let result: std::result::Result<(), sqlx::Error> = listener.await;
+        if let Err(e) = result {
+            queue.events.emit(Event::Warning {
+                message: format!("not listening for new builds (polling instead): {e}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Times out builds that waited in the queue longer than `ttl`.

@@ -1,7 +1,9 @@
-//! The queue's workers: each takes the next build from the store (fair between projects,
-//! never two of one project at once), runs every preset through the library's plan, writes
-//! what it says to the build's log, and records the outcome. A build can be cancelled or time
-//! out; dropping its future stops cargo and removes its builder container.
+//! The queue's workers: each slot takes the next build from the store (fair between projects,
+//! never two of one project at once), unpacks its uploaded context, runs every preset through
+//! the library's plan, writes what it says to the build's log, and records the outcome. A
+//! build can be cancelled or time out; dropping its future stops cargo and removes its builder
+//! container. The heartbeat says this worker is alive, hands the builds of workers that
+//! stopped answering back to the queue, and stops local runs of builds taken from it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -25,8 +27,8 @@ pub struct Queue {
     pub store: Store,
     /// Wakes idle workers when a build is accepted.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Cancels the build running under an ID.
-    pub running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    /// The builds running here: what cancels each, and when it was claimed.
+    pub running: Arc<Mutex<HashMap<String, Running>>>,
     /// Stops workers taking new builds (a draining shutdown).
     pub draining: CancellationToken,
     /// The longest a build may run.
@@ -36,6 +38,64 @@ pub struct Queue {
     /// The builder image every build compiles in (resolved once, at start); none builds
     /// with the local toolchain.
     pub builder_image: Option<String>,
+    /// Most bytes an uploaded context may unpack to.
+    pub max_unpacked: u64,
+}
+
+/// A build running on this worker.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Stops it.
+    pub cancel: CancellationToken,
+    /// When this worker claimed it.
+    pub claimed: std::time::Instant,
+}
+
+/// Every `interval`: says this worker is alive, re-queues the builds of workers silent for
+/// longer than `stale_after`, and stops local runs the database no longer gives this worker.
+pub async fn heartbeat(queue: Queue, interval: Duration, stale_after: Duration) {
+    loop {
+        let asked = std::time::Instant::now();
+        match queue.store.heartbeat().await {
+            Ok(mine) => {
+                let running = queue.running.lock().expect("running builds");
+                for (id, run) in running.iter() {
+                    // Claimed after the question was asked: the answer may not know it yet.
+                    if run.claimed < asked && !mine.contains(id) && !run.cancel.is_cancelled() {
+                        queue.events.emit(Event::Warning {
+                            message: format!(
+                                "build {id} is no longer this worker's (a missed heartbeat gave it to another, or it was cancelled): stopping it here"
+                            ),
+                        });
+                        run.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => queue.events.emit(Event::Warning {
+                message: format!("cannot record this worker's heartbeat: {e}"),
+            }),
+        }
+        let cutoff = humantime::format_rfc3339_millis(std::time::SystemTime::now() - stale_after)
+            .to_string();
+        match queue.store.requeue_stale(&cutoff).await {
+            Ok((requeued, failed)) if requeued + failed > 0 => {
+                queue.events.emit(Event::Warning {
+                    message: format!(
+                        "a worker stopped answering: {requeued} of its build(s) queued again, {failed} failed (their second interruption)"
+                    ),
+                });
+                queue.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => queue.events.emit(Event::Warning {
+                message: format!("cannot re-queue the builds of silent workers: {e}"),
+            }),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = queue.draining.cancelled() => return,
+        }
+    }
 }
 
 /// The build's log, and what its events tell about its stages.
@@ -152,11 +212,13 @@ pub async fn work(queue: Queue) {
 async fn run_one(queue: &Queue, build: BuildRecord) {
     let id = build.id.clone();
     let token = CancellationToken::new();
-    queue
-        .running
-        .lock()
-        .expect("running builds")
-        .insert(id.clone(), token.clone());
+    queue.running.lock().expect("running builds").insert(
+        id.clone(),
+        Running {
+            cancel: token.clone(),
+            claimed: std::time::Instant::now(),
+        },
+    );
     let log = match Log::open(&queue.store.log_path(&id)) {
         Ok(log) => Arc::new(Mutex::new(log)),
         Err(e) => {
@@ -167,18 +229,19 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
                 }),
                 ..Outcome::default()
             };
-            finish(queue, &id, Status::Failure, &outcome).await;
+            finish(queue, &build, Status::Failure, &outcome).await;
             return;
         }
     };
     let attempt = build.attempts;
-    log.lock()
-        .expect("log")
-        .write(&format!("→ build {id} started (attempt {attempt})"));
+    log.lock().expect("log").write(&format!(
+        "→ build {id} started (attempt {attempt}) on worker {}",
+        queue.store.worker()
+    ));
 
     let partial = Arc::new(Mutex::new(Outcome::default()));
     let status = tokio::select! {
-        status = run_presets(&queue.store, queue.builder_image.as_deref(), &build, log.clone(), partial.clone()) => status,
+        status = run_presets(queue, &build, log.clone(), partial.clone()) => status,
         _ = token.cancelled() => Status::Cancelled,
         _ = tokio::time::sleep(queue.timeout) => Status::Timeout,
     };
@@ -202,14 +265,22 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
         }
         log.write(&format!("→ build {id} ended: {}", status.name()));
     }
-    finish(queue, &id, status, &outcome).await;
+    finish(queue, &build, status, &outcome).await;
 }
 
-async fn finish(queue: &Queue, id: &str, status: Status, outcome: &Outcome) {
-    if let Err(e) = queue.store.finish(id, status, outcome).await {
-        queue.events.emit(Event::Warning {
+async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Outcome) {
+    let id = &build.id;
+    match queue.store.finish(build, status, outcome).await {
+        Ok(true) => {}
+        Ok(false) => queue.events.emit(Event::Warning {
+            message: format!(
+                "build {id} ended here ({}) but was no longer this worker's: its record is the other worker's",
+                status.name()
+            ),
+        }),
+        Err(e) => queue.events.emit(Event::Warning {
             message: format!("cannot record the end of build {id}: {e}"),
-        });
+        }),
     }
     queue.running.lock().expect("running builds").remove(id);
     // The source is not needed any more: the results and images are kept.
@@ -219,12 +290,12 @@ async fn finish(queue: &Queue, id: &str, status: Status, outcome: &Outcome) {
 /// Builds every preset in order (a failed one is recorded and the others still run),
 /// updating `outcome` as it goes so a cancelled build keeps what it finished.
 async fn run_presets(
-    store: &Store,
-    builder_image: Option<&str>,
+    queue: &Queue,
     build: &BuildRecord,
     log: Arc<Mutex<Log>>,
     outcome: Arc<Mutex<Outcome>>,
 ) -> Status {
+    let (store, builder_image) = (&queue.store, queue.builder_image.as_deref());
     let fail = |message: String, stage: Option<String>| {
         let mut outcome = outcome.lock().expect("outcome");
         outcome.error.get_or_insert(BuildError { message, stage });
@@ -246,25 +317,8 @@ async fn run_presets(
     // Builds of one project never run at once, so its sources go to one place: the target
     // volume (keyed by that place) is the project's, shared by its builds.
     let workspace = store.workspace_dir(&build.project);
-    let moved = {
-        let (from, to) = (store.source_dir(&build.id), workspace.clone());
-        blocking(move || {
-            // A build run again after a crash finds its source already moved.
-            if !from.exists() && to.exists() {
-                return Ok(());
-            }
-            if to.exists() {
-                std::fs::remove_dir_all(&to)?;
-            }
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::rename(&from, &to)
-        })
-        .await
-    };
-    if let Err(e) = moved {
-        fail(format!("cannot move the source into place: {e}"), None);
+    if let Err(e) = unpack_source(queue, build, &workspace).await {
+        fail(e, Some("prepare".into()));
         return Status::Failure;
     }
     let source = workspace.join(&build.source_path);
@@ -353,6 +407,43 @@ async fn run_presets(
         }
     }
     status
+}
+
+/// Puts the build's context in the project's workspace, unpacked from the copy the database
+/// keeps (whichever worker took the upload).
+async fn unpack_source(
+    queue: &Queue,
+    build: &BuildRecord,
+    workspace: &Path,
+) -> std::result::Result<(), String> {
+    let store = &queue.store;
+    let body = store
+        .source(&build.source_digest)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the build's source {} is gone", build.source_digest))?;
+    let (unpacked, workspace, max) = (
+        store.source_dir(&build.id),
+        workspace.to_path_buf(),
+        queue.max_unpacked,
+    );
+    blocking(move || {
+        // What an interrupted attempt left.
+        let _ = std::fs::remove_dir_all(&unpacked);
+        super::upload::unpack(&body, &unpacked, max)
+            .map_err(|e| format!("cannot unpack the build's source: {e}"))?;
+        let moved = (|| {
+            if workspace.exists() {
+                std::fs::remove_dir_all(&workspace)?;
+            }
+            if let Some(parent) = workspace.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&unpacked, &workspace)
+        })();
+        moved.map_err(|e| format!("cannot move the source into place: {e}"))
+    })
+    .await
 }
 
 /// Moves an image archive into the blob store under its digest (where the same image from an
