@@ -14,7 +14,37 @@ use common::*;
 use guards::{builder_image, Images};
 use service::*;
 
-#[test]
+/// Every API test runs against both backends: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                crate::service::on(crate::service::Backend::Sqlite, super::$name)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                crate::service::on(crate::service::Backend::Postgres, super::$name)
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_build_over_http_is_recorded_logged_and_its_image_runs,
+    the_openapi_document_describes_what_the_server_answers,
+    bad_requests_are_refused_clearly_and_record_nothing,
+    failures_and_cancels_are_recorded_and_the_service_goes_on,
+    killed_and_started_again_it_loses_no_build_and_leaves_no_container,
+    sigterm_drains_running_builds_then_exits_zero,
+    the_cli_builds_on_the_server_and_writes_the_outputs_here,
+    the_queue_is_fair_between_projects_and_limits_time,
+    a_build_that_waits_longer_than_the_queue_ttl_times_out,
+    a_build_can_push_with_the_service_s_credentials,
+);
+
 fn a_build_over_http_is_recorded_logged_and_its_image_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -166,7 +196,6 @@ fn a_build_over_http_is_recorded_logged_and_its_image_runs() {
     );
 }
 
-#[test]
 fn the_openapi_document_describes_what_the_server_answers() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -240,7 +269,6 @@ fn raw_tar(name: &str, kind: tar::EntryType, link: Option<&str>) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-#[test]
 fn bad_requests_are_refused_clearly_and_record_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -357,7 +385,6 @@ fn bad_requests_are_refused_clearly_and_record_nothing() {
     assert_eq!(std::fs::read_dir(data.join("sources")).unwrap().count(), 0);
 }
 
-#[test]
 fn failures_and_cancels_are_recorded_and_the_service_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -431,7 +458,6 @@ fn failures_and_cancels_are_recorded_and_the_service_goes_on() {
     assert_eq!(health.status, 200);
 }
 
-#[test]
 fn killed_and_started_again_it_loses_no_build_and_leaves_no_container() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -474,7 +500,6 @@ fn killed_and_started_again_it_loses_no_build_and_leaves_no_container() {
     assert!(builders_in(&data, "").is_empty());
 }
 
-#[test]
 fn sigterm_drains_running_builds_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -539,7 +564,6 @@ fn the_data_dir_is_one_service_s_and_must_be_writable() {
     assert!(stderr.contains("needs a token file"), "{stderr}");
 }
 
-#[test]
 fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -632,7 +656,6 @@ fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
     assert!(!dir.path().join("no.tar").exists());
 }
 
-#[test]
 fn the_queue_is_fair_between_projects_and_limits_time() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -692,7 +715,6 @@ fn the_queue_is_fair_between_projects_and_limits_time() {
     }
 }
 
-#[test]
 fn a_build_that_waits_longer_than_the_queue_ttl_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());
@@ -736,7 +758,6 @@ fn a_build_that_waits_longer_than_the_queue_ttl_times_out() {
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
 }
 
-#[test]
 fn a_build_can_push_with_the_service_s_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let (data, _leftovers) = data_dir(dir.path());

@@ -11,6 +11,47 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::guards::builder_image;
 
+pub mod postgres;
+
+/// The database the servers a test starts keep their state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The default: SQLite in the data dir.
+    Sqlite,
+    /// A database of the test's own in the test run's PostgreSQL cluster.
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `test` with every server it starts keeping its state on `backend` (tests run on
+/// threads of their own).
+pub fn on(backend: Backend, test: impl FnOnce()) {
+    BACKEND.with(|b| b.set(backend));
+    test()
+}
+
+/// The backend of this test.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// The PostgreSQL database of the service in `data` (made on first use, the same across its
+/// restarts, and shared by workers started with `database_for` of the same key).
+pub fn database_for(key: &Path) -> String {
+    static MADE: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap();
+    if let Some((_, url)) = made.iter().find(|(k, _)| k == key) {
+        return url.clone();
+    }
+    let name = format!("test_{}", made.len() + 1);
+    let url = postgres::cluster().database(&format!("{name}_{}", std::process::id()));
+    made.push((key.to_path_buf(), url.clone()));
+    url
+}
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A running `ruchy-image serve`, killed (SIGKILL) when dropped if still running.
@@ -43,8 +84,11 @@ pub fn serve_command(data: &Path, extra: &[&str]) -> Command {
             &builder_image(),
         ])
         .arg("--token-file")
-        .arg(token_file(data))
-        .args(extra)
+        .arg(token_file(data));
+    if backend() == Backend::Postgres && !extra.contains(&"--database") {
+        cmd.arg("--database").arg(database_for(data));
+    }
+    cmd.args(extra)
         .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
