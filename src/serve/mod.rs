@@ -5,6 +5,7 @@
 //! and removes the builder containers the dead process left.
 
 pub mod api;
+pub mod dashboard;
 pub mod options;
 pub mod store;
 pub mod upload;
