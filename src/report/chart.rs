@@ -182,17 +182,24 @@ const PLOT_RIGHT: f64 = 600.0;
 const PLOT_TOP: f64 = 48.0;
 const PLOT_BOTTOM: f64 = 262.0;
 
-/// The smallest "round" number (1, 2 or 5 times a power of ten) at least `value`.
-fn nice_ceiling(value: u64) -> u64 {
-    let mut step = 1u64;
-    loop {
-        for m in [1, 2, 5] {
-            if step.saturating_mul(m) >= value {
-                return step.saturating_mul(m);
-            }
-        }
-        step = step.saturating_mul(10);
-    }
+/// The y axis's step for values up to `max`, four steps high: a round number (1, 2, 2.5 or 5
+/// times a power of ten) of the unit the labels use (B, KiB, MiB, GiB), so the labels read
+/// `0 B, 100.0 KiB, 200.0 KiB, …`.
+fn axis_step(max: u64) -> u64 {
+    let unit: u64 = match max {
+        m if m >= 1 << 30 => 1 << 30,
+        m if m >= 1 << 20 => 1 << 20,
+        m if m >= 10 << 10 => 1 << 10,
+        _ => 1,
+    };
+    let raw = (max.max(1) as f64 / 4.0 / unit as f64).max(if unit == 1 { 1.0 } else { 0.01 });
+    let power = 10f64.powf(raw.log10().floor());
+    let nice = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power);
+    ((nice * unit as f64).round() as u64).max(1)
 }
 
 /// A line chart of sizes over builds: x is the position (`x_labels`, oldest first), y is
@@ -205,7 +212,8 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
         .copied()
         .max()
         .unwrap_or(0);
-    let top = nice_ceiling(max.max(1));
+    let step = axis_step(max);
+    let top = step * 4;
     let columns = x_labels
         .len()
         .max(series.iter().map(|s| s.values.len()).max().unwrap_or(0));
@@ -232,7 +240,7 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
     );
     // Y axis: gridlines and labels at quarters of the range.
     for q in 0..=4u64 {
-        let value = top / 4 * q;
+        let value = step * q;
         let gy = y(value);
         let _ = writeln!(
             out,
@@ -413,7 +421,6 @@ mod tests {
         assert_eq!(points.len(), 5, "a failed preset has no point");
         assert!(svg.contains("<title>aggressive, build 2: 368.1 KiB (376944 bytes)</title>"));
         assert!(svg.contains("<title>&lt;size&gt;, build 3: 976.6 KiB (1000000 bytes)</title>"));
-        // y from 0 (at the bottom) to the nice ceiling 1,000,000 (at the top).
         let cy = |bytes: &str| -> f64 {
             points
                 .iter()
@@ -424,8 +431,11 @@ mod tests {
                 .parse()
                 .unwrap()
         };
-        assert_eq!(cy("1000000"), PLOT_TOP);
-        assert!((cy("300000") - (PLOT_BOTTOM - 0.3 * (PLOT_BOTTOM - PLOT_TOP))).abs() < 0.1);
+        // y from 0 (at the bottom) to four steps of 250 KiB (at the top).
+        let height = PLOT_BOTTOM - PLOT_TOP;
+        let expected = |bytes: f64| PLOT_BOTTOM - bytes / 1_024_000.0 * height;
+        assert!((cy("1000000") - expected(1e6)).abs() < 0.1);
+        assert!((cy("300000") - expected(3e5)).abs() < 0.1);
         // x: first and last build at the ends, in order.
         let xs: Vec<f64> = points[..3]
             .iter()
@@ -437,14 +447,28 @@ mod tests {
         // Labelled axes.
         assert!(svg.contains(">bytes</text>"));
         assert!(svg.contains(">builds, oldest to newest</text>"));
-        assert!(svg.contains(r##"text-anchor="end" fill="#444">976.6 KiB</text>"##));
+        let ticks: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.attribute("text-anchor") == Some("end"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(
+            ticks,
+            ["0 B", "250.0 KiB", "500.0 KiB", "750.0 KiB", "1000.0 KiB"]
+        );
     }
 
     #[test]
-    fn nice_ceilings() {
-        assert_eq!(nice_ceiling(1), 1);
-        assert_eq!(nice_ceiling(3), 5);
-        assert_eq!(nice_ceiling(376_944), 500_000);
-        assert_eq!(nice_ceiling(1_000_001), 2_000_000);
+    fn axis_steps_are_round_in_the_labels_unit() {
+        assert_eq!(axis_step(0), 1);
+        assert_eq!(axis_step(3), 1);
+        assert_eq!(axis_step(9_000), 2_500);
+        // 364.7 KiB: steps of 100 KiB up to 400 KiB.
+        assert_eq!(axis_step(373_453), 100 * 1024);
+        assert_eq!(axis_step(180_000), 50 * 1024);
+        assert_eq!(axis_step(5 << 20), 2 << 20);
+        for max in [1, 999, 10_240, 376_944, 1_000_000, 7 << 30] {
+            assert!(axis_step(max) * 4 >= max, "{max}");
+        }
     }
 }

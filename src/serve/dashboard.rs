@@ -286,7 +286,7 @@ fn render(status: StatusCode, page: &Page) -> Response {
     for s in Status::ALL {
         let _ = write!(
             nav,
-            r#"<li><a href="/?status={name}" class="filter status-{name}"{}>{}</a></li>"#,
+            r#"<li><a href="/?status={name}"{}>{}</a></li>"#,
             current(page.current == Nav::Status(s)),
             capitalized(s.name()),
             name = s.name(),
@@ -922,7 +922,7 @@ fn build_body(record: &BuildRecord) -> String {
         out,
         r#"<section aria-labelledby="log-heading"><h2 id="log-heading">Log</h2>
 <p class="log-state"><span id="log-status" aria-live="polite">{}</span> <a href="/v1/builds/{id_url}/log">Plain text</a></p>
-<pre id="log" tabindex="0" data-src="/v1/builds/{id_url}/log?follow=1" data-live="{live}" aria-label="Build log"></pre>
+<pre id="log" tabindex="0" data-src="/v1/builds/{id_url}/log?follow=true" data-live="{live}" aria-label="Build log"></pre>
 </section>
 "#,
         if live {
@@ -1215,7 +1215,7 @@ mod tests {
     fn the_build_page_follows_the_log_only_while_the_build_runs() {
         let running = build_body(&record("b9", Status::Working, Value::Array(vec![])));
         assert!(running.contains(
-            r#"<pre id="log" tabindex="0" data-src="/v1/builds/b9/log?follow=1" data-live="true""#
+            r#"<pre id="log" tabindex="0" data-src="/v1/builds/b9/log?follow=true" data-live="true""#
         ));
         assert!(running.contains(r#"id="no-results""#));
         let done = build_body(&record(

@@ -1,4 +1,4 @@
-// ruchy-image dashboard: follows a build's log (GET /v1/builds/{id}/log?follow=1) and appends
+// ruchy-image dashboard: follows a build's log (GET /v1/builds/{id}/log?follow=true) and appends
 // its text as it arrives; when a running build's log ends, reloads the page for the results.
 (function () {
   "use strict";
