@@ -641,6 +641,16 @@ fn a_running_build_s_log_grows_in_its_page_then_its_results_appear() {
     wait_for(&server, &id, Duration::from_secs(120), |r| {
         r["status"] != "queued"
     });
+    // The list refreshes itself while something runs.
+    browser.goto("/");
+    assert_eq!(
+        browser.js(
+            "const m = document.querySelector('meta[http-equiv=refresh]'); return m && m.content"
+        ),
+        json!("5"),
+        "{}",
+        browser.excerpt()
+    );
     browser.goto(&format!("/builds/{id}"));
     assert_eq!(
         browser.js("return document.querySelector('h1 .status').getAttribute('data-status')"),
@@ -660,6 +670,7 @@ fn a_running_build_s_log_grows_in_its_page_then_its_results_appear() {
         !log(b).is_empty()
     });
     let first = log(&browser);
+    assert!(!first.contains(": success"), "read mid-build: {first}");
     browser.screenshot("live-log");
     browser.wait_until("more log text", Duration::from_secs(120), |b| {
         log(b).len() > first.len()
