@@ -55,8 +55,8 @@ const GROUPS: [Group; 3] = [
     },
 ];
 
-/// Escapes text for an SVG text node or attribute.
-fn escape(text: &str) -> String {
+/// Escapes text for an SVG (or HTML) text node or attribute.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -159,6 +159,181 @@ pub fn svg(comparison: &Comparison) -> String {
     out
 }
 
+/// One line of a [`history_svg`] chart: a name (a preset) and a value per x position (a
+/// build), `None` where it has none (the preset failed or was not built).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// The legend's name for the line.
+    pub name: String,
+    /// One value per x position, in order.
+    pub values: Vec<Option<u64>>,
+}
+
+/// Line colours, one per series in order (distinct also in grey scale and for the common
+/// colour blindnesses; each point also carries its series name in its tooltip).
+const LINE_COLOURS: [&str; 6] = [
+    "#1f5fa8", "#d35400", "#1a9850", "#8e44ad", "#7f6000", "#c0392b",
+];
+
+const HISTORY_WIDTH: f64 = 760.0;
+const HISTORY_HEIGHT: f64 = 320.0;
+const PLOT_LEFT: f64 = 92.0;
+const PLOT_RIGHT: f64 = 600.0;
+const PLOT_TOP: f64 = 48.0;
+const PLOT_BOTTOM: f64 = 262.0;
+
+/// The y axis's step for values up to `max`, four steps high: a round number (1, 2, 2.5 or 5
+/// times a power of ten) of the unit the labels use (B, KiB, MiB, GiB), so the labels read
+/// `0 B, 100.0 KiB, 200.0 KiB, …`.
+fn axis_step(max: u64) -> u64 {
+    let unit: u64 = match max {
+        m if m >= 1 << 30 => 1 << 30,
+        m if m >= 1 << 20 => 1 << 20,
+        m if m >= 10 << 10 => 1 << 10,
+        _ => 1,
+    };
+    let raw = (max.max(1) as f64 / 4.0 / unit as f64).max(if unit == 1 { 1.0 } else { 0.01 });
+    let power = 10f64.powf(raw.log10().floor());
+    let nice = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power);
+    ((nice * unit as f64).round() as u64).max(1)
+}
+
+/// A line chart of sizes over builds: x is the position (`x_labels`, oldest first), y is
+/// bytes from 0, one line with a marker per value for each series, a legend, labelled axes,
+/// and every marker's exact value in its `<title>` tooltip. Plain SVG for a web page.
+pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> String {
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten())
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let step = axis_step(max);
+    let top = step * 4;
+    let columns = x_labels
+        .len()
+        .max(series.iter().map(|s| s.values.len()).max().unwrap_or(0));
+    let x = |i: usize| -> f64 {
+        if columns <= 1 {
+            (PLOT_LEFT + PLOT_RIGHT) / 2.0
+        } else {
+            PLOT_LEFT + 16.0 + i as f64 * (PLOT_RIGHT - PLOT_LEFT - 32.0) / (columns - 1) as f64
+        }
+    };
+    let y = |v: u64| -> f64 { PLOT_BOTTOM - v as f64 / top as f64 * (PLOT_BOTTOM - PLOT_TOP) };
+    let title = escape(title);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="history" role="img" width="{HISTORY_WIDTH}" height="{HISTORY_HEIGHT}" viewBox="0 0 {HISTORY_WIDTH} {HISTORY_HEIGHT}" font-family="system-ui, DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, "<title>{title}</title>");
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r##"<text x="16" y="24" font-size="15" font-weight="bold" fill="#222">{title}</text>"##
+    );
+    // Y axis: gridlines and labels at quarters of the range.
+    for q in 0..=4u64 {
+        let value = step * q;
+        let gy = y(value);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{gy:.1}" y2="{gy:.1}" stroke="#e3e3e3"/>"##
+        );
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
+            PLOT_LEFT - 8.0,
+            gy + 4.0,
+            escape(&human_size(value))
+        );
+    }
+    let _ = writeln!(
+        out,
+        r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_LEFT}" y1="{PLOT_TOP}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{PLOT_BOTTOM}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r##"<text class="axis-label" x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle" fill="#222">bytes</text>"##,
+        (PLOT_TOP + PLOT_BOTTOM) / 2.0,
+        (PLOT_TOP + PLOT_BOTTOM) / 2.0
+    );
+    // X axis: a tick per build, labelled (thinned out when there are many).
+    let every = columns.div_ceil(12).max(1);
+    for (i, label) in x_labels.iter().enumerate() {
+        let gx = x(i);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{gx:.1}" x2="{gx:.1}" y1="{PLOT_BOTTOM}" y2="{:.1}" stroke="#555"/>"##,
+            PLOT_BOTTOM + 4.0
+        );
+        if i % every == 0 || i + 1 == x_labels.len() {
+            let _ = writeln!(
+                out,
+                r##"<text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
+                PLOT_BOTTOM + 18.0,
+                escape(label)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        r##"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">builds, oldest to newest</text>"##,
+        (PLOT_LEFT + PLOT_RIGHT) / 2.0,
+        PLOT_BOTTOM + 44.0
+    );
+    // The lines, their markers (each with its exact value) and the legend.
+    for (n, s) in series.iter().enumerate() {
+        let colour = LINE_COLOURS[n % LINE_COLOURS.len()];
+        let name = escape(&s.name);
+        let _ = writeln!(out, r#"<g class="series" data-series="{name}">"#);
+        let points: Vec<String> = s
+            .values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+            points.join(" ")
+        );
+        for (i, value) in s.values.iter().enumerate() {
+            let Some(value) = *value else { continue };
+            let at = x_labels.get(i).map(|l| escape(l)).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="4" fill="{colour}" data-bytes="{value}"><title>{name}, build {at}: {} ({value} bytes)</title></circle>"#,
+                x(i),
+                y(value),
+                escape(&human_size(value))
+            );
+        }
+        let ly = PLOT_TOP + 6.0 + n as f64 * 22.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{:.1}" x2="{:.1}" y1="{ly:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{:.1}" y="{:.1}" fill="#222">{name}</text>"##,
+            PLOT_RIGHT + 24.0,
+            PLOT_RIGHT + 48.0,
+            PLOT_RIGHT + 56.0,
+            ly + 4.0
+        );
+        out.push_str("</g>\n");
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +383,92 @@ mod tests {
         assert_eq!(svg.matches(">failed</text>").count(), 3);
         // The biggest bar is the full length.
         assert!(svg.contains(&format!("width=\"{BAR_MAX:.1}\"")));
+    }
+
+    #[test]
+    fn history_chart_has_a_line_per_series_and_exact_values_in_tooltips() {
+        let labels: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
+        let series = [
+            Series {
+                name: "aggressive".into(),
+                values: vec![Some(400_000), Some(376_944), Some(376_944)],
+            },
+            Series {
+                name: "<size>".into(),
+                values: vec![Some(300_000), None, Some(1_000_000)],
+            },
+        ];
+        let svg = history_svg("fib & co: binary size", &labels, &series);
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.ends_with("</svg>\n"));
+        assert!(svg.contains(">fib &amp; co: binary size</title>"), "{svg}");
+        let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+        let lines: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let groups: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("series"))
+            .map(|n| n.attribute("data-series").unwrap().to_string())
+            .collect();
+        assert_eq!(groups, ["aggressive", "<size>"]);
+        let points: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .collect();
+        assert_eq!(points.len(), 5, "a failed preset has no point");
+        assert!(svg.contains("<title>aggressive, build 2: 368.1 KiB (376944 bytes)</title>"));
+        assert!(svg.contains("<title>&lt;size&gt;, build 3: 976.6 KiB (1000000 bytes)</title>"));
+        let cy = |bytes: &str| -> f64 {
+            points
+                .iter()
+                .find(|p| p.attribute("data-bytes") == Some(bytes))
+                .unwrap()
+                .attribute("cy")
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        // y from 0 (at the bottom) to four steps of 250 KiB (at the top).
+        let height = PLOT_BOTTOM - PLOT_TOP;
+        let expected = |bytes: f64| PLOT_BOTTOM - bytes / 1_024_000.0 * height;
+        assert!((cy("1000000") - expected(1e6)).abs() < 0.1);
+        assert!((cy("300000") - expected(3e5)).abs() < 0.1);
+        // x: first and last build at the ends, in order.
+        let xs: Vec<f64> = points[..3]
+            .iter()
+            .map(|p| p.attribute("cx").unwrap().parse().unwrap())
+            .collect();
+        assert!(xs[0] < xs[1] && xs[1] < xs[2], "{xs:?}");
+        assert_eq!(xs[0], PLOT_LEFT + 16.0);
+        assert_eq!(xs[2], PLOT_RIGHT - 16.0);
+        // Labelled axes.
+        assert!(svg.contains(">bytes</text>"));
+        assert!(svg.contains(">builds, oldest to newest</text>"));
+        let ticks: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.attribute("text-anchor") == Some("end"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(
+            ticks,
+            ["0 B", "250.0 KiB", "500.0 KiB", "750.0 KiB", "1000.0 KiB"]
+        );
+    }
+
+    #[test]
+    fn axis_steps_are_round_in_the_labels_unit() {
+        assert_eq!(axis_step(0), 1);
+        assert_eq!(axis_step(3), 1);
+        assert_eq!(axis_step(9_000), 2_500);
+        // 364.7 KiB: steps of 100 KiB up to 400 KiB.
+        assert_eq!(axis_step(373_453), 100 * 1024);
+        assert_eq!(axis_step(180_000), 50 * 1024);
+        assert_eq!(axis_step(5 << 20), 2 << 20);
+        for max in [1, 999, 10_240, 376_944, 1_000_000, 7 << 30] {
+            assert!(axis_step(max) * 4 >= max, "{max}");
+        }
     }
 }

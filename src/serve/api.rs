@@ -60,7 +60,8 @@ fn not_found(id: &str) -> ApiError {
     ApiError(StatusCode::NOT_FOUND, format!("no build {id}"))
 }
 
-/// The router: `/v1/*` behind the token, `/healthz` and `/metrics` open.
+/// The router: `/v1/*` behind the token, `/healthz` and `/metrics` open, and the dashboard's
+/// pages (behind a login when there is a token).
 pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/builds", post(create).get(list))
@@ -76,11 +77,12 @@ pub fn router(state: Arc<AppState>, max_upload: usize) -> Router {
         .merge(v1)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .merge(super::dashboard::routes(state.clone()))
         .with_state(state)
 }
 
 /// Compares in time independent of where the strings differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -93,7 +95,11 @@ async fn auth(State(state): Shared, request: Request, next: Next) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes())) {
+    // The dashboard's login cookie is as good as the header (its pages read the log here).
+    let cookie = super::dashboard::cookie_token(request.headers());
+    if given.is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
+        || cookie.is_some_and(|given| same(given.as_bytes(), token.as_bytes()))
+    {
         return next.run(request).await;
     }
     let mut response = ApiError(

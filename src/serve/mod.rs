@@ -7,6 +7,7 @@
 //! left; a worker that stops answering has its builds taken over by the others.
 
 pub mod api;
+pub mod dashboard;
 pub mod options;
 pub mod store;
 pub mod upload;

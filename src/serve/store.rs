@@ -792,4 +792,17 @@ impl Store {
             })
             .collect())
     }
+
+    /// A project's builds, newest first, at most `limit` (the dashboard's project page).
+    pub async fn project_builds(&self, project: &str, limit: i64) -> Result<Vec<BuildRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM builds WHERE project = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(project)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing a project's builds"))?;
+        Ok(rows.into_iter().map(BuildRecord::from).collect())
+    }
 }
