@@ -117,12 +117,13 @@ impl Cluster {
             pid = std::process::id(),
             dir = dir.display()
         );
+        // `setsid -f` forks the watcher off and returns: it outlives this process.
         Command::new("setsid")
-            .args(["sh", "-c", &watcher])
+            .args(["-f", "sh", "-c", &watcher])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn()
+            .status()
             .expect("the cluster's watcher starts");
         Cluster { port }
     }
