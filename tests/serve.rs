@@ -224,6 +224,20 @@ fn the_openapi_document_describes_what_the_server_answers() {
             }
         }
     }
+    // This server is a worker of its database: listed, alive, with every documented field.
+    let workers = curl(&server, "GET", "/v1/workers", &[], true).json();
+    let workers = workers["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    for field in document["components"]["schemas"]["Worker"]["required"]
+        .as_array()
+        .unwrap()
+    {
+        let field = field.as_str().unwrap();
+        assert!(workers[0].get(field).is_some(), "{field}: {:?}", workers[0]);
+    }
+    assert_eq!(workers[0]["this"], true);
+    assert_eq!(workers[0]["state"], "alive");
+    assert_eq!(workers[0]["slots"], 1);
     let build = &document["components"]["schemas"]["Build"]["properties"];
     for status in [
         "queued",
@@ -532,6 +546,34 @@ fn sigterm_drains_running_builds_then_exits_zero() {
     // The build finished before the exit.
     let server = start(&data, &[]);
     assert_eq!(record(&server, &id)["status"], "success");
+}
+
+#[test]
+fn a_database_that_cannot_be_used_is_refused_clearly_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let other = serve_command(&data, &["--database", "mysql://ruchy:hunter2@db/ruchy"])
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("postgres://"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // Nothing listens on port 1.
+    let absent = serve_command(
+        &data,
+        &["--database", "postgres://ruchy:hunter2@127.0.0.1:1/ruchy"],
+    )
+    .output()
+    .unwrap();
+    assert_ne!(absent.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&absent.stderr);
+    assert!(
+        stderr.contains("connecting to the build database postgres://ruchy:***@127.0.0.1:1/ruchy"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

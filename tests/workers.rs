@@ -14,7 +14,7 @@ use service::*;
 
 /// Two workers on one new database, each with a data dir of its own.
 fn two_workers(dir: &std::path::Path, timeout: &str) -> (Vec<Server>, Vec<Leftovers>, String) {
-    let database = postgres::cluster().database(&format!("workers_{}", std::process::id()));
+    let database = database_for(dir);
     let mut servers = Vec::new();
     let mut guards = Vec::new();
     for name in ["one", "two"] {
