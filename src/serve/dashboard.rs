@@ -527,7 +527,29 @@ fn project_link(project: &str) -> String {
 }
 
 /// The builds table (the list and the project page).
-fn builds_table(records: &[BuildRecord], caption: &str) -> String {
+/// Worker ID → name, for people.
+type WorkerNames = std::collections::HashMap<String, String>;
+
+/// The names of the workers on this database (none if they cannot be read: IDs show instead).
+async fn worker_names(state: &AppState) -> WorkerNames {
+    state
+        .queue
+        .store
+        .workers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(worker, _)| (worker.id, worker.name))
+        .collect()
+}
+
+/// A worker by name, its ID in the tooltip.
+fn worker_label(id: &str, names: &WorkerNames) -> String {
+    let name = names.get(id).map_or(id, String::as_str);
+    format!(r#"<span title="worker {}">{}</span>"#, html(id), html(name))
+}
+
+fn builds_table(records: &[BuildRecord], caption: &str, names: &WorkerNames) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -601,7 +623,7 @@ fn builds_table(records: &[BuildRecord], caption: &str) -> String {
         let worker = record
             .worker
             .as_deref()
-            .map(html)
+            .map(|id| worker_label(id, names))
             .unwrap_or_else(|| r#"<span class="none">—</span>"#.into());
         let times = format!(
             "created {}{}{}",
@@ -683,6 +705,7 @@ async fn builds(State(state): Shared, Query(query): Query<ListQuery>) -> Respons
         body.push_str(&builds_table(
             &records,
             "Newest first; sizes per preset (exact bytes in each tooltip)",
+            &worker_names(&state).await,
         ));
     }
     let filter = status
@@ -741,7 +764,7 @@ async fn build(State(state): Shared, UrlPath(id): UrlPath<String>) -> Response {
         StatusCode::OK,
         &Page {
             title: &format!("Build {}", record.id),
-            body: build_body(&record),
+            body: build_body(&record, &worker_names(&state).await),
             refresh: false,
             current: Nav::None,
             logout: state.token.is_some(),
@@ -749,7 +772,7 @@ async fn build(State(state): Shared, UrlPath(id): UrlPath<String>) -> Response {
     )
 }
 
-fn build_body(record: &BuildRecord) -> String {
+fn build_body(record: &BuildRecord, names: &WorkerNames) -> String {
     let id = html(&record.id);
     let id_url = percent_encode(&record.id);
     let mut out = String::new();
@@ -774,7 +797,7 @@ fn build_body(record: &BuildRecord) -> String {
         ("Attempts", record.attempts.to_string()),
     ];
     if let Some(worker) = &record.worker {
-        summary.push(("Worker", html(worker)));
+        summary.push(("Worker", worker_label(worker, names)));
     }
     summary.push((
         "Source",
@@ -960,6 +983,7 @@ async fn project(State(state): Shared, UrlPath(name): UrlPath<String>) -> Respon
     body.push_str(&builds_table(
         &records,
         "The project's builds, newest first",
+        &worker_names(&state).await,
     ));
     render(
         StatusCode::OK,
@@ -1145,7 +1169,7 @@ mod tests {
             ),
             record("b2", Status::Queued, Value::Array(vec![])),
         ];
-        let table = builds_table(&records, "caption & more");
+        let table = builds_table(&records, "caption & more", &WorkerNames::new());
         assert!(table.contains("<caption>caption &amp; more</caption>"));
         assert!(table.contains(
             r#"<span data-preset="aggressive" data-field="binary_size" data-bytes="376944" title="376,944 bytes">368.1 KiB</span>"#
@@ -1196,17 +1220,25 @@ mod tests {
 
     #[test]
     fn the_build_page_follows_the_log_only_while_the_build_runs() {
-        let running = build_body(&record("b9", Status::Working, Value::Array(vec![])));
+        let running = build_body(
+            &record("b9", Status::Working, Value::Array(vec![])),
+            &WorkerNames::new(),
+        );
         assert!(running.contains(
             r#"<pre id="log" tabindex="0" data-src="/v1/builds/b9/log?follow=true" data-live="true""#
         ));
         assert!(running.contains(r#"id="no-results""#));
-        let done = build_body(&record(
-            "b9",
-            Status::Success,
-            serde_json::json!([result("aggressive", 376_944, 180_001)]),
-        ));
+        let names = WorkerNames::from([("w0123".to_string(), "builder-1".to_string())]);
+        let done = build_body(
+            &record(
+                "b9",
+                Status::Success,
+                serde_json::json!([result("aggressive", 376_944, 180_001)]),
+            ),
+            &names,
+        );
         assert!(done.contains(r#"data-live="false""#));
+        assert!(done.contains(r#"<span title="worker w0123">builder-1</span>"#));
         assert!(done.contains(
             r#"<a href="/v1/builds/b9/image?preset=aggressive" download>aggressive.tar</a>"#
         ));
