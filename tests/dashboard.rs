@@ -621,7 +621,21 @@ fn the_pages_show_what_the_api_records_and_chart_a_project_s_sizes() {
         assert!(tooltip.as_str().unwrap().contains(" bytes)"), "{tooltip}");
     }
     browser.screenshot("project");
-    browser.assert_no_console_errors("the build, failure and project pages");
+
+    // The workers page: this server, alive, with the engine it builds with, as /v1/workers says.
+    let api = curl(&server, "GET", "/v1/workers", &[], true).json();
+    let worker = &api["workers"][0];
+    browser.goto("/workers");
+    let shown = browser.js(
+        "return [...document.querySelectorAll('tr[data-worker]')].map(r => [r.dataset.worker, r.dataset.state, r.textContent])",
+    );
+    let rows = shown.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{shown}");
+    assert_eq!(rows[0][0], worker["id"], "{shown}");
+    assert_eq!(rows[0][1], "alive", "{shown}");
+    let text = rows[0][2].as_str().unwrap();
+    assert!(text.contains(worker["engine"].as_str().unwrap()), "{text}");
+    browser.assert_no_console_errors("the build, failure, project and workers pages");
 }
 
 #[test]

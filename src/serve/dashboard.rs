@@ -46,6 +46,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/", get(builds))
         .route("/builds/{id}", get(build))
         .route("/projects/{name}", get(project))
+        .route("/workers", get(workers))
         .route_layer(axum::middleware::from_fn_with_state(state, require_login));
     Router::new()
         .merge(pages)
@@ -264,6 +265,7 @@ enum Nav {
     None,
     All,
     Status(Status),
+    Workers,
 }
 
 struct Page<'a> {
@@ -292,6 +294,11 @@ fn render(status: StatusCode, page: &Page) -> Response {
             name = s.name(),
         );
     }
+    let _ = write!(
+        nav,
+        r#"<li><a href="/workers"{}>Workers</a></li>"#,
+        current(page.current == Nav::Workers)
+    );
     let logout = if page.logout {
         r#"<form class="logout" method="post" action="/logout"><button type="submit">Log out</button></form>"#
     } else {
@@ -547,6 +554,70 @@ async fn worker_names(state: &AppState) -> WorkerNames {
 fn worker_label(id: &str, names: &WorkerNames) -> String {
     let name = names.get(id).map_or(id, String::as_str);
     format!(r#"<span title="worker {}">{}</span>"#, html(id), html(name))
+}
+
+/// `GET /workers`: the workers on this database, whether they answer, and what they run.
+async fn workers(State(state): Shared) -> Response {
+    let workers = match state.queue.store.workers().await {
+        Ok(workers) => workers,
+        Err(e) => return store_error(&state, e),
+    };
+    let silent_before =
+        humantime::format_rfc3339_millis(SystemTime::now() - state.heartbeat_timeout).to_string();
+    let mut rows = String::new();
+    for (worker, builds) in &workers {
+        let (state_name, class) = if worker.stopped_at.is_some() {
+            ("stopped", "cancelled")
+        } else if worker.heartbeat_at < silent_before {
+            ("silent", "failure")
+        } else {
+            ("alive", "success")
+        };
+        let running = if builds.is_empty() {
+            r#"<span class="none">—</span>"#.to_string()
+        } else {
+            builds
+                .iter()
+                .map(|id| {
+                    format!(
+                        r#"<a href="/builds/{}"><code>{}</code></a>"#,
+                        percent_encode(id),
+                        html(id)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = write!(
+            rows,
+            r#"<tr data-worker="{id}" data-state="{state_name}"><th scope="row"><span title="worker {id}">{name}</span></th><td><span class="status status-{class}">{state_name}</span></td><td>{engine}</td><td class="num">{slots}</td><td>{url}</td><td>{started}</td><td>{heartbeat}</td><td>{running}</td></tr>"#,
+            id = html(&worker.id),
+            name = html(&worker.name),
+            engine = html(&worker.engine),
+            slots = worker.slots,
+            url = html(&worker.url),
+            started = time(&worker.started_at),
+            heartbeat = time(&worker.heartbeat_at),
+        );
+    }
+    let body = format!(
+        r#"<h1>Workers</h1>
+<table>
+<caption>Every <code>serve</code> on this database; silent ones have their builds taken over by the others</caption>
+<thead><tr><th scope="col">Worker</th><th scope="col">State</th><th scope="col">Engine</th><th scope="col" class="num">Slots</th><th scope="col">URL</th><th scope="col">Started</th><th scope="col">Last heartbeat</th><th scope="col">Running</th></tr></thead>
+<tbody>{rows}</tbody>
+</table>"#
+    );
+    render(
+        StatusCode::OK,
+        &Page {
+            title: "Workers",
+            body,
+            refresh: workers.iter().any(|(_, builds)| !builds.is_empty()),
+            current: Nav::Workers,
+            logout: state.token.is_some(),
+        },
+    )
 }
 
 fn builds_table(records: &[BuildRecord], caption: &str, names: &WorkerNames) -> String {

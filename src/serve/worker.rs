@@ -270,6 +270,9 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
 
 async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Outcome) {
     let id = &build.id;
+    // Out of the running set first: the heartbeat must not take a build that is ending (and
+    // so no longer the database's `working`) for one taken from this worker.
+    queue.running.lock().expect("running builds").remove(id);
     match queue.store.finish(build, status, outcome).await {
         Ok(true) => {}
         Ok(false) => queue.events.emit(Event::Warning {
@@ -282,7 +285,6 @@ async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Ou
             message: format!("cannot record the end of build {id}: {e}"),
         }),
     }
-    queue.running.lock().expect("running builds").remove(id);
     // The source is not needed any more: the results and images are kept.
     let _ = std::fs::remove_dir_all(queue.store.source_dir(id));
 }
