@@ -6,8 +6,8 @@
 # until every worker has them warm, then ROUNDS times all 12 are submitted at once and timed
 # until the last ends (no-change builds: the queue, the API and the workers are what is
 # measured, not the compiler), and then the claim latency (created -> started, from the
-# records) of SAMPLES single builds sent to an idle service, to the worker that did not start
-# first (so under PostgreSQL the other worker may be the one woken by LISTEN/NOTIFY).
+# records) of SAMPLES single builds sent to an idle service, to each worker in turn (so under
+# PostgreSQL the worker that claims may be another one, woken by LISTEN/NOTIFY).
 # Both workers share this machine's cores: expect no speed-up, only the queue's overhead.
 #
 #   benchmarks/workers.sh [ROUNDS] [SAMPLES]     (default 3 and 10)
@@ -58,99 +58,82 @@ start() {
   for _ in $(seq 1 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   grep -o 'http://[0-9.:]*' "$work/$name.out"
 }
-submit() { curl -sS "${auth[@]}" --data-binary "@$work/src/$2.tar.gz" "$1/v1/builds?optimize=aggressive" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
-# wait_all URL ID...: until every build ended; fails unless all succeeded.
-wait_all() {
-  local url=$1; shift
-  python3 - "$url" "$(cat "$work/token")" "$@" <<'PY'
-import json, sys, time, urllib.request
-url, token, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
-def get(i):
-    req = urllib.request.Request(f"{url}/v1/builds/{i}", headers={"Authorization": f"Bearer {token}"})
-    return json.load(urllib.request.urlopen(req))
-pending = set(ids)
-while pending:
-    for i in list(pending):
-        r = get(i)
-        if r["status"] not in ("queued", "working"):
-            if r["status"] != "success":
-                sys.exit(f"build {i}: {r['status']} {r.get('error')}")
-            pending.discard(i)
-    time.sleep(0.02)
-PY
-}
-# records URL ID...: one line per build: created started worker
-records() {
-  local url=$1; shift
-  for id in "$@"; do curl -sS "${auth[@]}" "$url/v1/builds/$id"; echo; done
-}
 stop_workers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   pids=()
 }
-ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# run SETUP URL...: warm up, then the rounds and samples; prints one summary line.
-run() {
-  local setup=$1; shift
-  local urls=("$@") ids id round t0 t1 i
-  # Warm: every worker builds every project once (builds of a project never run at once, so
-  # rounds spread them; three rounds give each of two workers each project, almost surely).
-  for round in 1 2 3; do
-    ids=()
-    for i in $(seq -w 1 12); do ids+=("$(submit "${urls[$((10#$i % ${#urls[@]}))]}" "p$i")"); done
-    wait_all "${urls[0]}" "${ids[@]}"
-  done
-  local total=0
-  for round in $(seq 1 "$rounds"); do
-    ids=()
-    t0=$(ms)
-    for i in $(seq -w 1 12); do ids+=("$(submit "${urls[$((10#$i % ${#urls[@]}))]}" "p$i")"); done
-    wait_all "${urls[0]}" "${ids[@]}"
-    t1=$(ms)
-    total=$((total + t1 - t0))
-    records "${urls[0]}" "${ids[@]}" >> "$work/$setup.rounds"
-  done
-  ids=()
-  for i in $(seq 1 "$samples"); do
-    sleep 0.5  # idle: every worker waits on the queue
-    id=$(submit "${urls[$((i % ${#urls[@]}))]}" "p01")
-    wait_all "${urls[0]}" "$id"
-    ids+=("$id")
-  done
-  records "${urls[0]}" "${ids[@]}" > "$work/$setup.samples"
-  python3 - "$setup" "$rounds" "$total" "$work/$setup.rounds" "$work/$setup.samples" <<'PY'
-import json, sys, statistics
+# measure SETUP URL...: warm-up, the timed rounds and the claim samples, from one Python
+# process (so the client's own start-up is not what is measured); one summary line.
+measure() {
+  python3 - "$(cat "$work/token")" "$work/src" "$rounds" "$samples" "$@" <<'PY'
+import json, statistics, sys, time, urllib.request
 from datetime import datetime
-setup, rounds, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-def latencies(path):
-    out, workers = [], {}
-    for line in open(path):
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
-        out.append((t(r["started_at"]) - t(r["created_at"])).total_seconds() * 1000)
-        workers[r["worker"]] = workers.get(r["worker"], 0) + 1
-    return out, workers
-_, spread = latencies(sys.argv[4])
-claims, _ = latencies(sys.argv[5])
-per_round = total / rounds
-print(f"{setup:<18} 12 builds in {per_round:7.0f} ms ({12000 / per_round:5.1f} builds/s)  "
-      f"claim latency p50 {statistics.median(claims):6.1f} ms, max {max(claims):6.1f} ms  "
-      f"builds per worker {sorted(spread.values())}")
+token, src, rounds, samples, setup, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6:]
+projects = [f"p{i:02d}" for i in range(1, 13)]
+bodies = {p: open(f"{src}/{p}.tar.gz", "rb").read() for p in projects}
+def call(url, data=None):
+    req = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(req))
+def submit(n, project):
+    return call(f"{urls[n % len(urls)]}/v1/builds?optimize=aggressive", bodies[project])["id"]
+def wait(ids):
+    done, pending = {}, list(ids)
+    while pending:
+        for i in list(pending):
+            r = call(f"{urls[0]}/v1/builds/{i}")
+            if r["status"] not in ("queued", "working"):
+                if r["status"] != "success":
+                    sys.exit(f"build {i}: {r['status']} {r.get('error')}")
+                done[i] = r
+                pending.remove(i)
+        time.sleep(0.01)
+    return [done[i] for i in ids]
+def t(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+def ms(a, b):
+    return (t(b) - t(a)).total_seconds() * 1000
+# Warm: until every worker has built every project (which worker takes a build is the
+# queue's choice), so each timed build is a no-change one wherever it runs.
+warm = set()
+for _ in range(20):
+    for r in wait([submit(n, p) for n, p in enumerate(projects)]):
+        warm.add((r["worker"], r["project"]))
+    if len(warm) == len(urls) * len(projects):
+        break
+else:
+    print(f"warning: {setup}: not every worker built every project while warming up", file=sys.stderr)
+spans, builds, spread = [], [], {}
+for _ in range(rounds):
+    records = wait([submit(n, p) for n, p in enumerate(projects)])
+    spans.append(ms(min(r["created_at"] for r in records), max(r["finished_at"] for r in records)))
+    for r in records:
+        builds.append(ms(r["started_at"], r["finished_at"]))
+        spread[r["worker"]] = spread.get(r["worker"], 0) + 1
+claims = []
+for n in range(samples):
+    time.sleep(0.5)  # idle: every worker waits on the queue
+    (r,) = wait([submit(n, "p01")])
+    claims.append(ms(r["created_at"], r["started_at"]))
+span = statistics.mean(spans)
+print(f"{setup:<20} 12 builds in {span:5.0f} ms ({12000 / span:4.1f}/s), "
+      f"each {statistics.median(builds):4.0f} ms (p50, max {max(builds):4.0f})  "
+      f"claim p50 {statistics.median(claims):4.1f} ms, max {max(claims):4.1f} ms  "
+      f"per worker {sorted(spread.values())}")
 PY
 }
 
-echo "setup              throughput (mean of $rounds rounds)            idle claim latency ($samples samples)"
+echo "throughput: mean of $rounds rounds of 12 builds sent at once (first created -> last finished, the"
+echo "  service's own times), and each build's time (started -> finished)"
+echo "claim: created -> started of $samples single builds sent to an idle service"
 one=$(start sqlite-1)
-run "sqlite, 1 worker" "$one"
+measure "sqlite, 1 worker" "$one"
 stop_workers
 createdb one
 pg1=$(start pg-1 --database "postgres://postgres@127.0.0.1:$pg_port/one")
-run "postgres, 1 worker" "$pg1"
+measure "postgres, 1 worker" "$pg1"
 stop_workers
 createdb two
 a=$(start pg-2a --database "postgres://postgres@127.0.0.1:$pg_port/two")
 b=$(start pg-2b --database "postgres://postgres@127.0.0.1:$pg_port/two")
-run "postgres, 2 workers" "$a" "$b"
+measure "postgres, 2 workers" "$a" "$b"
