@@ -26,6 +26,7 @@ fn spec() -> ImageSpec {
         created: 0,
         architecture: "amd64".into(),
         created_by: "bench".into(),
+        compression_level: 12,
     }
 }
 

@@ -49,14 +49,15 @@ for i in $(seq -w 1 12); do
   tar -C "$work/src/p$i" -czf "$work/src/p$i.tar.gz" "p$i.rs"
 done
 
-# start NAME [--database URL]: a worker; prints its URL.
+# start NAME [--database URL]: a worker; its URL in $url (not a $(…) subshell, which would
+# keep the worker's PID from this shell's list).
 start() {
   local name=$1; shift
   "$RI" serve --data-dir "$work/$name" --listen 127.0.0.1:0 --token-file "$work/token" \
     --builder-image "$BUILDER" --worker-name "$name" "$@" > "$work/$name.out" 2> "$work/$name.err" &
   pids+=($!)
   for _ in $(seq 1 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  grep -o 'http://[0-9.:]*' "$work/$name.out"
+  url=$(grep -o 'http://[0-9.:]*' "$work/$name.out")
 }
 stop_workers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
@@ -126,14 +127,15 @@ PY
 echo "throughput: mean of $rounds rounds of 12 builds sent at once (first created -> last finished, the"
 echo "  service's own times), and each build's time (started -> finished)"
 echo "claim: created -> started of $samples single builds sent to an idle service"
-one=$(start sqlite-1)
-measure "sqlite, 1 worker" "$one"
+start sqlite-1
+measure "sqlite, 1 worker" "$url"
 stop_workers
 createdb one
-pg1=$(start pg-1 --database "postgres://postgres@127.0.0.1:$pg_port/one")
-measure "postgres, 1 worker" "$pg1"
+start pg-1 --database "postgres://postgres@127.0.0.1:$pg_port/one"
+measure "postgres, 1 worker" "$url"
 stop_workers
 createdb two
-a=$(start pg-2a --database "postgres://postgres@127.0.0.1:$pg_port/two")
-b=$(start pg-2b --database "postgres://postgres@127.0.0.1:$pg_port/two")
-measure "postgres, 2 workers" "$a" "$b"
+start pg-2a --database "postgres://postgres@127.0.0.1:$pg_port/two"
+a=$url
+start pg-2b --database "postgres://postgres@127.0.0.1:$pg_port/two"
+measure "postgres, 2 workers" "$a" "$url"

@@ -37,6 +37,8 @@ pub struct ImageOptions {
     pub labels: BTreeMap<String, String>,
     /// Where the binary goes; `/usr/local/bin/<bin>` when unset.
     pub path: Option<String>,
+    /// The layers' gzip level (1–12); the preset's when unset.
+    pub compression_level: Option<u32>,
 }
 
 impl Default for ImageOptions {
@@ -48,6 +50,7 @@ impl Default for ImageOptions {
             workdir: "/".into(),
             labels: BTreeMap::new(),
             path: None,
+            compression_level: None,
         }
     }
 }
@@ -390,6 +393,10 @@ fn image_spec(
         annotations,
         created: options.source_date_epoch,
         architecture: architecture.to_string(),
+        compression_level: options
+            .image
+            .compression_level
+            .unwrap_or(flags.preset.compression_level()),
     }
 }
 

@@ -353,7 +353,7 @@ fn read_layout(layout: &Path) -> LayoutImage {
         let blob = layout_blob(layout, layer);
         let tar = if blob.starts_with(&[0x1f, 0x8b]) {
             let mut tar = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut tar)
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&blob[..]), &mut tar)
                 .unwrap();
             tar
         } else {
@@ -557,7 +557,7 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>], architecture: &str) {
         .iter()
         .map(|l| {
             let mut tar = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&l[..]), &mut tar)
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&l[..]), &mut tar)
                 .unwrap();
             digest(&tar)
         })

@@ -141,7 +141,7 @@ impl BaseFs {
     pub fn apply_layer(&mut self, index: usize, blob: &[u8], limits: &Limits) -> Result<u64> {
         let gzip = blob.starts_with(&[0x1f, 0x8b]);
         let reader: Box<dyn Read + '_> = if gzip {
-            Box::new(flate2::read::GzDecoder::new(blob))
+            Box::new(flate2::read::MultiGzDecoder::new(blob))
         } else {
             Box::new(blob)
         };

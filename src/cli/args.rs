@@ -610,6 +610,11 @@ pub struct ImageArgs {
         help_heading = "Image"
     )]
     pub source_date_epoch: u64,
+
+    /// gzip level of the image's layers, 1 (fastest) to 12 (smallest) [default: 12 for
+    /// aggressive, nasa and size; 6 for none and balanced].
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=12), help_heading = "Image")]
+    pub compression_level: Option<u32>,
 }
 
 /// Size budgets for CI; shared by `build` and `compare`.
@@ -767,6 +772,7 @@ impl ImageArgs {
                 .as_deref()
                 .map(|p| absolute_image_path("--path", p))
                 .transpose()?,
+            compression_level: self.compression_level,
         })
     }
 }

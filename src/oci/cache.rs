@@ -15,7 +15,7 @@ use crate::fsutil::{hex, sha256_digest, write_file_atomically};
 
 /// Bumped whenever the layer format (tar headers, compressor) changes; the level is keyed
 /// separately.
-const FORMAT: &str = "ruchy-image layer v3 (gnu tar, zlib-rs gzip)";
+const FORMAT: &str = "ruchy-image layer v4 (gnu tar, libdeflate gzip members of 512 KiB)";
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -28,7 +28,7 @@ struct Entry {
 pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
     let mut key = Sha256::new();
     key.update(FORMAT);
-    key.update(super::layer::COMPRESSION_LEVEL.to_le_bytes());
+    key.update(spec.compression_level.to_le_bytes());
     key.update(spec.binary_path.as_bytes());
     key.update(spec.created.to_le_bytes());
     key.update(binary);

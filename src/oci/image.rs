@@ -133,6 +133,8 @@ pub struct ImageSpec {
     pub architecture: String,
     /// What built the binary layer, for the history entry.
     pub created_by: String,
+    /// The gzip level of our layers (libdeflate's 1–12).
+    pub compression_level: u32,
 }
 
 /// `PATH` for images whose base sets none (scratch).
@@ -300,6 +302,7 @@ pub fn app_layer(binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
             0o755,
         )],
         spec.created,
+        spec.compression_level,
     )
 }
 
@@ -365,7 +368,7 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
     let mut history_entries = Vec::new();
     // On a base that already has everything, there is no system layer at all.
     if !system.is_empty() {
-        layers.push(layer::build(system, spec.created)?);
+        layers.push(layer::build(system, spec.created, spec.compression_level)?);
         history_entries.push(format!("ruchy-image: user {} {}:{}", u.name, u.uid, u.gid));
     }
     layers.push(app);
@@ -509,6 +512,7 @@ mod tests {
             created: 0,
             architecture: "amd64".into(),
             created_by: "test".into(),
+            compression_level: 12,
         }
     }
 

@@ -1,17 +1,78 @@
-//! Reproducible layers: sorted tar entries with fixed owners, modes and mtimes, gzip without
-//! name or time, hashed in the same pass that writes them.
+//! Reproducible layers: sorted tar entries with fixed owners, modes and mtimes, compressed
+//! with libdeflate into gzip members of a fixed size (RFC 1952 lets a gzip file hold several
+//! back to back; every image reader takes them), each member on whichever core is free: the
+//! bytes depend on the input and the level only, never on the number of cores.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use flate2::{Compression, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 
-/// gzip level of our layers. Image size is what this tool is for: the best level; zlib-rs
-/// makes it about as fast as the default level was with miniz (benchmarks/assemble.rs).
-pub const COMPRESSION_LEVEL: u32 = 9;
+/// The levels libdeflate has: 1 (fastest) to 12 (smallest; slower than zlib's 9, and smaller).
+pub const COMPRESSION_LEVELS: std::ops::RangeInclusive<u32> = 1..=12;
+
+/// Uncompressed bytes per gzip member. Deflate looks back 32 KiB at most, so a member this
+/// big costs well under 0.5% in size (benchmarks/assemble.rs), and a 1 MiB binary already
+/// spreads over two cores.
+pub const MEMBER_SIZE: usize = 512 << 10;
+
+/// `data` as gzip: members of `MEMBER_SIZE` input bytes each, compressed in parallel at
+/// `level`, concatenated in order. Each member's header is libdeflate's fixed one (no name,
+/// time 0), so the result is reproducible.
+pub fn gzip(data: &[u8], level: u32) -> Result<Vec<u8>> {
+    let refused = || Error::InvalidInput {
+        what: "compression level",
+        value: level.to_string(),
+        reason: format!(
+            "levels go from {} to {}",
+            COMPRESSION_LEVELS.start(),
+            COMPRESSION_LEVELS.end()
+        ),
+    };
+    if !COMPRESSION_LEVELS.contains(&level) {
+        return Err(refused());
+    }
+    let level = libdeflater::CompressionLvl::new(level as i32).map_err(|_| refused())?;
+    let chunks: Vec<&[u8]> = if data.is_empty() {
+        vec![data]
+    } else {
+        data.chunks(MEMBER_SIZE).collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut members: Vec<(usize, Vec<u8>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut compressor = libdeflater::Compressor::new(level);
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(i) else {
+                            return done;
+                        };
+                        let mut out = vec![0; compressor.gzip_compress_bound(chunk.len())];
+                        let n = compressor
+                            .gzip_compress(chunk, &mut out)
+                            .expect("the buffer is libdeflate's own bound");
+                        out.truncate(n);
+                        done.push((i, out));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a compression thread"))
+            .collect()
+    });
+    members.sort_by_key(|(i, _)| *i);
+    Ok(members.into_iter().flat_map(|(_, bytes)| bytes).collect())
+}
 
 /// What a tar entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +185,9 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// Builds a layer from entries. Missing parent directories are added (root, 0755), entries are
-/// sorted by path, and every timestamp is `mtime` (seconds since the epoch).
-pub fn build(entries: Vec<Entry<'_>>, mtime: u64) -> Result<Layer> {
+/// sorted by path, every timestamp is `mtime` (seconds since the epoch), and the tar is
+/// compressed at `level`.
+pub fn build(entries: Vec<Entry<'_>>, mtime: u64, level: u32) -> Result<Layer> {
     let mut by_path: BTreeMap<String, Entry<'_>> = BTreeMap::new();
     for entry in entries {
         let path = entry.path.trim_matches('/').to_string();
@@ -139,12 +201,7 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64) -> Result<Layer> {
         by_path.insert(path, entry);
     }
 
-    let write_err = Error::io("writing an image layer");
-    let gzip = GzBuilder::new().mtime(0).write(
-        Hashing::new(Vec::new()),
-        Compression::new(COMPRESSION_LEVEL),
-    );
-    let mut tar = tar::Builder::new(Hashing::new(gzip));
+    let mut tar = tar::Builder::new(Hashing::new(Vec::new()));
     for (path, entry) in &by_path {
         let mut header = tar::Header::new_gnu();
         header.set_mode(entry.mode);
@@ -165,9 +222,10 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64) -> Result<Layer> {
         };
         result.map_err(Error::io(format!("adding {path} to an image layer")))?;
     }
-    let hashing_gzip = tar.into_inner().map_err(Error::io("finishing a layer"))?;
-    let (gzip, diff_id, uncompressed_size) = hashing_gzip.finish();
-    let (blob, digest, _) = gzip.finish().map_err(write_err)?.finish();
+    let hashing = tar.into_inner().map_err(Error::io("finishing a layer"))?;
+    let (tar, diff_id, uncompressed_size) = hashing.finish();
+    let blob = gzip(&tar, level)?;
+    let digest = crate::fsutil::sha256_digest(&blob);
     Ok(Layer {
         blob,
         digest,
@@ -183,7 +241,7 @@ mod tests {
     use std::io::Read;
 
     fn read_back(layer: &Layer) -> Vec<(String, u32, u64, u64, Vec<u8>)> {
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&layer.blob[..]));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&layer.blob[..]));
         archive
             .entries()
             .unwrap()
@@ -213,6 +271,7 @@ mod tests {
                 Entry::file("etc/passwd", b"root", 0o644).owned_by(7, 7),
             ],
             1_700_000_000,
+            9,
         )
         .unwrap();
         let entries = read_back(&layer);
@@ -238,12 +297,12 @@ mod tests {
 
     #[test]
     fn same_entries_same_digests_and_digests_are_of_the_bytes() {
-        let make = || build(vec![Entry::file("a", b"x", 0o644)], 0).unwrap();
+        let make = || build(vec![Entry::file("a", b"x", 0o644)], 0, 12).unwrap();
         let (a, b) = (make(), make());
         assert_eq!(a.blob, b.blob);
         assert_eq!(a.digest, crate::fsutil::sha256_digest(&a.blob));
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&a.blob[..])
+        flate2::read::MultiGzDecoder::new(&a.blob[..])
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(a.diff_id, crate::fsutil::sha256_digest(&tar));
@@ -251,5 +310,38 @@ mod tests {
         // gzip header: no file name flag, mtime 0.
         assert_eq!(a.blob[3] & 0x08, 0);
         assert_eq!(&a.blob[4..8], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn big_layers_are_gzip_members_of_a_fixed_size_whatever_the_cores() {
+        // Compressible but not trivial: a few members' worth.
+        let data: Vec<u8> = (0..(MEMBER_SIZE * 3 + 1000) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8)
+            .collect();
+        let blob = gzip(&data, 6).unwrap();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        // Four members: four gzip headers, the first at the start.
+        let headers = blob.windows(3).filter(|w| w == &[0x1f, 0x8b, 8]).count();
+        assert!(headers >= 4, "{headers}");
+        // The same bytes on one thread as on many: each member compressed alone.
+        let one_by_one: Vec<u8> = data
+            .chunks(MEMBER_SIZE)
+            .flat_map(|chunk| gzip(chunk, 6).unwrap())
+            .collect();
+        assert_eq!(blob, one_by_one);
+        assert_eq!(gzip(&data, 6).unwrap(), blob);
+    }
+
+    #[test]
+    fn levels_outside_libdeflate_s_are_refused() {
+        for level in [0, 13] {
+            let error = gzip(b"x", level).unwrap_err().to_string();
+            assert!(error.contains("from 1 to 12"), "{error}");
+        }
+        assert!(gzip(b"", 12).unwrap().len() > 10);
     }
 }
