@@ -410,3 +410,320 @@ fn the_service_stack_builds_what_it_is_sent() {
         "{anonymous}"
     );
 }
+
+/// `curl` with the token against 127.0.0.1:`port`: status, headers and body.
+fn curl_at(port: u16, token: &str, path: &str, args: &[&str]) -> (u16, String, String) {
+    let headers = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-D"])
+        .arg(headers.path())
+        .args(["-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(args)
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        status.trim().parse().unwrap_or(0),
+        std::fs::read_to_string(headers.path()).unwrap_or_default(),
+        body.to_string(),
+    )
+}
+
+fn free_port() -> String {
+    TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+/// The PostgreSQL image `compose/build-postgres-image.sh` makes, under a tag naming the script
+/// and entrypoint it was made with: built once (PostgreSQL from the host's packages), then kept
+/// for later runs until either changes.
+fn postgres_image() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for file in ["build-postgres-image.sh", "postgres-entrypoint.sh"] {
+        hash.update(std::fs::read(repo().join("compose").join(file)).unwrap());
+    }
+    let digest: String = hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let image = format!("ruchy-image-test/postgres:{digest}");
+    if tool("docker", &["image", "inspect", &image]).code == Some(0) {
+        return image;
+    }
+    let built = Command::new("bash")
+        .arg(repo().join("compose/build-postgres-image.sh"))
+        .env("RUCHY_IMAGE_POSTGRES_IMAGE", &image)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    image
+}
+
+#[test]
+fn the_cluster_stack_shares_one_queue_between_two_workers() {
+    let id = std::process::id();
+    let project = format!("ruchy-image-test-cluster-{id}");
+    let image = format!("ruchy-image-test/service:cluster-{id}");
+    let postgres = postgres_image();
+    let (port_one, port_two) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let token = "cluster-test-token-42";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    // The password with characters a URL would need escaped: it never is in one.
+    let password_file = dir.path().join("postgres.password");
+    std::fs::write(&password_file, format!("p@ss:w/rd+{id}\n")).unwrap();
+    // Root-only, as a secret should be: the entrypoints read it as root.
+    for file in [&token_file, &password_file] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let token_path = token_file.display().to_string();
+    let password_path = password_file.display().to_string();
+    let builder = guards::builder_image();
+    let env = [
+        ("RUCHY_IMAGE_SERVICE_IMAGE", image.as_str()),
+        ("RUCHY_IMAGE_POSTGRES_IMAGE", postgres.as_str()),
+        ("RUCHY_IMAGE_PORT", port_one.as_str()),
+        ("RUCHY_IMAGE_PORT_TWO", port_two.as_str()),
+        ("RUCHY_IMAGE_TOKEN_FILE", token_path.as_str()),
+        ("RUCHY_IMAGE_POSTGRES_PASSWORD_FILE", password_path.as_str()),
+        ("RUCHY_IMAGE_BUILDER_IMAGE", builder.as_str()),
+    ];
+    let _images = Images(vec![image.clone()]);
+    let _volumes = ServiceVolumes;
+    let built = Command::new("bash")
+        .arg(repo().join("compose/build-service-image.sh"))
+        .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
+        .env("RUCHY_IMAGE_SERVICE_IMAGE", &image)
+        .env("BASE", &builder)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let file = repo().join("compose/cluster.yml").display().to_string();
+    let _down = Down {
+        file: file.clone(),
+        project: project.clone(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let logs = || {
+        let logs = compose_file_run(&file, &project, &env, &["logs", "--no-color"]);
+        format!("{}{}", logs.stdout, logs.stderr)
+    };
+    // `up` waits for PostgreSQL to be healthy before it starts the workers.
+    let up = compose_file_run(&file, &project, &env, &["up", "-d"]);
+    assert_eq!(up.code, Some(0), "{}{}\n{}", up.stdout, up.stderr, logs());
+    let ports: [u16; 2] = [port_one.parse().unwrap(), port_two.parse().unwrap()];
+    let started = Instant::now();
+    for port in ports {
+        while !get(port, "/healthz").is_ok_and(|r| r.ends_with("ok\n")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "a worker did not come up:\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // Either worker lists both, alive, each with the URL the other reaches it at.
+    let workers = |port: u16| {
+        let (status, _, body) = curl_at(port, token, "/v1/workers", &[]);
+        assert_eq!(status, 200, "{body}");
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut workers: Vec<(String, String, String, String)> = listed["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                let field = |k: &str| w[k].as_str().unwrap_or_default().to_string();
+                (field("name"), field("state"), field("url"), field("id"))
+            })
+            .collect();
+        workers.sort();
+        workers
+    };
+    let known = workers(ports[0]);
+    let summary: Vec<_> = known
+        .iter()
+        .map(|(name, state, url, _)| (name.as_str(), state.as_str(), url.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("worker-one", "alive", "http://worker-one:7878"),
+            ("worker-two", "alive", "http://worker-two:7878"),
+        ],
+        "{known:?}"
+    );
+    assert_eq!(workers(ports[1]), known);
+    // The password is in no container's configuration (environment, command, labels).
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    for service in ["postgres", "worker-one", "worker-two"] {
+        let container = compose_file_run(&file, &project, &env, &["ps", "-q", service]).ok();
+        let config = tool(
+            "docker",
+            &[
+                "inspect",
+                "--format",
+                "{{json .Config}}",
+                container.stdout.trim(),
+            ],
+        )
+        .ok();
+        assert!(config.stdout.contains("/run/secrets/postgres-password"));
+        assert!(!config.stdout.contains(password.trim()), "{service}");
+    }
+    let name_of = |id: &str| {
+        known
+            .iter()
+            .find(|w| w.3 == id)
+            .map(|w| w.0.clone())
+            .unwrap_or_else(|| panic!("no worker {id} in {known:?}"))
+    };
+
+    // Four projects (a file each), sent alternately to either worker's port; both workers are
+    // idle and take a project each at once, so both build some.
+    let mut ids = Vec::new();
+    for (n, name) in ["alpha", "beta", "gamma", "delta"].iter().enumerate() {
+        let sources = dir.path().join(name);
+        std::fs::create_dir_all(&sources).unwrap();
+        std::fs::copy(example("fibonacci.rs"), sources.join(format!("{name}.rs"))).unwrap();
+        let context = dir.path().join(format!("{name}.tar"));
+        let tar = Command::new("tar")
+            .arg("-cf")
+            .arg(&context)
+            .arg("-C")
+            .arg(&sources)
+            .arg(format!("{name}.rs"))
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let (status, _, body) = curl_at(
+            ports[n % 2],
+            token,
+            "/v1/builds?optimize=aggressive",
+            &["--data-binary", &format!("@{}", context.display())],
+        );
+        assert_eq!(status, 202, "{body}");
+        let accepted: serde_json::Value = serde_json::from_str(&body).unwrap();
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let mut built_by = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for build in &ids {
+        let started = Instant::now();
+        let record = loop {
+            let (status, _, body) = curl_at(ports[0], token, &format!("/v1/builds/{build}"), &[]);
+            assert_eq!(status, 200, "{body}");
+            let record: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if !matches!(record["status"].as_str(), Some("queued" | "working")) {
+                break record;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "{record}\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(record["status"], "success", "{record}\n{}", logs());
+        assert_eq!(record["attempts"], 1, "{record}");
+        assert_eq!(record["results"][0]["builder"], "docker");
+        let worker = name_of(record["worker"].as_str().unwrap());
+        built_by.entry(worker).or_default().push(build.clone());
+    }
+    assert_eq!(
+        built_by.keys().collect::<Vec<_>>(),
+        ["worker-one", "worker-two"],
+        "both workers built some: {built_by:?}"
+    );
+
+    // Each build's log and image through both ports: the one that did not build it forwards to
+    // the one that did, container to container, with the token. The same image either way.
+    for build in &ids {
+        let mut digests = Vec::new();
+        for port in ports {
+            let (status, _, log) = curl_at(port, token, &format!("/v1/builds/{build}/log"), &[]);
+            assert_eq!(status, 200, "{log}");
+            assert!(log.contains(&format!("→ build {build} started")), "{log}");
+            let (status, headers, _) = curl_at(
+                port,
+                token,
+                &format!("/v1/builds/{build}/image"),
+                &["-o", "/dev/null"],
+            );
+            assert_eq!(status, 200, "{headers}");
+            let digest = headers
+                .lines()
+                .find_map(|l| {
+                    l.to_lowercase()
+                        .strip_prefix("docker-content-digest: ")
+                        .map(|d| d.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no digest: {headers}"));
+            digests.push(digest);
+        }
+        assert_eq!(digests[0], digests[1], "{build}");
+    }
+
+    // The database is password-only: the workers got theirs from the secret, and a client
+    // without it is refused.
+    let refused = compose_file_run(
+        &file,
+        &project,
+        &env,
+        &[
+            "exec",
+            "-T",
+            "postgres",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "ruchy",
+            "-d",
+            "ruchy",
+            "-w",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("password"),
+        "{}{}",
+        refused.stdout,
+        refused.stderr
+    );
+
+    compose_file_run(&file, &project, &env, &["down", "-v"]).ok();
+    let (containers, networks) = leftovers(&project);
+    let label = format!("label=com.docker.compose.project={project}");
+    let volumes = tool("docker", &["volume", "ls", "-q", "--filter", &label]).ok();
+    assert!(
+        containers.is_empty() && networks.is_empty() && volumes.stdout.is_empty(),
+        "{containers} {networks} {}",
+        volumes.stdout
+    );
+}
