@@ -1,6 +1,7 @@
 //! Outputs add to what is there and destroy nothing: an OCI layout is a store of many images.
 
 mod common;
+mod guards;
 
 use common::*;
 
@@ -76,4 +77,122 @@ fn an_existing_layout_keeps_its_other_images_and_files() {
         .filter(|name| name.starts_with(".ruchy-image"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The gzip members of a blob: each one's uncompressed size.
+fn gzip_members(blob: &[u8]) -> Vec<usize> {
+    let mut rest = blob;
+    let mut members = Vec::new();
+    while !rest.is_empty() {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut out).unwrap();
+        rest = member.into_inner();
+        members.push(out.len());
+    }
+    members
+}
+
+/// The binary's layer (the last) of the layout's image `tag`: its blob and its diff_id.
+fn app_layer(layout: &std::path::Path, tag: &str) -> (Vec<u8>, String) {
+    let blob = |digest: &str| {
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    let index = index(layout);
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["digest"].as_str().unwrap())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let layer = manifest["layers"].as_array().unwrap().last().unwrap();
+    let diff_id = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    (
+        blob(layer["digest"].as_str().unwrap()),
+        diff_id.as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn layers_are_gzip_members_at_the_preset_s_level_that_every_reader_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let archive = dir.path().join("none.tar");
+    let fib = example("fibonacci.rs");
+    let tag = "ruchy-image-test/members:none";
+    let _images = guards::Images(vec![tag.to_string()]);
+    let build = |extra: &[&str]| {
+        let mut args = vec![fib.to_str().unwrap(), "-O", "none", "--json", "-"];
+        args.extend(extra);
+        ruchy_image(["build"].iter().chain(args.iter()))
+    };
+    // `none` keeps debug info: a binary of several 512 KiB members.
+    let record = build(&[
+        "--oci-layout",
+        layout.to_str().unwrap(),
+        "--output",
+        archive.to_str().unwrap(),
+        "--tag",
+        tag,
+    ])
+    .ok()
+    .metrics();
+    let binary = std::fs::read(record["binary_path"].as_str().unwrap()).unwrap();
+    assert!(binary.len() > 512 << 10, "{}", binary.len());
+    let (blob, diff_id) = app_layer(&layout, "none");
+    let members = gzip_members(&blob);
+    assert!(members.len() >= 2, "{members:?}");
+    assert!(
+        members[..members.len() - 1].iter().all(|n| *n == 512 << 10),
+        "{members:?}"
+    );
+
+    // Every reader takes it: umoci unpacks the very binary, skopeo reads the image, and the
+    // engine loads and runs it.
+    let bundle = umoci_unpack(&layout, "none");
+    let unpacked =
+        std::fs::read(bundle.path().join("bundle/rootfs/usr/local/bin/fibonacci")).unwrap();
+    assert!(unpacked == binary, "umoci unpacked another binary");
+    skopeo_inspect(&layout, "none");
+    tool("docker", &["load", "-i", archive.to_str().unwrap()]).ok();
+    let run = tool("docker", &["run", "--rm", tag]).ok();
+    assert!(
+        run.stdout.contains("fibonacci(30) = 832040"),
+        "{}",
+        run.stdout
+    );
+
+    // Another level: other compressed bytes, the same tar.
+    let fast = dir.path().join("fast");
+    build(&[
+        "--oci-layout",
+        fast.to_str().unwrap(),
+        "--compression-level",
+        "1",
+    ])
+    .ok();
+    let (fast_blob, fast_diff_id) = app_layer(&fast, "none");
+    assert_ne!(fast_blob, blob);
+    assert_eq!(fast_diff_id, diff_id);
+    assert!(
+        fast_blob.len() > blob.len(),
+        "level 1 is bigger than none's 6"
+    );
+
+    let refused = build(&["--compression-level", "13"]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("1..=12"), "{}", refused.stderr);
 }

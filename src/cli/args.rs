@@ -611,8 +611,8 @@ pub struct ImageArgs {
     )]
     pub source_date_epoch: u64,
 
-    /// gzip level of the image's layers, 1 (fastest) to 12 (smallest) [default: 12 for
-    /// aggressive, nasa and size; 6 for none and balanced].
+    /// gzip level of the image's layers, 1 (fastest) to 12 (smallest) [default: 6 for none
+    /// and balanced, 9 for aggressive and nasa, 12 for size].
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=12), help_heading = "Image")]
     pub compression_level: Option<u32>,
 }
