@@ -125,6 +125,31 @@ fn two_workers_share_one_queue_and_each_build_runs_once() {
             digests.push(digest);
         }
         assert_eq!(digests[0], digests[1]);
+        // Followed through the worker that did not build it: forwarded, to its end.
+        let other = servers
+            .iter()
+            .find(|s| {
+                let me = curl(s, "GET", "/v1/workers", &[], true).json();
+                !me["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["this"] == true && w["id"] == worker.as_str())
+            })
+            .unwrap();
+        let followed = curl(
+            other,
+            "GET",
+            &format!("/v1/builds/{id}/log?follow=true"),
+            &[],
+            true,
+        );
+        assert_eq!(followed.status, 200, "{}", followed.body);
+        assert!(
+            followed.body.contains("ended: success"),
+            "{}",
+            followed.body
+        );
     }
     assert_eq!(built_by.len(), 2, "both workers built some: {built_by:?}");
     assert_eq!(built_by.values().sum::<usize>(), 12);

@@ -236,7 +236,7 @@ async fn log(
         record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
     }
     if let Some(worker) = elsewhere(&state, &record).await? {
-        let follow = if query.follow { "?follow=1" } else { "" };
+        let follow = if query.follow { "?follow=true" } else { "" };
         return forward(
             &state,
             &worker,
