@@ -50,6 +50,36 @@ struct Down {
     env: Vec<(String, String)>,
 }
 
+impl Down {
+    /// Takes the stack of `file` under `project` (with `env`) down when dropped.
+    fn new(file: &str, project: &str, env: &[(&str, &str)]) -> Down {
+        Down {
+            file: file.to_string(),
+            project: project.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// `compose/build-service-image.sh` with this test run's binary on `builder`, tagged `image`.
+fn build_service_image(image: &str, builder: &str) {
+    let built = Command::new("bash")
+        .arg(repo().join("compose/build-service-image.sh"))
+        .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
+        .env("RUCHY_IMAGE_SERVICE_IMAGE", image)
+        .env("BASE", builder)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
 impl Drop for Down {
     fn drop(&mut self) {
         let env: Vec<(&str, &str)> = self
@@ -124,14 +154,7 @@ fn the_stack_runs_healthy_limited_and_non_root() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    let _down = Down {
-        file: compose_file(),
-        project: project.clone(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
+    let _down = Down::new(&compose_file(), &project, &env);
     compose(&project, &env, &["up", "-d"]).ok();
     let container = compose(&project, &env, &["ps", "-q", "app"])
         .ok()
@@ -226,14 +249,7 @@ fn a_missing_image_fails_and_the_wrapper_says_how_to_build_it() {
     let project = format!("ruchy-image-test-compose-missing-{id}");
     let image = format!("ruchy-image-test/http-server:missing-{id}");
     let env = [("HTTP_SERVER_IMAGE", image.as_str()), ("HTTP_PORT", "8080")];
-    let _down = Down {
-        file: compose_file(),
-        project: project.clone(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
+    let _down = Down::new(&compose_file(), &project, &env);
 
     let wrapper = Command::new("bash")
         .arg(repo().join("compose/up.sh"))
@@ -318,28 +334,10 @@ fn the_service_stack_builds_what_it_is_sent() {
     ];
     let _images = Images(vec![image.clone()]);
     let _volumes = ServiceVolumes;
-    let built = Command::new("bash")
-        .arg(repo().join("compose/build-service-image.sh"))
-        .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
-        .env("RUCHY_IMAGE_SERVICE_IMAGE", &image)
-        .env("BASE", &builder)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build_service_image(&image, &builder);
 
     let file = repo().join("compose/service.yml").display().to_string();
-    let _down = Down {
-        file: file.clone(),
-        project: project.clone(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
+    let _down = Down::new(&file, &project, &env);
     compose_file_run(&file, &project, &env, &["up", "-d"]).ok();
     let port: u16 = port.parse().unwrap();
     let started = Instant::now();
@@ -505,28 +503,10 @@ fn the_cluster_stack_shares_one_queue_between_two_workers() {
     ];
     let _images = Images(vec![image.clone()]);
     let _volumes = ServiceVolumes;
-    let built = Command::new("bash")
-        .arg(repo().join("compose/build-service-image.sh"))
-        .env("RUCHY_IMAGE", env!("CARGO_BIN_EXE_ruchy-image"))
-        .env("RUCHY_IMAGE_SERVICE_IMAGE", &image)
-        .env("BASE", &builder)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    build_service_image(&image, &builder);
 
     let file = repo().join("compose/cluster.yml").display().to_string();
-    let _down = Down {
-        file: file.clone(),
-        project: project.clone(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    };
+    let _down = Down::new(&file, &project, &env);
     let logs = || {
         let logs = compose_file_run(&file, &project, &env, &["logs", "--no-color"]);
         format!("{}{}", logs.stdout, logs.stderr)
