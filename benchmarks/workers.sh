@@ -11,28 +11,24 @@
 # Both workers share this machine's cores: expect no speed-up, only the queue's overhead.
 #
 #   benchmarks/workers.sh [ROUNDS] [SAMPLES]     (default 3 and 10)
-set -euo pipefail
-cd "$(dirname "$0")/.."
 rounds=${1:-3}
 samples=${2:-10}
-cargo build --release --quiet
-RI="$PWD/target/release/ruchy-image"
-BUILDER=$("$RI" builder import-host --json | sed -n 's/.*"tag": "\(.*\)".*/\1/p')
-work=$(mktemp -d)
+# The release binary, the builder image, $work, and `cleanup` (this run's volumes and $work).
+source "$(dirname "$0")/lib.sh"
 chmod 755 "$work"
 pids=()
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-cleanup() {
+stop_workers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  [ -d "$work/pg" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
-  for v in $(docker volume ls -q -f "label=dev.ruchy.image.cache" | grep -v cargo-home); do
-    docker volume inspect -f '{{index .Labels "dev.ruchy.image.cache"}}' "$v" | grep -q "^$work" \
-      && docker volume rm -f "$v" >/dev/null
-  done
-  rm -rf "$work"
+  pids=()
 }
-trap cleanup EXIT
+stop_all() {
+  stop_workers
+  [ -d "$work/pg" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  cleanup
+}
+trap stop_all EXIT
 
 # A PostgreSQL cluster of this run's own.
 mkdir -p "$work/pg" && [ "$(id -u)" = 0 ] && chown postgres "$work/pg"
@@ -59,11 +55,6 @@ start() {
   for _ in $(seq 1 100); do grep -q listening "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   url=$(grep -o 'http://[0-9.:]*' "$work/$name.out")
 }
-stop_workers() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-
 # measure SETUP URL...: warm-up, the timed rounds and the claim samples, from one Python
 # process (so the client's own start-up is not what is measured); one summary line.
 measure() {

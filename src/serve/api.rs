@@ -400,9 +400,6 @@ async fn image(
         .into_response())
 }
 
-/// The header on a request one worker forwards to another: never forwarded again.
-const FORWARDED: &str = "x-ruchy-image-forwarded";
-
 /// The worker that keeps this build's log and images, when it is not this one.
 async fn elsewhere(
     state: &AppState,
@@ -422,10 +419,7 @@ async fn forward(
     method: reqwest::Method,
     path: &str,
 ) -> Result<Response, ApiError> {
-    let mut request = state
-        .peers
-        .request(method, format!("{}{path}", worker.url))
-        .header(FORWARDED, "1");
+    let mut request = state.peers.request(method, format!("{}{path}", worker.url));
     if let Some(token) = &state.token {
         request = request.bearer_auth(token);
     }

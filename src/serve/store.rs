@@ -221,6 +221,8 @@ pub struct Worker {
     pub stopped_at: Option<String>,
 }
 
+const WORKER_COLUMNS: &str = "id, name, url, engine, slots, started_at, heartbeat_at, stopped_at";
+
 /// The channel PostgreSQL workers hear about new queued builds on.
 pub const QUEUE_CHANNEL: &str = "ruchy_image_queue";
 
@@ -710,9 +712,9 @@ impl Store {
 
     /// Every worker, and the builds each is running.
     pub async fn workers(&self) -> Result<Vec<(Worker, Vec<String>)>> {
-        let workers: Vec<Worker> = sqlx::query_as(
-            "SELECT id, name, url, engine, slots, started_at, heartbeat_at, stopped_at FROM workers ORDER BY name, id",
-        )
+        let workers: Vec<Worker> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers ORDER BY name, id"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("listing workers"))?;
@@ -737,9 +739,9 @@ impl Store {
 
     /// A worker by ID.
     pub async fn worker_by_id(&self, id: &str) -> Result<Option<Worker>> {
-        sqlx::query_as(
-            "SELECT id, name, url, engine, slots, started_at, heartbeat_at, stopped_at FROM workers WHERE id = $1",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await
