@@ -89,11 +89,33 @@ async fn default_target(compiler: &dyn Compiler, static_link: bool) -> Result<St
     }
 }
 
-/// Runs one build: prepares the source, compiles with `compiler`, assembles the image and
-/// writes it to every publisher, reporting each stage to `events`.
+/// A binary ready to lay into an image, and what the record says about how it was made.
+struct Program {
+    /// Where the binary is (cargo's output, or the prebuilt file).
+    binary: PathBuf,
+    bytes: Vec<u8>,
+    compile_time: Duration,
+    /// The compile backend, or `prebuilt`.
+    builder: String,
+    /// The flags it was compiled with; `None` for a prebuilt binary, whose flags we cannot know.
+    flags: Option<Flags>,
+    std: Option<crate::preset::StdInfo>,
+    sbom: Option<(Vec<u8>, crate::sbom::SbomRecord)>,
+    /// The binary's name, for the image path, title and default tag.
+    bin: String,
+    /// The package version, for the image's version label.
+    version: Option<String>,
+    repository: Option<String>,
+    revision: Option<String>,
+    transpiler: Option<String>,
+}
+
+/// Runs one build: prepares the source, compiles it with `compiler` (a prebuilt binary needs
+/// none), assembles the image and writes it to every publisher, reporting each stage to
+/// `events`.
 pub async fn build(
     options: &BuildOptions,
-    compiler: &dyn Compiler,
+    compiler: Option<&dyn Compiler>,
     publishers: &[Box<dyn Publisher>],
     events: &Events,
 ) -> Result<BuildRecord> {
@@ -101,6 +123,27 @@ pub async fn build(
     for publisher in publishers {
         publisher.preflight()?;
     }
+    let path = options.source.path.clone();
+    let program = if blocking(move || Ok(source::is_prebuilt(&path))).await? {
+        take_prebuilt(options, events).await?
+    } else {
+        let compiler = compiler.ok_or_else(|| Error::InvalidInput {
+            what: "builder",
+            value: options.source.path.display().to_string(),
+            reason: "a source needs a compiler (local or docker); only a prebuilt binary is packaged without one".into(),
+        })?;
+        compile(options, compiler, publishers, events).await?
+    };
+    assemble_and_publish(options, program, publishers, events).await
+}
+
+/// Stage 1 and 2 for a source: prepare it and compile it (and make its SBOM when wanted).
+async fn compile(
+    options: &BuildOptions,
+    compiler: &dyn Compiler,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<Program> {
     let stage = Timer::new(events, Stage::Prepare);
     let source = options.source.clone();
     let project = blocking(move || source::prepare(&source)).await?;
@@ -169,25 +212,87 @@ pub async fn build(
     } else {
         None
     };
-    let path = artifact.binary.clone();
-    let binary = blocking(move || {
-        std::fs::read(&path).map_err(Error::io(format!(
-            "reading the compiled binary {}",
-            path.display()
-        )))
-    })
-    .await?;
+    let bytes = read_binary(artifact.binary.clone(), "the compiled binary").await?;
     events.emit(Event::Compiled {
         binary: artifact.binary.clone(),
-        size: binary.len() as u64,
+        size: bytes.len() as u64,
         time_ms: artifact.compile_time.as_millis() as u64,
         fresh: artifact.fresh,
     });
     stage.finish();
+    Ok(Program {
+        binary: artifact.binary,
+        bytes,
+        compile_time: artifact.compile_time,
+        builder: compiler.name().to_string(),
+        flags: Some(flags),
+        std: Some(artifact.std),
+        sbom,
+        bin: project.bin,
+        version: Some(project.version),
+        repository: project.repository,
+        revision: project.revision,
+        transpiler: project.transpiler,
+    })
+}
 
+/// Stage 1 for a prebuilt binary: name it and read it; there is nothing to compile.
+async fn take_prebuilt(options: &BuildOptions, events: &Events) -> Result<Program> {
+    let stage = Timer::new(events, Stage::Prepare);
+    let source = options.source.clone();
+    let prebuilt = blocking(move || source::prebuilt(&source)).await?;
+    // Its crates are unknown to us, so there is no SBOM to make.
+    if let Some(path) = &options.sbom {
+        return Err(Error::InvalidInput {
+            what: "SBOM output",
+            value: path.display().to_string(),
+            reason: format!(
+                "{} is a prebuilt binary: its SBOM comes from the build that made it (ruchy-image makes one from the Cargo project it compiles)",
+                prebuilt.path.display()
+            ),
+        });
+    }
+    let bytes = read_binary(prebuilt.path.clone(), "the prebuilt binary").await?;
+    events.note(format!(
+        "packaging the prebuilt binary {} ({} bytes) as it is: no compile",
+        prebuilt.path.display(),
+        bytes.len()
+    ));
+    stage.finish();
+    Ok(Program {
+        binary: prebuilt.path,
+        bytes,
+        compile_time: Duration::ZERO,
+        builder: "prebuilt".into(),
+        flags: None,
+        std: None,
+        sbom: None,
+        bin: prebuilt.bin,
+        version: None,
+        repository: prebuilt.repository,
+        revision: prebuilt.revision,
+        transpiler: None,
+    })
+}
+
+async fn read_binary(path: PathBuf, what: &'static str) -> Result<Vec<u8>> {
+    blocking(move || {
+        std::fs::read(&path).map_err(Error::io(format!("reading {what} {}", path.display())))
+    })
+    .await
+}
+
+/// Stages 3 and 4: checks the binary against the base, assembles the image and writes it to
+/// every output (with its SBOM as a referrer where one is held).
+async fn assemble_and_publish(
+    options: &BuildOptions,
+    program: Program,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<BuildRecord> {
     let assemble_started = Instant::now();
     let stage = Timer::new(events, Stage::Assemble);
-    let info = crate::elf::inspect(&artifact.binary, &binary)?;
+    let info = crate::elf::inspect(&program.binary, &program.bytes)?;
     let base = options.base.as_deref();
     if let Some(base) = base {
         if base.architecture() != info.architecture {
@@ -206,32 +311,35 @@ pub async fn build(
         (None, _) => "static".to_string(),
         (Some(interpreter), None) => {
             return Err(Error::DynamicBinary {
-                path: artifact.binary.clone(),
+                path: program.binary.clone(),
                 interpreter: interpreter.clone(),
+                prebuilt: program.flags.is_none(),
             })
         }
         (Some(interpreter), Some(base)) if !base.fs.exists(interpreter) => {
             return Err(Error::MissingLoader {
-                path: artifact.binary.clone(),
+                path: program.binary.clone(),
                 interpreter: interpreter.clone(),
                 base: base.reference.clone(),
+                prebuilt: program.flags.is_none(),
             })
         }
         (Some(interpreter), Some(_)) => format!("dynamic ({interpreter})"),
     };
     let reference = match &options.tag {
         Some(tag) => tag.clone(),
-        None => format!("{}:{}", project.bin, options.preset).parse()?,
+        None => format!("{}:{}", program.bin, options.preset).parse()?,
     };
     events.emit(Event::Assembling {
         reference: reference.full.clone(),
     });
-    let spec = image_spec(options, &project, &flags, &info.architecture);
-    let binary_size = binary.len() as u64;
+    let spec = image_spec(options, &program, &info.architecture);
+    let binary_size = program.bytes.len() as u64;
     let image = {
         let (cache_dir, base) = (options.source.cache_dir.clone(), options.base.clone());
+        let bytes = program.bytes;
         blocking(move || {
-            let app = crate::oci::cache::cached_app_layer(&cache_dir, &binary, &spec)?;
+            let app = crate::oci::cache::cached_app_layer(&cache_dir, &bytes, &spec)?;
             image::assemble_layers(app, &spec, base.as_deref().map(Base::underlay))
         })
         .await?
@@ -240,7 +348,7 @@ pub async fn build(
     stage.finish();
     let stage = Timer::new(events, Stage::Publish);
     let mut outputs = publish_all(publishers, &image, &reference, events).await?;
-    if let Some((bytes, _)) = &sbom {
+    if let Some((bytes, _)) = &program.sbom {
         if let Some(path) = &options.sbom {
             crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
             outputs.push(Published {
@@ -266,18 +374,21 @@ pub async fn build(
     let base_size = base.map_or(0, Base::size);
     Ok(BuildRecord {
         source_file: options.source.path.display().to_string(),
-        binary_path: artifact.binary.display().to_string(),
+        binary_path: program.binary.display().to_string(),
         optimization_level: options.preset,
         binary_size,
-        compile_time_ms: artifact.compile_time.as_millis() as u64,
-        optimization_flags: flags.metrics(),
+        compile_time_ms: program.compile_time.as_millis() as u64,
+        optimization_flags: program.flags.as_ref().map(Flags::metrics),
         assemble_time_ms: assemble_time.as_millis() as u64,
-        builder: compiler.name().to_string(),
+        builder: program.builder,
         linkage,
-        libc: flags.libc().to_string(),
-        std: artifact.std,
-        sbom: sbom.map(|(_, record)| record),
-        transpiled_by: project.transpiler.clone(),
+        libc: match &program.flags {
+            Some(flags) => flags.libc().to_string(),
+            None => info.libc.to_string(),
+        },
+        std: program.std,
+        sbom: program.sbom.map(|(_, record)| record),
+        transpiled_by: program.transpiler,
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),
@@ -330,26 +441,21 @@ impl<'a> Timer<'a> {
     }
 }
 
-/// The image's filesystem and config for a compiled project.
-fn image_spec(
-    options: &BuildOptions,
-    project: &source::Project,
-    flags: &Flags,
-    architecture: &str,
-) -> ImageSpec {
+/// The image's filesystem and config for a program.
+fn image_spec(options: &BuildOptions, program: &Program, architecture: &str) -> ImageSpec {
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_secs(options.source_date_epoch),
     )
     .to_string();
     // Provenance goes on the manifest too; the rest only in labels, to keep the image small.
     let mut annotations = BTreeMap::new();
-    if let Some(repository) = &project.repository {
+    if let Some(repository) = &program.repository {
         annotations.insert(
             "org.opencontainers.image.source".to_string(),
             repository.clone(),
         );
     }
-    if let Some(revision) = &project.revision {
+    if let Some(revision) = &program.revision {
         annotations.insert("org.opencontainers.image.revision".into(), revision.clone());
     }
     if let Some(base) = &options.base {
@@ -365,25 +471,34 @@ fn image_spec(
     let mut labels = annotations.clone();
     labels.extend([
         ("org.opencontainers.image.created".to_string(), created),
-        ("org.opencontainers.image.title".into(), project.bin.clone()),
-        (
-            "org.opencontainers.image.version".into(),
-            project.version.clone(),
-        ),
-        ("dev.ruchy.image.preset".into(), flags.preset.to_string()),
-        ("dev.ruchy.image.flags".into(), flags.listing().join(" ")),
-        ("dev.ruchy.image.target".into(), flags.target.clone()),
+        ("org.opencontainers.image.title".into(), program.bin.clone()),
+        ("dev.ruchy.image.preset".into(), options.preset.to_string()),
     ]);
+    if let Some(version) = &program.version {
+        labels.insert("org.opencontainers.image.version".into(), version.clone());
+    }
+    match &program.flags {
+        Some(flags) => labels.extend([
+            ("dev.ruchy.image.flags".into(), flags.listing().join(" ")),
+            ("dev.ruchy.image.target".into(), flags.target.clone()),
+        ]),
+        None => {
+            labels.insert("dev.ruchy.image.prebuilt".into(), "true".into());
+        }
+    }
     labels.extend(options.image.labels.clone());
 
     let binary_path = options
         .image
         .path
         .clone()
-        .unwrap_or_else(|| format!("/usr/local/bin/{}", project.bin));
+        .unwrap_or_else(|| format!("/usr/local/bin/{}", program.bin));
     let env = options.image.env.clone();
     ImageSpec {
-        created_by: format!("ruchy-image build -O {}", flags.preset),
+        created_by: match program.flags {
+            Some(_) => format!("ruchy-image build -O {}", options.preset),
+            None => format!("ruchy-image build (prebuilt, -O {})", options.preset),
+        },
         binary_path,
         user: options.image.user.clone(),
         env,
@@ -396,7 +511,7 @@ fn image_spec(
         compression_level: options
             .image
             .compression_level
-            .unwrap_or(flags.preset.compression_level()),
+            .unwrap_or(options.preset.compression_level()),
     }
 }
 

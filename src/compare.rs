@@ -33,7 +33,7 @@ pub struct Outcome {
 pub async fn compare(
     base: &BuildOptions,
     presets: &[Preset],
-    compiler: &dyn Compiler,
+    compiler: Option<&dyn Compiler>,
     publishers: &[Box<dyn Publisher>],
     probe: Option<&ColdStartProbe>,
     events: &Events,

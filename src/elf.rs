@@ -14,6 +14,10 @@ pub struct BinaryInfo {
     pub interpreter: Option<String>,
     /// OCI architecture name (`amd64`, `arm64`, ...).
     pub architecture: String,
+    /// The C library it was linked against, as far as the headers tell: `musl` or `glibc`
+    /// from the loader's name, `glibc` for a static binary with glibc's ABI note, else
+    /// `unknown` (static musl, Go, or no libc at all look alike).
+    pub libc: &'static str,
 }
 
 impl BinaryInfo {
@@ -43,10 +47,28 @@ pub fn inspect(path: &Path, bytes: &[u8]) -> Result<BinaryInfo> {
         header::EM_S390 => "s390x",
         other => return Err(not_elf(format!("unsupported machine type {other}"))),
     };
+    let libc = match elf.interpreter {
+        Some(loader) if loader.contains("ld-musl") => "musl",
+        Some(loader) if loader.contains("ld-linux") => "glibc",
+        Some(_) => "unknown",
+        None if has_gnu_abi_tag(&elf, bytes) => "glibc",
+        None => "unknown",
+    };
     Ok(BinaryInfo {
         interpreter: elf.interpreter.map(str::to_string),
         architecture: architecture.to_string(),
+        libc,
     })
+}
+
+/// Whether the binary carries glibc's `NT_GNU_ABI_TAG` note (`.note.ABI-tag`, what `file`
+/// reads as "for GNU/Linux"): glibc's startup files put it in; musl's do not.
+fn has_gnu_abi_tag(elf: &Elf, bytes: &[u8]) -> bool {
+    elf.iter_note_headers(bytes)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|note| note.n_type == goblin::elf::note::NT_GNU_ABI_TAG && note.name == "GNU")
 }
 
 #[cfg(test)]
@@ -60,6 +82,7 @@ mod tests {
         let info = inspect(&exe, &std::fs::read(&exe).unwrap()).unwrap();
         assert!(!info.is_static(), "{info:?}");
         assert!(info.interpreter.unwrap().contains("ld"));
+        assert_eq!(info.libc, "glibc");
     }
 
     #[test]

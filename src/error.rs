@@ -16,8 +16,8 @@ pub enum Error {
         /// Why it could not be read.
         source: std::io::Error,
     },
-    /// The source is neither a Cargo project, a `.rs` file nor a `.ruchy` file.
-    #[error("don't know how to build {path}: expected a Cargo project directory, a .rs file or a .ruchy file")]
+    /// The source is neither a Cargo project, a `.rs` file, a `.ruchy` file nor an executable.
+    #[error("don't know how to build {path}: expected a Cargo project directory, a .rs file, a .ruchy file or a Linux executable (ELF) built elsewhere")]
     UnknownSourceKind {
         /// The path given by the user.
         path: PathBuf,
@@ -101,6 +101,8 @@ pub enum Error {
         path: PathBuf,
         /// Its `PT_INTERP`.
         interpreter: String,
+        /// Whether it was built elsewhere (so the fix is not a flag of ours).
+        prebuilt: bool,
     },
     /// A value in the request is not valid.
     #[error("invalid {what} `{value}`: {reason}")]
@@ -220,6 +222,8 @@ pub enum Error {
         interpreter: String,
         /// The base.
         base: String,
+        /// Whether it was built elsewhere (so the fix is not a flag of ours).
+        prebuilt: bool,
     },
     /// A measured run did not exit in time.
     #[error("{image} did not exit within {seconds} s (a server? cold start is measured to exit)")]

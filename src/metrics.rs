@@ -19,18 +19,21 @@ pub struct BuildRecord {
     pub binary_size: u64,
     /// Wall time of the compile step.
     pub compile_time_ms: u64,
-    /// The flags the preset and overrides resolved to.
-    pub optimization_flags: FlagsRecord,
+    /// The flags the preset and overrides resolved to; absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimization_flags: Option<FlagsRecord>,
     /// Wall time of assembling and writing the image.
     pub assemble_time_ms: u64,
-    /// The compile backend (`local`).
+    /// The compile backend (`local`, `docker`), or `prebuilt` for a binary built elsewhere.
     pub builder: String,
     /// `static`, or `dynamic` with its loader.
     pub linkage: String,
     /// The C library the binary is built against (`glibc`, `musl`), from its target triple.
     pub libc: String,
-    /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which.
-    pub std: StdInfo,
+    /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which;
+    /// absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<StdInfo>,
     /// The transpiler that made the Rust (`ruchy 3.213.0`), for `.ruchy` sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transpiled_by: Option<String>,
@@ -215,17 +218,17 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         optimization_level: preset,
         binary_size,
         compile_time_ms: 1500,
-        optimization_flags: flags.metrics(),
+        optimization_flags: Some(flags.metrics()),
         assemble_time_ms: 40,
         builder: "local".into(),
         linkage: "static".into(),
         libc: "glibc".into(),
         sbom: None,
         transpiled_by: None,
-        std: StdInfo {
+        std: Some(StdInfo {
             source: crate::preset::StdSource::Toolchain,
             variant: crate::preset::StdVariant::Unwind,
-        },
+        }),
         image: ImageRecord {
             reference: format!("fibonacci:{preset}"),
             digest: "sha256:aa".into(),

@@ -256,14 +256,67 @@ impl Request {
         Ok(())
     }
 
+    /// Whether the source is a binary built elsewhere, which is packaged without a compile.
+    pub fn is_prebuilt(&self) -> bool {
+        crate::source::is_prebuilt(&self.source.path)
+    }
+
+    /// A prebuilt binary is packaged as it is: what would change its compile cannot apply.
+    /// (Where a compile would run, `--builder`, is moot rather than wrong: a service sets it.)
+    fn check_prebuilt(&self) -> Result<()> {
+        let overrides = &self.overrides;
+        let compile_options = [
+            ("--target", self.target.is_some()),
+            ("--opt-level", overrides.opt_level.is_some()),
+            ("--lto", overrides.lto.is_some()),
+            ("--codegen-units", overrides.codegen_units.is_some()),
+            ("--strip/--no-strip", overrides.strip.is_some()),
+            ("--panic", overrides.panic.is_some()),
+            ("--target-cpu", overrides.target_cpu.is_some()),
+            ("--static/--no-static", overrides.static_link.is_some()),
+        ];
+        let given: Vec<&str> = compile_options
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| *name)
+            .collect();
+        if !given.is_empty() {
+            return Err(Error::InvalidInput {
+                what: "options for a prebuilt binary",
+                value: given.join(" "),
+                reason: format!(
+                    "{} is a prebuilt executable, packaged as it is: options that change a compile do not apply (build it with them where it is built, or give ruchy-image its source)",
+                    self.source.path.display()
+                ),
+            });
+        }
+        if self.presets.len() > 1 {
+            return Err(Error::InvalidInput {
+                what: "presets for a prebuilt binary",
+                value: self
+                    .presets
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: format!(
+                    "{} is a prebuilt executable: there is one binary, so no presets to compare (compare takes a source)",
+                    self.source.path.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn wants_engine(&self) -> bool {
-        self.builder != BuilderChoice::Local
+        (self.builder != BuilderChoice::Local && !self.is_prebuilt())
             || self.outputs.load != Load::Never
             || self.bases.iter().any(|b| matches!(b, BaseRef::Engine(_)))
     }
 
     fn needs_engine(&self) -> bool {
-        self.builder == BuilderChoice::Docker || self.outputs.load == Load::Always
+        (self.builder == BuilderChoice::Docker && !self.is_prebuilt())
+            || self.outputs.load == Load::Always
     }
 }
 
@@ -272,7 +325,8 @@ impl Request {
 pub struct Plan {
     request: Request,
     engine: Option<Engine>,
-    compiler: Box<dyn Compiler>,
+    /// `None` for a prebuilt binary, which needs no compile.
+    compiler: Option<Box<dyn Compiler>>,
     bases: Vec<(String, Option<Arc<Base>>)>,
     publishers: Vec<Box<dyn Publisher>>,
     probe: Option<ColdStartProbe>,
@@ -283,7 +337,7 @@ impl std::fmt::Debug for Plan {
         f.debug_struct("Plan")
             .field("request", &self.request)
             .field("engine", &self.engine.as_ref().map(|e| &e.host))
-            .field("compiler", &self.compiler.name())
+            .field("compiler", &self.builder())
             .field("publishers", &self.publishers.len())
             .finish()
     }
@@ -295,6 +349,10 @@ impl Plan {
     /// before it compiles).
     pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
         request.validate()?;
+        let prebuilt = request.is_prebuilt();
+        if prebuilt {
+            request.check_prebuilt()?;
+        }
         let engine = connect(&request).await?;
         sweep_leftovers(&request, engine.as_ref(), events).await;
         if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
@@ -317,26 +375,27 @@ impl Plan {
         }
 
         let output = request.compiler_output;
-        let compiler: Box<dyn Compiler> = match (&engine, request.builder) {
+        let compiler: Option<Box<dyn Compiler>> = match (&engine, request.builder) {
+            _ if prebuilt => None,
             (Some(engine), BuilderChoice::Auto | BuilderChoice::Docker) => {
                 let cache_dir = &request.source.cache_dir;
                 let requested = request.builder_image.as_deref();
                 let image = BuilderImage::resolve(engine, requested, cache_dir, events).await?;
-                Box::new(DockerCompiler::new(
+                Some(Box::new(DockerCompiler::new(
                     engine.clone(),
                     image,
                     cache_dir.clone(),
                     output.color,
                     output.quiet,
-                ))
+                )))
             }
             _ => {
                 let cache_dir = request.source.cache_dir.clone();
                 let (color, quiet) = (output.color, output.quiet);
-                Box::new(
+                Some(Box::new(
                     crate::fsutil::blocking(move || LocalCompiler::new(cache_dir, color, quiet))
                         .await?,
-                )
+                ))
             }
         };
 
@@ -393,9 +452,9 @@ impl Plan {
         self.engine.as_ref()
     }
 
-    /// The compile backend (`local`, `docker`).
+    /// The compile backend (`local`, `docker`), or `prebuilt` when there is nothing to compile.
     pub fn builder(&self) -> &'static str {
-        self.compiler.name()
+        self.compiler.as_ref().map_or("prebuilt", |c| c.name())
     }
 
     /// The build options of `preset` on the base at `base`.
@@ -428,7 +487,7 @@ impl Plan {
             });
         };
         let options = self.options(preset, 0);
-        build(&options, self.compiler.as_ref(), &self.publishers, events).await
+        build(&options, self.compiler.as_deref(), &self.publishers, events).await
     }
 
     /// Builds every preset on every base, in order; a failed preset is recorded and the
@@ -444,7 +503,7 @@ impl Plan {
             let comparison = compare(
                 &options,
                 &self.request.presets,
-                self.compiler.as_ref(),
+                self.compiler.as_deref(),
                 &self.publishers,
                 self.probe.as_ref(),
                 events,

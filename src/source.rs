@@ -1,5 +1,6 @@
 //! Stage 1, prepare: turns what the user pointed at (a Cargo project, a `.rs` file or a
-//! `.ruchy` file) into a Cargo project and the one binary target to build from it.
+//! `.ruchy` file) into a Cargo project and the one binary target to build from it; or, for a
+//! Linux executable built elsewhere, names it for packaging as it is.
 //!
 //! Single files get a generated project in the cache directory, never in the user's tree, and
 //! the same one each time (keyed by the file's canonical path) so rebuilds are incremental.
@@ -22,6 +23,8 @@ pub enum SourceKind {
     RustFile,
     /// A single Ruchy file, transpiled to Rust first.
     RuchyFile,
+    /// A Linux executable built elsewhere, packaged without a compile.
+    Binary,
 }
 
 /// How to find and prepare the source.
@@ -64,6 +67,56 @@ pub struct Project {
     pub transpiler: Option<String>,
 }
 
+/// A Linux executable someone built elsewhere (CI's own cargo, another language), to be
+/// packaged as it is.
+#[derive(Debug, Clone)]
+pub struct Prebuilt {
+    /// The path the user gave.
+    pub path: PathBuf,
+    /// Its name in the image and the default tag: the file name, made a valid name.
+    pub bin: String,
+    /// The git commit of the checkout the file sits in, when it is one.
+    pub revision: Option<String>,
+    /// The git remote that checkout came from, when it has one.
+    pub repository: Option<String>,
+}
+
+/// ELF's magic number, which every Linux executable starts with.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+
+/// Whether `path` is a file that starts like an ELF executable: a prebuilt binary rather than
+/// a source. Anything unreadable is left for [`prepare`] to report.
+pub fn is_prebuilt(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == ELF_MAGIC)
+}
+
+/// Names the prebuilt binary at `options.path` (its checks are the image's: see `elf`).
+pub fn prebuilt(options: &SourceOptions) -> Result<Prebuilt> {
+    let path = &options.path;
+    if !is_prebuilt(path) {
+        return Err(Error::UnknownSourceKind { path: path.clone() });
+    }
+    let bin = file_bin_name(path);
+    if let Some(requested) = options.bin.as_deref().filter(|b| *b != bin) {
+        return Err(Error::BinNotFound {
+            requested: Some(requested.to_string()),
+            available: vec![bin],
+        });
+    }
+    let checkout = checkout_of(path, false);
+    Ok(Prebuilt {
+        path: path.clone(),
+        bin,
+        revision: git(checkout, &["rev-parse", "HEAD"]),
+        repository: git(checkout, &["remote", "get-url", "origin"])
+            .map(|url| without_credentials(&url)),
+    })
+}
+
 /// Detects the kind of source, generates a project for single files, and picks the binary.
 pub fn prepare(options: &SourceOptions) -> Result<Project> {
     let path = &options.path;
@@ -93,22 +146,31 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
     };
     project.source = path.clone();
     project.kind = kind;
-    let checkout = if meta.is_dir() {
-        path.as_path()
-    } else {
-        path.parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-    };
+    let checkout = checkout_of(path, meta.is_dir());
     project.revision = git(checkout, &["rev-parse", "HEAD"]);
     project.repository =
         git(checkout, &["remote", "get-url", "origin"]).map(|url| without_credentials(&url));
     Ok(project)
 }
 
+/// The directory whose git checkout a source belongs to.
+fn checkout_of(path: &Path, is_dir: bool) -> &Path {
+    if is_dir {
+        return path;
+    }
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// The binary name cargo will produce for a single file: its stem, made a valid crate name.
+/// (A prebuilt binary passes its whole file name, which has no source extension to drop.)
 fn file_bin_name(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let stem = match path.extension().and_then(|e| e.to_str()) {
+        Some("rs" | "ruchy") => path.file_stem(),
+        _ => path.file_name(),
+    };
+    let stem = stem.and_then(|s| s.to_str()).unwrap_or("app");
     let mut name: String = stem
         .chars()
         .map(|c| {
@@ -446,6 +508,8 @@ mod tests {
         assert_eq!(file_bin_name(Path::new("a/fibonacci.rs")), "fibonacci");
         assert_eq!(file_bin_name(Path::new("hello world.ruchy")), "hello_world");
         assert_eq!(file_bin_name(Path::new("2fast.rs")), "app_2fast");
+        assert_eq!(file_bin_name(Path::new("target/release/app")), "app");
+        assert_eq!(file_bin_name(Path::new("dist/app.v2")), "app_v2");
     }
 
     #[test]

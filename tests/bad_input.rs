@@ -51,7 +51,7 @@ fn source_of_unknown_kind() {
     fails(
         &[fixture("serde-app/Cargo.lock").to_str().unwrap()],
         2,
-        "expected a Cargo project directory, a .rs file or a .ruchy file",
+        "expected a Cargo project directory, a .rs file, a .ruchy file or a Linux executable (ELF)",
     );
 }
 

@@ -676,6 +676,27 @@ fn the_cli_builds_on_the_server_and_writes_the_outputs_here() {
     assert!(rows[2].starts_with("size,ok,"), "{table}");
     assert!(rows[2].ends_with(",musl"), "{table}");
 
+    // A prebuilt executable goes up as it is and comes back packaged, compiled by no one.
+    let busybox = dir.path().join("busybox");
+    std::fs::copy("/bin/busybox", &busybox).unwrap();
+    let run = ruchy_image([
+        "build",
+        busybox.to_str().unwrap(),
+        "--server",
+        &server.url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--json",
+        "-",
+    ])
+    .ok();
+    let record = run.metrics();
+    assert_eq!(record["builder"], "prebuilt", "{record:#}");
+    assert_eq!(
+        record["binary_size"],
+        std::fs::metadata(&busybox).unwrap().len()
+    );
+
     // A wrong token: the server's message, a non-zero exit, nothing written.
     let wrong = dir.path().join("wrong.token");
     std::fs::write(&wrong, "nope").unwrap();

@@ -26,7 +26,8 @@ pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid i
 /// (`#[command(subcommand)] Image(ImageCommand)`) and hand to [`run`](super::run).
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it.
+    /// Compile SOURCE with a preset and assemble a FROM-scratch OCI image for it (a prebuilt
+    /// executable is packaged as it is).
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
     /// Build SOURCE with several presets and compare binary size, image size and compile time.
@@ -214,7 +215,8 @@ Examples:
   ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
   ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
   ruchy-image build path/to/project --bin server --optimize balanced --tag server:dev
-  ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB";
+  ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB
+  ruchy-image build target/x86_64-unknown-linux-musl/release/app --tag app:1.0";
 
 const COMPARE_EXAMPLES: &str = "\
 Examples:
@@ -490,7 +492,9 @@ impl RegistryArgs {
 /// The source and how to get at it; shared by `build` and `compare`.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// A Cargo project directory, a .rs file, or a .ruchy file.
+    /// A Cargo project directory, a .rs file, or a .ruchy file; for `build`, also a Linux
+    /// executable built elsewhere (ELF), packaged without a compile: the same checks (static
+    /// on scratch, its loader on a base), the preset choosing only the layer compression.
     pub source: PathBuf,
 
     /// The binary to build, when the project has several.

@@ -249,10 +249,10 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         "✓ Built {} ({} preset)",
         i.reference, record.optimization_level
     );
-    let std = match (record.std.source, record.std.variant) {
-        (StdSource::Toolchain, StdVariant::Unwind) => String::new(),
-        (StdSource::Rebuilt, StdVariant::Unwind) => ", std rebuilt from source".into(),
-        (_, StdVariant::ImmediateAbort) => ", std for panic=immediate-abort".into(),
+    let std = match record.std.map(|std| (std.source, std.variant)) {
+        None | Some((StdSource::Toolchain, StdVariant::Unwind)) => "",
+        Some((StdSource::Rebuilt, StdVariant::Unwind)) => ", std rebuilt from source",
+        Some((_, StdVariant::ImmediateAbort)) => ", std for panic=immediate-abort",
     };
     let _ = writeln!(
         s,
@@ -260,7 +260,10 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         human_size(record.binary_size),
         record.binary_size,
         record.linkage,
-        record.libc,
+        match record.libc.as_str() {
+            "unknown" => "libc unknown",
+            libc => libc,
+        },
         i.architecture
     );
     let _ = writeln!(
@@ -288,11 +291,17 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
     }
     let _ = writeln!(s, "  digest    {}", i.digest);
     let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
+    let compile = match record.optimization_flags {
+        Some(_) => format!(
+            "compile {} ({})",
+            human_ms(record.compile_time_ms),
+            record.builder
+        ),
+        None => "no compile (prebuilt)".into(),
+    };
     let _ = writeln!(
         s,
-        "  time      compile {} ({}), assemble {}",
-        human_ms(record.compile_time_ms),
-        record.builder,
+        "  time      {compile}, assemble {}",
         human_ms(record.assemble_time_ms)
     );
     for out in &record.outputs {
@@ -399,11 +408,17 @@ fn hint(error: &Error) -> Option<String> {
             requested: None,
             available,
         } if !available.is_empty() => "choose one with --bin NAME".into(),
-        Error::DynamicBinary { .. } => {
+        Error::DynamicBinary { prebuilt: false, .. } => {
             "keep static linking on (the default; drop --no-static-link), or build for a musl target".into()
         }
-        Error::MissingLoader { interpreter, .. } => format!(
+        Error::DynamicBinary { prebuilt: true, .. } => {
+            "link it statically where it is built (Rust: a musl target, or RUSTFLAGS=\"-C target-feature=+crt-static\"), or lay it on a base that has its loader and libraries with --base".into()
+        }
+        Error::MissingLoader { interpreter, prebuilt: false, .. } => format!(
             "build statically (the default; drop --no-static-link), or use a base that provides {interpreter}"
+        ),
+        Error::MissingLoader { interpreter, prebuilt: true, .. } => format!(
+            "use a base that provides {interpreter} and the libraries `ldd` lists for the binary, or link it statically where it is built"
         ),
         Error::RootUser => {
             "drop --user to use the non-root default (nonroot, 65532), or pass --allow-root if you really need root".into()

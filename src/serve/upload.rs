@@ -1,10 +1,12 @@
 //! An uploaded build context, unpacked safely: a tar (gzip'd or not) whose entries must stay
 //! inside the build's directory (no absolute paths, no `..`, no links out of it, no devices),
 //! with a cap on what it unpacks to, so a gzip bomb stops early. Its root is a Cargo project
-//! or holds one `.rs` / `.ruchy` file.
+//! or holds one `.rs` / `.ruchy` file or one prebuilt executable.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+
+use crate::source;
 
 /// What is wrong with an upload (the API answers 400 with it).
 #[derive(Debug, thiserror::Error)]
@@ -149,13 +151,16 @@ fn source_in(dir: &Path) -> Result<String, BadUpload> {
         .map_err(|e| bad(format!("cannot read the unpacked context: {e}")))?
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".rs") || name.ends_with(".ruchy") || source::is_prebuilt(&e.path())
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".rs") || name.ends_with(".ruchy"))
         .collect();
     match sources.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(bad(
-            "the archive's root has no Cargo.toml and no .rs or .ruchy file",
+            "the archive's root has no Cargo.toml, no .rs or .ruchy file and no Linux executable",
         )),
         several => Err(bad(format!(
             "the archive's root has no Cargo.toml and several sources ({}); send one, or a Cargo project",
@@ -190,6 +195,12 @@ mod tests {
     #[test]
     fn a_single_file_or_a_project_is_found() {
         let dir = tempfile::tempdir().unwrap();
+        let elf = b"\x7fELF\x02\x01\x01";
+        let body = tar_of(&[("app", tar::EntryType::Regular, elf, None)]);
+        assert_eq!(
+            unpack(&body, &dir.path().join("b"), 1 << 20).unwrap(),
+            "app"
+        );
         let body = tar_of(&[("app.rs", tar::EntryType::Regular, b"fn main() {}", None)]);
         assert_eq!(
             unpack(&body, &dir.path().join("a"), 1 << 20).unwrap(),
