@@ -28,6 +28,7 @@ fn spec(compression_level: u32) -> ImageSpec {
         created: 0,
         architecture: "amd64".into(),
         created_by: "bench".into(),
+        compression: ruchy_image::oci::layer::Codec::Gzip,
         compression_level,
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packages a big prebuilt executable, this machine's dockerd (75 MB, glibc, dynamic), with
-# `ruchy-image build BINARY --base …` at each preset's compression level, and reports the
+# `ruchy-image build BINARY --base …` at each preset's gzip and zstd level, and reports the
 # `--json` record's assemble_time_ms and binary layer size beside `gzip -9` (zlib level 9,
 # what layers were compressed with before) of the same file, in one run. The base is made
 # here FROM scratch: dockerd's loader and libraries (its ldd closure) at their paths, so the
@@ -50,16 +50,18 @@ echo
 echo "| compression | assemble_time_ms | MiB/s | binary layer | vs gzip -9 |"
 echo "|---|---:|---:|---:|---:|"
 echo "| gzip -9 (zlib 9, before; compression alone) | $zlib_ms | $(mibps "$zlib_ms") | $zlib B | 1.000 |"
+for codec in gzip zstd; do
 for preset in balanced aggressive size; do
   # A fresh cache each time: the layer cache would otherwise answer the second run.
-  export RUCHY_IMAGE_CACHE="$work/cache-$preset"
-  tag="ruchy-image-bench/prebuilt-$$:$preset"
-  made+=("$tag")
-  "$RI" build "$binary" --base "$base" -O "$preset" --tag "$tag" --no-load \
-    --oci-layout "$work/layout-$preset" --json "$work/$preset.json" --quiet
-  ms=$(jq .assemble_time_ms "$work/$preset.json")
-  layer=$(jq .image.binary_layer_size "$work/$preset.json")
-  echo "| libdeflate, $preset's level | $ms | $(mibps "$ms") | $layer B | $(echo "scale=3; $layer / $zlib" | bc) |"
+  export RUCHY_IMAGE_CACHE="$work/cache-$codec-$preset"
+  json="$work/$codec-$preset.json"
+  "$RI" build "$binary" --base "$base" -O "$preset" --compression "$codec" --no-load \
+    --oci-layout "$work/layout-$codec-$preset" --json "$json" --quiet
+  rm -rf "$work/layout-$codec-$preset" "$RUCHY_IMAGE_CACHE"
+  ms=$(jq .assemble_time_ms "$json")
+  layer=$(jq .image.binary_layer_size "$json")
+  echo "| $codec, $preset's level | $ms | $(mibps "$ms") | $layer B | $(echo "scale=3; $layer / $zlib" | bc) |"
+done
 done
 # The packaged binary runs on its base.
 "$RI" build "$binary" --base "$base" --tag "ruchy-image-bench/prebuilt-$$:run" --quiet >/dev/null

@@ -15,6 +15,7 @@ use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
 use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
+use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
 use crate::preset::StdVariant;
 use crate::preset::{Flags, Overrides, Panic, Preset};
@@ -37,7 +38,9 @@ pub struct ImageOptions {
     pub labels: BTreeMap<String, String>,
     /// Where the binary goes; `/usr/local/bin/<bin>` when unset.
     pub path: Option<String>,
-    /// The layers' gzip level (1–12); the preset's when unset.
+    /// How the layers are compressed.
+    pub compression: Codec,
+    /// The codec's level; the preset's when unset.
     pub compression_level: Option<u32>,
 }
 
@@ -50,6 +53,7 @@ impl Default for ImageOptions {
             workdir: "/".into(),
             labels: BTreeMap::new(),
             path: None,
+            compression: Codec::Gzip,
             compression_level: None,
         }
     }
@@ -508,10 +512,11 @@ fn image_spec(options: &BuildOptions, program: &Program, architecture: &str) -> 
         annotations,
         created: options.source_date_epoch,
         architecture: architecture.to_string(),
+        compression: options.image.compression,
         compression_level: options
             .image
             .compression_level
-            .unwrap_or(options.preset.compression_level()),
+            .unwrap_or(options.preset.compression_level(options.image.compression)),
     }
 }
 

@@ -28,6 +28,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::metrics::BuildRecord;
+use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
 use crate::preset::{Overrides, Panic, Preset};
 use crate::publish::{
@@ -205,6 +206,9 @@ impl Request {
                 });
             }
         }
+        if let Some(level) = self.image.compression_level {
+            self.image.compression.check_level(level)?;
+        }
         // The source first: a missing one should not wait for an engine or a pull.
         std::fs::metadata(&self.source.path).map_err(|source| Error::SourceUnreadable {
             path: self.source.path.clone(),
@@ -354,6 +358,7 @@ impl Plan {
             request.check_prebuilt()?;
         }
         let engine = connect(&request).await?;
+        check_engine_reads(&request, engine.as_ref())?;
         sweep_leftovers(&request, engine.as_ref(), events).await;
         if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
             events.emit(Event::Warning {
@@ -560,6 +565,32 @@ async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Ev
             "removed {removed} temp file(s) left by a run that did not finish"
         ));
     }
+}
+
+/// Refuses, before anything runs, a load of zstd layers into an engine that cannot read them:
+/// Docker reads zstd layers from 23.0 on.
+fn check_engine_reads(request: &Request, engine: Option<&Engine>) -> Result<()> {
+    let (Some(engine), Codec::Zstd) = (engine, request.image.compression) else {
+        return Ok(());
+    };
+    let loads = request.outputs.load != Load::Never;
+    let major: u32 = engine
+        .version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if loads && major < 23 {
+        return Err(Error::InvalidInput {
+            what: "compression for this engine",
+            value: "zstd".into(),
+            reason: format!(
+                "the engine at {} is Docker {}, which cannot load zstd layers (Docker 23 and later, and containerd, can): add --no-load to write zstd only to layouts, archives and registries, or leave the compression gzip",
+                engine.host, engine.version
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Connects to the engine when the request wants one. `None` when it is only wanted (the

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::oci::layer::Codec;
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,11 +44,16 @@ impl Preset {
     /// aggressive and nasa (faster than before on two cores, and smaller), 12 for size (the
     /// smallest, at twice the old time). Layers are cached by their binary, so a no-change
     /// rebuild compresses nothing.
-    pub fn compression_level(self) -> u32 {
-        match self {
-            Preset::None | Preset::Balanced => 6,
-            Preset::Aggressive | Preset::Nasa => 9,
-            Preset::Size => 12,
+    /// With zstd, the same steps on its scale: 3 (its default), 9, 19 (its highest without
+    /// a bigger window).
+    pub fn compression_level(self, codec: Codec) -> u32 {
+        match (codec, self) {
+            (Codec::Gzip, Preset::None | Preset::Balanced) => 6,
+            (Codec::Gzip, Preset::Aggressive | Preset::Nasa) => 9,
+            (Codec::Gzip, Preset::Size) => 12,
+            (Codec::Zstd, Preset::None | Preset::Balanced) => 3,
+            (Codec::Zstd, Preset::Aggressive | Preset::Nasa) => 9,
+            (Codec::Zstd, Preset::Size) => 19,
         }
     }
 

@@ -348,6 +348,7 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
         created: 0,
         architecture: host_arch().into(),
         created_by: "test".into(),
+        compression: ruchy_image::oci::layer::Codec::Gzip,
         compression_level: 6,
     };
     let mut image = assemble(b"not really a binary", &spec, None).unwrap();

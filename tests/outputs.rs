@@ -194,5 +194,177 @@ fn layers_are_gzip_members_at_the_preset_s_level_that_every_reader_takes() {
 
     let refused = build(&["--compression-level", "13"]);
     assert_eq!(refused.code, Some(2), "{}", refused.stderr);
-    assert!(refused.stderr.contains("1..=12"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("gzip levels go from 1 to 12"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// The containerd the engine runs (its own, or the system's), in a namespace of this test run
+/// that is emptied when dropped.
+struct Containerd {
+    address: &'static str,
+    namespace: String,
+}
+
+impl Containerd {
+    fn new() -> Containerd {
+        let address = [
+            "/run/docker/containerd/containerd.sock",
+            "/run/containerd/containerd.sock",
+        ]
+        .into_iter()
+        .find(|socket| std::path::Path::new(socket).exists())
+        .expect("containerd's socket: the engine .ci/setup starts runs one");
+        Containerd {
+            address,
+            namespace: format!("ruchy-image-test-{}", std::process::id()),
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--address", self.address, "--namespace", &self.namespace];
+        all.extend_from_slice(args);
+        tool("ctr", &all)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for image in self.ctr(&["images", "ls", "-q"]).stdout.lines() {
+            self.ctr(&["images", "rm", "--sync", image]);
+        }
+        self.ctr(&["content", "prune", "references"]);
+        self.ctr(&["namespaces", "rm", &self.namespace.clone()]);
+    }
+}
+
+/// The OCI media types of an image's layers in a layout, as skopeo reads its manifest.
+fn layer_media_types(layout: &std::path::Path, tag: &str) -> Vec<String> {
+    let reference = format!("oci:{}:{tag}", layout.display());
+    let raw = tool("skopeo", &["inspect", "--raw", &reference]).ok();
+    let manifest: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let fib = example("fibonacci.rs");
+    let fib = fib.to_str().unwrap();
+    ruchy_image([
+        "build",
+        fib,
+        "-O",
+        "aggressive",
+        "--compression",
+        "zstd",
+        "--no-load",
+        "--oci-layout",
+        layout.to_str().unwrap(),
+    ])
+    .ok();
+    let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+    assert_eq!(layer_media_types(&layout, "aggressive"), [zstd, zstd]);
+    let (blob, diff_id) = app_layer(&layout, "aggressive");
+    assert_eq!(&blob[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd's magic");
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zstd::stream::read::Decoder::new(&blob[..]).unwrap(),
+        &mut tar,
+    )
+    .unwrap();
+    assert_eq!(
+        ruchy_image::fsutil::sha256_digest(&tar),
+        diff_id,
+        "the diff_id is the digest of the decompressed tar"
+    );
+    // containerd (the engine's own, 1.6 here) imports the archive, unpacks the zstd layers
+    // and runs the binary as the non-root user. umoci 0.4.7 here predates zstd.
+    let archive = dir.path().join("zstd.tar");
+    let tag = format!("ruchy-image-test/zstd:{}", std::process::id());
+    ruchy_image([
+        "build",
+        fib,
+        "-O",
+        "aggressive",
+        "--compression",
+        "zstd",
+        "--no-load",
+        "--tag",
+        &tag,
+        "--output",
+        archive.to_str().unwrap(),
+    ])
+    .ok();
+    let containerd = Containerd::new();
+    containerd
+        .ctr(&["images", "import", archive.to_str().unwrap()])
+        .ok();
+    let run = containerd
+        .ctr(&["run", "--rm", &tag, &format!("zstd-{}", std::process::id())])
+        .ok();
+    assert!(
+        run.stdout.contains("fibonacci(30) = 832040"),
+        "{}",
+        run.stdout
+    );
+    drop(containerd);
+
+    // Our own base reader takes it: a gzip image on the zstd one keeps its layers as they are.
+    let on_top = dir.path().join("on-top");
+    ruchy_image([
+        "build",
+        fib,
+        "-O",
+        "aggressive",
+        "--base",
+        &format!("oci:{}:aggressive", layout.display()),
+        "--no-load",
+        "--oci-layout",
+        on_top.to_str().unwrap(),
+    ])
+    .ok();
+    let types = layer_media_types(&on_top, "aggressive");
+    assert_eq!(types[..2], [zstd, zstd], "{types:?}");
+    assert_eq!(
+        types.last().unwrap(),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+
+    // This machine's engine is Docker 20.10: a load is refused before anything is written.
+    let out = dir.path().join("refused");
+    let refused = ruchy_image([
+        "build",
+        fib,
+        "--compression",
+        "zstd",
+        "--tag",
+        "ruchy-image-test/zstd:refused",
+        "--oci-layout",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("cannot load zstd layers"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!out.exists());
+    let refused = ruchy_image([
+        "build",
+        fib,
+        "--compression",
+        "zstd",
+        "--compression-level",
+        "20",
+    ]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
 }

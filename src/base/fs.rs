@@ -135,13 +135,21 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 impl BaseFs {
-    /// Applies one layer blob (tar, or gzip'd tar) on top of what is there; returns the
-    /// unpacked (tar) size.
+    /// Applies one layer blob (tar, gzip'd or zstd'd tar, told apart by their magic numbers
+    /// as engines do) on top of what is there; returns the unpacked (tar) size.
     pub fn apply_layer(&mut self, index: usize, blob: &[u8], limits: &Limits) -> Result<u64> {
-        let gzip = blob.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn Read + '_> = if gzip {
+        let reader: Box<dyn Read + '_> = if blob.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::read::MultiGzDecoder::new(blob))
+        } else if blob.starts_with(&ZSTD_MAGIC) {
+            Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(|e| {
+                Error::InvalidBase {
+                    reason: format!("layer {index} is not readable zstd: {e}"),
+                }
+            })?)
         } else {
             Box::new(blob)
         };

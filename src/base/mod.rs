@@ -434,6 +434,8 @@ fn read_docker_archive(reference: &BaseRef, archive: &[u8], limits: &Limits) -> 
         // `docker save` stores layers as plain tars: their digest is their diff_id.
         let media_type = if blob.starts_with(&[0x1f, 0x8b]) {
             MediaType::ImageLayerGzip
+        } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            MediaType::ImageLayerZstd
         } else {
             MediaType::ImageLayer
         };

@@ -13,9 +13,10 @@ use super::layer::Layer;
 use crate::error::Result;
 use crate::fsutil::{hex, sha256_digest, write_file_atomically};
 
-/// Bumped whenever the layer format (tar headers, compressor) changes; the level is keyed
-/// separately.
-const FORMAT: &str = "ruchy-image layer v4 (gnu tar, libdeflate gzip members of 512 KiB)";
+/// Bumped whenever the layer format (tar headers, compressor) changes; the codec and level
+/// are keyed separately.
+const FORMAT: &str =
+    "ruchy-image layer v4 (gnu tar, libdeflate gzip members or zstd frames of 512 KiB)";
 
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -28,6 +29,7 @@ struct Entry {
 pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
     let mut key = Sha256::new();
     key.update(FORMAT);
+    key.update(spec.compression.name());
     key.update(spec.compression_level.to_le_bytes());
     key.update(spec.binary_path.as_bytes());
     key.update(spec.created.to_le_bytes());
@@ -35,7 +37,7 @@ pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Re
     let key = hex(&key.finalize());
     let dir = cache_dir.join("layers");
     let (blob_path, entry_path) = (
-        dir.join(format!("{key}.tar.gz")),
+        dir.join(format!("{key}.tar.{}", spec.compression.name())),
         dir.join(format!("{key}.json")),
     );
     let cached = std::fs::read(&entry_path)
@@ -49,7 +51,7 @@ pub fn cached_app_layer(cache_dir: &Path, binary: &[u8], spec: &ImageSpec) -> Re
             digest: entry.digest,
             diff_id: entry.diff_id,
             uncompressed_size: entry.uncompressed_size,
-            media_type: oci_spec::image::MediaType::ImageLayerGzip,
+            media_type: spec.compression.media_type(),
         });
     }
     let layer = app_layer(binary, spec)?;

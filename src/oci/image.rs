@@ -133,7 +133,9 @@ pub struct ImageSpec {
     pub architecture: String,
     /// What built the binary layer, for the history entry.
     pub created_by: String,
-    /// The gzip level of our layers (libdeflate's 1–12).
+    /// How our layers are compressed.
+    pub compression: layer::Codec,
+    /// At which of the codec's levels.
     pub compression_level: u32,
 }
 
@@ -302,6 +304,7 @@ pub fn app_layer(binary: &[u8], spec: &ImageSpec) -> Result<Layer> {
             0o755,
         )],
         spec.created,
+        spec.compression,
         spec.compression_level,
     )
 }
@@ -368,7 +371,12 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
     let mut history_entries = Vec::new();
     // On a base that already has everything, there is no system layer at all.
     if !system.is_empty() {
-        layers.push(layer::build(system, spec.created, spec.compression_level)?);
+        layers.push(layer::build(
+            system,
+            spec.created,
+            spec.compression,
+            spec.compression_level,
+        )?);
         history_entries.push(format!("ruchy-image: user {} {}:{}", u.name, u.uid, u.gid));
     }
     layers.push(app);
@@ -512,6 +520,7 @@ mod tests {
             created: 0,
             architecture: "amd64".into(),
             created_by: "test".into(),
+            compression: layer::Codec::Gzip,
             compression_level: 12,
         }
     }
