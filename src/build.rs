@@ -13,6 +13,7 @@ use crate::compile::Compiler;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
+use crate::lambda::LambdaRecord;
 use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::layer::Codec;
@@ -127,18 +128,87 @@ pub async fn build(
     for publisher in publishers {
         publisher.preflight()?;
     }
-    let path = options.source.path.clone();
-    let program = if blocking(move || Ok(source::is_prebuilt(&path))).await? {
-        take_prebuilt(options, events).await?
-    } else {
-        let compiler = compiler.ok_or_else(|| Error::InvalidInput {
-            what: "builder",
-            value: options.source.path.display().to_string(),
-            reason: "a source needs a compiler (local or docker); only a prebuilt binary is packaged without one".into(),
-        })?;
-        compile(options, compiler, publishers, events).await?
-    };
+    let program = produce(options, compiler, publishers, events).await?;
     assemble_and_publish(options, program, publishers, events).await
+}
+
+/// The binary: compiled from the source, or the prebuilt one as it is.
+async fn produce(
+    options: &BuildOptions,
+    compiler: Option<&dyn Compiler>,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<Program> {
+    let path = options.source.path.clone();
+    if blocking(move || Ok(source::is_prebuilt(&path))).await? {
+        return take_prebuilt(options, events).await;
+    }
+    let compiler = compiler.ok_or_else(|| Error::InvalidInput {
+        what: "builder",
+        value: options.source.path.display().to_string(),
+        reason: "a source needs a compiler (local or docker); only a prebuilt binary is packaged without one".into(),
+    })?;
+    compile(options, compiler, publishers, events).await
+}
+
+/// Builds a Lambda deployment zip at `zip`: the binary (compiled with the source's
+/// `handle_request` wrapped in the Runtime API loop when it is a single file, or as it is) as
+/// `bootstrap`. It must be static: Lambda runs it on its own OS.
+pub async fn lambda_zip(
+    options: &BuildOptions,
+    compiler: Option<&dyn Compiler>,
+    zip: &std::path::Path,
+    events: &Events,
+) -> Result<LambdaRecord> {
+    crate::fsutil::check_writable("the Lambda zip", zip)?;
+    let program = produce(options, compiler, &[], events).await?;
+    let stage = Timer::new(events, Stage::Assemble);
+    let info = crate::elf::inspect(&program.binary, &program.bytes)?;
+    if let Some(interpreter) = &info.interpreter {
+        return Err(Error::DynamicBinary {
+            path: program.binary.clone(),
+            interpreter: interpreter.clone(),
+            prebuilt: program.flags.is_none(),
+        });
+    }
+    let (bytes, epoch) = (program.bytes, options.source_date_epoch);
+    let zipped =
+        blocking(move || Ok((crate::lambda::zip("bootstrap", &bytes, epoch), bytes.len()))).await?;
+    let (zipped, binary_size) = zipped;
+    crate::fsutil::write_file_atomically("the Lambda zip", zip, &zipped)?;
+    stage.finish();
+    let single_file = matches!(
+        std::path::Path::new(&options.source.path)
+            .extension()
+            .and_then(|e| e.to_str()),
+        Some("rs" | "ruchy")
+    );
+    Ok(LambdaRecord {
+        source_file: options.source.path.display().to_string(),
+        optimization_level: options.preset,
+        zip: zip.display().to_string(),
+        zip_size: zipped.len() as u64,
+        zip_digest: crate::fsutil::sha256_digest(&zipped),
+        binary_size: binary_size as u64,
+        compile_time_ms: program.compile_time.as_millis() as u64,
+        optimization_flags: program.flags.as_ref().map(Flags::metrics),
+        builder: program.builder,
+        linkage: "static".into(),
+        libc: match &program.flags {
+            Some(flags) => flags.libc().to_string(),
+            None => info.libc.to_string(),
+        },
+        architecture: match info.architecture.as_str() {
+            "amd64" => "x86_64".to_string(),
+            other => other.to_string(),
+        },
+        runtime: match options.source.lambda && single_file {
+            true => "template".into(),
+            false => "own".into(),
+        },
+        image: None,
+        outputs: Vec::new(),
+    })
 }
 
 /// Stage 1 and 2 for a source: prepare it and compile it (and make its SBOM when wanted).

@@ -98,6 +98,7 @@ pub fn project_bin(source: &Path, bin: Option<&str>) -> Result<String> {
         bin: bin.map(str::to_string),
         ruchy: None,
         cache_dir: std::env::temp_dir(),
+        lambda: false,
     })?;
     Ok(project.bin)
 }

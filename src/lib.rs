@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fsutil;
+pub mod lambda;
 pub mod metrics;
 pub mod oci;
 pub mod plan;

@@ -129,6 +129,7 @@ impl Request {
                 bin: None,
                 ruchy: None,
                 cache_dir: default_cache_dir(),
+                lambda: false,
             },
             presets: vec![Preset::Balanced],
             overrides: Overrides::default(),
@@ -493,6 +494,35 @@ impl Plan {
         };
         let options = self.options(preset, 0);
         build(&options, self.compiler.as_deref(), &self.publishers, events).await
+    }
+
+    /// Builds a Lambda deployment zip at `zip` (see [`crate::build::lambda_zip`]); with
+    /// `image`, also the container-image function of the same binary, written to the outputs:
+    /// `bootstrap` at Lambda's path, the function's directory as the working directory.
+    pub async fn lambda(
+        &self,
+        zip: &Path,
+        image: bool,
+        events: &Events,
+    ) -> Result<crate::lambda::LambdaRecord> {
+        let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} presets", self.request.presets.len()),
+                reason: "a Lambda package takes one preset".into(),
+            });
+        };
+        let mut options = self.options(preset, 0);
+        let compiler = self.compiler.as_deref();
+        let mut record = crate::build::lambda_zip(&options, compiler, zip, events).await?;
+        if image {
+            options.image.path = Some(crate::lambda::IMAGE_BOOTSTRAP.into());
+            options.image.workdir = crate::lambda::IMAGE_TASK_DIR.into();
+            let built = build(&options, compiler, &self.publishers, events).await?;
+            record.image = Some(built.image);
+            record.outputs = built.outputs;
+        }
+        Ok(record)
     }
 
     /// Builds every preset on every base, in order; a failed preset is recorded and the

@@ -42,6 +42,10 @@ pub enum ImageCommand {
     /// Print a multi-stage Dockerfile that builds a Cargo project with a preset, as `build` does.
     #[command(after_long_help = DOCKERFILE_EXAMPLES)]
     Dockerfile(DockerfileArgs),
+    /// Package SOURCE as an AWS Lambda function: a deterministic zip holding `bootstrap`
+    /// (and, with --lambda-image, a container image of it).
+    #[command(after_long_help = LAMBDA_EXAMPLES)]
+    Lambda(Box<LambdaArgs>),
     /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
     /// build records, logs and images.
     #[cfg(feature = "serve")]
@@ -219,6 +223,21 @@ Examples:
   ruchy-image build app.rs -O aggressive --max-binary-size 400KB --max-image-size 1MiB
   ruchy-image build target/x86_64-unknown-linux-musl/release/app --tag app:1.0";
 
+const LAMBDA_EXAMPLES: &str = "\
+A single-file handler:
+  fn handle_request(event: BTreeMap<String, String>) -> BTreeMap<String, String>
+event may also be a String (the event's JSON); the response a String (JSON), a map (values
+that read as JSON numbers or booleans are sent as such), or a Result of either (an Err is
+reported to Lambda as the invocation's error). A panic is reported too, then the process ends
+(except with panic=immediate-abort, the size preset's, which reports nothing).
+
+Examples:
+  ruchy-image lambda examples/lambda/hello.rs -o function.zip
+  ruchy-image lambda hello.ruchy -O nasa -o function.zip --json -
+  ruchy-image lambda path/to/project --bin bootstrap -o function.zip --lambda-image --tag fn:1
+  aws lambda create-function --function-name hello --runtime provided.al2023 \\
+    --handler bootstrap --architectures x86_64 --zip-file fileb://function.zip --role ...";
+
 const COMPARE_EXAMPLES: &str = "\
 Examples:
   ruchy-image compare examples/fibonacci.rs
@@ -286,6 +305,101 @@ fn panic_parser() -> impl TypedValueParser<Value = Panic> {
         "immediate-abort" => Panic::ImmediateAbort,
         _ => Panic::Unwind,
     })
+}
+
+/// `ruchy-image lambda`
+#[derive(Debug, Args)]
+pub struct LambdaArgs {
+    /// Optimization preset (aggressive, as the chapter advises for Lambda).
+    #[arg(short = 'O', long, value_name = "LEVEL", default_value = "aggressive", value_parser = preset_parser())]
+    pub optimize: Preset,
+
+    /// What to build: a single .rs or .ruchy file defining `handle_request(event) ->
+    /// response`, wrapped in a small blocking Runtime API loop; or a Cargo project or a
+    /// prebuilt executable that serves the Runtime API itself (lambda_runtime, …).
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Flags on top of the preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+
+    /// Write the deployment zip (`bootstrap`, mode 0755, fixed time) to FILE.
+    #[arg(short, long, value_name = "FILE.zip", help_heading = "Outputs")]
+    pub output: PathBuf,
+
+    /// Also make a container-image function: `bootstrap` at /var/runtime/bootstrap as the
+    /// entrypoint, /var/task as the working directory, as Lambda's provided.al2023 images
+    /// have them; written to --tag (the engine), --oci-layout, --push.
+    #[arg(long, help_heading = "Outputs")]
+    pub lambda_image: bool,
+
+    /// Name the image NAME[:TAG] [default: BIN:PRESET] and load it into the engine.
+    #[arg(
+        short,
+        long,
+        value_name = "NAME[:TAG]",
+        requires = "lambda_image",
+        help_heading = "Outputs"
+    )]
+    pub tag: Option<String>,
+
+    /// Write the image as an OCI image layout directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "lambda_image",
+        help_heading = "Outputs"
+    )]
+    pub oci_layout: Option<PathBuf>,
+
+    /// Write the record as JSON to FILE ("-" for stdout).
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub json: Option<PathBuf>,
+
+    /// Show cargo's progress and the resolved flags.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Timestamp of the zip entry and the image (`SOURCE_DATE_EPOCH`; before 1980 is 1980
+    /// in a zip).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SOURCE_DATE_EPOCH",
+        default_value_t = 0
+    )]
+    pub source_date_epoch: u64,
+}
+
+impl LambdaArgs {
+    /// The library's request for this command line.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = Request::new(&self.input.source);
+        request.source = self.input.to_lib();
+        request.source.lambda = true;
+        request.presets = vec![self.optimize];
+        request.overrides = self.flags.to_lib()?;
+        request.target = self.flags.target.clone();
+        request.source_date_epoch = self.source_date_epoch;
+        request.builder = match self.input.builder {
+            None => BuilderChoice::Auto,
+            Some(Builder::Docker) => BuilderChoice::Docker,
+            Some(Builder::Local) => BuilderChoice::Local,
+        };
+        request.builder_image = self.input.builder_image.clone();
+        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
+        request.outputs.oci_layout = self.oci_layout.clone();
+        request.outputs.load = match request.tag.is_some() {
+            true => Load::Always,
+            false => Load::Never,
+        };
+        Ok(request)
+    }
 }
 
 /// `ruchy-image build`
@@ -733,6 +847,7 @@ impl InputArgs {
             bin: self.bin.clone(),
             ruchy: self.ruchy.clone(),
             cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            lambda: false,
         }
     }
 }

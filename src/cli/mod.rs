@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 pub use args::ServeArgs;
 pub use args::{
     BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
-    ImportHostArgs, RunArgs, EXIT_CODES,
+    ImportHostArgs, LambdaArgs, RunArgs, EXIT_CODES,
 };
 use render::{Failure, Journal, Mode, Terminal};
 
@@ -110,6 +110,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         ImageCommand::Compare(args) => compare(*args, journal).await,
         ImageCommand::Run(args) => run_image(args).await,
         ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
+        ImageCommand::Lambda(args) => lambda(*args, journal).await,
         ImageCommand::Dockerfile(args) => {
             let text = crate::dockerfile::render(&args.to_lib()?)?;
             Ok(print_stdout("the Dockerfile", text.as_bytes())?)
@@ -206,6 +207,47 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     let result = async { Plan::resolve(request, &events).await?.build(&events).await }.await;
     terminal.lock().expect("terminal").finish();
     report_build(&args, &result?, &budgets)
+}
+
+/// `ruchy-image lambda`: the zip (and image), then what it made and how to deploy it.
+async fn lambda(args: LambdaArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let mut request = args.to_lib()?;
+    let mut taken = Vec::new();
+    if let Some(layout) = &request.outputs.oci_layout {
+        taken.push(layout.clone());
+    }
+    request.check_output("Lambda zip", &args.output, &taken)?;
+    taken.push(args.output.clone());
+    if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
+        crate::fsutil::check_writable("the record JSON", json)?;
+        request.check_output("record JSON", json, &taken)?;
+    }
+    request.compiler_output.color = Terminal::color();
+    request.compiler_output.quiet = args.quiet;
+    let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
+    let result = async {
+        let plan = Plan::resolve(request, &events).await?;
+        plan.lambda(&args.output, args.lambda_image, &events).await
+    }
+    .await;
+    terminal.lock().expect("terminal").finish();
+    let record = result?;
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.json {
+        let json = to_json("the Lambda record", &record)?;
+        match path == Path::new("-") {
+            true => print_stdout("the Lambda record", &json)?,
+            false => crate::fsutil::write_file_atomically("the record JSON", path, &json)?,
+        }
+    }
+    if !args.quiet {
+        let summary = render::lambda_summary(&record);
+        match json_to_stdout {
+            true => eprint!("{summary}"),
+            false => print!("{summary}"),
+        }
+    }
+    Ok(())
 }
 
 /// The end of a build, local or remote: the JSON, the summary, then the budgets' verdict.

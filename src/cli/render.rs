@@ -240,6 +240,60 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// What `ruchy-image lambda` made, and the command that deploys it.
+pub(crate) fn lambda_summary(record: &crate::lambda::LambdaRecord) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "✓ Packaged {} for AWS Lambda ({} preset)",
+        record.zip, record.optimization_level
+    );
+    let _ = writeln!(
+        s,
+        "  zip       {} ({} bytes), compressed from {} ({} bytes)",
+        human_size(record.zip_size),
+        record.zip_size,
+        human_size(record.binary_size),
+        record.binary_size
+    );
+    let runtime = match record.runtime.as_str() {
+        "template" => "handle_request in ruchy-image's Runtime API loop",
+        _ => "the program's own Runtime API client",
+    };
+    let _ = writeln!(
+        s,
+        "  bootstrap {}, {}, {}; {runtime}",
+        record.linkage, record.libc, record.architecture
+    );
+    let compile = match record.optimization_flags {
+        Some(_) => format!(
+            "compile {} ({})",
+            human_ms(record.compile_time_ms),
+            record.builder
+        ),
+        None => "no compile (prebuilt)".into(),
+    };
+    let _ = writeln!(s, "  time      {compile}");
+    if let Some(image) = &record.image {
+        let _ = writeln!(
+            s,
+            "  image     {} ({} stored, entrypoint {})",
+            image.reference,
+            human_size(image.compressed_size),
+            image.entrypoint.join(" ")
+        );
+        for out in &record.outputs {
+            let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  deploy    aws lambda create-function --function-name NAME --runtime provided.al2023 --handler bootstrap --architectures {} --zip-file fileb://{} --role ROLE_ARN",
+        record.architecture, record.zip
+    );
+    s
+}
+
 /// The one-screen summary printed at the end of a build.
 pub(crate) fn summary(record: &BuildRecord) -> String {
     let i = &record.image;
