@@ -151,15 +151,15 @@ async fn produce(
     compile(options, compiler, publishers, events).await
 }
 
-/// Builds a Lambda deployment zip at `zip`: the binary (compiled with the source's
-/// `handle_request` wrapped in the Runtime API loop when it is a single file, or as it is) as
-/// `bootstrap`. It must be static: Lambda runs it on its own OS.
+/// Makes a Lambda deployment zip (for the caller to write to `zip`): the binary (compiled
+/// with the source's `handle_request` wrapped in the Runtime API loop when it is a single
+/// file, or as it is) as `bootstrap`. It must be static: Lambda runs it on its own OS.
 pub async fn lambda_zip(
     options: &BuildOptions,
     compiler: Option<&dyn Compiler>,
     zip: &std::path::Path,
     events: &Events,
-) -> Result<LambdaRecord> {
+) -> Result<(Vec<u8>, LambdaRecord)> {
     crate::fsutil::check_writable("the Lambda zip", zip)?;
     let program = produce(options, compiler, &[], events).await?;
     let stage = Timer::new(events, Stage::Assemble);
@@ -175,7 +175,6 @@ pub async fn lambda_zip(
     let zipped =
         blocking(move || Ok((crate::lambda::zip("bootstrap", &bytes, epoch), bytes.len()))).await?;
     let (zipped, binary_size) = zipped;
-    crate::fsutil::write_file_atomically("the Lambda zip", zip, &zipped)?;
     stage.finish();
     let single_file = matches!(
         std::path::Path::new(&options.source.path)
@@ -183,7 +182,7 @@ pub async fn lambda_zip(
             .and_then(|e| e.to_str()),
         Some("rs" | "ruchy")
     );
-    Ok(LambdaRecord {
+    let record = LambdaRecord {
         source_file: options.source.path.display().to_string(),
         optimization_level: options.preset,
         zip: zip.display().to_string(),
@@ -208,7 +207,8 @@ pub async fn lambda_zip(
         },
         image: None,
         outputs: Vec::new(),
-    })
+    };
+    Ok((zipped, record))
 }
 
 /// Stage 1 and 2 for a source: prepare it and compile it (and make its SBOM when wanted).
@@ -380,6 +380,17 @@ async fn assemble_and_publish(
             });
         }
     }
+    let spec = image_spec(options, &program, &info.architecture);
+    if let Some(base) = base {
+        if let Some(conflict) = base.fs.file_conflict(&spec.binary_path) {
+            return Err(Error::InvalidBase {
+                reason: format!(
+                    "the binary goes at {} and {} has no place for it there: {conflict}",
+                    spec.binary_path, base.reference
+                ),
+            });
+        }
+    }
     // A dynamic binary needs its loader in the image: scratch has none, a base may.
     let linkage = match (&info.interpreter, base) {
         (None, _) => "static".to_string(),
@@ -407,7 +418,6 @@ async fn assemble_and_publish(
     events.emit(Event::Assembling {
         reference: reference.full.clone(),
     });
-    let spec = image_spec(options, &program, &info.architecture);
     let binary_size = program.bytes.len() as u64;
     let image = {
         let (cache_dir, base) = (options.source.cache_dir.clone(), options.base.clone());

@@ -498,7 +498,8 @@ impl Plan {
 
     /// Builds a Lambda deployment zip at `zip` (see [`crate::build::lambda_zip`]); with
     /// `image`, also the container-image function of the same binary, written to the outputs:
-    /// `bootstrap` at Lambda's path, the function's directory as the working directory.
+    /// `bootstrap` at Lambda's path, the function's directory as the working directory. The
+    /// zip is written last, so a failed image leaves none.
     pub async fn lambda(
         &self,
         zip: &Path,
@@ -514,7 +515,8 @@ impl Plan {
         };
         let mut options = self.options(preset, 0);
         let compiler = self.compiler.as_deref();
-        let mut record = crate::build::lambda_zip(&options, compiler, zip, events).await?;
+        let (zipped, mut record) =
+            crate::build::lambda_zip(&options, compiler, zip, events).await?;
         if image {
             options.image.path = Some(crate::lambda::IMAGE_BOOTSTRAP.into());
             options.image.workdir = crate::lambda::IMAGE_TASK_DIR.into();
@@ -522,6 +524,7 @@ impl Plan {
             record.image = Some(built.image);
             record.outputs = built.outputs;
         }
+        crate::fsutil::write_file_atomically("the Lambda zip", zip, &zipped)?;
         Ok(record)
     }
 

@@ -257,6 +257,42 @@ fn what_cannot_be_a_lambda_function_is_refused_and_leaves_no_zip() {
         1,
         "is dynamically linked",
     );
+    // A base with a file where Lambda's runtime directory goes: no place for bootstrap.
+    let base = format!("ruchy-image-test/lambda-base:{}", std::process::id());
+    let _images = Images(vec![base.clone()]);
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("runtime"), "a file, not a directory").unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY runtime /var/runtime\n",
+    )
+    .unwrap();
+    tool(
+        "docker",
+        &["build", "-q", "-t", &base, context.path().to_str().unwrap()],
+    )
+    .ok();
+    let layout = dir.path().join("layout");
+    let run = ruchy_image([
+        "lambda",
+        repo().join("examples/lambda/hello.rs").to_str().unwrap(),
+        "-o",
+        zip.to_str().unwrap(),
+        "--lambda-image",
+        "--base",
+        &base,
+        "--oci-layout",
+        layout.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/var/runtime is not a directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(!layout.exists(), "a layout was left");
+    assert!(!zip.exists(), "a zip was left");
+
     // --tag makes no sense without an image.
     let run = ruchy_image([
         "lambda",

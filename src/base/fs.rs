@@ -315,6 +315,25 @@ impl BaseFs {
         path.trim_matches('/').is_empty() || self.lookup(path).is_some()
     }
 
+    /// Why a file cannot go at `path` over this filesystem, if it cannot: one of its parents
+    /// is something other than a directory, or the path itself is a directory.
+    pub fn file_conflict(&self, path: &str) -> Option<String> {
+        let path = path.trim_matches('/');
+        let parts: Vec<&str> = path.split('/').collect();
+        for end in 1..parts.len() {
+            let parent = parts[..end].join("/");
+            if let Some((_, node)) = self.lookup(&parent) {
+                if *node != Node::Dir {
+                    return Some(format!("/{parent} is not a directory"));
+                }
+            }
+        }
+        match self.lookup(path) {
+            Some((_, Node::Dir)) => Some(format!("/{path} is a directory")),
+            _ => None,
+        }
+    }
+
     /// Contents of an account file (`/etc/passwd`, `/etc/group`), following links.
     pub fn account_file(&self, path: &str) -> Option<&[u8]> {
         match self.lookup(path)? {
@@ -376,6 +395,32 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar).unwrap();
         gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_file_cannot_go_under_a_file_or_over_a_directory() {
+        let mut fs = BaseFs::default();
+        let base = layer(
+            &[
+                E::File("var/runtime", b"not a directory"),
+                E::Dir("usr/local/bin/app/"),
+                E::Link("opt", "usr/local"),
+            ],
+            false,
+        );
+        fs.apply_layer(0, &base, &Limits::default()).unwrap();
+        assert_eq!(
+            fs.file_conflict("/var/runtime/bootstrap").as_deref(),
+            Some("/var/runtime is not a directory")
+        );
+        assert_eq!(
+            fs.file_conflict("/usr/local/bin/app").as_deref(),
+            Some("/usr/local/bin/app is a directory")
+        );
+        // Free places, through a link to a directory too.
+        for free in ["/usr/local/bin/other", "/srv/app", "/opt/bin/tool"] {
+            assert_eq!(fs.file_conflict(free), None, "{free}");
+        }
     }
 
     #[test]

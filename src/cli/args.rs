@@ -353,6 +353,11 @@ pub struct LambdaArgs {
     )]
     pub oci_layout: Option<PathBuf>,
 
+    /// The image the container-image function is laid on [default: scratch]; its
+    /// /var/runtime must be free for `bootstrap`.
+    #[arg(long, value_name = "IMAGE", value_parser = base_parser, requires = "lambda_image", help_heading = "Outputs")]
+    pub base: Option<BaseRef>,
+
     /// Write the record as JSON to FILE ("-" for stdout).
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]
     pub json: Option<PathBuf>,
@@ -394,6 +399,9 @@ impl LambdaArgs {
         request.builder_image = self.input.builder_image.clone();
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
+        if let Some(base) = &self.base {
+            request.bases = vec![base.clone()];
+        }
         request.outputs.load = match request.tag.is_some() {
             true => Load::Always,
             false => Load::Never,
