@@ -115,6 +115,16 @@ struct Program {
     transpiler: Option<String>,
 }
 
+impl Program {
+    /// The C library: the target's for what we compiled, the headers' guess for the rest.
+    fn libc(&self, info: &crate::elf::BinaryInfo) -> String {
+        match &self.flags {
+            Some(flags) => flags.libc().to_string(),
+            None => info.libc.to_string(),
+        }
+    }
+}
+
 /// Runs one build: prepares the source, compiles it with `compiler` (a prebuilt binary needs
 /// none), assembles the image and writes it to every publisher, reporting each stage to
 /// `events`.
@@ -164,6 +174,7 @@ pub async fn lambda_zip(
     let program = produce(options, compiler, &[], events).await?;
     let stage = Timer::new(events, Stage::Assemble);
     let info = crate::elf::inspect(&program.binary, &program.bytes)?;
+    let libc = program.libc(&info);
     if let Some(interpreter) = &info.interpreter {
         return Err(Error::DynamicBinary {
             path: program.binary.clone(),
@@ -172,9 +183,8 @@ pub async fn lambda_zip(
         });
     }
     let (bytes, epoch) = (program.bytes, options.source_date_epoch);
-    let zipped =
+    let (zipped, binary_size) =
         blocking(move || Ok((crate::lambda::zip("bootstrap", &bytes, epoch), bytes.len()))).await?;
-    let (zipped, binary_size) = zipped;
     stage.finish();
     let single_file = matches!(
         std::path::Path::new(&options.source.path)
@@ -191,12 +201,9 @@ pub async fn lambda_zip(
         binary_size: binary_size as u64,
         compile_time_ms: program.compile_time.as_millis() as u64,
         optimization_flags: program.flags.as_ref().map(Flags::metrics),
+        libc,
         builder: program.builder,
         linkage: "static".into(),
-        libc: match &program.flags {
-            Some(flags) => flags.libc().to_string(),
-            None => info.libc.to_string(),
-        },
         architecture: match info.architecture.as_str() {
             "amd64" => "x86_64".to_string(),
             other => other.to_string(),
@@ -367,6 +374,7 @@ async fn assemble_and_publish(
     let assemble_started = Instant::now();
     let stage = Timer::new(events, Stage::Assemble);
     let info = crate::elf::inspect(&program.binary, &program.bytes)?;
+    let libc = program.libc(&info);
     let base = options.base.as_deref();
     if let Some(base) = base {
         if base.architecture() != info.architecture {
@@ -464,12 +472,9 @@ async fn assemble_and_publish(
         compile_time_ms: program.compile_time.as_millis() as u64,
         optimization_flags: program.flags.as_ref().map(Flags::metrics),
         assemble_time_ms: assemble_time.as_millis() as u64,
+        libc,
         builder: program.builder,
         linkage,
-        libc: match &program.flags {
-            Some(flags) => flags.libc().to_string(),
-            None => info.libc.to_string(),
-        },
         std: program.std,
         sbom: program.sbom.map(|(_, record)| record),
         transpiled_by: program.transpiler,
