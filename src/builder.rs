@@ -144,9 +144,11 @@ impl HostToolchain {
             "--no-enhances",
         ];
         args.extend(wanted.iter().map(String::as_str));
+        // With a foreign architecture added (arm64, for its musl), apt also lists `pkg:arm64`
+        // alternatives of dependencies; what is installed for us is listed by its plain name.
         let packages: BTreeSet<String> = run("apt-cache", &args)?
             .lines()
-            .filter(|l| !l.starts_with([' ', '<']))
+            .filter(|l| !l.starts_with([' ', '<']) && !l.contains(':'))
             .map(str::to_string)
             .collect();
         Ok(HostToolchain {
