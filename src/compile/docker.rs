@@ -685,6 +685,8 @@ impl DockerCompiler {
     ) -> Result<()> {
         let mut executable = None;
         let mut std_mismatch = false;
+        // What cargo found compiled already (in the shared target volume) and what it built.
+        let (mut fresh, mut compiled) = (0, Vec::new());
         let mut output = |line: &str| {
             std_mismatch |= is_std_mismatch(line);
             events.emit(Event::CompilerOutput {
@@ -701,14 +703,29 @@ impl DockerCompiler {
                 }
                 match parse_message(line, &project.bin) {
                     CargoLine::Artifact {
-                        executable: Some(path),
-                        ..
-                    } => executable = Some(path),
+                        executable: path,
+                        fresh: was_fresh,
+                        target,
+                    } => {
+                        if was_fresh {
+                            fresh += 1;
+                        } else {
+                            compiled.push(target);
+                        }
+                        if path.is_some() {
+                            executable = path;
+                        }
+                    }
                     CargoLine::Text => output(line),
                     _ => {}
                 }
             })
             .await?;
+        events.note(format!(
+            "cargo: {fresh} of {} units fresh; compiled: {}",
+            fresh + compiled.len(),
+            compiled.join(", ")
+        ));
         if finished.exit_code != 0 && std_mismatch {
             return Err(Error::StdMismatch {
                 target: flags.target.clone(),
@@ -733,7 +750,8 @@ impl DockerCompiler {
             });
         }
 
-        // The binary comes out as a one-entry tar.
+        // The binary comes out as a one-entry tar. Missing means rustc did not link it here:
+        // cargo took another build's output as fresh, which SOURCE_MTIME should prevent.
         let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
             .path(&format!("{OUT}/{}", project.bin))
             .build();

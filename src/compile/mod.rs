@@ -128,6 +128,8 @@ enum CargoLine {
     Artifact {
         executable: Option<PathBuf>,
         fresh: bool,
+        /// The target's name (`serde`, `build-script-build`, the binary's).
+        target: String,
     },
     /// A JSON message we do not need.
     Other,
@@ -143,6 +145,7 @@ fn parse_message(line: &str, bin: &str) -> CargoLine {
                 .filter(|_| artifact.target.is_bin() && artifact.target.name == bin)
                 .map(PathBuf::from),
             fresh: artifact.fresh,
+            target: artifact.target.name.clone(),
         },
         Ok(_) => CargoLine::Other,
         Err(_) => CargoLine::Text,
