@@ -5,11 +5,12 @@
 #
 #   PRESET      the preset both builds use                         [aggressive]
 #   DOCKERFILE  the multi-stage Dockerfile `docker build` runs     [dockerfiles/Dockerfile]
-#   APPS        which apps: tiny (examples/fibonacci.rs), deps (benchmarks/apps/deps-app)
+#   APPS        which apps: tiny (examples/fibonacci.rs), deps (benchmarks/apps/deps-app), or
+#               the name of another app in benchmarks/apps
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --quiet
-RI="$PWD/target/release/ruchy-image"
+RI="${CARGO_TARGET_DIR:-$PWD/target}/release/ruchy-image"
 # The same builder image for both: this machine's toolchain (`builder import-host`).
 BUILDER=$("$RI" builder import-host --json | sed -n 's/.*"tag": "\(.*\)".*/\1/p')
 PRESET="${PRESET:-aggressive}"
@@ -25,10 +26,9 @@ cleanup() {
   # Tags first, then the images they pointed to; rmi also removes untagged parents, which
   # takes the classic builder's intermediate images of both stages with it.
   for image in "${made_images[@]}"; do docker rmi -f "$image" >/dev/null 2>&1 || true; done
-  # Target volumes of this run's projects; the shared cargo registry volume stays.
-  for v in $(docker volume ls -q -f "label=dev.ruchy.image.cache" | grep -v cargo-home); do
-    docker volume inspect -f '{{index .Labels "dev.ruchy.image.cache"}}' "$v" | grep -q "^$work" \
-      && docker volume rm -f "$v" >/dev/null
+  # Target volumes of this run (see prepare_app); the shared cargo registry volume stays.
+  for v in $(docker volume ls -q -f "name=ruchy-image-bench-$$-"); do
+    docker volume rm -f "$v" >/dev/null
   done
   rm -rf "$work"
 }
@@ -58,10 +58,16 @@ prepare_app() {
     cp examples/fibonacci.rs "$dir/src/main.rs"
     printf '[package]\nname = "tiny"\nversion = "0.1.0"\nedition = "2021"\n[workspace]\n' > "$dir/Cargo.toml"
     bin=tiny
-  else
+  elif [ "$app" = deps ]; then
     cp -r benchmarks/apps/deps-app/. "$dir/"
     bin=deps-app
+  else
+    cp -r "benchmarks/apps/$app/." "$dir/"
+    bin=$app
   fi
+  # A target volume of the run's own, empty, so a cold build is cold (TARGET_VOLUME: one the
+  # caller shares between apps).
+  export RUCHY_IMAGE_TARGET_VOLUME="ruchy-image-bench-$$-${TARGET_VOLUME:-$app}"
   printf 'target\nDockerfile*\n.dockerignore\n' > "$dir/.dockerignore"
   echo "// benchmark run $(now)" >> "$dir/src/main.rs"
   builds=0

@@ -16,6 +16,7 @@ pub mod base;
 pub mod budget;
 pub mod build;
 pub mod builder;
+pub mod cache;
 pub mod cleanup;
 #[cfg(feature = "cli")]
 pub mod cli;

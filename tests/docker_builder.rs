@@ -148,7 +148,8 @@ fn same_builder_and_input_give_the_same_digest_and_unchanged_rebuilds_start_no_c
             .metrics()["image"]["digest"]
             .clone()
     };
-    // Two projects in two places: two target volumes, two full compiles, one digest.
+    // Two projects in two places (one shared target volume: each compiles its own crate
+    // again): one digest.
     assert_eq!(digest(a.path()), digest(b.path()));
     assert!(
         builders_for(a.path()).is_empty(),

@@ -441,7 +441,7 @@ fn deps_project(name: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Removes a test's own cargo-home volume and the projects' target volumes.
+/// Removes a test's own cargo-home and target volumes.
 struct Volumes(Vec<String>);
 
 impl Drop for Volumes {
@@ -463,10 +463,11 @@ fn two_projects_and_two_builds_of_one_project_at_once() {
     let (one, two) = (deps_project("deps-one"), deps_project("deps-two"));
     // An empty cargo home: both builds download the same crates at the same time.
     let cargo_volume = format!("ruchy-image-test-cargo-{}", std::process::id());
+    // And a target volume of the test's own, which both projects share.
+    let target_volume = format!("ruchy-image-test-target-{}", std::process::id());
     let _volumes = Volumes(vec![
         format!("name={cargo_volume}"),
-        format!("label=dev.ruchy.image.cache={}", one.path().display()),
-        format!("label=dev.ruchy.image.cache={}", two.path().display()),
+        format!("name={target_volume}"),
     ]);
     let start = |project: &Path| {
         let mut cmd = command(&[
@@ -480,6 +481,7 @@ fn two_projects_and_two_builds_of_one_project_at_once() {
             "-",
         ]);
         cmd.env("RUCHY_IMAGE_CARGO_VOLUME", &cargo_volume)
+            .env("RUCHY_IMAGE_TARGET_VOLUME", &target_volume)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.spawn().unwrap()
@@ -494,7 +496,7 @@ fn two_projects_and_two_builds_of_one_project_at_once() {
     let (a, b) = (start(one.path()), start(two.path()));
     let (one_digest, _) = (digest(a), digest(b));
 
-    // One project twice at once: the same target volume, and the same image.
+    // One project twice at once: the same image.
     std::fs::write(one.path().join("src/extra.rs"), "// a change\n").unwrap();
     let (a, b) = (start(one.path()), start(one.path()));
     let (first, second) = (digest(a), digest(b));

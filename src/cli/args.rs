@@ -181,6 +181,32 @@ pub enum BuilderCommand {
     /// in too, so the builder makes static musl binaries and the size preset. Reused when
     /// nothing has changed.
     ImportHost(ImportHostArgs),
+    /// Remove the cache volumes builds through the engine keep (or, with --dry-run, only list
+    /// them), with their sizes as the engine reports them. `ruchy-image-cargo-home` holds
+    /// downloaded crates, shared by every build; `ruchy-image-deps-<builder image>-<n>` hold
+    /// compiled dependencies, shared by every project built with that builder image (one per
+    /// build running at once). Volumes a container uses, running or stopped, are kept and
+    /// named. The next build fills the caches again: it downloads and compiles every
+    /// dependency once more.
+    Prune(PruneArgs),
+}
+
+/// `ruchy-image builder prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// List the cache volumes and their sizes; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Only volumes whose name starts with PREFIX (e.g. `ruchy-image-deps-` to keep the
+    /// downloaded crates).
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+
+    /// Print the volumes as JSON on stdout: name, owner, size (bytes, null when the engine
+    /// does not know), used_by, removed, error.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ruchy-image builder import-host`

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 pub use args::ServeArgs;
 pub use args::{
     BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
-    ImportHostArgs, LambdaArgs, RunArgs, EXIT_CODES,
+    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
 };
 use render::{Failure, Journal, Mode, Terminal};
 
@@ -110,6 +110,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         ImageCommand::Compare(args) => compare(*args, journal).await,
         ImageCommand::Run(args) => run_image(args).await,
         ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
+        ImageCommand::Builder(BuilderCommand::Prune(args)) => prune(args).await,
         ImageCommand::Lambda(args) => lambda(*args, journal).await,
         ImageCommand::Dockerfile(args) => {
             let text = crate::dockerfile::render(&args.to_lib()?)?;
@@ -393,6 +394,57 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
 }
 
 /// `ruchy-image builder import-host`.
+/// `ruchy-image builder prune`: the cache volumes, removed unless --dry-run.
+async fn prune(args: PruneArgs) -> Result<(), Failure> {
+    let engine = Engine::connect().await?;
+    let volumes = crate::cache::prune(&engine, &args.prefix, !args.dry_run).await?;
+    if args.json {
+        return Ok(print_stdout(
+            "the cache volumes",
+            &to_json("the cache volumes", &volumes)?,
+        )?);
+    }
+    if volumes.is_empty() {
+        println!("no cache volumes");
+        return Ok(());
+    }
+    let size = |v: &crate::cache::CacheVolume| v.size.map(crate::metrics::human_size);
+    for v in &volumes {
+        let what = if v.removed {
+            "removed".to_string()
+        } else if !v.used_by.is_empty() {
+            format!("kept: in use by {}", v.used_by.join(", "))
+        } else if let Some(error) = &v.error {
+            format!("kept: {error}")
+        } else {
+            "kept (--dry-run)".to_string()
+        };
+        println!(
+            "{:<40} {:>10}  {:<40} {what}",
+            v.name,
+            size(v).unwrap_or_else(|| "?".into()),
+            v.owner
+        );
+    }
+    let total = |removed: bool| -> u64 {
+        volumes
+            .iter()
+            .filter(|v| v.removed == removed)
+            .filter_map(|v| v.size)
+            .sum()
+    };
+    if args.dry_run {
+        println!(
+            "{} in {} volume(s)",
+            crate::metrics::human_size(total(false)),
+            volumes.len()
+        );
+    } else {
+        println!("freed {}", crate::metrics::human_size(total(true)));
+    }
+    Ok(())
+}
+
 async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let engine = Engine::connect().await?;
     let tag = args

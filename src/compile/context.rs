@@ -132,10 +132,15 @@ impl Context {
         self.entries.iter().map(|e| e.size).sum()
     }
 
-    /// Writes the tar that goes to `/` of the builder: the project under `src/`, and the
-    /// host's CA bundle at `ca_path` when there is one.
-    pub fn write_tar(&self, out: impl Write, ca: Option<(&str, &[u8])>) -> Result<()> {
-        self.write_tar_under(out, "src/", ca).map(drop)
+    /// Writes the tar that goes to `/` of the builder: the project under `src/` (every entry
+    /// dated `mtime` when given), then `extras` (path, mode, bytes: the host's CA bundle...).
+    pub fn write_tar(
+        &self,
+        out: impl Write,
+        extras: &[(&str, u32, &[u8])],
+        mtime: Option<u64>,
+    ) -> Result<()> {
+        self.write_tar_under(out, "src/", extras, mtime).map(drop)
     }
 
     /// The same tar with every entry under `prefix` (`""` for the context's own root);
@@ -144,7 +149,8 @@ impl Context {
         &self,
         out: W,
         prefix: &str,
-        ca: Option<(&str, &[u8])>,
+        extras: &[(&str, u32, &[u8])],
+        mtime: Option<u64>,
     ) -> Result<W> {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
@@ -152,7 +158,7 @@ impl Context {
             let name = format!("{prefix}{}", entry.relative);
             let mut header = tar::Header::new_gnu();
             header.set_mode(entry.mode);
-            header.set_mtime(entry.mtime);
+            header.set_mtime(mtime.unwrap_or(entry.mtime));
             let packed = match &entry.link {
                 Some(target) => {
                     header.set_entry_type(tar::EntryType::Symlink);
@@ -169,12 +175,12 @@ impl Context {
             };
             packed.map_err(Error::io(format!("sending {}", entry.path.display())))?;
         }
-        if let Some((path, ca)) = ca {
+        for (path, mode, bytes) in extras {
             let mut header = tar::Header::new_gnu();
-            header.set_mode(0o644);
-            header.set_size(ca.len() as u64);
-            tar.append_data(&mut header, path, ca)
-                .map_err(Error::io("sending the CA bundle"))?;
+            header.set_mode(*mode);
+            header.set_size(bytes.len() as u64);
+            tar.append_data(&mut header, path, *bytes)
+                .map_err(Error::io(format!("sending /{path}")))?;
         }
         let mut out = tar.into_inner().map_err(Error::io("sending the source"))?;
         out.flush().map_err(Error::io("sending the source"))?;
@@ -271,7 +277,7 @@ mod tests {
         );
         let mut tar = Vec::new();
         context
-            .write_tar(&mut tar, Some(("etc/ca.crt", b"ca")))
+            .write_tar(&mut tar, &[("etc/ca.crt", 0o644, b"ca")], None)
             .unwrap();
         let mut archive = tar::Archive::new(&tar[..]);
         let listed: Vec<(String, Option<String>)> = archive

@@ -3,11 +3,19 @@
 //! streams, so nothing is written into the user's tree and remote engines work too.
 //!
 //! Caches: cargo's home (downloaded crates, and the lock that keeps two containers from
-//! unpacking the same crate at once) and the target directory live in named volumes (the
-//! target one keyed by project), so a one-line change recompiles only the app crate; and a
-//! build whose inputs (sources, preset and flags, builder image) are unchanged starts no
-//! container at all.
-
+//! unpacking the same crate at once) and the target directory live in named volumes. The
+//! target volume is shared by every project built with the same builder image, so a second
+//! project whose dependencies match (versions, features, profile, target, flags) finds them
+//! compiled already; a build whose inputs (sources, preset and flags, builder image) are
+//! unchanged starts no container at all.
+//!
+//! Sharing a target directory has two hazards, both handled here. Cargo hashes a path
+//! package relative to its workspace, so two projects with a package of the same name and
+//! version build the same unit there: every source file goes in dated [`SOURCE_MTIME`], so
+//! the project's own crates are always compiled again (its dependencies stay fresh). And the
+//! binary cargo uplifts to `target/<triple>/<profile>/<bin>` can be replaced by another
+//! project's once cargo's lock is released: [`RUSTC_WRAPPER`] copies it out of rustc's output
+//! while cargo still holds the lock.
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,6 +57,65 @@ const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
 const LARGE_CONTEXT: u64 = 100 << 20;
 /// Label on the cache volumes, so they can be listed and removed together.
 pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
+/// Where the wrapper below sits in the builder container (no leading `/`: a tar path).
+const WRAPPER: &str = "ruchy-image/rustc-wrapper";
+/// Where the wrapper leaves the binary, outside the shared target volume.
+const OUT: &str = "/ruchy-image/out";
+/// Runs rustc; when that has just linked the binary this build wants (`RUCHY_IMAGE_BIN`),
+/// copies it out of rustc's output while cargo still holds the target directory's lock.
+/// The same script for every project, so cargo's fingerprints do not change with it.
+const RUSTC_WRAPPER: &str = r#"#!/bin/sh
+"$@" || exit $?
+[ "${CARGO_PRIMARY_PACKAGE:-}" = 1 ] && [ "${CARGO_BIN_NAME:-}" = "$RUCHY_IMAGE_BIN" ] || exit 0
+out= extra= crate=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out-dir) out=$2; shift ;;
+    --crate-name) crate=$2; shift ;;
+    -C) case "$2" in extra-filename=*) extra=${2#extra-filename=} ;; esac; shift ;;
+  esac
+  shift
+done
+mkdir -p /ruchy-image/out && cp "$out/$crate$extra" "/ruchy-image/out/$RUCHY_IMAGE_BIN.tmp" &&
+  mv "/ruchy-image/out/$RUCHY_IMAGE_BIN.tmp" "/ruchy-image/out/$RUCHY_IMAGE_BIN"
+"#;
+/// The date every source file goes in with (2100-01-01): newer than anything in the shared
+/// target volume, so cargo compiles the project's own crates again instead of taking another
+/// project's unit of the same name as fresh.
+const SOURCE_MTIME: u64 = 4_102_444_800;
+
+/// Shared target volumes builds in this process are using: a concurrent build (a service
+/// slot) takes the first free one instead of waiting for another's cargo lock. Builds from
+/// other processes may pick the same one; cargo's lock then makes them take turns.
+static TARGET_VOLUMES_IN_USE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One shared target volume, held for one build.
+struct TargetVolume(String);
+
+impl TargetVolume {
+    /// The first of `base-0`, `base-1`, ... no build in this process is using.
+    fn take(base: &str) -> TargetVolume {
+        let mut in_use = TARGET_VOLUMES_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let name = (0..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|name| !in_use.contains(name))
+            .expect("a free name");
+        in_use.insert(name.clone());
+        TargetVolume(name)
+    }
+}
+
+impl Drop for TargetVolume {
+    fn drop(&mut self) {
+        let mut in_use = TARGET_VOLUMES_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        in_use.remove(&self.0);
+    }
+}
 
 /// A builder image present in the engine, with what we need to know about it.
 #[derive(Debug, Clone)]
@@ -429,16 +496,26 @@ impl Compiler for DockerCompiler {
             });
         }
 
-        let project_key =
-            hex(&Sha256::digest(root.as_os_str().as_encoded_bytes()))[..12].to_string();
         let registry = std::env::var("RUCHY_IMAGE_CARGO_VOLUME")
             .ok()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| CARGO_HOME_VOLUME.to_string());
-        let target_volume = format!("ruchy-image-target-{project_key}");
-        // The label says whose cache a volume is: the project's root, or "shared".
-        let root_label = root.display().to_string();
-        for (volume, owner) in [(&registry, "shared"), (&target_volume, root_label.as_str())] {
+        // One target volume (per concurrent build) for every project built with this builder
+        // image; RUCHY_IMAGE_TARGET_VOLUME names others (tests, benchmarks).
+        let base = std::env::var("RUCHY_IMAGE_TARGET_VOLUME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| {
+                let id = self.image.id.trim_start_matches("sha256:");
+                format!("ruchy-image-deps-{}", &id[..id.len().min(12)])
+            });
+        let target_volume = TargetVolume::take(&base);
+        // The label says whose cache a volume is.
+        let target_label = format!("target for {}", self.image.reference);
+        for (volume, owner) in [
+            (&registry, "shared"),
+            (&target_volume.0, target_label.as_str()),
+        ] {
             self.engine
                 .docker()
                 .create_volume(bollard::models::VolumeCreateRequest {
@@ -475,6 +552,8 @@ impl Compiler for DockerCompiler {
         }
         env.push(format!("CARGO_TARGET_DIR={TARGET}"));
         env.push(format!("CARGO_HOME={CARGO_HOME}"));
+        env.push(format!("RUSTC_WRAPPER=/{WRAPPER}"));
+        env.push(format!("RUCHY_IMAGE_BIN={}", project.bin));
         if ca.is_some() {
             env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
             env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
@@ -507,7 +586,7 @@ impl Compiler for DockerCompiler {
             host_config: Some(HostConfig {
                 mounts: Some(vec![
                     volume(&registry, CARGO_HOME),
-                    volume(&target_volume, TARGET),
+                    volume(&target_volume.0, TARGET),
                 ]),
                 ..Default::default()
             }),
@@ -528,6 +607,7 @@ impl Compiler for DockerCompiler {
         .await;
         let removed = self.engine.remove_container(&id).await;
         guard.disarm();
+        drop(target_volume);
         Error::with_cleanup(result, removed)?;
         Ok(Artifact {
             binary,
@@ -605,6 +685,8 @@ impl DockerCompiler {
     ) -> Result<()> {
         let mut executable = None;
         let mut std_mismatch = false;
+        // What cargo found compiled already (in the shared target volume) and what it built.
+        let (mut fresh, mut compiled) = (0, Vec::new());
         let mut output = |line: &str| {
             std_mismatch |= is_std_mismatch(line);
             events.emit(Event::CompilerOutput {
@@ -621,14 +703,29 @@ impl DockerCompiler {
                 }
                 match parse_message(line, &project.bin) {
                     CargoLine::Artifact {
-                        executable: Some(path),
-                        ..
-                    } => executable = Some(path),
+                        executable: path,
+                        fresh: was_fresh,
+                        target,
+                    } => {
+                        if was_fresh {
+                            fresh += 1;
+                        } else {
+                            compiled.push(target);
+                        }
+                        if path.is_some() {
+                            executable = path;
+                        }
+                    }
                     CargoLine::Text => output(line),
                     _ => {}
                 }
             })
             .await?;
+        events.note(format!(
+            "cargo: {fresh} of {} units fresh; compiled: {}",
+            fresh + compiled.len(),
+            compiled.join(", ")
+        ));
         if finished.exit_code != 0 && std_mismatch {
             return Err(Error::StdMismatch {
                 target: flags.target.clone(),
@@ -645,13 +742,18 @@ impl DockerCompiler {
                 ),
             });
         }
-        let executable = executable.ok_or_else(|| Error::NoExecutable {
-            bin: project.bin.clone(),
-        })?;
+        // Cargo must have reported the binary; the copy the wrapper made of it is the one
+        // taken, since the uplifted one may be another project's by now.
+        if executable.is_none() {
+            return Err(Error::NoExecutable {
+                bin: project.bin.clone(),
+            });
+        }
 
-        // The binary comes out as a one-entry tar.
+        // The binary comes out as a one-entry tar. Missing means rustc did not link it here:
+        // cargo took another build's output as fresh, which SOURCE_MTIME should prevent.
         let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-            .path(&executable.display().to_string())
+            .path(&format!("{OUT}/{}", project.bin))
             .build();
         let mut stream = self
             .engine
@@ -693,8 +795,11 @@ impl DockerCompiler {
         }
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let writer = tokio::task::spawn_blocking(move || {
-            let ca = ca.as_deref().map(|ca| (HOST_CA, ca));
-            context.write_tar(ChunkSender::new(sender), ca)
+            let mut extras = vec![(WRAPPER, 0o755, RUSTC_WRAPPER.as_bytes())];
+            if let Some(ca) = ca.as_deref() {
+                extras.push((HOST_CA, 0o644, ca));
+            }
+            context.write_tar(ChunkSender::new(sender), &extras, Some(SOURCE_MTIME))
         });
         let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|chunk| (chunk, receiver))

@@ -198,6 +198,7 @@ impl Compiler for LocalCompiler {
                     CargoLine::Artifact {
                         executable,
                         fresh: was_fresh,
+                        ..
                     } => {
                         fresh &= was_fresh;
                         binary = executable.or(binary);

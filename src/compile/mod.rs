@@ -17,7 +17,7 @@ use crate::preset::StdVariant;
 pub use crate::preset::{StdInfo, StdSource};
 use crate::source::Project;
 
-pub use docker::{BuilderImage, DockerCompiler, DEFAULT_BUILDER_IMAGE};
+pub use docker::{BuilderImage, DockerCompiler, CACHE_VOLUME_LABEL, DEFAULT_BUILDER_IMAGE};
 pub use local::LocalCompiler;
 
 /// The product of a compile.
@@ -72,7 +72,7 @@ pub trait Compiler: Send + Sync {
 /// what `ruchy-image serve` takes.
 pub fn write_context<W: std::io::Write>(root: &std::path::Path, out: W) -> Result<W> {
     let context = context::Context::collect(root, &root.join("target"))?;
-    context.write_tar_under(out, "", None)
+    context.write_tar_under(out, "", &[], None)
 }
 
 /// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.
@@ -128,6 +128,8 @@ enum CargoLine {
     Artifact {
         executable: Option<PathBuf>,
         fresh: bool,
+        /// The target's name (`serde`, `build-script-build`, the binary's).
+        target: String,
     },
     /// A JSON message we do not need.
     Other,
@@ -143,6 +145,7 @@ fn parse_message(line: &str, bin: &str) -> CargoLine {
                 .filter(|_| artifact.target.is_bin() && artifact.target.name == bin)
                 .map(PathBuf::from),
             fresh: artifact.fresh,
+            target: artifact.target.name.clone(),
         },
         Ok(_) => CargoLine::Other,
         Err(_) => CargoLine::Text,

@@ -1,0 +1,165 @@
+//! The cache volumes builds through the engine leave: cargo's home (downloaded crates) and
+//! the shared target directories (compiled dependencies), all labelled
+//! [`CACHE_VOLUME_LABEL`](crate::compile::CACHE_VOLUME_LABEL). `builder prune` lists them with
+//! the engine's own sizes and removes the ones no container uses.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+
+use crate::compile::CACHE_VOLUME_LABEL;
+use crate::engine::{api_error, Engine};
+use crate::error::Result;
+
+/// One cache volume and what became of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheVolume {
+    /// The volume's name.
+    pub name: String,
+    /// What it caches, from its label (`shared` for cargo's home, `target for IMAGE`...).
+    pub owner: String,
+    /// Bytes it holds, as the engine's disk-usage report gives them; none when the engine
+    /// does not know (volume drivers other than `local`).
+    pub size: Option<u64>,
+    /// Containers using it (names), with their state: such a volume is never removed.
+    pub used_by: Vec<String>,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// Why it could not be removed, when it was meant to be.
+    pub error: Option<String>,
+}
+
+/// Every cache volume whose name starts with `prefix` (all of them for `""`), sorted by
+/// name; with `remove`, the ones no container uses are removed.
+pub async fn prune(engine: &Engine, prefix: &str, remove: bool) -> Result<Vec<CacheVolume>> {
+    let docker = engine.docker();
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&HashMap::from([("label", vec![CACHE_VOLUME_LABEL])]))
+        .build();
+    let listed = docker
+        .list_volumes(Some(options))
+        .await
+        .map_err(api_error("listing the cache volumes"))?;
+    let sizes = volume_sizes(engine).await?;
+    // Containers of any state hold on to their volumes: the engine refuses to remove those.
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
+        .await
+        .map_err(api_error("listing containers"))?;
+    let mut volumes: Vec<CacheVolume> = listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.name.starts_with(prefix))
+        .map(|v| {
+            let used_by = containers
+                .iter()
+                .filter(|c| {
+                    c.mounts
+                        .iter()
+                        .flatten()
+                        .any(|m| m.name.as_deref() == Some(&v.name))
+                })
+                .map(|c| {
+                    let name = c
+                        .names
+                        .iter()
+                        .flatten()
+                        .next()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .or_else(|| c.id.clone())
+                        .unwrap_or_default();
+                    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                    format!("{name} ({state})")
+                })
+                .collect();
+            CacheVolume {
+                size: sizes.get(&v.name).copied(),
+                owner: v
+                    .labels
+                    .get(CACHE_VOLUME_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+                name: v.name,
+                used_by,
+                removed: false,
+                error: None,
+            }
+        })
+        .collect();
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    if remove {
+        for volume in volumes.iter_mut().filter(|v| v.used_by.is_empty()) {
+            match docker
+                .remove_volume(
+                    &volume.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => volume.removed = true,
+                // A build that started since the listing: its volume stays, and says why.
+                Err(e) => volume.error = Some(e.to_string()),
+            }
+        }
+    }
+    Ok(volumes)
+}
+
+/// Bytes per volume from the engine's disk-usage report (`GET /system/df`). bollard reads
+/// the report of API 1.52+ (`VolumeUsage.Items`); older engines (Debian's 20.10: API 1.41)
+/// answer with `Volumes`, read from the raw answer when the engine is a unix socket.
+async fn volume_sizes(engine: &Engine) -> Result<HashMap<String, u64>> {
+    let items: Vec<serde_json::Value> = match engine.docker().df(None).await {
+        Ok(df) => df.volume_usage.and_then(|u| u.items).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let items = if items.is_empty() {
+        let api = engine.api_version.clone();
+        crate::fsutil::blocking(move || Ok(legacy_df_volumes(&api))).await?
+    } else {
+        items
+    };
+    Ok(items
+        .iter()
+        .filter_map(|v| {
+            let name = v.get("Name")?.as_str()?.to_string();
+            let size = v.get("UsageData")?.get("Size")?.as_i64()?;
+            Some((name, u64::try_from(size).ok()?))
+        })
+        .collect())
+}
+
+/// `Volumes` of an API-1.41-style `/system/df` answer, over the unix socket `DOCKER_HOST`
+/// names (or the default one); empty when the engine is elsewhere or does not answer.
+fn legacy_df_volumes(api_version: &str) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let Some(socket) = host.strip_prefix("unix://") else {
+        return Vec::new();
+    };
+    let answer = (|| -> std::io::Result<Vec<u8>> {
+        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        write!(
+            stream,
+            "GET /v{api_version}/system/df HTTP/1.0\r\nHost: docker\r\n\r\n"
+        )?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(answer)
+    })()
+    .unwrap_or_default();
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| &answer[at + 4..])
+        .unwrap_or_default();
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|df| df.get("Volumes")?.as_array().cloned())
+        .unwrap_or_default()
+}
