@@ -1,16 +1,18 @@
 //! `ruchy-image dockerfile`: the same build as `ruchy-image build --builder docker`, written
 //! as a multi-stage Dockerfile for places that want `docker build` (or a compose `build:`).
 //!
-//! One template, two variants: [`Variant::Scratch`] (`dockerfiles/Dockerfile`: the binary,
+//! One template, two final stages: [`Variant::Scratch`] (`dockerfiles/Dockerfile`: the binary,
 //! `/etc/passwd` and `/etc/group` on `FROM scratch`, user 65532) and [`Variant::Alpine`]
 //! (`dockerfiles/Dockerfile.alpine`: a base with a shell, the user made with `adduser` as the
-//! book chapter does). Both files in the repository are exactly what this module prints with
-//! the default options; a test keeps them that way.
+//! book chapter does); and two ways of keeping compiled dependencies: [`Cache::Layer`] (any
+//! builder, the classic one too: dependencies compile in a layer keyed on the manifests) and
+//! [`Cache::Mounts`] (`dockerfiles/Dockerfile.buildkit`: BuildKit cache mounts for cargo's home
+//! and the target dir). The files in the repository are exactly what this module prints; a
+//! test keeps them that way.
 //!
 //! The preset mapping inside the Dockerfile is generated from [`Flags::resolve`], so a preset
 //! means the same cargo profile settings and RUSTFLAGS in both places.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::compile::DEFAULT_BUILDER_IMAGE;
@@ -41,6 +43,20 @@ impl Variant {
     }
 }
 
+/// How a `docker build` of the Dockerfile keeps compiled dependencies between builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cache {
+    /// Any builder, the classic one too: the dependencies compile in a layer of their own,
+    /// from the manifests and stub targets only, so a source change reuses that layer.
+    #[default]
+    Layer,
+    /// BuildKit only (`RUN --mount=type=cache`): cargo's home and the target dir are cache
+    /// mounts kept across builds, so a build compiles only what changed, as `ruchy-image
+    /// build` does with its volumes. The classic builder refuses the file
+    /// ("the --mount option requires BuildKit").
+    Mounts,
+}
+
 /// What the Dockerfile's build args default to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerfileOptions {
@@ -56,6 +72,8 @@ pub struct DockerfileOptions {
     pub base: Option<String>,
     /// The final stage.
     pub variant: Variant,
+    /// Dependency layer or BuildKit cache mounts.
+    pub cache: Cache,
 }
 
 impl Default for DockerfileOptions {
@@ -68,6 +86,7 @@ impl Default for DockerfileOptions {
             builder_image: DEFAULT_BUILDER_IMAGE.to_string(),
             base: None,
             variant: Variant::Scratch,
+            cache: Cache::Layer,
         }
     }
 }
@@ -145,7 +164,16 @@ pub fn render(options: &DockerfileOptions) -> Result<String> {
         bin = options.bin.as_deref().unwrap_or(""),
         target = options.target.as_deref().unwrap_or(""),
     );
-    out += &build_stage();
+    match options.cache {
+        Cache::Layer => {
+            out += &recipe_stage();
+            out += &layer_build_stage();
+        }
+        Cache::Mounts => {
+            out += "ARG CACHE_ID=ruchy-image\n";
+            out += &mounts_build_stage();
+        }
+    }
     out += match options.variant {
         Variant::Scratch => scratch_stage(),
         Variant::Alpine => ALPINE_STAGE.to_string(),
@@ -171,11 +199,35 @@ fn header(options: &DockerfileOptions, base: &str) -> String {
         None => " --build-arg BIN=NAME".to_string(),
     };
     let tag = options.bin.as_deref().unwrap_or("NAME");
+    let (env, cache, cache_arg) = match options.cache {
+        Cache::Layer => (
+            "",
+            "# Any builder, the classic one too. The dependencies compile in a layer of their own, made\n\
+             # from the workspace's Cargo.toml files, Cargo.lock and .cargo/config with stub targets: a\n\
+             # source change compiles only the workspace's own crates again. With BuildKit,\n\
+             # `ruchy-image dockerfile --buildkit` (dockerfiles/Dockerfile.buildkit) also keeps cargo's\n\
+             # home and target dir in cache mounts, so that even a manifest change compiles only what\n\
+             # changed.\n",
+            "",
+        ),
+        Cache::Mounts => (
+            "DOCKER_BUILDKIT=1 ",
+            "# Needs BuildKit (RUN --mount): DOCKER_BUILDKIT=1 docker build, docker buildx build, or\n\
+             # Docker 23+ with buildx, where it is the default. The classic builder stops with \"the\n\
+             # --mount option requires BuildKit\": there, use `ruchy-image dockerfile`\n\
+             # (dockerfiles/Dockerfile). Cargo's home and target dir are cache mounts the engine keeps\n\
+             # across builds: a change compiles only what changed, as `ruchy-image build` does.\n",
+            "#   CACHE_ID       the cache mounts' id prefix: builds with the same one share crates\n\
+             #                  downloaded and dependencies compiled\n",
+        ),
+    };
     format!(
         "{what}\
          # Generated by `ruchy-image dockerfile` (src/dockerfile.rs): regenerate, do not edit.\n\
          #\n\
-         #   docker build -f Dockerfile{bin_arg} --build-arg OPTIMIZE=aggressive -t {tag} .\n\
+         #   {env}docker build -f Dockerfile{bin_arg} --build-arg OPTIMIZE=aggressive -t {tag} .\n\
+         #\n\
+         {cache}\
          #\n\
          # The context is the Cargo project (its workspace root), with a .dockerignore listing\n\
          # target, Dockerfile* and .dockerignore: editing this file then keeps the compile cached.\n\
@@ -184,7 +236,8 @@ fn header(options: &DockerfileOptions, base: &str) -> String {
          #   BIN            the binary target to build{required}\n\
          #   TARGET         target triple [default: musl if the builder has its std, else its host]\n\
          #   BUILDER_IMAGE  the Rust toolchain image stage 1 compiles in (rust:1-alpine: musl)\n\
-         #   BASE           the image the binary is laid on ({base_note})\n",
+         #   BASE           the image the binary is laid on ({base_note})\n\
+         {cache_arg}",
         required = if options.bin.is_none() {
             " (required)"
         } else {
@@ -230,33 +283,15 @@ fn preset_arm(preset: Preset) -> String {
     arm
 }
 
-fn build_stage() -> String {
-    let user = RuntimeUser::default();
-    let (name, uid, gid) = (&user.name, user.uid, user.gid);
+/// Shell for the preset: checks the build args, picks the target, sets the profile env and
+/// RUSTFLAGS; leaves `profile`, `out` (cargo's output directory) and `target` set.
+fn preset_setup() -> String {
     let mut arms = String::new();
     for preset in Preset::ALL {
         arms += &preset_arm(preset);
     }
-    let mut stage = String::new();
-    let _ = write!(
-        stage,
-        r#"
-# Stage 1: compile in the builder image.
-FROM ${{BUILDER_IMAGE}} AS build
-ARG OPTIMIZE
-ARG BIN
-ARG TARGET
-WORKDIR /src
-COPY . .
-# The preset as `ruchy-image build --optimize` resolves it (src/preset.rs): settings of the
-# built-in profile it starts from (dev for none, release for the others) through
-# CARGO_PROFILE_* env, so no [profile] table in Cargo.toml can change what a preset means,
-# and RUSTFLAGS, which reach only the target because cargo gets an explicit --target (build
-# scripts and proc-macros build without them). The target is musl (static by nature) when
-# the builder has its std, else the builder's host with +crt-static. The size preset links
-# the panic=immediate-abort std that `ruchy-image builder import-host` puts in its builders.
-RUN set -eu; \
-    if [ -z "$BIN" ]; then echo "set --build-arg BIN=NAME, the binary to build" >&2; exit 2; fi; \
+    format!(
+        r#"    if [ -z "$BIN" ]; then echo "set --build-arg BIN=NAME, the binary to build" >&2; exit 2; fi; \
     sysroot="$(rustc --print sysroot)"; \
     target="$TARGET"; \
     if [ -z "$target" ]; then \
@@ -277,8 +312,46 @@ RUN set -eu; \
       if [ ! -d "$sysroot" ]; then echo "OPTIMIZE=$OPTIMIZE needs a $std std for $target, which builders made by ruchy-image builder import-host have" >&2; exit 2; fi; \
       RUSTFLAGS="$RUSTFLAGS --sysroot=$sysroot"; export RUSTC_BOOTSTRAP=1; \
     fi; \
-    export RUSTFLAGS CARGO_TARGET_DIR=/target; \
-    echo "OPTIMIZE=$OPTIMIZE: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
+    export RUSTFLAGS CARGO_TARGET_DIR=/target CARGO_HOME=/ruchy-image/cargo-home; \
+"#
+    )
+}
+
+const PRESET_COMMENT: &str = "\
+# The preset as `ruchy-image build --optimize` resolves it (src/preset.rs): settings of the
+# built-in profile it starts from (dev for none, release for the others) through
+# CARGO_PROFILE_* env, so no [profile] table in Cargo.toml can change what a preset means,
+# and RUSTFLAGS, which reach only the target because cargo gets an explicit --target (build
+# scripts and proc-macros build without them). The target is musl (static by nature) when
+# the builder has its std, else the builder's host with +crt-static. The size preset links
+# the panic=immediate-abort std that `ruchy-image builder import-host` puts in its builders.
+# CARGO_HOME is the path `ruchy-image build` uses, so crates' paths in the binary match.
+";
+
+/// Shell that lists the workspace's files from `cargo metadata --no-deps` (offline, no
+/// lockfile needed) with only what every builder image has (a minimal Debian one has no grep,
+/// sed or find): `paths FIELD` prints each `"FIELD":"…"` value, relative to /src.
+const METADATA_PATHS: &str = r#"    cargo metadata --no-deps --offline --format-version 1 | tr ',{[' '\n\n\n' > /tmp/metadata; \
+    paths() { while IFS= read -r line; do case "$line" in "\"$1\":\""*) line="${line#*:\"}"; line="${line%\"*}"; printf '%s\n' "${line#/src/}" ;; esac; done < /tmp/metadata; }; \
+"#;
+
+/// Shell that makes cargo compile the workspace's own crates again. COPY keeps the sources'
+/// mtimes, which can be older than the artifacts already there (the stubs' build, another
+/// project's build in a shared cache, a context with fixed mtimes): cargo would take those
+/// as up to date. Touching every target's root file makes them older than their sources.
+fn touch_roots() -> String {
+    format!(
+        "{METADATA_PATHS}    paths src_path | while IFS= read -r file; do touch \"$file\"; done; \\\n"
+    )
+}
+
+/// Shell that builds the binary and lays out stage 2's files: the users, and the binary copied
+/// out of the target dir (a cache mount under BuildKit, so it has to happen in this RUN).
+fn build_and_layout() -> String {
+    let user = RuntimeUser::default();
+    let (name, uid, gid) = (&user.name, user.uid, user.gid);
+    format!(
+        r#"    echo "OPTIMIZE=$OPTIMIZE: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
     cargo build --bin "$BIN" --profile "$profile" --target "$target"; \
     mkdir -p /image/system/etc /image/system/tmp /image/system/home/{name} /image/app/usr/local/bin; \
     printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
@@ -290,8 +363,96 @@ RUN set -eu; \
     cp "/target/$target/$out/$BIN" "/image/app/usr/local/bin/$BIN"; \
     ln -s "usr/local/bin/$BIN" /image/app/entrypoint
 "#
-    );
-    stage
+    )
+}
+
+/// [`Cache::Layer`]'s first stage: the inputs of the dependency build.
+fn recipe_stage() -> String {
+    format!(
+        r#"
+# Stage 0: what the dependency build needs, from the whole context: the manifests, Cargo.lock,
+# cargo config and toolchain file, and a stub for every target's root file (cargo wants them
+# all to exist, benches and examples too): `fn main() {{}}` for build scripts, empty for the
+# others. This stage runs again on any change, but its output changes only with those files,
+# so stage 1's COPY of it (and the dependency build after it) stays cached.
+FROM ${{BUILDER_IMAGE}} AS recipe
+WORKDIR /src
+COPY . .
+RUN set -eu; \
+{METADATA_PATHS}    {{ printf '%s\n' Cargo.toml Cargo.lock .cargo/config.toml .cargo/config rust-toolchain.toml rust-toolchain; paths manifest_path; }} | \
+    while IFS= read -r file; do \
+      if [ -f "$file" ]; then mkdir -p "/recipe/$(dirname "$file")"; cp "$file" "/recipe/$file"; fi; \
+    done; \
+    roots() {{ kind=; next=; while IFS= read -r line; do \
+      if [ -n "$next" ]; then kind="${{line#\"}}"; kind="${{kind%%\"*}}"; next=; fi; \
+      case "$line" in '"kind":') next=1 ;; '"src_path":"'*) line="${{line#*:\"}}"; line="${{line%\"*}}"; printf '%s %s\n' "$kind" "${{line#/src/}}" ;; esac; \
+    done < /tmp/metadata; }}; \
+    roots | while read -r kind file; do \
+      mkdir -p "/recipe/$(dirname "$file")"; \
+      if [ "$kind" = custom-build ]; then echo 'fn main() {{}}' > "/recipe/$file"; else : > "/recipe/$file"; fi; \
+    done
+"#
+    )
+}
+
+/// [`Cache::Layer`]'s build stage: dependencies in a layer of their own, then the sources.
+fn layer_build_stage() -> String {
+    format!(
+        r#"
+# Stage 1: compile in the builder image, dependencies first.
+FROM ${{BUILDER_IMAGE}} AS build
+ARG OPTIMIZE
+ARG BIN
+ARG TARGET
+WORKDIR /src
+COPY --from=recipe /recipe/ ./
+{PRESET_COMMENT}# This step compiles the dependencies, with the same command as the real build so that cargo
+# reuses them there, and saves the resolved settings for that build. It stops at the stub of
+# BIN, which has no main (error E0601): all the rest is built by then, and the stub is not
+# worth an optimized link.
+RUN set -eu; \
+{setup}    mkdir -p /ruchy-image; \
+    export -p | while IFS= read -r line; do case "$line" in "export RUSTFLAGS="*|"export RUSTC_BOOTSTRAP="*|"export CARGO_"*) printf '%s\n' "$line" ;; esac; done > /ruchy-image/build.env; \
+    printf 'profile=%s out=%s target=%s\n' "$profile" "$out" "$target" >> /ruchy-image/build.env; \
+    echo "OPTIMIZE=$OPTIMIZE: dependencies: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
+    cargo build --bin "$BIN" --profile "$profile" --target "$target" 2>&1 | tee /tmp/dependencies.log; \
+    case "$(cat /tmp/dependencies.log)" in \
+      *E0601*) echo "dependencies built (the error above is the stub of $BIN, as expected)" ;; \
+      *) echo "the dependency build failed" >&2; exit 1 ;; \
+    esac
+# The real sources, compiled with the saved settings.
+COPY . .
+RUN set -eu; \
+    . /ruchy-image/build.env; \
+{touch}{build}"#,
+        setup = preset_setup(),
+        touch = touch_roots(),
+        build = build_and_layout(),
+    )
+}
+
+/// [`Cache::Mounts`]'s build stage: one step, cargo's home and target dir in cache mounts.
+fn mounts_build_stage() -> String {
+    format!(
+        r#"
+# Stage 1: compile in the builder image, with cargo's home and the target dir in cache mounts
+# (ids from CACHE_ID) that keep the crates downloaded and compiled before. The target dir is
+# locked while a build uses it, so the binary copied out of it is this build's.
+FROM ${{BUILDER_IMAGE}} AS build
+ARG OPTIMIZE
+ARG BIN
+ARG TARGET
+ARG CACHE_ID
+WORKDIR /src
+COPY . .
+{PRESET_COMMENT}RUN --mount=type=cache,id=${{CACHE_ID}}-cargo-home,target=/ruchy-image/cargo-home \
+    --mount=type=cache,id=${{CACHE_ID}}-target,target=/target,sharing=locked \
+    set -eu; \
+{setup}{touch}{build}"#,
+        setup = preset_setup(),
+        touch = touch_roots(),
+        build = build_and_layout(),
+    )
 }
 
 fn scratch_stage() -> String {
@@ -354,6 +515,42 @@ mod tests {
         })
         .unwrap();
         assert_eq!(alpine, include_str!("../dockerfiles/Dockerfile.alpine"));
+        let buildkit = render(&DockerfileOptions {
+            cache: Cache::Mounts,
+            ..DockerfileOptions::default()
+        })
+        .unwrap();
+        assert_eq!(buildkit, include_str!("../dockerfiles/Dockerfile.buildkit"));
+    }
+
+    /// The default has no `RUN --mount` (the classic builder refuses it) and builds the
+    /// dependencies before the sources come in; the BuildKit variant copies the binary out of
+    /// the target cache mount in the RUN that mounts it.
+    #[test]
+    fn the_dependency_layer_comes_before_the_sources_and_mounts_need_buildkit() {
+        let layer = render(&DockerfileOptions::default()).unwrap();
+        assert!(!layer.contains("--mount"));
+        let recipe = layer.find("COPY --from=recipe /recipe/ ./").unwrap();
+        let dependencies = layer.find("dependencies: cargo build").unwrap();
+        let sources = layer.rfind("COPY . .").unwrap();
+        assert!(recipe < dependencies && dependencies < sources, "{layer}");
+        let mounts = render(&DockerfileOptions {
+            cache: Cache::Mounts,
+            ..DockerfileOptions::default()
+        })
+        .unwrap();
+        let run = mounts.find("RUN --mount=type=cache,").unwrap();
+        let step = &mounts[run..run + mounts[run..].find("\n\n").unwrap()];
+        for part in [
+            "id=${CACHE_ID}-target,target=/target,sharing=locked",
+            "id=${CACHE_ID}-cargo-home,target=/ruchy-image/cargo-home",
+            "cargo build --bin",
+            "cp \"/target/$target/$out/$BIN\"",
+        ] {
+            assert!(step.contains(part), "{part} in {step}");
+        }
+        assert!(mounts.contains("DOCKER_BUILDKIT=1 docker build"));
+        assert!(!mounts.contains("# syntax="));
     }
 
     /// The build stage is the same text in both variants, so `docker build` of one reuses the
@@ -417,6 +614,7 @@ mod tests {
             builder_image: "ruchy-image-builder:1.95.0".into(),
             base: Some("gcr.io/distroless/static:nonroot".into()),
             variant: Variant::Scratch,
+            cache: Cache::Layer,
         })
         .unwrap();
         for line in [

@@ -1,9 +1,11 @@
 //! `ruchy-image dockerfile` and `dockerfiles/`: the printed Dockerfile is the checked-in one,
 //! and it builds, through the engine API, an image that runs as `ruchy-image build`'s does.
 //!
-//! Builds go through bollard's `build_image` with the classic builder: the engine here
-//! (20.10, no buildx) offers no BuildKit, and bollard speaks BuildKit only with its
-//! `buildkit` feature, which ruchy-image does not enable. BuildKit is not exercised.
+//! Classic builds go through bollard's `build_image` (`BuilderV1`). BuildKit builds of
+//! `dockerfiles/Dockerfile.buildkit` go through Debian's client, `DOCKER_BUILDKIT=1
+//! /usr/bin/docker build`: BuildKit is built into the 20.10 engine, but bollard speaks it only
+//! with its `buildkit` feature (a gRPC session), and the static client first on PATH wants a
+//! buildx plugin it does not have.
 
 mod common;
 mod guards;
@@ -24,6 +26,8 @@ fn the_printed_dockerfiles_are_the_checked_in_ones() {
     assert_eq!(printed.stdout, dockerfile_text("Dockerfile"));
     let alpine = ruchy_image(["dockerfile", "--variant", "alpine"]).ok();
     assert_eq!(alpine.stdout, dockerfile_text("Dockerfile.alpine"));
+    let buildkit = ruchy_image(["dockerfile", "--buildkit"]).ok();
+    assert_eq!(buildkit.stdout, dockerfile_text("Dockerfile.buildkit"));
 }
 
 #[test]
@@ -151,6 +155,48 @@ fn build(
     })
 }
 
+/// `DOCKER_BUILDKIT=1 docker build --progress=plain` of `dockerfiles/NAME` through Debian's
+/// client. The build's output, or its error.
+fn buildkit_build(
+    project: &Path,
+    dockerfile: &str,
+    args: &[(&str, &str)],
+    tag: &str,
+) -> Result<String, String> {
+    let client = Path::new("/usr/bin/docker");
+    assert!(
+        client.exists(),
+        "no /usr/bin/docker; `bash .ci/setup` installs Debian's docker.io, whose client builds with BuildKit"
+    );
+    let mut command = std::process::Command::new(client);
+    command
+        .env("DOCKER_BUILDKIT", "1")
+        .args(["build", "--progress=plain", "-t", tag, "-f"])
+        .arg(repo().join("dockerfiles").join(dockerfile));
+    for (name, value) in args {
+        command.arg("--build-arg").arg(format!("{name}={value}"));
+    }
+    let out = command.arg(project).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.success() {
+        true => Ok(text),
+        false => Err(text),
+    }
+}
+
+/// A cache id of this test run's own, so that its BuildKit builds start from empty cache
+/// mounts whatever ran before.
+fn own_cache_id() -> String {
+    format!(
+        "ruchy-image-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
 /// `docker inspect --format FORMAT IMAGE`, trimmed.
 fn inspect(image: &str, format: &str) -> String {
     tool("docker", &["inspect", "--format", format, image])
@@ -224,9 +270,12 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
     let base_tag = "ruchy-image-test/busybox-base:local";
     let size_dockerfile_tag = "ruchy-image-test/fib-dockerfile:size";
     let size_ruchy_tag = "ruchy-image-test/fib-ruchy-image:size";
+    let buildkit_tag = "ruchy-image-test/fib-dockerfile:buildkit";
     // Dropped in reverse: the builds' leftovers only after the tags are gone.
+    let _buildkit_cache = BuildKitCache::new();
     let mut cache = BuildCache::default();
     let _images = Images(vec![
+        buildkit_tag.into(),
         base_tag.into(),
         dockerfile_tag.into(),
         ruchy_tag.into(),
@@ -424,4 +473,207 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
     );
     let run = tool("docker", &["run", "--rm", size_dockerfile_tag, "20"]).ok();
     assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
+
+    // The BuildKit variant, its target dir a cache mount: the same binary again.
+    let cache_id = own_cache_id();
+    let mut buildkit_args = args.to_vec();
+    buildkit_args.push(("CACHE_ID", &cache_id));
+    let output = buildkit_build(
+        project.path(),
+        "Dockerfile.buildkit",
+        &buildkit_args,
+        buildkit_tag,
+    )
+    .unwrap_or_else(|e| panic!("BuildKit build of Dockerfile.buildkit failed:\n{e}"));
+    assert!(
+        output.contains("OPTIMIZE=aggressive: cargo build"),
+        "{output}"
+    );
+    let buildkit_bytes = file_bytes(buildkit_tag, "/usr/local/bin/fibonacci");
+    assert!(
+        buildkit_bytes == ruchy_bytes,
+        "BuildKit binary differs: {} vs {ruchy_binary} bytes",
+        buildkit_bytes.len()
+    );
+    let run = tool("docker", &["run", "--rm", buildkit_tag, "20"]).ok();
+    assert_eq!(run.stdout, "fibonacci(20) = 6765\nuid=65532 gid=65532\n");
+    assert_eq!(inspect(buildkit_tag, "{{.Config.User}}"), "65532:65532");
+}
+
+/// A workspace with what a dependency layer can trip on: two members, one a lib and a bin
+/// with a build script and a bench and an example declared in its manifest, the other a lib
+/// it uses; and one crate from crates.io.
+fn workspace_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\", \"util\"]\nresolver = \"2\"\n",
+        ),
+        (
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\nutil = { path = \"../util\" }\nitoa = \"1\"\n\n\
+             [[bench]]\nname = \"speed\"\nharness = false\n\n[[example]]\nname = \"demo\"\n",
+        ),
+        (
+            "app/build.rs",
+            "fn main() {\n    println!(\"cargo:rustc-env=APP_BUILT_BY=build.rs\");\n}\n",
+        ),
+        (
+            "app/src/lib.rs",
+            "pub fn greeting() -> String {\n    format!(\"{} from {}\", util::word(), env!(\"APP_BUILT_BY\"))\n}\n",
+        ),
+        (
+            "app/src/main.rs",
+            "fn main() {\n    let mut buffer = itoa::Buffer::new();\n    println!(\"{} {}\", app::greeting(), buffer.format(42));\n}\n",
+        ),
+        ("app/benches/speed.rs", "fn main() {}\n"),
+        ("app/examples/demo.rs", "fn main() {}\n"),
+        (
+            "util/Cargo.toml",
+            "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n",
+        ),
+        ("util/src/lib.rs", "pub fn word() -> &'static str {\n    \"one\"\n}\n"),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Build output without ANSI colour codes (the classic builder paints a step's stderr red,
+/// between cargo's words too).
+fn without_colours(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Rewrites util's word, with the file's mtime set far back: as a checkout, an unpacked archive
+/// or a context with fixed mtimes gives it, older than anything built before. Cargo judges
+/// workspace crates by mtime, so a Dockerfile that does not make them stale again ships the
+/// old binary.
+fn change_word(project: &Path, word: &str) {
+    let path = project.join("util/src/lib.rs");
+    std::fs::write(
+        &path,
+        format!("pub fn word() -> &'static str {{\n    \"{word}\"\n}}\n"),
+    )
+    .unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200); // 2001
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+}
+
+/// Both cached Dockerfiles on a workspace: the first build compiles the crates.io dependency,
+/// a one-line change in a member rebuilds the workspace's crates (the new binary says the new
+/// word) and not the dependency, from the dependency layer (classic builder) or the cache
+/// mounts (BuildKit).
+#[test]
+fn a_source_change_rebuilds_the_workspace_and_reuses_the_dependencies() {
+    let builder = builder_image();
+    let classic_tags = [
+        "ruchy-image-test/ws-dockerfile:1",
+        "ruchy-image-test/ws-dockerfile:2",
+    ];
+    let buildkit_tags = [
+        "ruchy-image-test/ws-buildkit:1",
+        "ruchy-image-test/ws-buildkit:2",
+    ];
+    let _buildkit_cache = BuildKitCache::new();
+    let mut cache = BuildCache::default();
+    let _images = Images(
+        classic_tags
+            .iter()
+            .chain(&buildkit_tags)
+            .map(|t| t.to_string())
+            .collect(),
+    );
+    let cache_id = own_cache_id();
+    let args = [
+        ("BUILDER_IMAGE", builder.as_str()),
+        ("BIN", "app"),
+        ("OPTIMIZE", "aggressive"),
+        ("CACHE_ID", cache_id.as_str()),
+    ];
+    let compiled = |output: &str, krate: &str| {
+        without_colours(output).contains(&format!("Compiling {krate} v"))
+    };
+
+    let project = workspace_project();
+    let classic = |tag: &str, cache: &mut BuildCache| {
+        build(project.path(), "Dockerfile", &args[..3], Some(tag), cache)
+            .unwrap_or_else(|e| panic!("docker build failed:\n{e}"))
+    };
+    let first = classic(classic_tags[0], &mut cache);
+    assert!(
+        compiled(&first, "itoa") && compiled(&first, "util"),
+        "{first}"
+    );
+    let run = tool("docker", &["run", "--rm", classic_tags[0]]).ok();
+    assert_eq!(run.stdout, "one from build.rs 42\n");
+    change_word(project.path(), "three");
+    let second = classic(classic_tags[1], &mut cache);
+    assert!(
+        !compiled(&second, "itoa"),
+        "the dependency layer was not reused:\n{second}"
+    );
+    assert!(
+        compiled(&second, "util") && compiled(&second, "app"),
+        "{second}"
+    );
+    let run = tool("docker", &["run", "--rm", classic_tags[1]]).ok();
+    assert_eq!(
+        run.stdout, "three from build.rs 42\n",
+        "the binary is the old one"
+    );
+
+    let project = workspace_project();
+    let buildkit = |tag: &str| {
+        buildkit_build(project.path(), "Dockerfile.buildkit", &args, tag)
+            .unwrap_or_else(|e| panic!("BuildKit build failed:\n{e}"))
+    };
+    let first = buildkit(buildkit_tags[0]);
+    assert!(
+        compiled(&first, "itoa") && compiled(&first, "util"),
+        "{first}"
+    );
+    let run = tool("docker", &["run", "--rm", buildkit_tags[0]]).ok();
+    assert_eq!(run.stdout, "one from build.rs 42\n");
+    // Another length than "one": BuildKit sends a context file again when its size or mtime
+    // changed, and the mtime is set back.
+    change_word(project.path(), "three");
+    let second = buildkit(buildkit_tags[1]);
+    assert!(
+        !compiled(&second, "itoa"),
+        "the cache mounts were not reused:\n{second}"
+    );
+    assert!(
+        compiled(&second, "util") && compiled(&second, "app"),
+        "{second}"
+    );
+    let run = tool("docker", &["run", "--rm", buildkit_tags[1]]).ok();
+    assert_eq!(
+        run.stdout, "three from build.rs 42\n",
+        "the binary is the old one"
+    );
 }

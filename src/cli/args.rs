@@ -1039,9 +1039,17 @@ Examples:
   ruchy-image dockerfile > Dockerfile                        # the same as dockerfiles/Dockerfile
   ruchy-image dockerfile path/to/project -O aggressive > path/to/project/Dockerfile
   ruchy-image dockerfile --variant alpine --bin server       # a base with a shell, adduser
+  ruchy-image dockerfile --buildkit                          # dockerfiles/Dockerfile.buildkit
 
 Build with `docker build --build-arg BIN=NAME --build-arg OPTIMIZE=nasa -t NAME .` in the
-project; every default printed in the ARG lines can be overridden that way.";
+project; every default printed in the ARG lines can be overridden that way.
+
+Without --buildkit the Dockerfile works with any builder, the classic one too: dependencies
+compile in a layer of their own, keyed on the manifests, so a source change reuses them. With
+--buildkit, cargo's home and target dir are BuildKit cache mounts (RUN --mount): a change
+compiles only what changed, even in the manifests. Build it with `DOCKER_BUILDKIT=1 docker
+build` (Docker 20.10), `docker buildx build`, or Docker 23+ with buildx; the classic builder
+stops with \"the --mount option requires BuildKit\".";
 
 /// `--variant` of `dockerfile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1082,12 +1090,17 @@ pub struct DockerfileArgs {
     /// The final stage.
     #[arg(long, value_enum, default_value = "scratch")]
     pub variant: DockerfileVariant,
+
+    /// Keep cargo's home and target dir in BuildKit cache mounts (needs BuildKit:
+    /// DOCKER_BUILDKIT=1 or buildx) [default: a dependency layer, for any builder].
+    #[arg(long)]
+    pub buildkit: bool,
 }
 
 impl DockerfileArgs {
     /// The library's options: the binary is looked up in SOURCE when one is given.
     pub fn to_lib(&self) -> Result<crate::dockerfile::DockerfileOptions> {
-        use crate::dockerfile::{project_bin, DockerfileOptions, Variant};
+        use crate::dockerfile::{project_bin, Cache, DockerfileOptions, Variant};
         let bin = match &self.source {
             Some(source) => Some(project_bin(source, self.bin.as_deref())?),
             None => self.bin.clone(),
@@ -1101,6 +1114,10 @@ impl DockerfileArgs {
             variant: match self.variant {
                 DockerfileVariant::Scratch => Variant::Scratch,
                 DockerfileVariant::Alpine => Variant::Alpine,
+            },
+            cache: match self.buildkit {
+                true => Cache::Mounts,
+                false => Cache::Layer,
             },
         })
     }

@@ -110,3 +110,48 @@ pub fn fibonacci_project() -> tempfile::TempDir {
     .unwrap();
     dir
 }
+
+/// The IDs of BuildKit's build cache records (layers, cache mounts, context snapshots).
+fn buildkit_records() -> std::collections::HashSet<String> {
+    let out = Command::new("/usr/bin/docker")
+        .args(["system", "df", "-v", "--format", "{{json .BuildCache}}"])
+        .output()
+        .expect("/usr/bin/docker runs");
+    assert!(out.status.success(), "docker system df failed");
+    let records: Vec<serde_json::Value> =
+        serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_default();
+    records
+        .iter()
+        .filter_map(|r| r["ID"].as_str().map(String::from))
+        .collect()
+}
+
+/// BuildKit's build cache records a test's builds make: whatever was not there when the guard
+/// was made is pruned by ID when it drops (records of another BuildKit build running at the
+/// same time too: a cache miss for it, never a wrong build). Make it before the builds and
+/// before the `Images` guard, so that it drops after the images that use its records.
+pub struct BuildKitCache(std::collections::HashSet<String>);
+
+impl BuildKitCache {
+    pub fn new() -> Self {
+        BuildKitCache(buildkit_records())
+    }
+}
+
+impl Drop for BuildKitCache {
+    fn drop(&mut self) {
+        // A record goes only once its children have gone: a few passes.
+        for _ in 0..5 {
+            let new: Vec<String> = buildkit_records().difference(&self.0).cloned().collect();
+            if new.is_empty() {
+                return;
+            }
+            for id in new {
+                let filter = format!("id={id}");
+                let _ = Command::new("/usr/bin/docker")
+                    .args(["builder", "prune", "--all", "--force", "--filter", &filter])
+                    .output();
+            }
+        }
+    }
+}
