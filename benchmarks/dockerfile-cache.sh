@@ -63,12 +63,13 @@ echo "| app | Dockerfile | cold builds (interleaved) | median | ratio / before |
 echo "|---|---|---|---|---|"
 for app in $APPS; do
   declare -A colds=()
-  for _ in $(seq "$COLD_REPEATS"); do
+  for round in $(seq "$COLD_REPEATS"); do
     for name in before layer bk; do
       rm -rf "$work/$app"
       prepare_app "$app"
-      # A cache id of this build's own: BuildKit's cold build starts from empty cache mounts.
-      colds[$name]+="$(CACHE_ID_SUFFIX=$RANDOM seconds "${name}_build") "
+      # Cache ids of this round's own: BuildKit's cold build starts from empty cache mounts.
+      export CACHE_ID_SUFFIX="-cold-$round"
+      colds[$name]+="$(seconds "${name}_build") "
       "${name}_keep"
     done
   done
