@@ -240,6 +240,14 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// The compile's part of the time line: its time and backend, or that there was none.
+fn compile_time(ms: u64, builder: &str) -> String {
+    match builder {
+        "prebuilt" => "no compile (prebuilt)".into(),
+        _ => format!("compile {} ({builder})", human_ms(ms)),
+    }
+}
+
 /// What `ruchy-image lambda` made, and the command that deploys it.
 pub(crate) fn lambda_summary(record: &crate::lambda::LambdaRecord) -> String {
     let mut s = String::new();
@@ -265,14 +273,7 @@ pub(crate) fn lambda_summary(record: &crate::lambda::LambdaRecord) -> String {
         "  bootstrap {}, {}, {}; {runtime}",
         record.linkage, record.libc, record.architecture
     );
-    let compile = match record.optimization_flags {
-        Some(_) => format!(
-            "compile {} ({})",
-            human_ms(record.compile_time_ms),
-            record.builder
-        ),
-        None => "no compile (prebuilt)".into(),
-    };
+    let compile = compile_time(record.compile_time_ms, &record.builder);
     let _ = writeln!(s, "  time      {compile}");
     if let Some(image) = &record.image {
         let _ = writeln!(
@@ -345,14 +346,7 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
     }
     let _ = writeln!(s, "  digest    {}", i.digest);
     let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
-    let compile = match record.optimization_flags {
-        Some(_) => format!(
-            "compile {} ({})",
-            human_ms(record.compile_time_ms),
-            record.builder
-        ),
-        None => "no compile (prebuilt)".into(),
-    };
+    let compile = compile_time(record.compile_time_ms, &record.builder);
     let _ = writeln!(
         s,
         "  time      {compile}, assemble {}",
