@@ -13,7 +13,7 @@ use crate::compile::Compiler;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
-use crate::lambda::LambdaRecord;
+use crate::metrics::LambdaRecord;
 use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::layer::Codec;

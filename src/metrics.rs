@@ -204,6 +204,45 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
+/// What `ruchy-image lambda` made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LambdaRecord {
+    /// The source the user gave.
+    pub source_file: String,
+    /// The preset.
+    pub optimization_level: Preset,
+    /// Where the zip was written.
+    pub zip: String,
+    /// Its size in bytes.
+    pub zip_size: u64,
+    /// `sha256:` of the zip: the same binary gives the same zip.
+    pub zip_digest: String,
+    /// The `bootstrap` in it, in bytes.
+    pub binary_size: u64,
+    /// Wall time of the compile step (0 for a prebuilt binary).
+    pub compile_time_ms: u64,
+    /// The flags it was compiled with; absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimization_flags: Option<FlagsRecord>,
+    /// The compile backend, or `prebuilt`.
+    pub builder: String,
+    /// `static`: Lambda runs what the zip holds on its own OS.
+    pub linkage: String,
+    /// The C library it was built against.
+    pub libc: String,
+    /// The Lambda architecture: `x86_64` or `arm64`.
+    pub architecture: String,
+    /// `template` when ruchy-image wrapped a single-file `handle_request`; `own` when the
+    /// program serves the Runtime API itself (a Cargo project, a prebuilt binary).
+    pub runtime: String,
+    /// With `--lambda-image`: the container image made of the same binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRecord>,
+    /// Where that image was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<Published>,
+}
+
 /// A record with made-up numbers, for unit tests of what reads records.
 #[cfg(test)]
 pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u64) -> BuildRecord {

@@ -505,7 +505,7 @@ impl Plan {
         zip: &Path,
         image: bool,
         events: &Events,
-    ) -> Result<crate::lambda::LambdaRecord> {
+    ) -> Result<crate::metrics::LambdaRecord> {
         let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
             return Err(Error::InvalidInput {
                 what: "request",

@@ -20,6 +20,10 @@ fn modules() -> BTreeMap<String, String> {
                 stack.push(path);
                 continue;
             }
+            // Templates (`*.rs.in`) are code of the programs we generate, not modules.
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
             let relative = path.strip_prefix(src()).unwrap().with_extension("");
             let mut parts: Vec<String> = relative
                 .components()

@@ -249,7 +249,7 @@ fn compile_time(ms: u64, builder: &str) -> String {
 }
 
 /// What `ruchy-image lambda` made, and the command that deploys it.
-pub(crate) fn lambda_summary(record: &crate::lambda::LambdaRecord) -> String {
+pub(crate) fn lambda_summary(record: &crate::metrics::LambdaRecord) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

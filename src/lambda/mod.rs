@@ -2,57 +2,15 @@
 //! (the template), and the deployment zip holding `bootstrap`, made byte for byte the same from
 //! the same binary.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::preset::{FlagsRecord, Preset};
 
 /// The generated `main.rs` of a single-file Lambda handler: the Runtime API loop.
-pub const RUNTIME_TEMPLATE: &str = include_str!("runtime_template.rs");
+pub const RUNTIME_TEMPLATE: &str = include_str!("runtime_template.rs.in");
 
 /// Where a Lambda container image keeps the bootstrap, as Lambda's `provided` images do.
 pub const IMAGE_BOOTSTRAP: &str = "/var/runtime/bootstrap";
 /// The working directory of a Lambda container image: the function's code directory.
 pub const IMAGE_TASK_DIR: &str = "/var/task";
-
-/// What `ruchy-image lambda` made.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LambdaRecord {
-    /// The source the user gave.
-    pub source_file: String,
-    /// The preset.
-    pub optimization_level: Preset,
-    /// Where the zip was written.
-    pub zip: String,
-    /// Its size in bytes.
-    pub zip_size: u64,
-    /// `sha256:` of the zip: the same binary gives the same zip.
-    pub zip_digest: String,
-    /// The `bootstrap` in it, in bytes.
-    pub binary_size: u64,
-    /// Wall time of the compile step (0 for a prebuilt binary).
-    pub compile_time_ms: u64,
-    /// The flags it was compiled with; absent for a prebuilt binary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub optimization_flags: Option<FlagsRecord>,
-    /// The compile backend, or `prebuilt`.
-    pub builder: String,
-    /// `static`: Lambda runs what the zip holds on its own OS.
-    pub linkage: String,
-    /// The C library it was built against.
-    pub libc: String,
-    /// The Lambda architecture: `x86_64` or `arm64`.
-    pub architecture: String,
-    /// `template` when ruchy-image wrapped a single-file `handle_request`; `own` when the
-    /// program serves the Runtime API itself (a Cargo project, a prebuilt binary).
-    pub runtime: String,
-    /// With `--lambda-image`: the container image made of the same binary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<crate::metrics::ImageRecord>,
-    /// Where that image was written.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outputs: Vec<crate::metrics::Published>,
-}
 
 /// The handler file of a single-file source: the user's code with `handle_request` made
 /// visible to the generated `main.rs` beside it.
