@@ -113,11 +113,25 @@ pub fn fibonacci_project() -> tempfile::TempDir {
 
 /// The IDs of BuildKit's build cache records (layers, cache mounts, context snapshots).
 fn buildkit_records() -> std::collections::HashSet<String> {
-    let out = Command::new("/usr/bin/docker")
-        .args(["system", "df", "-v", "--format", "{{json .BuildCache}}"])
-        .output()
-        .expect("/usr/bin/docker runs");
-    assert!(out.status.success(), "docker system df failed");
+    // The engine runs one disk-usage query at a time and refuses others meanwhile ("a disk
+    // usage operation is already running"): parallel tests take turns.
+    let mut tries = 0;
+    let out = loop {
+        let out = Command::new("/usr/bin/docker")
+            .args(["system", "df", "-v", "--format", "{{json .BuildCache}}"])
+            .output()
+            .expect("/usr/bin/docker runs");
+        tries += 1;
+        if out.status.success() || tries == 30 {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        out.status.success(),
+        "docker system df failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let records: Vec<serde_json::Value> =
         serde_json::from_slice(out.stdout.trim_ascii()).unwrap_or_default();
     records
