@@ -18,6 +18,7 @@ use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
 use crate::oci::image::{self, ImageSpec, RuntimeUser};
 use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
+use crate::platform::Platform;
 use crate::preset::StdVariant;
 use crate::preset::{Flags, Overrides, Panic, Preset};
 use crate::publish::{publish_all, Publisher};
@@ -71,6 +72,8 @@ pub struct BuildOptions {
     pub overrides: Overrides,
     /// `--target`; the compiler's default when unset.
     pub target: Option<String>,
+    /// `--platform`: its static target when no target is given; the binary must be for it.
+    pub platform: Option<Platform>,
     /// Image contents and config.
     pub image: ImageOptions,
     /// `--tag`; `<bin>:<preset>` when unset.
@@ -85,12 +88,23 @@ pub struct BuildOptions {
 
 /// The target when none is asked for: for a static binary, musl when the builder can make
 /// it (static by nature, no NSS surprises on scratch), else the builder's host triple (static
-/// through crt-static).
-async fn default_target(compiler: &dyn Compiler, static_link: bool) -> Result<String> {
+/// through crt-static); for another platform than the builder's, the same for its
+/// architecture.
+async fn default_target(
+    compiler: &dyn Compiler,
+    static_link: bool,
+    platform: Option<Platform>,
+) -> Result<String> {
     let host = compiler.host_target().await?;
-    match musl_target(&host) {
+    let native = match platform {
+        Some(platform) if Platform::of_target(&host) != Some(platform) => {
+            format!("{}-unknown-linux-gnu", platform.rust_arch())
+        }
+        _ => host,
+    };
+    match musl_target(&native) {
         Some(musl) if static_link && compiler.can_make(&musl, StdVariant::Unwind).await => Ok(musl),
-        _ => Ok(host),
+        _ => Ok(native),
     }
 }
 
@@ -233,7 +247,10 @@ async fn compile(
     let stage = Timer::new(events, Stage::Compile);
     let target = match &options.target {
         Some(target) => target.clone(),
-        None => default_target(compiler, options.overrides.static_link != Some(false)).await?,
+        None => {
+            let static_link = options.overrides.static_link != Some(false);
+            default_target(compiler, static_link, options.platform).await?
+        }
     };
     let mut flags = Flags::resolve(options.preset, &options.overrides, &target);
     // size takes the floor where the builder has it, and the next best thing elsewhere.
@@ -375,6 +392,18 @@ async fn assemble_and_publish(
     let stage = Timer::new(events, Stage::Assemble);
     let info = crate::elf::inspect(&program.binary, &program.bytes)?;
     let libc = program.libc(&info);
+    if let Some(platform) = options.platform {
+        if platform.architecture() != info.architecture {
+            return Err(Error::InvalidInput {
+                what: "binary for the platform",
+                value: program.binary.display().to_string(),
+                reason: format!(
+                    "it is a Linux {} executable, and --platform is {platform}",
+                    info.architecture
+                ),
+            });
+        }
+    }
     let base = options.base.as_deref();
     if let Some(base) = base {
         if base.architecture() != info.architecture {

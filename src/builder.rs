@@ -35,6 +35,12 @@ const RUST_DIR: &str = "usr/local/rust";
 const EXTRA_STDS: &str = "usr/local/lib/ruchy-image/std";
 /// Bumped when what an image holds changes for the same inputs, so old images are remade.
 const IMAGE_FORMAT: &str = "2: musl std";
+/// The other architectures a builder can make static musl binaries for, when this machine has
+/// their cross gcc, musl and libunwind (see `.ci/setup`): (target, Debian's cross gcc package).
+const CROSS_MUSL: &[(&str, &str)] = &[
+    ("aarch64-unknown-linux-musl", "gcc-aarch64-linux-gnu"),
+    ("x86_64-unknown-linux-musl", "gcc-x86-64-linux-gnu"),
+];
 /// Debian packages building musl std needs; their versions are part of the fingerprint.
 const MUSL_PACKAGES: &[&str] = &["musl-tools", "musl-dev", "libunwind-14-dev"];
 /// Debian packages the C side of a Rust build needs: the linker driver, libc headers and
@@ -117,12 +123,25 @@ struct HostToolchain {
     version_number: String,
     target: String,
     packages: Vec<String>,
+    /// Musl targets of other architectures whose std goes into the image, with the cross gcc
+    /// that links them.
+    cross_musl: Vec<String>,
 }
 
 impl HostToolchain {
     fn detect(toolchain: Toolchain) -> Result<HostToolchain> {
         let packaged = toolchain.sysroot == Path::new("/usr");
         let mut wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+        let host_arch = toolchain.host().split('-').next().unwrap_or_default().to_string();
+        let mut cross_musl = Vec::new();
+        if toolchain.std_sources().is_some() {
+            for (target, gcc) in CROSS_MUSL {
+                if !target.starts_with(&format!("{host_arch}-")) && stdlib::musl_parts_present(target) {
+                    cross_musl.push(target.to_string());
+                    wanted.push(gcc.to_string());
+                }
+            }
+        }
         if packaged {
             for program in [&toolchain.rustc, &toolchain.cargo] {
                 let program = program.display().to_string();
@@ -158,6 +177,7 @@ impl HostToolchain {
             packaged,
             toolchain,
             packages: packages.into_iter().collect(),
+            cross_musl,
         })
     }
 
@@ -186,6 +206,10 @@ impl HostToolchain {
         hasher.update([u8::from(self.toolchain.std_sources().is_some())]);
         hasher.update(versions);
         hasher.update(musl_versions);
+        // Added only when there are some, so builders without them keep their fingerprint.
+        if !self.cross_musl.is_empty() {
+            hasher.update(self.cross_musl.join(","));
+        }
         Ok(hex(&hasher.finalize())[..32].to_string())
     }
 
@@ -200,17 +224,21 @@ impl HostToolchain {
             return Ok(Vec::new());
         }
         let mut stds = Vec::new();
-        for variant in [StdVariant::Unwind, StdVariant::ImmediateAbort] {
-            if variant == StdVariant::Unwind && toolchain.has_std(&musl) {
-                continue;
+        for target in std::iter::once(&musl).chain(&self.cross_musl) {
+            for variant in [StdVariant::Unwind, StdVariant::ImmediateAbort] {
+                if variant == StdVariant::Unwind && toolchain.has_std(target) {
+                    continue;
+                }
+                let built = stdlib::ensure(toolchain, target, variant, cache_dir, events)?;
+                let sysroot = match variant {
+                    StdVariant::Unwind => self.image_sysroot().to_string(),
+                    StdVariant::ImmediateAbort => {
+                        format!("{EXTRA_STDS}/{target}-{}", variant.name())
+                    }
+                };
+                let rustlib = format!("lib/rustlib/{target}");
+                stds.push((built.join(&rustlib), format!("{sysroot}/{rustlib}")));
             }
-            let built = stdlib::ensure(toolchain, &musl, variant, cache_dir, events)?;
-            let sysroot = match variant {
-                StdVariant::Unwind => self.image_sysroot().to_string(),
-                StdVariant::ImmediateAbort => format!("{EXTRA_STDS}/{musl}-{}", variant.name()),
-            };
-            let rustlib = format!("lib/rustlib/{musl}");
-            stds.push((built.join(&rustlib), format!("{sysroot}/{rustlib}")));
         }
         Ok(stds)
     }

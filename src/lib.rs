@@ -32,6 +32,7 @@ pub mod lambda;
 pub mod metrics;
 pub mod oci;
 pub mod plan;
+pub mod platform;
 pub mod preset;
 pub mod publish;
 pub mod report;

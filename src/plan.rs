@@ -30,6 +30,7 @@ use crate::event::{Event, Events};
 use crate::metrics::BuildRecord;
 use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
+use crate::platform::Platform;
 use crate::preset::{Overrides, Panic, Preset};
 use crate::publish::{
     parse_reference, ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher,
@@ -96,6 +97,8 @@ pub struct Request {
     pub overrides: Overrides,
     /// The target triple; the compiler's own when unset.
     pub target: Option<String>,
+    /// The platform; its static target is chosen when no target is given.
+    pub platform: Option<Platform>,
     /// What goes into the image besides the binary.
     pub image: ImageOptions,
     /// The bases: one for a build; a comparison builds every preset on each.
@@ -134,6 +137,7 @@ impl Request {
             presets: vec![Preset::Balanced],
             overrides: Overrides::default(),
             target: None,
+            platform: None,
             image: ImageOptions::default(),
             bases: vec![BaseRef::Scratch],
             tag: None,
@@ -204,6 +208,18 @@ impl Request {
                     what: "binary path",
                     value: path.clone(),
                     reason: "expected the absolute path of a file in the image, such as /usr/local/bin/app".into(),
+                });
+            }
+        }
+        if let (Some(target), Some(platform)) = (&self.target, self.platform) {
+            if Platform::of_target(target) != Some(platform) {
+                return Err(Error::InvalidInput {
+                    what: "target for the platform",
+                    value: target.clone(),
+                    reason: format!(
+                        "--platform {platform} builds for {}-* targets; leave out --target to get its static one",
+                        platform.rust_arch()
+                    ),
                 });
             }
         }
@@ -471,6 +487,7 @@ impl Plan {
             preset,
             overrides: request.overrides.clone(),
             target: request.target.clone(),
+            platform: request.platform,
             image: request.image.clone(),
             tag: request.tag.clone(),
             base: self.bases[base].1.clone(),

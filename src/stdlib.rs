@@ -149,46 +149,92 @@ fn run_checked(command: &mut Command, what: &str) -> Result<String> {
 
 /// What linking a static musl binary needs from the host, besides std: musl's C library and
 /// start files, gcc's crtbegin/crtend, and an LLVM libunwind (Debian's `musl-tools` and
-/// `libunwind-14-dev`).
+/// `libunwind-14-dev`; for another architecture, its cross gcc, its `musl-dev` from Debian's
+/// multiarch, and its libunwind.a in `/usr/local/lib/<arch>-linux-musl`).
 struct MuslParts {
     musl_lib: PathBuf,
     gcc_lib: PathBuf,
     libunwind: PathBuf,
+    /// The C compiler for the `__fprintf_chk` shim: `musl-gcc`, or `<arch>-linux-musl-gcc`.
+    musl_gcc: String,
+}
+
+/// Debian's name for a Rust architecture (`aarch64` is `arm64`).
+fn debian_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Whether this machine has what linking a static musl binary for `target` needs (checked
+/// before choosing to build its std): see [`MuslParts`].
+pub fn musl_parts_present(target: &str) -> bool {
+    MuslParts::find(target).is_ok()
 }
 
 impl MuslParts {
     fn find(target: &str) -> Result<MuslParts> {
         let arch = target.split('-').next().unwrap_or_default();
+        let cross = arch != std::env::consts::ARCH;
+        let packages = match cross {
+            false => "Debian's musl-tools and libunwind-14-dev".to_string(),
+            true => {
+                let deb = debian_arch(arch);
+                format!(
+                    "Debian's gcc-{arch}-linux-gnu and musl-dev:{deb} (after `dpkg --add-architecture {deb}`), and LLVM's libunwind.a for {arch} in /usr/local/lib/{arch}-linux-musl (from libunwind-14-dev:{deb}, which cannot be installed beside the host's: .ci/setup extracts it)"
+                )
+            }
+        };
         let missing = |what: &str| Error::StdBuildFailed {
             target: target.to_string(),
-            reason: format!("{what} is missing; install Debian's musl-tools and libunwind-14-dev"),
+            reason: format!("{what} is missing; install {packages}"),
         };
         let musl_lib = PathBuf::from(format!("/usr/lib/{arch}-linux-musl"));
         if !musl_lib.join("libc.a").is_file() {
             return Err(missing(&format!("{}/libc.a", musl_lib.display())));
         }
+        let gcc = match cross {
+            false => "gcc".to_string(),
+            true => format!("{arch}-linux-gnu-gcc"),
+        };
         let libgcc = run_checked(
-            Command::new("gcc").arg("-print-libgcc-file-name"),
-            "gcc -print-libgcc-file-name",
-        )?;
+            Command::new(&gcc).arg("-print-libgcc-file-name"),
+            &format!("{gcc} -print-libgcc-file-name"),
+        )
+        .map_err(|_| missing(&gcc))?;
         let gcc_lib = Path::new(&libgcc)
             .parent()
             .map(Path::to_path_buf)
             .filter(|dir| dir.join("crtbeginS.o").is_file())
             .ok_or_else(|| missing("gcc's crtbeginS.o"))?;
-        let mut unwinds: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
-            .map_err(Error::io("reading /usr/lib"))?
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
-            .map(|e| e.path().join("lib/libunwind.a"))
-            .filter(|p| p.is_file())
-            .collect();
-        unwinds.sort();
-        let libunwind = unwinds.pop().ok_or_else(|| missing("LLVM's libunwind.a"))?;
+        let mut unwinds = vec![PathBuf::from(format!(
+            "/usr/local/lib/{arch}-linux-musl/libunwind.a"
+        ))];
+        if !cross {
+            // The host's LLVM, newest last.
+            let mut llvm: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+                .map_err(Error::io("reading /usr/lib"))?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+                .map(|e| e.path().join("lib/libunwind.a"))
+                .collect();
+            llvm.sort();
+            unwinds.extend(llvm.into_iter().rev());
+        }
+        let libunwind = unwinds
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| missing(&format!("LLVM's libunwind.a for {arch}")))?;
         Ok(MuslParts {
             musl_lib,
             gcc_lib,
             libunwind,
+            musl_gcc: match cross {
+                false => "musl-gcc".into(),
+                true => format!("{arch}-linux-musl-gcc"),
+            },
         })
     }
 
@@ -214,12 +260,12 @@ impl MuslParts {
         let shim_o = scratch.join("fprintf_chk.o");
         std::fs::write(&shim_c, FPRINTF_CHK).map_err(io(&shim_c))?;
         run_checked(
-            Command::new("musl-gcc")
+            Command::new(&self.musl_gcc)
                 .args(["-O2", "-c"])
                 .arg(&shim_c)
                 .arg("-o")
                 .arg(&shim_o),
-            "musl-gcc (Debian's musl-tools)",
+            &self.musl_gcc,
         )?;
         let archive = lib.join("libunwind.a");
         std::fs::copy(&self.libunwind, &archive).map_err(io(&self.libunwind))?;

@@ -16,6 +16,7 @@ use crate::build::{default_cache_dir, ImageOptions};
 use crate::oci::image::RuntimeUser;
 use crate::oci::layer::Codec;
 use crate::plan::{BuilderChoice, Load, Request};
+use crate::platform::Platform;
 use crate::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
 use crate::source::SourceOptions;
 use crate::{Error, Result};
@@ -416,6 +417,7 @@ impl LambdaArgs {
         request.presets = vec![self.optimize];
         request.overrides = self.flags.to_lib()?;
         request.target = self.flags.target.clone();
+        request.platform = self.flags.platform;
         request.source_date_epoch = self.source_date_epoch;
         request.builder = match self.input.builder {
             None => BuilderChoice::Auto,
@@ -720,6 +722,12 @@ pub struct FlagArgs {
     /// Target triple [default: the host's].
     #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
     pub target: Option<String>,
+
+    /// The platform to build for, linux/amd64 or linux/arm64 [default: the builder's]: its
+    /// static musl target when the builder has its std (a builder from `builder import-host`
+    /// on a machine with Debian's arm64 cross packages does), else its glibc one.
+    #[arg(long, value_name = "OS/ARCH", value_parser = platform_parser, help_heading = "Flag overrides")]
+    pub platform: Option<Platform>,
 }
 
 /// The image's contents and config; shared by `build` and `compare`.
@@ -795,6 +803,10 @@ pub struct BudgetArgs {
     /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
     #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
     pub max_image_size: Option<String>,
+}
+
+fn platform_parser(value: &str) -> std::result::Result<Platform, String> {
+    value.parse().map_err(|e: Error| e.to_string())
 }
 
 fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
@@ -978,6 +990,7 @@ fn request(input: &InputArgs, flags: &FlagArgs, image: &ImageArgs) -> Result<Req
         presets: Vec::new(),
         overrides: flags.to_lib()?,
         target: flags.target.clone(),
+        platform: flags.platform,
         image: image.to_lib()?,
         bases: vec![image.base.clone()],
         tag: None,

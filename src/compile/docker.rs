@@ -467,7 +467,7 @@ impl Compiler for DockerCompiler {
         let started = Instant::now();
         let std = self.std_for(flags)?;
         let root = &project.workspace_root;
-        let rustflags = encoded_rustflags(flags, &std, SRC);
+        let rustflags = encoded_rustflags(flags, &std, SRC, &self.image.target);
         let (context, key) = {
             let (root, target_dir) = (root.clone(), project.target_dir.clone());
             let identity = BuildIdentity {

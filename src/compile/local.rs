@@ -154,7 +154,12 @@ impl Compiler for LocalCompiler {
             .envs(flags.cargo_env())
             .env(
                 "CARGO_ENCODED_RUSTFLAGS",
-                encoded_rustflags(flags, &std, &project.workspace_root.display().to_string()),
+                encoded_rustflags(
+                    flags,
+                    &std,
+                    &project.workspace_root.display().to_string(),
+                    &self.toolchain.host(),
+                ),
             )
             .env_remove("RUSTFLAGS")
             .stdin(Stdio::null())

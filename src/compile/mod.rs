@@ -97,9 +97,19 @@ fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> 
     .to_vec()
 }
 
+/// The linker for a Linux target of another architecture than `host`'s (the compiling
+/// machine's triple): Debian's cross gcc for it. Target-only, like every flag of ours, so
+/// build scripts still link for the host.
+fn cross_linker(host: &str, target: &str) -> Option<String> {
+    let arch = |triple: &str| triple.split('-').next().unwrap_or_default().to_string();
+    let cross = arch(host) != arch(target) && target.contains("-linux-");
+    cross.then(|| format!("-Clinker={}-linux-gnu-gcc", arch(target)))
+}
+
 /// `CARGO_ENCODED_RUSTFLAGS` for the build: the user's own flags first, then ours.
-/// `workspace_root` is the workspace path as cargo sees it.
-fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str) -> String {
+/// `workspace_root` is the workspace path as cargo sees it; `host` the compiling toolchain's
+/// triple.
+fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str, host: &str) -> String {
     let mut all: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(String::from).collect(),
         _ => std::env::var("RUSTFLAGS")
@@ -110,6 +120,7 @@ fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str) -> St
     };
     all.extend(flags.rustflags());
     all.extend(std.rustflags());
+    all.extend(cross_linker(host, &flags.target));
     // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
     // image digest) does not depend on where the project sits.
     all.push(format!("--remap-path-prefix={workspace_root}=."));
@@ -149,5 +160,21 @@ fn parse_message(line: &str, bin: &str) -> CargoLine {
         },
         Ok(_) => CargoLine::Other,
         Err(_) => CargoLine::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_architecture_links_with_its_cross_gcc() {
+        let host = "x86_64-unknown-linux-gnu";
+        assert_eq!(
+            cross_linker(host, "aarch64-unknown-linux-musl").as_deref(),
+            Some("-Clinker=aarch64-linux-gnu-gcc")
+        );
+        assert_eq!(cross_linker(host, "x86_64-unknown-linux-musl"), None);
+        assert_eq!(cross_linker(host, "wasm32-unknown-unknown"), None);
     }
 }
