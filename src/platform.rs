@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(Platform::of_target("riscv64gc-unknown-linux-gnu"), None);
         assert_eq!(Platform::of_architecture("arm64"), Some(Platform::Arm64));
         let error = "linux/s390x".parse::<Platform>().unwrap_err().to_string();
-        assert!(error.contains("expected linux/amd64 or linux/arm64"), "{error}");
+        assert!(
+            error.contains("expected linux/amd64 or linux/arm64"),
+            "{error}"
+        );
         assert!("windows/amd64".parse::<Platform>().is_err());
     }
 }
