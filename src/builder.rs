@@ -70,6 +70,8 @@ pub struct Imported {
     pub rustc_path: PathBuf,
     /// The static musl target the image can build for, when it can.
     pub musl: Option<String>,
+    /// The static musl targets of other architectures it can cross-build for.
+    pub cross_musl: Vec<String>,
     /// Bytes of the filesystem imported (0 when reused).
     pub size: u64,
 }
@@ -480,6 +482,7 @@ pub async fn import_host(
         target: host.target.clone(),
         rustc_path: host.toolchain.rustc.clone(),
         musl: musl.clone(),
+        cross_musl: host.cross_musl.clone(),
         size,
     };
     if let Ok(existing) = engine.docker().inspect_image(&tag).await {

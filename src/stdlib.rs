@@ -174,19 +174,23 @@ pub fn musl_parts_present(target: &str) -> bool {
     MuslParts::find(target).is_ok()
 }
 
+/// The Debian packages (and the one extracted file) a static musl build for `arch` needs on
+/// this machine, for messages.
+pub fn musl_packages(arch: &str) -> String {
+    if arch == std::env::consts::ARCH {
+        return "Debian's musl-tools and libunwind-14-dev".to_string();
+    }
+    let deb = debian_arch(arch);
+    format!(
+        "Debian's gcc-{arch}-linux-gnu and musl-dev:{deb} (after `dpkg --add-architecture {deb}`), and LLVM's libunwind.a for {arch} in /usr/local/lib/{arch}-linux-musl (from libunwind-14-dev:{deb}, which cannot be installed beside the host's: .ci/setup extracts it)"
+    )
+}
+
 impl MuslParts {
     fn find(target: &str) -> Result<MuslParts> {
         let arch = target.split('-').next().unwrap_or_default();
         let cross = arch != std::env::consts::ARCH;
-        let packages = match cross {
-            false => "Debian's musl-tools and libunwind-14-dev".to_string(),
-            true => {
-                let deb = debian_arch(arch);
-                format!(
-                    "Debian's gcc-{arch}-linux-gnu and musl-dev:{deb} (after `dpkg --add-architecture {deb}`), and LLVM's libunwind.a for {arch} in /usr/local/lib/{arch}-linux-musl (from libunwind-14-dev:{deb}, which cannot be installed beside the host's: .ci/setup extracts it)"
-                )
-            }
-        };
+        let packages = musl_packages(arch);
         let missing = |what: &str| Error::StdBuildFailed {
             target: target.to_string(),
             reason: format!("{what} is missing; install {packages}"),

@@ -183,3 +183,53 @@ fn what_a_platform_cannot_be_is_refused() {
         "is a Linux amd64 executable, and --platform is linux/arm64",
     );
 }
+
+#[test]
+fn a_builder_without_the_arm64_std_names_the_packages_that_make_one() {
+    let builder = builder_image();
+    let tag = format!("ruchy-image-test/no-arm64-std:{}", std::process::id());
+    let _images = Images(vec![tag.clone()]);
+    // The builder with its aarch64 stds taken out: what a builder imported on a machine
+    // without the cross packages has.
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {builder}\nRUN rm -rf \"$(rustc --print sysroot)/lib/rustlib/aarch64-unknown-linux-musl\" /usr/local/lib/ruchy-image/std/aarch64-unknown-linux-musl-*\n"
+        ),
+    )
+    .unwrap();
+    tool(
+        "docker",
+        &["build", "-q", "-t", &tag, context.path().to_str().unwrap()],
+    )
+    .ok();
+    let layout = context.path().join("layout");
+    let fib = example("fibonacci.rs");
+    let run = ruchy_image([
+        "build",
+        fib.to_str().unwrap(),
+        "--platform",
+        "linux/arm64",
+        "--builder",
+        "docker",
+        "--builder-image",
+        &tag,
+        "--no-load",
+        "--oci-layout",
+        layout.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    // Without the musl std, the platform's glibc target is tried, and the image has no std
+    // for that either.
+    for expected in [
+        "no standard library for aarch64-unknown-linux-gnu",
+        "the std for aarch64-unknown-linux-musl",
+        "gcc-aarch64-linux-gnu",
+        "musl-dev:arm64",
+        "libunwind",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+    assert!(!layout.exists());
+}

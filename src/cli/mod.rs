@@ -472,13 +472,16 @@ async fn import_host(args: ImportHostArgs, journal: &Arc<Mutex<Journal>>) -> Res
             &to_json("the import result", &imported)?,
         )?;
     } else {
-        let targets = match &imported.musl {
+        let mut targets = match &imported.musl {
             Some(musl) => format!(
                 "targets {musl} (default for static binaries) and {}",
                 imported.target
             ),
             None => format!("target {}", imported.target),
         };
+        for cross in &imported.cross_musl {
+            targets.push_str(&format!(", cross {cross}"));
+        }
         if imported.reused {
             println!(
                 "✓ {} is up to date ({}, {targets})",
