@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
 use crate::metrics::LambdaRecord;
-use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, Published};
-use crate::oci::image::{self, ImageSpec, RuntimeUser};
+use crate::metrics::{BaseRecord, BuildRecord, ImageRecord, IndexRecord, Published};
+use crate::oci::image::{self, Image, ImageSpec, RuntimeUser};
+use crate::oci::index::{ImageOrIndex, Index};
 use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
 use crate::platform::Platform;
@@ -74,6 +75,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// `--platform`: its static target when no target is given; the binary must be for it.
     pub platform: Option<Platform>,
+    /// The default tag names the architecture too (`BIN:PRESET-ARCH`): a comparison of
+    /// several platforms loads each under its own.
+    pub platform_in_tag: bool,
     /// Image contents and config.
     pub image: ImageOptions,
     /// `--tag`; `<bin>:<preset>` when unset.
@@ -153,7 +157,59 @@ pub async fn build(
         publisher.preflight()?;
     }
     let program = produce(options, compiler, publishers, events).await?;
-    assemble_and_publish(options, program, publishers, events).await
+    let assembled = assemble(options, program, events).await?;
+    publish(options, assembled, publishers, events).await
+}
+
+/// Runs one build per platform (`each`: the same options but the platform) and publishes an
+/// OCI image index over their images under the one tag; the engine and a docker-archive get
+/// the `load` architecture's image. Nothing is published unless every platform built.
+pub async fn build_index(
+    each: &[BuildOptions],
+    load: &str,
+    compiler: Option<&dyn Compiler>,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<IndexRecord> {
+    for publisher in publishers {
+        publisher.preflight()?;
+    }
+    let mut assembled = Vec::with_capacity(each.len());
+    for options in each {
+        if let Some(platform) = options.platform {
+            events.emit(Event::PlatformStarted {
+                platform: platform.to_string(),
+            });
+        }
+        let program = produce(options, compiler, publishers, events).await?;
+        assembled.push(assemble(options, program, events).await?);
+    }
+    let reference = assembled[0].reference.clone();
+    let images = assembled.iter().map(|a| a.image.clone()).collect();
+    let index = Arc::new(Index::new(images, load)?);
+    let started = Instant::now();
+    let stage = Timer::new(events, Stage::Publish);
+    let content = ImageOrIndex::Index(index.clone());
+    let outputs = publish_all(publishers, &content, &reference, events).await?;
+    stage.finish();
+    let published_in = started.elapsed();
+    let mut platforms: Vec<BuildRecord> = assembled
+        .into_iter()
+        .map(|a| {
+            let mut record = a.record;
+            record.assemble_time_ms = (a.took + published_in).as_millis() as u64;
+            record
+        })
+        .collect();
+    platforms.sort_by(|a, b| a.image.architecture.cmp(&b.image.architecture));
+    Ok(IndexRecord {
+        reference: reference.full,
+        digest: index.blob.digest.clone(),
+        media_type: content.media_type().to_string(),
+        loaded_platform: format!("linux/{}", index.images[index.loaded].architecture),
+        platforms,
+        outputs,
+    })
 }
 
 /// The binary: compiled from the source, or the prebuilt one as it is.
@@ -380,15 +436,19 @@ async fn read_binary(path: PathBuf, what: &'static str) -> Result<Vec<u8>> {
     .await
 }
 
-/// Stages 3 and 4: checks the binary against the base, assembles the image and writes it to
-/// every output (with its SBOM as a referrer where one is held).
-async fn assemble_and_publish(
-    options: &BuildOptions,
-    program: Program,
-    publishers: &[Box<dyn Publisher>],
-    events: &Events,
-) -> Result<BuildRecord> {
-    let assemble_started = Instant::now();
+/// An assembled image, not yet published, with its record (no outputs yet).
+struct Assembled {
+    image: Arc<Image>,
+    reference: ImageRef,
+    record: BuildRecord,
+    sbom: Option<Vec<u8>>,
+    /// How long assembling took (publishing adds to the record's `assemble_time_ms`).
+    took: Duration,
+}
+
+/// Stage 3: checks the binary against the platform and the base, and assembles the image.
+async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> Result<Assembled> {
+    let started = Instant::now();
     let stage = Timer::new(events, Stage::Assemble);
     let info = crate::elf::inspect(&program.binary, &program.bytes)?;
     let libc = program.libc(&info);
@@ -450,6 +510,9 @@ async fn assemble_and_publish(
     };
     let reference = match &options.tag {
         Some(tag) => tag.clone(),
+        None if options.platform_in_tag => {
+            format!("{}:{}-{}", program.bin, options.preset, info.architecture).parse()?
+        }
         None => format!("{}:{}", program.bin, options.preset).parse()?,
     };
     events.emit(Event::Assembling {
@@ -467,45 +530,21 @@ async fn assemble_and_publish(
     };
     let image = Arc::new(image);
     stage.finish();
-    let stage = Timer::new(events, Stage::Publish);
-    let mut outputs = publish_all(publishers, &image, &reference, events).await?;
-    if let Some((bytes, _)) = &program.sbom {
-        if let Some(path) = &options.sbom {
-            crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
-            outputs.push(Published {
-                kind: "sbom".into(),
-                location: path.display().to_string(),
-                engine: None,
-                push: None,
-            });
-        }
-        // And to every layout and registry the image went to, as its OCI 1.1 referrer.
-        let referrer = crate::oci::referrer::Referrer::new(
-            &image,
-            crate::sbom::MEDIA_TYPE,
-            bytes,
-            options.source_date_epoch,
-        )?;
-        outputs.extend(crate::publish::attach_all(publishers, &referrer).await?);
-    }
-    stage.finish();
-    let assemble_time = assemble_started.elapsed();
-
     let binary_layer_size = image.binary_layer().size();
     let base_size = base.map_or(0, Base::size);
-    Ok(BuildRecord {
+    let record = BuildRecord {
         source_file: options.source.path.display().to_string(),
         binary_path: program.binary.display().to_string(),
         optimization_level: options.preset,
         binary_size,
         compile_time_ms: program.compile_time.as_millis() as u64,
         optimization_flags: program.flags.as_ref().map(Flags::metrics),
-        assemble_time_ms: assemble_time.as_millis() as u64,
+        assemble_time_ms: 0,
         libc,
         builder: program.builder,
         linkage,
         std: program.std,
-        sbom: program.sbom.map(|(_, record)| record),
+        sbom: program.sbom.as_ref().map(|(_, record)| record.clone()),
         transpiled_by: program.transpiler,
         image: ImageRecord {
             reference: reference.full.clone(),
@@ -528,9 +567,59 @@ async fn assemble_and_publish(
             user: image.user.clone(),
             entrypoint: image.entrypoint.clone(),
         },
-        outputs,
+        outputs: Vec::new(),
         cold_start: None,
+    };
+    Ok(Assembled {
+        image,
+        reference,
+        record,
+        sbom: program.sbom.map(|(bytes, _)| bytes),
+        took: started.elapsed(),
     })
+}
+
+/// Stage 4: writes the image to every output, with its SBOM as a referrer where one is held.
+async fn publish(
+    options: &BuildOptions,
+    assembled: Assembled,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<BuildRecord> {
+    let Assembled {
+        image,
+        reference,
+        mut record,
+        sbom,
+        took,
+    } = assembled;
+    let started = Instant::now();
+    let stage = Timer::new(events, Stage::Publish);
+    let content = ImageOrIndex::Image(image.clone());
+    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
+    if let Some(bytes) = &sbom {
+        if let Some(path) = &options.sbom {
+            crate::fsutil::write_file_atomically("the SBOM", path, bytes)?;
+            outputs.push(Published {
+                kind: "sbom".into(),
+                location: path.display().to_string(),
+                engine: None,
+                push: None,
+            });
+        }
+        // And to every layout and registry the image went to, as its OCI 1.1 referrer.
+        let referrer = crate::oci::referrer::Referrer::new(
+            &image,
+            crate::sbom::MEDIA_TYPE,
+            bytes,
+            options.source_date_epoch,
+        )?;
+        outputs.extend(crate::publish::attach_all(publishers, &referrer).await?);
+    }
+    stage.finish();
+    record.assemble_time_ms = (took + started.elapsed()).as_millis() as u64;
+    record.outputs = outputs;
+    Ok(record)
 }
 
 /// Reports a stage's start now and its end (with its time) when [`Timer::finish`]ed; a stage

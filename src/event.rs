@@ -117,6 +117,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// A multi-platform build (or comparison) moves on to the next platform.
+    PlatformStarted {
+        /// `linux/arm64`.
+        platform: String,
+    },
     /// A comparison moves on to the next base.
     BaseStarted {
         /// The base, as named.

@@ -49,6 +49,24 @@ pub struct BuildRecord {
     pub cold_start: Option<ColdStart>,
 }
 
+/// What a multi-platform build produced: an OCI image index under the tag, over one image
+/// per platform, each with its own record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexRecord {
+    /// `name:tag`.
+    pub reference: String,
+    /// The index's digest: what the tag names in layouts and registries.
+    pub digest: String,
+    /// `application/vnd.oci.image.index.v1+json`.
+    pub media_type: String,
+    /// The platform an engine load (and a docker-archive) holds.
+    pub loaded_platform: String,
+    /// One record per platform, by architecture; their `outputs` are the index's.
+    pub platforms: Vec<BuildRecord>,
+    /// Where the index was written.
+    pub outputs: Vec<Published>,
+}
+
 /// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
 /// limits (128m, 0.5 CPU).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -27,7 +27,7 @@ use crate::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::metrics::BuildRecord;
+use crate::metrics::{BuildRecord, IndexRecord};
 use crate::oci::layer::Codec;
 use crate::oci::ImageRef;
 use crate::platform::Platform;
@@ -97,8 +97,12 @@ pub struct Request {
     pub overrides: Overrides,
     /// The target triple; the compiler's own when unset.
     pub target: Option<String>,
-    /// The platform; its static target is chosen when no target is given.
-    pub platform: Option<Platform>,
+    /// The platforms: none for the builder's own; one; or several, published as an OCI image
+    /// index over one image per platform. Each gets its static target when no target is given.
+    pub platforms: Vec<Platform>,
+    /// Of several platforms, the one the engine loads (and a docker-archive holds); the
+    /// host's when it is built, else the first.
+    pub load_platform: Option<Platform>,
     /// What goes into the image besides the binary.
     pub image: ImageOptions,
     /// The bases: one for a build; a comparison builds every preset on each.
@@ -137,7 +141,8 @@ impl Request {
             presets: vec![Preset::Balanced],
             overrides: Overrides::default(),
             target: None,
-            platform: None,
+            platforms: Vec::new(),
+            load_platform: None,
             image: ImageOptions::default(),
             bases: vec![BaseRef::Scratch],
             tag: None,
@@ -211,7 +216,8 @@ impl Request {
                 });
             }
         }
-        if let (Some(target), Some(platform)) = (&self.target, self.platform) {
+        self.check_platforms()?;
+        if let (Some(target), &[platform]) = (&self.target, self.platforms.as_slice()) {
             if Platform::of_target(target) != Some(platform) {
                 return Err(Error::InvalidInput {
                     what: "target for the platform",
@@ -275,6 +281,57 @@ impl Request {
             )));
         }
         Ok(())
+    }
+
+    /// Several platforms make one image each and an index over them: what names one
+    /// architecture, or holds one image, cannot apply.
+    fn check_platforms(&self) -> Result<()> {
+        let listed = || {
+            let names: Vec<String> = self.platforms.iter().map(|p| p.to_string()).collect();
+            names.join(",")
+        };
+        let refuse = |reason: String| Error::InvalidInput {
+            what: "platforms",
+            value: listed(),
+            reason,
+        };
+        for (i, platform) in self.platforms.iter().enumerate() {
+            if self.platforms[..i].contains(platform) {
+                return Err(refuse(format!("{platform} is listed twice")));
+            }
+        }
+        if let Some(load) = self.load_platform {
+            if !self.platforms.contains(&load) {
+                return Err(refuse(format!(
+                    "--load-platform {load} is not one of them; load one that is built"
+                )));
+            }
+        }
+        if self.platforms.len() < 2 {
+            return Ok(());
+        }
+        let single = [
+            (
+                self.target.is_some(),
+                "--target names one architecture; leave it out and each platform gets its static target",
+            ),
+            (
+                self.outputs.sbom.is_some(),
+                "an SBOM describes one binary; build each platform on its own with --sbom",
+            ),
+            (
+                self.bases.iter().any(|b| !matches!(b, BaseRef::Scratch)),
+                "a base is one platform's image; several platforms are built FROM scratch (or build each platform on its own base)",
+            ),
+            (
+                self.is_prebuilt(),
+                "a prebuilt binary is for one platform; package each with its own --platform",
+            ),
+        ];
+        match single.iter().find(|(given, _)| *given) {
+            Some((_, reason)) => Err(refuse(reason.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Whether the source is a binary built elsewhere, which is packaged without a compile.
@@ -479,15 +536,27 @@ impl Plan {
         self.compiler.as_ref().map_or("prebuilt", |c| c.name())
     }
 
-    /// The build options of `preset` on the base at `base`.
+    /// Whether this builds several platforms (an index; see [`Plan::build_index`]).
+    pub fn is_multi_platform(&self) -> bool {
+        self.request.platforms.len() > 1
+    }
+
+    /// The build options of `preset` on the base at `base`, for the first platform (or the
+    /// builder's own).
     fn options(&self, preset: Preset, base: usize) -> BuildOptions {
+        self.options_for(preset, base, self.request.platforms.first().copied())
+    }
+
+    /// The build options of `preset` on the base at `base` for `platform`.
+    fn options_for(&self, preset: Preset, base: usize, platform: Option<Platform>) -> BuildOptions {
         let request = &self.request;
         BuildOptions {
             source: request.source.clone(),
             preset,
             overrides: request.overrides.clone(),
             target: request.target.clone(),
-            platform: request.platform,
+            platform,
+            platform_in_tag: false,
             image: request.image.clone(),
             tag: request.tag.clone(),
             base: self.bases[base].1.clone(),
@@ -496,8 +565,16 @@ impl Plan {
         }
     }
 
-    /// Builds the one preset on the one base and writes the image to every output.
+    /// Builds the one preset on the one base for one platform and writes the image to every
+    /// output.
     pub async fn build(&self, events: &Events) -> Result<BuildRecord> {
+        if self.is_multi_platform() {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} platforms", self.request.platforms.len()),
+                reason: "several platforms make an image index: use build_index".into(),
+            });
+        }
         let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
             return Err(Error::InvalidInput {
                 what: "request",
@@ -511,6 +588,37 @@ impl Plan {
         };
         let options = self.options(preset, 0);
         build(&options, self.compiler.as_deref(), &self.publishers, events).await
+    }
+
+    /// Builds the one preset for every platform and writes an OCI image index over their
+    /// images to every output (the engine gets the load platform's image).
+    pub async fn build_index(&self, events: &Events) -> Result<IndexRecord> {
+        let request = &self.request;
+        let (&[preset], [_]) = (request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} presets", request.presets.len()),
+                reason: "a multi-platform build takes one preset and one base".into(),
+            });
+        };
+        let each: Vec<BuildOptions> = request
+            .platforms
+            .iter()
+            .map(|p| self.options_for(preset, 0, Some(*p)))
+            .collect();
+        let host = Platform::of_target(std::env::consts::ARCH);
+        let load = request
+            .load_platform
+            .or(host.filter(|h| request.platforms.contains(h)))
+            .unwrap_or(request.platforms[0]);
+        crate::build::build_index(
+            &each,
+            load.architecture(),
+            self.compiler.as_deref(),
+            &self.publishers,
+            events,
+        )
+        .await
     }
 
     /// Builds a Lambda deployment zip at `zip` (see [`crate::build::lambda_zip`]); with
@@ -530,6 +638,13 @@ impl Plan {
                 reason: "a Lambda package takes one preset".into(),
             });
         };
+        if self.is_multi_platform() {
+            return Err(Error::InvalidInput {
+                what: "platforms",
+                value: format!("{} platforms", self.request.platforms.len()),
+                reason: "a Lambda function runs on one architecture: package each platform with its own --platform and -o".into(),
+            });
+        }
         let mut options = self.options(preset, 0);
         let compiler = self.compiler.as_deref();
         let (zipped, mut record) =
@@ -549,12 +664,32 @@ impl Plan {
     /// others still run. Each preset's image goes to the outputs (under its own `BIN:PRESET`
     /// unless a tag is set) and, when asked, its cold start is timed.
     pub async fn compare(&self, events: &Events) -> Result<Vec<(String, Comparison)>> {
-        let mut comparisons = Vec::with_capacity(self.bases.len());
-        for (index, (name, _)) in self.bases.iter().enumerate() {
-            if self.bases.len() > 1 {
-                events.emit(Event::BaseStarted { base: name.clone() });
+        let platforms: Vec<Option<Platform>> = match self.request.platforms.is_empty() {
+            true => vec![None],
+            false => self.request.platforms.iter().copied().map(Some).collect(),
+        };
+        let several = platforms.len() > 1;
+        let mut comparisons = Vec::with_capacity(self.bases.len() * platforms.len());
+        for (platform, (index, (base, _))) in platforms
+            .iter()
+            .flat_map(|p| self.bases.iter().enumerate().map(move |b| (*p, b)))
+        {
+            let name = match (platform, several) {
+                (Some(platform), true) if self.bases.len() > 1 => format!("{base} {platform}"),
+                (Some(platform), true) => platform.to_string(),
+                _ => base.clone(),
+            };
+            if let (Some(platform), true) = (platform, several) {
+                events.emit(Event::PlatformStarted {
+                    platform: platform.to_string(),
+                });
             }
-            let options = self.options(self.request.presets[0], index);
+            if self.bases.len() > 1 {
+                events.emit(Event::BaseStarted { base: base.clone() });
+            }
+            let mut options = self.options_for(self.request.presets[0], index, platform);
+            // Each platform's images under their own tags: BIN:PRESET-ARCH.
+            options.platform_in_tag = several;
             let comparison = compare(
                 &options,
                 &self.request.presets,
@@ -564,7 +699,7 @@ impl Plan {
                 events,
             )
             .await?;
-            comparisons.push((name.clone(), comparison));
+            comparisons.push((name, comparison));
         }
         Ok(comparisons)
     }

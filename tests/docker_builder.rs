@@ -359,7 +359,10 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
     let publisher = EnginePublisher { engine, mtime: 0 };
     let reference = "ruchy-image-test/rejected:x".parse().unwrap();
     let staged = publisher
-        .stage(&std::sync::Arc::new(image), &reference)
+        .stage(
+            &ruchy_image::oci::index::ImageOrIndex::Image(std::sync::Arc::new(image)),
+            &reference,
+        )
         .await
         .unwrap();
     let err = staged.commit().await.unwrap_err().to_string();

@@ -417,7 +417,7 @@ impl LambdaArgs {
         request.presets = vec![self.optimize];
         request.overrides = self.flags.to_lib()?;
         request.target = self.flags.target.clone();
-        request.platform = self.flags.platform;
+        request.platforms = self.flags.platform.clone();
         request.source_date_epoch = self.source_date_epoch;
         request.builder = match self.input.builder {
             None => BuilderChoice::Auto,
@@ -723,11 +723,20 @@ pub struct FlagArgs {
     #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
     pub target: Option<String>,
 
-    /// The platform to build for, linux/amd64 or linux/arm64 [default: the builder's]: its
-    /// static musl target when the builder has its std (a builder from `builder import-host`
-    /// on a machine with Debian's arm64 cross packages does), else its glibc one.
+    /// The platforms to build for, linux/amd64 and/or linux/arm64, comma-separated [default:
+    /// the builder's]. Each gets its static musl target when the builder has its std (a
+    /// builder from `builder import-host` on a machine with Debian's arm64 cross packages
+    /// does), else its glibc one. Several make one image each and an OCI image index over
+    /// them under the tag (layouts, registries); the engine and --output get one platform's
+    /// image (see --load-platform). `compare` reports each platform on its own.
+    #[arg(long, value_name = "OS/ARCH[,...]", value_delimiter = ',', value_parser = platform_parser, help_heading = "Flag overrides")]
+    pub platform: Vec<Platform>,
+
+    /// Of several platforms, the one the engine loads and --output's `docker load` part holds
+    /// (Docker 20.10 keeps one image per tag) [default: this machine's, when built; else the
+    /// first].
     #[arg(long, value_name = "OS/ARCH", value_parser = platform_parser, help_heading = "Flag overrides")]
-    pub platform: Option<Platform>,
+    pub load_platform: Option<Platform>,
 }
 
 /// The image's contents and config; shared by `build` and `compare`.
@@ -990,7 +999,8 @@ fn request(input: &InputArgs, flags: &FlagArgs, image: &ImageArgs) -> Result<Req
         presets: Vec::new(),
         overrides: flags.to_lib()?,
         target: flags.target.clone(),
-        platform: flags.platform,
+        platforms: flags.platform.clone(),
+        load_platform: flags.load_platform,
         image: image.to_lib()?,
         bases: vec![image.base.clone()],
         tag: None,

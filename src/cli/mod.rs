@@ -205,9 +205,53 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     request.compiler_output.color = Terminal::color();
     request.compiler_output.quiet = args.quiet;
     let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
-    let result = async { Plan::resolve(request, &events).await?.build(&events).await }.await;
+    let result = async {
+        let plan = Plan::resolve(request, &events).await?;
+        match plan.is_multi_platform() {
+            true => plan.build_index(&events).await.map(Built::Index),
+            false => plan.build(&events).await.map(|r| Built::Image(Box::new(r))),
+        }
+    }
+    .await;
     terminal.lock().expect("terminal").finish();
-    report_build(&args, &result?, &budgets)
+    match result? {
+        Built::Image(record) => report_build(&args, &record, &budgets),
+        Built::Index(record) => report_index(&args, &record, &budgets),
+    }
+}
+
+/// What a local build made.
+enum Built {
+    Image(Box<BuildRecord>),
+    Index(crate::metrics::IndexRecord),
+}
+
+/// A multi-platform build's record and summary; every platform's image is held to the
+/// budgets.
+fn report_index(
+    args: &BuildArgs,
+    record: &crate::metrics::IndexRecord,
+    budgets: &crate::budget::Budgets,
+) -> Result<(), Failure> {
+    if let Some(path) = &args.json {
+        write_json(path, record)?;
+    }
+    if !args.quiet {
+        let summary = render::index_summary(record);
+        match args.json.as_deref() == Some(Path::new("-")) {
+            true => eprint!("{summary}"),
+            false => print!("{summary}"),
+        }
+    }
+    let exceeded: Vec<_> = record
+        .platforms
+        .iter()
+        .flat_map(|r| budgets.check(r))
+        .collect();
+    if !exceeded.is_empty() {
+        return Err(Failure::OverBudget(exceeded));
+    }
+    Ok(())
 }
 
 /// `ruchy-image lambda`: the zip (and image), then what it made and how to deploy it.
@@ -311,7 +355,7 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
         Format::Csv => report::Format::Csv,
         Format::Json => report::Format::Json,
     };
-    let output = match args.bases.is_empty() {
+    let output = match comparisons.len() == 1 {
         true => report::presets(&comparisons[0].1, format)?,
         false => report::bases(&comparisons, format)?,
     };
@@ -507,7 +551,7 @@ fn to_json(what: &'static str, value: &impl serde::Serialize) -> Result<Vec<u8>,
     Ok(json)
 }
 
-fn write_json(path: &Path, record: &BuildRecord) -> Result<(), Error> {
+fn write_json(path: &Path, record: &impl serde::Serialize) -> Result<(), Error> {
     let json = to_json("the build metrics", record)?;
     if path == Path::new("-") {
         return print_stdout("the metrics", &json);

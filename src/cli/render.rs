@@ -147,6 +147,7 @@ impl Terminal {
             Event::Pull { image, status } => self.line(&format!("ℹ {image}: {status}")),
             Event::Step { message } => self.line(&format!("→ {message}...")),
             Event::BaseStarted { base } => self.line(&format!("→ on {base}")),
+            Event::PlatformStarted { platform } => self.line(&format!("→ for {platform}")),
             Event::PresetStarted {
                 index,
                 total,
@@ -369,6 +370,53 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         let _ = writeln!(
             s,
             "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
+        );
+    }
+    s
+}
+
+/// A multi-platform build: each platform's summary (without outputs), then the index and
+/// where it went.
+pub(crate) fn index_summary(record: &crate::metrics::IndexRecord) -> String {
+    let mut s = String::new();
+    for platform in &record.platforms {
+        let mut one = platform.clone();
+        one.outputs.clear();
+        let text = summary(&one);
+        // The "output none" hint belongs to the index below.
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("  output    none"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let _ = writeln!(s, "{text}");
+    }
+    let platforms: Vec<String> = record
+        .platforms
+        .iter()
+        .map(|r| format!("linux/{}", r.image.architecture))
+        .collect();
+    let _ = writeln!(
+        s,
+        "✓ Image index {} over {}",
+        record.reference,
+        platforms.join(", ")
+    );
+    let _ = writeln!(s, "  digest    {}", record.digest);
+    for out in &record.outputs {
+        let (kind, location) = (&out.kind, &out.location);
+        let loaded = &record.loaded_platform;
+        let note = match kind.as_str() {
+            "engine" => format!(" ({loaded} only)"),
+            "archive" => format!(" (docker load takes {loaded})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "  output    {kind:<10} {location}{note}");
+    }
+    if record.outputs.is_empty() {
+        let _ = writeln!(
+            s,
+            "  output    none (add --oci-layout DIR or --push REF to keep the index)"
         );
     }
     s

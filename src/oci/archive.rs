@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::image::Image;
+use super::index::ImageOrIndex;
 use super::ImageRef;
 use crate::error::{Error, Result};
 
@@ -18,15 +18,17 @@ struct DockerManifest<'a> {
     layers: Vec<String>,
 }
 
-/// Writes the archive for `image` to `out`. `layout_files` come from
-/// [`super::layout::files`]; the blobs are shared between both views of the archive.
+/// Writes the archive for `content` to `out`. `layout_files` come from
+/// [`super::layout::files`]; the blobs are shared between both views of the archive. Of an
+/// index, `manifest.json` names the image an engine loads: Docker 20.10 takes one per tag.
 pub fn write(
     out: impl Write,
-    image: &Image,
+    content: &ImageOrIndex,
     reference: &ImageRef,
     layout_files: &super::layout::Files<'_>,
     mtime: u64,
 ) -> Result<()> {
+    let image = content.loaded();
     let blob = |digest: &str| format!("blobs/{}", digest.replacen(':', "/", 1));
     let docker_manifest = serde_json::to_vec(&[DockerManifest {
         config: blob(&image.config.digest),

@@ -152,7 +152,7 @@ pub struct Blob {
 }
 
 impl Blob {
-    fn new(bytes: Vec<u8>) -> Blob {
+    pub(crate) fn new(bytes: Vec<u8>) -> Blob {
         Blob {
             digest: sha256_digest(&bytes),
             bytes,

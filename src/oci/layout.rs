@@ -7,15 +7,17 @@ use std::path::Path;
 
 use oci_spec::image::{ImageIndexBuilder, MediaType};
 
-use super::image::Image;
+use super::index::ImageOrIndex;
 use super::{canonical_json, ImageRef};
 use crate::error::{Error, Result};
 
 /// The files of a layout, as (relative path, bytes); blobs are borrowed from the image.
 pub type Files<'a> = Vec<(String, Cow<'a, [u8]>)>;
 
-/// The files of a layout holding one image, in a fixed order.
-pub fn files<'a>(image: &'a Image, reference: &ImageRef) -> Result<Files<'a>> {
+/// The files of a layout holding one image or one index (and its images), in a fixed
+/// order. An index is listed in `index.json` by its own descriptor, as buildx writes it, the
+/// form skopeo and containerd read.
+pub fn files<'a>(content: &'a ImageOrIndex, reference: &ImageRef) -> Result<Files<'a>> {
     let annotations: HashMap<String, String> = [
         (
             "org.opencontainers.image.ref.name".to_string(),
@@ -31,7 +33,7 @@ pub fn files<'a>(image: &'a Image, reference: &ImageRef) -> Result<Files<'a>> {
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
-        .manifests(vec![image.manifest_descriptor(annotations)])
+        .manifests(vec![content.descriptor(annotations)])
         .build()
         .expect("index has all required fields");
     let index = canonical_json(&index).map_err(|source| Error::Json {
@@ -45,20 +47,18 @@ pub fn files<'a>(image: &'a Image, reference: &ImageRef) -> Result<Files<'a>> {
             Cow::Borrowed(&br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
         ),
         ("index.json".to_string(), Cow::Owned(index)),
-        (
-            blob_path(&image.manifest.digest),
-            Cow::Borrowed(&image.manifest.bytes[..]),
-        ),
-        (
-            blob_path(&image.config.digest),
-            Cow::Borrowed(&image.config.bytes[..]),
-        ),
     ];
+    if let ImageOrIndex::Index(index) = content {
+        files.push((
+            blob_path(&index.blob.digest),
+            Cow::Borrowed(&index.blob.bytes[..]),
+        ));
+    }
     files.extend(
-        image
-            .layers
-            .iter()
-            .map(|l| (blob_path(&l.digest), Cow::Borrowed(&l.blob[..]))),
+        content
+            .blobs()
+            .into_iter()
+            .map(|(digest, bytes)| (blob_path(digest), Cow::Borrowed(bytes))),
     );
     Ok(files)
 }

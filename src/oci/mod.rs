@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod cache;
 pub mod image;
+pub mod index;
 pub mod layer;
 pub mod layout;
 pub mod referrer;

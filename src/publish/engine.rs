@@ -1,14 +1,12 @@
 //! The engine output: `--tag` with an engine present loads the image (our archive, through
 //! the engine API), then reads it back and checks the engine sees what we built.
 
-use std::sync::Arc;
-
 use super::{Publisher, Staged};
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::fsutil::blocking;
 use crate::metrics::{EngineView, Published};
-use crate::oci::image::Image;
+use crate::oci::index::ImageOrIndex;
 use crate::oci::{archive, layout, ImageRef};
 
 /// Loads images into a Docker engine.
@@ -33,13 +31,16 @@ impl Publisher for EnginePublisher {
         Ok(())
     }
 
-    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+    async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        // The engine (20.10) holds one image per tag: of an index, the loaded platform's.
+        let image = content.loaded().clone();
         let bytes = {
             let (image, reference, mtime) = (image.clone(), reference.clone(), self.mtime);
             blocking(move || {
                 let mut bytes = Vec::with_capacity(image.compressed_size() as usize + 16 * 1024);
-                let files = layout::files(&image, &reference)?;
-                archive::write(&mut bytes, &image, &reference, &files, mtime)?;
+                let one = ImageOrIndex::Image(image);
+                let files = layout::files(&one, &reference)?;
+                archive::write(&mut bytes, &one, &reference, &files, mtime)?;
                 Ok::<_, Error>(bytes)
             })
             .await?

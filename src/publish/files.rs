@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::{Publisher, Staged};
 use crate::error::{Error, Result};
@@ -11,7 +10,7 @@ use crate::fsutil::{
     writable_ancestor, write_file_atomically,
 };
 use crate::metrics::Published;
-use crate::oci::image::Image;
+use crate::oci::index::ImageOrIndex;
 use crate::oci::referrer::Referrer;
 use crate::oci::{archive, layout, ImageRef};
 
@@ -186,18 +185,22 @@ impl Publisher for OciLayoutPublisher {
         .await
     }
 
-    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        let (this, image, reference) = (self.clone(), image.clone(), reference.clone());
-        blocking(move || this.write_staged(&image, &reference)).await
+    async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let (this, content, reference) = (self.clone(), content.clone(), reference.clone());
+        blocking(move || this.write_staged(&content, &reference)).await
     }
 }
 
 impl OciLayoutPublisher {
     /// A new layout, written whole into a temp dir beside the destination; or, into an
     /// existing layout (a store of many images), our blobs and a merged index.
-    fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+    fn write_staged(
+        &self,
+        content: &ImageOrIndex,
+        reference: &ImageRef,
+    ) -> Result<Box<dyn Staged>> {
         self.check_destination()?;
-        let files = layout::files(image, reference)?;
+        let files = layout::files(content, reference)?;
         let dest =
             std::path::absolute(&self.dir).map_err(Error::io("resolving the layout path"))?;
         if dest.join("oci-layout").is_file() {
@@ -290,19 +293,23 @@ impl Publisher for ArchivePublisher {
         check_writable(Self::WHAT, &self.file)
     }
 
-    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>> {
-        let (this, image, reference) = (self.clone(), image.clone(), reference.clone());
-        blocking(move || this.write_staged(&image, &reference)).await
+    async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        let (this, content, reference) = (self.clone(), content.clone(), reference.clone());
+        blocking(move || this.write_staged(&content, &reference)).await
     }
 }
 
 impl ArchivePublisher {
     /// The archive, written whole into a temp file beside the destination.
-    fn write_staged(&self, image: &Image, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+    fn write_staged(
+        &self,
+        content: &ImageOrIndex,
+        reference: &ImageRef,
+    ) -> Result<Box<dyn Staged>> {
         let mut temp = temp_file_for(Self::WHAT, "archive", &self.file)?;
-        let files = layout::files(image, reference)?;
+        let files = layout::files(content, reference)?;
         let mut out = std::io::BufWriter::new(temp.as_file_mut());
-        archive::write(&mut out, image, reference, &files, self.mtime)?;
+        archive::write(&mut out, content, reference, &files, self.mtime)?;
         out.flush()
             .map_err(Error::io("writing the image archive"))?;
         drop(out);

@@ -15,12 +15,10 @@ pub use registry::{
     auth_for, client_for, parse_reference, push_error, RegistryOptions, RegistryPublisher,
 };
 
-use std::sync::Arc;
-
 use crate::error::Result;
 use crate::event::{Event, Events};
 use crate::metrics::{Published, PushStats};
-use crate::oci::image::Image;
+use crate::oci::index::ImageOrIndex;
 use crate::oci::referrer::Referrer;
 use crate::oci::ImageRef;
 
@@ -41,8 +39,8 @@ pub trait Publisher: Send + Sync {
     /// fail at its last step.
     fn preflight(&self) -> Result<()>;
 
-    /// Writes the image where it is not yet visible.
-    async fn stage(&self, image: &Arc<Image>, reference: &ImageRef) -> Result<Box<dyn Staged>>;
+    /// Writes the image (or index) where it is not yet visible.
+    async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>>;
 
     /// Whether this output can hold referrers (layouts and registries can).
     fn holds_referrers(&self) -> bool {
@@ -68,18 +66,18 @@ pub async fn attach_all(
     Ok(attached)
 }
 
-/// Stages the image in every publisher, then commits them all in order, reporting each
+/// Stages the image (or index) in every publisher, then commits them all in order, reporting each
 /// commit's start and end. If any stage fails, nothing is committed and every staged output
 /// is removed.
 pub async fn publish_all(
     publishers: &[Box<dyn Publisher>],
-    image: &Arc<Image>,
+    content: &ImageOrIndex,
     reference: &ImageRef,
     events: &Events,
 ) -> Result<Vec<Published>> {
     let mut staged = Vec::with_capacity(publishers.len());
     for publisher in publishers {
-        staged.push(publisher.stage(image, reference).await?);
+        staged.push(publisher.stage(content, reference).await?);
     }
     let mut published = Vec::with_capacity(staged.len());
     for output in staged {

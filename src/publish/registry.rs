@@ -4,8 +4,6 @@
 //! that fails leaves no tag. The manifest goes up as the bytes we built, so the pushed digest
 //! is the built one.
 
-use std::sync::Arc;
-
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -13,7 +11,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use super::{Published, PushStats, Staged};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::oci::image::Image;
+use crate::oci::index::ImageOrIndex;
 use crate::oci::referrer::{Referrer, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::oci::ImageRef;
 
@@ -240,7 +238,7 @@ impl super::Publisher for RegistryPublisher {
         }))
     }
 
-    async fn stage(&self, image: &Arc<Image>, name: &ImageRef) -> Result<Box<dyn Staged>> {
+    async fn stage(&self, content: &ImageOrIndex, name: &ImageRef) -> Result<Box<dyn Staged>> {
         let given = parse_reference(&self.reference)?;
         let reference = match self.tag_per_image {
             true => parse_reference(&format!(
@@ -262,14 +260,16 @@ impl super::Publisher for RegistryPublisher {
             .auth(&reference, &auth, RegistryOperation::Push)
             .await
             .map_err(&fail)?;
-        let mut blobs: Vec<(&str, &[u8])> = image
-            .layers
+        // Every image's layers and config; the manifests are pushed after their blobs.
+        let manifests: Vec<&str> = content
+            .images()
             .iter()
-            .map(|l| (l.digest.as_str(), l.blob.as_slice()))
+            .map(|i| i.manifest.digest.as_str())
             .collect();
-        blobs.push((image.config.digest.as_str(), image.config.bytes.as_slice()));
+        let blobs = content.blobs();
         let mut stats = PushStats::default();
-        for (digest, bytes) in blobs {
+        for (digest, bytes) in blobs.iter().filter(|(d, _)| !manifests.contains(d)) {
+            let (digest, bytes) = (*digest, *bytes);
             if client
                 .blob_exists(&reference, digest)
                 .await
@@ -300,11 +300,25 @@ impl super::Publisher for RegistryPublisher {
             stats.uploaded_blobs += 1;
             stats.uploaded_bytes += bytes.len() as u64;
         }
+        // An index's images go up by digest now (no tag names them); the tag on commit.
+        if let ImageOrIndex::Index(index) = content {
+            for image in &index.images {
+                client
+                    .push_manifest_raw(
+                        &reference.clone_with_digest(image.manifest.digest.clone()),
+                        image.manifest.bytes.clone(),
+                        http::HeaderValue::from_static(MANIFEST_MEDIA_TYPE),
+                    )
+                    .await
+                    .map_err(&fail)?;
+            }
+        }
         Ok(Box::new(StagedPush {
             client,
             reference,
-            manifest: image.manifest.bytes.clone(),
-            digest: image.manifest.digest.clone(),
+            manifest: content.root().bytes.clone(),
+            digest: content.root().digest.clone(),
+            media_type: content.media_type(),
             user,
             auth,
             stats,
@@ -318,6 +332,7 @@ struct StagedPush {
     reference: Reference,
     manifest: Vec<u8>,
     digest: String,
+    media_type: &'static str,
     user: Option<String>,
     auth: RegistryAuth,
     stats: PushStats,
@@ -331,8 +346,7 @@ impl Staged for StagedPush {
 
     async fn commit(self: Box<Self>) -> Result<Published> {
         let fail = push_error(&self.reference, self.user.clone());
-        let content_type =
-            http::HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json");
+        let content_type = http::HeaderValue::from_static(self.media_type);
         self.client
             .push_manifest_raw(&self.reference, self.manifest.clone(), content_type)
             .await
@@ -341,11 +355,7 @@ impl Staged for StagedPush {
         let pushed = self.reference.clone_with_digest(self.digest.clone());
         let (_, stored) = self
             .client
-            .pull_manifest_raw(
-                &pushed,
-                &self.auth,
-                &["application/vnd.oci.image.manifest.v1+json"],
-            )
+            .pull_manifest_raw(&pushed, &self.auth, &[self.media_type])
             .await
             .map_err(&fail)?;
         if stored != self.digest {

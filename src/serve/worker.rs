@@ -138,6 +138,7 @@ fn line(event: &Event) -> Option<String> {
         Event::Note { message } => format!("ℹ {message}"),
         Event::Warning { message } => format!("warning: {message}"),
         Event::BaseStarted { base } => format!("→ base {base}"),
+        Event::PlatformStarted { platform } => format!("→ platform {platform}"),
         Event::PresetStarted {
             index,
             total,
