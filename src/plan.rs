@@ -674,8 +674,8 @@ impl Plan {
             .iter()
             .flat_map(|p| self.bases.iter().enumerate().map(move |b| (*p, b)))
         {
+            // Several platforms are built FROM scratch only (see check_platforms).
             let name = match (platform, several) {
-                (Some(platform), true) if self.bases.len() > 1 => format!("{base} {platform}"),
                 (Some(platform), true) => platform.to_string(),
                 _ => base.clone(),
             };

@@ -6,6 +6,7 @@
 mod common;
 mod guards;
 mod lambda_api;
+mod registries;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use common::*;
 use guards::{builder_image, Images};
 use lambda_api::{Emulator, Outcome};
+use registries::start_registry;
 
 /// The ELF machine of a file, as `file` names it.
 fn machine(path: &str) -> String {
@@ -81,6 +83,221 @@ fn an_arm64_image_from_the_builder_runs_under_qemu() {
         "{}",
         run.stdout
     );
+}
+
+/// sha256 of `bytes`, as OCI writes digests.
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// The (architecture, manifest digest) pairs an image index lists.
+fn platforms_of(index: &serde_json::Value) -> Vec<(String, String)> {
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index: {index}"))
+        .iter()
+        .map(|m| {
+            assert_eq!(m["platform"]["os"], "linux", "{m}");
+            let arch = m["platform"]["architecture"].as_str().unwrap().to_string();
+            (arch, m["digest"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
+    let builder = builder_image();
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let dir = tempfile::tempdir().unwrap();
+    let id = std::process::id();
+    let tag = format!("ruchy-image-test/multi:{id}");
+    let pushed = format!("{}/ruchy-image-test/multi:{id}", registry.address);
+    let _images = Images(vec![tag.clone(), pushed.clone()]);
+    let (layout, archive) = (dir.path().join("layout"), dir.path().join("multi.tar"));
+    let fib = example("fibonacci.rs");
+    let build = |platforms: &str, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            fib.to_str().unwrap(),
+            "-O",
+            "size",
+            "--platform",
+            platforms,
+            "--builder",
+            "docker",
+            "--builder-image",
+            &builder,
+            "--json",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        ruchy_image(&args).ok().metrics()
+    };
+    let record = build(
+        "linux/amd64,linux/arm64",
+        &[
+            "--tag",
+            &tag,
+            "--oci-layout",
+            layout.to_str().unwrap(),
+            "--output",
+            archive.to_str().unwrap(),
+            "--push",
+            &pushed,
+        ],
+    );
+    // One record per platform, each binary for its machine.
+    let built: Vec<(String, String)> = record["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let arch = r["image"]["architecture"].as_str().unwrap().to_string();
+            let machine = machine(r["binary_path"].as_str().unwrap());
+            let expected = match arch.as_str() {
+                "amd64" => "x86-64",
+                _ => "ARM aarch64",
+            };
+            assert!(machine.contains(expected), "{arch}: {machine}");
+            (arch, r["image"]["digest"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(built[0].0, "amd64");
+    assert_eq!(built[1].0, "arm64");
+    assert_eq!(
+        record["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(record["loaded_platform"], "linux/amd64");
+    let index_digest = record["digest"].as_str().unwrap();
+
+    // The layout: skopeo reads the index with both platforms, and each platform's image.
+    let oci = format!("oci:{}:{id}", layout.display());
+    let raw = tool("skopeo", &["inspect", "--raw", &oci]).ok().stdout;
+    assert_eq!(digest(raw.as_bytes()), index_digest);
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(platforms_of(&index), built);
+    let arm = tool(
+        "skopeo",
+        &["--override-arch", "arm64", "inspect", "--config", &oci],
+    )
+    .ok()
+    .stdout;
+    let arm: serde_json::Value = serde_json::from_str(&arm).unwrap();
+    assert_eq!(arm["architecture"], "arm64", "{arm}");
+
+    // The registry holds the same index under the tag, as docker's own client reads it.
+    let docker_ref = format!("docker://{pushed}");
+    let raw = tool(
+        "skopeo",
+        &["inspect", "--tls-verify=false", "--raw", &docker_ref],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(digest(raw.as_bytes()), index_digest);
+    let manifest = tool("docker", &["manifest", "inspect", "--insecure", &pushed])
+        .ok()
+        .stdout;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(platforms_of(&manifest), built);
+    // The engine pulls the arm64 image of the index and runs it under qemu.
+    tool(
+        "docker",
+        &["pull", "-q", "--platform", "linux/arm64", &pushed],
+    )
+    .ok();
+    let run = tool(
+        "docker",
+        &["run", "--rm", "--platform", "linux/arm64", &pushed],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("fibonacci(30) = 832040"),
+        "{}",
+        run.stdout
+    );
+
+    // The engine load and the archive's docker part hold this machine's platform.
+    let loaded = tool(
+        "docker",
+        &["image", "inspect", "--format", "{{.Architecture}}", &tag],
+    )
+    .ok();
+    assert_eq!(loaded.stdout.trim(), "amd64");
+    let docker_manifest = tool("tar", &["-xOf", archive.to_str().unwrap(), "manifest.json"])
+        .ok()
+        .stdout;
+    let amd64_manifest: serde_json::Value = serde_json::from_str(
+        &tool(
+            "tar",
+            &[
+                "-xOf",
+                archive.to_str().unwrap(),
+                &format!("blobs/sha256/{}", built[0].1.trim_start_matches("sha256:")),
+            ],
+        )
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    let config = amd64_manifest["config"]["digest"].as_str().unwrap();
+    assert!(
+        docker_manifest.contains(&config.replacen(':', "/", 1)),
+        "{docker_manifest}"
+    );
+
+    // The other order, the other load platform: the same index, byte for byte.
+    let again = build(
+        "linux/arm64,linux/amd64",
+        &["--no-load", "--load-platform", "linux/arm64"],
+    );
+    assert_eq!(again["digest"], record["digest"]);
+    assert_eq!(again["loaded_platform"], "linux/arm64");
+}
+
+#[test]
+fn compare_reports_each_platform_with_its_own_images() {
+    let builder = builder_image();
+    let dir = tempfile::tempdir().unwrap();
+    // A name of the test's own: compare loads BIN:PRESET-ARCH into the engine.
+    let bin = format!("fib-platforms-{}", std::process::id());
+    let source = dir.path().join(format!("{bin}.rs"));
+    std::fs::copy(example("fibonacci.rs"), &source).unwrap();
+    let _images = Images(vec![
+        format!("{bin}:size-amd64"),
+        format!("{bin}:size-arm64"),
+    ]);
+    let run = ruchy_image([
+        "compare",
+        source.to_str().unwrap(),
+        "--presets",
+        "size",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--builder",
+        "docker",
+        "--builder-image",
+        &builder,
+        "--cold-start-runs",
+        "2",
+        "--format",
+        "json",
+    ])
+    .ok();
+    let report = run.metrics();
+    let parts = report.as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{report}");
+    for (part, arch) in parts.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(part["platform"], format!("linux/{arch}"));
+        let result = &part["comparison"]["results"][0];
+        assert_eq!(result["image"]["architecture"], arch, "{result}");
+        assert_eq!(result["image"]["reference"], format!("{bin}:size-{arch}"));
+        assert!(
+            result["cold_start"]["median_ms"].as_f64().unwrap() > 0.0,
+            "{result}"
+        );
+    }
 }
 
 #[test]
@@ -174,6 +391,45 @@ fn what_a_platform_cannot_be_is_refused() {
         2,
         "--platform linux/arm64 builds for aarch64-* targets",
     );
+    fails(
+        &[fib, "--platform", "linux/arm64,linux/arm64"],
+        2,
+        "linux/arm64 is listed twice",
+    );
+    fails(
+        &[
+            fib,
+            "--platform",
+            "linux/amd64",
+            "--load-platform",
+            "linux/arm64",
+        ],
+        2,
+        "--load-platform linux/arm64 is not one of them",
+    );
+    let both = "linux/amd64,linux/arm64";
+    fails(
+        &[
+            fib,
+            "--platform",
+            both,
+            "--target",
+            "x86_64-unknown-linux-musl",
+        ],
+        2,
+        "--target names one architecture",
+    );
+    let sbom = dir.path().join("sbom.json");
+    fails(
+        &[fib, "--platform", both, "--sbom", sbom.to_str().unwrap()],
+        2,
+        "an SBOM describes one binary",
+    );
+    fails(
+        &[fib, "--platform", both, "--base", "oci:/nonexistent"],
+        2,
+        "a base is one platform's image",
+    );
     // A prebuilt binary must be for the platform asked for.
     let busybox = dir.path().join("busybox");
     std::fs::copy("/bin/busybox", &busybox).unwrap();
@@ -182,6 +438,30 @@ fn what_a_platform_cannot_be_is_refused() {
         2,
         "is a Linux amd64 executable, and --platform is linux/arm64",
     );
+    fails(
+        &[busybox.to_str().unwrap(), "--platform", both],
+        2,
+        "a prebuilt binary is for one platform",
+    );
+    // One zip is one architecture.
+    let zip = dir.path().join("function.zip");
+    let hello = repo().join("examples/lambda/hello.rs");
+    let run = ruchy_image([
+        "lambda",
+        hello.to_str().unwrap(),
+        "--platform",
+        both,
+        "-o",
+        zip.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a Lambda function runs on one architecture"),
+        "{}",
+        run.stderr
+    );
+    assert!(!zip.exists());
 }
 
 #[test]

@@ -355,9 +355,10 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
         Format::Csv => report::Format::Csv,
         Format::Json => report::Format::Json,
     };
-    let output = match comparisons.len() == 1 {
-        true => report::presets(&comparisons[0].1, format)?,
-        false => report::bases(&comparisons, format)?,
+    let output = match (args.bases.is_empty(), args.flags.platform.len() > 1) {
+        (_, true) => report::platforms(&comparisons, format)?,
+        (true, false) => report::presets(&comparisons[0].1, format)?,
+        (false, false) => report::bases(&comparisons, format)?,
     };
     print_stdout("the comparison", output.as_bytes())?;
     if let Some(chart) = &args.chart {

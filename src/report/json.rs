@@ -75,6 +75,23 @@ pub fn bases(bases: &[(String, Comparison)]) -> Result<String> {
     pretty(&parts)
 }
 
+/// `[{"platform", "comparison": <the presets document>}]`.
+pub fn platforms(platforms: &[(String, Comparison)]) -> Result<String> {
+    #[derive(Serialize)]
+    struct OnPlatform<'a> {
+        platform: &'a str,
+        comparison: Report<'a>,
+    }
+    let parts: Vec<OnPlatform> = platforms
+        .iter()
+        .map(|(platform, comparison)| OnPlatform {
+            platform,
+            comparison: Report::of(comparison),
+        })
+        .collect();
+    pretty(&parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

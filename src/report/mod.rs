@@ -36,6 +36,38 @@ pub fn presets(comparison: &Comparison, format: Format) -> Result<String> {
     })
 }
 
+/// Comparisons on several platforms (`compare --platform linux/amd64,linux/arm64`), in
+/// `format`: each platform's presets report under its name (tables), one JSON document
+/// `[{"platform", "comparison"}]`, or the presets CSV with the platform first on each line.
+pub fn platforms(platforms: &[(String, Comparison)], format: Format) -> Result<String> {
+    if format == Format::Json {
+        return json::platforms(platforms);
+    }
+    let mut out = String::new();
+    for (i, (platform, comparison)) in platforms.iter().enumerate() {
+        let report = presets(comparison, format)?;
+        match format {
+            Format::Csv => {
+                for (n, line) in report.lines().enumerate() {
+                    match n {
+                        0 if i > 0 => continue,
+                        0 => out += &format!("platform,{line}\n"),
+                        _ => out += &format!("{platform},{line}\n"),
+                    }
+                }
+            }
+            Format::Markdown => {
+                out += &format!(
+                    "{}### {platform}\n\n{report}",
+                    ["", "\n"][usize::from(i > 0)]
+                )
+            }
+            _ => out += &format!("{}{platform}\n{report}", ["", "\n"][usize::from(i > 0)]),
+        }
+    }
+    Ok(out)
+}
+
 /// Comparisons on several bases (`compare --bases`), in `format`: every preset on every base,
 /// in the chapter's "Docker Size Comparison" shape, with the base's share and ours.
 pub fn bases(bases: &[(String, Comparison)], format: Format) -> Result<String> {
@@ -171,4 +203,31 @@ pub(crate) fn base_rows(bases: &[(String, Comparison)], human: bool) -> Vec<Vec<
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::sample_comparison;
+
+    #[test]
+    fn platforms_each_get_their_presets_report() {
+        let both = [
+            ("linux/amd64".to_string(), sample_comparison()),
+            ("linux/arm64".to_string(), sample_comparison()),
+        ];
+        let csv = platforms(&both, Format::Csv).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("platform,preset,status,"), "{csv}");
+        assert_eq!(lines.len(), 9, "{csv}");
+        assert!(lines[1].starts_with("linux/amd64,none,ok,"), "{csv}");
+        assert!(lines[5].starts_with("linux/arm64,none,ok,"), "{csv}");
+        let table = platforms(&both, Format::Markdown).unwrap();
+        assert!(table.starts_with("### linux/amd64\n\n| Preset"), "{table}");
+        assert!(table.contains("\n### linux/arm64\n"), "{table}");
+        let json: serde_json::Value =
+            serde_json::from_str(&platforms(&both, Format::Json).unwrap()).unwrap();
+        assert_eq!(json[1]["platform"], "linux/arm64");
+        assert_eq!(json[1]["comparison"]["baseline"], "none");
+    }
 }
