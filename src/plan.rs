@@ -216,7 +216,7 @@ impl Request {
                 });
             }
         }
-        self.check_platforms()?;
+        self.validate_platforms()?;
         if let (Some(target), &[platform]) = (&self.target, self.platforms.as_slice()) {
             if Platform::of_target(target) != Some(platform) {
                 return Err(Error::InvalidInput {
@@ -284,8 +284,8 @@ impl Request {
     }
 
     /// Several platforms make one image each and an index over them: what names one
-    /// architecture, or holds one image, cannot apply.
-    fn check_platforms(&self) -> Result<()> {
+    /// architecture, or holds one image, cannot apply. (Part of [`Request::validate`].)
+    pub fn validate_platforms(&self) -> Result<()> {
         let listed = || {
             let names: Vec<String> = self.platforms.iter().map(|p| p.to_string()).collect();
             names.join(",")
@@ -674,7 +674,7 @@ impl Plan {
             .iter()
             .flat_map(|p| self.bases.iter().enumerate().map(move |b| (*p, b)))
         {
-            // Several platforms are built FROM scratch only (see check_platforms).
+            // Several platforms are built FROM scratch only (see validate_platforms).
             let name = match (platform, several) {
                 (Some(platform), true) => platform.to_string(),
                 _ => base.clone(),

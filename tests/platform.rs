@@ -7,6 +7,7 @@ mod common;
 mod guards;
 mod lambda_api;
 mod registries;
+mod service;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -254,6 +255,62 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
     );
     assert_eq!(again["digest"], record["digest"]);
     assert_eq!(again["loaded_platform"], "linux/arm64");
+}
+
+#[test]
+fn the_server_builds_an_index_and_the_cli_writes_it_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = service::data_dir(dir.path());
+    let server = service::start(&data, &[]);
+    let token = service::token_file(&data);
+    let layout = dir.path().join("layout");
+    let fib = example("fibonacci.rs");
+    let record = ruchy_image([
+        "build",
+        fib.to_str().unwrap(),
+        "-O",
+        "size",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--server",
+        &server.url,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--oci-layout",
+        layout.to_str().unwrap(),
+        "--json",
+        "-",
+    ])
+    .ok()
+    .metrics();
+    let archs: Vec<&str> = record["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["image"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"], "{record}");
+    assert_eq!(record["outputs"][0]["kind"], "oci-layout");
+    let oci = format!("oci:{}:size", layout.display());
+    let raw = tool("skopeo", &["inspect", "--raw", &oci]).ok().stdout;
+    assert_eq!(digest(raw.as_bytes()), record["digest"].as_str().unwrap());
+    // The server compares one platform at a time.
+    let run = ruchy_image([
+        "compare",
+        fib.to_str().unwrap(),
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--server",
+        &server.url,
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("compares one platform at a time"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -190,8 +190,8 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     if let Some(server) = args.service.server.clone() {
         let budgets = args.budget.to_lib()?;
-        let record = remote::build(&args, &server, args.quiet).await?;
-        return report_build(&args, &record, &budgets);
+        let built = remote::build(&args, &server, args.quiet).await?;
+        return report(&args, built, &budgets);
     }
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
@@ -214,9 +214,13 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     }
     .await;
     terminal.lock().expect("terminal").finish();
-    match result? {
-        Built::Image(record) => report_build(&args, &record, &budgets),
-        Built::Index(record) => report_index(&args, &record, &budgets),
+    report(&args, result?, &budgets)
+}
+
+fn report(args: &BuildArgs, built: Built, budgets: &crate::budget::Budgets) -> Result<(), Failure> {
+    match built {
+        Built::Image(record) => report_build(args, &record, budgets),
+        Built::Index(record) => report_index(args, &record, budgets),
     }
 }
 

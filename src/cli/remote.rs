@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use super::args::{BuildArgs, CompareArgs, FlagArgs, ImageArgs, InputArgs};
 use crate::compare::{Comparison, Outcome};
 use crate::error::Error;
-use crate::metrics::{BuildRecord, Published};
+use crate::metrics::{BuildRecord, IndexRecord, Published};
 use crate::preset::Preset;
 
 /// A server and how to talk to it.
@@ -137,6 +137,12 @@ fn query(
     );
     add("tag", tag.cloned());
     add("target", flags.target.clone());
+    let platforms: Vec<String> = flags.platform.iter().map(|p| p.to_string()).collect();
+    add(
+        "platform",
+        Some(platforms.join(",")).filter(|p| !p.is_empty()),
+    );
+    add("load_platform", flags.load_platform.map(|p| p.to_string()));
     add("opt_level", flags.opt_level.clone());
     add("lto", flags.lto.map(|l| format!("{l:?}").to_lowercase()));
     add("codegen_units", flags.codegen_units.map(|n| n.to_string()));
@@ -245,12 +251,13 @@ async fn run_remote(
     Ok((id, record))
 }
 
-/// Runs the build on the server; the record, with the outputs written here.
+/// Runs the build on the server; the record (an index's for several platforms), with the
+/// outputs written here.
 pub(super) async fn build(
     args: &BuildArgs,
     server: &str,
     quiet: bool,
-) -> Result<BuildRecord, Error> {
+) -> Result<super::Built, Error> {
     let server = Server::new(server, args.service.token_file.as_deref())?;
     let query = query(
         &args.input,
@@ -271,13 +278,24 @@ pub(super) async fn build(
             ),
         });
     }
-    let mut result: BuildRecord =
-        serde_json::from_value(record["results"][0].clone()).map_err(|source| Error::Json {
-            what: "the server's build record",
-            source,
-        })?;
-    result.outputs = fetch_outputs(&server, &id, args).await?;
-    Ok(result)
+    let result = record["results"][0].clone();
+    let wrong = |source| Error::Json {
+        what: "the server's build record",
+        source,
+    };
+    let outputs = fetch_outputs(&server, &id, args).await?;
+    Ok(match args.flags.platform.len() > 1 {
+        true => {
+            let mut index: IndexRecord = serde_json::from_value(result).map_err(wrong)?;
+            index.outputs = outputs;
+            super::Built::Index(index)
+        }
+        false => {
+            let mut one: BuildRecord = serde_json::from_value(result).map_err(wrong)?;
+            one.outputs = outputs;
+            super::Built::Image(Box::new(one))
+        }
+    })
 }
 
 /// Runs the comparison on the server: one build with every preset.
@@ -287,6 +305,13 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
             what: "option with --server",
             value: "--bases".into(),
             reason: "the server builds on one base; compare bases locally".into(),
+        });
+    }
+    if args.flags.platform.len() > 1 {
+        return Err(Error::InvalidInput {
+            what: "option with --server",
+            value: "--platform".into(),
+            reason: "the server compares one platform at a time; compare several locally, or one --platform per run".into(),
         });
     }
     let server = Server::new(server, args.service.token_file.as_deref())?;

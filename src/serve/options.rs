@@ -28,6 +28,12 @@ pub struct Options {
     /// Target triple.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Platforms (`linux/amd64,linux/arm64`): several make an image index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platform: Vec<String>,
+    /// Of several platforms, the one the image archive's `docker load` part holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_platform: Option<String>,
     /// Registry references to push to, with the service's own credentials (repeatable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub push: Vec<String>,
@@ -45,6 +51,8 @@ pub const PARAMETERS: &[&str] = &[
     "base",
     "tag",
     "target",
+    "platform",
+    "load_platform",
     "opt_level",
     "lto",
     "codegen_units",
@@ -82,6 +90,13 @@ impl Options {
                 "base" => options.base = Some(value.clone()),
                 "tag" => options.tag = Some(value.clone()),
                 "target" => options.target = Some(value.clone()),
+                "platform" => options.platform.extend(
+                    value
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string),
+                ),
+                "load_platform" => options.load_platform = Some(value.clone()),
                 "push" => {
                     crate::publish::parse_reference(value).map_err(|e| e.to_string())?;
                     options.push.push(value.clone());
@@ -178,6 +193,14 @@ impl Options {
         request.source.bin = self.bin.clone();
         request.source.cache_dir = cache_dir.to_path_buf();
         request.target = self.target.clone();
+        let platform = |p: &String| p.parse().map_err(|e: crate::Error| e.to_string());
+        request.platforms = self
+            .platform
+            .iter()
+            .map(platform)
+            .collect::<Result<_, _>>()?;
+        request.load_platform = self.load_platform.as_ref().map(platform).transpose()?;
+        request.validate_platforms().map_err(|e| e.to_string())?;
         if let Some(base) = &self.base {
             // A base comes from the builder's engine: a path would read the server's files.
             let base: BaseRef = base.parse().map_err(|e: crate::Error| e.to_string())?;
@@ -241,6 +264,25 @@ mod tests {
             unknown.starts_with("unknown parameter `colour`"),
             "{unknown}"
         );
+        let both = Options::from_query(&query(&[
+            ("platform", "linux/arm64,linux/amd64"),
+            ("load_platform", "linux/arm64"),
+        ]))
+        .unwrap();
+        let request = both.request(Path::new("app.rs"), Path::new("/c")).unwrap();
+        assert_eq!(request.platforms.len(), 2);
+        assert_eq!(
+            serde_json::from_value::<Options>(serde_json::to_value(&both).unwrap()).unwrap(),
+            both
+        );
+        let s390x = Options::from_query(&query(&[("platform", "linux/s390x")])).unwrap_err();
+        assert!(
+            s390x.contains("expected linux/amd64 or linux/arm64"),
+            "{s390x}"
+        );
+        let twice =
+            Options::from_query(&query(&[("platform", "linux/arm64,linux/arm64")])).unwrap_err();
+        assert!(twice.contains("listed twice"), "{twice}");
         let path = Options::from_query(&query(&[("base", "oci:/etc")])).unwrap_err();
         assert!(
             path.contains("scratch, an image in its engine or docker://REF"),

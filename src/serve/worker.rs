@@ -372,7 +372,13 @@ async fn run_presets(
                 request.builder = crate::plan::BuilderChoice::Local;
             }
             let plan = Plan::resolve(request, &events).await?;
-            plan.build(&events).await
+            match plan.is_multi_platform() {
+                true => plan
+                    .build_index(&events)
+                    .await
+                    .map(|r| serde_json::to_value(&r)),
+                false => plan.build(&events).await.map(|r| serde_json::to_value(&r)),
+            }
         }
         .await;
         match built {
@@ -380,9 +386,7 @@ async fn run_presets(
                 Ok(digest) => {
                     let mut outcome = outcome.lock().expect("outcome");
                     outcome.images.insert(preset.name().to_string(), digest);
-                    outcome
-                        .results
-                        .push(serde_json::to_value(&record).unwrap_or_default());
+                    outcome.results.push(record.unwrap_or_default());
                 }
                 Err(e) => {
                     fail(e.to_string(), Some("publish".into()));
