@@ -141,7 +141,7 @@ fn legacy_df_volumes(api_version: &str) -> Vec<serde_json::Value> {
     let Some(socket) = host.strip_prefix("unix://") else {
         return Vec::new();
     };
-    let answer = (|| -> std::io::Result<Vec<u8>> {
+    let ask = || -> std::io::Result<Vec<u8>> {
         let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
         write!(
@@ -151,15 +151,24 @@ fn legacy_df_volumes(api_version: &str) -> Vec<serde_json::Value> {
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer)?;
         Ok(answer)
-    })()
-    .unwrap_or_default();
-    let body = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| &answer[at + 4..])
-        .unwrap_or_default();
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|df| df.get("Volumes")?.as_array().cloned())
-        .unwrap_or_default()
+    };
+    // The engine runs one disk-usage query at a time and refuses others meanwhile ("a disk
+    // usage operation is already running"): wait for our turn, up to 15 s.
+    for _ in 0..30 {
+        let answer = ask().unwrap_or_default();
+        let body = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| &answer[at + 4..])
+            .unwrap_or_default();
+        let busy = String::from_utf8_lossy(body).contains("already running");
+        if !busy {
+            return serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|df| df.get("Volumes")?.as_array().cloned())
+                .unwrap_or_default();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Vec::new()
 }

@@ -228,6 +228,11 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     let glibc_only = "ruchy-image-test/builder:glibc-only";
     let mismatched = "ruchy-image-test/builder:mismatched-std";
     let _images = Images(vec![glibc_only.into(), mismatched.into()]);
+    // The target volumes their builds make.
+    let _volumes = [
+        Volumes(format!("target for {glibc_only}")),
+        Volumes(format!("target for {mismatched}")),
+    ];
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
     let layout_arg = layout.to_str().unwrap();
