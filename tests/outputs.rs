@@ -259,6 +259,11 @@ fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refu
     let layout = dir.path().join("layout");
     let fib = example("fibonacci.rs");
     let fib = fib.to_str().unwrap();
+    // One build, two outputs: the layout for skopeo and our base reader, the archive for
+    // containerd.
+    let archive = dir.path().join("zstd.tar");
+    let id = std::process::id().to_string();
+    let tag = format!("ruchy-image-test/zstd:{id}");
     ruchy_image([
         "build",
         fib,
@@ -267,13 +272,17 @@ fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refu
         "--compression",
         "zstd",
         "--no-load",
+        "--tag",
+        &tag,
         "--oci-layout",
         layout.to_str().unwrap(),
+        "--output",
+        archive.to_str().unwrap(),
     ])
     .ok();
     let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
-    assert_eq!(layer_media_types(&layout, "aggressive"), [zstd, zstd]);
-    let (blob, diff_id) = app_layer(&layout, "aggressive");
+    assert_eq!(layer_media_types(&layout, &id), [zstd, zstd]);
+    let (blob, diff_id) = app_layer(&layout, &id);
     assert_eq!(&blob[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd's magic");
     let mut tar = Vec::new();
     std::io::Read::read_to_end(
@@ -288,22 +297,6 @@ fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refu
     );
     // containerd (the engine's own, 1.6 here) imports the archive, unpacks the zstd layers
     // and runs the binary as the non-root user. umoci 0.4.7 here predates zstd.
-    let archive = dir.path().join("zstd.tar");
-    let tag = format!("ruchy-image-test/zstd:{}", std::process::id());
-    ruchy_image([
-        "build",
-        fib,
-        "-O",
-        "aggressive",
-        "--compression",
-        "zstd",
-        "--no-load",
-        "--tag",
-        &tag,
-        "--output",
-        archive.to_str().unwrap(),
-    ])
-    .ok();
     let containerd = Containerd::new();
     containerd
         .ctr(&["images", "import", archive.to_str().unwrap()])
@@ -326,7 +319,7 @@ fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refu
         "-O",
         "aggressive",
         "--base",
-        &format!("oci:{}:aggressive", layout.display()),
+        &format!("oci:{}:{id}", layout.display()),
         "--no-load",
         "--oci-layout",
         on_top.to_str().unwrap(),

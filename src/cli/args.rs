@@ -419,11 +419,7 @@ impl LambdaArgs {
         request.target = self.flags.target.clone();
         request.platforms = self.flags.platform.clone();
         request.source_date_epoch = self.source_date_epoch;
-        request.builder = match self.input.builder {
-            None => BuilderChoice::Auto,
-            Some(Builder::Docker) => BuilderChoice::Docker,
-            Some(Builder::Local) => BuilderChoice::Local,
-        };
+        request.builder = self.input.builder_choice();
         request.builder_image = self.input.builder_image.clone();
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
@@ -1005,17 +1001,24 @@ fn request(input: &InputArgs, flags: &FlagArgs, image: &ImageArgs) -> Result<Req
         bases: vec![image.base.clone()],
         tag: None,
         source_date_epoch: image.source_date_epoch,
-        builder: match input.builder {
-            None => BuilderChoice::Auto,
-            Some(Builder::Docker) => BuilderChoice::Docker,
-            Some(Builder::Local) => BuilderChoice::Local,
-        },
+        builder: input.builder_choice(),
         builder_image: input.builder_image.clone(),
         outputs: Default::default(),
         cold_start_runs: 0,
         compiler_output: Default::default(),
         registry: Default::default(),
     })
+}
+
+impl InputArgs {
+    /// Where to compile, as the library names it.
+    fn builder_choice(&self) -> BuilderChoice {
+        match self.builder {
+            None => BuilderChoice::Auto,
+            Some(Builder::Docker) => BuilderChoice::Docker,
+            Some(Builder::Local) => BuilderChoice::Local,
+        }
+    }
 }
 
 impl BuildArgs {
