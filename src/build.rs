@@ -309,6 +309,20 @@ async fn compile(
         }
     };
     let mut flags = Flags::resolve(options.preset, &options.overrides, &target);
+    // native is the compiling machine's CPU: for another architecture it names nothing (LLVM
+    // ignores it, with a warning per feature), so the target's generic CPU is used.
+    let arch = |triple: &str| triple.split('-').next().unwrap_or_default().to_string();
+    if flags.target_cpu.as_deref() == Some("native")
+        && arch(&compiler.host_target().await?) != arch(&target)
+    {
+        flags.target_cpu = None;
+        events.emit(Event::Note {
+            message: format!(
+                "target-cpu=native is the builder's CPU, not one {target} runs on: {} builds for its generic CPU (--target-cpu names one)",
+                options.preset
+            ),
+        });
+    }
     // size takes the floor where the builder has it, and the next best thing elsewhere.
     if flags.panic == Some(Panic::ImmediateAbort)
         && options.overrides.panic.is_none()

@@ -424,9 +424,13 @@ fn status_badge(status: Status) -> String {
     )
 }
 
-/// One preset's outcome, read from a result record (`build --json`, or `{preset, error}`).
+/// One preset's outcome, read from a result record (`build --json`, or `{preset, error}`);
+/// a multi-platform build's index record gives one per platform.
 struct PresetResult<'a> {
+    /// The preset, with the platform for one of several (`size linux/arm64`).
     preset: String,
+    /// The preset whose image archive holds it (`?preset=` of the download).
+    download: String,
     record: &'a Value,
     error: Option<&'a str>,
 }
@@ -439,6 +443,26 @@ impl PresetResult<'_> {
     }
 }
 
+/// The outcome in `record`; `platform`: one of several, named with its platform.
+fn preset_result(record: &Value, platform: bool) -> PresetResult<'_> {
+    let preset = record
+        .get("optimization_level")
+        .or_else(|| record.get("preset"))
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let arch = record["image"]["architecture"].as_str().unwrap_or("?");
+    PresetResult {
+        preset: match platform {
+            true => format!("{preset} linux/{arch}"),
+            false => preset.clone(),
+        },
+        download: preset,
+        record,
+        error: record.get("error").and_then(Value::as_str),
+    }
+}
+
 fn preset_results(record: &BuildRecord) -> Vec<PresetResult<'_>> {
     record
         .results
@@ -446,15 +470,9 @@ fn preset_results(record: &BuildRecord) -> Vec<PresetResult<'_>> {
         .map(|results| {
             results
                 .iter()
-                .map(|r| PresetResult {
-                    preset: r
-                        .get("optimization_level")
-                        .or_else(|| r.get("preset"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("?")
-                        .to_string(),
-                    record: r,
-                    error: r.get("error").and_then(Value::as_str),
+                .flat_map(|r| match r.get("platforms").and_then(Value::as_array) {
+                    Some(platforms) => platforms.iter().map(|p| preset_result(p, true)).collect(),
+                    None => vec![preset_result(r, false)],
                 })
                 .collect()
         })
@@ -975,12 +993,13 @@ fn build_body(record: &BuildRecord, names: &WorkerNames) -> String {
                     .unwrap_or_default()
             };
             let digest = text(&["image", "digest"]);
+            let download = percent_encode(&result.download);
             let short = digest.strip_prefix("sha256:").map_or(digest.clone(), |h| {
                 format!("sha256:{}…", &h[..h.len().min(12)])
             });
             let _ = writeln!(
                 out,
-                r#"<tr data-preset="{preset}"><th scope="row">{preset}</th><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{} {}</td><td><code title="{digest}">{short}</code></td><td><a href="/v1/builds/{id_url}/image?preset={}" download>{preset}.tar</a></td></tr>"#,
+                r#"<tr data-preset="{preset}"><th scope="row">{preset}</th><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{} {}</td><td><code title="{digest}">{short}</code></td><td><a href="/v1/builds/{id_url}/image?preset={download}" download>{download}.tar</a></td></tr>"#,
                 size("binary_size", &["binary_size"]),
                 size("image_size", &["image", "compressed_size"]),
                 size("image_unpacked", &["image", "uncompressed_size"]),
@@ -996,7 +1015,6 @@ fn build_body(record: &BuildRecord, names: &WorkerNames) -> String {
                     )),
                 text(&["linkage"]),
                 text(&["libc"]),
-                percent_encode(&result.preset),
             );
         }
         out.push_str("</tbody>\n</table></div>\n");
@@ -1287,6 +1305,26 @@ mod tests {
         assert_eq!(charts.matches("<circle").count(), 6);
         assert!(charts.contains("<title>aggressive, build 1: 400 B (400 bytes)</title>"));
         assert!(charts.contains("<title>size, build 2: 800 B (800 bytes)</title>"));
+    }
+
+    #[test]
+    fn an_index_result_is_a_row_per_platform_that_downloads_its_preset() {
+        let mut arm = result("size", 397_496, 176_000);
+        arm["image"]["architecture"] = "arm64".into();
+        let mut amd = result("size", 373_464, 179_000);
+        amd["image"]["architecture"] = "amd64".into();
+        let index = serde_json::json!([{"digest": "sha256:11", "platforms": [amd, arm]}]);
+        let page = build_body(&record("b7", Status::Success, index), &WorkerNames::new());
+        for (platform, bytes) in [("linux/amd64", 373_464), ("linux/arm64", 397_496)] {
+            assert!(page.contains(&format!("size {platform}")), "{page}");
+            assert!(page.contains(&format!(r#"data-bytes="{bytes}""#)), "{page}");
+        }
+        assert_eq!(
+            page.matches(r#"href="/v1/builds/b7/image?preset=size""#)
+                .count(),
+            2,
+            "{page}"
+        );
     }
 
     #[test]
