@@ -24,7 +24,7 @@ use crate::preset::StdVariant;
 use crate::preset::{Flags, Overrides, Panic, Preset};
 use crate::publish::{publish_all, Publisher};
 use crate::source::{self, SourceOptions};
-use crate::toolchain::musl_target;
+use crate::toolchain::{arch, musl_target};
 
 /// What goes into the image besides the binary.
 #[derive(Debug, Clone)]
@@ -311,7 +311,6 @@ async fn compile(
     let mut flags = Flags::resolve(options.preset, &options.overrides, &target);
     // native is the compiling machine's CPU: for another architecture it names nothing (LLVM
     // ignores it, with a warning per feature), so the target's generic CPU is used.
-    let arch = |triple: &str| triple.split('-').next().unwrap_or_default().to_string();
     if flags.target_cpu.as_deref() == Some("native")
         && arch(&compiler.host_target().await?) != arch(&target)
     {

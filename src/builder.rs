@@ -134,16 +134,11 @@ impl HostToolchain {
     fn detect(toolchain: Toolchain) -> Result<HostToolchain> {
         let packaged = toolchain.sysroot == Path::new("/usr");
         let mut wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
-        let host_arch = toolchain
-            .host()
-            .split('-')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let host = toolchain.host();
         let mut cross_musl = Vec::new();
         if toolchain.std_sources().is_some() {
             for (target, gcc) in CROSS_MUSL {
-                if !target.starts_with(&format!("{host_arch}-"))
+                if crate::toolchain::arch(target) != crate::toolchain::arch(&host)
                     && stdlib::musl_parts_present(target)
                 {
                     cross_musl.push(target.to_string());

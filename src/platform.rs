@@ -34,7 +34,7 @@ impl Platform {
 
     /// The platform a target triple builds for, if it is one of ours.
     pub fn of_target(triple: &str) -> Option<Platform> {
-        let arch = triple.split('-').next()?;
+        let arch = crate::toolchain::arch(triple);
         Platform::ALL.into_iter().find(|p| p.rust_arch() == arch)
     }
 

@@ -188,7 +188,7 @@ pub fn musl_packages(arch: &str) -> String {
 
 impl MuslParts {
     fn find(target: &str) -> Result<MuslParts> {
-        let arch = target.split('-').next().unwrap_or_default();
+        let arch = crate::toolchain::arch(target);
         let cross = arch != std::env::consts::ARCH;
         let packages = musl_packages(arch);
         let missing = |what: &str| Error::StdBuildFailed {

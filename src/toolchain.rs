@@ -153,12 +153,18 @@ pub fn has_std(sysroot: &Path, target: &str) -> bool {
     })
 }
 
+/// The architecture of a target triple (`aarch64` of `aarch64-unknown-linux-musl`).
+pub fn arch(triple: &str) -> &str {
+    triple.split('-').next().unwrap_or_default()
+}
+
 /// The static musl target for the architecture of `triple` (`x86_64-unknown-linux-gnu` →
 /// `x86_64-unknown-linux-musl`), when there is one.
 pub fn musl_target(triple: &str) -> Option<String> {
-    let arch = triple.split('-').next()?;
-    match arch {
-        "x86_64" | "aarch64" | "i686" | "riscv64gc" => Some(format!("{arch}-unknown-linux-musl")),
+    match arch(triple) {
+        arch @ ("x86_64" | "aarch64" | "i686" | "riscv64gc") => {
+            Some(format!("{arch}-unknown-linux-musl"))
+        }
         _ => None,
     }
 }

@@ -642,7 +642,7 @@ impl DockerCompiler {
                     "no standard library for {target} built for panic=immediate-abort (the size preset's)"
                 ),
             };
-            let arch = |triple: &str| triple.split('-').next().unwrap_or_default().to_string();
+            let arch = crate::toolchain::arch;
             let reason = match arch(target) == arch(&self.image.target) {
                 true => format!(
                     "it has {what}; `ruchy-image builder import-host` makes a builder that has both musl stds, from a toolchain with the standard library's sources (Debian's rustc-web, cargo-web, rust-web-src, musl-tools, libunwind-14-dev)"
@@ -650,7 +650,7 @@ impl DockerCompiler {
                 false => format!(
                     "it has {what}; `ruchy-image builder import-host` puts in the std for {}-unknown-linux-musl (static, what --platform picks) and its cross linker on a machine that has {}",
                     arch(target),
-                    stdlib::musl_packages(&arch(target))
+                    stdlib::musl_packages(arch(target))
                 ),
             };
             return Err(Error::TargetUnsupported {

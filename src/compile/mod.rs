@@ -101,7 +101,7 @@ fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> 
 /// machine's triple): Debian's cross gcc for it. Target-only, like every flag of ours, so
 /// build scripts still link for the host.
 fn cross_linker(host: &str, target: &str) -> Option<String> {
-    let arch = |triple: &str| triple.split('-').next().unwrap_or_default().to_string();
+    let arch = crate::toolchain::arch;
     let cross = arch(host) != arch(target) && target.contains("-linux-");
     cross.then(|| format!("-Clinker={}-linux-gnu-gcc", arch(target)))
 }
