@@ -660,48 +660,48 @@ impl Plan {
         Ok(record)
     }
 
-    /// Builds every preset on every base, in order; a failed preset is recorded and the
-    /// others still run. Each preset's image goes to the outputs (under its own `BIN:PRESET`
-    /// unless a tag is set) and, when asked, its cold start is timed.
+    /// Builds every preset on every base (or for every platform), in order; a failed preset
+    /// is recorded and the others still run. Each preset's image goes to the outputs (under
+    /// its own `BIN:PRESET` unless a tag is set) and, when asked, its cold start is timed.
     pub async fn compare(&self, events: &Events) -> Result<Vec<(String, Comparison)>> {
-        let platforms: Vec<Option<Platform>> = match self.request.platforms.is_empty() {
-            true => vec![None],
-            false => self.request.platforms.iter().copied().map(Some).collect(),
-        };
-        let several = platforms.len() > 1;
-        let mut comparisons = Vec::with_capacity(self.bases.len() * platforms.len());
-        for (platform, (index, (base, _))) in platforms
-            .iter()
-            .flat_map(|p| self.bases.iter().enumerate().map(move |b| (*p, b)))
-        {
-            // Several platforms are built FROM scratch only (see validate_platforms).
-            let name = match (platform, several) {
-                (Some(platform), true) => platform.to_string(),
-                _ => base.clone(),
-            };
-            if let (Some(platform), true) = (platform, several) {
+        let preset = self.request.presets[0];
+        let mut comparisons = Vec::new();
+        // Several platforms are built FROM scratch only (see validate_platforms): one
+        // comparison per platform, each image under its own BIN:PRESET-ARCH.
+        if self.is_multi_platform() {
+            for platform in &self.request.platforms {
                 events.emit(Event::PlatformStarted {
                     platform: platform.to_string(),
                 });
+                let mut options = self.options_for(preset, 0, Some(*platform));
+                options.platform_in_tag = true;
+                let comparison = self.compare_presets(&options, events).await?;
+                comparisons.push((platform.to_string(), comparison));
             }
+            return Ok(comparisons);
+        }
+        for (index, (base, _)) in self.bases.iter().enumerate() {
             if self.bases.len() > 1 {
                 events.emit(Event::BaseStarted { base: base.clone() });
             }
-            let mut options = self.options_for(self.request.presets[0], index, platform);
-            // Each platform's images under their own tags: BIN:PRESET-ARCH.
-            options.platform_in_tag = several;
-            let comparison = compare(
-                &options,
-                &self.request.presets,
-                self.compiler.as_deref(),
-                &self.publishers,
-                self.probe.as_ref(),
-                events,
-            )
-            .await?;
-            comparisons.push((name, comparison));
+            let options = self.options(preset, index);
+            let comparison = self.compare_presets(&options, events).await?;
+            comparisons.push((base.clone(), comparison));
         }
         Ok(comparisons)
+    }
+
+    /// Every preset with `options` otherwise.
+    async fn compare_presets(&self, options: &BuildOptions, events: &Events) -> Result<Comparison> {
+        compare(
+            options,
+            &self.request.presets,
+            self.compiler.as_deref(),
+            &self.publishers,
+            self.probe.as_ref(),
+            events,
+        )
+        .await
     }
 }
 

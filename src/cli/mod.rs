@@ -224,7 +224,7 @@ fn report(args: &BuildArgs, built: Built, budgets: &crate::budget::Budgets) -> R
     }
 }
 
-/// What a local build made.
+/// What a build made: one image, or an index over one image per platform.
 enum Built {
     Image(Box<BuildRecord>),
     Index(crate::metrics::IndexRecord),

@@ -120,24 +120,18 @@ impl ImageOrIndex {
         descriptor
     }
 
-    /// The blobs under the root, each once, in a fixed order: per image its manifest, config
-    /// and layers.
+    /// The images' configs and layers, each once, in a fixed order (what their manifests
+    /// name, so what a registry needs before them).
     pub fn blobs(&self) -> Vec<(&str, &[u8])> {
         let mut seen = std::collections::HashSet::new();
         let mut blobs = Vec::new();
         for image in self.images() {
-            let all = [
-                (image.manifest.digest.as_str(), &image.manifest.bytes[..]),
-                (image.config.digest.as_str(), &image.config.bytes[..]),
-            ]
-            .into_iter()
-            .chain(
-                image
-                    .layers
-                    .iter()
-                    .map(|l| (l.digest.as_str(), &l.blob[..])),
-            );
-            for (digest, bytes) in all {
+            let config = (image.config.digest.as_str(), &image.config.bytes[..]);
+            let layers = image
+                .layers
+                .iter()
+                .map(|l| (l.digest.as_str(), &l.blob[..]));
+            for (digest, bytes) in std::iter::once(config).chain(layers) {
                 if seen.insert(digest) {
                     blobs.push((digest, bytes));
                 }

@@ -54,10 +54,13 @@ pub fn files<'a>(content: &'a ImageOrIndex, reference: &ImageRef) -> Result<File
             Cow::Borrowed(&index.blob.bytes[..]),
         ));
     }
+    let manifests = content
+        .images()
+        .iter()
+        .map(|i| (i.manifest.digest.as_str(), &i.manifest.bytes[..]));
     files.extend(
-        content
-            .blobs()
-            .into_iter()
+        manifests
+            .chain(content.blobs())
             .map(|(digest, bytes)| (blob_path(digest), Cow::Borrowed(bytes))),
     );
     Ok(files)

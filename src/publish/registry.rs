@@ -260,16 +260,8 @@ impl super::Publisher for RegistryPublisher {
             .auth(&reference, &auth, RegistryOperation::Push)
             .await
             .map_err(&fail)?;
-        // Every image's layers and config; the manifests are pushed after their blobs.
-        let manifests: Vec<&str> = content
-            .images()
-            .iter()
-            .map(|i| i.manifest.digest.as_str())
-            .collect();
-        let blobs = content.blobs();
         let mut stats = PushStats::default();
-        for (digest, bytes) in blobs.iter().filter(|(d, _)| !manifests.contains(d)) {
-            let (digest, bytes) = (*digest, *bytes);
+        for (digest, bytes) in content.blobs() {
             if client
                 .blob_exists(&reference, digest)
                 .await
