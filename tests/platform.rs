@@ -22,6 +22,20 @@ fn machine(path: &str) -> String {
     tool("file", &["-b", path]).ok().stdout
 }
 
+/// `docker run --platform linux/arm64` of the fibonacci image `image` prints its answer.
+fn answers_under_qemu(image: &str) {
+    let run = tool(
+        "docker",
+        &["run", "--rm", "--platform", "linux/arm64", image],
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("fibonacci(30) = 832040"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn an_arm64_image_from_the_builder_runs_under_qemu() {
     let builder = builder_image();
@@ -84,16 +98,7 @@ fn an_arm64_image_from_the_builder_runs_under_qemu() {
     )
     .ok();
     assert_eq!(arch.stdout.trim(), "linux/arm64");
-    let run = tool(
-        "docker",
-        &["run", "--rm", "--platform", "linux/arm64", &tag],
-    )
-    .ok();
-    assert!(
-        run.stdout.contains("fibonacci(30) = 832040"),
-        "{}",
-        run.stdout
-    );
+    answers_under_qemu(&tag);
 }
 
 /// sha256 of `bytes`, as OCI writes digests.
@@ -218,16 +223,7 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
         &["pull", "-q", "--platform", "linux/arm64", &pushed],
     )
     .ok();
-    let run = tool(
-        "docker",
-        &["run", "--rm", "--platform", "linux/arm64", &pushed],
-    )
-    .ok();
-    assert!(
-        run.stdout.contains("fibonacci(30) = 832040"),
-        "{}",
-        run.stdout
-    );
+    answers_under_qemu(&pushed);
 
     // The engine load and the archive's docker part hold this machine's platform: the
     // amd64 image, whose ID is its config's digest.

@@ -60,35 +60,27 @@ pub fn presets(comparison: &Comparison) -> Result<String> {
 
 /// `[{"base", "comparison": <the presets document>}]`.
 pub fn bases(bases: &[(String, Comparison)]) -> Result<String> {
-    #[derive(Serialize)]
-    struct OnBase<'a> {
-        base: &'a str,
-        comparison: Report<'a>,
-    }
-    let parts: Vec<OnBase> = bases
-        .iter()
-        .map(|(base, comparison)| OnBase {
-            base,
-            comparison: Report::of(comparison),
-        })
-        .collect();
-    pretty(&parts)
+    named("base", bases)
 }
 
 /// `[{"platform", "comparison": <the presets document>}]`.
 pub fn platforms(platforms: &[(String, Comparison)]) -> Result<String> {
-    #[derive(Serialize)]
-    struct OnPlatform<'a> {
-        platform: &'a str,
-        comparison: Report<'a>,
-    }
-    let parts: Vec<OnPlatform> = platforms
+    named("platform", platforms)
+}
+
+/// `[{KEY: name, "comparison": <the presets document>}]`.
+fn named(key: &str, parts: &[(String, Comparison)]) -> Result<String> {
+    let parts: Vec<serde_json::Value> = parts
         .iter()
-        .map(|(platform, comparison)| OnPlatform {
-            platform,
-            comparison: Report::of(comparison),
+        .map(|(name, comparison)| {
+            let report = serde_json::to_value(Report::of(comparison))?;
+            Ok(serde_json::json!({ key: name, "comparison": report }))
         })
-        .collect();
+        .collect::<serde_json::Result<_>>()
+        .map_err(|source| Error::Json {
+            what: "the comparison",
+            source,
+        })?;
     pretty(&parts)
 }
 
