@@ -435,11 +435,16 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(db_error("recording a build"))?;
+        // Read back before the commit: the answer is the build as accepted, queued, even when
+        // a worker claims it the moment it is committed.
+        let row: Row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM builds WHERE id = $1"))
+            .bind(&build.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error("reading back a build"))?;
         tx.commit().await.map_err(db_error("recording a build"))?;
         self.announce().await;
-        self.get(&build.id)
-            .await?
-            .ok_or_else(|| db_error("reading back a build")(sqlx::Error::RowNotFound))
+        Ok(BuildRecord::from(row))
     }
 
     /// Tells the other PostgreSQL workers the queue changed (they also look every few seconds).
