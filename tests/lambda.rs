@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use guards::Images;
-use lambda_api::{Emulator, Outcome};
+use lambda_api::{Emulator, Outcome, NASA_ANSWER, NASA_EVENT};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -64,17 +64,13 @@ fn serve(bootstrap: &Path, events: &[&str]) -> (Emulator, std::process::Child, D
 /// The answers of the chapter's handler (examples/lambda): a greeting, a handler error, and a
 /// panic that is reported and ends the process.
 fn check_handler(bootstrap: &Path) -> Duration {
-    let events = [
-        r#"{"name": "NASA"}"#,
-        r#"{"name": ""}"#,
-        r#"{"name": "panic"}"#,
-    ];
+    let events = [NASA_EVENT, r#"{"name": ""}"#, r#"{"name": "panic"}"#];
     let (emulator, mut child, cold_start) = serve(bootstrap, &events);
     assert_eq!(
         emulator.result(WAIT),
         (
             "req-0".to_string(),
-            Outcome::Response(r#"{"body":"Hello, NASA!","statusCode":200}"#.to_string())
+            Outcome::Response(NASA_ANSWER.to_string())
         )
     );
     assert_eq!(
@@ -161,10 +157,10 @@ fn the_chapter_s_handler_is_a_zip_that_answers_the_runtime_api() {
     ])
     .ok();
     let bootstrap = unzip_bootstrap(&ruchy_zip, &dir.path().join("ruchy"));
-    let (emulator, mut child, _) = serve(&bootstrap, &[r#"{"name": "NASA"}"#]);
+    let (emulator, mut child, _) = serve(&bootstrap, &[NASA_EVENT]);
     assert_eq!(
         emulator.result(WAIT).1,
-        Outcome::Response(r#"{"body":"Hello, NASA!","statusCode":200}"#.to_string())
+        Outcome::Response(NASA_ANSWER.to_string())
     );
     child.kill().unwrap();
     child.wait().unwrap();
@@ -206,7 +202,7 @@ fn a_container_image_function_runs_bootstrap_from_lambda_s_path() {
     .ok();
     assert_eq!(workdir.stdout.trim(), "/var/task");
     // The engine runs it against the emulator on the host's loopback.
-    let emulator = Emulator::start(vec![r#"{"name": "NASA"}"#.to_string()]);
+    let emulator = Emulator::start(vec![NASA_EVENT.to_string()]);
     let name = format!("ruchy-image-test-lambda-{}", std::process::id());
     let mut container = Command::new("docker")
         .args(["run", "--rm", "--name", &name, "--network", "host", "-e"])
@@ -219,10 +215,7 @@ fn a_container_image_function_runs_bootstrap_from_lambda_s_path() {
     let answer = emulator.result(WAIT);
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     container.wait().unwrap();
-    assert_eq!(
-        answer.1,
-        Outcome::Response(r#"{"body":"Hello, NASA!","statusCode":200}"#.to_string())
-    );
+    assert_eq!(answer.1, Outcome::Response(NASA_ANSWER.to_string()));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use guards::{builder_image, Images};
-use lambda_api::{Emulator, Outcome};
+use lambda_api::{Emulator, Outcome, NASA_ANSWER, NASA_EVENT};
 use registries::start_registry;
 
 /// The ELF machine of a file, as `file` names it.
@@ -411,7 +411,7 @@ fn an_arm64_lambda_bootstrap_answers_the_runtime_api_under_qemu() {
     let bootstrap = dir.path().join("bootstrap");
     assert!(machine(bootstrap.to_str().unwrap()).contains("ARM aarch64"));
     // binfmt_misc hands it to qemu-aarch64.
-    let emulator = Emulator::start(vec![r#"{"name": "NASA"}"#.to_string()]);
+    let emulator = Emulator::start(vec![NASA_EVENT.to_string()]);
     let mut child = Command::new(&bootstrap)
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", &emulator.address)
@@ -421,10 +421,7 @@ fn an_arm64_lambda_bootstrap_answers_the_runtime_api_under_qemu() {
     let answer = emulator.result(Duration::from_secs(60));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        answer.1,
-        Outcome::Response(r#"{"body":"Hello, NASA!","statusCode":200}"#.to_string())
-    );
+    assert_eq!(answer.1, Outcome::Response(NASA_ANSWER.to_string()));
 }
 
 #[test]

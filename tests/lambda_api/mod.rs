@@ -10,6 +10,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The chapter's event, and what the hello handler answers to it.
+pub const NASA_EVENT: &str = r#"{"name": "NASA"}"#;
+pub const NASA_ANSWER: &str = r#"{"body":"Hello, NASA!","statusCode":200}"#;
+
 /// What the bootstrap sent back for one invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
