@@ -330,7 +330,7 @@ async fn compile(
         flags.panic = Some(Panic::Abort);
         events.emit(Event::Warning {
             message: format!(
-                "the {} builder has no standard library for {target} built for panic=immediate-abort, so {} uses panic=abort and the usual std: a bigger binary than it could be (a builder made by `ruchy-image builder import-host` from a toolchain with the standard library's sources has one)",
+                "the {} builder has no standard library for {target} built for panic=immediate-abort, so {} uses panic=abort and the usual std: a bigger binary than it could be (a builder made by `ruchy-image builder import-host` from a toolchain with the standard library's sources has one; `ruchy-image doctor` says which builders here have one)",
                 compiler.name(),
                 options.preset
             ),

@@ -336,6 +336,7 @@ impl Error {
             self,
             Error::SourceUnreadable { .. }
                 | Error::UnknownSourceKind { .. }
+                | Error::RuchyNotFound { .. }
                 | Error::BinNotFound { .. }
                 | Error::BinAmbiguous { .. }
                 | Error::InvalidInput { .. }

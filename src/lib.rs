@@ -23,6 +23,7 @@ pub mod cli;
 pub mod compare;
 pub mod compile;
 pub mod dockerfile;
+pub mod doctor;
 pub mod elf;
 pub mod engine;
 pub mod error;

@@ -427,6 +427,7 @@ impl Plan {
     /// before it compiles).
     pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
         request.validate()?;
+        crate::source::check_transpiler(&request.source)?;
         let prebuilt = request.is_prebuilt();
         if prebuilt {
             request.check_prebuilt()?;

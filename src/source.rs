@@ -264,13 +264,42 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project
 
 /// `ruchy --version` of the transpiler in use (`ruchy 3.213.0`).
 fn transpiler_version(options: &SourceOptions) -> Option<String> {
-    let program = options
-        .ruchy
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("ruchy"));
+    ruchy_version(&ruchy_program(options.ruchy.as_deref()))
+}
+
+/// The transpiler to run: `--ruchy PATH`, else `ruchy` on PATH.
+pub fn ruchy_program(requested: Option<&Path>) -> PathBuf {
+    requested.map_or_else(|| PathBuf::from("ruchy"), Path::to_path_buf)
+}
+
+/// `PROGRAM --version`, when it runs and says who it is.
+pub fn ruchy_version(program: &Path) -> Option<String> {
     let out = Command::new(program).arg("--version").output().ok()?;
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !version.is_empty()).then_some(version)
+}
+
+/// Fails at once, before an engine or a compiler is looked for, when a `.ruchy` source has no
+/// transpiler to run.
+pub fn check_transpiler(options: &SourceOptions) -> Result<()> {
+    if options.path.extension().is_none_or(|e| e != "ruchy") {
+        return Ok(());
+    }
+    let program = ruchy_program(options.ruchy.as_deref());
+    match Command::new(&program).arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(Error::RuchyNotFound {
+            program,
+            reason: format!("`--version` failed ({})", out.status),
+        }),
+        Err(e) => Err(Error::RuchyNotFound {
+            program,
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => "not found".to_string(),
+                _ => e.to_string(),
+            },
+        }),
+    }
 }
 
 /// Runs `ruchy transpile FILE -o OUT` and returns the Rust it wrote.

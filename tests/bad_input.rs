@@ -148,14 +148,38 @@ fn output_path_not_writable() {
 
 #[test]
 fn ruchy_source_without_ruchy() {
+    let hint =
+        "hint: install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH";
     fails(
         &[
             example("fibonacci.ruchy").to_str().unwrap(),
             "--ruchy",
             "/nonexistent/ruchy",
         ],
-        1,
-        "hint: install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH",
+        2,
+        hint,
+    );
+    // None on PATH: refused at once (no engine asked, nothing compiled), pointing at doctor.
+    let path = tempfile::tempdir().unwrap();
+    let run = ruchy_image_with(
+        ["build", example("fibonacci.ruchy").to_str().unwrap()],
+        |cmd| {
+            cmd.env("PATH", path.path())
+                .env("DOCKER_HOST", "unix:///nonexistent.sock");
+        },
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot run the Ruchy transpiler `ruchy`: not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(hint), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("`ruchy-image doctor`"),
+        "{}",
+        run.stderr
     );
 }
 

@@ -263,6 +263,27 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     );
     assert!(!layout.exists());
     assert!(builders_for(Path::new(&fib)).is_empty());
+    // doctor says the same of it, with the fix, and fails: the default build needs musl.
+    let doctor = ruchy_image(["doctor", "--builder-image", glibc_only]);
+    assert_eq!(doctor.code, Some(1), "{}\n{}", doctor.stdout, doctor.stderr);
+    let musl_line = doctor
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("✗ builder musl std"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        musl_line.contains(&format!("{glibc_only} has no standard library for {MUSL}"))
+            && musl_line.contains("fix: `ruchy-image builder import-host`"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stderr.contains("builder musl std missing"),
+        "{}",
+        doctor.stderr
+    );
     let glibc = through(
         glibc_only,
         &["build", &fib, "-O", "aggressive", "--json", "-"],

@@ -47,6 +47,10 @@ pub enum ImageCommand {
     /// (and, with --lambda-image, a container image of it).
     #[command(after_long_help = LAMBDA_EXAMPLES)]
     Lambda(Box<LambdaArgs>),
+    /// Check what builds need on this machine (engine, builder image and its stds, local
+    /// toolchain, ruchy, arm64 emulation, registry logins, cache volumes), each with its fix.
+    #[command(after_long_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
     /// build records, logs and images.
     #[cfg(feature = "serve")]
@@ -190,6 +194,37 @@ pub enum BuilderCommand {
     /// named. The next build fills the caches again: it downloads and compiles every
     /// dependency once more.
     Prune(PruneArgs),
+}
+
+const DOCTOR_EXAMPLES: &str = "\
+Exits 1 when something the default build needs is missing (the engine, a builder image, its musl
+std), else 0; the other checks say which builds need them.
+
+Examples:
+  ruchy-image doctor
+  ruchy-image doctor --json | jq '.checks[] | select(.ok | not)'
+  DOCKER_HOST=tcp://build-host:2375 ruchy-image doctor --builder-image rust:1-alpine";
+
+/// `ruchy-image doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The builder image builds would use [default: rust:1-alpine if present, else the newest
+    /// made by `builder import-host`].
+    #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
+    pub builder_image: Option<String>,
+
+    /// The Ruchy transpiler to check [default: ruchy on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub ruchy: Option<PathBuf>,
+
+    /// Print the checks as JSON on stdout: ready, and checks[] with name, ok, required,
+    /// detail, fix.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Where builder probes are remembered.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `ruchy-image builder prune`

@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "serve")]
 pub use args::ServeArgs;
 pub use args::{
-    BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, Format, ImageCommand,
-    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
+    BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format,
+    ImageCommand, ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
 };
 use render::{Failure, Journal, Mode, Terminal};
 
@@ -112,6 +112,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
         ImageCommand::Builder(BuilderCommand::Prune(args)) => prune(args).await,
         ImageCommand::Lambda(args) => lambda(*args, journal).await,
+        ImageCommand::Doctor(args) => doctor(args).await,
         ImageCommand::Dockerfile(args) => {
             let text = crate::dockerfile::render(&args.to_lib()?)?;
             Ok(print_stdout("the Dockerfile", text.as_bytes())?)
@@ -442,7 +443,33 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `ruchy-image builder import-host`.
+/// `ruchy-image doctor`: one line per check, exit 1 when the default build cannot run.
+async fn doctor(args: DoctorArgs) -> Result<(), Failure> {
+    let options = crate::doctor::Options {
+        builder_image: args.builder_image,
+        ruchy: args.ruchy,
+        cache_dir: args
+            .cache_dir
+            .unwrap_or_else(crate::build::default_cache_dir),
+    };
+    let report = crate::doctor::diagnose(&options).await;
+    match args.json {
+        true => print_stdout("the checks", &to_json("the checks", &report)?)?,
+        false => print_stdout("the checks", render::doctor(&report).as_bytes())?,
+    }
+    match report.ready {
+        true => Ok(()),
+        false => Err(Failure::NotReady(
+            report
+                .checks
+                .iter()
+                .filter(|c| c.required && !c.ok)
+                .map(|c| c.name)
+                .collect(),
+        )),
+    }
+}
+
 /// `ruchy-image builder prune`: the cache volumes, removed unless --dry-run.
 async fn prune(args: PruneArgs) -> Result<(), Failure> {
     let engine = Engine::connect().await?;

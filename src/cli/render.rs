@@ -443,6 +443,9 @@ pub(crate) enum Failure {
     OverBudget(Vec<Exceeded>),
     /// Presets of a comparison failed or went over a budget; the table was already printed.
     Comparison(Verdict),
+    /// `doctor` found what the default build needs missing (these checks); its report was
+    /// already printed.
+    NotReady(Vec<&'static str>),
 }
 
 impl From<Error> for Failure {
@@ -456,20 +459,30 @@ impl Failure {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Error(error) => error.exit_code(),
-            Failure::OverBudget(_) | Failure::Comparison(_) => 1,
+            Failure::OverBudget(_) | Failure::Comparison(_) | Failure::NotReady(_) => 1,
         }
     }
 
     /// The message for stderr, with a hint when there is one.
     pub(crate) fn message(&self) -> String {
         match self {
-            Failure::Error(error) => match hint(error) {
-                Some(hint) => format!("{error}\n  hint: {hint}"),
-                None => error.to_string(),
-            },
+            Failure::Error(error) => {
+                let mut message = error.to_string();
+                if let Some(hint) = hint(error) {
+                    message.push_str(&format!("\n  hint: {hint}"));
+                }
+                if doctor_knows(error) {
+                    message.push_str(&format!("\n  {DOCTOR}"));
+                }
+                message
+            }
             Failure::OverBudget(overruns) => {
                 problems("size budgets exceeded", overruns.iter().map(exceeded))
             }
+            Failure::NotReady(missing) => format!(
+                "the default build cannot run here: {} missing (the fixes are above)",
+                missing.join(", ")
+            ),
             Failure::Comparison(verdict) => problems(
                 "the comparison failed",
                 verdict
@@ -490,6 +503,52 @@ fn problems(header: &str, lines: impl Iterator<Item = String>) -> String {
     match lines.as_slice() {
         [one] => one.clone(),
         _ => format!("{header}:\n  {}", lines.join("\n  ")),
+    }
+}
+
+/// `doctor`'s report: a line per check, ✓ or ✗, and the fix under each ✗.
+pub(crate) fn doctor(report: &crate::doctor::Report) -> String {
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for check in &report.checks {
+        let mark = if check.ok { '✓' } else { '✗' };
+        let optional = match (check.ok, check.required) {
+            (false, false) => "(optional) ",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "{mark} {:<width$}  {optional}{}\n",
+            check.name, check.detail
+        ));
+        if let Some(fix) = check.fix.as_ref().filter(|_| !check.ok) {
+            out.push_str(&format!("  {:<width$}  fix: {fix}\n", ""));
+        }
+    }
+    if report.ready {
+        out.push_str("ready: the default build (a builder container, a static musl binary, loaded into the engine) can run here\n");
+    }
+    out
+}
+
+/// Said after an error whose cause is this machine's setup, which `doctor` checks.
+const DOCTOR: &str = "then: `ruchy-image doctor` checks everything else builds need here";
+
+fn doctor_knows(error: &Error) -> bool {
+    match error {
+        Error::CleanupFailed { error, .. } => doctor_knows(error),
+        Error::RuchyNotFound { .. }
+        | Error::EngineUnavailable { .. }
+        | Error::BuilderImageUnavailable { .. }
+        | Error::BuilderNotRust { .. }
+        | Error::TargetUnsupported { .. }
+        | Error::StdMismatch { .. }
+        | Error::StdBuildFailed { .. } => true,
+        _ => false,
     }
 }
 

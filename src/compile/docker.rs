@@ -264,6 +264,37 @@ impl BuilderImage {
                 }
             },
         };
+        BuilderImage::probed(engine, reference, &inspect, cache_dir).await
+    }
+
+    /// The builder image a build would use, if the engine has it now: `requested`, else
+    /// `rust:1-alpine`, else one made by `builder import-host`. Nothing is pulled (`doctor`
+    /// asks what is here, not what a build could fetch).
+    pub async fn find(
+        engine: &Engine,
+        requested: Option<&str>,
+        cache_dir: &Path,
+    ) -> Result<Option<BuilderImage>> {
+        let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
+        let found = match engine.docker().inspect_image(&reference).await {
+            Ok(inspect) => Some((reference, inspect)),
+            Err(_) if requested.is_none() => imported_builder(engine).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some((reference, inspect)) => Ok(Some(
+                BuilderImage::probed(engine, reference, &inspect, cache_dir).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn probed(
+        engine: &Engine,
+        reference: String,
+        inspect: &bollard::models::ImageInspect,
+        cache_dir: &Path,
+    ) -> Result<BuilderImage> {
         let id = inspect.id.clone().unwrap_or_default();
         let toolchain = probe(engine, &reference, &id, cache_dir).await?;
         let target = crate::toolchain::field(&toolchain.rustc, "host:");

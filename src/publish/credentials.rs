@@ -13,10 +13,7 @@ use crate::error::{Error, Result};
 
 /// The credentials for `registry` (`host[:port]`).
 pub fn for_registry(registry: &str) -> Result<RegistryAuth> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|h| h.join(".docker")));
-    let Some(file) = dir.map(|d| d.join("config.json")) else {
+    let Some(file) = docker_config_file() else {
         return Ok(RegistryAuth::Anonymous);
     };
     let Ok(text) = std::fs::read(&file) else {
@@ -62,6 +59,14 @@ pub fn for_registry(registry: &str) -> Result<RegistryAuth> {
             reason: format!("the auth entry for {registry} is not base64 user:password"),
         })?;
     Ok(RegistryAuth::Basic(decoded.0, decoded.1))
+}
+
+/// Docker's `config.json`: in `$DOCKER_CONFIG`, else `~/.docker`.
+pub fn docker_config_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".docker")))
+        .map(|dir| dir.join("config.json"))
 }
 
 /// `docker-credential-HELPER get`, with the host on stdin.

@@ -9,6 +9,7 @@ mod engine;
 mod files;
 mod registry;
 
+pub use credentials::docker_config_file;
 pub use engine::EnginePublisher;
 pub use files::{ArchivePublisher, OciLayoutPublisher};
 pub use registry::{

@@ -1,0 +1,150 @@
+//! `ruchy-image doctor`: on this machine as `.ci/setup` leaves it (ready), with the engine
+//! gone, and without ruchy; each missing item says its fix, `--json` parses, and the exit code
+//! says whether the default build can run. A builder image without the musl std is checked
+//! in tests/musl.rs, beside the other uses of that image.
+
+mod common;
+
+use common::*;
+
+/// `doctor --json`, with `tweak` on the command.
+fn doctor_json(tweak: impl FnOnce(&mut std::process::Command)) -> (Run, serde_json::Value) {
+    let run = ruchy_image_with(["doctor", "--json"], tweak);
+    let report = run.metrics();
+    (run, report)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))
+}
+
+#[test]
+fn this_machine_is_ready_for_the_default_build() {
+    let (run, report) = doctor_json(|_| {});
+    assert_eq!(run.code, Some(0), "{report}\n{}", run.stderr);
+    assert_eq!(report["ready"], true, "{report}");
+    let engine = check(&report, "engine");
+    assert_eq!(engine["ok"], true, "{report}");
+    assert!(
+        engine["detail"].as_str().unwrap().contains("API 1."),
+        "{engine}"
+    );
+    // .ci/setup's builder image, made by import-host, with both stds.
+    let builder = check(&report, "builder image");
+    assert!(
+        builder["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("ruchy-image-builder:"),
+        "{builder}"
+    );
+    for name in ["builder musl std", "builder size std", "ruchy"] {
+        assert_eq!(check(&report, name)["ok"], true, "{name}: {report}");
+    }
+    assert!(
+        check(&report, "ruchy")["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("ruchy 3."),
+        "{report}"
+    );
+
+    // The same in words: a ✓ line per check and the verdict.
+    let text = ruchy_image(["doctor"]).ok().stdout;
+    assert!(text.lines().any(|l| l.starts_with("✓ engine")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("✓ builder musl std")),
+        "{text}"
+    );
+    assert!(text.contains("ready: the default build"), "{text}");
+}
+
+#[test]
+fn no_engine_is_a_failure_with_its_fix() {
+    let (run, report) = doctor_json(|cmd| {
+        cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    });
+    assert_eq!(run.code, Some(1), "{report}\n{}", run.stderr);
+    assert_eq!(report["ready"], false);
+    let engine = check(&report, "engine");
+    assert_eq!(engine["ok"], false);
+    assert_eq!(engine["required"], true);
+    assert!(
+        engine["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no Docker engine answers at unix:///nonexistent/docker.sock"),
+        "{engine}"
+    );
+    assert!(
+        engine["fix"].as_str().unwrap().contains("sudo dockerd"),
+        "{engine}"
+    );
+    assert_eq!(check(&report, "builder image")["ok"], false);
+    assert!(
+        run.stderr
+            .contains("the default build cannot run here: engine, builder image missing"),
+        "{}",
+        run.stderr
+    );
+
+    // In words: the ✗ line and its fix under it.
+    let text = ruchy_image_with(["doctor"], |cmd| {
+        cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    });
+    assert_eq!(text.code, Some(1));
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("✗ engine"))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(
+        lines[at + 1].trim_start().starts_with("fix: start one"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn no_ruchy_is_reported_with_its_install_command_and_does_not_fail() {
+    // PATH keeps cargo's directory (doctor also checks --builder local) but not ruchy.
+    let bin = tempfile::tempdir().unwrap();
+    let rustc = ruchy_image::toolchain::Toolchain::probe(std::path::Path::new("rustc")).unwrap();
+    for tool in [rustc.rustc, rustc.cargo] {
+        std::os::unix::fs::symlink(&tool, bin.path().join(tool.file_name().unwrap())).unwrap();
+    }
+    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.path().display());
+    let (run, report) = doctor_json(|cmd| {
+        cmd.env("PATH", &path);
+    });
+    let ruchy = check(&report, "ruchy");
+    assert_eq!(ruchy["ok"], false, "{report}");
+    assert_eq!(ruchy["required"], false);
+    assert!(
+        ruchy["fix"]
+            .as_str()
+            .unwrap()
+            .contains("cargo install ruchy --locked"),
+        "{ruchy}"
+    );
+    // A .rs build does not need it: the machine is still ready.
+    assert_eq!(run.code, Some(0), "{report}\n{}", run.stderr);
+    assert_eq!(report["ready"], true);
+    assert_eq!(check(&report, "local toolchain")["ok"], true, "{report}");
+
+    let text = ruchy_image_with(["doctor"], |cmd| {
+        cmd.env("PATH", &path);
+    })
+    .ok()
+    .stdout;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("✗ ruchy") && l.contains("(optional) ruchy does not run")),
+        "{text}"
+    );
+}
