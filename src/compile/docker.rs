@@ -299,9 +299,13 @@ async fn imported_builder(
         .flat_map(|i| i.repo_tags)
         .filter(|t| t != "<none>:<none>")
         .collect();
+    // Podman names them `localhost/ruchy-image-builder:...`.
     let Some(tag) = tags
         .iter()
-        .find(|t| t.starts_with("ruchy-image-builder:"))
+        .find(|t| {
+            t.trim_start_matches("localhost/")
+                .starts_with("ruchy-image-builder:")
+        })
         .or(tags.first())
         .cloned()
     else {
