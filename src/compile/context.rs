@@ -190,7 +190,7 @@ impl Context {
 
 /// A writer that hands what is written, in chunks, to an async receiver: the tar is made on
 /// a blocking thread and streamed to the engine as it is made.
-pub(super) struct ChunkSender {
+pub(crate) struct ChunkSender {
     chunk: Vec<u8>,
     sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
 }
@@ -209,7 +209,7 @@ impl ChunkSender {
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
         self.sender
             .blocking_send(Ok(chunk.into()))
-            .map_err(|_| std::io::Error::other("the engine stopped reading the source"))
+            .map_err(|_| std::io::Error::other("the engine stopped reading"))
     }
 }
 
