@@ -637,10 +637,9 @@ pub async fn import_host(
     let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
         .quiet(true)
         .build();
-    let mut stream =
-        engine
-            .docker()
-            .import_image(options, bollard::body_try_stream(chunks), None);
+    let mut stream = engine
+        .docker()
+        .import_image(options, bollard::body_try_stream(chunks), None);
     let mut loaded = Ok(());
     while let Some(info) = stream.next().await {
         if let Err(e) = info {

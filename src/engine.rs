@@ -305,7 +305,10 @@ impl Engine {
     pub async fn get_json(&self, path: &str, context: &str) -> Result<serde_json::Value> {
         let (host, request) = (
             self.host.clone(),
-            format!("GET /v{}{path} HTTP/1.0\r\nHost: docker\r\n\r\n", self.api_version),
+            format!(
+                "GET /v{}{path} HTTP/1.0\r\nHost: docker\r\n\r\n",
+                self.api_version
+            ),
         );
         let context = context.to_string();
         let answer = tokio::task::spawn_blocking(move || raw_request(&host, &request))
@@ -321,7 +324,10 @@ impl Engine {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .ok_or_else(|| failed("the engine's answer has no body".into()))?;
-        let (head, body) = (String::from_utf8_lossy(&answer[..split]), &answer[split + 4..]);
+        let (head, body) = (
+            String::from_utf8_lossy(&answer[..split]),
+            &answer[split + 4..],
+        );
         let status = head.split_whitespace().nth(1).unwrap_or_default();
         if !status.starts_with('2') {
             let message = serde_json::from_slice::<serde_json::Value>(body)
@@ -612,7 +618,13 @@ mod tests {
         again.take(chunk(false, "two\nthree\n"), &mut sink);
         assert_eq!(
             lines,
-            ["false one", "true warn", "true last warn", "false two", "false three"]
+            [
+                "false one",
+                "true warn",
+                "true last warn",
+                "false two",
+                "false three"
+            ]
         );
     }
 }
