@@ -23,37 +23,21 @@ use common::*;
 /// The tests' Podman: its config, storage and sockets live in `dir`.
 struct Podman {
     dir: PathBuf,
+    /// The service (tini, and podman under it); stopped by the watcher when we have gone.
+    _service: std::sync::Mutex<std::process::Child>,
     /// `unix://…/podman.sock`.
     host: String,
 }
 
 impl Podman {
-    /// The environment every `podman` command and service of ours runs with.
+    /// The environment every `podman` command of ours runs with.
     fn env(&self) -> [(&'static str, PathBuf); 2] {
-        [
-            ("CONTAINERS_CONF", self.dir.join("containers.conf")),
-            ("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf")),
-        ]
+        env_of(&self.dir)
     }
 
-    /// Starts `podman system service` on `address`, under `tini -s`: Podman's conmon
-    /// processes become orphans when their container exits, and an init that reaps them late
-    /// (as on some VMs) makes every wait for a container take Podman's 20 s timeout.
-    fn serve(&self, address: &str, log: &str) -> u32 {
-        let log = std::fs::File::create(self.dir.join(log)).unwrap();
-        let child = Command::new("tini")
-            .args([
-                "-s", "--", "podman", "system", "service", "--time=0", address,
-            ])
-            .envs(self.env())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start podman under tini ({e}); `bash .ci/setup` installs them")
-            });
-        child.id()
+    /// Another service on the tests' storage, at `address`.
+    fn serve(&self, address: &str, log: &str) -> std::process::Child {
+        serve(&self.dir, address, log)
     }
 
     /// Runs the `podman` CLI on the tests' storage.
@@ -80,6 +64,33 @@ impl Podman {
         let source = std::fs::canonicalize(source).unwrap();
         self.containers_with(&format!("dev.ruchy.image.source={}", source.display()))
     }
+}
+
+/// The environment of a Podman whose config and storage are in `dir`.
+fn env_of(dir: &Path) -> [(&'static str, PathBuf); 2] {
+    [
+        ("CONTAINERS_CONF", dir.join("containers.conf")),
+        ("CONTAINERS_STORAGE_CONF", dir.join("storage.conf")),
+    ]
+}
+
+/// Starts `podman system service` on `address`, under `tini -s`: Podman's conmon processes
+/// become orphans when their container exits, and an init that reaps them late (as on some
+/// VMs) makes every wait for a container take Podman's 20 s timeout.
+fn serve(dir: &Path, address: &str, log: &str) -> std::process::Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    Command::new("tini")
+        .args([
+            "-s", "--", "podman", "system", "service", "--time=0", address,
+        ])
+        .envs(env_of(dir))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start podman under tini ({e}); `bash .ci/setup` installs them")
+        })
 }
 
 /// The highest limits a process of ours may ask for: the hard limit of open files, and of
@@ -133,11 +144,14 @@ fn podman() -> &'static Podman {
         );
         std::fs::write(dir.join("storage.conf"), storage).unwrap();
         let socket = dir.join("podman.sock");
+        let host = format!("unix://{}", socket.display());
+        let child = serve(&dir, &host, "service.log");
+        let service = child.id();
         let podman = Podman {
-            host: format!("unix://{}", socket.display()),
+            _service: std::sync::Mutex::new(child),
+            host,
             dir,
         };
-        let service = podman.serve(&podman.host, "service.log");
         // Stops the service and removes its storage once this process has gone (a watcher
         // that outlives it, as the PostgreSQL cluster's does).
         let env: Vec<String> = podman
@@ -146,7 +160,7 @@ fn podman() -> &'static Podman {
             .map(|(k, v)| format!("{k}={}", v.display()))
             .collect();
         let watcher = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; pkill -P {service}; kill {service}; \
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill {service}; sleep 1; \
              env {env} podman system reset --force >/dev/null 2>&1; rm -rf {dir}",
             pid = std::process::id(),
             env = env.join(" "),
@@ -452,8 +466,7 @@ fn a_second_engine_on_loopback_tcp_loads_and_runs_the_image() {
         .map(|a| a.port())
         .unwrap();
     let host = format!("tcp://127.0.0.1:{port}");
-    let service = podman.serve(&host, "tcp-service.log");
-    let _stop = Stop(service);
+    let _stop = Stop(podman.serve(&host, "tcp-service.log"));
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -494,12 +507,13 @@ fn a_second_engine_on_loopback_tcp_loads_and_runs_the_image() {
     );
 }
 
-/// Stops a service we started (tini passes the signal on) when the test ends.
-struct Stop(u32);
+/// Stops a service we started when the test ends: SIGTERM, which tini passes on to podman.
+struct Stop(std::process::Child);
 
 impl Drop for Stop {
     fn drop(&mut self) {
-        // SAFETY: a plain kill(2) of our own child.
-        unsafe { libc::kill(self.0 as i32, libc::SIGTERM) };
+        // SAFETY: a plain kill(2) of our own child, not reaped yet.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
 }
