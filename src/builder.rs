@@ -623,7 +623,7 @@ pub async fn import_host(
         let tag = tag.clone();
         tokio::task::spawn_blocking(move || {
             write_archive(
-                crate::compile::ChunkSender::new(sender),
+                crate::fsutil::ChunkSender::new(sender),
                 &mut rootfs,
                 &layer,
                 &config,

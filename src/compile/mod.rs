@@ -4,7 +4,6 @@
 //! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
 
 mod context;
-pub(crate) use context::ChunkSender;
 mod docker;
 mod local;
 
