@@ -484,6 +484,9 @@ fn a_second_engine_on_loopback_tcp_loads_and_runs_the_image() {
             example("fibonacci.rs").to_str().unwrap(),
             "-O",
             "balanced",
+            // Podman 4.3 reads zstd layers (Docker does from 23 on only).
+            "--compression",
+            "zstd",
             "--tag",
             tag,
             "--json",
