@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -384,8 +383,12 @@ fn write_rootfs(
     host: &HostToolchain,
     stds: &[(PathBuf, String)],
     out: &std::fs::File,
-) -> Result<u64> {
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
+) -> Result<Layer> {
+    let mut tar = tar::Builder::new(Hashing {
+        out: std::io::BufWriter::new(out),
+        hash: Sha256::new(),
+        size: 0,
+    });
     tar.follow_symlinks(false);
     let mut fs = Rootfs {
         tar,
@@ -445,8 +448,82 @@ fn write_rootfs(
         .into_inner()
         .map_err(Error::io("finishing the builder image"))?;
     std::io::Write::flush(&mut writer).map_err(Error::io("writing the builder image"))?;
-    drop(writer);
-    Ok(out.metadata().map(|m| m.len()).unwrap_or(0))
+    Ok(Layer {
+        diff_id: format!("sha256:{}", hex(&writer.hash.finalize())),
+        size: writer.size,
+    })
+}
+
+/// The builder's one layer: the uncompressed tar of its root filesystem.
+struct Layer {
+    diff_id: String,
+    size: u64,
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    out: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(buf)?;
+        self.hash.update(&buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Writes a `docker save`-format archive of the builder image (its layer, config and tag)
+/// to `out`: what every engine loads the same way. (Podman's import API, which Docker's
+/// `import` would use, drops the tag and every change: labels, env, working dir.)
+fn write_archive(
+    out: impl std::io::Write,
+    rootfs: &mut std::fs::File,
+    layer: &Layer,
+    config: &serde_json::Value,
+    tag: &str,
+) -> Result<()> {
+    let err = || Error::io("writing the builder image archive");
+    let config = serde_json::to_vec(config).map_err(|source| Error::Json {
+        what: "the builder image's config",
+        source,
+    })?;
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": [tag],
+        "Layers": ["layer.tar"],
+    }]))
+    .map_err(|source| Error::Json {
+        what: "the builder image's manifest.json",
+        source,
+    })?;
+    std::io::Seek::rewind(rootfs).map_err(err())?;
+    let mut tar = tar::Builder::new(out);
+    let file = |size: u64| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header
+    };
+    tar.append_data(&mut file(layer.size), "layer.tar", rootfs)
+        .map_err(err())?;
+    tar.append_data(&mut file(config.len() as u64), "config.json", &config[..])
+        .map_err(err())?;
+    tar.append_data(
+        &mut file(manifest.len() as u64),
+        "manifest.json",
+        &manifest[..],
+    )
+    .map_err(err())?;
+    tar.into_inner().map_err(err())?.flush().map_err(err())
 }
 
 /// Makes (or reuses) a builder image from this machine's toolchain: `rustc` when given, else
@@ -509,50 +586,73 @@ pub async fn import_host(
         "creating a temp file in {}",
         cache_dir.display()
     )))?;
-    let (size, rootfs) = {
+    let (layer, mut rootfs) = {
         let host = host.clone();
-        blocking(move || write_rootfs(&host, &stds, &rootfs).map(|size| (size, rootfs))).await?
+        blocking(move || write_rootfs(&host, &stds, &rootfs).map(|layer| (layer, rootfs))).await?
     };
+    let size = layer.size;
     step(format!(
-        "importing {} MB into the engine as {tag}",
+        "loading {} MB into the engine as {tag}",
         size / 1_000_000
     ));
 
-    let changes = vec![
-        format!("ENV PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-        "ENV CARGO_HOME=/usr/local/cargo".to_string(),
-        "WORKDIR /src".to_string(),
-        format!("LABEL {FINGERPRINT_LABEL}={fingerprint}"),
-        format!("LABEL {TARGET_LABEL}={}", host.target),
-        format!("LABEL dev.ruchy.image.builder.rustc=\"{}\"", host.rustc_version),
-    ];
-    let (repo, image_tag) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
-    let options = CreateImageOptionsBuilder::default()
-        .from_src("-")
-        .repo(repo)
-        .tag(image_tag)
-        .changes(changes)
-        .build();
-    let mut file = rootfs;
-    std::io::Seek::rewind(&mut file).map_err(Error::io("reading the builder rootfs"))?;
-    let file = tokio::fs::File::from_std(file);
-    let body = futures_util::stream::unfold(file, |mut file| async move {
-        let mut chunk = vec![0u8; 1 << 20];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let config = serde_json::json!({
+        "architecture": crate::platform::Platform::of_target(&host.target)
+            .map_or(crate::toolchain::arch(&host.target), |p| p.architecture()),
+        "os": "linux",
+        "created": now,
+        "config": {
+            "Env": [
+                format!("PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+                "CARGO_HOME=/usr/local/cargo",
+            ],
+            "WorkingDir": "/src",
+            "Labels": {
+                FINGERPRINT_LABEL: fingerprint,
+                TARGET_LABEL: host.target,
+                "dev.ruchy.image.builder.rustc": host.rustc_version,
+            },
+        },
+        "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+        "history": [{ "created": now, "created_by": "ruchy-image builder import-host" }],
     });
-    let mut stream =
-        engine
-            .docker()
-            .create_image(Some(options), Some(bollard::body_try_stream(body)), None);
+    // The archive is made on a blocking thread and streamed to the engine as it is made.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let writer = {
+        let tag = tag.clone();
+        tokio::task::spawn_blocking(move || {
+            write_archive(
+                crate::fsutil::ChunkSender::new(sender),
+                &mut rootfs,
+                &layer,
+                &config,
+                &tag,
+            )
+        })
+    };
+    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+        .quiet(true)
+        .build();
+    let mut stream = engine
+        .docker()
+        .import_image(options, bollard::body_try_stream(chunks), None);
+    let mut loaded = Ok(());
     while let Some(info) = stream.next().await {
-        info.map_err(api_error(format!("importing the builder image {tag}")))?;
+        if let Err(e) = info {
+            loaded = Err(api_error(format!("loading the builder image {tag}"))(e));
+            break;
+        }
     }
+    drop(stream);
+    // The engine's error says more than the writer's "stopped reading".
+    let written = writer
+        .await
+        .map_err(|e| Error::io("writing the builder image archive")(e.into()));
+    loaded?;
+    written??;
     Ok(imported(false, size))
 }

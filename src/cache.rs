@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+use bollard::query_parameters::ListVolumesOptionsBuilder;
 
 use crate::compile::CACHE_VOLUME_LABEL;
 use crate::engine::{api_error, Engine};
@@ -42,12 +42,7 @@ pub async fn prune(engine: &Engine, prefix: &str, remove: bool) -> Result<Vec<Ca
         .map_err(api_error("listing the cache volumes"))?;
     let sizes = volume_sizes(engine).await?;
     // Containers of any state hold on to their volumes: the engine refuses to remove those.
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default().all(true).build(),
-        ))
-        .await
-        .map_err(api_error("listing containers"))?;
+    let containers = engine.containers(None, "listing containers").await?;
     let mut volumes: Vec<CacheVolume> = listed
         .volumes
         .unwrap_or_default()
@@ -56,23 +51,10 @@ pub async fn prune(engine: &Engine, prefix: &str, remove: bool) -> Result<Vec<Ca
         .map(|v| {
             let used_by = containers
                 .iter()
-                .filter(|c| {
-                    c.mounts
-                        .iter()
-                        .flatten()
-                        .any(|m| m.name.as_deref() == Some(&v.name))
-                })
+                .filter(|c| c.volumes.contains(&v.name))
                 .map(|c| {
-                    let name = c
-                        .names
-                        .iter()
-                        .flatten()
-                        .next()
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .or_else(|| c.id.clone())
-                        .unwrap_or_default();
-                    let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                    format!("{name} ({state})")
+                    let name = if c.name.is_empty() { &c.id } else { &c.name };
+                    format!("{name} ({})", c.state)
                 })
                 .collect();
             CacheVolume {
@@ -109,16 +91,15 @@ pub async fn prune(engine: &Engine, prefix: &str, remove: bool) -> Result<Vec<Ca
 }
 
 /// Bytes per volume from the engine's disk-usage report (`GET /system/df`). bollard reads
-/// the report of API 1.52+ (`VolumeUsage.Items`); older engines (Debian's 20.10: API 1.41)
-/// answer with `Volumes`, read from the raw answer when the engine is a unix socket.
+/// the report of API 1.52+ (`VolumeUsage.Items`); older engines (Debian's 20.10: API 1.41,
+/// and Podman) answer with `Volumes`, read from the plain JSON answer.
 async fn volume_sizes(engine: &Engine) -> Result<HashMap<String, u64>> {
     let items: Vec<serde_json::Value> = match engine.docker().df(None).await {
         Ok(df) => df.volume_usage.and_then(|u| u.items).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     let items = if items.is_empty() {
-        let api = engine.api_version.clone();
-        crate::fsutil::blocking(move || Ok(legacy_df_volumes(&api))).await?
+        legacy_df_volumes(engine).await
     } else {
         items
     };
@@ -132,43 +113,19 @@ async fn volume_sizes(engine: &Engine) -> Result<HashMap<String, u64>> {
         .collect())
 }
 
-/// `Volumes` of an API-1.41-style `/system/df` answer, over the unix socket `DOCKER_HOST`
-/// names (or the default one); empty when the engine is elsewhere or does not answer.
-fn legacy_df_volumes(api_version: &str) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let Some(socket) = host.strip_prefix("unix://") else {
-        return Vec::new();
-    };
-    let ask = || -> std::io::Result<Vec<u8>> {
-        let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-        write!(
-            stream,
-            "GET /v{api_version}/system/df HTTP/1.0\r\nHost: docker\r\n\r\n"
-        )?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer)?;
-        Ok(answer)
-    };
+/// `Volumes` of an API-1.41-style `/system/df` answer; empty when the engine does not answer
+/// with one.
+async fn legacy_df_volumes(engine: &Engine) -> Vec<serde_json::Value> {
     // The engine runs one disk-usage query at a time and refuses others meanwhile ("a disk
     // usage operation is already running"): wait for our turn, up to 15 s.
     for _ in 0..30 {
-        let answer = ask().unwrap_or_default();
-        let body = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| &answer[at + 4..])
-            .unwrap_or_default();
-        let busy = String::from_utf8_lossy(body).contains("already running");
-        if !busy {
-            return serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|df| df.get("Volumes")?.as_array().cloned())
-                .unwrap_or_default();
+        match engine.get_json("/system/df", "reading disk usage").await {
+            Ok(df) => return df["Volumes"].as_array().cloned().unwrap_or_default(),
+            Err(e) if e.to_string().contains("already running") => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await
+            }
+            Err(_) => return Vec::new(),
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     Vec::new()
 }

@@ -1,6 +1,11 @@
 //! The Docker engine, through bollard: connection (honouring `DOCKER_HOST`, negotiating the
 //! API version so Engine 20.10 / API 1.41 works as well as current engines), errors that carry
 //! the engine's message, and cleanup of containers an interrupted run leaves behind.
+//!
+//! Podman's Docker-compatible service (`podman system service`) is an engine too. Where it
+//! answers differently, this module makes up for it: container lists are read as plain JSON
+//! (Podman reports states Docker's schema lacks), and a container's output is not trusted to
+//! end when it exits (Podman before 5.3 can miss the exit and follow the log forever).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,7 +33,28 @@ pub struct Engine {
     pub version: String,
     /// The API version in use after negotiation (`1.41`).
     pub api_version: String,
+    /// Whether the engine is Podman's service rather than Docker's.
+    pub podman: bool,
 }
+
+/// A container as the engine lists it.
+#[derive(Debug, Clone, Default)]
+pub struct Container {
+    /// Its ID.
+    pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
+    /// Its state (`running`, `exited`; Podman also says `stopped` and `configured`).
+    pub state: String,
+    /// Its labels.
+    pub labels: std::collections::HashMap<String, String>,
+    /// The named volumes it mounts.
+    pub volumes: Vec<String>,
+}
+
+/// How long a container's log may go on after the engine said it exited, before it is read
+/// again from the start instead of followed.
+const LOG_GRACE: Duration = Duration::from_secs(2);
 
 /// Containers created and not yet removed; removed by [`remove_leftovers`] when a run is
 /// interrupted (the future that owned them was dropped before it could clean up).
@@ -43,8 +69,22 @@ pub fn api_error(context: impl Into<String>) -> impl FnOnce(bollard::errors::Err
             bollard::errors::Error::DockerStreamError { error } => error,
             other => other.to_string(),
         };
+        let message = with_hint(message);
         Error::Engine { context, message }
     }
+}
+
+/// The engine's message, with what to do about the failures we know.
+fn with_hint(message: String) -> String {
+    if message.contains("error setting rlimit") {
+        // Podman as root sets 1048576 open files and processes unless told otherwise; where
+        // root cannot raise a hard limit (no CAP_SYS_RESOURCE: some VMs and containers), the
+        // runtime fails to start every container.
+        return format!(
+            "{message} (the engine asks for more open files or processes than this machine allows; with Podman, set default_ulimits in containers.conf to at most `ulimit -Hn` and `ulimit -Hu`, as README says)"
+        );
+    }
+    message
 }
 
 impl Engine {
@@ -66,11 +106,17 @@ impl Engine {
             .await
             .map_err(|_| unavailable("it did not answer within 3 s".into()))?
             .map_err(|e| unavailable(e.to_string()))?;
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name.contains("Podman"));
         Ok(Engine {
             api_version: docker.client_version().to_string(),
             docker: docker.with_timeout(REQUEST_TIMEOUT),
             host,
             version: version.version.unwrap_or_else(|| "unknown".into()),
+            podman,
         })
     }
 
@@ -199,31 +245,141 @@ impl Engine {
     /// Removes every container of this host whose owner is gone (killed, or cut off from
     /// the engine before it could clean up); returns their IDs.
     pub async fn remove_orphans(&self) -> Result<Vec<String>> {
-        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&std::collections::HashMap::from([(
-                "label",
-                vec![cleanup::OWNER_LABEL],
-            )]))
-            .build();
         let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(api_error("listing leftover containers"))?;
+            .containers(Some(cleanup::OWNER_LABEL), "listing leftover containers")
+            .await?;
         let mut removed = Vec::new();
         for container in containers {
-            let labels = container.labels.unwrap_or_default();
-            let orphan = labels
+            let orphan = container
+                .labels
                 .get(cleanup::OWNER_LABEL)
                 .is_some_and(|label| cleanup::is_orphan(label));
-            if let (true, Some(id)) = (orphan, container.id) {
-                self.remove_container(&id).await?;
-                removed.push(id);
+            if orphan {
+                self.remove_container(&container.id).await?;
+                removed.push(container.id);
             }
         }
         Ok(removed)
     }
+
+    /// Every container, running or not (those with `label` only, when given). Read as plain
+    /// JSON: Podman reports states (`stopped`, `configured`) that bollard's models refuse.
+    pub async fn containers(&self, label: Option<&str>, context: &str) -> Result<Vec<Container>> {
+        let mut path = "/containers/json?all=1".to_string();
+        if let Some(label) = label {
+            let filters = serde_json::json!({ "label": [label] }).to_string();
+            path.push_str(&format!("&filters={}", percent_encode(&filters)));
+        }
+        let listed = self.get_json(&path, context).await?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        Ok(listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| Container {
+                id: text(&c["Id"]),
+                name: c["Names"]
+                    .as_array()
+                    .and_then(|n| n.first())
+                    .map(|n| text(n).trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                state: text(&c["State"]),
+                labels: c["Labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), text(v)))
+                    .collect(),
+                volumes: c["Mounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["Name"].as_str().map(str::to_string))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// `GET path` (under the negotiated API version) as JSON, over the unix socket or TCP
+    /// address `DOCKER_HOST` names. For answers bollard's typed models cannot read.
+    pub async fn get_json(&self, path: &str, context: &str) -> Result<serde_json::Value> {
+        let (host, request) = (
+            self.host.clone(),
+            format!(
+                "GET /v{}{path} HTTP/1.0\r\nHost: docker\r\n\r\n",
+                self.api_version
+            ),
+        );
+        let context = context.to_string();
+        let answer = tokio::task::spawn_blocking(move || raw_request(&host, &request))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        let failed = |message: String| Error::Engine {
+            context: context.clone(),
+            message,
+        };
+        let answer = answer.map_err(|e| failed(e.to_string()))?;
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| failed("the engine's answer has no body".into()))?;
+        let (head, body) = (
+            String::from_utf8_lossy(&answer[..split]),
+            &answer[split + 4..],
+        );
+        let status = head.split_whitespace().nth(1).unwrap_or_default();
+        if !status.starts_with('2') {
+            let message = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
+            return Err(failed(format!("{status}: {message}")));
+        }
+        serde_json::from_slice(body).map_err(|e| failed(format!("not JSON: {e}")))
+    }
+}
+
+/// Sends an HTTP/1.0 request to a `unix://` or `tcp://` engine and reads the whole answer
+/// (the engine closes the connection after an HTTP/1.0 answer).
+fn raw_request(host: &str, request: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    fn exchange(mut stream: impl Read + Write, request: &str) -> std::io::Result<Vec<u8>> {
+        stream.write_all(request.as_bytes())?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(answer)
+    }
+    let timeout = Some(Duration::from_secs(60));
+    if let Some(socket) = host.strip_prefix("unix://") {
+        let stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(timeout)?;
+        exchange(stream, request)
+    } else if let Some(address) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
+        let stream = std::net::TcpStream::connect(address.trim_end_matches('/'))?;
+        stream.set_read_timeout(timeout)?;
+        exchange(stream, request)
+    } else {
+        Err(std::io::Error::other(format!(
+            "{host}: only unix:// and tcp:// engines are read this way"
+        )))
+    }
+}
+
+/// Percent-encodes a query parameter's value.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Removes every tracked container still present. Called after an interrupted run.
@@ -272,6 +428,11 @@ impl Engine {
 
     /// Starts a container, passes its output to `on_output` line by line (`true` for
     /// stderr) until it exits, and returns its exit code.
+    ///
+    /// The log is followed while the container runs. Once the engine says the container
+    /// exited, the log has [`LOG_GRACE`] to end; one that does not (Podman before 5.3 misses
+    /// an exit that comes before it starts watching, and follows forever) is read again
+    /// without following, and what was not passed on yet is.
     pub async fn run_to_completion(
         &self,
         id: &str,
@@ -281,23 +442,73 @@ impl Engine {
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .map_err(api_error("starting the container"))?;
+        let mut output = Output::default();
+        let mut logs = self.logs(id, true);
+        let exit = self.wait_exit(id);
+        tokio::pin!(exit);
+        let mut exited = None;
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+        let ended = loop {
+            tokio::select! {
+                chunk = logs.next() => match chunk {
+                    Some(chunk) => output.take(
+                        chunk.map_err(api_error("reading the container's output"))?,
+                        on_output,
+                    ),
+                    None => break true,
+                },
+                code = &mut exit, if exited.is_none() => {
+                    exited = Some(code?);
+                    grace.as_mut().reset(tokio::time::Instant::now() + LOG_GRACE);
+                }
+                () = &mut grace => break false,
+            }
+        };
+        if !ended {
+            drop(logs);
+            let mut again = Output {
+                skip: output.passed,
+                ..Output::default()
+            };
+            std::mem::swap(&mut again.lines, &mut output.lines);
+            let mut logs = self.logs(id, false);
+            while let Some(chunk) = logs.next().await {
+                again.take(
+                    chunk.map_err(api_error("reading the container's output"))?,
+                    on_output,
+                );
+            }
+            output = again;
+        }
+        let [out, err] = &mut output.lines;
+        out.finish(|l| on_output(false, l));
+        err.finish(|l| on_output(true, l));
+        let exit_code = match exited {
+            Some(code) => code,
+            None => exit.await?,
+        };
+        Ok(Finished { exit_code })
+    }
+
+    /// The container's stdout and stderr, followed or as they are now.
+    fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+    ) -> impl futures_util::Stream<
+        Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+    > {
         let options = bollard::query_parameters::LogsOptionsBuilder::default()
-            .follow(true)
+            .follow(follow)
             .stdout(true)
             .stderr(true)
             .build();
-        let mut logs = self.docker.logs(id, Some(options));
-        let (mut out, mut err) = (LineBuffer::default(), LineBuffer::default());
-        while let Some(chunk) = logs.next().await {
-            match chunk.map_err(api_error("reading the container's output"))? {
-                bollard::container::LogOutput::StdErr { message } => {
-                    err.push(&message, |l| on_output(true, l))
-                }
-                other => out.push(&other.into_bytes(), |l| on_output(false, l)),
-            }
-        }
-        out.finish(|l| on_output(false, l));
-        err.finish(|l| on_output(true, l));
+        self.docker.logs(id, Some(options))
+    }
+
+    /// Waits until the container exits; its exit code.
+    async fn wait_exit(&self, id: &str) -> Result<i64> {
         let mut wait = self
             .docker
             .wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
@@ -311,7 +522,36 @@ impl Engine {
                 Err(e) => return Err(api_error("waiting for the container")(e)),
             }
         }
-        Ok(Finished { exit_code })
+        Ok(exit_code)
+    }
+}
+
+/// A container's output on its way to the caller, line by line: stdout and stderr each
+/// reassembled, and the bytes of each already passed on counted (or still to be skipped,
+/// when the log is read again from the start).
+#[derive(Default)]
+struct Output {
+    lines: [LineBuffer; 2],
+    passed: [usize; 2],
+    skip: [usize; 2],
+}
+
+impl Output {
+    fn take(
+        &mut self,
+        chunk: bollard::container::LogOutput,
+        on_output: &mut (dyn FnMut(bool, &str) + Send),
+    ) {
+        let (stderr, bytes) = match chunk {
+            bollard::container::LogOutput::StdErr { message } => (true, message),
+            other => (false, other.into_bytes()),
+        };
+        let stream = usize::from(stderr);
+        let skipped = self.skip[stream].min(bytes.len());
+        self.skip[stream] -= skipped;
+        let fresh = &bytes[skipped..];
+        self.passed[stream] += fresh.len();
+        self.lines[stream].push(fresh, |l| on_output(stderr, l));
     }
 }
 
@@ -339,7 +579,8 @@ impl LineBuffer {
 
 #[cfg(test)]
 mod tests {
-    use super::LineBuffer;
+    use super::{LineBuffer, Output};
+    use bollard::container::LogOutput;
 
     #[test]
     fn lines_are_reassembled_across_chunks() {
@@ -349,5 +590,41 @@ mod tests {
         buffer.push(b"o\r\nthr", |l| lines.push(l.to_string()));
         buffer.finish(|l| lines.push(l.to_string()));
         assert_eq!(lines, ["one", "two", "thr"]);
+    }
+
+    #[test]
+    fn a_log_read_again_passes_on_only_what_was_not_passed_yet() {
+        let chunk = |stderr: bool, text: &str| match stderr {
+            true => LogOutput::StdErr {
+                message: text.as_bytes().to_vec().into(),
+            },
+            false => LogOutput::StdOut {
+                message: text.as_bytes().to_vec().into(),
+            },
+        };
+        let mut lines = Vec::new();
+        let mut followed = Output::default();
+        let mut sink = |stderr: bool, l: &str| lines.push(format!("{stderr} {l}"));
+        followed.take(chunk(false, "one\ntw"), &mut sink);
+        followed.take(chunk(true, "warn\n"), &mut sink);
+        // The follow stalls; the whole log comes again, in other chunks.
+        let mut again = Output {
+            skip: followed.passed,
+            lines: std::mem::take(&mut followed.lines),
+            ..Output::default()
+        };
+        again.take(chunk(false, "one\n"), &mut sink);
+        again.take(chunk(true, "warn\nlast warn\n"), &mut sink);
+        again.take(chunk(false, "two\nthree\n"), &mut sink);
+        assert_eq!(
+            lines,
+            [
+                "false one",
+                "true warn",
+                "true last warn",
+                "false two",
+                "false three"
+            ]
+        );
     }
 }

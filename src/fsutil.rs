@@ -1,5 +1,5 @@
 //! Small helpers every stage shares: atomic file writes, checks that an output can be written,
-//! and SHA-256 digests. They sit below every other module, so none of them imports back.
+//! SHA-256 digests, and streaming what a blocking thread writes. They sit below every other module, so none of them imports back.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +146,49 @@ pub(crate) fn create_parent(what: &'static str, path: &Path) -> Result<()> {
             std::fs::create_dir_all(parent).map_err(|e| not_writable(what, path, e.to_string()))
         }
         _ => Ok(()),
+    }
+}
+
+/// A writer that hands what is written, in chunks, to an async receiver: a tar made on a
+/// blocking thread (a build context, a builder image) is streamed to the engine as it is made.
+pub struct ChunkSender {
+    chunk: Vec<u8>,
+    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl ChunkSender {
+    /// A writer whose chunks (1 MiB each, and what is left on flush) go to `sender`.
+    pub fn new(sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>) -> ChunkSender {
+        ChunkSender {
+            chunk: Vec::with_capacity(CHUNK),
+            sender,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.sender
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| std::io::Error::other("the engine stopped reading"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        self.send()
     }
 }
 

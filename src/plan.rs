@@ -754,7 +754,7 @@ async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Ev
 }
 
 /// Refuses, before anything runs, a load of zstd layers into an engine that cannot read them:
-/// Docker reads zstd layers from 23.0 on.
+/// Docker reads zstd layers from 23.0 on; Podman does (4.3 does).
 fn check_engine_reads(request: &Request, engine: Option<&Engine>) -> Result<()> {
     let (Some(engine), Codec::Zstd) = (engine, request.image.compression) else {
         return Ok(());
@@ -766,7 +766,7 @@ fn check_engine_reads(request: &Request, engine: Option<&Engine>) -> Result<()> 
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    if loads && major < 23 {
+    if loads && !engine.podman && major < 23 {
         return Err(Error::InvalidInput {
             what: "compression for this engine",
             value: "zstd".into(),

@@ -188,48 +188,6 @@ impl Context {
     }
 }
 
-/// A writer that hands what is written, in chunks, to an async receiver: the tar is made on
-/// a blocking thread and streamed to the engine as it is made.
-pub(super) struct ChunkSender {
-    chunk: Vec<u8>,
-    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
-}
-
-const CHUNK: usize = 1 << 20;
-
-impl ChunkSender {
-    pub fn new(sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>) -> ChunkSender {
-        ChunkSender {
-            chunk: Vec::with_capacity(CHUNK),
-            sender,
-        }
-    }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
-        self.sender
-            .blocking_send(Ok(chunk.into()))
-            .map_err(|_| std::io::Error::other("the engine stopped reading the source"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.chunk.extend_from_slice(buf);
-        if self.chunk.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.chunk.is_empty() {
-            return Ok(());
-        }
-        self.send()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::context::{ChunkSender, Context};
+use super::context::Context;
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
@@ -33,6 +33,7 @@ use crate::builder::FINGERPRINT_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
+use crate::fsutil::ChunkSender;
 use crate::fsutil::{blocking, hex};
 use crate::metrics::human_size;
 use crate::preset::Flags;
@@ -330,9 +331,13 @@ async fn imported_builder(
         .flat_map(|i| i.repo_tags)
         .filter(|t| t != "<none>:<none>")
         .collect();
+    // Podman names them `localhost/ruchy-image-builder:...`.
     let Some(tag) = tags
         .iter()
-        .find(|t| t.starts_with("ruchy-image-builder:"))
+        .find(|t| {
+            t.trim_start_matches("localhost/")
+                .starts_with("ruchy-image-builder:")
+        })
         .or(tags.first())
         .cloned()
     else {
