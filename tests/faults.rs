@@ -7,13 +7,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -57,71 +54,11 @@ fn run(args: &[&str]) -> Run {
     }
 }
 
-/// A build running in the background, its stderr read line by line.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    seen: String,
-}
-
-impl Running {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = command(args);
-        cmd.envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own group, like a job a shell runs: our signals go to it alone.
-            .process_group(0);
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: String::new(),
-        }
-    }
-
-    /// Waits until stderr shows `marker`.
-    fn wait_for(&mut self, marker: &str) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !self.seen.contains(marker) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push_str(&line);
-                    self.seen.push('\n');
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("no {marker:?} in:\n{}", self.seen),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("exited before {marker:?}:\n{}", self.seen)
-                }
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: a plain kill(2) of a child we have not reaped.
-        let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(sent, 0, "kill failed");
-    }
-
-    /// The exit code (`None` when a signal ended it) and all of stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().unwrap();
-        for line in self.lines.iter() {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        (status.code(), self.seen)
-    }
+/// `ruchy-image ARGS` with `env`, in the background.
+fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = command(args);
+    cmd.envs(env.iter().copied());
+    Running::spawn(cmd)
 }
 
 /// Our temp files and dirs in `dir`.
@@ -186,7 +123,7 @@ fn signals_during_the_compile_leave_no_container() {
     let archive = out.path().join("slow.tar");
     remove_image(tag);
     for (signal, name) in SIGNALS {
-        let mut build = Running::start(
+        let mut build = start(
             &[
                 "build",
                 slow.to_str().unwrap(),
@@ -257,7 +194,7 @@ fn signals_during_assembly_leave_no_temp_file() {
         // compressed while the signal comes.
         let owned = args(&(1_700_000_000 + i).to_string());
         let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let mut build = Running::start(&argv, &[]);
+        let mut build = start(&argv, &[]);
         build.wait_for("→ Assembling image");
         std::thread::sleep(Duration::from_millis(150));
         build.signal(signal);
@@ -315,7 +252,7 @@ fn signals_during_the_load_say_what_was_written() {
     for (signal, name) in SIGNALS {
         remove_image(tag);
         std::fs::remove_file(&archive).unwrap();
-        let mut build = Running::start(&argv, &[]);
+        let mut build = start(&argv, &[]);
         build.wait_for(&format!("→ Writing engine {tag}"));
         build.signal(signal);
         let (code, stderr) = build.finish();
@@ -402,7 +339,7 @@ fn losing_the_engine_reports_the_build_error_and_the_next_run_removes_the_contai
     let slow = fixture("slow-build");
     let proxy = EngineProxy::start();
     let host = format!("unix://{}", proxy.path.display());
-    let mut build = Running::start(
+    let mut build = start(
         &["build", slow.to_str().unwrap(), "--builder", "docker"],
         &[("DOCKER_HOST", &host)],
     );

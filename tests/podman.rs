@@ -12,7 +12,6 @@ mod guards;
 mod service;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -294,66 +293,14 @@ fn a_build_compiles_in_a_podman_builder_loads_reads_back_and_runs_with_limits() 
     assert!(target["size"].as_u64().unwrap() > 0, "{target}");
 }
 
-/// A build in the background, its stderr read line by line.
-struct Running {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: String,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
-            .args(args)
-            .env("RUCHY_IMAGE_CACHE", cache_dir())
-            .env("DOCKER_HOST", &podman().host)
-            .env_remove("CARGO_TARGET_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own group, like a job a shell runs: our signals go to it alone.
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child,
-            lines,
-            seen: String::new(),
-        }
-    }
-
-    fn wait_for(&mut self, marker: &str) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        while !self.seen.contains(marker) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push_str(&line);
-                    self.seen.push('\n');
-                }
-                Err(e) => panic!("no {marker:?} ({e}) in:\n{}", self.seen),
-            }
-        }
-    }
-
-    fn finish(mut self, signal: i32) -> (Option<i32>, String) {
-        // SAFETY: a plain kill(2) of a child we have not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        let status = self.child.wait().unwrap();
-        for line in self.lines.iter() {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        (status.code(), self.seen)
-    }
+/// `ruchy-image ARGS` through the tests' Podman, in the background.
+fn start(args: &[&str]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
+    cmd.args(args)
+        .env("RUCHY_IMAGE_CACHE", cache_dir())
+        .env("DOCKER_HOST", &podman().host)
+        .env_remove("CARGO_TARGET_DIR");
+    Running::spawn(cmd)
 }
 
 #[test]
@@ -369,11 +316,12 @@ fn ctrl_c_and_sigkill_during_a_podman_compile_leave_no_builder() {
         builder(),
     ];
     for signal in [libc::SIGINT, libc::SIGKILL] {
-        let mut build = Running::start(&args);
+        let mut build = start(&args);
         // The build script sleeps for a minute: the container is busy compiling.
         build.wait_for("Compiling slow-build v");
         std::thread::sleep(Duration::from_millis(500));
-        let (code, stderr) = build.finish(signal);
+        build.signal(signal);
+        let (code, stderr) = build.finish();
         if signal == libc::SIGINT {
             assert_eq!(code, Some(130), "{stderr}");
             assert!(

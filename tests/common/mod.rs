@@ -199,3 +199,73 @@ pub fn builders_for(source: &Path) -> Vec<String> {
     let source = std::fs::canonicalize(source).unwrap();
     containers_with(&format!("dev.ruchy.image.source={}", source.display()))
 }
+
+/// A command running in the background (a build to interrupt), its stderr read line by line.
+pub struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl Running {
+    /// Starts `cmd` in a process group of its own, like a job a shell runs: signals sent to
+    /// it reach it alone.
+    pub fn spawn(mut cmd: Command) -> Running {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits (three minutes at most) until stderr shows `marker`.
+    pub fn wait_for(&mut self, marker: &str) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while !self.seen.contains(marker) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no {marker:?} in:\n{}", self.seen),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("exited before {marker:?}:\n{}", self.seen)
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to it.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: a plain kill(2) of a child we have not reaped.
+        let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(sent, 0, "kill failed");
+    }
+
+    /// The exit code (`None` when a signal ended it) and all of stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        for line in self.lines.iter() {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        (status.code(), self.seen)
+    }
+}
