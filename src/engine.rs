@@ -18,8 +18,9 @@ use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 
-/// How long a ping may take before we call the engine unreachable.
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a ping may take before we call the engine unreachable: a busy engine (Podman
+/// loading a builder image on a loaded machine took over 3 s) is slow, not gone.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests like image loads and long container waits need far more than bollard's default.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -104,7 +105,12 @@ impl Engine {
         };
         let (docker, version) = tokio::time::timeout(PING_TIMEOUT, attempt)
             .await
-            .map_err(|_| unavailable("it did not answer within 3 s".into()))?
+            .map_err(|_| {
+                unavailable(format!(
+                    "it did not answer within {} s",
+                    PING_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|e| unavailable(e.to_string()))?;
         let podman = version
             .components

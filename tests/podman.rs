@@ -14,7 +14,7 @@ mod service;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -115,6 +115,15 @@ fn ulimits() -> (u64, u64) {
 }
 
 /// The tests' Podman service, started on first use.
+/// One test at a time on the one Podman service: four at once on a busy 2-core machine made
+/// it miss the engine's answer time (seen in a full run).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn podman() -> &'static Podman {
     static PODMAN: OnceLock<Podman> = OnceLock::new();
     PODMAN.get_or_init(|| {
@@ -208,6 +217,7 @@ fn builder() -> &'static str {
 
 #[test]
 fn a_build_compiles_in_a_podman_builder_loads_reads_back_and_runs_with_limits() {
+    let _serial = serial();
     let podman = podman();
     let tag = "ruchy-image-test/podman-fib:1";
     let metrics = ruchy(&[
@@ -305,6 +315,7 @@ fn start(args: &[&str]) -> Running {
 
 #[test]
 fn ctrl_c_and_sigkill_during_a_podman_compile_leave_no_builder() {
+    let _serial = serial();
     let podman = podman();
     let slow = fixture("slow-build");
     let args = [
@@ -356,6 +367,7 @@ fn ctrl_c_and_sigkill_during_a_podman_compile_leave_no_builder() {
 
 #[test]
 fn the_service_compiles_with_a_podman_engine_and_its_image_runs_there() {
+    let _serial = serial();
     use service::*;
     let podman = podman();
     let dir = tempfile::tempdir().unwrap();
@@ -408,6 +420,7 @@ fn the_service_compiles_with_a_podman_engine_and_its_image_runs_there() {
 
 #[test]
 fn a_second_engine_on_loopback_tcp_loads_and_runs_the_image() {
+    let _serial = serial();
     let podman = podman();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -52,9 +52,17 @@ fn a_push_over_http_is_what_was_built_and_the_second_uploads_nothing() {
     let registry = start_registry("127.0.0.1", "127.0.0.1", None);
     let first = format!("{}/ruchy-image-test/fib:size", registry.address);
     let second = format!("{}/ruchy-image-test/other:size", registry.address);
-    let record = push(&["--push", &first, "--push", &second], "")
-        .ok()
-        .metrics();
+    let run = push(&["--push", &first, "--push", &second], "").ok();
+    let record = run.metrics();
+    // The summary says what each push sent.
+    assert!(
+        run.stderr.contains("pushed 3 blobs (")
+            && run
+                .stderr
+                .contains("0 pushed, 3 mounted from a repository pushed before, 0 skipped"),
+        "{}",
+        run.stderr
+    );
     let digest = record["image"]["digest"].as_str().unwrap();
     let one = pushed(&record, 0);
     assert_eq!(one["location"], format!("{first}@{digest}"));
@@ -74,7 +82,13 @@ fn a_push_over_http_is_what_was_built_and_the_second_uploads_nothing() {
     let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(inspected["Digest"], digest);
 
-    let again = push(&["--push", &first], "").ok().metrics();
+    let again = push(&["--push", &first], "").ok();
+    assert!(
+        again.stderr.contains("0 pushed, 3 skipped (already there)"),
+        "{}",
+        again.stderr
+    );
+    let again = again.metrics();
     assert_eq!(again["image"]["digest"], digest);
     let stats = &pushed(&again, 0)["push"];
     assert_eq!(

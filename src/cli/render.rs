@@ -355,6 +355,9 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
     );
     for out in &record.outputs {
         let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
         if let Some(engine) = &out.engine {
             let _ = writeln!(
                 s,
@@ -373,6 +376,30 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         );
     }
     s
+}
+
+/// What a push sent: `pushed 3 blobs (181.2 KiB), 0 skipped`, or on a push of the same build
+/// again `0 pushed, 3 skipped (already there)`.
+fn pushed(push: &crate::metrics::PushStats) -> String {
+    let mut line = match push.uploaded_blobs {
+        0 => "0 pushed".to_string(),
+        n => format!(
+            "pushed {n} blob{} ({})",
+            if n == 1 { "" } else { "s" },
+            human_size(push.uploaded_bytes)
+        ),
+    };
+    if push.mounted_blobs > 0 {
+        line.push_str(&format!(
+            ", {} mounted from a repository pushed before",
+            push.mounted_blobs
+        ));
+    }
+    line.push_str(&format!(", {} skipped", push.skipped_blobs));
+    if push.skipped_blobs > 0 {
+        line.push_str(" (already there)");
+    }
+    line
 }
 
 /// A multi-platform build: each platform's summary (without outputs), then the index and
@@ -412,6 +439,9 @@ pub(crate) fn index_summary(record: &crate::metrics::IndexRecord) -> String {
             _ => String::new(),
         };
         let _ = writeln!(s, "  output    {kind:<10} {location}{note}");
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
     }
     if record.outputs.is_empty() {
         let _ = writeln!(
@@ -661,6 +691,32 @@ mod tests {
         assert!(
             both.starts_with("size budgets exceeded:\n  aggressive: binary"),
             "{both}"
+        );
+    }
+
+    #[test]
+    fn a_push_says_what_it_sent_and_what_the_registry_had() {
+        let first = crate::metrics::PushStats {
+            uploaded_blobs: 3,
+            uploaded_bytes: 185_548,
+            ..Default::default()
+        };
+        assert_eq!(pushed(&first), "pushed 3 blobs (181.2 KiB), 0 skipped");
+        let again = crate::metrics::PushStats {
+            skipped_blobs: 3,
+            skipped_bytes: 185_548,
+            ..Default::default()
+        };
+        assert_eq!(pushed(&again), "0 pushed, 3 skipped (already there)");
+        let mounted = crate::metrics::PushStats {
+            uploaded_blobs: 1,
+            uploaded_bytes: 900,
+            mounted_blobs: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            pushed(&mounted),
+            "pushed 1 blob (900 B), 2 mounted from a repository pushed before, 0 skipped"
         );
     }
 
