@@ -452,17 +452,16 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
         assert_eq!(manifest["layers"][0]["digest"], sbom_digest.as_str());
     };
 
-    // The layout: the image still reads by its tag; the referrer is listed beside it.
+    // The layout: one entry, the image, read without naming it; the referrer is found
+    // through its subject.
     let (summary, _) = skopeo_inspect(&layout, "size");
     assert_eq!(summary["Digest"], image.as_str());
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["artifactType"] == "application/vnd.cyclonedx+json")
-        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    let found = ruchy_image::oci::referrer::in_layout(&layout, &image).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let entry = &found[0];
     let blob = |digest: &str| {
         std::fs::read(layout.join("blobs").join(digest.replacen(':', "/", 1))).unwrap()
     };

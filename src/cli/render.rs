@@ -354,7 +354,10 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         human_ms(record.assemble_time_ms)
     );
     for out in &record.outputs {
-        let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        let _ = writeln!(s, "{}", output_line(out, record.sbom.as_ref()));
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
         if let Some(engine) = &out.engine {
             let _ = writeln!(
                 s,
@@ -373,6 +376,36 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         );
     }
     s
+}
+
+/// An output's line; an SBOM attached as a referrer says so, with what it lists.
+fn output_line(out: &crate::metrics::Published, sbom: Option<&crate::sbom::SbomRecord>) -> String {
+    if out.kind != "referrer" {
+        return format!("  output    {:<10} {}", out.kind, out.location);
+    }
+    let listing = sbom.map_or(String::new(), |s| format!(", {} crates", s.components));
+    format!(
+        "  sbom      attached as OCI referrer {} (CycloneDX{listing})",
+        out.location
+    )
+}
+
+/// What a push sent and what the registry already had, e.g. `pushed 3 blobs (181 KB), 0
+/// skipped` or `0 pushed, 3 skipped (already there)`.
+fn pushed(push: &crate::metrics::PushStats) -> String {
+    let skipped = push.skipped_blobs;
+    let mounted = match push.mounted_blobs {
+        0 => String::new(),
+        n => format!(", {n} mounted from another repository"),
+    };
+    match push.uploaded_blobs {
+        0 => format!("0 pushed, {skipped} skipped (already there){mounted}"),
+        n => format!(
+            "pushed {n} blob{} ({}), {skipped} skipped{mounted}",
+            if n == 1 { "" } else { "s" },
+            human_size(push.uploaded_bytes)
+        ),
+    }
 }
 
 /// A multi-platform build: each platform's summary (without outputs), then the index and
@@ -404,14 +437,16 @@ pub(crate) fn index_summary(record: &crate::metrics::IndexRecord) -> String {
     );
     let _ = writeln!(s, "  digest    {}", record.digest);
     for out in &record.outputs {
-        let (kind, location) = (&out.kind, &out.location);
         let loaded = &record.loaded_platform;
-        let note = match kind.as_str() {
+        let note = match out.kind.as_str() {
             "engine" => format!(" ({loaded} only)"),
             "archive" => format!(" (docker load takes {loaded})"),
             _ => String::new(),
         };
-        let _ = writeln!(s, "  output    {kind:<10} {location}{note}");
+        let _ = writeln!(s, "{}{note}", output_line(out, None));
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
     }
     if record.outputs.is_empty() {
         let _ = writeln!(
