@@ -393,19 +393,22 @@ fn output_line(out: &crate::metrics::Published, sbom: Option<&crate::sbom::SbomR
 /// What a push sent and what the registry already had, e.g. `pushed 3 blobs (181 KB), 0
 /// skipped` or `0 pushed, 3 skipped (already there)`.
 fn pushed(push: &crate::metrics::PushStats) -> String {
-    let skipped = push.skipped_blobs;
+    let (n, skipped) = (push.uploaded_blobs, push.skipped_blobs);
+    let sent = match n {
+        0 => "0 pushed".to_string(),
+        1 => format!("pushed 1 blob ({})", human_size(push.uploaded_bytes)),
+        n => format!("pushed {n} blobs ({})", human_size(push.uploaded_bytes)),
+    };
+    let there = if n == 0 && skipped > 0 {
+        " (already there)"
+    } else {
+        ""
+    };
     let mounted = match push.mounted_blobs {
         0 => String::new(),
-        n => format!(", {n} mounted from another repository"),
+        m => format!(", {m} mounted from another repository"),
     };
-    match push.uploaded_blobs {
-        0 => format!("0 pushed, {skipped} skipped (already there){mounted}"),
-        n => format!(
-            "pushed {n} blob{} ({}), {skipped} skipped{mounted}",
-            if n == 1 { "" } else { "s" },
-            human_size(push.uploaded_bytes)
-        ),
-    }
+    format!("{sent}, {skipped} skipped{there}{mounted}")
 }
 
 /// A multi-platform build: each platform's summary (without outputs), then the index and
