@@ -17,7 +17,11 @@ use registries::*;
 /// `ruchy-image` through the docker builder, with the tests' cache and no registry
 /// credentials of the machine's own.
 fn ruchy_image_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
+    in_test_env(Command::new(env!("CARGO_BIN_EXE_ruchy-image")))
+}
+
+/// `cmd` with the tests' cache, the docker builder and no registry credentials.
+fn in_test_env(mut cmd: Command) -> Command {
     cmd.env("RUCHY_IMAGE_CACHE", cache_dir())
         .env("RUCHY_IMAGE_BUILDER", "docker")
         .env(
@@ -850,11 +854,33 @@ fn a_registry_stopped_or_killed_mid_layer_leaves_no_tag_nor_layout_and_the_next_
     registry.restart();
     assert_ne!(tagged().code, Some(0), "a cut push left a tag");
 
-    // The next push completes, and the tag's image is whole: every blob reads back.
-    let layout = dir.path().join("again");
-    let record = Run::from(build(&layout).wait_with_output().unwrap())
-        .ok()
-        .metrics();
+    // The next push completes, and the tag's image is whole: every blob reads back. On a
+    // terminal (`script` gives it one), the big layer's bytes show as a bar.
+    let (record_file, log) = (dir.path().join("again.json"), dir.path().join("tty.log"));
+    let command_line = format!(
+        "{} build {} --push {reference} --json {}",
+        env!("CARGO_BIN_EXE_ruchy-image"),
+        binary.display(),
+        record_file.display()
+    );
+    let mut on_a_terminal = in_test_env(Command::new("script"));
+    Run::from(
+        on_a_terminal
+            .args(["-qec", &command_line])
+            .arg(&log)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let shown = std::fs::read_to_string(&log).unwrap();
+    assert!(shown.contains("█") && shown.contains("MiB/s"), "{shown}");
+    // The blobs before the big layer went up before the registry was killed.
+    assert!(
+        shown.contains("pushed 1 blob (49.0 MiB), 2 skipped"),
+        "{shown}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
     tagged().ok();
     let inspected = tool(
         "skopeo",

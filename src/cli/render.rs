@@ -121,6 +121,28 @@ impl Terminal {
                 ..
             } => self.finish(),
             Event::StageStarted { .. } | Event::StageFinished { .. } => {}
+            // A big blob's upload: a bar of its bytes on a terminal (the step line above
+            // names it); nothing more in a log.
+            Event::Upload { sent, total, .. } if self.tty && !self.quiet => {
+                if sent == 0 || self.spinner.is_none() {
+                    self.finish();
+                    let bar = ProgressBar::new(total);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    self.spinner = Some(bar);
+                }
+                if let Some(bar) = &self.spinner {
+                    bar.set_position(sent);
+                }
+                if sent == total {
+                    self.finish();
+                }
+            }
+            Event::Upload { .. } => {}
             Event::Writing { output } => {
                 if self.verbose && self.shows_steps() {
                     self.line(&format!("→ Writing {output}..."));
