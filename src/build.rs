@@ -88,6 +88,8 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
     /// Where to write the CycloneDX SBOM of the binary's crates, if anywhere.
     pub sbom: Option<PathBuf>,
+    /// Attach no SBOM referrer to layouts and registries (`--no-sbom`).
+    pub no_sbom_referrer: bool,
 }
 
 /// The target when none is asked for: for a static binary, musl when the builder can make
@@ -190,7 +192,19 @@ pub async fn build_index(
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
     let content = ImageOrIndex::Index(index.clone());
-    let outputs = publish_all(publishers, &content, &reference, events).await?;
+    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
+    // Each platform's image gets its own SBOM as its referrer, as a single build's does.
+    for (options, a) in each.iter().zip(&assembled) {
+        if let Some(bytes) = a.sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
+            let referrer = crate::oci::referrer::Referrer::new(
+                &a.image,
+                crate::sbom::MEDIA_TYPE,
+                bytes,
+                options.source_date_epoch,
+            )?;
+            outputs.extend(crate::publish::attach_all(publishers, &referrer).await?);
+        }
+    }
     stage.finish();
     let published_in = started.elapsed();
     let mut platforms: Vec<BuildRecord> = assembled
@@ -345,7 +359,8 @@ async fn compile(
     let artifact = compiler.compile(&project, &flags, events).await?;
     // An SBOM when asked for, and for every output that can hold it as a referrer (layouts,
     // registries); there, one that cannot be made is a warning, not a failed build.
-    let wanted = options.sbom.is_some() || publishers.iter().any(|p| p.holds_referrers());
+    let wanted = options.sbom.is_some()
+        || (!options.no_sbom_referrer && publishers.iter().any(|p| p.holds_referrers()));
     let sbom = if wanted {
         let (cache, manifest, package, target, ruchy) = (
             options.source.cache_dir.clone(),
@@ -620,7 +635,9 @@ async fn publish(
                 push: None,
             });
         }
-        // And to every layout and registry the image went to, as its OCI 1.1 referrer.
+    }
+    // And to every layout and registry the image went to, as its OCI 1.1 referrer.
+    if let Some(bytes) = sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
         let referrer = crate::oci::referrer::Referrer::new(
             &image,
             crate::sbom::MEDIA_TYPE,

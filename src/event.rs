@@ -102,6 +102,15 @@ pub enum Event {
         /// The engine's status line.
         status: String,
     },
+    /// A big blob's upload to a registry: `sent` of `total` bytes are there.
+    Upload {
+        /// The blob's digest.
+        blob: String,
+        /// Bytes the registry has taken.
+        sent: u64,
+        /// The blob's size.
+        total: u64,
+    },
     /// A step of a longer job outside a build (making a builder image).
     Step {
         /// What is being done.

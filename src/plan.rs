@@ -75,6 +75,8 @@ pub struct Outputs {
     pub push: Vec<String>,
     /// A CycloneDX SBOM of the binary's crates.
     pub sbom: Option<PathBuf>,
+    /// No SBOM referrer in layouts and registries.
+    pub no_sbom: bool,
 }
 
 /// How the compiler's own output should look.
@@ -563,6 +565,7 @@ impl Plan {
             base: self.bases[base].1.clone(),
             source_date_epoch: request.source_date_epoch,
             sbom: request.outputs.sbom.clone(),
+            no_sbom_referrer: request.outputs.no_sbom,
         }
     }
 

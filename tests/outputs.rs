@@ -14,8 +14,7 @@ fn tags(layout: &std::path::Path) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        // Images are tagged; the SBOM referrers beside them are not.
-        .filter(|m| m.get("artifactType").is_none())
+        // Every entry is a tagged image: SBOM referrers are not listed.
         .map(|m| {
             m["annotations"]["org.opencontainers.image.ref.name"]
                 .as_str()
@@ -25,6 +24,113 @@ fn tags(layout: &std::path::Path) -> Vec<String> {
         .collect();
     tags.sort();
     tags
+}
+
+/// The SBOM referrers of `image` in `layout`, as our reader finds them and as `jq` does from
+/// the blobs' `subject`s (the OCI 1.1 lookup, without any listing to read).
+fn referrers(layout: &std::path::Path, image: &str) -> Vec<serde_json::Value> {
+    let ours = ruchy_image::oci::referrer::in_layout(layout, image).unwrap();
+    let filter = format!(r#"select(.subject.digest? == "{image}") | .artifactType"#);
+    // One blob at a time: layers are not JSON, and jq stops at the first it cannot read.
+    let artifacts: Vec<String> = entries(&layout.join("blobs/sha256"))
+        .into_iter()
+        .filter_map(|blob| {
+            let path = layout.join("blobs/sha256").join(blob);
+            let out = std::process::Command::new("jq")
+                .args(["-r", &filter])
+                .arg(path)
+                .output()
+                .unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8(out.stdout).unwrap())
+        })
+        .flat_map(|out| out.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let listed: Vec<&str> = ours
+        .iter()
+        .map(|d| d["artifactType"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, artifacts);
+    ours
+}
+
+#[test]
+fn a_default_layout_is_one_entry_read_by_skopeo_umoci_and_docker_load_with_its_sbom_found_by_subject(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("fib");
+    let fib = example("fibonacci.rs");
+    let build = |layout: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["build", fib.to_str().unwrap(), "-O", "aggressive"];
+        args.extend(["--oci-layout", layout.to_str().unwrap()]);
+        args.extend(extra);
+        ruchy_image(&args).ok()
+    };
+    let run = build(&layout, &[]);
+    assert!(
+        run.stdout.contains("  sbom      attached as OCI referrer"),
+        "{}",
+        run.stdout
+    );
+    let record = build(&layout, &["--json", "-"]).metrics();
+    let image = record["image"]["digest"].as_str().unwrap();
+    assert_eq!(tags(&layout), ["aggressive"]);
+
+    // The commonest calls, naming no image.
+    let inspected = tool("skopeo", &["inspect", &format!("oci:{}", layout.display())]).ok();
+    let inspected: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"], image);
+    let archive = dir.path().join("fib.tar");
+    let name = "ruchy-image-test/layout-reader:1";
+    let _images = guards::Images(vec![name.to_string()]);
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}", layout.display()),
+            &format!("docker-archive:{}:{name}", archive.display()),
+        ],
+    )
+    .ok();
+    let loaded = tool("docker", &["load", "-i", archive.to_str().unwrap()]).ok();
+    assert!(loaded.stdout.contains(name), "{}", loaded.stdout);
+    let listed = tool("umoci", &["ls", "--layout", layout.to_str().unwrap()]).ok();
+    assert_eq!(listed.stdout.trim(), "aggressive");
+    umoci_unpack(&layout, "aggressive");
+
+    // The SBOM is still there, found by its subject.
+    let found = referrers(&layout, image);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["artifactType"], "application/vnd.cyclonedx+json");
+
+    // skopeo adds a second image beside ours, and both read.
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:aggressive", layout.display()),
+            &format!("oci:{}:copy", layout.display()),
+        ],
+    )
+    .ok();
+    assert_eq!(tags(&layout), ["aggressive", "copy"]);
+    for tag in ["aggressive", "copy"] {
+        assert_eq!(skopeo_inspect(&layout, tag).0["Digest"], image, "{tag}");
+    }
+
+    // --no-sbom: the image and nothing that refers to it.
+    let bare = dir.path().join("bare");
+    let run = build(&bare, &["--no-sbom"]);
+    assert!(!run.stdout.contains("sbom"), "{}", run.stdout);
+    assert_eq!(tags(&bare), ["aggressive"]);
+    assert!(referrers(&bare, image).is_empty());
+    let referrer = found[0]["digest"].as_str().unwrap();
+    let blobs = entries(&bare.join("blobs/sha256"));
+    assert!(
+        !blobs.contains(&referrer.replacen("sha256:", "", 1)),
+        "{blobs:?}"
+    );
 }
 
 #[test]

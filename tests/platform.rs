@@ -202,6 +202,35 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
     .stdout;
     let arm: serde_json::Value = serde_json::from_str(&arm).unwrap();
     assert_eq!(arm["architecture"], "arm64", "{arm}");
+    // One entry: read without naming it, and listed by umoci; each platform's image has its
+    // SBOM, found by its subject in the layout and by the fallback tag in the registry.
+    let plain = format!("oci:{}", layout.display());
+    let inspected = tool("skopeo", &["inspect", &plain]).ok().stdout;
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["Digest"], index_digest);
+    let listed = tool("umoci", &["ls", "--layout", layout.to_str().unwrap()]).ok();
+    assert_eq!(listed.stdout.trim(), id.to_string());
+    for (arch, image) in &built {
+        let found = ruchy_image::oci::referrer::in_layout(&layout, image).unwrap();
+        assert_eq!(found.len(), 1, "{arch}: {found:?}");
+        assert_eq!(found[0]["artifactType"], "application/vnd.cyclonedx+json");
+        let fallback = format!(
+            "docker://{}/ruchy-image-test/multi:{}",
+            registry.address,
+            image.replacen(':', "-", 1)
+        );
+        let listed = tool(
+            "skopeo",
+            &["inspect", "--tls-verify=false", "--raw", &fallback],
+        )
+        .ok()
+        .stdout;
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(
+            listed["manifests"][0]["digest"], found[0]["digest"],
+            "{arch}"
+        );
+    }
 
     // The registry holds the same index under the tag, as docker's own client reads it.
     let docker_ref = format!("docker://{pushed}");

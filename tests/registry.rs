@@ -17,7 +17,11 @@ use registries::*;
 /// `ruchy-image` through the docker builder, with the tests' cache and no registry
 /// credentials of the machine's own.
 fn ruchy_image_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ruchy-image"));
+    in_test_env(Command::new(env!("CARGO_BIN_EXE_ruchy-image")))
+}
+
+/// `cmd` with the tests' cache, the docker builder and no registry credentials.
+fn in_test_env(mut cmd: Command) -> Command {
     cmd.env("RUCHY_IMAGE_CACHE", cache_dir())
         .env("RUCHY_IMAGE_BUILDER", "docker")
         .env(
@@ -53,16 +57,19 @@ fn a_push_over_http_is_what_was_built_and_the_second_uploads_nothing() {
     let first = format!("{}/ruchy-image-test/fib:size", registry.address);
     let second = format!("{}/ruchy-image-test/other:size", registry.address);
     let run = push(&["--push", &first, "--push", &second], "").ok();
-    let record = run.metrics();
     // The summary says what each push sent.
     assert!(
-        run.stderr.contains("pushed 3 blobs (")
-            && run
-                .stderr
-                .contains("0 pushed, 3 mounted from a repository pushed before, 0 skipped"),
+        run.stderr.contains("            pushed 3 blobs ("),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr
+            .contains("0 pushed, 0 skipped, 3 mounted from another repository"),
+        "{}",
+        run.stderr
+    );
+    let record = run.metrics();
     let digest = record["image"]["digest"].as_str().unwrap();
     let one = pushed(&record, 0);
     assert_eq!(one["location"], format!("{first}@{digest}"));
@@ -84,7 +91,9 @@ fn a_push_over_http_is_what_was_built_and_the_second_uploads_nothing() {
 
     let again = push(&["--push", &first], "").ok();
     assert!(
-        again.stderr.contains("0 pushed, 3 skipped (already there)"),
+        again
+            .stderr
+            .contains("            0 pushed, 3 skipped (already there)\n"),
         "{}",
         again.stderr
     );
@@ -249,6 +258,37 @@ fn a_push_over_tls_with_a_password_and_what_goes_wrong() {
         "{}",
         untrusted.stderr
     );
+
+    // A CA given, but not the one that signed the registry's certificate: the same, no tag.
+    let other_dir = tempfile::tempdir().unwrap();
+    let (_, other_ca) = secure_parts(other_dir.path(), &ip);
+    let mismatched = format!("{}/secure/fib:other-ca", registry.address);
+    let wrong_ca = push(
+        &[
+            "--push",
+            &mismatched,
+            "--registry-ca",
+            other_ca.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(wrong_ca.code, Some(1), "{}", wrong_ca.stderr);
+    assert!(
+        wrong_ca.stderr.contains("TLS certificate is not trusted"),
+        "{}",
+        wrong_ca.stderr
+    );
+    let tag = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:correct horse",
+            &format!("docker://{mismatched}"),
+        ],
+    );
+    assert_ne!(tag.code, Some(0), "the refused push left a tag");
 }
 
 #[test]
@@ -466,17 +506,16 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
         assert_eq!(manifest["layers"][0]["digest"], sbom_digest.as_str());
     };
 
-    // The layout: the image still reads by its tag; the referrer is listed beside it.
+    // The layout: one entry, the image, read without naming it; the referrer is found
+    // through its subject.
     let (summary, _) = skopeo_inspect(&layout, "size");
     assert_eq!(summary["Digest"], image.as_str());
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let entry = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["artifactType"] == "application/vnd.cyclonedx+json")
-        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    let found = ruchy_image::oci::referrer::in_layout(&layout, &image).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let entry = &found[0];
     let blob = |digest: &str| {
         std::fs::read(layout.join("blobs").join(digest.replacen(':', "/", 1))).unwrap()
     };
@@ -717,4 +756,152 @@ fn a_push_cut_off_mid_layer_leaves_no_tag_and_the_next_one_completes() {
     .ok();
     let inspected: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     assert_eq!(inspected["Digest"], record["image"]["digest"]);
+}
+
+/// Busybox with `mib` MiB of noise after it (gzip cannot shrink it): a big layer.
+fn big_binary(dir: &std::path::Path, mib: usize) -> std::path::PathBuf {
+    let mut bytes = std::fs::read("/bin/busybox").expect("Debian's busybox-static");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..mib * 1024 * 1024 / 8 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    let path = dir.join("big");
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The size of the biggest upload in progress in `storage`.
+fn biggest_upload(storage: &std::path::Path) -> u64 {
+    let repositories = storage.join("docker/registry/v2/repositories/killed/big/_uploads");
+    entries(&repositories)
+        .iter()
+        .filter_map(|u| std::fs::metadata(repositories.join(u).join("data")).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_registry_stopped_or_killed_mid_layer_leaves_no_tag_nor_layout_and_the_next_push_completes() {
+    let mut registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let dir = tempfile::tempdir().unwrap();
+    let binary = big_binary(dir.path(), 48);
+    let address = registry.address.clone();
+    let reference = format!("{address}/killed/big:1");
+    let build = |layout: &std::path::Path| {
+        let mut cmd = ruchy_image_command();
+        cmd.args(["build", binary.to_str().unwrap(), "--json", "-"])
+            .args(["--push", &reference, "--oci-layout"])
+            .arg(layout)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let refused = |run: &Run, layout: &std::path::Path| {
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("registry {address}")),
+            "{}",
+            run.stderr
+        );
+        // Nothing half-done: the layout is written only when every output took the image.
+        assert!(!layout.exists(), "{}", layout.display());
+        let leftovers: Vec<String> = entries(dir.path())
+            .into_iter()
+            .filter(|name| name.starts_with(".ruchy-image"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    };
+    let tagged = || {
+        tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{reference}"),
+            ],
+        )
+    };
+
+    // Stopped before the push.
+    registry.kill();
+    let layout = dir.path().join("stopped");
+    let stopped = Run::from(build(&layout).wait_with_output().unwrap());
+    refused(&stopped, &layout);
+
+    // Killed (SIGKILL) while the big layer's bytes arrive.
+    registry.restart();
+    let layout = dir.path().join("killed");
+    let pushing = build(&layout);
+    let started = std::time::Instant::now();
+    while biggest_upload(&registry.storage) < 1024 * 1024 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the big layer's upload never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    registry.kill();
+    let partial = biggest_upload(&registry.storage);
+    let killed = Run::from(pushing.wait_with_output().unwrap());
+    refused(&killed, &layout);
+    assert!(partial < 48 * 1024 * 1024, "the layer was whole: {partial}");
+    registry.restart();
+    assert_ne!(tagged().code, Some(0), "a cut push left a tag");
+
+    // The next push completes, and the tag's image is whole: every blob reads back. On a
+    // terminal (`script` gives it one), the big layer's bytes show as a bar.
+    let (record_file, log) = (dir.path().join("again.json"), dir.path().join("tty.log"));
+    let command_line = format!(
+        "{} build {} --push {reference} --json {}",
+        env!("CARGO_BIN_EXE_ruchy-image"),
+        binary.display(),
+        record_file.display()
+    );
+    let mut on_a_terminal = in_test_env(Command::new("script"));
+    Run::from(
+        on_a_terminal
+            .args(["-qec", &command_line])
+            .arg(&log)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let shown = std::fs::read_to_string(&log).unwrap();
+    assert!(shown.contains("█") && shown.contains("MiB/s"), "{shown}");
+    // The blobs before the big layer went up before the registry was killed.
+    assert!(
+        shown.contains("pushed 1 blob (49.0 MiB), 2 skipped"),
+        "{shown}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
+    tagged().ok();
+    let inspected = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+    )
+    .ok();
+    let inspected: serde_json::Value = serde_json::from_str(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"], record["image"]["digest"]);
+    let copy = dir.path().join("copy");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("dir:{}", copy.display()),
+        ],
+    )
+    .ok();
 }

@@ -110,3 +110,108 @@ fn the_sbom_lists_the_locked_crates_and_which_only_the_build_uses() {
     let (_, again) = sbom("again.cdx.json");
     assert_eq!(again, text);
 }
+
+/// CycloneDX's own validator (PyPI `cyclonedx-python-lib`, installed by `.ci/setup`): the
+/// 1.5 JSON schema, strict. Panics with its complaint.
+fn assert_valid_cyclonedx_1_5(sbom: &std::path::Path) {
+    const VALIDATE: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    sys.exit(f"not valid CycloneDX 1.5: {error}")
+"#;
+    let checked = tool("python3", &["-c", VALIDATE, sbom.to_str().unwrap()]);
+    assert_eq!(
+        checked.code,
+        Some(0),
+        "{}: {}",
+        sbom.display(),
+        checked.stderr
+    );
+}
+
+/// `name version` of every package `cargo tree -e normal` lists for the project at `dir`,
+/// its root left out.
+fn cargo_tree(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let tree = tool(
+        "cargo",
+        &[
+            "tree",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+            "--manifest-path",
+            dir.join("Cargo.toml").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let mut lines = tree.stdout.lines();
+    lines.next(); // the root
+    lines
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let (name, version) = (words.next().unwrap(), words.next().unwrap());
+            format!("{name} {}", version.trim_start_matches('v'))
+        })
+        .collect()
+}
+
+#[test]
+fn every_sbom_we_write_is_valid_cyclonedx_1_5_and_lists_what_cargo_tree_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = [
+        ("rust-file", example("fibonacci.rs")),
+        ("cargo-project", fixture("serde-app")),
+        ("ruchy-file", example("fibonacci.ruchy")),
+    ];
+    for (name, source) in &sources {
+        let file = dir.path().join(format!("{name}.cdx.json"));
+        ruchy_image([
+            "build",
+            source.to_str().unwrap(),
+            "-O",
+            "aggressive",
+            "--sbom",
+            file.to_str().unwrap(),
+        ])
+        .ok();
+        assert_valid_cyclonedx_1_5(&file);
+        let bom: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let listed: std::collections::BTreeSet<String> = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["name"].as_str().unwrap(),
+                    c["version"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if *name == "cargo-project" {
+            // Linked crates and the proc-macros they build with, as cargo resolves them.
+            let tree = cargo_tree(source);
+            assert!(tree.len() >= 10, "{tree:?}");
+            assert_eq!(listed, tree);
+        } else {
+            // A lone file's program uses the standard library only.
+            assert!(listed.is_empty(), "{name}: {listed:?}");
+        }
+    }
+
+    // The validator is no rubber stamp: a component without its name is refused.
+    let broken = dir.path().join("broken.cdx.json");
+    let mut bom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cargo-project.cdx.json")).unwrap())
+            .unwrap();
+    bom["components"][0].as_object_mut().unwrap().remove("name");
+    std::fs::write(&broken, serde_json::to_vec(&bom).unwrap()).unwrap();
+    let refused = std::panic::catch_unwind(|| assert_valid_cyclonedx_1_5(&broken));
+    assert!(refused.is_err(), "a component without a name passed");
+}

@@ -534,6 +534,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", help_heading = "Outputs")]
     pub sbom: Option<PathBuf>,
 
+    /// Attach no SBOM to layouts and registries (by default each image gets its SBOM as an
+    /// OCI 1.1 referrer there).
+    #[arg(long, conflicts_with = "sbom", help_heading = "Outputs")]
+    pub no_sbom: bool,
+
     /// The service to build on instead, if any.
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -1065,6 +1070,7 @@ impl BuildArgs {
         request.outputs.oci_layout = self.oci_layout.clone();
         request.outputs.archive = self.output.clone();
         request.outputs.sbom = self.sbom.clone();
+        request.outputs.no_sbom = self.no_sbom;
         self.registry.apply(&mut request)?;
         // A tag means "I want it in the engine": loaded when one answers, unless told not to.
         request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {

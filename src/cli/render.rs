@@ -121,6 +121,28 @@ impl Terminal {
                 ..
             } => self.finish(),
             Event::StageStarted { .. } | Event::StageFinished { .. } => {}
+            // A big blob's upload: a bar of its bytes on a terminal (the step line above
+            // names it); nothing more in a log.
+            Event::Upload { sent, total, .. } if self.tty && !self.quiet => {
+                if sent == 0 || self.spinner.is_none() {
+                    self.finish();
+                    let bar = ProgressBar::new(total);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    self.spinner = Some(bar);
+                }
+                if let Some(bar) = &self.spinner {
+                    bar.set_position(sent);
+                }
+                if sent == total {
+                    self.finish();
+                }
+            }
+            Event::Upload { .. } => {}
             Event::Writing { output } => {
                 if self.verbose && self.shows_steps() {
                     self.line(&format!("→ Writing {output}..."));
@@ -354,7 +376,7 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         human_ms(record.assemble_time_ms)
     );
     for out in &record.outputs {
-        let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        let _ = writeln!(s, "{}", output_line(out, record.sbom.as_ref()));
         if let Some(push) = &out.push {
             let _ = writeln!(s, "            {}", pushed(push));
         }
@@ -378,28 +400,37 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
     s
 }
 
-/// What a push sent: `pushed 3 blobs (181.2 KiB), 0 skipped`, or on a push of the same build
-/// again `0 pushed, 3 skipped (already there)`.
+/// An output's line; an SBOM attached as a referrer says so, with what it lists.
+fn output_line(out: &crate::metrics::Published, sbom: Option<&crate::sbom::SbomRecord>) -> String {
+    if out.kind != "referrer" {
+        return format!("  output    {:<10} {}", out.kind, out.location);
+    }
+    let listing = sbom.map_or(String::new(), |s| format!(", {} crates", s.components));
+    format!(
+        "  sbom      attached as OCI referrer {} (CycloneDX{listing})",
+        out.location
+    )
+}
+
+/// What a push sent and what the registry already had, e.g. `pushed 3 blobs (181 KB), 0
+/// skipped` or `0 pushed, 3 skipped (already there)`.
 fn pushed(push: &crate::metrics::PushStats) -> String {
-    let mut line = match push.uploaded_blobs {
+    let (n, skipped) = (push.uploaded_blobs, push.skipped_blobs);
+    let sent = match n {
         0 => "0 pushed".to_string(),
-        n => format!(
-            "pushed {n} blob{} ({})",
-            if n == 1 { "" } else { "s" },
-            human_size(push.uploaded_bytes)
-        ),
+        1 => format!("pushed 1 blob ({})", human_size(push.uploaded_bytes)),
+        n => format!("pushed {n} blobs ({})", human_size(push.uploaded_bytes)),
     };
-    if push.mounted_blobs > 0 {
-        line.push_str(&format!(
-            ", {} mounted from a repository pushed before",
-            push.mounted_blobs
-        ));
-    }
-    line.push_str(&format!(", {} skipped", push.skipped_blobs));
-    if push.skipped_blobs > 0 {
-        line.push_str(" (already there)");
-    }
-    line
+    let there = if n == 0 && skipped > 0 {
+        " (already there)"
+    } else {
+        ""
+    };
+    let mounted = match push.mounted_blobs {
+        0 => String::new(),
+        m => format!(", {m} mounted from another repository"),
+    };
+    format!("{sent}, {skipped} skipped{there}{mounted}")
 }
 
 /// A multi-platform build: each platform's summary (without outputs), then the index and
@@ -431,14 +462,13 @@ pub(crate) fn index_summary(record: &crate::metrics::IndexRecord) -> String {
     );
     let _ = writeln!(s, "  digest    {}", record.digest);
     for out in &record.outputs {
-        let (kind, location) = (&out.kind, &out.location);
         let loaded = &record.loaded_platform;
-        let note = match kind.as_str() {
+        let note = match out.kind.as_str() {
             "engine" => format!(" ({loaded} only)"),
             "archive" => format!(" (docker load takes {loaded})"),
             _ => String::new(),
         };
-        let _ = writeln!(s, "  output    {kind:<10} {location}{note}");
+        let _ = writeln!(s, "{}{note}", output_line(out, None));
         if let Some(push) = &out.push {
             let _ = writeln!(s, "            {}", pushed(push));
         }
@@ -716,7 +746,7 @@ mod tests {
         };
         assert_eq!(
             pushed(&mounted),
-            "pushed 1 blob (900 B), 2 mounted from a repository pushed before, 0 skipped"
+            "pushed 1 blob (900 B), 0 skipped, 2 mounted from another repository"
         );
     }
 

@@ -67,7 +67,9 @@ pub fn files<'a>(content: &'a ImageOrIndex, reference: &ImageRef) -> Result<File
 }
 
 /// The index of an existing layout with `ours` (the index of a layout holding only our image)
-/// merged in: an entry named like ours is replaced, every other entry and field is kept.
+/// merged in: an entry named like ours is replaced, every other entry and field is kept but
+/// the unnamed referrers earlier versions listed beside images (which made skopeo ask which
+/// image was meant).
 pub fn merged_index(existing: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
     let invalid = |reason: String| Error::InvalidInput {
         what: "OCI layout",
@@ -84,7 +86,9 @@ pub fn merged_index(existing: &[u8], ours: &[u8]) -> Result<Vec<u8>> {
         .get_mut("manifests")
         .and_then(|m| m.as_array_mut())
         .ok_or_else(|| invalid("the existing index.json has no manifests list".into()))?;
-    manifests.retain(|e| name(e) != name(&entry));
+    let unnamed_referrer =
+        |e: &serde_json::Value| e.get("artifactType").is_some() && name(e).is_null();
+    manifests.retain(|e| name(e) != name(&entry) && !unnamed_referrer(e));
     manifests.push(entry);
     canonical_json(&index).map_err(|source| Error::Json {
         what: "the OCI index",

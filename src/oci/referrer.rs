@@ -1,7 +1,9 @@
 //! OCI 1.1 referrers: an artifact (the SBOM) attached to an image by a manifest whose
 //! `subject` is the image's manifest. Registries without the referrers API (distribution 2.8)
 //! find them through the spec's fallback tag, `sha256-<hex of the subject>`, an index listing
-//! the referrers; a layout lists the artifact's manifest in its `index.json`.
+//! the referrers. A layout holds the artifact's blobs but keeps it out of `index.json`, so each
+//! ref has one entry there, the form skopeo and umoci read by default; [`in_layout`] finds it
+//! through its `subject`, as the spec's referrers lookup does.
 
 use serde_json::json;
 
@@ -109,4 +111,37 @@ impl Referrer {
             source,
         })
     }
+}
+
+/// The descriptors of the referrers of `subject` (a manifest digest) in the layout at `dir`:
+/// every manifest among its blobs whose `subject` is that digest, sorted by digest.
+pub fn in_layout(dir: &std::path::Path, subject: &str) -> Result<Vec<serde_json::Value>> {
+    let blobs = dir.join("blobs/sha256");
+    let entries =
+        std::fs::read_dir(&blobs).map_err(Error::io(format!("reading {}", blobs.display())))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(Error::io(format!("reading {}", blobs.display())))?
+            .path();
+        // Manifests are small; layers are not worth reading.
+        let small = std::fs::metadata(&path).is_ok_and(|m| m.len() <= 4 * 1024 * 1024);
+        let Some(bytes) = small.then(|| std::fs::read(&path).ok()).flatten() else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if manifest["mediaType"] == MANIFEST_MEDIA_TYPE && manifest["subject"]["digest"] == subject
+        {
+            found.push(json!({
+                "mediaType": MANIFEST_MEDIA_TYPE,
+                "digest": sha256_digest(&bytes),
+                "size": bytes.len(),
+                "artifactType": manifest["artifactType"],
+            }));
+        }
+    }
+    found.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+    Ok(found)
 }

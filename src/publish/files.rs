@@ -117,36 +117,6 @@ impl Drop for StagedIndex {
     }
 }
 
-/// A layout's index without the referrers whose subject it no longer lists (the image a
-/// rebuild replaced under the same tag), so attaching to a reused layout does not pile up.
-fn without_orphans(dir: &std::path::Path, index: &[u8]) -> Vec<u8> {
-    let Ok(mut index) = serde_json::from_slice::<serde_json::Value>(index) else {
-        return index.to_vec();
-    };
-    let Some(manifests) = index["manifests"].as_array_mut() else {
-        return serde_json::to_vec(&index).unwrap_or_default();
-    };
-    let images: Vec<String> = manifests
-        .iter()
-        .filter(|m| m.get("artifactType").is_none())
-        .filter_map(|m| m["digest"].as_str().map(str::to_string))
-        .collect();
-    manifests.retain(|m| {
-        if m.get("artifactType").is_none() {
-            return true;
-        }
-        let blob = m["digest"]
-            .as_str()
-            .map(|d| dir.join("blobs").join(d.replacen(':', "/", 1)));
-        let subject = blob
-            .and_then(|b| std::fs::read(b).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|m| m["subject"]["digest"].as_str().map(str::to_string));
-        subject.is_some_and(|s| images.contains(&s))
-    });
-    serde_json::to_vec(&index).unwrap_or_default()
-}
-
 #[async_trait::async_trait]
 impl Publisher for OciLayoutPublisher {
     fn preflight(&self) -> Result<()> {
@@ -158,6 +128,9 @@ impl Publisher for OciLayoutPublisher {
         true
     }
 
+    /// The referrer's blobs only: `index.json` keeps one entry per ref, the form skopeo and
+    /// umoci take by default; readers find it through its `subject` (see
+    /// [`crate::oci::referrer::in_layout`]).
     async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
         let (dir, referrer) = (self.dir.clone(), referrer.clone());
         crate::fsutil::blocking(move || {
@@ -170,11 +143,6 @@ impl Publisher for OciLayoutPublisher {
                     crate::fsutil::write_file_atomically(Self::WHAT, &path, bytes)?;
                 }
             }
-            let index_path = dir.join("index.json");
-            let existing = std::fs::read(&index_path)
-                .map_err(Error::io(format!("reading {}", index_path.display())))?;
-            let index = referrer.listed_in(Some(&without_orphans(&dir, &existing)))?;
-            crate::fsutil::write_file_atomically(Self::WHAT, &index_path, &index)?;
             Ok(Some(Published {
                 kind: "referrer".into(),
                 location: format!("{}@{}", dir.display(), referrer.digest),

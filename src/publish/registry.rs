@@ -4,6 +4,7 @@
 //! that fails leaves no tag. The manifest goes up as the bytes we built, so the pushed digest
 //! is the built one.
 
+use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -112,7 +113,54 @@ pub async fn auth_for(reference: &Reference, options: &RegistryOptions) -> Resul
     })
 }
 
+/// Blobs bigger than this go up in chunks with their progress reported.
+const BIG_BLOB: usize = 1 << 20;
+/// The chunk size: oci-client's own maximum.
+const CHUNK: usize = 4 << 20;
+
 impl RegistryPublisher {
+    /// Uploads one blob; a big one in chunks, reporting each as [`Event::Upload`] (a
+    /// registry that takes no chunks gets it whole, as oci-client's own push does).
+    async fn push_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        bytes: &[u8],
+        digest: &str,
+    ) -> std::result::Result<(), oci_client::errors::OciDistributionError> {
+        let data = bytes::Bytes::copy_from_slice(bytes);
+        if data.len() <= BIG_BLOB {
+            return client.push_blob(reference, data, digest).await.map(drop);
+        }
+        let total = data.len() as u64;
+        let chunks: Vec<bytes::Bytes> = (0..data.len())
+            .step_by(CHUNK)
+            .map(|start| data.slice(start..(start + CHUNK).min(data.len())))
+            .collect();
+        // The stream is asked for a chunk once the one before it is up.
+        let mut sent = 0u64;
+        let stream = futures_util::stream::iter(chunks).map(move |chunk| {
+            self.events.emit(Event::Upload {
+                blob: digest.to_string(),
+                sent,
+                total,
+            });
+            sent += chunk.len() as u64;
+            Ok(chunk)
+        });
+        let pushed = client.push_blob_stream(reference, stream, digest).await;
+        if let Err(oci_client::errors::OciDistributionError::SpecViolationError(_)) = pushed {
+            return client.push_blob(reference, data, digest).await.map(drop);
+        }
+        pushed?;
+        self.events.emit(Event::Upload {
+            blob: digest.to_string(),
+            sent: total,
+            total,
+        });
+        Ok(())
+    }
+
     /// Mounts `digest` from a repository pushed before on the same registry; whether it is
     /// there now.
     async fn mount(&self, client: &Client, reference: &Reference, digest: &str) -> bool {
@@ -285,8 +333,7 @@ impl super::Publisher for RegistryPublisher {
                     ),
                 });
             }
-            client
-                .push_blob(&reference, bytes.to_vec(), digest)
+            self.push_blob(&client, &reference, bytes, digest)
                 .await
                 .map_err(&fail)?;
             stats.uploaded_blobs += 1;

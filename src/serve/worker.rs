@@ -132,7 +132,7 @@ fn line(event: &Event) -> Option<String> {
             if *fresh { " (nothing to rebuild)" } else { "" }
         ),
         Event::Assembling { reference } => format!("→ Assembling {reference}"),
-        Event::Writing { .. } | Event::Written { .. } => return None,
+        Event::Writing { .. } | Event::Written { .. } | Event::Upload { .. } => return None,
         Event::Pull { image, status } => format!("ℹ {image}: {status}"),
         Event::Step { message } => format!("→ {message}"),
         Event::Note { message } => format!("ℹ {message}"),

@@ -12,7 +12,47 @@ pub struct Registry {
     pub child: Child,
     /// `host:port` as clients name it.
     pub address: String,
+    /// Its storage, kept across restarts.
+    pub storage: PathBuf,
+    config: PathBuf,
+    port: u16,
+    listen_host: String,
     _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Kills it (SIGKILL: no graceful end) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = serve(&self.config, &self.listen_host, self.port);
+    }
+}
+
+fn serve(config_file: &Path, listen_host: &str, port: u16) -> Child {
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(config_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry runs; `bash .ci/setup` installs it");
+    let started = Instant::now();
+    while std::net::TcpStream::connect((listen_host.replace("0.0.0.0", "127.0.0.1").as_str(), port))
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Drop for Registry {
@@ -55,26 +95,14 @@ pub fn start_registry(listen_host: &str, reach_host: &str, secure: Option<&Secur
     }
     let config_file = dir.path().join("config.yml");
     std::fs::write(&config_file, config).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry runs; `bash .ci/setup` installs it");
-    let started = Instant::now();
-    while std::net::TcpStream::connect((listen_host.replace("0.0.0.0", "127.0.0.1").as_str(), port))
-        .is_err()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = serve(&config_file, listen_host, port);
     Registry {
         child,
         address: format!("{reach_host}:{port}"),
+        storage: dir.path().join("data"),
+        config: config_file,
+        port,
+        listen_host: listen_host.to_string(),
         _dir: dir,
     }
 }
