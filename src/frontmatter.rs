@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Which form the file's manifest had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ManifestForm {
     /// cargo-script frontmatter (`---` … `---`).
@@ -232,6 +232,19 @@ pub fn dependency_names(table: &toml::Table) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The `[profile.NAME]` keys the manifest sets, as `NAME.key`.
+pub fn profile_keys(table: &toml::Table) -> Vec<String> {
+    let profiles = table.get("profile").and_then(|p| p.as_table());
+    profiles
+        .into_iter()
+        .flatten()
+        .flat_map(|(profile, keys)| {
+            let keys = keys.as_table().into_iter().flat_map(|k| k.keys());
+            keys.map(move |key| format!("{profile}.{key}"))
+        })
+        .collect()
 }
 
 fn invalid(path: &Path, line: usize, reason: String) -> Error {

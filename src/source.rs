@@ -73,12 +73,15 @@ pub struct Project {
 }
 
 /// What a single file's own manifest brought into its generated project.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddedManifest {
     /// Which form it had.
     pub form: crate::frontmatter::ManifestForm,
     /// The `[dependencies]` it named, sorted.
     pub dependencies: Vec<String>,
+    /// The `[profile.NAME]` keys it set (`release.lto`), to warn where a preset overrides them.
+    #[serde(skip)]
+    pub profile_keys: Vec<String>,
 }
 
 /// A Linux executable someone built elsewhere (CI's own cargo, another language), to be
@@ -218,28 +221,34 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project
         .cache_dir
         .join("projects")
         .join(format!("{name}{flavour}-{}", &hex(&key)[..16]));
+    // A Rust file is read and its manifest checked before the project directory is made, so
+    // a bad manifest leaves nothing behind in the cache.
+    let mut main_rs = None;
+    let mut embedded = None;
+    if kind == SourceKind::RustFile {
+        let code = std::fs::read(&source).map_err(|source_err| Error::SourceUnreadable {
+            path: options.path.clone(),
+            source: source_err,
+        })?;
+        let found = crate::frontmatter::extract(&options.path, &String::from_utf8_lossy(&code))?;
+        match found.manifest {
+            Some((form, mut table)) => {
+                crate::frontmatter::resolve_paths(&source, &mut table)?;
+                main_rs = Some(found.code.into_bytes());
+                embedded = Some((form, table));
+            }
+            None => main_rs = Some(code),
+        }
+    }
     let src_dir = dir.join("src");
     std::fs::create_dir_all(&src_dir).map_err(Error::io(format!(
         "creating the build project in {}",
         dir.display()
     )))?;
-
-    let mut main_rs = match kind {
-        SourceKind::RuchyFile => transpile(options, &source, &src_dir)?,
-        _ => std::fs::read(&source).map_err(|source_err| Error::SourceUnreadable {
-            path: options.path.clone(),
-            source: source_err,
-        })?,
+    let main_rs = match main_rs {
+        Some(code) => code,
+        None => transpile(options, &source, &src_dir)?,
     };
-    let mut embedded = None;
-    if kind == SourceKind::RustFile {
-        let found = crate::frontmatter::extract(&options.path, &String::from_utf8_lossy(&main_rs))?;
-        if let Some((form, mut table)) = found.manifest {
-            crate::frontmatter::resolve_paths(&source, &mut table)?;
-            main_rs = found.code.into_bytes();
-            embedded = Some((form, table));
-        }
-    }
     if options.lambda {
         let code = String::from_utf8_lossy(&main_rs);
         let handler = crate::lambda::handler_source(&code, &options.path)?;
@@ -265,6 +274,7 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project
         embedded_manifest = Some(EmbeddedManifest {
             form,
             dependencies: crate::frontmatter::dependency_names(&table),
+            profile_keys: crate::frontmatter::profile_keys(&table),
         });
     }
     let manifest_path = dir.join("Cargo.toml");
