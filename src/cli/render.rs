@@ -349,7 +349,10 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
         let _ = writeln!(
             s,
             "  deps      {} (from the file's {})",
-            embedded.dependencies.join(", "),
+            match embedded.dependencies.as_slice() {
+                [] => "none".to_string(),
+                names => names.join(", "),
+            },
             embedded.form.describe()
         );
     }
