@@ -133,6 +133,7 @@ struct Program {
     repository: Option<String>,
     revision: Option<String>,
     transpiler: Option<String>,
+    embedded_manifest: Option<source::EmbeddedManifest>,
 }
 
 impl Program {
@@ -350,6 +351,9 @@ async fn compile(
             ),
         });
     }
+    if let Some(embedded) = &project.embedded_manifest {
+        warn_profile_overrides(embedded, &flags, events);
+    }
     events.emit(Event::Compiling {
         source: options.source.path.clone(),
         bin: project.bin.clone(),
@@ -415,6 +419,7 @@ async fn compile(
         repository: project.repository,
         revision: project.revision,
         transpiler: project.transpiler,
+        embedded_manifest: project.embedded_manifest,
     })
 }
 
@@ -454,6 +459,7 @@ async fn take_prebuilt(options: &BuildOptions, events: &Events) -> Result<Progra
         repository: prebuilt.repository,
         revision: prebuilt.revision,
         transpiler: None,
+        embedded_manifest: None,
     })
 }
 
@@ -574,6 +580,7 @@ async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> 
         std: program.std,
         sbom: program.sbom.as_ref().map(|(_, record)| record.clone()),
         transpiled_by: program.transpiler,
+        dependencies_from: program.embedded_manifest,
         image: ImageRecord {
             reference: reference.full.clone(),
             digest: image.manifest.digest.clone(),
@@ -759,4 +766,25 @@ pub fn default_cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("ruchy-image")))
         .unwrap_or_else(|| std::env::temp_dir().join("ruchy-image"))
+}
+
+/// The preset's profile inherits from `release` (or `dev`) and sets its own keys: a file's
+/// manifest setting one of them there, or in the preset's profile, is overridden; say so.
+fn warn_profile_overrides(embedded: &source::EmbeddedManifest, flags: &Flags, events: &Events) {
+    let profiles = [flags.inherits().to_string(), flags.profile()];
+    for (key, _) in flags.profile_settings().into_iter().skip(1) {
+        let key = key.to_lowercase().replace('_', "-");
+        for profile in &profiles {
+            let named = format!("{profile}.{key}");
+            if embedded.profile_keys.contains(&named) {
+                events.emit(Event::Warning {
+                    message: format!(
+                        "[profile.{profile}] {key} in {} is overridden by the {} preset's",
+                        embedded.form.describe(),
+                        flags.profile().trim_start_matches("ruchy-")
+                    ),
+                });
+            }
+        }
+    }
 }

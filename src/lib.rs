@@ -28,6 +28,7 @@ pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod frontmatter;
 pub mod fsutil;
 pub mod lambda;
 pub mod metrics;

@@ -37,6 +37,9 @@ pub struct BuildRecord {
     /// The transpiler that made the Rust (`ruchy 3.213.0`), for `.ruchy` sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transpiled_by: Option<String>,
+    /// The manifest a single `.rs` file carried, its dependencies came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies_from: Option<crate::source::EmbeddedManifest>,
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<crate::sbom::SbomRecord>,
@@ -282,6 +285,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         libc: "glibc".into(),
         sbom: None,
         transpiled_by: None,
+        dependencies_from: None,
         std: Some(StdInfo {
             source: crate::preset::StdSource::Toolchain,
             variant: crate::preset::StdVariant::Unwind,

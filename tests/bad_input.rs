@@ -359,3 +359,48 @@ fn outputs_never_overwrite_the_source_or_each_other() {
     );
     assert_eq!(entries(dir.path()), ["fib2.rs"], "something was written");
 }
+
+#[test]
+fn bad_file_manifests_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unclosed.rs",
+            "---\n[dependencies]\nfn main() {}\n",
+            "unclosed.rs:1`: the frontmatter opened here is never closed",
+        ),
+        (
+            "toml.rs",
+            "#!/usr/bin/env cargo\n---\n[dependencies]\nserde_json = \n---\nfn main() {}\n",
+            "toml.rs:4`",
+        ),
+        (
+            "bin.rs",
+            "---\n[[bin]]\nname = \"x\"\n---\nfn main() {}\n",
+            "`bin` is not allowed in a single file's manifest",
+        ),
+        (
+            "workspace.rs",
+            "//! ```cargo\n//! [workspace]\n//! ```\nfn main() {}\n",
+            "`workspace` is not allowed in a single file's manifest",
+        ),
+        (
+            "path.rs",
+            "---\n[dependencies]\nmine = { path = \"no-such-dir\" }\n---\nfn main() {}\n",
+            "no-such-dir has no Cargo.toml",
+        ),
+    ];
+    let projects = cache_dir().join("projects");
+    for (name, code, expected) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, code).unwrap();
+        fails(&[file.to_str().unwrap()], 2, expected);
+        // Nothing generated in the cache for a file whose manifest was refused.
+        let stem = name.trim_end_matches(".rs");
+        let left: Vec<String> = entries(&projects)
+            .into_iter()
+            .filter(|e| e.starts_with(&format!("{stem}-")))
+            .collect();
+        assert!(left.is_empty(), "{name} left {left:?}");
+    }
+}

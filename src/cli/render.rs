@@ -367,6 +367,17 @@ pub(crate) fn summary(record: &BuildRecord) -> String {
             human_size(i.added_size)
         );
     }
+    if let Some(embedded) = &record.dependencies_from {
+        let _ = writeln!(
+            s,
+            "  deps      {} (from the file's {})",
+            match embedded.dependencies.as_slice() {
+                [] => "none".to_string(),
+                names => names.join(", "),
+            },
+            embedded.form.describe()
+        );
+    }
     let _ = writeln!(s, "  digest    {}", i.digest);
     let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
     let compile = compile_time(record.compile_time_ms, &record.builder);
