@@ -7,7 +7,7 @@
 //! experimental`), so the block's lines are blanked in the source the compiler sees: line
 //! numbers in diagnostics stay those of the user's file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -169,58 +169,185 @@ fn parse(path: &Path, toml: &str, first: usize) -> Result<toml::Table> {
     Ok(table)
 }
 
-/// Makes the path dependencies of the file's manifest absolute (they are relative to the
-/// file's directory, the generated project is elsewhere) and checks that they exist.
-pub fn resolve_paths(path: &Path, table: &mut toml::Table) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut sections: Vec<&mut toml::Table> = Vec::new();
-    let (deps, rest): (Vec<_>, Vec<_>) = table
-        .iter_mut()
-        .partition(|(k, _)| k.ends_with("dependencies"));
-    for (_, value) in deps {
-        if let Some(t) = value.as_table_mut() {
-            sections.push(t);
-        }
-    }
-    for (key, value) in rest {
-        if key != "target" {
+/// A path dependency the file's manifest names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathDependency {
+    /// Its name in the manifest.
+    pub name: String,
+    /// Its directory on this machine, canonical.
+    pub dir: PathBuf,
+}
+
+/// Every dependency table of a manifest (`[dependencies]`, `[dev-dependencies]`,
+/// `[build-dependencies]`, their `[target.*]` forms, `[patch.*]`), for the paths in them.
+fn dependency_tables(table: &mut toml::Table) -> Vec<&mut toml::Table> {
+    let mut tables = Vec::new();
+    for (key, value) in table.iter_mut() {
+        let Some(value) = value.as_table_mut() else {
             continue;
-        }
-        for (_, target) in value.as_table_mut().into_iter().flatten() {
-            for (k, v) in target.as_table_mut().into_iter().flatten() {
-                if k.ends_with("dependencies") {
-                    if let Some(t) = v.as_table_mut() {
-                        sections.push(t);
+        };
+        if key.ends_with("dependencies") {
+            tables.push(value);
+        } else if key == "target" || key == "patch" {
+            for (_, inner) in value.iter_mut() {
+                let Some(inner) = inner.as_table_mut() else {
+                    continue;
+                };
+                if key == "patch" {
+                    tables.push(inner);
+                    continue;
+                }
+                for (k, v) in inner.iter_mut() {
+                    if let Some(deps) = v.as_table_mut().filter(|_| k.ends_with("dependencies")) {
+                        tables.push(deps);
                     }
                 }
             }
         }
     }
-    for deps in sections {
+    tables
+}
+
+/// The `path = "..."` values of a manifest's dependency tables, with their names.
+fn path_values(table: &mut toml::Table) -> Vec<(String, &mut toml::Value)> {
+    let mut found = Vec::new();
+    for deps in dependency_tables(table) {
         for (name, dep) in deps.iter_mut() {
-            let Some(rel) = dep.get_mut("path") else {
-                continue;
-            };
-            let Some(rel_str) = rel.as_str() else {
-                continue;
-            };
-            let full = dir.join(rel_str);
-            let resolved = std::fs::canonicalize(&full)
-                .ok()
-                .filter(|p| p.join("Cargo.toml").is_file())
-                .ok_or_else(|| Error::InvalidInput {
-                    what: "path dependency",
-                    value: format!("{name} = {{ path = \"{rel_str}\" }}"),
-                    reason: format!(
-                        "{} has no Cargo.toml (paths are relative to {})",
-                        full.display(),
-                        path.display()
-                    ),
-                })?;
-            *rel = toml::Value::String(resolved.display().to_string());
+            if let Some(path) = dep.get_mut("path").filter(|p| p.is_str()) {
+                found.push((name.clone(), path));
+            }
         }
     }
-    Ok(())
+    found
+}
+
+/// Makes the path dependencies of the file's manifest absolute (they are relative to the
+/// file's directory, the generated project is elsewhere), checks that they exist, and returns
+/// them.
+pub fn resolve_paths(path: &Path, table: &mut toml::Table) -> Result<Vec<PathDependency>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut resolved = Vec::new();
+    for (name, value) in path_values(table) {
+        let rel = value.as_str().unwrap_or_default().to_string();
+        let full = dir.join(&rel);
+        let canonical = std::fs::canonicalize(&full)
+            .ok()
+            .filter(|p| p.join("Cargo.toml").is_file())
+            .ok_or_else(|| Error::InvalidInput {
+                what: "path dependency",
+                value: format!("{name} = {{ path = \"{rel}\" }}"),
+                reason: format!(
+                    "{} has no Cargo.toml (paths are relative to {})",
+                    full.display(),
+                    path.display()
+                ),
+            })?;
+        *value = toml::Value::String(canonical.display().to_string());
+        if !resolved.iter().any(|d: &PathDependency| d.dir == canonical) {
+            resolved.push(PathDependency {
+                name,
+                dir: canonical,
+            });
+        }
+    }
+    Ok(resolved)
+}
+
+/// Where a builder container gets the file's path dependencies: each directory under
+/// `path-deps/`, laid out as on this machine below the closest directory holding them all, so
+/// the paths between them still resolve. Their own path dependencies go too when they are in
+/// the file's directory or the file names them; one anywhere else is refused (with
+/// `--builder local` too, so both builders take the same files), saying what to add.
+pub fn builder_paths(source: &Path, named: &[PathDependency]) -> Result<Vec<(PathBuf, String)>> {
+    let file_dir = source.parent().unwrap_or(Path::new("/"));
+    let mut sent: Vec<PathBuf> = named.iter().map(|d| d.dir.clone()).collect();
+    let mut next = 0;
+    while next < sent.len() {
+        for inner in inner_paths(source, &sent[next], named, file_dir)? {
+            if !sent.contains(&inner) {
+                sent.push(inner);
+            }
+        }
+        next += 1;
+    }
+    let parents: Vec<&Path> = sent.iter().filter_map(|d| d.parent()).collect();
+    let Some(mut base) = parents.first().map(|p| p.to_path_buf()) else {
+        return Ok(Vec::new());
+    };
+    for parent in &parents {
+        while !parent.starts_with(&base) {
+            base.pop();
+        }
+    }
+    Ok(sent
+        .into_iter()
+        .map(|dir| {
+            let under = format!(
+                "path-deps/{}",
+                dir.strip_prefix(&base).unwrap_or(&dir).display()
+            );
+            (dir, under)
+        })
+        .collect())
+}
+
+/// The path dependencies of the package in `dir`, each checked: in the file's directory or
+/// named by the file.
+fn inner_paths(
+    source: &Path,
+    dir: &Path,
+    named: &[PathDependency],
+    file_dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(Error::io(format!("reading {}", manifest.display())))?;
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Ok(Vec::new()); // cargo reports a broken manifest better than we would.
+    };
+    // Cargo reads neither the patches nor the dev-dependencies of a dependency.
+    table.remove("patch");
+    table.remove("dev-dependencies");
+    let targets = table.get_mut("target").and_then(|t| t.as_table_mut());
+    for (_, target) in targets.into_iter().flatten() {
+        if let Some(target) = target.as_table_mut() {
+            target.remove("dev-dependencies");
+        }
+    }
+    let mut found = Vec::new();
+    for (name, value) in path_values(&mut table) {
+        let rel = value.as_str().unwrap_or_default();
+        let inner = std::fs::canonicalize(dir.join(rel)).unwrap_or(dir.join(rel));
+        if inner.starts_with(file_dir) || named.iter().any(|n| inner.starts_with(&n.dir)) {
+            found.push(inner);
+            continue;
+        }
+        let file = source.file_name().unwrap_or_default().to_string_lossy();
+        return Err(Error::InvalidInput {
+            what: "path dependency",
+            value: format!("{name} = {{ path = \"{rel}\" }} in {}", manifest.display()),
+            reason: format!(
+                "{} is outside {file}'s directory and not among the paths {file} names, so it \
+                 would not go to the builder; add `{name} = {{ path = \"...\" }}` to {file}'s \
+                 manifest",
+                inner.display()
+            ),
+        });
+    }
+    Ok(found)
+}
+
+/// The manifest `table` (paths made absolute by [`resolve_paths`]) with each path dependency
+/// where `paths` (from [`builder_paths`]) sends it, relative to the project root.
+pub fn with_builder_paths(table: &toml::Table, paths: &[(PathBuf, String)]) -> toml::Table {
+    let mut table = table.clone();
+    for (_, value) in path_values(&mut table) {
+        let dir = PathBuf::from(value.as_str().unwrap_or_default());
+        if let Some((_, under)) = paths.iter().find(|(d, _)| *d == dir) {
+            *value = toml::Value::String(under.clone());
+        }
+    }
+    table
 }
 
 /// The dependency names the manifest declares (for the record and summary).
@@ -318,5 +445,43 @@ mod tests {
         let err = resolve_paths(Path::new("/tmp/main.rs"), &mut table).unwrap_err();
         assert!(err.to_string().contains("no/such/dir"), "{err}");
         assert!(err.is_usage());
+    }
+
+    #[test]
+    fn path_dependencies_go_to_the_builder_laid_out_as_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for (krate, deps) in [
+            ("app/near", "inner = { path = \"inner\" }"),
+            ("lib/far", ""),
+        ] {
+            std::fs::create_dir_all(root.join(krate).join("inner")).unwrap();
+            let manifest = format!("[package]\nname = \"x\"\n[dependencies]\n{deps}\n");
+            std::fs::write(root.join(krate).join("Cargo.toml"), manifest).unwrap();
+        }
+        std::fs::write(root.join("app/near/inner/Cargo.toml"), "[package]\n").unwrap();
+        let source = root.join("app/main.rs");
+        let code = "---\n[dependencies]\nnear = { path = \"near\" }\nfar = { path = \"../lib/far\" }\n---\n";
+        let (_, mut table) = extract_str(code).unwrap().manifest.unwrap();
+        let named = resolve_paths(&source, &mut table).unwrap();
+        let paths = builder_paths(&source, &named).unwrap();
+        let under: Vec<&str> = paths.iter().map(|(_, u)| u.as_str()).collect();
+        assert_eq!(
+            under,
+            [
+                "path-deps/lib/far",
+                "path-deps/app/near",
+                "path-deps/app/near/inner"
+            ]
+        );
+        let sent = with_builder_paths(&table, &paths);
+        assert_eq!(
+            sent["dependencies"]["far"]["path"].as_str(),
+            Some("path-deps/lib/far")
+        );
+        assert_eq!(
+            sent["dependencies"]["near"]["path"].as_str(),
+            Some("path-deps/app/near")
+        );
     }
 }

@@ -134,6 +134,15 @@ pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> R
 }
 
 /// Temp files and dirs are created private; outputs get the usual modes.
+/// Writes `content` unless the file already holds it, so its modification time (which cargo's
+/// fingerprints compare) changes only with its content.
+pub(crate) fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(content) {
+        return Ok(());
+    }
+    std::fs::write(path, content).map_err(Error::io(format!("writing {}", path.display())))
+}
+
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

@@ -390,13 +390,33 @@ fn bad_file_manifests_name_the_line() {
             "no-such-dir has no Cargo.toml",
         ),
     ];
+    // A path dependency whose own path dependency is outside the file's directory, and not
+    // named by the file, would not go to the builder.
+    for (dir_name, manifest) in [
+        ("relay", "[dependencies]\nfar = { path = \"../../far\" }\n"),
+        ("far", ""),
+    ] {
+        let crate_dir = match dir_name {
+            "relay" => dir.path().join("app").join(dir_name),
+            _ => dir.path().join(dir_name),
+        };
+        std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+        let package = format!("[package]\nname = \"{dir_name}\"\nversion = \"0.1.0\"\n");
+        std::fs::write(crate_dir.join("Cargo.toml"), package + manifest).unwrap();
+        std::fs::write(crate_dir.join("src/lib.rs"), "").unwrap();
+    }
+    let cases = cases.into_iter().chain([(
+        "app/outside.rs",
+        "---\n[dependencies]\nrelay = { path = \"relay\" }\n---\nfn main() {}\n",
+        "is outside outside.rs's directory and not among the paths outside.rs names",
+    )]);
     let projects = cache_dir().join("projects");
     for (name, code, expected) in cases {
         let file = dir.path().join(name);
         std::fs::write(&file, code).unwrap();
         fails(&[file.to_str().unwrap()], 2, expected);
         // Nothing generated in the cache for a file whose manifest was refused.
-        let stem = name.trim_end_matches(".rs");
+        let stem = name.trim_start_matches("app/").trim_end_matches(".rs");
         let left: Vec<String> = entries(&projects)
             .into_iter()
             .filter(|e| e.starts_with(&format!("{stem}-")))

@@ -129,21 +129,6 @@ fn crates_io_dependencies_build_in_the_container() {
 }
 
 #[test]
-fn a_single_files_rust_script_manifest_brings_crates_into_the_container() {
-    let tag = "ruchy-image-test/frontmatter-script:docker";
-    let _images = Images(vec![tag.into()]);
-    let record = docker_build(
-        &fixture("frontmatter/script.rs"),
-        &["--tag", tag, "--json", "-"],
-    )
-    .ok()
-    .metrics();
-    assert_eq!(record["dependencies_from"]["form"], "rust-script");
-    let run = tool("docker", &["run", "--rm", tag]).ok();
-    assert_eq!(run.stdout, "{\"form\":\"rust-script\"}\n");
-}
-
-#[test]
 fn same_builder_and_input_give_the_same_digest_and_unchanged_rebuilds_start_no_container() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let _volumes = (

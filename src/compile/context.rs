@@ -1,4 +1,5 @@
-//! The build context: which files of a project go into the builder container, what they add
+//! The build context: which files of a project (and of the path dependencies a single file
+//! names) go into the builder container, what they add
 //! up to, a digest of them for the build cache, and the tar stream that carries them.
 //!
 //! Files ignored by `.gitignore`, `.dockerignore` or `.ruchyimageignore` stay home, as do
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::source::Project;
 
 /// The ignore files honoured, besides `.gitignore`.
 const IGNORE_FILES: [&str; 2] = [".dockerignore", ".ruchyimageignore"];
@@ -32,6 +34,8 @@ pub(super) struct Entry {
     pub size: u64,
     /// The link target, for a symlink.
     pub link: Option<PathBuf>,
+    /// What is sent instead of the file's content (a generated manifest).
+    pub content: Option<Vec<u8>>,
 }
 
 /// The files a build sends.
@@ -43,60 +47,91 @@ pub(super) struct Context {
     pub digest: [u8; 32],
 }
 
+/// The files and symlinks under `root` a build sends, named `prefix` + their path under it.
+fn walk(root: &Path, target_dir: &Path, prefix: &str) -> Result<Vec<Entry>> {
+    use std::os::unix::fs::MetadataExt;
+    let target_dir = target_dir.to_path_buf();
+    let mut walk = ignore::WalkBuilder::new(root);
+    walk.hidden(false)
+        .follow_links(false)
+        .require_git(false)
+        .parents(false)
+        .git_global(false)
+        .filter_entry(move |e| {
+            let skip = e.file_type().is_some_and(|t| t.is_dir())
+                && (e.file_name() == ".git"
+                    || e.path() == target_dir
+                    || e.path().join("CACHEDIR.TAG").exists());
+            !skip
+        });
+    for name in IGNORE_FILES {
+        walk.add_custom_ignore_filename(name);
+    }
+    let mut entries = Vec::new();
+    for found in walk.build() {
+        let found = found.map_err(|e| Error::Io {
+            context: format!("reading the project at {}", root.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let path = found.path().to_path_buf();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
+        let link = match meta.file_type() {
+            t if t.is_symlink() => Some(
+                std::fs::read_link(&path)
+                    .map_err(Error::io(format!("reading {}", path.display())))?,
+            ),
+            t if t.is_file() => None,
+            _ => continue,
+        };
+        let relative = path.strip_prefix(root).expect("walked from root");
+        entries.push(Entry {
+            relative: format!("{prefix}{}", relative.to_string_lossy()),
+            path,
+            mode: meta.mode() & 0o7777,
+            mtime: meta.mtime().max(0) as u64,
+            size: if link.is_some() { 0 } else { meta.len() },
+            link,
+            content: None,
+        });
+    }
+    Ok(entries)
+}
+
 impl Context {
     /// Walks `root`, leaving out ignored files and `target_dir`, and digests what stays.
     pub fn collect(root: &Path, target_dir: &Path) -> Result<Context> {
-        use std::os::unix::fs::MetadataExt;
-        let target_dir = target_dir.to_path_buf();
-        let mut walk = ignore::WalkBuilder::new(root);
-        walk.hidden(false)
-            .follow_links(false)
-            .require_git(false)
-            .parents(false)
-            .git_global(false)
-            .filter_entry(move |e| {
-                let skip = e.file_type().is_some_and(|t| t.is_dir())
-                    && (e.file_name() == ".git"
-                        || e.path() == target_dir
-                        || e.path().join("CACHEDIR.TAG").exists());
-                !skip
-            });
-        for name in IGNORE_FILES {
-            walk.add_custom_ignore_filename(name);
-        }
-        let mut entries = Vec::new();
-        for found in walk.build() {
-            let found = found.map_err(|e| Error::Io {
-                context: format!("reading the project at {}", root.display()),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            let path = found.path().to_path_buf();
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(Error::io(format!("reading {}", path.display())))?;
-            let link = match meta.file_type() {
-                t if t.is_symlink() => Some(
-                    std::fs::read_link(&path)
-                        .map_err(Error::io(format!("reading {}", path.display())))?,
-                ),
-                t if t.is_file() => None,
-                _ => continue,
-            };
-            let relative = path
-                .strip_prefix(root)
-                .expect("walked from root")
-                .to_string_lossy()
-                .into_owned();
-            entries.push(Entry {
-                relative,
-                path,
-                mode: meta.mode() & 0o7777,
-                mtime: meta.mtime().max(0) as u64,
-                size: if link.is_some() { 0 } else { meta.len() },
-                link,
-            });
-        }
-        entries.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Context::digested(walk(root, target_dir, "")?)
+    }
 
+    /// The generated project of a single file, with the path dependencies its manifest names
+    /// (each walked with the same rules) and the manifest that finds them where they are sent.
+    pub fn collect_project(project: &Project) -> Result<Context> {
+        let mut entries = walk(&project.workspace_root, &project.target_dir, "")?;
+        if let Some(deps) = &project.path_dependencies {
+            for (dir, under) in &deps.trees {
+                // A directory inside another one sent goes with it.
+                if deps
+                    .trees
+                    .iter()
+                    .any(|(o, _)| o != dir && dir.starts_with(o))
+                {
+                    continue;
+                }
+                entries.extend(walk(dir, &dir.join("target"), &format!("{under}/"))?);
+            }
+            let manifest = entries.iter_mut().find(|e| e.relative == "Cargo.toml");
+            if let Some(entry) = manifest {
+                entry.size = deps.manifest.len() as u64;
+                entry.content = Some(deps.manifest.clone().into_bytes());
+            }
+        }
+        Context::digested(entries)
+    }
+
+    /// The entries sorted, and their digest.
+    fn digested(mut entries: Vec<Entry>) -> Result<Context> {
+        entries.sort_by(|a, b| a.relative.cmp(&b.relative));
         let mut digest = Sha256::new();
         let mut buffer = vec![0; 1 << 16];
         for entry in &entries {
@@ -104,9 +139,10 @@ impl Context {
             digest.update([0]);
             digest.update(entry.mode.to_le_bytes());
             digest.update(entry.size.to_le_bytes());
-            match &entry.link {
-                Some(target) => digest.update(target.as_os_str().as_encoded_bytes()),
-                None => {
+            match (&entry.link, &entry.content) {
+                (Some(target), _) => digest.update(target.as_os_str().as_encoded_bytes()),
+                (None, Some(content)) => digest.update(content),
+                (None, None) => {
                     let mut file = std::fs::File::open(&entry.path)
                         .map_err(Error::io(format!("reading {}", entry.path.display())))?;
                     loop {
@@ -159,13 +195,17 @@ impl Context {
             let mut header = tar::Header::new_gnu();
             header.set_mode(entry.mode);
             header.set_mtime(mtime.unwrap_or(entry.mtime));
-            let packed = match &entry.link {
-                Some(target) => {
+            let packed = match (&entry.link, &entry.content) {
+                (Some(target), _) => {
                     header.set_entry_type(tar::EntryType::Symlink);
                     header.set_size(0);
                     tar.append_link(&mut header, &name, target)
                 }
-                None => {
+                (None, Some(content)) => {
+                    header.set_size(content.len() as u64);
+                    tar.append_data(&mut header, &name, &content[..])
+                }
+                (None, None) => {
                     let file = std::fs::File::open(&entry.path)
                         .map_err(Error::io(format!("reading {}", entry.path.display())))?;
                     header.set_size(entry.size);

@@ -38,7 +38,7 @@ use crate::fsutil::{blocking, hex};
 use crate::metrics::human_size;
 use crate::preset::Flags;
 use crate::preset::StdVariant;
-use crate::source::Project;
+use crate::source::{Project, SourceKind};
 use crate::stdlib::{self, Stamp};
 
 /// The builder image used when none is given: musl, so binaries are static already.
@@ -505,7 +505,7 @@ impl Compiler for DockerCompiler {
         let root = &project.workspace_root;
         let rustflags = encoded_rustflags(flags, &std, SRC, &self.image.target);
         let (context, key) = {
-            let (root, target_dir) = (root.clone(), project.target_dir.clone());
+            let project = project.clone();
             let identity = BuildIdentity {
                 flags: flags.clone(),
                 cargo_env: flags.cargo_env(),
@@ -515,7 +515,7 @@ impl Compiler for DockerCompiler {
                 image_id: self.image.id.clone(),
             };
             blocking(move || {
-                let context = Context::collect(&root, &target_dir)?;
+                let context = Context::collect_project(&project)?;
                 let key = identity.key(&context);
                 Ok::<_, Error>((context, key))
             })
@@ -797,8 +797,31 @@ impl DockerCompiler {
 
         // The binary comes out as a one-entry tar. Missing means rustc did not link it here:
         // cargo took another build's output as fresh, which SOURCE_MTIME should prevent.
+        let binary_path = format!("{OUT}/{}", project.bin);
+        let archive = self.download(id, &binary_path, "the binary").await?;
+        let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
+        let bin = project.bin.clone();
+        blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await?;
+
+        // A project generated for a single file keeps the Cargo.lock cargo wrote, so the next
+        // build (in a container or with --builder local) resolves the same versions.
+        if project.kind != SourceKind::CargoProject {
+            let lock = format!("{SRC}/Cargo.lock");
+            let archive = self.download(id, &lock, "Cargo.lock").await?;
+            let kept = project.workspace_root.join("Cargo.lock");
+            blocking(move || match tar_file(&archive) {
+                Some(lock) => crate::fsutil::write_if_changed(&kept, &lock),
+                None => Ok(()),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The tar the engine makes of `path` in the container.
+    async fn download(&self, id: &str, path: &str, what: &str) -> Result<Vec<u8>> {
         let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-            .path(&format!("{OUT}/{}", project.bin))
+            .path(path)
             .build();
         let mut stream = self
             .engine
@@ -807,12 +830,10 @@ impl DockerCompiler {
         let mut archive = Vec::new();
         while let Some(chunk) = stream.next().await {
             archive.extend_from_slice(
-                &chunk.map_err(api_error("copying the binary out of the builder"))?,
+                &chunk.map_err(api_error(format!("copying {what} out of the builder")))?,
             );
         }
-        let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
-        let bin = project.bin.clone();
-        blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await
+        Ok(archive)
     }
 
     /// Streams the build context (and the host's CA bundle) into the container, saying how
@@ -894,6 +915,15 @@ impl Drop for ContainerGuard {
 
 /// Takes the binary out of the one-entry tar the engine sent and stores it in the artifact
 /// cache (by way of a temp file, so a cached binary is always whole).
+/// The content of a tar's first entry.
+fn tar_file(archive: &[u8]) -> Option<Vec<u8>> {
+    let mut entries = tar::Archive::new(archive);
+    let mut entry = entries.entries().ok()?.next()?.ok()?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
 fn keep_binary(archive: &[u8], bin: &str, artifact_dir: &Path, binary: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     let mut entries = tar::Archive::new(archive);
