@@ -1,6 +1,6 @@
 //! The build context: which files of a project (and of the path dependencies a single file
-//! names) go into the builder container, what they add
-//! up to, a digest of them for the build cache, and the tar stream that carries them.
+//! names) go into the builder container, what they add up to, a digest of them for the build
+//! cache, and the tar stream that carries them.
 //!
 //! Files ignored by `.gitignore`, `.dockerignore` or `.ruchyimageignore` stay home, as do
 //! `.git`, the target directory and any directory with a `CACHEDIR.TAG`. Symlinks go as
