@@ -316,6 +316,50 @@ async fn compile(
     stage.finish();
 
     let stage = Timer::new(events, Stage::Compile);
+    let flags = resolve_flags(options, compiler, events).await?;
+    if let Some(embedded) = &project.embedded_manifest {
+        warn_profile_overrides(embedded, &flags, events);
+    }
+    events.emit(Event::Compiling {
+        source: options.source.path.clone(),
+        bin: project.bin.clone(),
+        flags: flags.clone(),
+        builder: compiler.name().to_string(),
+    });
+    let artifact = compiler.compile(&project, &flags, events).await?;
+    let sbom = sbom_for(options, &project, &flags, publishers, events).await?;
+    let bytes = read_binary(artifact.binary.clone(), "the compiled binary").await?;
+    events.emit(Event::Compiled {
+        binary: artifact.binary.clone(),
+        size: bytes.len() as u64,
+        time_ms: artifact.compile_time.as_millis() as u64,
+        fresh: artifact.fresh,
+    });
+    stage.finish();
+    Ok(Program {
+        binary: artifact.binary,
+        bytes,
+        compile_time: artifact.compile_time,
+        builder: compiler.name().to_string(),
+        flags: Some(flags),
+        std: Some(artifact.std),
+        sbom,
+        bin: project.bin,
+        version: Some(project.version),
+        repository: project.repository,
+        revision: project.revision,
+        transpiler: project.transpiler,
+        embedded_manifest: project.embedded_manifest,
+    })
+}
+
+/// The flags for this build: the preset with the overrides, for the target asked for or the
+/// compiler's default, adjusted where the builder cannot do what the preset asks.
+async fn resolve_flags(
+    options: &BuildOptions,
+    compiler: &dyn Compiler,
+    events: &Events,
+) -> Result<Flags> {
     let target = match &options.target {
         Some(target) => target.clone(),
         None => {
@@ -351,76 +395,53 @@ async fn compile(
             ),
         });
     }
-    if let Some(embedded) = &project.embedded_manifest {
-        warn_profile_overrides(embedded, &flags, events);
-    }
-    events.emit(Event::Compiling {
-        source: options.source.path.clone(),
-        bin: project.bin.clone(),
-        flags: flags.clone(),
-        builder: compiler.name().to_string(),
-    });
-    let artifact = compiler.compile(&project, &flags, events).await?;
+    Ok(flags)
+}
+
+/// The program's SBOM, when one is wanted.
+async fn sbom_for(
+    options: &BuildOptions,
+    project: &source::Project,
+    flags: &Flags,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<Option<(Vec<u8>, crate::sbom::SbomRecord)>> {
     // An SBOM when asked for, and for every output that can hold it as a referrer (layouts,
     // registries); there, one that cannot be made is a warning, not a failed build.
     let wanted = options.sbom.is_some()
         || (!options.no_sbom_referrer && publishers.iter().any(|p| p.holds_referrers()));
-    let sbom = if wanted {
-        let (cache, manifest, package, target, ruchy) = (
-            options.source.cache_dir.clone(),
-            project.manifest_path.clone(),
-            project.package.clone(),
-            flags.target.clone(),
-            project.transpiler.clone(),
-        );
-        let epoch = options.source_date_epoch;
-        let made = blocking(move || {
-            crate::sbom::generate_cached(
-                &cache,
-                &manifest,
-                &package,
-                &target,
-                epoch,
-                ruchy.as_deref(),
-            )
-        })
-        .await;
-        match (made, options.sbom.is_some()) {
-            (Ok(sbom), _) => Some(sbom),
-            (Err(e), true) => return Err(e),
-            (Err(e), false) => {
-                events.emit(Event::Warning {
-                    message: format!("no SBOM is attached to the image: {e}"),
-                });
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let bytes = read_binary(artifact.binary.clone(), "the compiled binary").await?;
-    events.emit(Event::Compiled {
-        binary: artifact.binary.clone(),
-        size: bytes.len() as u64,
-        time_ms: artifact.compile_time.as_millis() as u64,
-        fresh: artifact.fresh,
-    });
-    stage.finish();
-    Ok(Program {
-        binary: artifact.binary,
-        bytes,
-        compile_time: artifact.compile_time,
-        builder: compiler.name().to_string(),
-        flags: Some(flags),
-        std: Some(artifact.std),
-        sbom,
-        bin: project.bin,
-        version: Some(project.version),
-        repository: project.repository,
-        revision: project.revision,
-        transpiler: project.transpiler,
-        embedded_manifest: project.embedded_manifest,
+    if !wanted {
+        return Ok(None);
+    }
+    let (cache, manifest, package, target, ruchy) = (
+        options.source.cache_dir.clone(),
+        project.manifest_path.clone(),
+        project.package.clone(),
+        flags.target.clone(),
+        project.transpiler.clone(),
+    );
+    let epoch = options.source_date_epoch;
+    let made = blocking(move || {
+        crate::sbom::generate_cached(
+            &cache,
+            &manifest,
+            &package,
+            &target,
+            epoch,
+            ruchy.as_deref(),
+        )
     })
+    .await;
+    match (made, options.sbom.is_some()) {
+        (Ok(sbom), _) => Ok(Some(sbom)),
+        (Err(e), true) => Err(e),
+        (Err(e), false) => {
+            events.emit(Event::Warning {
+                message: format!("no SBOM is attached to the image: {e}"),
+            });
+            Ok(None)
+        }
+    }
 }
 
 /// Stage 1 for a prebuilt binary: name it and read it; there is nothing to compile.
@@ -480,12 +501,14 @@ struct Assembled {
     took: Duration,
 }
 
-/// Stage 3: checks the binary against the platform and the base, and assembles the image.
-async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> Result<Assembled> {
-    let started = Instant::now();
-    let stage = Timer::new(events, Stage::Assemble);
-    let info = crate::elf::inspect(&program.binary, &program.bytes)?;
-    let libc = program.libc(&info);
+/// Checks that the binary fits the platform and the base (its architecture, its place, its
+/// loader), and says how it is linked.
+fn fits(
+    options: &BuildOptions,
+    program: &Program,
+    info: &crate::elf::BinaryInfo,
+    spec: &ImageSpec,
+) -> Result<String> {
     if let Some(platform) = options.platform {
         if platform.architecture() != info.architecture {
             return Err(Error::InvalidInput {
@@ -511,7 +534,6 @@ async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> 
             });
         }
     }
-    let spec = image_spec(options, &program, &info.architecture);
     if let Some(base) = base {
         if let Some(conflict) = base.fs.file_conflict(&spec.binary_path) {
             return Err(Error::InvalidBase {
@@ -523,25 +545,34 @@ async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> 
         }
     }
     // A dynamic binary needs its loader in the image: scratch has none, a base may.
-    let linkage = match (&info.interpreter, base) {
-        (None, _) => "static".to_string(),
-        (Some(interpreter), None) => {
-            return Err(Error::DynamicBinary {
-                path: program.binary.clone(),
-                interpreter: interpreter.clone(),
-                prebuilt: program.flags.is_none(),
-            })
-        }
+    match (&info.interpreter, base) {
+        (None, _) => Ok("static".to_string()),
+        (Some(interpreter), None) => Err(Error::DynamicBinary {
+            path: program.binary.clone(),
+            interpreter: interpreter.clone(),
+            prebuilt: program.flags.is_none(),
+        }),
         (Some(interpreter), Some(base)) if !base.fs.exists(interpreter) => {
-            return Err(Error::MissingLoader {
+            Err(Error::MissingLoader {
                 path: program.binary.clone(),
                 interpreter: interpreter.clone(),
                 base: base.reference.clone(),
                 prebuilt: program.flags.is_none(),
             })
         }
-        (Some(interpreter), Some(_)) => format!("dynamic ({interpreter})"),
-    };
+        (Some(interpreter), Some(_)) => Ok(format!("dynamic ({interpreter})")),
+    }
+}
+
+/// Stage 3: checks the binary against the platform and the base, and assembles the image.
+async fn assemble(options: &BuildOptions, program: Program, events: &Events) -> Result<Assembled> {
+    let started = Instant::now();
+    let stage = Timer::new(events, Stage::Assemble);
+    let info = crate::elf::inspect(&program.binary, &program.bytes)?;
+    let libc = program.libc(&info);
+    let spec = image_spec(options, &program, &info.architecture);
+    let linkage = fits(options, &program, &info, &spec)?;
+    let base = options.base.as_deref();
     let reference = match &options.tag {
         Some(tag) => tag.clone(),
         None if options.platform_in_tag => {

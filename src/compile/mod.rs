@@ -3,6 +3,7 @@
 //! Backends sit behind [`Compiler`] so the pipeline (and its tests) never care where cargo
 //! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
 
+mod builder_image;
 mod context;
 mod docker;
 mod local;
@@ -17,7 +18,8 @@ use crate::preset::StdVariant;
 pub use crate::preset::{StdInfo, StdSource};
 use crate::source::Project;
 
-pub use docker::{BuilderImage, DockerCompiler, CACHE_VOLUME_LABEL, DEFAULT_BUILDER_IMAGE};
+pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE};
+pub use docker::{DockerCompiler, CACHE_VOLUME_LABEL};
 pub use local::LocalCompiler;
 
 /// The product of a compile.
