@@ -1,15 +1,17 @@
 //! The cache volumes builds through the engine leave: cargo's home (downloaded crates) and
 //! the shared target directories (compiled dependencies), all labelled
-//! [`CACHE_VOLUME_LABEL`](crate::compile::CACHE_VOLUME_LABEL). `builder prune` lists them with
-//! the engine's own sizes and removes the ones no container uses.
+//! [`CACHE_VOLUME_LABEL`]. `builder prune` lists them with the engine's own sizes and removes
+//! the ones no container uses.
 
 use std::collections::HashMap;
 
 use bollard::query_parameters::ListVolumesOptionsBuilder;
 
-use crate::compile::CACHE_VOLUME_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::Result;
+
+/// Label on the cache volumes, so they can be listed and removed together.
+pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
 
 /// One cache volume and what became of it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -10,26 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-
-/// Which form the file's manifest had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ManifestForm {
-    /// cargo-script frontmatter (`---` … `---`).
-    CargoScript,
-    /// rust-script's `//! ```cargo` block.
-    RustScript,
-}
-
-impl ManifestForm {
-    /// How the record and summary name it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ManifestForm::CargoScript => "cargo-script frontmatter",
-            ManifestForm::RustScript => "rust-script manifest",
-        }
-    }
-}
+use crate::metrics::ManifestForm;
 
 /// The manifest found in a file and the code the compiler is given.
 #[derive(Debug)]

@@ -39,7 +39,7 @@ pub struct BuildRecord {
     pub transpiled_by: Option<String>,
     /// The manifest a single `.rs` file carried, its dependencies came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dependencies_from: Option<crate::source::EmbeddedManifest>,
+    pub dependencies_from: Option<EmbeddedManifest>,
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<crate::sbom::SbomRecord>,
@@ -262,6 +262,38 @@ pub struct LambdaRecord {
     /// Where that image was written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<Published>,
+}
+
+/// What a single file's own manifest brought into its generated project.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddedManifest {
+    /// Which form it had.
+    pub form: ManifestForm,
+    /// The `[dependencies]` it named, sorted.
+    pub dependencies: Vec<String>,
+    /// The `[profile.NAME]` keys it set (`release.lto`), to warn where a preset overrides them.
+    #[serde(skip)]
+    pub profile_keys: Vec<String>,
+}
+
+/// Which form the file's manifest had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestForm {
+    /// cargo-script frontmatter (`---` … `---`).
+    CargoScript,
+    /// rust-script's `//! ```cargo` block.
+    RustScript,
+}
+
+impl ManifestForm {
+    /// How the record and summary name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ManifestForm::CargoScript => "cargo-script frontmatter",
+            ManifestForm::RustScript => "rust-script manifest",
+        }
+    }
 }
 
 /// A record with made-up numbers, for unit tests of what reads records.

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{hex, write_file_atomically, write_if_changed};
+use crate::metrics::EmbeddedManifest;
 
 /// What kind of input was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -82,18 +83,6 @@ pub struct PathDependencies {
     pub trees: Vec<(PathBuf, String)>,
     /// The project's `Cargo.toml` as a builder sees it, with the dependencies at those places.
     pub manifest: String,
-}
-
-/// What a single file's own manifest brought into its generated project.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EmbeddedManifest {
-    /// Which form it had.
-    pub form: crate::frontmatter::ManifestForm,
-    /// The `[dependencies]` it named, sorted.
-    pub dependencies: Vec<String>,
-    /// The `[profile.NAME]` keys it set (`release.lto`), to warn where a preset overrides them.
-    #[serde(skip)]
-    pub profile_keys: Vec<String>,
 }
 
 /// A Linux executable someone built elsewhere (CI's own cargo, another language), to be
@@ -412,7 +401,7 @@ fn transpile(options: &SourceOptions, source: &Path, src_dir: &Path) -> Result<V
 fn merged_manifest(
     source: &Path,
     name: &str,
-    form: crate::frontmatter::ManifestForm,
+    form: crate::metrics::ManifestForm,
     file: &toml::Table,
 ) -> (String, String) {
     let mut package = toml::Table::new();

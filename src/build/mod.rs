@@ -22,7 +22,7 @@ use crate::oci::ImageRef;
 use crate::platform::Platform;
 use crate::preset::{Flags, Overrides, Preset};
 use crate::publish::{publish_all, Publisher};
-use crate::source::{self, SourceOptions};
+use crate::source::SourceOptions;
 
 mod assemble;
 mod program;
@@ -115,7 +115,7 @@ struct Program {
     repository: Option<String>,
     revision: Option<String>,
     transpiler: Option<String>,
-    embedded_manifest: Option<source::EmbeddedManifest>,
+    embedded_manifest: Option<crate::metrics::EmbeddedManifest>,
 }
 
 impl Program {

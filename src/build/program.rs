@@ -248,7 +248,11 @@ async fn read_binary(path: PathBuf, what: &'static str) -> Result<Vec<u8>> {
 
 /// The preset's profile inherits from `release` (or `dev`) and sets its own keys: a file's
 /// manifest setting one of them there, or in the preset's profile, is overridden; say so.
-fn warn_profile_overrides(embedded: &source::EmbeddedManifest, flags: &Flags, events: &Events) {
+fn warn_profile_overrides(
+    embedded: &crate::metrics::EmbeddedManifest,
+    flags: &Flags,
+    events: &Events,
+) {
     let profiles = [flags.inherits().to_string(), flags.profile()];
     for (key, _) in flags.profile_settings().into_iter().skip(1) {
         let key = key.to_lowercase().replace('_', "-");

@@ -30,6 +30,7 @@ use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
 };
+use crate::cache::CACHE_VOLUME_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
@@ -54,8 +55,6 @@ const CARGO_HOME: &str = "/ruchy-image/cargo-home";
 const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
 /// A build context over this many bytes is worth a warning.
 const LARGE_CONTEXT: u64 = 100 << 20;
-/// Label on the cache volumes, so they can be listed and removed together.
-pub const CACHE_VOLUME_LABEL: &str = "dev.ruchy.image.cache";
 /// Where the wrapper below sits in the builder container (no leading `/`: a tar path).
 const WRAPPER: &str = "ruchy-image/rustc-wrapper";
 /// Where the wrapper leaves the binary, outside the shared target volume.

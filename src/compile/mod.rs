@@ -19,7 +19,7 @@ pub use crate::preset::{StdInfo, StdSource};
 use crate::source::Project;
 
 pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE};
-pub use docker::{DockerCompiler, CACHE_VOLUME_LABEL};
+pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
 
 /// The product of a compile.
