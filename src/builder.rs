@@ -564,40 +564,55 @@ pub async fn import_host(
         }
     }
 
-    let step = |message: String| events.emit(Event::Step { message });
     if musl.is_none() {
         events.note(format!(
             "{} has no standard library sources, so this builder makes glibc binaries only; Debian's rustc-web, cargo-web, rust-web-src, musl-tools and libunwind-14-dev make one that builds static musl",
             host.rustc_version
         ));
     }
+    let (layer, rootfs) = host_rootfs(&host, cache_dir, events).await?;
+    let size = layer.size;
+    events.emit(Event::Step {
+        message: format!("loading {} MB into the engine as {tag}", size / 1_000_000),
+    });
+    let config = image_config(&host, &layer, &fingerprint);
+    load_archive(engine, &tag, rootfs, layer, config).await?;
+    Ok(imported(false, size))
+}
+
+/// The builder's root filesystem as one layer, written to a temp file under `cache_dir`:
+/// the host's toolchain, its Debian packages and the stds built for it.
+async fn host_rootfs(
+    host: &Arc<HostToolchain>,
+    cache_dir: &Path,
+    events: &Events,
+) -> Result<(Layer, std::fs::File)> {
     let stds = {
         let (host, cache_dir, events) = (host.clone(), cache_dir.to_path_buf(), events.clone());
         blocking(move || host.stds(&cache_dir, &events)).await?
     };
-    step(format!(
-        "collecting {} and {} Debian packages",
-        host.rustc_version,
-        host.packages.len()
-    ));
+    events.emit(Event::Step {
+        message: format!(
+            "collecting {} and {} Debian packages",
+            host.rustc_version,
+            host.packages.len()
+        ),
+    });
     std::fs::create_dir_all(cache_dir)
         .map_err(Error::io(format!("creating {}", cache_dir.display())))?;
     let rootfs = tempfile::tempfile_in(cache_dir).map_err(Error::io(format!(
         "creating a temp file in {}",
         cache_dir.display()
     )))?;
-    let (layer, mut rootfs) = {
-        let host = host.clone();
-        blocking(move || write_rootfs(&host, &stds, &rootfs).map(|layer| (layer, rootfs))).await?
-    };
-    let size = layer.size;
-    step(format!(
-        "loading {} MB into the engine as {tag}",
-        size / 1_000_000
-    ));
+    let host = host.clone();
+    blocking(move || write_rootfs(&host, &stds, &rootfs).map(|layer| (layer, rootfs))).await
+}
 
+/// The builder image's config: the toolchain on `PATH`, `/src` to work in, and the labels
+/// that say what it was made from.
+fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde_json::Value {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let config = serde_json::json!({
+    serde_json::json!({
         "architecture": crate::platform::Platform::of_target(&host.target)
             .map_or(crate::toolchain::arch(&host.target), |p| p.architecture()),
         "os": "linux",
@@ -616,11 +631,21 @@ pub async fn import_host(
         },
         "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
         "history": [{ "created": now, "created_by": "ruchy-image builder import-host" }],
-    });
+    })
+}
+
+/// Loads the image (`rootfs` as its layer, `config`) into the engine as `tag`.
+async fn load_archive(
+    engine: &Engine,
+    tag: &str,
+    mut rootfs: std::fs::File,
+    layer: Layer,
+    config: serde_json::Value,
+) -> Result<()> {
     // The archive is made on a blocking thread and streamed to the engine as it is made.
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let writer = {
-        let tag = tag.clone();
+        let tag = tag.to_string();
         tokio::task::spawn_blocking(move || {
             write_archive(
                 crate::fsutil::ChunkSender::new(sender),
@@ -653,6 +678,5 @@ pub async fn import_host(
         .await
         .map_err(|e| Error::io("writing the builder image archive")(e.into()));
     loaded?;
-    written??;
-    Ok(imported(false, size))
+    written?
 }

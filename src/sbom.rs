@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use cargo_metadata::{DependencyKind, Metadata, PackageId};
+use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -180,10 +180,66 @@ pub fn generate(
         std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
     let checksums = lock_checksums(&lock);
     let (runtime, build_only) = reachable(&metadata, &root.id);
-    let purl = |name: &str, version: &str| format!("pkg:cargo/{name}@{version}");
-    let by_id: BTreeMap<&PackageId, &cargo_metadata::Package> =
+    let by_id: BTreeMap<&PackageId, &Package> =
         metadata.packages.iter().map(|p| (&p.id, p)).collect();
 
+    let components = components(&by_id, &runtime, &build_only, &checksums);
+    let included: BTreeSet<&PackageId> = runtime
+        .iter()
+        .chain(build_only.iter())
+        .chain([&root.id])
+        .collect();
+    let dependencies = dependencies(&metadata, &by_id, &included);
+    let mut bom = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "version": 1,
+        "metadata": bom_metadata(root, target, epoch, ruchy),
+        "components": components,
+        "dependencies": dependencies,
+    });
+    bom["serialNumber"] = Value::String(serial_number(&bom));
+    let mut bytes = serde_json::to_vec_pretty(&bom).map_err(|source| Error::Json {
+        what: "the SBOM",
+        source,
+    })?;
+    bytes.push(b'\n');
+    let record = SbomRecord {
+        components: components_len(&bom),
+        build_only: build_only.len(),
+        digest: crate::fsutil::sha256_digest(&bytes),
+    };
+    Ok((bytes, record))
+}
+
+/// A serial number from the content, so the same graph gives the same document: a version 4
+/// UUID shaped from the hash of `bom`.
+fn serial_number(bom: &Value) -> String {
+    let body = serde_json::to_vec(bom).unwrap_or_default();
+    let h = hex(&Sha256::digest(&body));
+    format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// A crate's package URL, also its `bom-ref`.
+fn purl(name: &str, version: &str) -> String {
+    format!("pkg:cargo/{name}@{version}")
+}
+
+/// The SBOM's components, sorted: the crates the binary links (`required`) and the ones only
+/// its build uses (`excluded`), with their licenses and `Cargo.lock` checksums.
+fn components(
+    by_id: &BTreeMap<&PackageId, &Package>,
+    runtime: &BTreeSet<PackageId>,
+    build_only: &BTreeSet<PackageId>,
+    checksums: &BTreeMap<(String, String), String>,
+) -> Vec<Value> {
     let mut components = Vec::new();
     for id in runtime.iter().chain(build_only.iter()) {
         let Some(package) = by_id.get(id) else {
@@ -207,12 +263,16 @@ pub fn generate(
         components.push(component);
     }
     components.sort_by(|a, b| a["bom-ref"].as_str().cmp(&b["bom-ref"].as_str()));
+    components
+}
 
-    let included: BTreeSet<&PackageId> = runtime
-        .iter()
-        .chain(build_only.iter())
-        .chain([&root.id])
-        .collect();
+/// The SBOM's dependency graph among the `included` packages (dev dependencies left out),
+/// sorted by ref.
+fn dependencies(
+    metadata: &Metadata,
+    by_id: &BTreeMap<&PackageId, &Package>,
+    included: &BTreeSet<&PackageId>,
+) -> Vec<Value> {
     let mut dependencies = Vec::new();
     if let Some(resolve) = &metadata.resolve {
         for node in resolve.nodes.iter().filter(|n| included.contains(&n.id)) {
@@ -240,7 +300,12 @@ pub fn generate(
         }
     }
     dependencies.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+    dependencies
+}
 
+/// The SBOM's `metadata`: its time (`epoch`), the tool, the application (`root`) and our
+/// properties (the target, and the transpiler when one made the Rust).
+fn bom_metadata(root: &Package, target: &str, epoch: u64, ruchy: Option<&str>) -> Value {
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
     )
@@ -259,45 +324,16 @@ pub fn generate(
     if let Some(ruchy) = ruchy {
         properties.push(json!({ "name": "ruchy-image:ruchy-version", "value": ruchy }));
     }
-    let mut bom = json!({
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "version": 1,
-        "metadata": {
-            "timestamp": created,
-            "tools": { "components": [{
-                "type": "application",
-                "name": "ruchy-image",
-                "version": env!("CARGO_PKG_VERSION"),
-            }]},
-            "component": application,
-            "properties": properties,
-        },
-        "components": components,
-        "dependencies": dependencies,
-    });
-    // A serial number from the content, so the same graph gives the same document.
-    let body = serde_json::to_vec(&bom).unwrap_or_default();
-    let h = hex(&Sha256::digest(&body));
-    bom["serialNumber"] = Value::String(format!(
-        "urn:uuid:{}-{}-4{}-8{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    ));
-    let mut bytes = serde_json::to_vec_pretty(&bom).map_err(|source| Error::Json {
-        what: "the SBOM",
-        source,
-    })?;
-    bytes.push(b'\n');
-    let record = SbomRecord {
-        components: components_len(&bom),
-        build_only: build_only.len(),
-        digest: crate::fsutil::sha256_digest(&bytes),
-    };
-    Ok((bytes, record))
+    json!({
+        "timestamp": created,
+        "tools": { "components": [{
+            "type": "application",
+            "name": "ruchy-image",
+            "version": env!("CARGO_PKG_VERSION"),
+        }]},
+        "component": application,
+        "properties": properties,
+    })
 }
 
 fn components_len(bom: &Value) -> usize {

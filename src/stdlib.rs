@@ -296,15 +296,14 @@ int __fprintf_chk(FILE *f, int flag, const char *fmt, ...) {
 /// Builds std as `stamp` says into `sysroot` (replacing what is there, all at once).
 pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Events) -> Result<()> {
     let target = stamp.target.as_str();
-    let failed = |reason: String| Error::StdBuildFailed {
-        target: target.to_string(),
-        reason,
-    };
     if toolchain.std_sources().is_none() {
-        return Err(failed(format!(
-            "{} has no standard library sources (rustup's rust-src component, Debian's rust-web-src)",
-            toolchain.version()
-        )));
+        return Err(std_failed(
+            target,
+            format!(
+                "{} has no standard library sources (rustup's rust-src component, Debian's rust-web-src)",
+                toolchain.version()
+            ),
+        ));
     }
     let musl = if target.contains("-musl") {
         Some(MuslParts::find(target)?)
@@ -320,11 +319,7 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
             "creating a temp dir in {}",
             parent.display()
         )))?;
-    let carrier = scratch.path().join("carrier");
-    std::fs::create_dir_all(&carrier).map_err(Error::io("creating the std carrier crate"))?;
-    std::fs::write(carrier.join("Cargo.toml"), carrier_manifest(stamp.variant))
-        .and_then(|_| std::fs::write(carrier.join("lib.rs"), "#![no_std]\n"))
-        .map_err(Error::io("writing the std carrier crate"))?;
+    let carrier = write_carrier(scratch.path(), stamp.variant)?;
 
     events.emit(Event::Step {
         message: format!(
@@ -333,75 +328,9 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
             toolchain.version()
         ),
     });
-    let mut std_flags = vec!["-Cembed-bitcode=yes"];
-    std_flags.extend(stamp.variant.consumer_rustflags());
-    let (crates, features) = match stamp.variant {
-        StdVariant::Unwind => ("std,panic_abort,test", None),
-        StdVariant::ImmediateAbort => ("std,panic_abort", Some("optimize_for_size")),
-    };
-    let mut cargo = Command::new(&toolchain.cargo);
-    cargo
-        .current_dir(&carrier)
-        .args(["build", "--release", "--quiet", "--target", target])
-        .arg(format!("-Zbuild-std={crates}"))
-        .env("RUSTC", &toolchain.rustc)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", scratch.path().join("target"))
-        .env(target_rustflags_var(target), std_flags.join(" "))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .stdin(Stdio::null());
-    if let Some(features) = features {
-        cargo.arg(format!("-Zbuild-std-features={features}"));
-    }
-    let out = cargo.output().map_err(|source| Error::Spawn {
-        program: toolchain.cargo.display().to_string(),
-        source,
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        return Err(failed(format!(
-            "cargo -Zbuild-std exited with {}:\n{}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
-    }
-
+    build_std(toolchain, stamp, &carrier, &scratch.path().join("target"))?;
     let staged = scratch.path().join("sysroot");
-    let lib = staged.join("lib/rustlib").join(target).join("lib");
-    std::fs::create_dir_all(&lib).map_err(Error::io(format!("creating {}", lib.display())))?;
-    let deps = scratch
-        .path()
-        .join("target")
-        .join(target)
-        .join("release/deps");
-    let mut copied = 0;
-    for entry in std::fs::read_dir(&deps)
-        .map_err(Error::io(format!("reading {}", deps.display())))?
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".rlib") && !name.starts_with("libruchy_image_std-") {
-            std::fs::copy(entry.path(), lib.join(&name))
-                .map_err(Error::io(format!("installing {name}")))?;
-            copied += 1;
-        }
-    }
-    if copied == 0 {
-        return Err(failed("cargo built no libraries".into()));
-    }
-    if let Some(musl) = &musl {
-        musl.install(&lib, scratch.path())?;
-    }
-    let stamp_json = serde_json::to_vec_pretty(stamp).map_err(|source| Error::Json {
-        what: "the std stamp",
-        source,
-    })?;
-    let stamp_path = staged.join("lib/rustlib").join(target).join(STAMP);
-    std::fs::write(&stamp_path, stamp_json)
-        .map_err(Error::io(format!("writing {}", stamp_path.display())))?;
+    let copied = stage_sysroot(stamp, scratch.path(), &staged, musl.as_ref())?;
 
     // Swap in whole: a reader sees the old sysroot or the new one, never half of one.
     if sysroot.exists() {
@@ -417,6 +346,115 @@ pub fn build(toolchain: &Toolchain, stamp: &Stamp, sysroot: &Path, events: &Even
         sysroot.display()
     ));
     Ok(())
+}
+
+/// The error for a std that could not be built for `target`.
+fn std_failed(target: &str, reason: String) -> Error {
+    Error::StdBuildFailed {
+        target: target.to_string(),
+        reason,
+    }
+}
+
+/// Writes the empty `no_std` crate that cargo builds std for, in `scratch`; returns its
+/// directory.
+fn write_carrier(scratch: &Path, variant: StdVariant) -> Result<PathBuf> {
+    let carrier = scratch.join("carrier");
+    std::fs::create_dir_all(&carrier).map_err(Error::io("creating the std carrier crate"))?;
+    std::fs::write(carrier.join("Cargo.toml"), carrier_manifest(variant))
+        .and_then(|_| std::fs::write(carrier.join("lib.rs"), "#![no_std]\n"))
+        .map_err(Error::io("writing the std carrier crate"))?;
+    Ok(carrier)
+}
+
+/// Runs `cargo -Zbuild-std` on the carrier crate into `target_dir`, with the stamp's variant's
+/// crates, features and flags; a failure carries the end of cargo's output.
+fn build_std(
+    toolchain: &Toolchain,
+    stamp: &Stamp,
+    carrier: &Path,
+    target_dir: &Path,
+) -> Result<()> {
+    let target = stamp.target.as_str();
+    let mut std_flags = vec!["-Cembed-bitcode=yes"];
+    std_flags.extend(stamp.variant.consumer_rustflags());
+    let (crates, features) = match stamp.variant {
+        StdVariant::Unwind => ("std,panic_abort,test", None),
+        StdVariant::ImmediateAbort => ("std,panic_abort", Some("optimize_for_size")),
+    };
+    let mut cargo = Command::new(&toolchain.cargo);
+    cargo
+        .current_dir(carrier)
+        .args(["build", "--release", "--quiet", "--target", target])
+        .arg(format!("-Zbuild-std={crates}"))
+        .env("RUSTC", &toolchain.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env(target_rustflags_var(target), std_flags.join(" "))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .stdin(Stdio::null());
+    if let Some(features) = features {
+        cargo.arg(format!("-Zbuild-std-features={features}"));
+    }
+    let out = cargo.output().map_err(|source| Error::Spawn {
+        program: toolchain.cargo.display().to_string(),
+        source,
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        return Err(std_failed(
+            target,
+            format!(
+                "cargo -Zbuild-std exited with {}:\n{}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Lays out the sysroot at `staged`: the rlibs cargo built in `scratch`'s target directory,
+/// musl's parts for a musl target, and the stamp. Returns how many libraries it holds.
+fn stage_sysroot(
+    stamp: &Stamp,
+    scratch: &Path,
+    staged: &Path,
+    musl: Option<&MuslParts>,
+) -> Result<usize> {
+    let target = stamp.target.as_str();
+    let lib = staged.join("lib/rustlib").join(target).join("lib");
+    std::fs::create_dir_all(&lib).map_err(Error::io(format!("creating {}", lib.display())))?;
+    let deps = scratch.join("target").join(target).join("release/deps");
+    let mut copied = 0;
+    for entry in std::fs::read_dir(&deps)
+        .map_err(Error::io(format!("reading {}", deps.display())))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".rlib") && !name.starts_with("libruchy_image_std-") {
+            std::fs::copy(entry.path(), lib.join(&name))
+                .map_err(Error::io(format!("installing {name}")))?;
+            copied += 1;
+        }
+    }
+    if copied == 0 {
+        return Err(std_failed(target, "cargo built no libraries".into()));
+    }
+    if let Some(musl) = musl {
+        musl.install(&lib, scratch)?;
+    }
+    let stamp_json = serde_json::to_vec_pretty(stamp).map_err(|source| Error::Json {
+        what: "the std stamp",
+        source,
+    })?;
+    let stamp_path = staged.join("lib/rustlib").join(target).join(STAMP);
+    std::fs::write(&stamp_path, stamp_json)
+        .map_err(Error::io(format!("writing {}", stamp_path.display())))?;
+    Ok(copied)
 }
 
 #[cfg(test)]

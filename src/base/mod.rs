@@ -8,7 +8,7 @@ mod registry;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
@@ -258,23 +258,15 @@ fn host_architecture() -> &'static str {
     }
 }
 
+/// Reads the image `tag` names (or the layout's only image) from the OCI layout in `dir`,
+/// every blob checked against its digest.
 fn read_oci_layout(
     reference: &BaseRef,
     dir: &Path,
     tag: Option<&str>,
     limits: &Limits,
 ) -> Result<Base> {
-    let blob = |digest: &str| -> Result<Vec<u8>> {
-        let path = dir.join("blobs").join(digest.replacen(':', "/", 1));
-        let bytes = std::fs::read(&path)
-            .map_err(|e| not_found(reference, format!("{}: {e}", path.display())))?;
-        verified(
-            reference,
-            &format!("blob {}", path.display()),
-            bytes,
-            digest,
-        )
-    };
+    let layout = OciLayout { reference, dir };
     let index_bytes = std::fs::read(dir.join("index.json")).map_err(|e| {
         not_found(
             reference,
@@ -282,12 +274,29 @@ fn read_oci_layout(
         )
     })?;
     let index: ImageIndex = parse_json(reference, "index.json", &index_bytes)?;
-    let names = |m: &oci_spec::image::Descriptor| {
+    let mut descriptor = chosen_image(reference, &index, tag)?;
+    // A multi-platform index: take the image for this machine's architecture.
+    if *descriptor.media_type() == MediaType::ImageIndex {
+        descriptor = layout.platform_image(&descriptor)?;
+    }
+    let manifest_digest = descriptor.digest().to_string();
+    let manifest: ImageManifest =
+        parse_json(reference, "the manifest", &layout.blob(&manifest_digest)?)?;
+    let config_bytes = layout.blob(manifest.config().digest().as_ref())?;
+    let config: ImageConfiguration = parse_json(reference, "the config", &config_bytes)?;
+    let layers = layout.layers(&manifest, &config)?;
+    finish(reference, manifest_digest, config, layers, limits)
+}
+
+/// The descriptor in a layout's `index.json` of the image to build on: the one tagged `tag`,
+/// else the only image there is.
+fn chosen_image(reference: &BaseRef, index: &ImageIndex, tag: Option<&str>) -> Result<Descriptor> {
+    let names = |m: &Descriptor| {
         m.annotations()
             .as_ref()
             .and_then(|a| a.get("org.opencontainers.image.ref.name").cloned())
     };
-    let mut descriptor = match tag {
+    match tag {
         Some(tag) => index
             .manifests()
             .iter()
@@ -302,7 +311,7 @@ fn read_oci_layout(
                         known.join(", ")
                     ),
                 )
-            })?,
+            }),
         // Artifacts attached to an image (an SBOM referrer) are not images to build on.
         None => match index
             .manifests()
@@ -312,28 +321,50 @@ fn read_oci_layout(
             .collect::<Vec<_>>()
             .as_slice()
         {
-            [only] => only.clone(),
+            [only] => Ok(only.clone()),
             many => {
                 let known: Vec<String> = many.iter().filter_map(names).collect();
-                return Err(not_found(
+                Err(not_found(
                     reference,
                     format!(
                         "the layout holds {} images; name one as oci:DIR:TAG ({})",
                         many.len(),
                         known.join(", ")
                     ),
-                ));
+                ))
             }
         },
-    };
-    // A multi-platform index: take the image for this machine's architecture.
-    if *descriptor.media_type() == MediaType::ImageIndex {
+    }
+}
+
+/// An OCI layout a base is read from.
+struct OciLayout<'a> {
+    reference: &'a BaseRef,
+    dir: &'a Path,
+}
+
+impl OciLayout<'_> {
+    /// The blob `digest`, checked against it.
+    fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join("blobs").join(digest.replacen(':', "/", 1));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| not_found(self.reference, format!("{}: {e}", path.display())))?;
+        verified(
+            self.reference,
+            &format!("blob {}", path.display()),
+            bytes,
+            digest,
+        )
+    }
+
+    /// The descriptor of this machine's image in the nested index `index`.
+    fn platform_image(&self, index: &Descriptor) -> Result<Descriptor> {
         let nested: ImageIndex = parse_json(
-            reference,
+            self.reference,
             "a nested index",
-            &blob(descriptor.digest().as_ref())?,
+            &self.blob(index.digest().as_ref())?,
         )?;
-        descriptor = nested
+        nested
             .manifests()
             .iter()
             .find(|m| {
@@ -345,37 +376,38 @@ fn read_oci_layout(
             .cloned()
             .ok_or_else(|| {
                 not_found(
-                    reference,
+                    self.reference,
                     format!("no linux/{} image in its index", host_architecture()),
                 )
-            })?;
+            })
     }
-    let manifest_digest = descriptor.digest().to_string();
-    let manifest: ImageManifest = parse_json(reference, "the manifest", &blob(&manifest_digest)?)?;
-    let config_bytes = blob(manifest.config().digest().as_ref())?;
-    let config: ImageConfiguration = parse_json(reference, "the config", &config_bytes)?;
-    let diff_ids = config.rootfs().diff_ids().clone();
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(Error::InvalidBase {
-            reason: format!(
-                "{reference}: {} layers but {} diff_ids",
-                manifest.layers().len(),
-                diff_ids.len()
-            ),
-        });
+
+    /// The manifest's layers, read and checked, each with its diff id from `config`.
+    fn layers(&self, manifest: &ImageManifest, config: &ImageConfiguration) -> Result<Vec<Layer>> {
+        let diff_ids = config.rootfs().diff_ids().clone();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(Error::InvalidBase {
+                reason: format!(
+                    "{}: {} layers but {} diff_ids",
+                    self.reference,
+                    manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut layers = Vec::new();
+        for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let digest = descriptor.digest().to_string();
+            layers.push(Layer {
+                blob: self.blob(&digest)?,
+                digest,
+                diff_id,
+                uncompressed_size: 0,
+                media_type: descriptor.media_type().clone(),
+            });
+        }
+        Ok(layers)
     }
-    let mut layers = Vec::new();
-    for (descriptor, diff_id) in manifest.layers().iter().zip(diff_ids) {
-        let digest = descriptor.digest().to_string();
-        layers.push(Layer {
-            blob: blob(&digest)?,
-            digest,
-            diff_id,
-            uncompressed_size: 0,
-            media_type: descriptor.media_type().clone(),
-        });
-    }
-    finish(reference, manifest_digest, config, layers, limits)
 }
 
 /// Said of a file that is not a tar archive. The tar reader's own message quotes the bytes it

@@ -338,10 +338,40 @@ pub fn assemble(binary: &[u8], spec: &ImageSpec, base: Option<Underlay<'_>>) -> 
 /// byte for byte, then ours; the config merged as `docker build` would.
 pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>) -> Result<Image> {
     let u = &spec.user;
-    let fs = base.map(|b| b.files);
-    let exists = |path: &str| fs.is_some_and(|fs| fs.exists(path));
+    let mut layers: Vec<Layer> = base.map(|b| b.layers.to_vec()).unwrap_or_default();
+    let mut history_entries = Vec::new();
+    // On a base that already has everything, there is no system layer at all.
+    if let Some(system) = system_layer(spec, base.map(|b| b.files))? {
+        layers.push(system);
+        history_entries.push(format!("ruchy-image: user {} {}:{}", u.name, u.uid, u.gid));
+    }
+    layers.push(app);
+    history_entries.push(spec.created_by.clone());
+
+    let user = format!("{}:{}", u.uid, u.gid);
+    let entrypoint = vec![spec.binary_path.clone()];
+    let container = container_config(spec, base, &user, &entrypoint);
+    let config = config_blob(spec, container, history(base, history_entries), &layers)?;
+    let manifest = manifest_blob(spec, &config, &layers)?;
+    Ok(Image {
+        layers,
+        config,
+        manifest,
+        user,
+        entrypoint,
+        architecture: spec.architecture.clone(),
+    })
+}
+
+/// The layer of system files the runtime user needs: `/etc/passwd` and `/etc/group` with the
+/// user in them, `/tmp`, the user's home and the working directory, each only when the base
+/// (if any) lacks it. `None` when the base lacks nothing.
+fn system_layer(spec: &ImageSpec, files: Option<&dyn BaseFiles>) -> Result<Option<Layer>> {
+    let u = &spec.user;
+    let exists = |path: &str| files.is_some_and(|fs| fs.exists(path));
     let text = |path: &str| {
-        fs.and_then(|fs| fs.account_file(path))
+        files
+            .and_then(|fs| fs.account_file(path))
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
     let (passwd, group) = accounts(
@@ -367,32 +397,31 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
     if !workdir.is_empty() && !exists(workdir) {
         system.push(Entry::dir(workdir, 0o755).owned_by(u.uid, u.gid));
     }
-    let mut layers: Vec<Layer> = base.map(|b| b.layers.to_vec()).unwrap_or_default();
-    let mut history_entries = Vec::new();
-    // On a base that already has everything, there is no system layer at all.
-    if !system.is_empty() {
-        layers.push(layer::build(
-            system,
-            spec.created,
-            spec.compression,
-            spec.compression_level,
-        )?);
-        history_entries.push(format!("ruchy-image: user {} {}:{}", u.name, u.uid, u.gid));
+    if system.is_empty() {
+        return Ok(None);
     }
-    layers.push(app);
-    history_entries.push(spec.created_by.clone());
-
-    let created = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(spec.created),
+    layer::build(
+        system,
+        spec.created,
+        spec.compression,
+        spec.compression_level,
     )
-    .to_string();
-    let user = format!("{}:{}", u.uid, u.gid);
-    let entrypoint = vec![spec.binary_path.clone()];
+    .map(Some)
+}
 
+/// The container config (env, user, entrypoint, labels, working dir, ports), merged with the
+/// base's as `docker build` would.
+fn container_config(
+    spec: &ImageSpec,
+    base: Option<Underlay<'_>>,
+    user: &str,
+    entrypoint: &[String],
+) -> oci_spec::image::Config {
     // Start from the base's config (its Env, Volumes, StopSignal, labels stay), then apply
     // ours. Setting the entrypoint resets Cmd, as in a Dockerfile.
-    let base_config = base.and_then(|b| b.config.config().clone());
-    let mut config = base_config.clone().unwrap_or_default();
+    let mut config = base
+        .and_then(|b| b.config.config().clone())
+        .unwrap_or_default();
     let mut env: Vec<String> = config.env().clone().unwrap_or_default();
     let key = |var: &str| var.split('=').next().unwrap_or_default().to_string();
     if !env.iter().any(|e| key(e) == "PATH") {
@@ -403,14 +432,14 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
         env.push(var.clone());
     }
     config.set_env(Some(env));
-    config.set_user(Some(user.clone()));
-    config.set_entrypoint(Some(entrypoint.clone()));
+    config.set_user(Some(user.to_string()));
+    config.set_entrypoint(Some(entrypoint.to_vec()));
     config.set_cmd(None);
     let mut labels: HashMap<String, String> = config.labels().clone().unwrap_or_default();
     labels.extend(spec.labels.clone());
     config.set_labels(Some(labels));
     // `--workdir` wins; otherwise a base keeps its own and scratch has none.
-    if !workdir.is_empty() {
+    if !spec.workdir.trim_matches('/').is_empty() {
         config.set_working_dir(Some(spec.workdir.clone()));
     } else if base.is_none() {
         config.set_working_dir(None);
@@ -422,17 +451,36 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
         }
     }
     config.set_exposed_ports((!ports.is_empty()).then_some(ports));
+    config
+}
 
+/// The base's history with an entry for each layer we add.
+fn history(base: Option<Underlay<'_>>, ours: Vec<String>) -> Vec<oci_spec::image::History> {
     // History entries carry no time of their own: the image's `created` says it once.
     let mut history = base
         .and_then(|b| b.config.history().clone())
         .unwrap_or_default();
-    history.extend(history_entries.into_iter().map(|created_by| {
+    history.extend(ours.into_iter().map(|created_by| {
         HistoryBuilder::default()
             .created_by(created_by)
             .build()
             .expect("history has no required fields")
     }));
+    history
+}
+
+/// The image config blob: `config` and `history` with the layers' diff ids, the time and the
+/// platform, as canonical JSON.
+fn config_blob(
+    spec: &ImageSpec,
+    config: oci_spec::image::Config,
+    history: Vec<oci_spec::image::History>,
+    layers: &[Layer],
+) -> Result<Blob> {
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(spec.created),
+    )
+    .to_string();
     let configuration = ImageConfigurationBuilder::default()
         .created(created)
         .architecture(Arch::from(spec.architecture.as_str()))
@@ -448,25 +496,17 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
         .history(history)
         .build()
         .expect("image configuration has all required fields");
-    let config = Blob::new(
-        canonical_json(&configuration).map_err(|source| Error::Json {
+    Ok(Blob::new(canonical_json(&configuration).map_err(
+        |source| Error::Json {
             what: "the image config",
             source,
-        })?,
-    );
+        },
+    )?))
+}
 
-    let descriptor = |media_type: MediaType, digest: &str, size: u64| {
-        DescriptorBuilder::default()
-            .media_type(media_type)
-            .digest(
-                digest
-                    .parse::<oci_spec::image::Digest>()
-                    .expect("sha256 digests are valid"),
-            )
-            .size(size)
-            .build()
-            .expect("descriptor has all required fields")
-    };
+/// The manifest blob naming `config` and `layers`, with the spec's annotations, as canonical
+/// JSON.
+fn manifest_blob(spec: &ImageSpec, config: &Blob, layers: &[Layer]) -> Result<Blob> {
     let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -486,18 +526,26 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
     if !spec.annotations.is_empty() {
         manifest.set_annotations(Some(spec.annotations.clone().into_iter().collect()));
     }
-    let manifest = Blob::new(canonical_json(&manifest).map_err(|source| Error::Json {
-        what: "the image manifest",
-        source,
-    })?);
-    Ok(Image {
-        layers,
-        config,
-        manifest,
-        user,
-        entrypoint,
-        architecture: spec.architecture.clone(),
-    })
+    Ok(Blob::new(canonical_json(&manifest).map_err(|source| {
+        Error::Json {
+            what: "the image manifest",
+            source,
+        }
+    })?))
+}
+
+/// A descriptor of a blob, as the manifest lists it.
+fn descriptor(media_type: MediaType, digest: &str, size: u64) -> oci_spec::image::Descriptor {
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .digest(
+            digest
+                .parse::<oci_spec::image::Digest>()
+                .expect("sha256 digests are valid"),
+        )
+        .size(size)
+        .build()
+        .expect("descriptor has all required fields")
 }
 
 #[cfg(test)]

@@ -206,25 +206,7 @@ fn axis_step(max: u64) -> u64 {
 /// bytes from 0, one line with a marker per value for each series, a legend, labelled axes,
 /// and every marker's exact value in its `<title>` tooltip. Plain SVG for a web page.
 pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> String {
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .copied()
-        .max()
-        .unwrap_or(0);
-    let step = axis_step(max);
-    let top = step * 4;
-    let columns = x_labels
-        .len()
-        .max(series.iter().map(|s| s.values.len()).max().unwrap_or(0));
-    let x = |i: usize| -> f64 {
-        if columns <= 1 {
-            (PLOT_LEFT + PLOT_RIGHT) / 2.0
-        } else {
-            PLOT_LEFT + 16.0 + i as f64 * (PLOT_RIGHT - PLOT_LEFT - 32.0) / (columns - 1) as f64
-        }
-    };
-    let y = |v: u64| -> f64 { PLOT_BOTTOM - v as f64 / top as f64 * (PLOT_BOTTOM - PLOT_TOP) };
+    let plot = HistoryPlot::new(x_labels, series);
     let title = escape(title);
 
     let mut out = String::new();
@@ -238,62 +220,124 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
         out,
         r##"<text x="16" y="24" font-size="15" font-weight="bold" fill="#222">{title}</text>"##
     );
-    // Y axis: gridlines and labels at quarters of the range.
-    for q in 0..=4u64 {
-        let value = step * q;
-        let gy = y(value);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{gy:.1}" y2="{gy:.1}" stroke="#e3e3e3"/>"##
-        );
-        let _ = writeln!(
-            out,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
-            PLOT_LEFT - 8.0,
-            gy + 4.0,
-            escape(&human_size(value))
-        );
-    }
-    let _ = writeln!(
-        out,
-        r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_LEFT}" y1="{PLOT_TOP}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
-    );
-    let _ = writeln!(
-        out,
-        r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{PLOT_BOTTOM}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
-    );
-    let _ = writeln!(
-        out,
-        r##"<text class="axis-label" x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle" fill="#222">bytes</text>"##,
-        (PLOT_TOP + PLOT_BOTTOM) / 2.0,
-        (PLOT_TOP + PLOT_BOTTOM) / 2.0
-    );
-    // X axis: a tick per build, labelled (thinned out when there are many).
-    let every = columns.div_ceil(12).max(1);
-    for (i, label) in x_labels.iter().enumerate() {
-        let gx = x(i);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{gx:.1}" x2="{gx:.1}" y1="{PLOT_BOTTOM}" y2="{:.1}" stroke="#555"/>"##,
-            PLOT_BOTTOM + 4.0
-        );
-        if i % every == 0 || i + 1 == x_labels.len() {
-            let _ = writeln!(
-                out,
-                r##"<text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
-                PLOT_BOTTOM + 18.0,
-                escape(label)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        r##"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">builds, oldest to newest</text>"##,
-        (PLOT_LEFT + PLOT_RIGHT) / 2.0,
-        PLOT_BOTTOM + 44.0
-    );
+    plot.y_axis(&mut out);
+    plot.x_axis(&mut out, x_labels);
     // The lines, their markers (each with its exact value) and the legend.
     for (n, s) in series.iter().enumerate() {
+        plot.series(&mut out, n, s, x_labels);
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The scales of a [`history_svg`] chart: where a build (x) and a byte count (y) are drawn.
+struct HistoryPlot {
+    /// The y axis's step: its labels are at 0 and four steps up.
+    step: u64,
+    /// The value at the top of the y axis.
+    top: u64,
+    /// How many builds the x axis has room for.
+    columns: usize,
+}
+
+impl HistoryPlot {
+    fn new(x_labels: &[String], series: &[Series]) -> HistoryPlot {
+        let max = series
+            .iter()
+            .flat_map(|s| s.values.iter().flatten())
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let step = axis_step(max);
+        HistoryPlot {
+            step,
+            top: step * 4,
+            columns: x_labels
+                .len()
+                .max(series.iter().map(|s| s.values.len()).max().unwrap_or(0)),
+        }
+    }
+
+    /// The x of build `i`.
+    fn x(&self, i: usize) -> f64 {
+        if self.columns <= 1 {
+            (PLOT_LEFT + PLOT_RIGHT) / 2.0
+        } else {
+            PLOT_LEFT
+                + 16.0
+                + i as f64 * (PLOT_RIGHT - PLOT_LEFT - 32.0) / (self.columns - 1) as f64
+        }
+    }
+
+    /// The y of `v` bytes.
+    fn y(&self, v: u64) -> f64 {
+        PLOT_BOTTOM - v as f64 / self.top as f64 * (PLOT_BOTTOM - PLOT_TOP)
+    }
+
+    /// The y axis's gridlines and labels, both axis lines and the y axis's title.
+    fn y_axis(&self, out: &mut String) {
+        // Y axis: gridlines and labels at quarters of the range.
+        for q in 0..=4u64 {
+            let value = self.step * q;
+            let gy = self.y(value);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{gy:.1}" y2="{gy:.1}" stroke="#e3e3e3"/>"##
+            );
+            let _ = writeln!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
+                PLOT_LEFT - 8.0,
+                gy + 4.0,
+                escape(&human_size(value))
+            );
+        }
+        let _ = writeln!(
+            out,
+            r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_LEFT}" y1="{PLOT_TOP}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
+        );
+        let _ = writeln!(
+            out,
+            r##"<line class="axis" x1="{PLOT_LEFT}" x2="{PLOT_RIGHT}" y1="{PLOT_BOTTOM}" y2="{PLOT_BOTTOM}" stroke="#555"/>"##
+        );
+        let _ = writeln!(
+            out,
+            r##"<text class="axis-label" x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle" fill="#222">bytes</text>"##,
+            (PLOT_TOP + PLOT_BOTTOM) / 2.0,
+            (PLOT_TOP + PLOT_BOTTOM) / 2.0
+        );
+    }
+
+    /// The x axis's ticks, labels and title.
+    fn x_axis(&self, out: &mut String, x_labels: &[String]) {
+        // X axis: a tick per build, labelled (thinned out when there are many).
+        let every = self.columns.div_ceil(12).max(1);
+        for (i, label) in x_labels.iter().enumerate() {
+            let gx = self.x(i);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{gx:.1}" x2="{gx:.1}" y1="{PLOT_BOTTOM}" y2="{:.1}" stroke="#555"/>"##,
+                PLOT_BOTTOM + 4.0
+            );
+            if i % every == 0 || i + 1 == x_labels.len() {
+                let _ = writeln!(
+                    out,
+                    r##"<text x="{gx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
+                    PLOT_BOTTOM + 18.0,
+                    escape(label)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            r##"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">builds, oldest to newest</text>"##,
+            (PLOT_LEFT + PLOT_RIGHT) / 2.0,
+            PLOT_BOTTOM + 44.0
+        );
+    }
+
+    /// Series `n`'s line, its markers (each with its exact value) and its legend entry.
+    fn series(&self, out: &mut String, n: usize, s: &Series, x_labels: &[String]) {
         let colour = LINE_COLOURS[n % LINE_COLOURS.len()];
         let name = escape(&s.name);
         let _ = writeln!(out, r#"<g class="series" data-series="{name}">"#);
@@ -301,7 +345,7 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", self.x(i), self.y(v))))
             .collect();
         let _ = writeln!(
             out,
@@ -314,8 +358,8 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
             let _ = writeln!(
                 out,
                 r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="4" fill="{colour}" data-bytes="{value}"><title>{name}, build {at}: {} ({value} bytes)</title></circle>"#,
-                x(i),
-                y(value),
+                self.x(i),
+                self.y(value),
                 escape(&human_size(value))
             );
         }
@@ -330,8 +374,6 @@ pub fn history_svg(title: &str, x_labels: &[String], series: &[Series]) -> Strin
         );
         out.push_str("</g>\n");
     }
-    out.push_str("</svg>\n");
-    out
 }
 
 #[cfg(test)]
