@@ -340,33 +340,31 @@ pub enum Builder {
     Local,
 }
 
+/// A parser for a setting named in src/preset.rs's table: `--help` lists the names, and the
+/// value is the library's own parse of one.
+fn named_parser<T>(
+    names: impl IntoIterator<Item = &'static str>,
+) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = Error> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("only listed values get here"))
+}
+
 fn preset_parser() -> impl TypedValueParser<Value = Preset> {
-    PossibleValuesParser::new(Preset::ALL.map(Preset::name))
-        .map(|s| s.parse::<Preset>().expect("only listed values get here"))
+    named_parser(Preset::ALL.map(Preset::name))
 }
 
 fn lto_parser() -> impl TypedValueParser<Value = Lto> {
-    PossibleValuesParser::new(["off", "thin", "fat"]).map(|s| match s.as_str() {
-        "off" => Lto::Off,
-        "thin" => Lto::Thin,
-        _ => Lto::Fat,
-    })
+    named_parser(Lto::ALL.iter().map(|v| v.name()))
 }
 
 fn strip_parser() -> impl TypedValueParser<Value = Strip> {
-    PossibleValuesParser::new(["none", "debuginfo", "symbols"]).map(|s| match s.as_str() {
-        "none" => Strip::None,
-        "debuginfo" => Strip::Debuginfo,
-        _ => Strip::Symbols,
-    })
+    named_parser(Strip::ALL.iter().map(|v| v.name()))
 }
 
 fn panic_parser() -> impl TypedValueParser<Value = Panic> {
-    PossibleValuesParser::new(["unwind", "abort", "immediate-abort"]).map(|s| match s.as_str() {
-        "abort" => Panic::Abort,
-        "immediate-abort" => Panic::ImmediateAbort,
-        _ => Panic::Unwind,
-    })
+    named_parser(Panic::ALL.iter().map(|v| v.name()))
 }
 
 /// `ruchy-image lambda`
