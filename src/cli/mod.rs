@@ -22,8 +22,10 @@
 //! ```
 
 mod args;
+mod options;
 mod remote;
 mod render;
+mod request;
 
 use std::io::Write;
 use std::path::Path;
@@ -33,9 +35,10 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "serve")]
 pub use args::ServeArgs;
 pub use args::{
-    BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format,
-    ImageCommand, ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
+    BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
+    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
 };
+pub use options::Builder;
 use render::{Failure, Journal, Mode, Terminal};
 
 use crate::engine::Engine;
@@ -55,7 +58,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
         return match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {}", args::with_flag_names(error));
+                eprintln!("error: {}", options::with_flag_names(error));
                 ExitCode::from(2)
             }
         };
@@ -70,7 +73,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(failure)) => {
             let failure = match failure {
-                Failure::Error(error) => Failure::Error(args::with_flag_names(error)),
+                Failure::Error(error) => Failure::Error(options::with_flag_names(error)),
                 other => other,
             };
             eprintln!("error: {}", failure.message());
@@ -360,7 +363,7 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
         Format::Csv => report::Format::Csv,
         Format::Json => report::Format::Json,
     };
-    let output = match (args.bases.is_empty(), args.flags.platform.len() > 1) {
+    let output = match (args.bases.is_empty(), args.options.flags.platform.len() > 1) {
         (_, true) => report::platforms(&comparisons, format)?,
         (true, false) => report::presets(&comparisons[0].1, format)?,
         (false, false) => report::bases(&comparisons, format)?,
