@@ -22,10 +22,12 @@
 //! ```
 
 mod args;
+mod failure;
 mod options;
 mod remote;
 mod render;
 mod request;
+mod summary;
 
 use std::io::Write;
 use std::path::Path;
@@ -38,8 +40,9 @@ pub use args::{
     BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
     ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
 };
+use failure::Failure;
 pub use options::Builder;
-use render::{Failure, Journal, Mode, Terminal};
+use render::{Journal, Mode, Terminal};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -245,7 +248,7 @@ fn report_index(
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = render::index_summary(record);
+        let summary = summary::index(record);
         match args.json.as_deref() == Some(Path::new("-")) {
             true => eprint!("{summary}"),
             false => print!("{summary}"),
@@ -294,7 +297,7 @@ async fn lambda(args: LambdaArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), F
         }
     }
     if !args.quiet {
-        let summary = render::lambda_summary(&record);
+        let summary = summary::lambda(&record);
         match json_to_stdout {
             true => eprint!("{summary}"),
             false => print!("{summary}"),
@@ -314,7 +317,7 @@ fn report_build(
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = render::summary(record);
+        let summary = summary::build(record);
         if json_to_stdout {
             eprint!("{summary}");
         } else {
@@ -458,7 +461,7 @@ async fn doctor(args: DoctorArgs) -> Result<(), Failure> {
     let report = crate::doctor::diagnose(&options).await;
     match args.json {
         true => print_stdout("the checks", &to_json("the checks", &report)?)?,
-        false => print_stdout("the checks", render::doctor(&report).as_bytes())?,
+        false => print_stdout("the checks", summary::doctor(&report).as_bytes())?,
     }
     match report.ready {
         true => Ok(()),
