@@ -188,15 +188,20 @@ names!(Panic, "panic", {
 #[serde(transparent)]
 pub struct OptLevel(String);
 
+impl OptLevel {
+    /// Every level rustc accepts, in the order `--help` lists them.
+    pub const ALL: [&'static str; 6] = ["0", "1", "2", "3", "s", "z"];
+}
+
 impl FromStr for OptLevel {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "0" | "1" | "2" | "3" | "s" | "z" => Ok(OptLevel(s.to_string())),
-            _ => Err(Error::InvalidInput {
+        match OptLevel::ALL.contains(&s) {
+            true => Ok(OptLevel(s.to_string())),
+            false => Err(Error::InvalidInput {
                 what: "opt-level",
                 value: s.to_string(),
-                reason: "valid levels are 0, 1, 2, 3, s, z".to_string(),
+                reason: format!("valid levels are {}", OptLevel::ALL.join(", ")),
             }),
         }
     }
@@ -639,7 +644,11 @@ mod tests {
     fn bad_values_name_the_valid_ones() {
         let err = "fast".parse::<Preset>().unwrap_err().to_string();
         assert!(err.contains("none, balanced, aggressive, nasa"), "{err}");
-        assert!("4".parse::<OptLevel>().is_err());
+        let err = "4".parse::<OptLevel>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid opt-level `4`: valid levels are 0, 1, 2, 3, s, z"
+        );
         let err = "max".parse::<Lto>().unwrap_err().to_string();
         assert_eq!(err, "invalid lto `max`: valid: off, thin, fat");
     }

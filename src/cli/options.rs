@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 
 use crate::base::BaseRef;
 use crate::platform::Platform;
-use crate::preset::{Lto, Panic, Preset, Strip};
+use crate::preset::{Lto, OptLevel, Panic, Preset, Strip};
 use crate::Error;
 
 /// What to build and the flags on top of the preset: the build options `build`, `compare`
@@ -61,7 +61,7 @@ pub struct InputArgs {
 #[derive(Debug, Args)]
 pub struct FlagArgs {
     /// Override the preset's opt-level.
-    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = ["0", "1", "2", "3", "s", "z"])]
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = OptLevel::ALL)]
     pub opt_level: Option<String>,
 
     /// Override the preset's link-time optimization.
