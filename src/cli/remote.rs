@@ -448,3 +448,64 @@ fn unpack_layout(archive: &[u8], dir: &Path) -> Result<(), Error> {
     std::fs::rename(temp.keep(), dir).map_err(Error::io(format!("writing {}", dir.display())))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ImageCommand;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ImageCommand,
+    }
+
+    /// The flag overrides go to the service by the names of the preset table, which is what
+    /// the service parses them with.
+    #[test]
+    fn overrides_are_sent_by_the_names_the_service_takes() {
+        let line = [
+            "ruchy-image",
+            "build",
+            "app.rs",
+            "-O",
+            "size",
+            "--lto",
+            "thin",
+            "--strip",
+            "debuginfo",
+            "--panic",
+            "immediate-abort",
+            "--no-static-link",
+        ];
+        let ImageCommand::Build(args) = Cli::try_parse_from(line).unwrap().command else {
+            panic!("not build")
+        };
+        let (input, flags) = (&args.options.input, &args.options.flags);
+        let query = query(input, flags, &args.image, &[args.optimize], None).unwrap();
+        let get = |key: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("optimize"), Some("size"));
+        assert_eq!(get("lto"), Some("thin"));
+        assert_eq!(get("strip"), Some("debuginfo"));
+        assert_eq!(get("panic"), Some("immediate-abort"));
+        assert_eq!(get("static_link"), Some("false"));
+        #[cfg(feature = "serve")]
+        {
+            use crate::preset::{Lto, Panic, Strip};
+            let options = crate::serve::options::Options::from_query(&query).unwrap();
+            let request = options
+                .request(Path::new("app.rs"), Path::new("/c"))
+                .unwrap();
+            assert_eq!(request.overrides.lto, Some(Lto::Thin));
+            assert_eq!(request.overrides.strip, Some(Strip::Debuginfo));
+            assert_eq!(request.overrides.panic, Some(Panic::ImmediateAbort));
+            assert_eq!(request.overrides.static_link, Some(false));
+        }
+    }
+}
