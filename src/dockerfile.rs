@@ -10,8 +10,10 @@
 //! and the target dir). The files in the repository are exactly what this module prints; a
 //! test keeps them that way.
 //!
-//! The preset mapping inside the Dockerfile is generated from [`Flags::resolve`], so a preset
-//! means the same cargo profile settings and RUSTFLAGS in both places.
+//! The stages and their shell steps are text in `src/dockerfile/stages.Dockerfile.in`; this
+//! module fills them in. The preset mapping inside the Dockerfile (its `case` arms, the list of
+//! presets) is generated from [`Preset::ALL`] and [`Flags::resolve`], so a preset means the
+//! same cargo profile settings and RUSTFLAGS in both places.
 
 use std::path::Path;
 
@@ -167,18 +169,17 @@ pub fn render(options: &DockerfileOptions) -> Result<String> {
     match options.cache {
         Cache::Layer => {
             out += &recipe_stage();
-            out += &layer_build_stage();
+            out += &build_stage("layer-build-stage");
         }
         Cache::Mounts => {
             out += "ARG CACHE_ID=ruchy-image\n";
-            out += &mounts_build_stage();
+            out += &build_stage("mounts-build-stage");
         }
     }
-    out += match options.variant {
-        Variant::Scratch => scratch_stage(),
-        Variant::Alpine => ALPINE_STAGE.to_string(),
-    }
-    .as_str();
+    out += &match options.variant {
+        Variant::Scratch => fill_user("scratch-stage"),
+        Variant::Alpine => fill("alpine-stage", &[]),
+    };
     Ok(out)
 }
 
@@ -232,12 +233,13 @@ fn header(options: &DockerfileOptions, base: &str) -> String {
          # The context is the Cargo project (its workspace root), with a .dockerignore listing\n\
          # target, Dockerfile* and .dockerignore: editing this file then keeps the compile cached.\n\
          # Build args (defaults below):\n\
-         #   OPTIMIZE       none | balanced | aggressive | nasa | size (as `ruchy-image build -O`)\n\
+         #   OPTIMIZE       {presets} (as `ruchy-image build -O`)\n\
          #   BIN            the binary target to build{required}\n\
          #   TARGET         target triple [default: musl if the builder has its std, else its host]\n\
          #   BUILDER_IMAGE  the Rust toolchain image stage 1 compiles in (rust:1-alpine: musl)\n\
          #   BASE           the image the binary is laid on ({base_note})\n\
          {cache_arg}",
+        presets = Preset::ALL.map(Preset::name).join(" | "),
         required = if options.bin.is_none() {
             " (required)"
         } else {
@@ -283,222 +285,88 @@ fn preset_arm(preset: Preset) -> String {
     arm
 }
 
+/// The stages and shell steps, in sections (see the file's preamble).
+const TEMPLATE: &str = include_str!("dockerfile/stages.Dockerfile.in");
+
+/// The template's section `name`, with its `@KEY@` markers filled in; a line that is only
+/// `@KEY@` takes the value's lines, which end with a newline.
+fn fill(name: &str, values: &[(&str, &str)]) -> String {
+    let marker = format!("#@@ {name}\n");
+    let start = TEMPLATE.find(&marker).expect("a section of the template") + marker.len();
+    let end = TEMPLATE[start..]
+        .find("#@@ ")
+        .map_or(TEMPLATE.len(), |n| start + n);
+    let mut text = TEMPLATE[start..end].to_string();
+    for (key, value) in values {
+        text = match value.ends_with('\n') {
+            true => text.replace(&format!("@{key}@\n"), value),
+            false => text.replace(&format!("@{key}@"), value),
+        };
+    }
+    text
+}
+
 /// Shell for the preset: checks the build args, picks the target, sets the profile env and
 /// RUSTFLAGS; leaves `profile`, `out` (cargo's output directory) and `target` set.
 fn preset_setup() -> String {
-    let mut arms = String::new();
-    for preset in Preset::ALL {
-        arms += &preset_arm(preset);
-    }
-    format!(
-        r#"    if [ -z "$BIN" ]; then echo "set --build-arg BIN=NAME, the binary to build" >&2; exit 2; fi; \
-    sysroot="$(rustc --print sysroot)"; \
-    target="$TARGET"; \
-    if [ -z "$target" ]; then \
-      target="$(rustc -vV | while read -r key value; do if [ "$key" = host: ]; then echo "$value"; fi; done)"; \
-      musl="${{target%%-*}}-unknown-linux-musl"; \
-      set -- "$sysroot/lib/rustlib/$musl/lib/"libstd-*.rlib; \
-      if [ -e "$1" ]; then target="$musl"; fi; \
-    fi; \
-    case "$OPTIMIZE" in \
-{arms}      *) echo "OPTIMIZE=$OPTIMIZE: expected none, balanced, aggressive, nasa or size" >&2; exit 2 ;; \
-    esac; \
-    case "$target" in \
-      *-musl*) RUSTFLAGS="$musl_rustflags" ;; \
-      *) RUSTFLAGS="$gnu_rustflags" ;; \
-    esac; \
-    if [ "$std" != unwind ]; then \
-      sysroot="/usr/local/lib/ruchy-image/std/$target-$std"; \
-      if [ ! -d "$sysroot" ]; then echo "OPTIMIZE=$OPTIMIZE needs a $std std for $target, which builders made by ruchy-image builder import-host have" >&2; exit 2; fi; \
-      RUSTFLAGS="$RUSTFLAGS --sysroot=$sysroot"; export RUSTC_BOOTSTRAP=1; \
-    fi; \
-    export RUSTFLAGS CARGO_TARGET_DIR=/target CARGO_HOME=/ruchy-image/cargo-home; \
-"#
-    )
+    let arms: String = Preset::ALL.into_iter().map(preset_arm).collect();
+    let names = Preset::ALL.map(Preset::name);
+    let (last, rest) = names.split_last().expect("presets");
+    let presets = format!("{} or {last}", rest.join(", "));
+    fill("preset-setup", &[("ARMS", &arms), ("PRESETS", &presets)])
 }
-
-const PRESET_COMMENT: &str = "\
-# The preset as `ruchy-image build --optimize` resolves it (src/preset.rs): settings of the
-# built-in profile it starts from (dev for none, release for the others) through
-# CARGO_PROFILE_* env, so no [profile] table in Cargo.toml can change what a preset means,
-# and RUSTFLAGS, which reach only the target because cargo gets an explicit --target (build
-# scripts and proc-macros build without them). The target is musl (static by nature) when
-# the builder has its std, else the builder's host with +crt-static. The size preset links
-# the panic=immediate-abort std that `ruchy-image builder import-host` puts in its builders.
-# CARGO_HOME is the path `ruchy-image build` uses, so crates' paths in the binary match.
-";
-
-/// Shell that lists the workspace's files from `cargo metadata --no-deps` (offline, no
-/// lockfile needed) with only what every builder image has (a minimal Debian one has no grep,
-/// sed or find): `paths FIELD` prints each `"FIELD":"…"` value, relative to /src.
-const METADATA_PATHS: &str = r#"    cargo metadata --no-deps --offline --format-version 1 | tr ',{[' '\n\n\n' > /tmp/metadata; \
-    paths() { while IFS= read -r line; do case "$line" in "\"$1\":\""*) line="${line#*:\"}"; line="${line%\"*}"; printf '%s\n' "${line#/src/}" ;; esac; done < /tmp/metadata; }; \
-"#;
 
 /// Shell that makes cargo compile the workspace's own crates again. COPY keeps the sources'
 /// mtimes, which can be older than the artifacts already there (the stubs' build, another
 /// project's build in a shared cache, a context with fixed mtimes): cargo would take those
 /// as up to date. Touching every target's root file makes them older than their sources.
 fn touch_roots() -> String {
-    format!(
-        "{METADATA_PATHS}    paths src_path | while IFS= read -r file; do touch \"$file\"; done; \\\n"
-    )
+    fill("touch-roots", &[("METADATA_PATHS", &metadata_paths())])
 }
 
-/// Shell that builds the binary and lays out stage 2's files: the users, and the binary copied
-/// out of the target dir (a cache mount under BuildKit, so it has to happen in this RUN).
-fn build_and_layout() -> String {
-    let user = RuntimeUser::default();
-    let (name, uid, gid) = (&user.name, user.uid, user.gid);
-    format!(
-        r#"    echo "OPTIMIZE=$OPTIMIZE: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
-    cargo build --bin "$BIN" --profile "$profile" --target "$target"; \
-    mkdir -p /image/system/etc /image/system/tmp /image/system/home/{name} /image/app/usr/local/bin; \
-    printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' \
-      '{name}:x:{uid}:{gid}:{name}:/home/{name}:/sbin/nologin' > /image/system/etc/passwd; \
-    printf '%s\n' 'root:x:0:' '{name}:x:{gid}:' > /image/system/etc/group; \
-    chmod 1777 /image/system/tmp; \
-    chmod 700 /image/system/home/{name}; \
-    chown {uid}:{gid} /image/system/home/{name}; \
-    cp "/target/$target/$out/$BIN" "/image/app/usr/local/bin/$BIN"; \
-    ln -s "usr/local/bin/$BIN" /image/app/entrypoint
-"#
-    )
+/// Shell that lists the workspace's files from `cargo metadata --no-deps` (offline, no
+/// lockfile needed) with only what every builder image has (a minimal Debian one has no grep,
+/// sed or find): `paths FIELD` prints each `"FIELD":"…"` value, relative to /src.
+fn metadata_paths() -> String {
+    fill("metadata-paths", &[])
+}
+
+/// The runtime user's name, uid and gid, as the template's `@NAME@`, `@UID@`, `@GID@`.
+fn user_values(user: &RuntimeUser) -> [(&'static str, String); 3] {
+    [
+        ("NAME", user.name.clone()),
+        ("UID", user.uid.to_string()),
+        ("GID", user.gid.to_string()),
+    ]
+}
+
+/// Fills a section with the default runtime user (see [`user_values`]).
+fn fill_user(name: &str) -> String {
+    let values = user_values(&RuntimeUser::default());
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    fill(name, &values)
 }
 
 /// [`Cache::Layer`]'s first stage: the inputs of the dependency build.
 fn recipe_stage() -> String {
-    format!(
-        r#"
-# Stage 0: what the dependency build needs, from the whole context: the manifests, Cargo.lock,
-# cargo config and toolchain file, and a stub for every target's root file (cargo wants them
-# all to exist, benches and examples too): `fn main() {{}}` for build scripts, empty for the
-# others. This stage runs again on any change, but its output changes only with those files,
-# so stage 1's COPY of it (and the dependency build after it) stays cached.
-FROM ${{BUILDER_IMAGE}} AS recipe
-WORKDIR /src
-COPY . .
-RUN set -eu; \
-{METADATA_PATHS}    {{ printf '%s\n' Cargo.toml Cargo.lock .cargo/config.toml .cargo/config rust-toolchain.toml rust-toolchain; paths manifest_path; }} | \
-    while IFS= read -r file; do \
-      if [ -f "$file" ]; then mkdir -p "/recipe/$(dirname "$file")"; cp "$file" "/recipe/$file"; fi; \
-    done; \
-    roots() {{ kind=; next=; while IFS= read -r line; do \
-      if [ -n "$next" ]; then kind="${{line#\"}}"; kind="${{kind%%\"*}}"; next=; fi; \
-      case "$line" in '"kind":') next=1 ;; '"src_path":"'*) line="${{line#*:\"}}"; line="${{line%\"*}}"; printf '%s %s\n' "$kind" "${{line#/src/}}" ;; esac; \
-    done < /tmp/metadata; }}; \
-    roots | while read -r kind file; do \
-      mkdir -p "/recipe/$(dirname "$file")"; \
-      if [ "$kind" = custom-build ]; then echo 'fn main() {{}}' > "/recipe/$file"; else : > "/recipe/$file"; fi; \
-    done
-"#
-    )
+    fill("recipe-stage", &[("METADATA_PATHS", &metadata_paths())])
 }
 
-/// [`Cache::Layer`]'s build stage: dependencies in a layer of their own, then the sources.
-fn layer_build_stage() -> String {
-    format!(
-        r#"
-# Stage 1: compile in the builder image, dependencies first.
-FROM ${{BUILDER_IMAGE}} AS build
-ARG OPTIMIZE
-ARG BIN
-ARG TARGET
-WORKDIR /src
-COPY --from=recipe /recipe/ ./
-{PRESET_COMMENT}# This step compiles the dependencies, with the same command as the real build so that cargo
-# reuses them there, and saves the resolved settings for that build. It stops at the stub of
-# BIN, which has no main (error E0601): all the rest is built by then, and the stub is not
-# worth an optimized link.
-RUN set -eu; \
-{setup}    mkdir -p /ruchy-image; \
-    export -p | while IFS= read -r line; do case "$line" in "export RUSTFLAGS="*|"export RUSTC_BOOTSTRAP="*|"export CARGO_"*) printf '%s\n' "$line" ;; esac; done > /ruchy-image/build.env; \
-    printf 'profile=%s out=%s target=%s\n' "$profile" "$out" "$target" >> /ruchy-image/build.env; \
-    echo "OPTIMIZE=$OPTIMIZE: dependencies: cargo build --profile $profile --target $target, RUSTFLAGS=$RUSTFLAGS"; \
-    cargo build --bin "$BIN" --profile "$profile" --target "$target" 2>&1 | tee /tmp/dependencies.log; \
-    case "$(cat /tmp/dependencies.log)" in \
-      *E0601*) echo "dependencies built (the error above is the stub of $BIN, as expected)" ;; \
-      *) echo "the dependency build failed" >&2; exit 1 ;; \
-    esac
-# The real sources, compiled with the saved settings.
-COPY . .
-RUN set -eu; \
-    . /ruchy-image/build.env; \
-{touch}{build}"#,
-        setup = preset_setup(),
-        touch = touch_roots(),
-        build = build_and_layout(),
+/// A build stage ([`Cache::Layer`]'s dependency layer, or [`Cache::Mounts`]' one step), with
+/// the preset setup, the touch of the roots and the build and layout (which copies the
+/// binary out of the target dir: a cache mount under BuildKit, so it has to happen in that
+/// RUN) filled in.
+fn build_stage(name: &str) -> String {
+    fill(
+        name,
+        &[
+            ("PRESET_COMMENT", &fill("preset-comment", &[])),
+            ("PRESET_SETUP", &preset_setup()),
+            ("TOUCH_ROOTS", &touch_roots()),
+            ("BUILD_AND_LAYOUT", &fill_user("build-and-layout")),
+        ],
     )
 }
-
-/// [`Cache::Mounts`]'s build stage: one step, cargo's home and target dir in cache mounts.
-fn mounts_build_stage() -> String {
-    format!(
-        r#"
-# Stage 1: compile in the builder image, with cargo's home and the target dir in cache mounts
-# (ids from CACHE_ID) that keep the crates downloaded and compiled before. The target dir is
-# locked while a build uses it, so the binary copied out of it is this build's.
-FROM ${{BUILDER_IMAGE}} AS build
-ARG OPTIMIZE
-ARG BIN
-ARG TARGET
-ARG CACHE_ID
-WORKDIR /src
-COPY . .
-{PRESET_COMMENT}RUN --mount=type=cache,id=${{CACHE_ID}}-cargo-home,target=/ruchy-image/cargo-home \
-    --mount=type=cache,id=${{CACHE_ID}}-target,target=/target,sharing=locked \
-    set -eu; \
-{setup}{touch}{build}"#,
-        setup = preset_setup(),
-        touch = touch_roots(),
-        build = build_and_layout(),
-    )
-}
-
-fn scratch_stage() -> String {
-    let user = RuntimeUser::default();
-    format!(
-        r#"
-# Stage 2: the binary, /etc/passwd and /etc/group on the base, as user {name}.
-FROM ${{BASE}}
-ARG OPTIMIZE
-ARG BIN
-COPY --from=build /image/system/ /
-COPY --from=build /image/app/ /
-USER {uid}:{gid}
-# An exec-form ENTRYPOINT does not expand build args: /entrypoint links to /usr/local/bin/${{BIN}}.
-ENTRYPOINT ["/entrypoint"]
-LABEL org.opencontainers.image.title="${{BIN}}" \
-      dev.ruchy.image.preset="${{OPTIMIZE}}"
-"#,
-        name = user.name,
-        uid = user.uid,
-        gid = user.gid,
-    )
-}
-
-const ALPINE_STAGE: &str = r#"
-# Stage 2: the binary on a base with a shell, run as appuser (1000), made as the chapter makes
-# it. Debian's busybox has no adduser applet: there the same entries are written directly.
-FROM ${BASE}
-ARG OPTIMIZE
-ARG BIN
-RUN if command -v adduser >/dev/null 2>&1; then \
-      adduser -D -u 1000 appuser; \
-    else \
-      echo 'appuser:x:1000:1000:Linux User,,,:/home/appuser:/bin/sh' >> /etc/passwd; \
-      echo 'appuser:x:1000:' >> /etc/group; \
-      mkdir -p /home/appuser; \
-      chown 1000:1000 /home/appuser; \
-    fi
-COPY --from=build /image/app/ /
-# Numeric, so Kubernetes' runAsNonRoot can check it.
-USER 1000:1000
-# An exec-form ENTRYPOINT does not expand build args: /entrypoint links to /usr/local/bin/${BIN}.
-ENTRYPOINT ["/entrypoint"]
-LABEL org.opencontainers.image.title="${BIN}" \
-      dev.ruchy.image.preset="${OPTIMIZE}"
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -603,6 +471,30 @@ mod tests {
             nasa.rustflags().join(" ")
         )));
         assert!(text.contains("-Ctarget-cpu=native -Cembed-bitcode=yes"));
+    }
+
+    /// Every `@KEY@` of the template is filled in, in every variant.
+    #[test]
+    fn no_template_marker_is_left() {
+        for variant in [Variant::Scratch, Variant::Alpine] {
+            for cache in [Cache::Layer, Cache::Mounts] {
+                let text = render(&DockerfileOptions {
+                    variant,
+                    cache,
+                    ..DockerfileOptions::default()
+                })
+                .unwrap();
+                let left = text.match_indices('@').find(|(at, _)| {
+                    let rest = &text[at + 1..];
+                    let key = rest
+                        .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                        .unwrap_or(rest.len());
+                    key > 0 && rest[key..].starts_with('@')
+                });
+                assert_eq!(left, None, "a marker left in {variant:?} {cache:?}");
+                assert!(!text.contains("#@@"), "{text}");
+            }
+        }
     }
 
     #[test]

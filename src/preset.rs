@@ -84,9 +84,57 @@ impl FromStr for Preset {
             .ok_or_else(|| Error::InvalidInput {
                 what: "preset",
                 value: s.to_string(),
-                reason: "valid presets are none, balanced, aggressive, nasa, size".to_string(),
+                reason: format!("valid presets are {}", names(&Preset::ALL, Preset::name)),
             })
     }
+}
+
+/// The one table of a setting's names: `ALL`, `name`, `Display` and `FromStr` (whose error
+/// lists the valid names) for the CLI's flags, the service's parameters and the Dockerfile.
+macro_rules! names {
+    ($type:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $type {
+            /// Every value, in the order `--help` lists them.
+            pub const ALL: &'static [$type] = &[$($type::$variant),+];
+
+            /// The value's name, as cargo and rustc spell it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($type::$variant => $name),+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                $type::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.name() == s)
+                    .ok_or_else(|| Error::InvalidInput {
+                        what: $what,
+                        value: s.to_string(),
+                        reason: format!("valid: {}", names($type::ALL, $type::name)),
+                    })
+            }
+        }
+    };
+}
+
+/// The names of `values`, comma-separated, for messages that list the valid ones.
+pub fn names<T: Copy>(values: &[T], name: fn(T) -> &'static str) -> String {
+    values
+        .iter()
+        .map(|v| name(*v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Link-time optimization, as cargo's `lto` profile key.
@@ -101,15 +149,7 @@ pub enum Lto {
     Fat,
 }
 
-impl Lto {
-    fn name(self) -> &'static str {
-        match self {
-            Lto::Off => "off",
-            Lto::Thin => "thin",
-            Lto::Fat => "fat",
-        }
-    }
-}
+names!(Lto, "lto", { Off => "off", Thin => "thin", Fat => "fat" });
 
 /// What to strip from the binary, as cargo's `strip` profile key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,15 +163,7 @@ pub enum Strip {
     Symbols,
 }
 
-impl Strip {
-    fn name(self) -> &'static str {
-        match self {
-            Strip::None => "none",
-            Strip::Debuginfo => "debuginfo",
-            Strip::Symbols => "symbols",
-        }
-    }
-}
+names!(Strip, "strip", { None => "none", Debuginfo => "debuginfo", Symbols => "symbols" });
 
 /// Panic strategy, as rustc's `-C panic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,31 +177,31 @@ pub enum Panic {
     ImmediateAbort,
 }
 
-impl Panic {
-    /// The strategy's name, as rustc spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Panic::Unwind => "unwind",
-            Panic::Abort => "abort",
-            Panic::ImmediateAbort => "immediate-abort",
-        }
-    }
-}
+names!(Panic, "panic", {
+    Unwind => "unwind",
+    Abort => "abort",
+    ImmediateAbort => "immediate-abort",
+});
 
 /// An optimization level accepted by rustc: 0-3, `s` or `z`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct OptLevel(String);
 
+impl OptLevel {
+    /// Every level rustc accepts, in the order `--help` lists them.
+    pub const ALL: [&'static str; 6] = ["0", "1", "2", "3", "s", "z"];
+}
+
 impl FromStr for OptLevel {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "0" | "1" | "2" | "3" | "s" | "z" => Ok(OptLevel(s.to_string())),
-            _ => Err(Error::InvalidInput {
+        match OptLevel::ALL.contains(&s) {
+            true => Ok(OptLevel(s.to_string())),
+            false => Err(Error::InvalidInput {
                 what: "opt-level",
                 value: s.to_string(),
-                reason: "valid levels are 0, 1, 2, 3, s, z".to_string(),
+                reason: format!("valid levels are {}", OptLevel::ALL.join(", ")),
             }),
         }
     }
@@ -612,6 +644,35 @@ mod tests {
     fn bad_values_name_the_valid_ones() {
         let err = "fast".parse::<Preset>().unwrap_err().to_string();
         assert!(err.contains("none, balanced, aggressive, nasa"), "{err}");
-        assert!("4".parse::<OptLevel>().is_err());
+        let err = "4".parse::<OptLevel>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid opt-level `4`: valid levels are 0, 1, 2, 3, s, z"
+        );
+        let err = "max".parse::<Lto>().unwrap_err().to_string();
+        assert_eq!(err, "invalid lto `max`: valid: off, thin, fat");
+    }
+
+    /// One table names each value: parsing, printing and the JSON record agree on it.
+    #[test]
+    fn names_parse_print_and_serialize_alike() {
+        fn check<T>(all: &[T])
+        where
+            T: Copy + fmt::Display + FromStr<Err = Error> + Serialize + PartialEq + fmt::Debug,
+        {
+            for value in all {
+                let name = value.to_string();
+                assert_eq!(name.parse::<T>().unwrap(), *value);
+                assert_eq!(serde_json::to_value(value).unwrap(), name.as_str());
+            }
+        }
+        check(Lto::ALL);
+        check(Strip::ALL);
+        check(Panic::ALL);
+        check(&Preset::ALL);
+        assert_eq!(
+            names(Panic::ALL, Panic::name),
+            "unwind, abort, immediate-abort"
+        );
     }
 }

@@ -1,25 +1,19 @@
-//! Command-line types. clap stays here: `to_lib` turns them into the library's request,
-//! validating what clap cannot, and errors about a value name the flag it came from.
+//! The `ruchy-image` commands and their own arguments, as clap types. The option groups
+//! several commands share are in `options.rs`; `to_lib`, which turns a command line into the
+//! library's request, is in `request.rs`.
 //!
 //! Doc comments here are the `--help` text: `NAME[:TAG]` is a usage pattern, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::options::{
+    base_parser, preset_parser, BudgetArgs, BuildOptions, ImageArgs, RegistryArgs, ServiceArgs,
+};
 use crate::base::BaseRef;
-use crate::budget::{Budget, Budgets, Limit};
-use crate::build::{default_cache_dir, ImageOptions};
-use crate::oci::image::RuntimeUser;
-use crate::oci::layer::Codec;
-use crate::plan::{BuilderChoice, Load, Request};
-use crate::platform::Platform;
-use crate::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
-use crate::source::SourceOptions;
-use crate::{Error, Result};
+use crate::preset::Preset;
 
 /// What `after_help` says of exit codes, for the program that mounts [`ImageCommand`].
 pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (after cleaning up); `run` exits with the container's own code.";
@@ -322,53 +316,6 @@ pub enum Format {
     Csv,
 }
 
-/// `--compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
-    /// gzip by libdeflate: every engine and tool reads it.
-    Gzip,
-    /// zstd: Docker 23+, containerd, skopeo and umoci read it.
-    Zstd,
-}
-
-/// The compile backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Builder {
-    /// A builder container in the Docker engine (rust:1-alpine by default).
-    Docker,
-    /// The host's cargo and rustc.
-    Local,
-}
-
-fn preset_parser() -> impl TypedValueParser<Value = Preset> {
-    PossibleValuesParser::new(Preset::ALL.map(Preset::name))
-        .map(|s| s.parse::<Preset>().expect("only listed values get here"))
-}
-
-fn lto_parser() -> impl TypedValueParser<Value = Lto> {
-    PossibleValuesParser::new(["off", "thin", "fat"]).map(|s| match s.as_str() {
-        "off" => Lto::Off,
-        "thin" => Lto::Thin,
-        _ => Lto::Fat,
-    })
-}
-
-fn strip_parser() -> impl TypedValueParser<Value = Strip> {
-    PossibleValuesParser::new(["none", "debuginfo", "symbols"]).map(|s| match s.as_str() {
-        "none" => Strip::None,
-        "debuginfo" => Strip::Debuginfo,
-        _ => Strip::Symbols,
-    })
-}
-
-fn panic_parser() -> impl TypedValueParser<Value = Panic> {
-    PossibleValuesParser::new(["unwind", "abort", "immediate-abort"]).map(|s| match s.as_str() {
-        "abort" => Panic::Abort,
-        "immediate-abort" => Panic::ImmediateAbort,
-        _ => Panic::Unwind,
-    })
-}
-
 /// `ruchy-image lambda`
 #[derive(Debug, Args)]
 pub struct LambdaArgs {
@@ -378,13 +325,10 @@ pub struct LambdaArgs {
 
     /// What to build: a single .rs or .ruchy file defining `handle_request(event) ->
     /// response`, wrapped in a small blocking Runtime API loop; or a Cargo project or a
-    /// prebuilt executable that serves the Runtime API itself (lambda_runtime, …).
+    /// prebuilt executable that serves the Runtime API itself (lambda_runtime, …); and the
+    /// flags on top of the preset.
     #[command(flatten)]
-    pub input: InputArgs,
-
-    /// Flags on top of the preset.
-    #[command(flatten)]
-    pub flags: FlagArgs,
+    pub options: BuildOptions,
 
     /// Write the deployment zip (`bootstrap`, mode 0755, fixed time) to FILE.
     #[arg(short, long, value_name = "FILE.zip", help_heading = "Outputs")]
@@ -443,32 +387,6 @@ pub struct LambdaArgs {
     pub source_date_epoch: u64,
 }
 
-impl LambdaArgs {
-    /// The library's request for this command line.
-    pub fn to_lib(&self) -> Result<Request> {
-        let mut request = Request::new(&self.input.source);
-        request.source = self.input.to_lib();
-        request.source.lambda = true;
-        request.presets = vec![self.optimize];
-        request.overrides = self.flags.to_lib()?;
-        request.target = self.flags.target.clone();
-        request.platforms = self.flags.platform.clone();
-        request.source_date_epoch = self.source_date_epoch;
-        request.builder = self.input.builder_choice();
-        request.builder_image = self.input.builder_image.clone();
-        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
-        request.outputs.oci_layout = self.oci_layout.clone();
-        if let Some(base) = &self.base {
-            request.bases = vec![base.clone()];
-        }
-        request.outputs.load = match request.tag.is_some() {
-            true => Load::Always,
-            false => Load::Never,
-        };
-        Ok(request)
-    }
-}
-
 /// `ruchy-image build`
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -476,21 +394,9 @@ pub struct BuildArgs {
     #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
     pub optimize: Preset,
 
-    /// What to build.
+    /// What to build, and the flags on top of the preset.
     #[command(flatten)]
-    pub input: InputArgs,
-
-    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
-    #[arg(short, long)]
-    pub verbose: bool,
-
-    /// Print nothing but errors (and the JSON, with --json -).
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Flags on top of the preset.
-    #[command(flatten)]
-    pub flags: FlagArgs,
+    pub options: BuildOptions,
 
     /// What goes into the image.
     #[command(flatten)]
@@ -499,6 +405,14 @@ pub struct BuildArgs {
     /// Size limits.
     #[command(flatten)]
     pub budget: BudgetArgs,
+
+    /// Print the resolved flags and each step, in `ruchy compile --verbose` form.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors (and the JSON, with --json -).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
 
     /// Write an OCI image layout directory.
     #[arg(long, value_name = "DIR", help_heading = "Outputs")]
@@ -580,21 +494,9 @@ pub struct CompareArgs {
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
 
-    /// What to build.
+    /// What to build, and the flags on top of every preset.
     #[command(flatten)]
-    pub input: InputArgs,
-
-    /// Show each preset's resolved flags and cargo's progress.
-    #[arg(short, long)]
-    pub verbose: bool,
-
-    /// Print nothing but errors and the comparison.
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-
-    /// Flags on top of every preset.
-    #[command(flatten)]
-    pub flags: FlagArgs,
+    pub options: BuildOptions,
 
     /// What goes into the images.
     #[command(flatten)]
@@ -604,6 +506,14 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub budget: BudgetArgs,
 
+    /// Show each preset's resolved flags and cargo's progress.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Print nothing but errors and the comparison.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     /// Where each preset's image is pushed.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -611,494 +521,6 @@ pub struct CompareArgs {
     /// The service to compare on instead (one build with every preset), if any.
     #[command(flatten)]
     pub service: ServiceArgs,
-}
-
-/// A `ruchy-image serve` to build on; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct ServiceArgs {
-    /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
-    /// and the outputs written here (the server compiles in its own builder).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "RUCHY_IMAGE_SERVER",
-        help_heading = "Service"
-    )]
-    pub server: Option<String>,
-
-    /// The file holding the server's bearer token.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "RUCHY_IMAGE_TOKEN_FILE",
-        help_heading = "Service"
-    )]
-    pub token_file: Option<PathBuf>,
-}
-
-/// Registries to push to and how to reach them; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct RegistryArgs {
-    /// Push to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG]; `compare`
-    /// pushes each preset to REPO:PRESET. Blobs the registry has are not sent again; the
-    /// manifest goes last.
-    #[arg(long, value_name = "REF", help_heading = "Registries")]
-    pub push: Vec<String>,
-
-    /// The registry user [default: from Docker's config.json or its credential helpers].
-    #[arg(
-        long,
-        value_name = "USER",
-        requires = "registry_password_stdin",
-        help_heading = "Registries"
-    )]
-    pub registry_user: Option<String>,
-
-    /// Read the registry password from stdin (never from an argument).
-    #[arg(long, requires = "registry_user", help_heading = "Registries")]
-    pub registry_password_stdin: bool,
-
-    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
-    /// --registry-ca says it speaks TLS).
-    #[arg(long, value_name = "HOST", help_heading = "Registries")]
-    pub insecure_registry: Vec<String>,
-
-    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
-    #[arg(long, value_name = "FILE", help_heading = "Registries")]
-    pub registry_ca: Vec<PathBuf>,
-}
-
-impl RegistryArgs {
-    /// Fills the request's pushes and registry options (reading a password from stdin).
-    fn apply(&self, request: &mut Request) -> Result<()> {
-        request.outputs.push = self.push.clone();
-        request.registry.insecure = self.insecure_registry.clone();
-        request.registry.ca_files = self.registry_ca.clone();
-        if let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) {
-            let mut password = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
-                .map_err(crate::Error::io("reading the registry password from stdin"))?;
-            let password = password.trim_end_matches(['\n', '\r']).to_string();
-            request.registry.credentials = Some((user.clone(), password));
-        }
-        Ok(())
-    }
-}
-
-/// The source and how to get at it; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct InputArgs {
-    /// A Cargo project directory, a .rs file, or a .ruchy file; for `build`, also a Linux
-    /// executable built elsewhere (ELF), packaged without a compile: the same checks (static
-    /// on scratch, its loader on a base), the preset choosing only the layer compression.
-    pub source: PathBuf,
-
-    /// The binary to build, when the project has several.
-    #[arg(long, value_name = "NAME")]
-    pub bin: Option<String>,
-
-    /// The Ruchy transpiler for .ruchy sources [default: ruchy on PATH].
-    #[arg(long, value_name = "PATH")]
-    pub ruchy: Option<PathBuf>,
-
-    /// Where to compile [default: docker when an engine answers, else local].
-    #[arg(long, value_enum, env = "RUCHY_IMAGE_BUILDER")]
-    pub builder: Option<Builder>,
-
-    /// The image the docker builder compiles in [default: rust:1-alpine, or an image made by
-    /// `builder import-host` when that cannot be pulled].
-    #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
-    pub builder_image: Option<String>,
-
-    /// Where generated projects and caches live.
-    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
-    pub cache_dir: Option<PathBuf>,
-}
-
-/// Per-flag overrides of the preset; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct FlagArgs {
-    /// Override the preset's opt-level.
-    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = ["0", "1", "2", "3", "s", "z"])]
-    pub opt_level: Option<String>,
-
-    /// Override the preset's link-time optimization.
-    #[arg(long, help_heading = "Flag overrides", value_parser = lto_parser())]
-    pub lto: Option<Lto>,
-
-    /// Override the preset's codegen-units.
-    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub codegen_units: Option<u32>,
-
-    /// Strip the binary (symbols, or only debuginfo).
-    #[arg(long, value_name = "WHAT", num_args = 0..=1, default_missing_value = "symbols", help_heading = "Flag overrides", value_parser = strip_parser())]
-    pub strip: Option<Strip>,
-
-    /// Keep symbols and debug info.
-    #[arg(long, conflicts_with = "strip", help_heading = "Flag overrides")]
-    pub no_strip: bool,
-
-    /// Panic strategy (size uses immediate-abort, which needs its own std and prints
-    /// nothing on a panic).
-    #[arg(long, help_heading = "Flag overrides", value_parser = panic_parser())]
-    pub panic: Option<Panic>,
-
-    /// Override -C target-cpu (nasa uses native).
-    #[arg(long, value_name = "CPU", help_heading = "Flag overrides")]
-    pub target_cpu: Option<String>,
-
-    /// Link the C runtime statically (the default: FROM scratch needs it).
-    #[arg(long, help_heading = "Flag overrides")]
-    pub static_link: bool,
-
-    /// Link dynamically (refused for a scratch image).
-    #[arg(long, conflicts_with = "static_link", help_heading = "Flag overrides")]
-    pub no_static_link: bool,
-
-    /// Target triple [default: the host's].
-    #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
-    pub target: Option<String>,
-
-    /// The platforms to build for, linux/amd64 and/or linux/arm64, comma-separated [default:
-    /// the builder's]. Each gets its static musl target when the builder has its std (a
-    /// builder from `builder import-host` on a machine with Debian's arm64 cross packages
-    /// does), else its glibc one. Several make one image each and an OCI image index over
-    /// them under the tag (layouts, registries); the engine and --output get one platform's
-    /// image (see --load-platform). `compare` reports each platform on its own.
-    #[arg(long, value_name = "OS/ARCH[,...]", value_delimiter = ',', value_parser = platform_parser, help_heading = "Flag overrides")]
-    pub platform: Vec<Platform>,
-
-    /// Of several platforms, the one the engine loads and --output's `docker load` part holds
-    /// (Docker 20.10 keeps one image per tag) [default: this machine's, when built; else the
-    /// first].
-    #[arg(long, value_name = "OS/ARCH", value_parser = platform_parser, help_heading = "Flag overrides")]
-    pub load_platform: Option<Platform>,
-}
-
-/// The image's contents and config; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct ImageArgs {
-    /// The base image: scratch, an image in the engine (alpine:3.20), oci:DIR[:TAG] or
-    /// docker-archive:FILE.
-    #[arg(long, value_name = "REF", default_value = "scratch", value_parser = base_parser, help_heading = "Image")]
-    pub base: BaseRef,
-
-    /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
-    #[arg(long, value_name = "USER", help_heading = "Image")]
-    pub user: Option<String>,
-
-    /// Allow the runtime user to be root (uid 0).
-    #[arg(long, help_heading = "Image")]
-    pub allow_root: bool,
-
-    /// Set an environment variable in the image (repeatable).
-    #[arg(short, long = "env", value_name = "KEY=VALUE", help_heading = "Image")]
-    pub env: Vec<String>,
-
-    /// Expose a port: N or N/tcp or N/udp (repeatable).
-    #[arg(short, long = "port", value_name = "PORT", help_heading = "Image")]
-    pub port: Vec<String>,
-
-    /// Add a label to the image config (repeatable).
-    #[arg(
-        short,
-        long = "label",
-        value_name = "KEY=VALUE",
-        help_heading = "Image"
-    )]
-    pub label: Vec<String>,
-
-    /// Working directory of the container.
-    #[arg(long, value_name = "DIR", default_value = "/", help_heading = "Image")]
-    pub workdir: String,
-
-    /// Where the binary goes in the image [default: /usr/local/bin/NAME].
-    #[arg(long, value_name = "PATH", help_heading = "Image")]
-    pub path: Option<String>,
-
-    /// Timestamp of every file and of the image (seconds since 1970).
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        env = "SOURCE_DATE_EPOCH",
-        default_value_t = 0,
-        help_heading = "Image"
-    )]
-    pub source_date_epoch: u64,
-
-    /// How the layers are compressed: gzip, which every engine reads, or zstd (smaller,
-    /// faster to unpack; Docker 23+, containerd, skopeo, umoci; loading into an older Docker
-    /// is refused).
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip, help_heading = "Image")]
-    pub compression: CompressionArg,
-
-    /// The compression level: gzip 1 (fastest) to 12 (smallest) [default: 6 for none and
-    /// balanced, 9 for aggressive and nasa, 12 for size]; zstd 1 to 19 [default: 3, 9, 19].
-    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=19), help_heading = "Image")]
-    pub compression_level: Option<u32>,
-}
-
-/// Size budgets for CI; shared by `build` and `compare`.
-#[derive(Debug, Args)]
-pub struct BudgetArgs {
-    /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
-    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
-    pub max_binary_size: Option<String>,
-
-    /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
-    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
-    pub max_image_size: Option<String>,
-}
-
-fn platform_parser(value: &str) -> std::result::Result<Platform, String> {
-    value.parse().map_err(|e: Error| e.to_string())
-}
-
-fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
-    value
-        .parse()
-        .map_err(|e: Error| with_flag_names(e).to_string())
-}
-
-/// Names the flag in an error about a value the library rejected: `invalid user ...` becomes
-/// `invalid --user ...`.
-pub(crate) fn with_flag_names(error: Error) -> Error {
-    let Error::InvalidInput {
-        what,
-        value,
-        reason,
-    } = error
-    else {
-        return error;
-    };
-    let what = match what {
-        "user" => "--user",
-        "base image" | "base" => "--base",
-        "presets" => "--presets",
-        "memory size" => "--memory",
-        "opt-level" => "--opt-level",
-        "builder image" => "--builder-image",
-        "bin" => "--bin",
-        "target" => "--target",
-        "source" => "SOURCE",
-        "source date epoch" => "--source-date-epoch (SOURCE_DATE_EPOCH)",
-        "binary path" => "--path",
-        "OCI layout" => "--oci-layout",
-        "image archive" => "--output",
-        "metrics JSON" => "--json",
-        "chart" => "--chart",
-        other => other,
-    };
-    Error::InvalidInput {
-        what,
-        value,
-        reason,
-    }
-}
-
-fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
-    match value.split_once('=') {
-        Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
-            Ok((key.to_string(), v.to_string()))
-        }
-        _ => Err(Error::InvalidInput {
-            what,
-            value: value.to_string(),
-            reason: "expected KEY=VALUE".into(),
-        }),
-    }
-}
-
-fn port(value: &str) -> Result<String> {
-    let (number, proto) = value.split_once('/').unwrap_or((value, "tcp"));
-    match (number.parse::<u16>(), proto) {
-        (Ok(n), "tcp" | "udp" | "sctp") if n > 0 => Ok(format!("{n}/{proto}")),
-        _ => Err(Error::InvalidInput {
-            what: "--port",
-            value: value.to_string(),
-            reason: "expected a port from 1 to 65535, optionally /tcp, /udp or /sctp".into(),
-        }),
-    }
-}
-
-fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
-    let ok = value.starts_with('/') && !value.split('/').any(|c| c == "..");
-    ok.then(|| value.to_string())
-        .ok_or_else(|| Error::InvalidInput {
-            what,
-            value: value.to_string(),
-            reason: "expected an absolute path inside the image, without ..".into(),
-        })
-}
-
-impl InputArgs {
-    fn to_lib(&self) -> SourceOptions {
-        SourceOptions {
-            path: self.source.clone(),
-            bin: self.bin.clone(),
-            ruchy: self.ruchy.clone(),
-            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            lambda: false,
-        }
-    }
-}
-
-impl FlagArgs {
-    fn to_lib(&self) -> Result<Overrides> {
-        let strip = if self.no_strip {
-            Some(Strip::None)
-        } else {
-            self.strip
-        };
-        let static_link = match (self.static_link, self.no_static_link) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
-        };
-        Ok(Overrides {
-            opt_level: self
-                .opt_level
-                .as_deref()
-                .map(str::parse::<OptLevel>)
-                .transpose()?,
-            lto: self.lto,
-            codegen_units: self.codegen_units,
-            strip,
-            panic: self.panic,
-            target_cpu: self.target_cpu.clone(),
-            static_link,
-        })
-    }
-}
-
-impl ImageArgs {
-    fn to_lib(&self) -> Result<ImageOptions> {
-        let user = match &self.user {
-            Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
-            None => RuntimeUser::default(),
-        };
-        let env = self
-            .env
-            .iter()
-            .map(|e| key_value("--env", e).map(|(k, v)| format!("{k}={v}")))
-            .collect::<Result<Vec<_>>>()?;
-        let labels = self
-            .label
-            .iter()
-            .map(|l| key_value("--label", l))
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        Ok(ImageOptions {
-            user,
-            env,
-            ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
-            workdir: absolute_image_path("--workdir", &self.workdir)?,
-            labels,
-            path: self
-                .path
-                .as_deref()
-                .map(|p| absolute_image_path("--path", p))
-                .transpose()?,
-            compression: match self.compression {
-                CompressionArg::Gzip => Codec::Gzip,
-                CompressionArg::Zstd => Codec::Zstd,
-            },
-            compression_level: self.compression_level,
-        })
-    }
-}
-
-impl BudgetArgs {
-    /// The budgets, checked now so a bad size fails before any compile.
-    pub fn to_lib(&self) -> Result<Budgets> {
-        let parse = |limit, flag, text: &Option<String>| {
-            let parse = |text: &str| {
-                Budget::parse(limit, text).map_err(|reason| Error::InvalidInput {
-                    what: flag,
-                    value: text.to_string(),
-                    reason,
-                })
-            };
-            text.as_deref().map(parse).transpose()
-        };
-        Ok(Budgets {
-            max_binary: parse(Limit::Binary, "--max-binary-size", &self.max_binary_size)?,
-            max_image: parse(Limit::Image, "--max-image-size", &self.max_image_size)?,
-        })
-    }
-}
-
-/// The library's request for this source, flags and image; the caller fills in presets,
-/// bases and outputs.
-fn request(input: &InputArgs, flags: &FlagArgs, image: &ImageArgs) -> Result<Request> {
-    Ok(Request {
-        source: input.to_lib(),
-        presets: Vec::new(),
-        overrides: flags.to_lib()?,
-        target: flags.target.clone(),
-        platforms: flags.platform.clone(),
-        load_platform: flags.load_platform,
-        image: image.to_lib()?,
-        bases: vec![image.base.clone()],
-        tag: None,
-        source_date_epoch: image.source_date_epoch,
-        builder: input.builder_choice(),
-        builder_image: input.builder_image.clone(),
-        outputs: Default::default(),
-        cold_start_runs: 0,
-        compiler_output: Default::default(),
-        registry: Default::default(),
-    })
-}
-
-impl InputArgs {
-    /// Where to compile, as the library names it.
-    fn builder_choice(&self) -> BuilderChoice {
-        match self.builder {
-            None => BuilderChoice::Auto,
-            Some(Builder::Docker) => BuilderChoice::Docker,
-            Some(Builder::Local) => BuilderChoice::Local,
-        }
-    }
-}
-
-impl BuildArgs {
-    /// The library's request for this command line.
-    pub fn to_lib(&self) -> Result<Request> {
-        let mut request = request(&self.input, &self.flags, &self.image)?;
-        request.presets = vec![self.optimize];
-        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
-        request.outputs.oci_layout = self.oci_layout.clone();
-        request.outputs.archive = self.output.clone();
-        request.outputs.sbom = self.sbom.clone();
-        request.outputs.no_sbom = self.no_sbom;
-        self.registry.apply(&mut request)?;
-        // A tag means "I want it in the engine": loaded when one answers, unless told not to.
-        request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
-            (true, _, _) => Load::Always,
-            (_, true, _) | (_, _, false) => Load::Never,
-            _ => Load::IfEngine,
-        };
-        Ok(request)
-    }
-}
-
-impl CompareArgs {
-    /// The library's request: every preset, on every base, loaded as `BIN:PRESET` into the
-    /// engine only to time cold starts.
-    pub fn to_lib(&self) -> Result<Request> {
-        let mut request = request(&self.input, &self.flags, &self.image)?;
-        request.presets = self.presets.clone();
-        if !self.bases.is_empty() {
-            request.bases = self.bases.clone();
-        }
-        request.cold_start_runs = self.cold_start_runs;
-        self.registry.apply(&mut request)?;
-        request.outputs.load = match self.cold_start_runs {
-            0 => Load::Never,
-            _ => Load::IfEngine,
-        };
-        Ok(request)
-    }
 }
 
 const DOCKERFILE_EXAMPLES: &str = "\
@@ -1164,32 +586,6 @@ pub struct DockerfileArgs {
     pub buildkit: bool,
 }
 
-impl DockerfileArgs {
-    /// The library's options: the binary is looked up in SOURCE when one is given.
-    pub fn to_lib(&self) -> Result<crate::dockerfile::DockerfileOptions> {
-        use crate::dockerfile::{project_bin, Cache, DockerfileOptions, Variant};
-        let bin = match &self.source {
-            Some(source) => Some(project_bin(source, self.bin.as_deref())?),
-            None => self.bin.clone(),
-        };
-        Ok(DockerfileOptions {
-            preset: self.optimize,
-            bin,
-            target: self.target.clone(),
-            builder_image: self.builder_image.clone(),
-            base: self.base.clone(),
-            variant: match self.variant {
-                DockerfileVariant::Scratch => Variant::Scratch,
-                DockerfileVariant::Alpine => Variant::Alpine,
-            },
-            cache: match self.buildkit {
-                true => Cache::Mounts,
-                false => Cache::Layer,
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1201,90 +597,83 @@ mod tests {
         command: ImageCommand,
     }
 
-    fn parse(args: &[&str]) -> ImageCommand {
-        let all = ["ruchy-image"].iter().chain(args);
-        Cli::try_parse_from(all).unwrap().command
-    }
-
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
     }
 
-    #[test]
-    fn ports_env_and_paths_are_checked() {
-        assert_eq!(port("8080").unwrap(), "8080/tcp");
-        assert_eq!(port("53/udp").unwrap(), "53/udp");
-        for bad in ["0", "70000", "http", "80/xyz"] {
-            assert!(port(bad).is_err(), "{bad}");
-        }
-        assert!(key_value("--env", "=x").is_err());
-        assert_eq!(key_value("--env", "A=b=c").unwrap().1, "b=c");
-        assert!(absolute_image_path("--path", "bin/app").is_err());
-        assert!(absolute_image_path("--path", "/a/../etc").is_err());
-    }
-
-    fn compare_request(args: &[&str]) -> Request {
-        let all: Vec<&str> = ["compare", "app.rs"].iter().chain(args).copied().collect();
-        match parse(&all) {
-            ImageCommand::Compare(args) => args.to_lib().unwrap(),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn compare_takes_presets_in_order() {
-        let request = compare_request(&[]);
-        assert_eq!(request.presets, Preset::ALL);
-        assert_eq!(request.tag, None, "each preset gets its own BIN:PRESET tag");
-        assert_eq!(request.outputs.load, Load::IfEngine, "for cold starts");
-        let request = compare_request(&["--presets", "nasa,none", "--cold-start-runs", "0"]);
-        assert_eq!(request.presets, [Preset::Nasa, Preset::None]);
-        assert_eq!(request.outputs.load, Load::Never);
-        let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
-        assert!(unknown.is_err());
-    }
-
-    #[test]
-    fn a_tag_loads_when_an_engine_answers() {
-        let load = |args: &[&str]| {
-            let all: Vec<&str> = ["build", "app.rs"].iter().chain(args).copied().collect();
-            match parse(&all) {
-                ImageCommand::Build(args) => args.to_lib().unwrap().outputs.load,
-                other => panic!("{other:?}"),
+    /// Each heading of a command's `--help` with its options' long names, in the order
+    /// shown: the groups shared through `#[command(flatten)]` keep their place.
+    fn help_groups(command: &str) -> Vec<String> {
+        let mut cli = Cli::command();
+        let command = cli.find_subcommand_mut(command).expect("a subcommand");
+        let help = command.render_long_help().to_string();
+        // The examples after the options are not options.
+        let after = command.get_after_long_help().map(|a| a.to_string());
+        let options = match after.and_then(|a| help.find(&a)) {
+            Some(end) => &help[..end],
+            None => &help,
+        };
+        let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+        for line in options.lines() {
+            if line.ends_with(':') && !line.starts_with(' ') {
+                groups.push((line, Vec::new()));
+            } else if let Some(at) = line.find("--").filter(|at| (2..=6).contains(at)) {
+                let name = line[at + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                groups.last_mut().expect("under a heading").1.push(name);
             }
-        };
-        assert_eq!(load(&[]), Load::Never);
-        assert_eq!(load(&["--tag", "a:1"]), Load::IfEngine);
-        assert_eq!(load(&["--tag", "a:1", "--no-load"]), Load::Never);
-        assert_eq!(load(&["--load"]), Load::Always);
+        }
+        groups
+            .into_iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(heading, names)| format!("{heading} {}", names.join(" ")))
+            .collect()
     }
 
     #[test]
-    fn budgets_are_parsed_for_both_commands() {
-        let ImageCommand::Compare(args) = parse(&[
-            "compare",
-            "a.rs",
-            "--max-binary-size",
-            "1.5MB",
-            "--max-image-size",
-            "2KiB",
-        ]) else {
-            panic!("not compare")
-        };
-        let budgets = args.budget.to_lib().unwrap();
-        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
-        assert_eq!(budgets.max_image.unwrap().bytes, 2048);
-        let ImageCommand::Build(args) = parse(&["build", "a.rs", "--max-image-size", "4X"]) else {
-            panic!("not build")
-        };
-        let error = args.budget.to_lib().unwrap_err();
-        assert!(error.is_usage());
-        assert!(
-            error
-                .to_string()
-                .starts_with("invalid --max-image-size `4X`: unknown unit"),
-            "{error}"
+    fn the_options_keep_their_order_and_headings() {
+        let flags = "Flag overrides: opt-level lto codegen-units strip no-strip panic target-cpu \
+                     static-link no-static-link target platform load-platform";
+        let image = "Image: base user allow-root env port label workdir path source-date-epoch \
+                     compression compression-level";
+        let budgets = "Size budgets: max-binary-size max-image-size";
+        let registries = "Registries: push registry-user registry-password-stdin \
+                          insecure-registry registry-ca";
+        let service = "Service: server token-file";
+        let input = "bin ruchy builder builder-image cache-dir verbose quiet";
+        assert_eq!(
+            help_groups("build"),
+            [
+                &format!("Options: optimize {input} help"),
+                flags,
+                image,
+                budgets,
+                "Outputs: oci-layout output tag load no-load json sbom no-sbom",
+                registries,
+                service,
+            ]
+        );
+        assert_eq!(
+            help_groups("compare"),
+            [
+                &format!("Options: presets bases cold-start-runs format chart {input} help"),
+                flags,
+                image,
+                budgets,
+                registries,
+                service,
+            ]
+        );
+        assert_eq!(
+            help_groups("lambda"),
+            [
+                &format!("Options: optimize {input} source-date-epoch help"),
+                flags,
+                "Outputs: output lambda-image tag oci-layout base json",
+            ]
         );
     }
 }

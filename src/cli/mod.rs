@@ -22,8 +22,12 @@
 //! ```
 
 mod args;
+mod failure;
+mod options;
 mod remote;
 mod render;
+mod request;
+mod summary;
 
 use std::io::Write;
 use std::path::Path;
@@ -33,10 +37,12 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "serve")]
 pub use args::ServeArgs;
 pub use args::{
-    BuildArgs, Builder, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format,
-    ImageCommand, ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
+    BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
+    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
 };
-use render::{Failure, Journal, Mode, Terminal};
+use failure::Failure;
+pub use options::Builder;
+use render::{Journal, Mode, Terminal};
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -55,7 +61,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
         return match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("error: {}", args::with_flag_names(error));
+                eprintln!("error: {}", options::with_flag_names(error));
                 ExitCode::from(2)
             }
         };
@@ -70,7 +76,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(failure)) => {
             let failure = match failure {
-                Failure::Error(error) => Failure::Error(args::with_flag_names(error)),
+                Failure::Error(error) => Failure::Error(options::with_flag_names(error)),
                 other => other,
             };
             eprintln!("error: {}", failure.message());
@@ -242,7 +248,7 @@ fn report_index(
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = render::index_summary(record);
+        let summary = summary::index(record);
         match args.json.as_deref() == Some(Path::new("-")) {
             true => eprint!("{summary}"),
             false => print!("{summary}"),
@@ -291,7 +297,7 @@ async fn lambda(args: LambdaArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), F
         }
     }
     if !args.quiet {
-        let summary = render::lambda_summary(&record);
+        let summary = summary::lambda(&record);
         match json_to_stdout {
             true => eprint!("{summary}"),
             false => print!("{summary}"),
@@ -311,7 +317,7 @@ fn report_build(
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = render::summary(record);
+        let summary = summary::build(record);
         if json_to_stdout {
             eprint!("{summary}");
         } else {
@@ -360,7 +366,7 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
         Format::Csv => report::Format::Csv,
         Format::Json => report::Format::Json,
     };
-    let output = match (args.bases.is_empty(), args.flags.platform.len() > 1) {
+    let output = match (args.bases.is_empty(), args.options.flags.platform.len() > 1) {
         (_, true) => report::platforms(&comparisons, format)?,
         (true, false) => report::presets(&comparisons[0].1, format)?,
         (false, false) => report::bases(&comparisons, format)?,
@@ -455,7 +461,7 @@ async fn doctor(args: DoctorArgs) -> Result<(), Failure> {
     let report = crate::doctor::diagnose(&options).await;
     match args.json {
         true => print_stdout("the checks", &to_json("the checks", &report)?)?,
-        false => print_stdout("the checks", render::doctor(&report).as_bytes())?,
+        false => print_stdout("the checks", summary::doctor(&report).as_bytes())?,
     }
     match report.ready {
         true => Ok(()),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 
-use super::args::{BuildArgs, CompareArgs, FlagArgs, ImageArgs, InputArgs};
+use super::args::{BuildArgs, CompareArgs};
+use super::options::{FlagArgs, ImageArgs, InputArgs};
 use crate::compare::{Comparison, Outcome};
 use crate::error::Error;
 use crate::metrics::{BuildRecord, IndexRecord, Published};
@@ -144,11 +145,11 @@ fn query(
     );
     add("load_platform", flags.load_platform.map(|p| p.to_string()));
     add("opt_level", flags.opt_level.clone());
-    add("lto", flags.lto.map(|l| format!("{l:?}").to_lowercase()));
+    add("lto", flags.lto.map(|l| l.name().to_string()));
     add("codegen_units", flags.codegen_units.map(|n| n.to_string()));
     let strip = match (flags.no_strip, flags.strip) {
         (true, _) => Some("none".to_string()),
-        (false, Some(strip)) => Some(format!("{strip:?}").to_lowercase()),
+        (false, Some(strip)) => Some(strip.name().to_string()),
         _ => None,
     };
     add("strip", strip);
@@ -260,13 +261,13 @@ pub(super) async fn build(
 ) -> Result<super::Built, Error> {
     let server = Server::new(server, args.service.token_file.as_deref())?;
     let query = query(
-        &args.input,
-        &args.flags,
+        &args.options.input,
+        &args.options.flags,
         &args.image,
         &[args.optimize],
         args.tag.as_ref(),
     )?;
-    let (id, record) = run_remote(&server, &args.input.source, &query, quiet).await?;
+    let (id, record) = run_remote(&server, &args.options.input.source, &query, quiet).await?;
     if record["status"] != "success" {
         return Err(Error::Io {
             context: format!("build {id} on {} ended: {}", server.url, record["status"]),
@@ -284,7 +285,7 @@ pub(super) async fn build(
         source,
     };
     let outputs = fetch_outputs(&server, &id, args).await?;
-    Ok(match args.flags.platform.len() > 1 {
+    Ok(match args.options.flags.platform.len() > 1 {
         true => {
             let mut index: IndexRecord = serde_json::from_value(result).map_err(wrong)?;
             index.outputs = outputs;
@@ -307,7 +308,7 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
             reason: "the server builds on one base; compare bases locally".into(),
         });
     }
-    if args.flags.platform.len() > 1 {
+    if args.options.flags.platform.len() > 1 {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--platform".into(),
@@ -315,8 +316,14 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
         });
     }
     let server = Server::new(server, args.service.token_file.as_deref())?;
-    let query = query(&args.input, &args.flags, &args.image, &args.presets, None)?;
-    let (id, record) = run_remote(&server, &args.input.source, &query, args.quiet).await?;
+    let query = query(
+        &args.options.input,
+        &args.options.flags,
+        &args.image,
+        &args.presets,
+        None,
+    )?;
+    let (id, record) = run_remote(&server, &args.options.input.source, &query, args.quiet).await?;
     let results = record["results"].as_array().cloned().unwrap_or_default();
     if results.len() != args.presets.len() {
         return Err(Error::Remote {
@@ -347,7 +354,7 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
         })
         .collect();
     Ok(Comparison {
-        source: args.input.source.display().to_string(),
+        source: args.options.input.source.display().to_string(),
         outcomes,
     })
 }
@@ -440,4 +447,65 @@ fn unpack_layout(archive: &[u8], dir: &Path) -> Result<(), Error> {
     }
     std::fs::rename(temp.keep(), dir).map_err(Error::io(format!("writing {}", dir.display())))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ImageCommand;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ImageCommand,
+    }
+
+    /// The flag overrides go to the service by the names of the preset table, which is what
+    /// the service parses them with.
+    #[test]
+    fn overrides_are_sent_by_the_names_the_service_takes() {
+        let line = [
+            "ruchy-image",
+            "build",
+            "app.rs",
+            "-O",
+            "size",
+            "--lto",
+            "thin",
+            "--strip",
+            "debuginfo",
+            "--panic",
+            "immediate-abort",
+            "--no-static-link",
+        ];
+        let ImageCommand::Build(args) = Cli::try_parse_from(line).unwrap().command else {
+            panic!("not build")
+        };
+        let (input, flags) = (&args.options.input, &args.options.flags);
+        let query = query(input, flags, &args.image, &[args.optimize], None).unwrap();
+        let get = |key: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("optimize"), Some("size"));
+        assert_eq!(get("lto"), Some("thin"));
+        assert_eq!(get("strip"), Some("debuginfo"));
+        assert_eq!(get("panic"), Some("immediate-abort"));
+        assert_eq!(get("static_link"), Some("false"));
+        #[cfg(feature = "serve")]
+        {
+            use crate::preset::{Lto, Panic, Strip};
+            let options = crate::serve::options::Options::from_query(&query).unwrap();
+            let request = options
+                .request(Path::new("app.rs"), Path::new("/c"))
+                .unwrap();
+            assert_eq!(request.overrides.lto, Some(Lto::Thin));
+            assert_eq!(request.overrides.strip, Some(Strip::Debuginfo));
+            assert_eq!(request.overrides.panic, Some(Panic::ImmediateAbort));
+            assert_eq!(request.overrides.static_link, Some(false));
+        }
+    }
 }

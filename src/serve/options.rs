@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::BaseRef;
 use crate::plan::{BuilderChoice, Load, Request};
-use crate::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
+use crate::preset::{names, Lto, OptLevel, Overrides, Panic, Preset, Strip};
 
 /// The options of one build; every field is optional but `optimize`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,19 @@ fn one_of<T: Copy>(what: &str, value: &str, choices: &[(&str, T)]) -> Result<T, 
             let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
             format!("invalid {what} `{value}`; valid: {}", names.join(", "))
         })
+}
+
+/// A setting named in src/preset.rs's table (`lto`, `strip`, `panic`), its error in the
+/// service's words.
+fn named<T: Copy + std::str::FromStr>(
+    what: &str,
+    value: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("invalid {what} `{value}`; valid: {}", names(all, name)))
 }
 
 impl Options {
@@ -136,40 +149,14 @@ impl Options {
                     overrides.opt_level =
                         Some(value.parse::<OptLevel>().map_err(|e| e.to_string())?)
                 }
-                "lto" => {
-                    overrides.lto = Some(one_of(
-                        "lto",
-                        value,
-                        &[("off", Lto::Off), ("thin", Lto::Thin), ("fat", Lto::Fat)],
-                    )?)
-                }
+                "lto" => overrides.lto = Some(named(key, value, Lto::ALL, Lto::name)?),
                 "codegen_units" => {
                     overrides.codegen_units = Some(value.parse().map_err(|_| {
                         format!("invalid codegen_units `{value}`; expected a number")
                     })?)
                 }
-                "strip" => {
-                    overrides.strip = Some(one_of(
-                        "strip",
-                        value,
-                        &[
-                            ("none", Strip::None),
-                            ("debuginfo", Strip::Debuginfo),
-                            ("symbols", Strip::Symbols),
-                        ],
-                    )?)
-                }
-                "panic" => {
-                    overrides.panic = Some(one_of(
-                        "panic",
-                        value,
-                        &[
-                            ("unwind", Panic::Unwind),
-                            ("abort", Panic::Abort),
-                            ("immediate-abort", Panic::ImmediateAbort),
-                        ],
-                    )?)
-                }
+                "strip" => overrides.strip = Some(named(key, value, Strip::ALL, Strip::name)?),
+                "panic" => overrides.panic = Some(named(key, value, Panic::ALL, Panic::name)?),
                 "target_cpu" => overrides.target_cpu = Some(value.clone()),
                 "static_link" => {
                     overrides.static_link = Some(one_of(
