@@ -42,7 +42,7 @@ pub struct BuildRecord {
     pub dependencies_from: Option<EmbeddedManifest>,
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sbom: Option<crate::sbom::SbomRecord>,
+    pub sbom: Option<SbomRecord>,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -262,6 +262,17 @@ pub struct LambdaRecord {
     /// Where that image was written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<Published>,
+}
+
+/// What the record says about the SBOM.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SbomRecord {
+    /// Crates in it, the binary's own excluded.
+    pub components: usize,
+    /// Of those, the ones only the build uses.
+    pub build_only: usize,
+    /// `sha256:` of the JSON.
+    pub digest: String,
 }
 
 /// What a single file's own manifest brought into its generated project.

@@ -13,20 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fsutil::hex;
+use crate::metrics::SbomRecord;
 
 /// The SBOM's media type, as an OCI artifact type.
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
-
-/// What the record says about the SBOM.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SbomRecord {
-    /// Crates in it, the binary's own excluded.
-    pub components: usize,
-    /// Of those, the ones only the build uses.
-    pub build_only: usize,
-    /// `sha256:` of the JSON.
-    pub digest: String,
-}
 
 /// `Cargo.lock`'s checksum per (name, version).
 fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {

@@ -107,7 +107,7 @@ struct Program {
     /// The flags it was compiled with; `None` for a prebuilt binary, whose flags we cannot know.
     flags: Option<Flags>,
     std: Option<crate::preset::StdInfo>,
-    sbom: Option<(Vec<u8>, crate::sbom::SbomRecord)>,
+    sbom: Option<(Vec<u8>, crate::metrics::SbomRecord)>,
     /// The binary's name, for the image path, title and default tag.
     bin: String,
     /// The package version, for the image's version label.

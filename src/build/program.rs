@@ -160,7 +160,7 @@ async fn sbom_for(
     flags: &Flags,
     publishers: &[Box<dyn Publisher>],
     events: &Events,
-) -> Result<Option<(Vec<u8>, crate::sbom::SbomRecord)>> {
+) -> Result<Option<(Vec<u8>, crate::metrics::SbomRecord)>> {
     // An SBOM when asked for, and for every output that can hold it as a referrer (layouts,
     // registries); there, one that cannot be made is a warning, not a failed build.
     let wanted = options.sbom.is_some()

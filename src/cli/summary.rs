@@ -155,7 +155,10 @@ pub(crate) fn build(record: &BuildRecord) -> String {
 }
 
 /// An output's line; an SBOM attached as a referrer says so, with what it lists.
-fn output_line(out: &crate::metrics::Published, sbom: Option<&crate::sbom::SbomRecord>) -> String {
+fn output_line(
+    out: &crate::metrics::Published,
+    sbom: Option<&crate::metrics::SbomRecord>,
+) -> String {
     if out.kind != "referrer" {
         return format!("  output    {:<10} {}", out.kind, out.location);
     }
