@@ -14,17 +14,17 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::compile::FINGERPRINT_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::fsutil::blocking;
 use crate::fsutil::hex;
+use crate::platform::musl_target;
 use crate::preset::StdVariant;
 use crate::stdlib;
-use crate::toolchain::{musl_target, Toolchain};
+use crate::toolchain::Toolchain;
 
-/// Label marking images made by import-host; its value is the inputs' fingerprint.
-pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
 /// Label naming the target triple a builder image compiles for by default.
 pub const TARGET_LABEL: &str = "dev.ruchy.image.builder.target";
 /// Where a rustup toolchain goes in the image.
@@ -137,7 +137,7 @@ impl HostToolchain {
         let mut cross_musl = Vec::new();
         if toolchain.std_sources().is_some() {
             for (target, gcc) in CROSS_MUSL {
-                if crate::toolchain::arch(target) != crate::toolchain::arch(&host)
+                if crate::platform::arch(target) != crate::platform::arch(&host)
                     && stdlib::musl_parts_present(target)
                 {
                     cross_musl.push(target.to_string());
@@ -614,7 +614,7 @@ fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     serde_json::json!({
         "architecture": crate::platform::Platform::of_target(&host.target)
-            .map_or(crate::toolchain::arch(&host.target), |p| p.architecture()),
+            .map_or(crate::platform::arch(&host.target), |p| p.architecture()),
         "os": "linux",
         "created": now,
         "config": {

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::compile::BuilderImage;
 use crate::engine::Engine;
+use crate::platform::musl_target;
 use crate::preset::StdVariant;
-use crate::toolchain::{musl_target, Toolchain};
+use crate::toolchain::Toolchain;
 
 /// One thing checked.
 #[derive(Debug, Clone, Serialize)]

@@ -34,7 +34,7 @@ impl Platform {
 
     /// The platform a target triple builds for, if it is one of ours.
     pub fn of_target(triple: &str) -> Option<Platform> {
-        let arch = crate::toolchain::arch(triple);
+        let arch = arch(triple);
         Platform::ALL.into_iter().find(|p| p.rust_arch() == arch)
     }
 
@@ -71,6 +71,22 @@ impl std::str::FromStr for Platform {
     }
 }
 
+/// The architecture of a target triple (`aarch64` of `aarch64-unknown-linux-musl`).
+pub fn arch(triple: &str) -> &str {
+    triple.split('-').next().unwrap_or_default()
+}
+
+/// The static musl target for the architecture of `triple` (`x86_64-unknown-linux-gnu` →
+/// `x86_64-unknown-linux-musl`), when there is one.
+pub fn musl_target(triple: &str) -> Option<String> {
+    match arch(triple) {
+        arch @ ("x86_64" | "aarch64" | "i686" | "riscv64gc") => {
+            Some(format!("{arch}-unknown-linux-musl"))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +112,14 @@ mod tests {
             "{error}"
         );
         assert!("windows/amd64".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn musl_targets_follow_the_architecture() {
+        assert_eq!(
+            musl_target("x86_64-unknown-linux-gnu").as_deref(),
+            Some("x86_64-unknown-linux-musl")
+        );
+        assert_eq!(musl_target("wasm32-wasip1"), None);
     }
 }

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::oci::layer::Codec;
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,24 +37,6 @@ impl Preset {
         Preset::Nasa,
         Preset::Size,
     ];
-
-    /// The gzip level of its layers (libdeflate's; all three make smaller layers than zlib's
-    /// 9 did, benchmarks/assemble.rs): 6 for the quick presets (5× faster than before), 9 for
-    /// aggressive and nasa (faster than before on two cores, and smaller), 12 for size (the
-    /// smallest, at twice the old time). Layers are cached by their binary, so a no-change
-    /// rebuild compresses nothing.
-    /// With zstd, the same steps on its scale: 3 (its default), 9, 19 (its highest without
-    /// a bigger window).
-    pub fn compression_level(self, codec: Codec) -> u32 {
-        match (codec, self) {
-            (Codec::Gzip, Preset::None | Preset::Balanced) => 6,
-            (Codec::Gzip, Preset::Aggressive | Preset::Nasa) => 9,
-            (Codec::Gzip, Preset::Size) => 12,
-            (Codec::Zstd, Preset::None | Preset::Balanced) => 3,
-            (Codec::Zstd, Preset::Aggressive | Preset::Nasa) => 9,
-            (Codec::Zstd, Preset::Size) => 19,
-        }
-    }
 
     /// The preset's name as used on the command line and in metrics.
     pub fn name(self) -> &'static str {

@@ -188,7 +188,7 @@ pub fn musl_packages(arch: &str) -> String {
 
 impl MuslParts {
     fn find(target: &str) -> Result<MuslParts> {
-        let arch = crate::toolchain::arch(target);
+        let arch = crate::platform::arch(target);
         let cross = arch != std::env::consts::ARCH;
         let packages = musl_packages(arch);
         let missing = |what: &str| Error::StdBuildFailed {

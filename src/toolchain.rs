@@ -153,36 +153,15 @@ pub fn has_std(sysroot: &Path, target: &str) -> bool {
     })
 }
 
-/// The architecture of a target triple (`aarch64` of `aarch64-unknown-linux-musl`).
-pub fn arch(triple: &str) -> &str {
-    triple.split('-').next().unwrap_or_default()
-}
-
-/// The static musl target for the architecture of `triple` (`x86_64-unknown-linux-gnu` →
-/// `x86_64-unknown-linux-musl`), when there is one.
-pub fn musl_target(triple: &str) -> Option<String> {
-    match arch(triple) {
-        arch @ ("x86_64" | "aarch64" | "i686" | "riscv64gc") => {
-            Some(format!("{arch}-unknown-linux-musl"))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn fields_and_musl_targets() {
+    fn fields_of_rustc_vv() {
         let vv = "rustc 1.96.0 (ac68faa20 2026-05-25)\nbinary: rustc\ncommit-hash: ac68faa\nhost: x86_64-unknown-linux-gnu\nrelease: 1.96.0\n";
         assert_eq!(field(vv, "host:"), "x86_64-unknown-linux-gnu");
         assert_eq!(field(vv, "commit-hash:"), "ac68faa");
-        assert_eq!(
-            musl_target("x86_64-unknown-linux-gnu").as_deref(),
-            Some("x86_64-unknown-linux-musl")
-        );
-        assert_eq!(musl_target("wasm32-wasip1"), None);
     }
 
     #[test]

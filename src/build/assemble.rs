@@ -245,6 +245,6 @@ fn image_spec(options: &BuildOptions, program: &Program, architecture: &str) -> 
         compression_level: options
             .image
             .compression_level
-            .unwrap_or(options.preset.compression_level(options.image.compression)),
+            .unwrap_or(options.image.compression.level_for(options.preset)),
     }
 }

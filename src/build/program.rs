@@ -9,11 +9,11 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, Stage};
 use crate::fsutil::blocking;
 use crate::platform::Platform;
+use crate::platform::{arch, musl_target};
 use crate::preset::StdVariant;
 use crate::preset::{Flags, Panic};
 use crate::publish::Publisher;
 use crate::source;
-use crate::toolchain::{arch, musl_target};
 
 use super::{BuildOptions, Program, Timer};
 

@@ -7,7 +7,6 @@ use std::path::Path;
 
 use bollard::models::ContainerCreateBody;
 
-use crate::builder::FINGERPRINT_LABEL;
 use crate::engine::{api_error, Engine};
 use crate::error::{Error, Result};
 use crate::event::Events;
@@ -16,6 +15,9 @@ use crate::stdlib::Stamp;
 
 /// The builder image used when none is given: musl, so binaries are static already.
 pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
+
+/// Label marking images made by import-host; its value is the inputs' fingerprint.
+pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
 
 /// A builder image present in the engine, with what we need to know about it.
 #[derive(Debug, Clone)]

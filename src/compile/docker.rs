@@ -407,7 +407,7 @@ impl DockerCompiler {
                     "no standard library for {target} built for panic=immediate-abort (the size preset's)"
                 ),
             };
-            let arch = crate::toolchain::arch;
+            let arch = crate::platform::arch;
             let reason = match arch(target) == arch(&self.image.target) {
                 true => format!(
                     "it has {what}; `ruchy-image builder import-host` makes a builder that has both musl stds, from a toolchain with the standard library's sources (Debian's rustc-web, cargo-web, rust-web-src, musl-tools, libunwind-14-dev)"

@@ -18,7 +18,7 @@ use crate::preset::StdVariant;
 pub use crate::preset::{StdInfo, StdSource};
 use crate::source::Project;
 
-pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE};
+pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
 pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
 
@@ -103,7 +103,7 @@ fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> 
 /// machine's triple): Debian's cross gcc for it. Target-only, like every flag of ours, so
 /// build scripts still link for the host.
 fn cross_linker(host: &str, target: &str) -> Option<String> {
-    let arch = crate::toolchain::arch;
+    let arch = crate::platform::arch;
     let cross = arch(host) != arch(target) && target.contains("-linux-");
     cross.then(|| format!("-Clinker={}-linux-gnu-gcc", arch(target)))
 }
