@@ -135,12 +135,13 @@ pub fn write_file_atomically(what: &'static str, path: &Path, bytes: &[u8]) -> R
 
 /// Temp files and dirs are created private; outputs get the usual modes.
 /// Writes `content` unless the file already holds it, so its modification time (which cargo's
-/// fingerprints compare) changes only with its content.
-pub(crate) fn write_if_changed(path: &Path, content: &[u8]) -> Result<()> {
+/// fingerprints compare) changes only with its content. True when it wrote.
+pub(crate) fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     if std::fs::read(path).ok().as_deref() == Some(content) {
-        return Ok(());
+        return Ok(false);
     }
-    std::fs::write(path, content).map_err(Error::io(format!("writing {}", path.display())))
+    std::fs::write(path, content).map_err(Error::io(format!("writing {}", path.display())))?;
+    Ok(true)
 }
 
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -89,6 +89,22 @@ fn cargo_script(builder: &str) {
     for name in ["regex", "serde_json", "polite"] {
         assert!(lock.contains(&format!("name = \"{name}\"")), "{lock}");
     }
+    // The rebuild sends that lock with the sources, and finds its binary kept: nothing goes
+    // to a builder, and the image is the same.
+    let again = ruchy_image([
+        "build",
+        fixture("frontmatter/words.rs").to_str().unwrap(),
+        "--builder",
+        builder,
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--no-load",
+        "--json",
+        "-",
+    ])
+    .ok();
+    assert!(!again.stderr.contains("to the builder"), "{}", again.stderr);
+    assert_eq!(again.metrics()["image"]["digest"], record["image"]["digest"]);
 }
 
 fn rust_script(builder: &str) {

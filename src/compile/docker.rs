@@ -151,6 +151,7 @@ impl DockerCompiler {
 
 /// Everything besides the sources that decides what the builder produces: a change to any
 /// of it (preset, flags, inherited `RUSTFLAGS`, target, builder image) must compile again.
+#[derive(Clone)]
 struct BuildIdentity {
     flags: Flags,
     cargo_env: Vec<(String, String)>,
@@ -161,6 +162,17 @@ struct BuildIdentity {
 }
 
 impl BuildIdentity {
+    /// The files `project` sends and the cache key of building them with this identity.
+    async fn of(&self, project: &Project) -> Result<(Context, String)> {
+        let (project, identity) = (project.clone(), self.clone());
+        blocking(move || {
+            let context = Context::collect_project(&project)?;
+            let key = identity.key(&context);
+            Ok((context, key))
+        })
+        .await
+    }
+
     /// The cache key of a build of `context` with this identity.
     fn key(&self, context: &Context) -> String {
         let mut key = Sha256::new();
@@ -212,24 +224,16 @@ impl Compiler for DockerCompiler {
         let started = Instant::now();
         let std = self.std_for(flags)?;
         let rustflags = encoded_rustflags(flags, &std, SRC, &self.image.target);
-        let (context, key) = {
-            let project = project.clone();
-            let identity = BuildIdentity {
-                flags: flags.clone(),
-                cargo_env: flags.cargo_env(),
-                rustflags: rustflags.clone(),
-                package: project.package.clone(),
-                bin: project.bin.clone(),
-                image_id: self.image.id.clone(),
-            };
-            blocking(move || {
-                let context = Context::collect_project(&project)?;
-                let key = identity.key(&context);
-                Ok::<_, Error>((context, key))
-            })
-            .await?
+        let identity = BuildIdentity {
+            flags: flags.clone(),
+            cargo_env: flags.cargo_env(),
+            rustflags: rustflags.clone(),
+            package: project.package.clone(),
+            bin: project.bin.clone(),
+            image_id: self.image.id.clone(),
         };
-        let artifact_dir = self.cache_dir.join("artifacts").join(&key[..32]);
+        let (context, key) = identity.of(project).await?;
+        let artifact_dir = self.artifact_dir(&key);
         let binary = artifact_dir.join(&project.bin);
         if binary.is_file() {
             return Ok(Artifact {
@@ -260,7 +264,15 @@ impl Compiler for DockerCompiler {
         let removed = self.engine.remove_container(&id).await;
         guard.disarm();
         drop(target_volume);
-        Error::with_cleanup(result, removed)?;
+        let lock_written = Error::with_cleanup(result, removed)?;
+        // The Cargo.lock that came back goes with the next build's sources: the binary is
+        // kept under that build's key too, so it starts no container.
+        if lock_written {
+            let (_, next) = identity.of(project).await?;
+            let again = self.artifact_dir(&next).join(&project.bin);
+            let (from, to) = (binary.clone(), again);
+            blocking(move || keep_copy(&from, &to)).await?;
+        }
         Ok(Artifact {
             binary,
             compile_time: started.elapsed(),
@@ -447,7 +459,8 @@ impl DockerCompiler {
         })
     }
 
-    /// Runs cargo in the container, and copies the binary out of it.
+    /// Runs cargo in the container, and copies the binary out of it (and a generated
+    /// project's Cargo.lock: true when it is new or changed).
     async fn build_in(
         &self,
         id: &str,
@@ -456,7 +469,7 @@ impl DockerCompiler {
         artifact_dir: &Path,
         binary: &Path,
         events: &Events,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut executable = None;
         let mut std_mismatch = false;
         // What cargo found compiled already (in the shared target volume) and what it built.
@@ -534,17 +547,22 @@ impl DockerCompiler {
 
         // A project generated for a single file keeps the Cargo.lock cargo wrote, so the next
         // build (in a container or with --builder local) resolves the same versions.
-        if project.kind != SourceKind::CargoProject {
-            let lock = format!("{SRC}/Cargo.lock");
-            let archive = self.download(id, &lock, "Cargo.lock").await?;
-            let kept = project.workspace_root.join("Cargo.lock");
-            blocking(move || match tar_file(&archive) {
-                Some(lock) => crate::fsutil::write_if_changed(&kept, &lock),
-                None => Ok(()),
-            })
-            .await?;
+        if project.kind == SourceKind::CargoProject {
+            return Ok(false);
         }
-        Ok(())
+        let lock = format!("{SRC}/Cargo.lock");
+        let archive = self.download(id, &lock, "Cargo.lock").await?;
+        let kept = project.workspace_root.join("Cargo.lock");
+        blocking(move || match tar_file(&archive) {
+            Some(lock) => crate::fsutil::write_if_changed(&kept, &lock),
+            None => Ok(false),
+        })
+        .await
+    }
+
+    /// Where the binary of the build with cache key `key` is kept.
+    fn artifact_dir(&self, key: &str) -> PathBuf {
+        self.cache_dir.join("artifacts").join(&key[..32])
     }
 
     /// The tar the engine makes of `path` in the container.
@@ -644,6 +662,15 @@ impl Drop for ContainerGuard {
 
 /// Takes the binary out of the one-entry tar the engine sent and stores it in the artifact
 /// cache (by way of a temp file, so a cached binary is always whole).
+/// A copy of a kept binary at `to` (made beside it, then renamed into place).
+fn keep_copy(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).map_err(Error::io(format!("reading {}", from.display())))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    crate::fsutil::write_file_atomically("the binary", to, &bytes)?;
+    crate::fsutil::set_mode(to, 0o755)
+}
+
 /// The content of a tar's first entry.
 fn tar_file(archive: &[u8]) -> Option<Vec<u8>> {
     let mut entries = tar::Archive::new(archive);
