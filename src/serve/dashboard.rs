@@ -15,16 +15,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{same, AppState};
+use super::auth::{self, same};
+use super::error::ApiError;
+use super::state::{AppState, Shared};
 use super::store::{BuildRecord, Status};
 use crate::metrics::{human_ms, human_size};
 use crate::report::chart;
-
-/// The cookie that carries the token for the pages and their script.
-pub const COOKIE: &str = "ruchy_image_token";
 
 const CSS: &str = include_str!("dashboard/dashboard.css");
 const JS: &str = include_str!("dashboard/dashboard.js");
@@ -36,8 +36,6 @@ const HISTORY: i64 = 50;
 
 /// What a page may load: itself only (the favicon is `data:`).
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
-
-type Shared = State<Arc<AppState>>;
 
 /// The dashboard's routes: the pages (behind the login when the server has a token), the
 /// login form and the two assets.
@@ -90,64 +88,23 @@ pub fn html(text: &str) -> String {
     out
 }
 
-/// Percent-encodes everything but unreserved characters (for URL path segments, query values
-/// and the cookie's value).
+/// What a URL path segment, query value or cookie value keeps as it is: the unreserved
+/// characters (RFC 3986); everything else is percent-encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes everything but unreserved characters (for URL path segments and query
+/// values).
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The token the request's cookie carries, if any.
-pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .map(percent_decode)
-}
-
-fn logged_in(state: &AppState, headers: &HeaderMap) -> bool {
-    match &state.token {
-        None => true,
-        Some(token) => cookie_token(headers).is_some_and(|c| same(c.as_bytes(), token.as_bytes())),
-    }
+    utf8_percent_encode(text, COMPONENT).to_string()
 }
 
 /// Pages without the token's cookie send the browser to the login form (and back after).
 async fn require_login(State(state): Shared, request: Request, next: Next) -> Response {
-    if logged_in(&state, request.headers()) {
+    if auth::logged_in(&state, request.headers()) {
         return next.run(request).await;
     }
     let here = request
@@ -226,10 +183,13 @@ async fn login_form(State(state): Shared, Query(query): Query<LoginQuery>) -> Re
     login_page(StatusCode::OK, &query.next, None)
 }
 
-async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
+async fn login(State(state): Shared, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let Some(token) = &state.token else {
         return Redirect::to("/").into_response();
     };
+    if !auth::same_origin(&headers) {
+        return cross_site(&state);
+    }
     if !same(form.token.trim().as_bytes(), token.as_bytes()) {
         return login_page(
             StatusCode::UNAUTHORIZED,
@@ -237,10 +197,7 @@ async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
             Some("That is not this server's token."),
         );
     }
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        percent_encode(token)
-    );
+    let cookie = auth::login_cookie(token);
     let mut response = Redirect::to(local_path(&form.next)).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -248,15 +205,24 @@ async fn login(State(state): Shared, Form(form): Form<LoginForm>) -> Response {
     response
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): Shared, headers: HeaderMap) -> Response {
+    if !auth::same_origin(&headers) {
+        return cross_site(&state);
+    }
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "ruchy_image_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        ),
-    );
+    if let Ok(cookie) = HeaderValue::from_str(&auth::logout_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
     response
+}
+
+/// A form posted from another site's page.
+fn cross_site(state: &AppState) -> Response {
+    error_page(
+        state,
+        "Not from this server",
+        ApiError::Forbidden(auth::CROSS_SITE.into()),
+    )
 }
 
 /// Which navigation entry is the current page.
@@ -377,13 +343,15 @@ fn message_page(state: &AppState, status: StatusCode, title: &str, message: &str
     )
 }
 
+/// The page for what the API would answer with `error`: its status and message (a 500's
+/// cause goes to the log, as the API's does).
+fn error_page(state: &AppState, title: &str, error: ApiError) -> Response {
+    let page = message_page(state, error.status(), title, error.message());
+    error.decorate(page)
+}
+
 fn store_error(state: &AppState, error: crate::Error) -> Response {
-    message_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Cannot read the builds",
-        &error.to_string(),
-    )
+    error_page(state, "Cannot read the builds", error.into())
 }
 
 /// `1234567` → `1,234,567`.
@@ -763,7 +731,7 @@ async fn builds(State(state): Shared, Query(query): Query<ListQuery>) -> Respons
         Some(name) => match name.parse::<Status>() {
             Ok(status) => Some(status),
             Err(e) => {
-                return message_page(&state, StatusCode::BAD_REQUEST, "No such status", &e);
+                return error_page(&state, "No such status", ApiError::BadRequest(e));
             }
         },
     };
@@ -840,11 +808,10 @@ async fn build(State(state): Shared, UrlPath(id): UrlPath<String>) -> Response {
     let record = match state.queue.store.get(&id).await {
         Ok(Some(record)) => record,
         Ok(None) => {
-            return message_page(
+            return error_page(
                 &state,
-                StatusCode::NOT_FOUND,
                 "Build not found",
-                &format!("There is no build {id}."),
+                ApiError::NotFound(format!("There is no build {id}.")),
             )
         }
         Err(e) => return store_error(&state, e),
@@ -1044,11 +1011,10 @@ async fn project(State(state): Shared, UrlPath(name): UrlPath<String>) -> Respon
         Err(e) => return store_error(&state, e),
     };
     if records.is_empty() {
-        return message_page(
+        return error_page(
             &state,
-            StatusCode::NOT_FOUND,
             "Project not found",
-            &format!("No build of a project named {name}."),
+            ApiError::NotFound(format!("No build of a project named {name}.")),
         );
     }
     let mut body = format!(
@@ -1184,28 +1150,6 @@ mod tests {
             "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;"
         );
         assert_eq!(html("plain ünïcode"), "plain ünïcode");
-    }
-
-    #[test]
-    fn cookie_values_round_trip_and_only_the_token_cookie_counts() {
-        let token = "a+b/c= d;e\"f%";
-        let encoded = percent_encode(token);
-        assert!(encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
-        assert_eq!(percent_decode(&encoded), token);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("other=1; {COOKIE}={encoded}; x=y")).unwrap(),
-        );
-        assert_eq!(cookie_token(&headers).as_deref(), Some(token));
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("ruchy_image_token_other=1"),
-        );
-        assert_eq!(cookie_token(&headers), None);
     }
 
     #[test]
