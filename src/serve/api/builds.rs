@@ -2,6 +2,7 @@
 //! download an image. A build another worker ran is answered by forwarding to that worker,
 //! which keeps its log and images.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -12,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 
 use crate::fsutil::hex;
 use crate::serve::error::ApiError;
