@@ -737,3 +737,76 @@ fn server_status(server: &Server, id: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[test]
+fn markup_in_a_project_s_name_and_its_log_shows_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &[]);
+    // The name is the manifest's (the service reads it before cargo refuses it), and cargo's
+    // refusal quotes it: the log and the recorded error carry the markup too.
+    const NAME: &str = "<script>alert(1)</script>";
+    let project = dir.path().join("markup");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        format!("[package]\nname = \"{NAME}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+    )
+    .unwrap();
+    std::fs::write(project.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let accepted = submit(&server, context_of(&project).path(), "optimize=aggressive");
+    assert_eq!(accepted["project"], NAME, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let record = wait_for(&server, &id, Duration::from_secs(300), ended);
+    assert_eq!(record["status"], "failure", "{record}");
+    let log = curl(&server, "GET", &format!("/v1/builds/{id}/log"), &[], true);
+    assert!(log.body.contains(NAME), "{}", log.body);
+
+    let browser = Browser::start(&server);
+    browser.log_in();
+    // Only the dashboard's own script is on any page; the name and the log are text.
+    let only_our_script = "return Array.from(document.scripts).map(s => s.getAttribute('src'))";
+    browser.goto(&format!("/builds/{id}"));
+    browser.wait_until("the log", Duration::from_secs(30), |b| {
+        b.js("return document.getElementById('log').textContent")
+            .as_str()
+            .is_some_and(|text| text.contains(NAME))
+    });
+    assert_eq!(browser.js(only_our_script), json!(["/assets/dashboard.js"]));
+    assert_eq!(
+        browser.js("return document.getElementById('log').children.length"),
+        json!(0),
+        "the log is one text node, no elements"
+    );
+    assert_eq!(
+        browser.js("return document.querySelector('dd a[href^=\"/projects/\"]').textContent"),
+        json!(NAME)
+    );
+    let error = browser.js("return document.querySelector('.build-error pre').textContent");
+    assert!(error.as_str().unwrap().contains(NAME), "{error}");
+    assert_eq!(
+        browser.js("return document.querySelectorAll('.build-error pre *').length"),
+        json!(0)
+    );
+    browser.assert_no_console_errors("the build page");
+
+    browser.goto("/");
+    let link = browser.js_with(
+        "return document.querySelector(`tr[data-build='${arguments[0]}'] a[href^='/projects/']`).textContent",
+        &id,
+    );
+    assert_eq!(link, json!(NAME));
+    assert_eq!(browser.js(only_our_script), json!(["/assets/dashboard.js"]));
+
+    browser.goto("/projects/%3Cscript%3Ealert%281%29%3C%2Fscript%3E");
+    assert_eq!(
+        browser.js("return document.querySelector('h1 code').textContent"),
+        json!(NAME)
+    );
+    assert_eq!(
+        browser.js("return document.title"),
+        json!(format!("Project {NAME} · ruchy-image"))
+    );
+    assert_eq!(browser.js(only_our_script), json!(["/assets/dashboard.js"]));
+    browser.assert_no_console_errors("the list and the project page");
+}

@@ -298,7 +298,7 @@ async fn run_presets(
     log: Arc<Mutex<Log>>,
     outcome: Arc<Mutex<Outcome>>,
 ) -> Status {
-    let (store, builder_image) = (&queue.store, queue.builder_image.as_deref());
+    let store = &queue.store;
     let fail = |message: String, stage: Option<String>| {
         let mut outcome = outcome.lock().expect("outcome");
         outcome.error.get_or_insert(BuildError { message, stage });
@@ -341,46 +341,16 @@ async fn run_presets(
             crate::cleanup::temp_prefix("image"),
             build.id
         ));
-        let built = async {
-            let mut request = options
-                .request(&source, &store.cache_dir())
-                .map_err(|reason| crate::Error::InvalidInput {
-                    what: "options",
-                    value: build.options.to_string(),
-                    reason,
-                })?;
-            request.presets = vec![*preset];
-            request.outputs.archive = Some(archive.clone());
-            // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
-            if presets.len() > 1 {
-                request.outputs.push = request
-                    .outputs
-                    .push
-                    .iter()
-                    .map(
-                        |r| match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-                            Some((name, tag)) => format!("{name}:{tag}-{preset}"),
-                            None => format!("{r}:{preset}"),
-                        },
-                    )
-                    .collect();
-            }
-            if let Some(image) = builder_image {
-                request.builder = crate::plan::BuilderChoice::Docker;
-                request.builder_image = Some(image.to_string());
-            } else {
-                request.builder = crate::plan::BuilderChoice::Local;
-            }
-            let plan = Plan::resolve(request, &events).await?;
-            match plan.is_multi_platform() {
-                true => plan
-                    .build_index(&events)
-                    .await
-                    .map(|r| serde_json::to_value(&r)),
-                false => plan.build(&events).await.map(|r| serde_json::to_value(&r)),
-            }
-        }
-        .await;
+        let job = PresetBuild {
+            queue,
+            build,
+            options: &options,
+            source: &source,
+            preset: *preset,
+            several: presets.len() > 1,
+            archive: &archive,
+        };
+        let built = job.run(&events).await;
         match built {
             Ok(record) => match keep_blob(store, &archive).await {
                 Ok(digest) => {
@@ -414,6 +384,68 @@ async fn run_presets(
         }
     }
     status
+}
+
+/// One preset of a build, and what building it needs.
+struct PresetBuild<'a> {
+    queue: &'a Queue,
+    build: &'a BuildRecord,
+    options: &'a Options,
+    source: &'a Path,
+    preset: crate::preset::Preset,
+    /// One of several presets (each pushes to a tag of its own).
+    several: bool,
+    /// Where its image archive goes.
+    archive: &'a Path,
+}
+
+impl PresetBuild<'_> {
+    /// Builds it through the library's plan, in the service's builder image (or with the
+    /// local toolchain); the result record.
+    async fn run(
+        &self,
+        events: &Events,
+    ) -> crate::Result<Result<serde_json::Value, serde_json::Error>> {
+        let (store, preset) = (&self.queue.store, self.preset);
+        let mut request = self
+            .options
+            .request(self.source, &store.cache_dir())
+            .map_err(|reason| crate::Error::InvalidInput {
+                what: "options",
+                value: self.build.options.to_string(),
+                reason,
+            })?;
+        request.presets = vec![preset];
+        request.outputs.archive = Some(self.archive.to_path_buf());
+        // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
+        if self.several {
+            request.outputs.push = request
+                .outputs
+                .push
+                .iter()
+                .map(
+                    |r| match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                        Some((name, tag)) => format!("{name}:{tag}-{preset}"),
+                        None => format!("{r}:{preset}"),
+                    },
+                )
+                .collect();
+        }
+        if let Some(image) = self.queue.builder_image.as_deref() {
+            request.builder = crate::plan::BuilderChoice::Docker;
+            request.builder_image = Some(image.to_string());
+        } else {
+            request.builder = crate::plan::BuilderChoice::Local;
+        }
+        let plan = Plan::resolve(request, events).await?;
+        match plan.is_multi_platform() {
+            true => plan
+                .build_index(events)
+                .await
+                .map(|r| serde_json::to_value(&r)),
+            false => plan.build(events).await.map(|r| serde_json::to_value(&r)),
+        }
+    }
 }
 
 /// Puts the build's context in the project's workspace, unpacked from the copy the database

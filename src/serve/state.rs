@@ -1,0 +1,25 @@
+//! The one context every handler shares (the API's and the dashboard's), as in
+//! realworld-axum-sqlx: cloned into each request through an `Arc`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::worker::Queue;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The queue and the store.
+    pub queue: Queue,
+    /// The bearer token `/v1` requires, if any.
+    pub token: Option<String>,
+    /// Most bytes a context may unpack to.
+    pub max_unpacked: u64,
+    /// How long a worker may be silent before it counts as gone.
+    pub heartbeat_timeout: Duration,
+    /// Talks to the other workers, which keep the logs and images of the builds they ran.
+    pub peers: reqwest::Client,
+}
+
+/// The state as handlers extract it.
+pub type Shared = axum::extract::State<Arc<AppState>>;
