@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ruchy_image::oci::image::{assemble, ImageSpec, RuntimeUser};
+use ruchy_image::pipeline::oci::image::{assemble, ImageSpec, RuntimeUser};
 
 fn binary_of_size(size: usize) -> Vec<u8> {
     let exe = std::fs::read(std::env::current_exe().expect("own path")).expect("own bytes");
@@ -28,7 +28,7 @@ fn spec(compression_level: u32) -> ImageSpec {
         created: 0,
         architecture: "amd64".into(),
         created_by: "bench".into(),
-        compression: ruchy_image::oci::layer::Codec::Gzip,
+        compression: ruchy_image::pipeline::oci::layer::Codec::Gzip,
         compression_level,
     }
 }

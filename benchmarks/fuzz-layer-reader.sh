@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the base layer reader (src/base/fs.rs) for a bounded time with cargo fuzz
+# Fuzzes the base layer reader (src/pipeline/base/fs.rs) for a bounded time with cargo fuzz
 # (libFuzzer; needs a nightly toolchain). Seeds: real layers made on the spot.
 #
 #   benchmarks/fuzz-layer-reader.sh [SECONDS]     (default 60)

@@ -1,49 +1,33 @@
 //! `ruchy-image`: compile a Ruchy or Rust program with an optimization preset and lay the
 //! static binary into a small, reproducible, non-root OCI image.
 //!
-//! Start at [`plan`]: a plain-data [`plan::Request`] is resolved into a [`plan::Plan`] and run
-//! as one build or a comparison of presets; progress leaves as [`event::Event`]s, results as
-//! [`metrics::BuildRecord`]s and [`compare::Comparison`]s, which [`report`] renders.
+//! The tree is in layers, each importing only those before it (tests/architecture.rs checks):
 //!
-//! The pipeline is one module per stage: [`source`] (prepare) → [`compile`] → [`elf`] (check)
-//! → [`oci`] (assemble) → [`publish`], run in order by [`build`]. [`budget`] holds size limits
-//! for CI. With the `cli` feature, [`cli`] is the whole command line, ready to be mounted as a
-//! subcommand of another clap program (`ruchy image build ...`).
+//! - [`core`]: what a build is: presets and flags, platforms, budgets, records, events, errors.
+//! - [`adapters`]: the machine: the container engine, the Rust toolchain and std builds,
+//!   cache volumes, files and cleanup.
+//! - [`pipeline`]: a [`plan::Request`] resolved into a [`plan::Plan`] and run through the
+//!   stages: [`pipeline::source`] (prepare) → [`pipeline::compile`] → [`pipeline::elf`]
+//!   (check) → [`pipeline::oci`] (assemble) → [`pipeline::publish`], in order by
+//!   [`pipeline::build`]; one build or a [`compare`] of presets, rendered by [`report`].
+//! - [`commands`]: builder images, the Dockerfile generator, `doctor`.
+//! - [`shells`]: the command line and, with the `serve` feature, the HTTP service.
+//!
+//! Progress leaves as [`event::Event`]s, results as [`metrics::BuildRecord`]s. With the `cli`
+//! feature, [`cli`] is the whole command line, ready to be mounted as a subcommand of another
+//! clap program (`ruchy image build ...`). The modules a library user starts from are
+//! re-exported here under the names they had before the tree was layered.
 
 #![deny(missing_docs)]
 
-pub mod base;
-pub mod budget;
-pub mod build;
-pub mod builder;
-pub mod cache;
-pub mod cleanup;
-#[cfg(feature = "cli")]
-pub mod cli;
-pub mod compare;
-pub mod compile;
-pub mod dockerfile;
-pub mod doctor;
-pub mod elf;
-pub mod engine;
-pub mod error;
-pub mod event;
-pub mod frontmatter;
-pub mod fsutil;
-pub mod lambda;
-pub mod metrics;
-pub mod oci;
-pub mod plan;
-pub mod platform;
-pub mod preset;
-pub mod publish;
-pub mod report;
-pub mod run;
-pub mod sbom;
-#[cfg(feature = "serve")]
-pub mod serve;
-pub mod source;
-pub mod stdlib;
-pub mod toolchain;
+pub mod adapters;
+pub mod commands;
+pub mod core;
+pub mod pipeline;
+pub mod shells;
 
-pub use error::{Error, Result};
+pub use crate::core::error::{Error, Result};
+pub use crate::core::{budget, event, metrics, preset};
+pub use pipeline::{compare, plan, report};
+#[cfg(feature = "cli")]
+pub use shells::cli;

@@ -335,8 +335,8 @@ fn a_missing_builder_image_points_to_import_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
-    use ruchy_image::oci::image::{assemble, ImageSpec, RuntimeUser};
-    use ruchy_image::publish::{EnginePublisher, Publisher};
+    use ruchy_image::pipeline::oci::image::{assemble, ImageSpec, RuntimeUser};
+    use ruchy_image::pipeline::publish::{EnginePublisher, Publisher};
 
     let spec = ImageSpec {
         binary_path: "/usr/local/bin/app".into(),
@@ -349,18 +349,20 @@ async fn an_image_the_engine_rejects_fails_with_the_engines_message() {
         created: 0,
         architecture: host_arch().into(),
         created_by: "test".into(),
-        compression: ruchy_image::oci::layer::Codec::Gzip,
+        compression: ruchy_image::pipeline::oci::layer::Codec::Gzip,
         compression_level: 6,
     };
     let mut image = assemble(b"not really a binary", &spec, None).unwrap();
     // A layer whose bytes are not a gzip'd tar: the engine refuses it.
     image.layers[1].blob = b"this is not a layer".to_vec();
-    let engine = ruchy_image::engine::Engine::connect().await.unwrap();
+    let engine = ruchy_image::adapters::engine::Engine::connect()
+        .await
+        .unwrap();
     let publisher = EnginePublisher { engine, mtime: 0 };
     let reference = "ruchy-image-test/rejected:x".parse().unwrap();
     let staged = publisher
         .stage(
-            &ruchy_image::oci::index::ImageOrIndex::Image(std::sync::Arc::new(image)),
+            &ruchy_image::pipeline::oci::index::ImageOrIndex::Image(std::sync::Arc::new(image)),
             &reference,
         )
         .await

@@ -117,7 +117,9 @@ fn build(
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let engine = ruchy_image::engine::Engine::connect().await.unwrap();
+        let engine = ruchy_image::adapters::engine::Engine::connect()
+            .await
+            .unwrap();
         let buildargs: HashMap<&str, &str> = args.iter().copied().collect();
         let mut options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile.ruchy-image")

@@ -114,7 +114,8 @@ fn no_engine_is_a_failure_with_its_fix() {
 fn no_ruchy_is_reported_with_its_install_command_and_does_not_fail() {
     // PATH keeps cargo's directory (doctor also checks --builder local) but not ruchy.
     let bin = tempfile::tempdir().unwrap();
-    let rustc = ruchy_image::toolchain::Toolchain::probe(std::path::Path::new("rustc")).unwrap();
+    let rustc =
+        ruchy_image::adapters::toolchain::Toolchain::probe(std::path::Path::new("rustc")).unwrap();
     for tool in [rustc.rustc, rustc.cargo] {
         std::os::unix::fs::symlink(&tool, bin.path().join(tool.file_name().unwrap())).unwrap();
     }

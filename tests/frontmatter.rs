@@ -104,7 +104,10 @@ fn cargo_script(builder: &str) {
     ])
     .ok();
     assert!(!again.stderr.contains("to the builder"), "{}", again.stderr);
-    assert_eq!(again.metrics()["image"]["digest"], record["image"]["digest"]);
+    assert_eq!(
+        again.metrics()["image"]["digest"],
+        record["image"]["digest"]
+    );
 }
 
 fn rust_script(builder: &str) {

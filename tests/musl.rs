@@ -43,7 +43,9 @@ fn docker_build(tag: &str, dockerfile: &str, files: &[(&str, &Path)]) {
     }
     let context = tar.into_inner().unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let engine = ruchy_image::engine::Engine::connect().await.unwrap();
+        let engine = ruchy_image::adapters::engine::Engine::connect()
+            .await
+            .unwrap();
         let options = BuildImageOptionsBuilder::default()
             .t(tag)
             .rm(true)
@@ -161,7 +163,7 @@ fn the_local_builder_makes_musl_with_a_toolchain_that_has_the_sources() {
     let binary_layout = out.path().join("layout");
     let fib = example("fibonacci.rs").display().to_string();
     // The cache `builder import-host` built the stds into: std is not built twice.
-    let cache = ruchy_image::build::default_cache_dir();
+    let cache = ruchy_image::pipeline::build::default_cache_dir();
     let debian = |cmd: &mut std::process::Command| {
         cmd.env("RUSTC", "/usr/bin/rustc")
             .env("RUCHY_IMAGE_CACHE", &cache);
@@ -307,7 +309,7 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     // (caught before any container runs), and its glibc std is rustup's 1.95 one, which
     // rustc itself rejects (E0514), turned into the same clear error.
     let rustup_std = std::fs::read_dir(
-        ruchy_image::toolchain::Toolchain::probe(Path::new("rustc"))
+        ruchy_image::adapters::toolchain::Toolchain::probe(Path::new("rustc"))
             .unwrap()
             .sysroot
             .join("lib/rustlib/x86_64-unknown-linux-gnu/lib"),

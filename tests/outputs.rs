@@ -29,7 +29,7 @@ fn tags(layout: &std::path::Path) -> Vec<String> {
 /// The SBOM referrers of `image` in `layout`, as our reader finds them and as `jq` does from
 /// the blobs' `subject`s (the OCI 1.1 lookup, without any listing to read).
 fn referrers(layout: &std::path::Path, image: &str) -> Vec<serde_json::Value> {
-    let ours = ruchy_image::oci::referrer::in_layout(layout, image).unwrap();
+    let ours = ruchy_image::pipeline::oci::referrer::in_layout(layout, image).unwrap();
     let filter = format!(r#"select(.subject.digest? == "{image}") | .artifactType"#);
     // One blob at a time: layers are not JSON, and jq stops at the first it cannot read.
     let artifacts: Vec<String> = entries(&layout.join("blobs/sha256"))
@@ -397,7 +397,7 @@ fn zstd_layers_are_read_by_skopeo_containerd_and_bases_and_an_old_engine_is_refu
     )
     .unwrap();
     assert_eq!(
-        ruchy_image::fsutil::sha256_digest(&tar),
+        ruchy_image::adapters::fsutil::sha256_digest(&tar),
         diff_id,
         "the diff_id is the digest of the decompressed tar"
     );

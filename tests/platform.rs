@@ -211,7 +211,7 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
     let listed = tool("umoci", &["ls", "--layout", layout.to_str().unwrap()]).ok();
     assert_eq!(listed.stdout.trim(), id.to_string());
     for (arch, image) in &built {
-        let found = ruchy_image::oci::referrer::in_layout(&layout, image).unwrap();
+        let found = ruchy_image::pipeline::oci::referrer::in_layout(&layout, image).unwrap();
         assert_eq!(found.len(), 1, "{arch}: {found:?}");
         assert_eq!(found[0]["artifactType"], "application/vnd.cyclonedx+json");
         let fallback = format!(

@@ -513,7 +513,7 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
-    let found = ruchy_image::oci::referrer::in_layout(&layout, &image).unwrap();
+    let found = ruchy_image::pipeline::oci::referrer::in_layout(&layout, &image).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     let entry = &found[0];
     let blob = |digest: &str| {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ruchy_image::event::{Event, Events};
-use ruchy_image::serve::{spawn_app, RunningApp, ServeOptions};
+use ruchy_image::shells::serve::{spawn_app, RunningApp, ServeOptions};
 use service::*;
 
 /// Every test runs against both backends: `sqlite::NAME` and `postgres::NAME`.

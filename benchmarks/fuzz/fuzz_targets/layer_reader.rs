@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ruchy_image::base::fs::{BaseFs, Limits};
+use ruchy_image::pipeline::base::fs::{BaseFs, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {

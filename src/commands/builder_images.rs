@@ -1,0 +1,682 @@
+//! Builder images. `builder import-host` lays this machine's Rust toolchain (a rustup
+//! sysroot without docs, or Debian's `rustc-web` packages) and the C toolchain and libc it
+//! links with (Debian's `gcc` and `libc6-dev` with their dependencies) into an image, so
+//! builds through the engine work on air-gapped machines, where `rust:1-alpine` cannot be
+//! pulled. When the toolchain carries the standard library's sources, the image also gets
+//! musl std, built once here (see [`crate::adapters::stdlib`]): the unwind one in the toolchain's
+//! sysroot, as `rust:1-alpine` has it, and the `size` preset's beside it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::fsutil::blocking;
+use crate::adapters::fsutil::hex;
+use crate::adapters::stdlib;
+use crate::adapters::toolchain::Toolchain;
+use crate::core::error::{Error, Result};
+use crate::core::event::{Event, Events};
+use crate::core::platform::musl_target;
+use crate::core::preset::StdVariant;
+use crate::pipeline::compile::FINGERPRINT_LABEL;
+
+/// Label naming the target triple a builder image compiles for by default.
+pub const TARGET_LABEL: &str = "dev.ruchy.image.builder.target";
+/// Where a rustup toolchain goes in the image.
+const RUST_DIR: &str = "usr/local/rust";
+/// Where stds that cannot go into the toolchain's sysroot go: one sysroot per target and
+/// variant, `<target>-<variant>/lib/rustlib/<target>/lib` (the builder probe looks there).
+const EXTRA_STDS: &str = "usr/local/lib/ruchy-image/std";
+/// Bumped when what an image holds changes for the same inputs, so old images are remade.
+const IMAGE_FORMAT: &str = "2: musl std";
+/// The other architectures a builder can make static musl binaries for, when this machine has
+/// their cross gcc, musl and libunwind (see `.ci/setup`): (target, Debian's cross gcc package).
+const CROSS_MUSL: &[(&str, &str)] = &[
+    ("aarch64-unknown-linux-musl", "gcc-aarch64-linux-gnu"),
+    ("x86_64-unknown-linux-musl", "gcc-x86-64-linux-gnu"),
+];
+/// Debian packages building musl std needs; their versions are part of the fingerprint.
+const MUSL_PACKAGES: &[&str] = &["musl-tools", "musl-dev", "libunwind-14-dev"];
+/// Debian packages the C side of a Rust build needs: the linker driver, libc headers and
+/// static libraries (for crt-static), a shell for build scripts, CA certificates for crates.io.
+const PACKAGES: &[&str] = &["gcc", "libc6-dev", "ca-certificates", "dash", "coreutils"];
+/// Host paths never worth copying into a builder.
+const SKIP: &[&str] = &[
+    "/usr/share/doc",
+    "/usr/share/man",
+    "/usr/share/info",
+    "/usr/share/locale",
+    "/usr/share/lintian",
+];
+
+/// What `builder import-host` produced.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    /// The image's tag.
+    pub tag: String,
+    /// Whether an image from the same toolchain already existed and was kept.
+    pub reused: bool,
+    /// `rustc --version` of the toolchain inside.
+    pub rustc: String,
+    /// Default target triple of the toolchain.
+    pub target: String,
+    /// The compiler imported.
+    pub rustc_path: PathBuf,
+    /// The static musl target the image can build for, when it can.
+    pub musl: Option<String>,
+    /// The static musl targets of other architectures it can cross-build for.
+    pub cross_musl: Vec<String>,
+    /// Bytes of the filesystem imported (0 when reused).
+    pub size: u64,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: program.into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Spawn {
+            program: format!("{program} {}", args.join(" ")),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `toolchain` can make a static musl binary: std installed, or buildable.
+fn can_make_musl(toolchain: &Toolchain) -> bool {
+    musl_target(&toolchain.host())
+        .is_some_and(|musl| toolchain.has_std(&musl) || toolchain.std_sources().is_some())
+}
+
+/// The toolchain to import: the one asked for; else the active one (`$RUSTC`, `rustc`) if it
+/// can make musl, else Debian's `/usr/bin/rustc` if that can, else the active one.
+pub fn choose_toolchain(requested: Option<&Path>) -> Result<Toolchain> {
+    if let Some(rustc) = requested {
+        return Toolchain::probe(rustc);
+    }
+    let active = Toolchain::from_env()?;
+    if can_make_musl(&active) {
+        return Ok(active);
+    }
+    let debian = Path::new("/usr/bin/rustc");
+    match debian.is_file().then(|| Toolchain::probe(debian)) {
+        Some(Ok(debian)) if can_make_musl(&debian) => Ok(debian),
+        _ => Ok(active),
+    }
+}
+
+/// The host's toolchain and the Debian packages (with versions) the image needs.
+struct HostToolchain {
+    toolchain: Toolchain,
+    /// The toolchain is Debian's (its sysroot is `/usr`): its files come from its packages.
+    packaged: bool,
+    rustc_version: String,
+    version_number: String,
+    target: String,
+    packages: Vec<String>,
+    /// Musl targets of other architectures whose std goes into the image, with the cross gcc
+    /// that links them.
+    cross_musl: Vec<String>,
+}
+
+impl HostToolchain {
+    fn detect(toolchain: Toolchain) -> Result<HostToolchain> {
+        let packaged = toolchain.sysroot == Path::new("/usr");
+        let mut wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+        let host = toolchain.host();
+        let mut cross_musl = Vec::new();
+        if toolchain.std_sources().is_some() {
+            for (target, gcc) in CROSS_MUSL {
+                if crate::core::platform::arch(target) != crate::core::platform::arch(&host)
+                    && stdlib::musl_parts_present(target)
+                {
+                    cross_musl.push(target.to_string());
+                    wanted.push(gcc.to_string());
+                }
+            }
+        }
+        if packaged {
+            for program in [&toolchain.rustc, &toolchain.cargo] {
+                let program = program.display().to_string();
+                let owner = run("dpkg-query", &["-S", &program])?;
+                if let Some((package, _)) = owner.trim().split_once(':') {
+                    wanted.push(package.to_string());
+                }
+            }
+        }
+        let mut args = vec![
+            "depends",
+            "--recurse",
+            "--installed",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+        ];
+        args.extend(wanted.iter().map(String::as_str));
+        // With a foreign architecture added (arm64, for its musl), apt also lists `pkg:arm64`
+        // alternatives of dependencies; what is installed for us is listed by its plain name.
+        let packages: BTreeSet<String> = run("apt-cache", &args)?
+            .lines()
+            .filter(|l| !l.starts_with([' ', '<']) && !l.contains(':'))
+            .map(str::to_string)
+            .collect();
+        Ok(HostToolchain {
+            rustc_version: toolchain.version().to_string(),
+            version_number: toolchain.release(),
+            target: toolchain.host(),
+            packaged,
+            toolchain,
+            packages: packages.into_iter().collect(),
+            cross_musl,
+        })
+    }
+
+    /// The toolchain's sysroot as it appears in the image.
+    fn image_sysroot(&self) -> &'static str {
+        if self.packaged {
+            "usr"
+        } else {
+            RUST_DIR
+        }
+    }
+
+    /// Changes whenever anything that goes into the image changes.
+    fn fingerprint(&self) -> Result<String> {
+        let mut args = vec!["-W", "-f", "${Package}=${Version}\n"];
+        args.extend(self.packages.iter().map(String::as_str));
+        let versions = run("dpkg-query", &args)?;
+        // Installed or not, the packages musl std is built from count too.
+        let mut musl_args = vec!["-W", "-f", "${Package}=${Version}:${Status}\n"];
+        musl_args.extend(MUSL_PACKAGES);
+        let musl_versions = run("dpkg-query", &musl_args).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(IMAGE_FORMAT);
+        hasher.update(self.toolchain.sysroot.as_os_str().as_encoded_bytes());
+        hasher.update(&self.toolchain.verbose_version);
+        hasher.update([u8::from(self.toolchain.std_sources().is_some())]);
+        hasher.update(versions);
+        hasher.update(musl_versions);
+        // Added only when there are some, so builders without them keep their fingerprint.
+        if !self.cross_musl.is_empty() {
+            hasher.update(self.cross_musl.join(","));
+        }
+        Ok(hex(&hasher.finalize())[..32].to_string())
+    }
+
+    /// The stds to add to the image (host sysroot built by [`stdlib`], where it goes in the
+    /// image), built now when not in the cache. Empty when the toolchain has no sources.
+    fn stds(&self, cache_dir: &Path, events: &Events) -> Result<Vec<(PathBuf, String)>> {
+        let toolchain = &self.toolchain;
+        let Some(musl) = musl_target(&self.target) else {
+            return Ok(Vec::new());
+        };
+        if toolchain.std_sources().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut stds = Vec::new();
+        for target in std::iter::once(&musl).chain(&self.cross_musl) {
+            for variant in [StdVariant::Unwind, StdVariant::ImmediateAbort] {
+                if variant == StdVariant::Unwind && toolchain.has_std(target) {
+                    continue;
+                }
+                let built = stdlib::ensure(toolchain, target, variant, cache_dir, events)?;
+                let sysroot = match variant {
+                    StdVariant::Unwind => self.image_sysroot().to_string(),
+                    StdVariant::ImmediateAbort => {
+                        format!("{EXTRA_STDS}/{target}-{}", variant.name())
+                    }
+                };
+                let rustlib = format!("lib/rustlib/{target}");
+                stds.push((built.join(&rustlib), format!("{sysroot}/{rustlib}")));
+            }
+        }
+        Ok(stds)
+    }
+}
+
+/// The host paths of the packages' files, mapped to their place in the image. Paths under
+/// the merged `/bin`, `/lib`... symlinks are rewritten to their `/usr` targets.
+fn package_files(packages: &[String]) -> Result<Vec<(PathBuf, String)>> {
+    let mut args = vec!["-L"];
+    args.extend(packages.iter().map(String::as_str));
+    let listing = run("dpkg-query", &args)?;
+    let mut files = Vec::new();
+    for line in listing.lines().filter(|l| l.starts_with('/')) {
+        let path = Path::new(line);
+        if SKIP.iter().any(|skip| path.starts_with(skip)) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue; // listed but not installed (excluded docs, diversions)
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        if meta.is_symlink() && parent == Path::new("/") {
+            continue; // the merged-/usr links themselves are added once, below
+        }
+        let Ok(parent) = std::fs::canonicalize(parent) else {
+            continue;
+        };
+        let image_path = parent.join(name);
+        files.push((path.to_path_buf(), image_path.display().to_string()));
+    }
+    Ok(files)
+}
+
+/// A tar of a root filesystem in which every directory appears once, before its contents.
+struct Rootfs<W: std::io::Write> {
+    tar: tar::Builder<W>,
+    dirs: BTreeSet<String>,
+}
+
+impl<W: std::io::Write> Rootfs<W> {
+    fn err(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            context: format!("writing the builder image: {context}"),
+            source,
+        }
+    }
+
+    /// Adds the missing parent directories of `name` (root-owned, 0755).
+    fn parents(&mut self, name: &str) -> Result<()> {
+        let mut dir = String::new();
+        let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir = if dir.is_empty() {
+                part.to_string()
+            } else {
+                format!("{dir}/{part}")
+            };
+            if self.dirs.insert(dir.clone()) {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                self.tar
+                    .append_data(&mut header, format!("{dir}/"), std::io::empty())
+                    .map_err(Self::err(&dir))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a host file, directory (not its contents) or symlink (not followed).
+    fn copy(&mut self, host: &Path, name: &str) -> Result<()> {
+        let name = name.trim_matches('/');
+        let is_dir = std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir());
+        if is_dir && !self.dirs.insert(name.to_string()) {
+            return Ok(());
+        }
+        self.parents(name)?;
+        self.tar
+            .append_path_with_name(host, name)
+            .map_err(Self::err(name))
+    }
+
+    /// Copies a host directory tree to `name`, in sorted order, leaving out what `skip`
+    /// says (given the path relative to `host`).
+    fn copy_tree(&mut self, host: &Path, name: &str, skip: impl Fn(&Path) -> bool) -> Result<()> {
+        let mut stack = vec![host.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let relative = dir.strip_prefix(host).expect("under the tree");
+            if skip(relative) {
+                continue;
+            }
+            self.copy(&dir, &format!("{name}/{}", relative.display()))?;
+            let entries =
+                std::fs::read_dir(&dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+            let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(host).expect("under the tree");
+                    self.copy(&path, &format!("{name}/{}", relative.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a new file, directory (`name` ending in `/`) or symlink (`link` set).
+    fn create(&mut self, name: &str, mode: u32, data: &[u8], link: Option<&str>) -> Result<()> {
+        self.parents(name)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        let kind = match (link, name.ends_with('/')) {
+            (Some(_), _) => tar::EntryType::Symlink,
+            (None, true) => tar::EntryType::Directory,
+            (None, false) => tar::EntryType::Regular,
+        };
+        header.set_entry_type(kind);
+        if kind == tar::EntryType::Directory {
+            self.dirs.insert(name.trim_matches('/').to_string());
+        }
+        match link {
+            Some(target) => self.tar.append_link(&mut header, name, target),
+            None => self.tar.append_data(&mut header, name, data),
+        }
+        .map_err(Self::err(name))
+    }
+}
+
+/// Writes the builder's root filesystem as a tar to `out`, returning its size. `stds` are
+/// (host directory, image directory) pairs.
+fn write_rootfs(
+    host: &HostToolchain,
+    stds: &[(PathBuf, String)],
+    out: &std::fs::File,
+) -> Result<Layer> {
+    let mut tar = tar::Builder::new(Hashing {
+        out: std::io::BufWriter::new(out),
+        hash: Sha256::new(),
+        size: 0,
+    });
+    tar.follow_symlinks(false);
+    let mut fs = Rootfs {
+        tar,
+        dirs: BTreeSet::new(),
+    };
+
+    // The merged-/usr symlinks of the host (/bin -> usr/bin, ...).
+    for link in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let path = Path::new("/").join(link);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
+            fs.copy(&path, link)?;
+        }
+    }
+    let mut files = package_files(&host.packages)?;
+    // Files no package lists: the CA bundle and the loader's cache of library paths.
+    for extra in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/ld.so.cache",
+        "/etc/ld.so.conf",
+    ] {
+        if Path::new(extra).exists() {
+            files.push((extra.into(), extra.into()));
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    files.dedup_by(|a, b| a.1 == b.1);
+    for (host_path, name) in &files {
+        fs.copy(host_path, name)?;
+    }
+    // The `cc` alternative rustc links with.
+    fs.create("usr/bin/cc", 0o777, b"", Some("gcc"))?;
+
+    // A rustup toolchain, without its documentation (a Debian one came with its packages).
+    if !host.packaged {
+        fs.copy_tree(&host.toolchain.sysroot, RUST_DIR, |relative| {
+            relative.starts_with("share/doc") || relative.starts_with("share/man")
+        })?;
+    }
+    for (built, place) in stds {
+        fs.copy_tree(built, place, |_| false)?;
+    }
+
+    // A minimal system: root, /tmp, and the cargo home the build volumes mount into.
+    fs.create(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+        None,
+    )?;
+    fs.create("etc/group", 0o644, b"root:x:0:\n", None)?;
+    fs.create("root/", 0o700, b"", None)?;
+    fs.create("tmp/", 0o1777, b"", None)?;
+    fs.create("src/", 0o755, b"", None)?;
+    fs.create("usr/local/cargo/registry/", 0o755, b"", None)?;
+    let mut writer = fs
+        .tar
+        .into_inner()
+        .map_err(Error::io("finishing the builder image"))?;
+    std::io::Write::flush(&mut writer).map_err(Error::io("writing the builder image"))?;
+    Ok(Layer {
+        diff_id: format!("sha256:{}", hex(&writer.hash.finalize())),
+        size: writer.size,
+    })
+}
+
+/// The builder's one layer: the uncompressed tar of its root filesystem.
+struct Layer {
+    diff_id: String,
+    size: u64,
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    out: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(buf)?;
+        self.hash.update(&buf[..written]);
+        self.size += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Writes a `docker save`-format archive of the builder image (its layer, config and tag)
+/// to `out`: what every engine loads the same way. (Podman's import API, which Docker's
+/// `import` would use, drops the tag and every change: labels, env, working dir.)
+fn write_archive(
+    out: impl std::io::Write,
+    rootfs: &mut std::fs::File,
+    layer: &Layer,
+    config: &serde_json::Value,
+    tag: &str,
+) -> Result<()> {
+    let err = || Error::io("writing the builder image archive");
+    let config = serde_json::to_vec(config).map_err(|source| Error::Json {
+        what: "the builder image's config",
+        source,
+    })?;
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": "config.json",
+        "RepoTags": [tag],
+        "Layers": ["layer.tar"],
+    }]))
+    .map_err(|source| Error::Json {
+        what: "the builder image's manifest.json",
+        source,
+    })?;
+    std::io::Seek::rewind(rootfs).map_err(err())?;
+    let mut tar = tar::Builder::new(out);
+    let file = |size: u64| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header
+    };
+    tar.append_data(&mut file(layer.size), "layer.tar", rootfs)
+        .map_err(err())?;
+    tar.append_data(&mut file(config.len() as u64), "config.json", &config[..])
+        .map_err(err())?;
+    tar.append_data(
+        &mut file(manifest.len() as u64),
+        "manifest.json",
+        &manifest[..],
+    )
+    .map_err(err())?;
+    tar.into_inner().map_err(err())?.flush().map_err(err())
+}
+
+/// Makes (or reuses) a builder image from this machine's toolchain: `rustc` when given, else
+/// the one [`choose_toolchain`] picks. Stds built for it are kept under `cache_dir`.
+pub async fn import_host(
+    engine: &Engine,
+    tag: Option<&str>,
+    rustc: Option<&Path>,
+    cache_dir: &Path,
+    events: &Events,
+) -> Result<Imported> {
+    let rustc = rustc.map(Path::to_path_buf);
+    let host = Arc::new(
+        blocking(move || HostToolchain::detect(choose_toolchain(rustc.as_deref())?)).await?,
+    );
+    let musl = musl_target(&host.target).filter(|_| can_make_musl(&host.toolchain));
+    let tag = tag
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("ruchy-image-builder:{}", host.version_number));
+    let fingerprint = {
+        let host = host.clone();
+        blocking(move || host.fingerprint()).await?
+    };
+    let imported = |reused, size| Imported {
+        tag: tag.clone(),
+        reused,
+        rustc: host.rustc_version.clone(),
+        target: host.target.clone(),
+        rustc_path: host.toolchain.rustc.clone(),
+        musl: musl.clone(),
+        cross_musl: host.cross_musl.clone(),
+        size,
+    };
+    if let Ok(existing) = engine.docker().inspect_image(&tag).await {
+        let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(FINGERPRINT_LABEL) == Some(&fingerprint) {
+            return Ok(imported(true, 0));
+        }
+    }
+
+    if musl.is_none() {
+        events.note(format!(
+            "{} has no standard library sources, so this builder makes glibc binaries only; Debian's rustc-web, cargo-web, rust-web-src, musl-tools and libunwind-14-dev make one that builds static musl",
+            host.rustc_version
+        ));
+    }
+    let (layer, rootfs) = host_rootfs(&host, cache_dir, events).await?;
+    let size = layer.size;
+    events.emit(Event::Step {
+        message: format!("loading {} MB into the engine as {tag}", size / 1_000_000),
+    });
+    let config = image_config(&host, &layer, &fingerprint);
+    load_archive(engine, &tag, rootfs, layer, config).await?;
+    Ok(imported(false, size))
+}
+
+/// The builder's root filesystem as one layer, written to a temp file under `cache_dir`:
+/// the host's toolchain, its Debian packages and the stds built for it.
+async fn host_rootfs(
+    host: &Arc<HostToolchain>,
+    cache_dir: &Path,
+    events: &Events,
+) -> Result<(Layer, std::fs::File)> {
+    let stds = {
+        let (host, cache_dir, events) = (host.clone(), cache_dir.to_path_buf(), events.clone());
+        blocking(move || host.stds(&cache_dir, &events)).await?
+    };
+    events.emit(Event::Step {
+        message: format!(
+            "collecting {} and {} Debian packages",
+            host.rustc_version,
+            host.packages.len()
+        ),
+    });
+    std::fs::create_dir_all(cache_dir)
+        .map_err(Error::io(format!("creating {}", cache_dir.display())))?;
+    let rootfs = tempfile::tempfile_in(cache_dir).map_err(Error::io(format!(
+        "creating a temp file in {}",
+        cache_dir.display()
+    )))?;
+    let host = host.clone();
+    blocking(move || write_rootfs(&host, &stds, &rootfs).map(|layer| (layer, rootfs))).await
+}
+
+/// The builder image's config: the toolchain on `PATH`, `/src` to work in, and the labels
+/// that say what it was made from.
+fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde_json::Value {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    serde_json::json!({
+        "architecture": crate::core::platform::Platform::of_target(&host.target)
+            .map_or(crate::core::platform::arch(&host.target), |p| p.architecture()),
+        "os": "linux",
+        "created": now,
+        "config": {
+            "Env": [
+                format!("PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+                "CARGO_HOME=/usr/local/cargo",
+            ],
+            "WorkingDir": "/src",
+            "Labels": {
+                FINGERPRINT_LABEL: fingerprint,
+                TARGET_LABEL: host.target,
+                "dev.ruchy.image.builder.rustc": host.rustc_version,
+            },
+        },
+        "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+        "history": [{ "created": now, "created_by": "ruchy-image builder import-host" }],
+    })
+}
+
+/// Loads the image (`rootfs` as its layer, `config`) into the engine as `tag`.
+async fn load_archive(
+    engine: &Engine,
+    tag: &str,
+    mut rootfs: std::fs::File,
+    layer: Layer,
+    config: serde_json::Value,
+) -> Result<()> {
+    // The archive is made on a blocking thread and streamed to the engine as it is made.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let writer = {
+        let tag = tag.to_string();
+        tokio::task::spawn_blocking(move || {
+            write_archive(
+                crate::adapters::fsutil::ChunkSender::new(sender),
+                &mut rootfs,
+                &layer,
+                &config,
+                &tag,
+            )
+        })
+    };
+    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+        .quiet(true)
+        .build();
+    let mut stream = engine
+        .docker()
+        .import_image(options, bollard::body_try_stream(chunks), None);
+    let mut loaded = Ok(());
+    while let Some(info) = stream.next().await {
+        if let Err(e) = info {
+            loaded = Err(api_error(format!("loading the builder image {tag}"))(e));
+            break;
+        }
+    }
+    drop(stream);
+    // The engine's error says more than the writer's "stopped reading".
+    let written = writer
+        .await
+        .map_err(|e| Error::io("writing the builder image archive")(e.into()));
+    loaded?;
+    written?
+}

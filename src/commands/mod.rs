@@ -1,0 +1,6 @@
+//! Side commands beside the build: builder images (`builder import-host`, `builder
+//! prune`), the Dockerfile generator and `doctor`. They use the pipeline; it does not use them.
+
+pub mod builder_images;
+pub mod dockerfile;
+pub mod doctor;

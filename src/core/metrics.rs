@@ -1,0 +1,410 @@
+//! The build record: the book chapter's metrics JSON, extended with the image, and the size
+//! and time formats people read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::preset::StdInfo;
+use crate::core::preset::{FlagsRecord, Preset};
+
+/// What one build produced and what it cost. The first six fields are the chapter's schema.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// The source the user gave.
+    pub source_file: String,
+    /// The compiled binary, where cargo left it.
+    pub binary_path: String,
+    /// The preset.
+    pub optimization_level: Preset,
+    /// Size of the binary in bytes.
+    pub binary_size: u64,
+    /// Wall time of the compile step.
+    pub compile_time_ms: u64,
+    /// The flags the preset and overrides resolved to; absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimization_flags: Option<FlagsRecord>,
+    /// Wall time of assembling and writing the image.
+    pub assemble_time_ms: u64,
+    /// The compile backend (`local`, `docker`), or `prebuilt` for a binary built elsewhere.
+    pub builder: String,
+    /// `static`, or `dynamic` with its loader.
+    pub linkage: String,
+    /// The C library the binary is built against (`glibc`, `musl`), from its target triple.
+    pub libc: String,
+    /// The standard library linked: `toolchain`'s own or `rebuilt` by ruchy-image, and which;
+    /// absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<StdInfo>,
+    /// The transpiler that made the Rust (`ruchy 3.213.0`), for `.ruchy` sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transpiled_by: Option<String>,
+    /// The manifest a single `.rs` file carried, its dependencies came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies_from: Option<EmbeddedManifest>,
+    /// The SBOM written, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomRecord>,
+    /// The image.
+    pub image: ImageRecord,
+    /// Where the image was written.
+    pub outputs: Vec<Published>,
+    /// Cold start through the engine, when `compare` measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStart>,
+}
+
+/// What a multi-platform build produced: an OCI image index under the tag, over one image
+/// per platform, each with its own record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexRecord {
+    /// `name:tag`.
+    pub reference: String,
+    /// The index's digest: what the tag names in layouts and registries.
+    pub digest: String,
+    /// `application/vnd.oci.image.index.v1+json`.
+    pub media_type: String,
+    /// The platform an engine load (and a docker-archive) holds.
+    pub loaded_platform: String,
+    /// One record per platform, by architecture; their `outputs` are the index's.
+    pub platforms: Vec<BuildRecord>,
+    /// Where the index was written.
+    pub outputs: Vec<Published>,
+}
+
+/// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
+/// limits (128m, 0.5 CPU).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColdStart {
+    /// Runs measured.
+    pub runs: u32,
+    /// Median, in milliseconds.
+    pub median_ms: f64,
+    /// Fastest.
+    pub min_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+/// The image part of the record. Sizes say what they measure: `compressed_size` is bytes as
+/// stored (gzip layers + config + manifest); `uncompressed_size` is the layers' tar streams.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageRecord {
+    /// `name:tag`.
+    pub reference: String,
+    /// The manifest digest: the image's identity in a registry or layout.
+    pub digest: String,
+    /// The config digest (what `docker images` shows as the image ID).
+    pub config_digest: String,
+    /// Same as `digest`, named for scripts that want both.
+    pub manifest_digest: String,
+    /// Number of layers.
+    pub layer_count: usize,
+    /// Bytes as stored.
+    pub compressed_size: u64,
+    /// Bytes of the unpacked layers (tar streams).
+    pub uncompressed_size: u64,
+    /// Compressed size of the binary's layer.
+    pub binary_layer_size: u64,
+    /// What we add besides the binary layer: system layer, config, manifest.
+    pub overhead_size: u64,
+    /// The base image, when not scratch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+    /// Bytes as stored that this build added on top of the base (all of it on scratch).
+    pub added_size: u64,
+    /// OCI architecture.
+    pub architecture: String,
+    /// The config's `User` (`uid:gid`).
+    pub user: String,
+    /// The entrypoint.
+    pub entrypoint: Vec<String>,
+}
+
+/// The base an image was built on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseRecord {
+    /// As `--base` named it.
+    pub reference: String,
+    /// Its manifest digest, or its image ID when it has no manifest of its own.
+    pub digest: String,
+    /// Its layers.
+    pub layer_count: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
+}
+
+/// Where an image went, for the summary and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// `oci-layout`, `archive`, `engine`.
+    pub kind: String,
+    /// Path or reference of the output.
+    pub location: String,
+    /// For `engine`: the engine's own view of the loaded image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineView>,
+    /// For `registry`: what was uploaded and what the registry had already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushStats>,
+}
+
+/// Blobs uploaded and skipped by a push: pushing the same build again uploads nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushStats {
+    /// Blobs sent.
+    pub uploaded_blobs: u64,
+    /// Their bytes.
+    pub uploaded_bytes: u64,
+    /// Blobs mounted from another repository of the same registry (not sent).
+    pub mounted_blobs: u64,
+    /// Blobs the registry had.
+    pub skipped_blobs: u64,
+    /// Their bytes.
+    pub skipped_bytes: u64,
+}
+
+/// The engine's view of a loaded image, reported beside ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineView {
+    /// Image ID (the config digest).
+    pub id: String,
+    /// Size as the engine counts it (unpacked file bytes).
+    pub size: u64,
+    /// Number of layers.
+    pub layer_count: usize,
+    /// Config `User`.
+    pub user: String,
+    /// Config `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// Engine version that loaded it.
+    pub engine_version: String,
+}
+
+/// Sizes for people: exact below 10 KiB, else KiB/MiB/GiB with one decimal.
+pub fn human_size(bytes: u64) -> String {
+    if bytes < 10 * 1024 {
+        format!("{bytes} B")
+    } else {
+        bytesize::ByteSize(bytes).display().iec().to_string()
+    }
+}
+
+/// Parses a size: bytes (`400000`, `400B`) or a number with a unit, `KB`/`MB`/`GB` (powers of
+/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive, decimals allowed (`1.5MB`).
+/// The error says what is wrong.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    // bytesize takes any prefix of digits and dots as the number; a sign or nothing is ours
+    // to refuse, with an example of what works.
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '.') || text.matches('.').count() > 1
+    {
+        return Err(
+            "expected a number of bytes, optionally with a unit, like 400000, 400KB or 1.5MiB"
+                .into(),
+        );
+    }
+    let size: bytesize::ByteSize = text.parse().map_err(|e: String| {
+        let unit = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+        format!(
+            "unknown unit `{}`: use bytes, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024) ({e})",
+            unit.trim()
+        )
+    })?;
+    // 2^53: beyond it the decimal arithmetic is no longer exact, and no binary is that big.
+    if size.0 > 1 << 53 {
+        return Err("too large".into());
+    }
+    Ok(size.0)
+}
+
+/// Durations for people: milliseconds below a second, else seconds with one decimal.
+pub fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// What `ruchy-image lambda` made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LambdaRecord {
+    /// The source the user gave.
+    pub source_file: String,
+    /// The preset.
+    pub optimization_level: Preset,
+    /// Where the zip was written.
+    pub zip: String,
+    /// Its size in bytes.
+    pub zip_size: u64,
+    /// `sha256:` of the zip: the same binary gives the same zip.
+    pub zip_digest: String,
+    /// The `bootstrap` in it, in bytes.
+    pub binary_size: u64,
+    /// Wall time of the compile step (0 for a prebuilt binary).
+    pub compile_time_ms: u64,
+    /// The flags it was compiled with; absent for a prebuilt binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimization_flags: Option<FlagsRecord>,
+    /// The compile backend, or `prebuilt`.
+    pub builder: String,
+    /// `static`: Lambda runs what the zip holds on its own OS.
+    pub linkage: String,
+    /// The C library it was built against.
+    pub libc: String,
+    /// The Lambda architecture: `x86_64` or `arm64`.
+    pub architecture: String,
+    /// `template` when ruchy-image wrapped a single-file `handle_request`; `own` when the
+    /// program serves the Runtime API itself (a Cargo project, a prebuilt binary).
+    pub runtime: String,
+    /// With `--lambda-image`: the container image made of the same binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRecord>,
+    /// Where that image was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<Published>,
+}
+
+/// What the record says about the SBOM.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SbomRecord {
+    /// Crates in it, the binary's own excluded.
+    pub components: usize,
+    /// Of those, the ones only the build uses.
+    pub build_only: usize,
+    /// `sha256:` of the JSON.
+    pub digest: String,
+}
+
+/// What a single file's own manifest brought into its generated project.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddedManifest {
+    /// Which form it had.
+    pub form: ManifestForm,
+    /// The `[dependencies]` it named, sorted.
+    pub dependencies: Vec<String>,
+    /// The `[profile.NAME]` keys it set (`release.lto`), to warn where a preset overrides them.
+    #[serde(skip)]
+    pub profile_keys: Vec<String>,
+}
+
+/// Which form the file's manifest had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestForm {
+    /// cargo-script frontmatter (`---` … `---`).
+    CargoScript,
+    /// rust-script's `//! ```cargo` block.
+    RustScript,
+}
+
+impl ManifestForm {
+    /// How the record and summary name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ManifestForm::CargoScript => "cargo-script frontmatter",
+            ManifestForm::RustScript => "rust-script manifest",
+        }
+    }
+}
+
+/// A record with made-up numbers, for unit tests of what reads records.
+#[cfg(test)]
+pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u64) -> BuildRecord {
+    let flags = crate::core::preset::Flags::resolve(
+        preset,
+        &crate::core::preset::Overrides::default(),
+        "x86_64-unknown-linux-gnu",
+    );
+    BuildRecord {
+        source_file: "examples/fibonacci.rs".into(),
+        binary_path: format!("/cache/target/ruchy-{preset}/fibonacci"),
+        optimization_level: preset,
+        binary_size,
+        compile_time_ms: 1500,
+        optimization_flags: Some(flags.metrics()),
+        assemble_time_ms: 40,
+        builder: "local".into(),
+        linkage: "static".into(),
+        libc: "glibc".into(),
+        sbom: None,
+        transpiled_by: None,
+        dependencies_from: None,
+        std: Some(StdInfo {
+            source: crate::core::preset::StdSource::Toolchain,
+            variant: crate::core::preset::StdVariant::Unwind,
+        }),
+        image: ImageRecord {
+            reference: format!("fibonacci:{preset}"),
+            digest: "sha256:aa".into(),
+            config_digest: "sha256:bb".into(),
+            manifest_digest: "sha256:aa".into(),
+            layer_count: 2,
+            compressed_size,
+            uncompressed_size: binary_size + 10_240,
+            binary_layer_size: compressed_size - 1800,
+            overhead_size: 1800,
+            base: None,
+            added_size: compressed_size,
+            architecture: "amd64".into(),
+            user: "65532:65532".into(),
+            entrypoint: vec!["/usr/local/bin/fibonacci".into()],
+        },
+        outputs: Vec::new(),
+        cold_start: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(612), "612 B");
+        assert_eq!(human_size(315_824), "308.4 KiB");
+        assert_eq!(human_size(3_984_588), "3.8 MiB");
+        assert_eq!(human_ms(2457), "2.5 s");
+    }
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        for (text, bytes) in [
+            ("400000", 400_000),
+            ("0", 0),
+            ("512B", 512),
+            ("400KB", 400_000),
+            ("400kb", 400_000),
+            ("400 kB", 400_000),
+            ("1.5MB", 1_500_000),
+            ("2GB", 2_000_000_000),
+            ("400KiB", 409_600),
+            ("400kib", 409_600),
+            ("1.5MiB", 1_572_864),
+            ("1MIB", 1_048_576),
+            ("0.5KiB", 512),
+            ("1GiB", 1 << 30),
+            (".5KB", 500),
+            ("0.1KB", 100),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes_say_what_is_wrong() {
+        for (text, reason) in [
+            ("40XB", "unknown unit `XB`"),
+            ("400 bytes", "unknown unit `bytes`"),
+            ("", "expected a number"),
+            ("KB", "expected a number"),
+            ("-5", "expected a number"),
+            ("1.2.3MB", "expected a number"),
+            ("inf", "expected a number"),
+            ("1e5", "unknown unit `e5`"),
+            ("99999999999GiB", "too large"),
+        ] {
+            let error = parse_size(text).unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+}

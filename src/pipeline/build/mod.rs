@@ -1,0 +1,351 @@
+//! The pipeline: prepare → compile → check → assemble → publish, with a record of each step.
+//!
+//! Every stage is a plain function of plain data; this module only runs them in order, times
+//! them, and tells the caller what is happening through [`Event`]s.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::adapters::fsutil::blocking;
+use crate::core::error::{Error, Result};
+use crate::core::event::{Event, Events, Stage};
+use crate::core::metrics::LambdaRecord;
+use crate::core::metrics::{BuildRecord, IndexRecord, Published};
+use crate::core::platform::Platform;
+use crate::core::preset::{Flags, Overrides, Preset};
+use crate::pipeline::base::Base;
+use crate::pipeline::compile::Compiler;
+use crate::pipeline::oci::image::RuntimeUser;
+use crate::pipeline::oci::index::{ImageOrIndex, Index};
+use crate::pipeline::oci::layer::Codec;
+use crate::pipeline::oci::ImageRef;
+use crate::pipeline::publish::{publish_all, Publisher};
+use crate::pipeline::source::SourceOptions;
+
+mod assemble;
+mod program;
+
+use assemble::{assemble, Assembled};
+use program::produce;
+
+/// What goes into the image besides the binary.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// The runtime user.
+    pub user: RuntimeUser,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Ports, as `8080/tcp`.
+    pub ports: Vec<String>,
+    /// Working directory.
+    pub workdir: String,
+    /// User labels; they win over ours.
+    pub labels: BTreeMap<String, String>,
+    /// Where the binary goes; `/usr/local/bin/<bin>` when unset.
+    pub path: Option<String>,
+    /// How the layers are compressed.
+    pub compression: Codec,
+    /// The codec's level; the preset's when unset.
+    pub compression_level: Option<u32>,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            user: RuntimeUser::default(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            workdir: "/".into(),
+            labels: BTreeMap::new(),
+            path: None,
+            compression: Codec::Gzip,
+            compression_level: None,
+        }
+    }
+}
+
+/// One build, fully described.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Where the program comes from.
+    pub source: SourceOptions,
+    /// The preset.
+    pub preset: Preset,
+    /// Per-flag overrides.
+    pub overrides: Overrides,
+    /// `--target`; the compiler's default when unset.
+    pub target: Option<String>,
+    /// `--platform`: its static target when no target is given; the binary must be for it.
+    pub platform: Option<Platform>,
+    /// The default tag names the architecture too (`BIN:PRESET-ARCH`): a comparison of
+    /// several platforms loads each under its own.
+    pub platform_in_tag: bool,
+    /// Image contents and config.
+    pub image: ImageOptions,
+    /// `--tag`; `<bin>:<preset>` when unset.
+    pub tag: Option<ImageRef>,
+    /// The base image, read once by the caller; `None` is `FROM scratch`.
+    pub base: Option<std::sync::Arc<Base>>,
+    /// Timestamp for everything in the image (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+    /// Where to write the CycloneDX SBOM of the binary's crates, if anywhere.
+    pub sbom: Option<PathBuf>,
+    /// Attach no SBOM referrer to layouts and registries (`--no-sbom`).
+    pub no_sbom_referrer: bool,
+}
+
+/// A binary ready to lay into an image, and what the record says about how it was made.
+struct Program {
+    /// Where the binary is (cargo's output, or the prebuilt file).
+    binary: PathBuf,
+    bytes: Vec<u8>,
+    compile_time: Duration,
+    /// The compile backend, or `prebuilt`.
+    builder: String,
+    /// The flags it was compiled with; `None` for a prebuilt binary, whose flags we cannot know.
+    flags: Option<Flags>,
+    std: Option<crate::core::preset::StdInfo>,
+    sbom: Option<(Vec<u8>, crate::core::metrics::SbomRecord)>,
+    /// The binary's name, for the image path, title and default tag.
+    bin: String,
+    /// The package version, for the image's version label.
+    version: Option<String>,
+    repository: Option<String>,
+    revision: Option<String>,
+    transpiler: Option<String>,
+    embedded_manifest: Option<crate::core::metrics::EmbeddedManifest>,
+}
+
+impl Program {
+    /// The C library: the target's for what we compiled, the headers' guess for the rest.
+    fn libc(&self, info: &crate::pipeline::elf::BinaryInfo) -> String {
+        match &self.flags {
+            Some(flags) => flags.libc().to_string(),
+            None => info.libc.to_string(),
+        }
+    }
+}
+
+/// Runs one build: prepares the source, compiles it with `compiler` (a prebuilt binary needs
+/// none), assembles the image and writes it to every publisher, reporting each stage to
+/// `events`.
+pub async fn build(
+    options: &BuildOptions,
+    compiler: Option<&dyn Compiler>,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<BuildRecord> {
+    // Fail on unwritable outputs now, not after a long compile.
+    for publisher in publishers {
+        publisher.preflight()?;
+    }
+    let program = produce(options, compiler, publishers, events).await?;
+    let assembled = assemble(options, program, events).await?;
+    publish(options, assembled, publishers, events).await
+}
+
+/// Runs one build per platform (`each`: the same options but the platform) and publishes an
+/// OCI image index over their images under the one tag; the engine and a docker-archive get
+/// the `load` architecture's image. Nothing is published unless every platform built.
+pub async fn build_index(
+    each: &[BuildOptions],
+    load: &str,
+    compiler: Option<&dyn Compiler>,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<IndexRecord> {
+    for publisher in publishers {
+        publisher.preflight()?;
+    }
+    let mut assembled = Vec::with_capacity(each.len());
+    for options in each {
+        if let Some(platform) = options.platform {
+            events.emit(Event::PlatformStarted {
+                platform: platform.to_string(),
+            });
+        }
+        let program = produce(options, compiler, publishers, events).await?;
+        assembled.push(assemble(options, program, events).await?);
+    }
+    let reference = assembled[0].reference.clone();
+    let images = assembled.iter().map(|a| a.image.clone()).collect();
+    let index = Arc::new(Index::new(images, load)?);
+    let started = Instant::now();
+    let stage = Timer::new(events, Stage::Publish);
+    let content = ImageOrIndex::Index(index.clone());
+    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
+    // Each platform's image gets its own SBOM as its referrer, as a single build's does.
+    for (options, a) in each.iter().zip(&assembled) {
+        if let Some(bytes) = a.sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
+            let referrer = crate::pipeline::oci::referrer::Referrer::new(
+                &a.image,
+                crate::pipeline::sbom::MEDIA_TYPE,
+                bytes,
+                options.source_date_epoch,
+            )?;
+            outputs.extend(crate::pipeline::publish::attach_all(publishers, &referrer).await?);
+        }
+    }
+    stage.finish();
+    let published_in = started.elapsed();
+    let mut platforms: Vec<BuildRecord> = assembled
+        .into_iter()
+        .map(|a| {
+            let mut record = a.record;
+            record.assemble_time_ms = (a.took + published_in).as_millis() as u64;
+            record
+        })
+        .collect();
+    platforms.sort_by(|a, b| a.image.architecture.cmp(&b.image.architecture));
+    Ok(IndexRecord {
+        reference: reference.full,
+        digest: index.blob.digest.clone(),
+        media_type: content.media_type().to_string(),
+        loaded_platform: format!("linux/{}", index.images[index.loaded].architecture),
+        platforms,
+        outputs,
+    })
+}
+
+/// Makes a Lambda deployment zip (for the caller to write to `zip`): the binary (compiled
+/// with the source's `handle_request` wrapped in the Runtime API loop when it is a single
+/// file, or as it is) as `bootstrap`. It must be static: Lambda runs it on its own OS.
+pub async fn lambda_zip(
+    options: &BuildOptions,
+    compiler: Option<&dyn Compiler>,
+    zip: &std::path::Path,
+    events: &Events,
+) -> Result<(Vec<u8>, LambdaRecord)> {
+    crate::adapters::fsutil::check_writable("the Lambda zip", zip)?;
+    let program = produce(options, compiler, &[], events).await?;
+    let stage = Timer::new(events, Stage::Assemble);
+    let info = crate::pipeline::elf::inspect(&program.binary, &program.bytes)?;
+    let libc = program.libc(&info);
+    if let Some(interpreter) = &info.interpreter {
+        return Err(Error::DynamicBinary {
+            path: program.binary.clone(),
+            interpreter: interpreter.clone(),
+            prebuilt: program.flags.is_none(),
+        });
+    }
+    let (bytes, epoch) = (program.bytes, options.source_date_epoch);
+    let (zipped, binary_size) = blocking(move || {
+        Ok((
+            crate::pipeline::lambda::zip("bootstrap", &bytes, epoch),
+            bytes.len(),
+        ))
+    })
+    .await?;
+    stage.finish();
+    let single_file = matches!(
+        std::path::Path::new(&options.source.path)
+            .extension()
+            .and_then(|e| e.to_str()),
+        Some("rs" | "ruchy")
+    );
+    let record = LambdaRecord {
+        source_file: options.source.path.display().to_string(),
+        optimization_level: options.preset,
+        zip: zip.display().to_string(),
+        zip_size: zipped.len() as u64,
+        zip_digest: crate::adapters::fsutil::sha256_digest(&zipped),
+        binary_size: binary_size as u64,
+        compile_time_ms: program.compile_time.as_millis() as u64,
+        optimization_flags: program.flags.as_ref().map(Flags::metrics),
+        libc,
+        builder: program.builder,
+        linkage: "static".into(),
+        architecture: match info.architecture.as_str() {
+            "amd64" => "x86_64".to_string(),
+            other => other.to_string(),
+        },
+        runtime: match options.source.lambda && single_file {
+            true => "template".into(),
+            false => "own".into(),
+        },
+        image: None,
+        outputs: Vec::new(),
+    };
+    Ok((zipped, record))
+}
+
+/// Stage 4: writes the image to every output, with its SBOM as a referrer where one is held.
+async fn publish(
+    options: &BuildOptions,
+    assembled: Assembled,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<BuildRecord> {
+    let Assembled {
+        image,
+        reference,
+        mut record,
+        sbom,
+        took,
+    } = assembled;
+    let started = Instant::now();
+    let stage = Timer::new(events, Stage::Publish);
+    let content = ImageOrIndex::Image(image.clone());
+    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
+    if let Some(bytes) = &sbom {
+        if let Some(path) = &options.sbom {
+            crate::adapters::fsutil::write_file_atomically("the SBOM", path, bytes)?;
+            outputs.push(Published {
+                kind: "sbom".into(),
+                location: path.display().to_string(),
+                engine: None,
+                push: None,
+            });
+        }
+    }
+    // And to every layout and registry the image went to, as its OCI 1.1 referrer.
+    if let Some(bytes) = sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
+        let referrer = crate::pipeline::oci::referrer::Referrer::new(
+            &image,
+            crate::pipeline::sbom::MEDIA_TYPE,
+            bytes,
+            options.source_date_epoch,
+        )?;
+        outputs.extend(crate::pipeline::publish::attach_all(publishers, &referrer).await?);
+    }
+    stage.finish();
+    record.assemble_time_ms = (took + started.elapsed()).as_millis() as u64;
+    record.outputs = outputs;
+    Ok(record)
+}
+
+/// Reports a stage's start now and its end (with its time) when [`Timer::finish`]ed; a stage
+/// that fails reports no end, its error says enough.
+struct Timer<'a> {
+    events: &'a Events,
+    stage: Stage,
+    started: Instant,
+}
+
+impl<'a> Timer<'a> {
+    fn new(events: &'a Events, stage: Stage) -> Timer<'a> {
+        events.emit(Event::StageStarted { stage });
+        Timer {
+            events,
+            stage,
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self) {
+        self.events.emit(Event::StageFinished {
+            stage: self.stage,
+            time_ms: self.started.elapsed().as_millis() as u64,
+        });
+    }
+}
+
+/// The cache directory: `$RUCHY_IMAGE_CACHE`, else the platform cache dir.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("RUCHY_IMAGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("ruchy-image")))
+        .unwrap_or_else(|| std::env::temp_dir().join("ruchy-image"))
+}

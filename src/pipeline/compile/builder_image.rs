@@ -1,0 +1,349 @@
+//! The builder image: found by reference (`rust:1-alpine` by default, pulled when missing)
+//! or, on a machine that cannot pull, the newest one `builder import-host` made; and what its
+//! toolchain has (rustc, targets, every std and its stamp), found once by a probe run in it
+//! and remembered by image ID.
+
+use std::path::Path;
+
+use bollard::models::ContainerCreateBody;
+
+use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::stdlib::Stamp;
+use crate::core::error::{Error, Result};
+use crate::core::event::Events;
+use crate::core::preset::StdVariant;
+
+/// The builder image used when none is given: musl, so binaries are static already.
+pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
+
+/// Label marking images made by import-host; its value is the inputs' fingerprint.
+pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
+
+/// A builder image present in the engine, with what we need to know about it.
+#[derive(Debug, Clone)]
+pub struct BuilderImage {
+    /// The reference it was found by.
+    pub reference: String,
+    /// Its image ID.
+    pub id: String,
+    /// The target triple its toolchain builds for by default.
+    pub target: String,
+    /// What its toolchain is and has, found once by running it.
+    pub toolchain: ImageToolchain,
+}
+
+/// A builder image's toolchain, as a probe run in it found it: `rustc -vV`, the targets
+/// rustc knows, and every std in the image (its sysroot's, and those `builder import-host`
+/// put beside it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ImageToolchain {
+    /// `rustc -vV`.
+    pub rustc: String,
+    /// `rustc --print sysroot`.
+    pub sysroot: String,
+    /// The standard libraries found.
+    pub stds: Vec<ImageStd>,
+    /// `rustc --print target-list`.
+    pub targets: Vec<String>,
+}
+
+/// One standard library in a builder image.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ImageStd {
+    /// The sysroot it is in.
+    pub sysroot: String,
+    /// Its target.
+    pub target: String,
+    /// The stamp of a std ruchy-image built; none for the toolchain's own.
+    pub stamp: Option<Stamp>,
+}
+
+impl ImageStd {
+    fn variant(&self) -> StdVariant {
+        self.stamp
+            .as_ref()
+            .map(|s| s.variant)
+            .unwrap_or(StdVariant::Unwind)
+    }
+}
+
+/// Lists what [`ImageToolchain`] holds, in lines `key=value`, then the target list.
+const PROBE: &str = r#"rustc -vV || exit 97
+root=$(rustc --print sysroot) || exit 97
+echo "sysroot=$root"
+for lib in "$root"/lib/rustlib/*/lib /usr/local/lib/ruchy-image/std/*/lib/rustlib/*/lib; do
+  set -- "$lib"/libstd-*.rlib
+  [ -e "$1" ] || continue
+  echo "std=$lib"
+  if [ -f "$lib/../ruchy-image-std.json" ]; then printf 'stamp=%s\n' "$(tr -d '\n' < "$lib/../ruchy-image-std.json")"; fi
+done
+echo "targets:"
+rustc --print target-list
+"#;
+
+impl ImageToolchain {
+    fn parse(output: &str) -> ImageToolchain {
+        let mut toolchain = ImageToolchain::default();
+        let mut lines = output.lines();
+        let mut verbose = Vec::new();
+        for line in lines.by_ref() {
+            if let Some(root) = line.strip_prefix("sysroot=") {
+                toolchain.sysroot = root.to_string();
+            } else if let Some(lib) = line.strip_prefix("std=") {
+                // <sysroot>/lib/rustlib/<target>/lib
+                let parts: Vec<&str> = lib.rsplitn(5, '/').collect();
+                if let [_, target, _, _, sysroot] = parts[..] {
+                    toolchain.stds.push(ImageStd {
+                        sysroot: sysroot.to_string(),
+                        target: target.to_string(),
+                        stamp: None,
+                    });
+                }
+            } else if let Some(stamp) = line.strip_prefix("stamp=") {
+                if let Some(last) = toolchain.stds.last_mut() {
+                    last.stamp = serde_json::from_str(stamp).ok();
+                }
+            } else if line == "targets:" {
+                break;
+            } else if toolchain.sysroot.is_empty() {
+                verbose.push(line);
+            }
+        }
+        toolchain.rustc = verbose.join("\n");
+        toolchain.targets = lines.map(str::to_string).collect();
+        toolchain
+    }
+
+    /// The first line of `rustc -vV`.
+    pub fn version(&self) -> &str {
+        self.rustc.lines().next().unwrap_or_default()
+    }
+
+    /// The std for (`target`, `variant`), if the image has one.
+    pub fn std_for(&self, target: &str, variant: StdVariant) -> Option<&ImageStd> {
+        self.stds
+            .iter()
+            .find(|s| s.target == target && s.variant() == variant)
+    }
+}
+
+impl BuilderImage {
+    /// Finds the builder image: `requested`, else `rust:1-alpine` (pulled with progress when
+    /// missing), else, when that cannot be pulled, an image made by `builder import-host`.
+    pub async fn resolve(
+        engine: &Engine,
+        requested: Option<&str>,
+        cache_dir: &Path,
+        events: &Events,
+    ) -> Result<BuilderImage> {
+        let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
+        let (reference, inspect) = match engine.docker().inspect_image(&reference).await {
+            Ok(inspect) => (reference, inspect),
+            Err(_) => match engine.pull(&reference, events).await {
+                Ok(()) => {
+                    let inspect = engine
+                        .docker()
+                        .inspect_image(&reference)
+                        .await
+                        .map_err(api_error(format!("inspecting {reference}")))?;
+                    (reference, inspect)
+                }
+                Err(reason) => {
+                    let fallback = match requested {
+                        None => imported_builder(engine).await?,
+                        Some(_) => None,
+                    };
+                    let Some((tag, inspect)) = fallback else {
+                        return Err(Error::BuilderImageUnavailable {
+                            image: reference,
+                            reason,
+                        });
+                    };
+                    events.note(format!(
+                        "{reference} cannot be pulled ({reason}); using {tag}, made by `builder import-host`"
+                    ));
+                    (tag, inspect)
+                }
+            },
+        };
+        BuilderImage::probed(engine, reference, &inspect, cache_dir).await
+    }
+
+    /// The builder image a build would use, if the engine has it now: `requested`, else
+    /// `rust:1-alpine`, else one made by `builder import-host`. Nothing is pulled (`doctor`
+    /// asks what is here, not what a build could fetch).
+    pub async fn find(
+        engine: &Engine,
+        requested: Option<&str>,
+        cache_dir: &Path,
+    ) -> Result<Option<BuilderImage>> {
+        let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
+        let found = match engine.docker().inspect_image(&reference).await {
+            Ok(inspect) => Some((reference, inspect)),
+            Err(_) if requested.is_none() => imported_builder(engine).await?,
+            Err(_) => None,
+        };
+        match found {
+            Some((reference, inspect)) => Ok(Some(
+                BuilderImage::probed(engine, reference, &inspect, cache_dir).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn probed(
+        engine: &Engine,
+        reference: String,
+        inspect: &bollard::models::ImageInspect,
+        cache_dir: &Path,
+    ) -> Result<BuilderImage> {
+        let id = inspect.id.clone().unwrap_or_default();
+        let toolchain = probe(engine, &reference, &id, cache_dir).await?;
+        let target = crate::adapters::toolchain::field(&toolchain.rustc, "host:");
+        Ok(BuilderImage {
+            reference,
+            id,
+            target,
+            toolchain,
+        })
+    }
+}
+
+/// The newest image made by `builder import-host`, if any.
+async fn imported_builder(
+    engine: &Engine,
+) -> Result<Option<(String, bollard::models::ImageInspect)>> {
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+        .filters(&std::collections::HashMap::from([(
+            "label",
+            vec![FINGERPRINT_LABEL],
+        )]))
+        .build();
+    let mut images = engine
+        .docker()
+        .list_images(Some(options))
+        .await
+        .map_err(api_error("listing builder images"))?;
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    // Images built FROM a builder carry its label too: the ones import-host named itself
+    // come first.
+    let tags: Vec<String> = images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .filter(|t| t != "<none>:<none>")
+        .collect();
+    // Podman names them `localhost/ruchy-image-builder:...`.
+    let Some(tag) = tags
+        .iter()
+        .find(|t| {
+            t.trim_start_matches("localhost/")
+                .starts_with("ruchy-image-builder:")
+        })
+        .or(tags.first())
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let inspect = engine
+        .docker()
+        .inspect_image(&tag)
+        .await
+        .map_err(api_error(format!("inspecting {tag}")))?;
+    Ok(Some((tag, inspect)))
+}
+
+/// Runs [`PROBE`] in the image once, then remembers what it found by image ID.
+async fn probe(
+    engine: &Engine,
+    reference: &str,
+    image_id: &str,
+    cache_dir: &Path,
+) -> Result<ImageToolchain> {
+    let remembered = cache_dir
+        .join("builders")
+        .join(format!("{}.json", image_id.replace(':', "-")));
+    if let Some(known) = std::fs::read(&remembered)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<ImageToolchain>(&json).ok())
+    {
+        return Ok(known);
+    }
+    let id = engine
+        .create_container(ContainerCreateBody {
+            image: Some(image_id.to_string()),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), PROBE.into()]),
+            cmd: Some(vec![]),
+            ..Default::default()
+        })
+        .await?;
+    let mut output = String::new();
+    let finished = engine
+        .run_to_completion(&id, &mut |stderr, line| {
+            if !stderr {
+                output.push_str(line);
+                output.push('\n');
+            }
+        })
+        .await;
+    let removed = engine.remove_container(&id).await;
+    let not_rust = |reason: String| Error::BuilderNotRust {
+        image: reference.to_string(),
+        reason,
+    };
+    let toolchain = ImageToolchain::parse(&output);
+    match Error::with_cleanup(finished, removed) {
+        Ok(finished) if finished.exit_code == 0 && toolchain.rustc.contains("host: ") => {}
+        Ok(finished) => return Err(not_rust(format!("exit code {}", finished.exit_code))),
+        // The engine's message says the program is missing; a cleanup error stays an error.
+        Err(Error::Engine { message, .. }) => return Err(not_rust(message)),
+        Err(other) => return Err(other),
+    }
+    if let Some(parent) = remembered.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Ok(json) = serde_json::to_vec(&toolchain) {
+        let _ = std::fs::write(&remembered, json);
+    }
+    Ok(toolchain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_output_names_every_std_and_its_stamp() {
+        let output = "rustc 1.96.0 (ac68faa20 2026-05-25)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
+sysroot=/usr\n\
+std=/usr/lib/rustlib/x86_64-unknown-linux-gnu/lib\n\
+std=/usr/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
+stamp={\"rustc\":\"rustc 1.96.0\\nhost: x86_64-unknown-linux-gnu\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"unwind\"}\n\
+std=/usr/local/lib/ruchy-image/std/x86_64-unknown-linux-musl-immediate-abort/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
+stamp={\"rustc\":\"rustc 1.96.0\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"immediate-abort\"}\n\
+targets:\nx86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
+        let toolchain = ImageToolchain::parse(output);
+        assert_eq!(toolchain.version(), "rustc 1.96.0 (ac68faa20 2026-05-25)");
+        assert!(toolchain.rustc.contains("host: x86_64-unknown-linux-gnu"));
+        assert_eq!(toolchain.sysroot, "/usr");
+        assert_eq!(toolchain.targets.len(), 2);
+        let gnu = toolchain
+            .std_for("x86_64-unknown-linux-gnu", StdVariant::Unwind)
+            .unwrap();
+        assert!(gnu.stamp.is_none());
+        let musl = toolchain
+            .std_for("x86_64-unknown-linux-musl", StdVariant::Unwind)
+            .unwrap();
+        assert_eq!(musl.sysroot, "/usr");
+        assert!(musl.stamp.is_some());
+        let size = toolchain
+            .std_for("x86_64-unknown-linux-musl", StdVariant::ImmediateAbort)
+            .unwrap();
+        assert_eq!(
+            size.sysroot,
+            "/usr/local/lib/ruchy-image/std/x86_64-unknown-linux-musl-immediate-abort"
+        );
+        assert!(toolchain
+            .std_for("aarch64-unknown-linux-musl", StdVariant::Unwind)
+            .is_none());
+    }
+}

@@ -1,0 +1,751 @@
+//! The `docker` backend: cargo runs in a builder container (stage 1 of a multi-stage build),
+//! driven through the engine API. The source goes in and the binary comes out as tar
+//! streams, so nothing is written into the user's tree and remote engines work too.
+//!
+//! Caches: cargo's home (downloaded crates, and the lock that keeps two containers from
+//! unpacking the same crate at once) and the target directory live in named volumes. The
+//! target volume is shared by every project built with the same builder image, so a second
+//! project whose dependencies match (versions, features, profile, target, flags) finds them
+//! compiled already; a build whose inputs (sources, preset and flags, builder image) are
+//! unchanged starts no container at all.
+//!
+//! Sharing a target directory has two hazards, both handled here. Cargo hashes a path
+//! package relative to its workspace, so two projects with a package of the same name and
+//! version build the same unit there: every source file goes in dated [`SOURCE_MTIME`], so
+//! the project's own crates are always compiled again (its dependencies stay fresh). And the
+//! binary cargo uplifts to `target/<triple>/<profile>/<bin>` can be replaced by another
+//! project's once cargo's lock is released: [`RUSTC_WRAPPER`] copies it out of rustc's output
+//! while cargo still holds the lock.
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::builder_image::BuilderImage;
+use super::context::Context;
+use super::{
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
+    StdChoice, StdInfo, StdSource,
+};
+use crate::adapters::cache_volumes::CACHE_VOLUME_LABEL;
+use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::fsutil::ChunkSender;
+use crate::adapters::fsutil::{blocking, hex};
+use crate::adapters::stdlib;
+use crate::core::error::{Error, Result};
+use crate::core::event::{Event, Events};
+use crate::core::metrics::human_size;
+use crate::core::preset::Flags;
+use crate::core::preset::StdVariant;
+use crate::pipeline::source::{Project, SourceKind};
+
+/// Where the source and the target volume sit in the builder container.
+const SRC: &str = "/src";
+const TARGET: &str = "/target";
+/// Where the host's CA bundle goes, for crates.io behind TLS-intercepting proxies.
+const HOST_CA: &str = "etc/ssl/certs/ruchy-image-host-ca.crt";
+/// Where cargo's home volume sits in the builder container; `CARGO_HOME` points there, so the
+/// image's own cargo home (with its binaries) stays as the image has it.
+const CARGO_HOME: &str = "/ruchy-image/cargo-home";
+/// The volume shared by every build for cargo's home, unless `RUCHY_IMAGE_CARGO_VOLUME`
+/// names another (a test that wants an empty one).
+const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
+/// A build context over this many bytes is worth a warning.
+const LARGE_CONTEXT: u64 = 100 << 20;
+/// Where the wrapper below sits in the builder container (no leading `/`: a tar path).
+const WRAPPER: &str = "ruchy-image/rustc-wrapper";
+/// Where the wrapper leaves the binary, outside the shared target volume.
+const OUT: &str = "/ruchy-image/out";
+/// Runs rustc; when that has just linked the binary this build wants (`RUCHY_IMAGE_BIN`),
+/// copies it out of rustc's output while cargo still holds the target directory's lock.
+/// The same script for every project, so cargo's fingerprints do not change with it.
+const RUSTC_WRAPPER: &str = r#"#!/bin/sh
+"$@" || exit $?
+[ "${CARGO_PRIMARY_PACKAGE:-}" = 1 ] && [ "${CARGO_BIN_NAME:-}" = "$RUCHY_IMAGE_BIN" ] || exit 0
+out= extra= crate=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out-dir) out=$2; shift ;;
+    --crate-name) crate=$2; shift ;;
+    -C) case "$2" in extra-filename=*) extra=${2#extra-filename=} ;; esac; shift ;;
+  esac
+  shift
+done
+mkdir -p /ruchy-image/out && cp "$out/$crate$extra" "/ruchy-image/out/$RUCHY_IMAGE_BIN.tmp" &&
+  mv "/ruchy-image/out/$RUCHY_IMAGE_BIN.tmp" "/ruchy-image/out/$RUCHY_IMAGE_BIN"
+"#;
+/// The date every source file goes in with (2100-01-01): newer than anything in the shared
+/// target volume, so cargo compiles the project's own crates again instead of taking another
+/// project's unit of the same name as fresh.
+const SOURCE_MTIME: u64 = 4_102_444_800;
+
+/// Shared target volumes builds in this process are using: a concurrent build (a service
+/// slot) takes the first free one instead of waiting for another's cargo lock. Builds from
+/// other processes may pick the same one; cargo's lock then makes them take turns.
+static TARGET_VOLUMES_IN_USE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One shared target volume, held for one build.
+struct TargetVolume(String);
+
+impl TargetVolume {
+    /// The first of `base-0`, `base-1`, ... no build in this process is using.
+    fn take(base: &str) -> TargetVolume {
+        let mut in_use = TARGET_VOLUMES_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let name = (0..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|name| !in_use.contains(name))
+            .expect("a free name");
+        in_use.insert(name.clone());
+        TargetVolume(name)
+    }
+}
+
+impl Drop for TargetVolume {
+    fn drop(&mut self) {
+        let mut in_use = TARGET_VOLUMES_IN_USE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        in_use.remove(&self.0);
+    }
+}
+
+/// Compiles in a builder container.
+#[derive(Debug, Clone)]
+pub struct DockerCompiler {
+    engine: Engine,
+    image: BuilderImage,
+    cache_dir: PathBuf,
+    color: bool,
+    quiet: bool,
+}
+
+impl DockerCompiler {
+    /// A compiler using `image` in `engine`; artifacts are kept under `cache_dir`.
+    pub fn new(
+        engine: Engine,
+        image: BuilderImage,
+        cache_dir: PathBuf,
+        color: bool,
+        quiet: bool,
+    ) -> DockerCompiler {
+        DockerCompiler {
+            engine,
+            image,
+            cache_dir,
+            color,
+            quiet,
+        }
+    }
+
+    /// The builder image in use.
+    pub fn image(&self) -> &BuilderImage {
+        &self.image
+    }
+}
+
+/// Everything besides the sources that decides what the builder produces: a change to any
+/// of it (preset, flags, inherited `RUSTFLAGS`, target, builder image) must compile again.
+#[derive(Clone)]
+struct BuildIdentity {
+    flags: Flags,
+    cargo_env: Vec<(String, String)>,
+    rustflags: String,
+    package: String,
+    bin: String,
+    image_id: String,
+}
+
+impl BuildIdentity {
+    /// The files `project` sends and the cache key of building them with this identity.
+    async fn of(&self, project: &Project) -> Result<(Context, String)> {
+        let (project, identity) = (project.clone(), self.clone());
+        blocking(move || {
+            let context = Context::collect_project(&project)?;
+            let key = identity.key(&context);
+            Ok((context, key))
+        })
+        .await
+    }
+
+    /// The cache key of a build of `context` with this identity.
+    fn key(&self, context: &Context) -> String {
+        let mut key = Sha256::new();
+        key.update(context.digest);
+        key.update(serde_json::to_vec(&self.flags).unwrap_or_default());
+        for (name, value) in &self.cargo_env {
+            key.update(format!("{name}={value}\0"));
+        }
+        key.update(format!(
+            "{}\0{}\0{}\0{}",
+            self.rustflags, self.package, self.bin, self.image_id
+        ));
+        hex(&key.finalize())
+    }
+}
+
+/// The host's CA bundle, if it has one.
+fn host_ca_bundle() -> Option<Vec<u8>> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    std::fs::read(path).ok()
+}
+
+/// Proxy settings to carry into the builder.
+fn proxy_env() -> Vec<String> {
+    ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"]
+        .iter()
+        .flat_map(|name| [name.to_string(), name.to_lowercase()])
+        .filter_map(|name| std::env::var(&name).ok().map(|v| format!("{name}={v}")))
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Compiler for DockerCompiler {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn host_target(&self) -> Result<String> {
+        Ok(self.image.target.clone())
+    }
+
+    async fn can_make(&self, target: &str, variant: StdVariant) -> bool {
+        self.image.toolchain.std_for(target, variant).is_some()
+    }
+
+    async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact> {
+        let started = Instant::now();
+        let std = self.std_for(flags)?;
+        let rustflags = encoded_rustflags(flags, &std, SRC, &self.image.target);
+        let identity = BuildIdentity {
+            flags: flags.clone(),
+            cargo_env: flags.cargo_env(),
+            rustflags: rustflags.clone(),
+            package: project.package.clone(),
+            bin: project.bin.clone(),
+            image_id: self.image.id.clone(),
+        };
+        let (context, key) = identity.of(project).await?;
+        let artifact_dir = self.artifact_dir(&key);
+        let binary = artifact_dir.join(&project.bin);
+        if binary.is_file() {
+            return Ok(Artifact {
+                binary,
+                compile_time: started.elapsed(),
+                fresh: true,
+                std: std.info,
+            });
+        }
+
+        let (registry, target_volume) = self.cache_volumes().await?;
+        let ca = blocking(host_ca_bundle).await;
+        let volumes = [(registry.as_str(), CARGO_HOME), (&target_volume.0, TARGET)];
+        let config = self.container_config(project, flags, &rustflags, ca.is_some(), volumes);
+        let id = self.engine.create_container(config).await?;
+        // Whatever happens next, the container goes; if this future is dropped (a cancelled
+        // service build), the guard removes it.
+        let guard = ContainerGuard {
+            engine: self.engine.clone(),
+            id: Some(id.clone()),
+        };
+        let result = async {
+            self.upload(&id, context, ca, events).await?;
+            self.build_in(&id, project, flags, &artifact_dir, &binary, events)
+                .await
+        }
+        .await;
+        let removed = self.engine.remove_container(&id).await;
+        guard.disarm();
+        drop(target_volume);
+        let lock_written = Error::with_cleanup(result, removed)?;
+        // The Cargo.lock that came back goes with the next build's sources: the binary is
+        // kept under that build's key too, so it starts no container.
+        if lock_written {
+            let (_, next) = identity.of(project).await?;
+            let again = self.artifact_dir(&next).join(&project.bin);
+            let (from, to) = (binary.clone(), again);
+            blocking(move || keep_copy(&from, &to)).await?;
+        }
+        Ok(Artifact {
+            binary,
+            compile_time: started.elapsed(),
+            fresh: false,
+            std: std.info,
+        })
+    }
+}
+
+impl DockerCompiler {
+    /// The cache volumes a build mounts, made if missing: cargo's home (shared) and a free
+    /// shared target volume, held until dropped.
+    async fn cache_volumes(&self) -> Result<(String, TargetVolume)> {
+        let registry = std::env::var("RUCHY_IMAGE_CARGO_VOLUME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| CARGO_HOME_VOLUME.to_string());
+        // One target volume (per concurrent build) for every project built with this builder
+        // image; RUCHY_IMAGE_TARGET_VOLUME names others (tests, benchmarks).
+        let base = std::env::var("RUCHY_IMAGE_TARGET_VOLUME")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| {
+                let id = self.image.id.trim_start_matches("sha256:");
+                format!("ruchy-image-deps-{}", &id[..id.len().min(12)])
+            });
+        let target_volume = TargetVolume::take(&base);
+        // The label says whose cache a volume is.
+        let target_label = format!("target for {}", self.image.reference);
+        for (volume, owner) in [
+            (&registry, "shared"),
+            (&target_volume.0, target_label.as_str()),
+        ] {
+            self.engine
+                .docker()
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(volume.clone()),
+                    labels: Some(std::collections::HashMap::from([(
+                        CACHE_VOLUME_LABEL.to_string(),
+                        owner.to_string(),
+                    )])),
+                    ..Default::default()
+                })
+                .await
+                .map_err(api_error(format!("creating the cache volume {volume}")))?;
+        }
+        Ok((registry, target_volume))
+    }
+
+    /// The builder container: cargo on the project, with the flags' environment, the wrapper
+    /// and the host's CA bundle (`with_ca`), and the cache volumes mounted.
+    fn container_config(
+        &self,
+        project: &Project,
+        flags: &Flags,
+        rustflags: &str,
+        with_ca: bool,
+        volumes: [(&str, &str); 2],
+    ) -> ContainerCreateBody {
+        let relative_manifest = project
+            .manifest_path
+            .strip_prefix(&project.workspace_root)
+            .unwrap_or(Path::new("Cargo.toml"));
+        let manifest = format!("{SRC}/{}", relative_manifest.display());
+        let mut cmd = vec!["cargo".to_string()];
+        cmd.extend(cargo_args(&manifest, project, flags, self.color));
+        if self.quiet {
+            cmd.push("--quiet".into());
+        }
+        let mut env: Vec<String> = flags
+            .cargo_env()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!("CARGO_ENCODED_RUSTFLAGS={rustflags}"));
+        if flags.needs_bootstrap() {
+            env.push("RUSTC_BOOTSTRAP=1".into());
+        }
+        env.push(format!("CARGO_TARGET_DIR={TARGET}"));
+        env.push(format!("CARGO_HOME={CARGO_HOME}"));
+        env.push(format!("RUSTC_WRAPPER=/{WRAPPER}"));
+        env.push(format!("RUCHY_IMAGE_BIN={}", project.bin));
+        if with_ca {
+            env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
+            env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
+        }
+        env.extend(proxy_env());
+        let volume = |source: &str, target: &str| Mount {
+            source: Some(source.to_string()),
+            target: Some(target.to_string()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(self.image.id.clone()),
+            // The image's own entrypoint (if it has one) would take cargo as its argument.
+            entrypoint: Some(vec![String::new()]),
+            cmd: Some(cmd),
+            env: Some(env),
+            working_dir: Some(SRC.to_string()),
+            // Labels say what a container is for, should one ever be found lying around.
+            labels: Some(std::collections::HashMap::from([
+                ("dev.ruchy.image.role".to_string(), "builder".to_string()),
+                (
+                    "dev.ruchy.image.source".to_string(),
+                    std::fs::canonicalize(&project.source)
+                        .unwrap_or_else(|_| project.source.clone())
+                        .display()
+                        .to_string(),
+                ),
+            ])),
+            host_config: Some(HostConfig {
+                mounts: Some(
+                    volumes
+                        .map(|(source, target)| volume(source, target))
+                        .to_vec(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The std in the image for the flags' target and panic strategy, checked against the
+    /// image's compiler before any container starts.
+    fn std_for(&self, flags: &Flags) -> Result<StdChoice> {
+        let toolchain = &self.image.toolchain;
+        let (target, variant) = (&flags.target, flags.std_variant());
+        if !toolchain.targets.is_empty() && !toolchain.targets.contains(target) {
+            return Err(Error::InvalidInput {
+                what: "target",
+                value: target.clone(),
+                reason: format!(
+                    "{} in {} does not know it; `rustc --print target-list` lists the ones it does",
+                    toolchain.version(),
+                    self.image.reference
+                ),
+            });
+        }
+        let Some(std) = toolchain.std_for(target, variant) else {
+            let what = match variant {
+                StdVariant::Unwind => format!("no standard library for {target}"),
+                StdVariant::ImmediateAbort => format!(
+                    "no standard library for {target} built for panic=immediate-abort (the size preset's)"
+                ),
+            };
+            let arch = crate::core::platform::arch;
+            let reason = match arch(target) == arch(&self.image.target) {
+                true => format!(
+                    "it has {what}; `ruchy-image builder import-host` makes a builder that has both musl stds, from a toolchain with the standard library's sources (Debian's rustc-web, cargo-web, rust-web-src, musl-tools, libunwind-14-dev)"
+                ),
+                false => format!(
+                    "it has {what}; `ruchy-image builder import-host` puts in the std for {}-unknown-linux-musl (static, what --platform picks) and its cross linker on a machine that has {}",
+                    arch(target),
+                    stdlib::musl_packages(arch(target))
+                ),
+            };
+            return Err(Error::TargetUnsupported {
+                target: target.clone(),
+                builder: self.image.reference.clone(),
+                reason,
+            });
+        };
+        if let Some(stamp) = &std.stamp {
+            if !stdlib::matches(stamp, &toolchain.rustc) {
+                return Err(Error::StdMismatch {
+                    target: target.clone(),
+                    location: format!("{} ({})", self.image.reference, std.sysroot),
+                    built_by: stamp.rustc.lines().next().unwrap_or_default().to_string(),
+                    compiler: toolchain.version().to_string(),
+                });
+            }
+        }
+        Ok(StdChoice {
+            sysroot: (std.sysroot != toolchain.sysroot).then(|| std.sysroot.clone()),
+            info: StdInfo {
+                source: if std.stamp.is_some() {
+                    StdSource::Rebuilt
+                } else {
+                    StdSource::Toolchain
+                },
+                variant,
+            },
+        })
+    }
+
+    /// Runs cargo in the container, and copies the binary out of it (and a generated
+    /// project's Cargo.lock: true when it is new or changed).
+    async fn build_in(
+        &self,
+        id: &str,
+        project: &Project,
+        flags: &Flags,
+        artifact_dir: &Path,
+        binary: &Path,
+        events: &Events,
+    ) -> Result<bool> {
+        let mut executable = None;
+        let mut std_mismatch = false;
+        // What cargo found compiled already (in the shared target volume) and what it built.
+        let (mut fresh, mut compiled) = (0, Vec::new());
+        let mut output = |line: &str| {
+            std_mismatch |= is_std_mismatch(line);
+            events.emit(Event::CompilerOutput {
+                line: line.to_string(),
+            })
+        };
+        let finished = self
+            .engine
+            .run_to_completion(id, &mut |stderr, line| {
+                // stdout carries cargo's JSON messages; stderr its status lines and
+                // diagnostics.
+                if stderr {
+                    return output(line);
+                }
+                match parse_message(line, &project.bin) {
+                    CargoLine::Artifact {
+                        executable: path,
+                        fresh: was_fresh,
+                        target,
+                    } => {
+                        if was_fresh {
+                            fresh += 1;
+                        } else {
+                            compiled.push(target);
+                        }
+                        if path.is_some() {
+                            executable = path;
+                        }
+                    }
+                    CargoLine::Text => output(line),
+                    _ => {}
+                }
+            })
+            .await?;
+        events.note(format!(
+            "cargo: {fresh} of {} units fresh; compiled: {}",
+            fresh + compiled.len(),
+            compiled.join(", ")
+        ));
+        if finished.exit_code != 0 && std_mismatch {
+            return Err(Error::StdMismatch {
+                target: flags.target.clone(),
+                location: self.image.reference.clone(),
+                built_by: "another compiler (rustc error E0514, above)".into(),
+                compiler: self.image.toolchain.version().to_string(),
+            });
+        }
+        if finished.exit_code != 0 {
+            return Err(Error::CompileFailed {
+                package: project.package.clone(),
+                status: std::os::unix::process::ExitStatusExt::from_raw(
+                    (finished.exit_code as i32 & 0xff) << 8,
+                ),
+            });
+        }
+        // Cargo must have reported the binary; the copy the wrapper made of it is the one
+        // taken, since the uplifted one may be another project's by now.
+        if executable.is_none() {
+            return Err(Error::NoExecutable {
+                bin: project.bin.clone(),
+            });
+        }
+
+        // The binary comes out as a one-entry tar. Missing means rustc did not link it here:
+        // cargo took another build's output as fresh, which SOURCE_MTIME should prevent.
+        let binary_path = format!("{OUT}/{}", project.bin);
+        let archive = self.download(id, &binary_path, "the binary").await?;
+        let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
+        let bin = project.bin.clone();
+        blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await?;
+
+        // A project generated for a single file keeps the Cargo.lock cargo wrote, so the next
+        // build (in a container or with --builder local) resolves the same versions.
+        if project.kind == SourceKind::CargoProject {
+            return Ok(false);
+        }
+        let lock = format!("{SRC}/Cargo.lock");
+        let archive = self.download(id, &lock, "Cargo.lock").await?;
+        let kept = project.workspace_root.join("Cargo.lock");
+        blocking(move || match tar_file(&archive) {
+            Some(lock) => crate::adapters::fsutil::write_if_changed(&kept, &lock),
+            None => Ok(false),
+        })
+        .await
+    }
+
+    /// Where the binary of the build with cache key `key` is kept.
+    fn artifact_dir(&self, key: &str) -> PathBuf {
+        self.cache_dir.join("artifacts").join(&key[..32])
+    }
+
+    /// The tar the engine makes of `path` in the container.
+    async fn download(&self, id: &str, path: &str, what: &str) -> Result<Vec<u8>> {
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self
+            .engine
+            .docker()
+            .download_from_container(id, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            archive.extend_from_slice(
+                &chunk.map_err(api_error(format!("copying {what} out of the builder")))?,
+            );
+        }
+        Ok(archive)
+    }
+
+    /// Streams the build context (and the host's CA bundle) into the container, saying how
+    /// much goes, and warning when it is more than a source tree should be.
+    async fn upload(
+        &self,
+        id: &str,
+        context: Context,
+        ca: Option<Vec<u8>>,
+        events: &Events,
+    ) -> Result<()> {
+        let bytes = context.bytes();
+        events.note(format!(
+            "sending {} files, {} to the builder",
+            context.entries.len(),
+            human_size(bytes)
+        ));
+        if bytes > LARGE_CONTEXT {
+            events.emit(Event::Warning {
+                message: format!(
+                    "the build context is {}: files the build does not need can be left out with a .ruchyimageignore (or .dockerignore, .gitignore)",
+                    human_size(bytes)
+                ),
+            });
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut extras = vec![(WRAPPER, 0o755, RUSTC_WRAPPER.as_bytes())];
+            if let Some(ca) = ca.as_deref() {
+                extras.push((HOST_CA, 0o644, ca));
+            }
+            context.write_tar(ChunkSender::new(sender), &extras, Some(SOURCE_MTIME))
+        });
+        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        });
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        let uploaded = self
+            .engine
+            .docker()
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await
+            .map_err(api_error("uploading the source into the builder"));
+        // The engine's error says more than the writer's "stopped reading".
+        let written = writer
+            .await
+            .map_err(|e| Error::io("packing the source")(e.into()));
+        uploaded?;
+        written?
+    }
+}
+
+/// Removes a builder container when the build using it is dropped before it could.
+struct ContainerGuard {
+    engine: Engine,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let engine = self.engine.clone();
+        runtime.spawn(async move {
+            let _ = engine.remove_container(&id).await;
+        });
+    }
+}
+
+/// Takes the binary out of the one-entry tar the engine sent and stores it in the artifact
+/// cache (by way of a temp file, so a cached binary is always whole).
+/// A copy of a kept binary at `to` (made beside it, then renamed into place).
+fn keep_copy(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).map_err(Error::io(format!("reading {}", from.display())))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    crate::adapters::fsutil::write_file_atomically("the binary", to, &bytes)?;
+    crate::adapters::fsutil::set_mode(to, 0o755)
+}
+
+/// The content of a tar's first entry.
+fn tar_file(archive: &[u8]) -> Option<Vec<u8>> {
+    let mut entries = tar::Archive::new(archive);
+    let mut entry = entries.entries().ok()?.next()?.ok()?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn keep_binary(archive: &[u8], bin: &str, artifact_dir: &Path, binary: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    let mut entries = tar::Archive::new(archive);
+    let mut entry = entries
+        .entries()
+        .map_err(Error::io("reading the binary from the builder"))?
+        .next()
+        .ok_or_else(|| Error::NoExecutable {
+            bin: bin.to_string(),
+        })?
+        .map_err(Error::io("reading the binary from the builder"))?;
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("reading the binary from the builder"))?;
+
+    std::fs::create_dir_all(artifact_dir)
+        .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&crate::adapters::cleanup::temp_prefix("binary"))
+        .tempfile_in(artifact_dir)
+        .map_err(Error::io(format!(
+            "writing into {}",
+            artifact_dir.display()
+        )))?;
+    std::io::Write::write_all(&mut temp, &bytes)
+        .map_err(Error::io(format!("writing {}", binary.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(format!("writing {}", binary.display())))?;
+    temp.persist(binary)
+        .map_err(|e| Error::io(format!("writing {}", binary.display()))(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::{Overrides, Preset};
+
+    fn identity(rustflags: &str, target: &str) -> BuildIdentity {
+        let flags = Flags::resolve(Preset::Aggressive, &Overrides::default(), target);
+        BuildIdentity {
+            cargo_env: flags.cargo_env(),
+            flags,
+            rustflags: rustflags.into(),
+            package: "app".into(),
+            bin: "app".into(),
+            image_id: "sha256:builder".into(),
+        }
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_inherited_rustflags_and_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.rs"), "fn main() {}").unwrap();
+        let files = Context::collect(dir.path(), &dir.path().join("target")).unwrap();
+        let gnu = "x86_64-unknown-linux-gnu";
+        let base = identity("-Cstrip=symbols", gnu).key(&files);
+        assert_eq!(base, identity("-Cstrip=symbols", gnu).key(&files));
+        assert_ne!(
+            base,
+            identity("--cfg\x1ffeature_x\x1f-Cstrip=symbols", gnu).key(&files)
+        );
+        assert_ne!(
+            base,
+            identity("-Cstrip=symbols", "x86_64-unknown-linux-musl").key(&files)
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Stage 2, compile: a prepared project plus resolved flags in, a binary out.
+//!
+//! Backends sit behind [`Compiler`] so the pipeline (and its tests) never care where cargo
+//! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
+
+mod builder_image;
+mod context;
+mod docker;
+mod local;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::core::error::Result;
+use crate::core::event::Events;
+use crate::core::preset::Flags;
+use crate::core::preset::StdVariant;
+pub use crate::core::preset::{StdInfo, StdSource};
+use crate::pipeline::source::Project;
+
+pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
+pub use docker::DockerCompiler;
+pub use local::LocalCompiler;
+
+/// The product of a compile.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Path to the executable, as cargo reported it.
+    pub binary: PathBuf,
+    /// Wall time of the compile.
+    pub compile_time: Duration,
+    /// Whether cargo had nothing to rebuild.
+    pub fresh: bool,
+    /// The standard library it links.
+    pub std: StdInfo,
+}
+
+/// The std a build uses, as a backend found it: what to tell rustc, and what to record.
+#[derive(Debug, Clone)]
+struct StdChoice {
+    /// `--sysroot` for target crates, when std is not in the toolchain's own sysroot.
+    sysroot: Option<String>,
+    info: StdInfo,
+}
+
+impl StdChoice {
+    fn rustflags(&self) -> Vec<String> {
+        self.sysroot
+            .iter()
+            .map(|s| format!("--sysroot={s}"))
+            .collect()
+    }
+}
+
+/// A way to compile a project.
+#[async_trait::async_trait]
+pub trait Compiler: Send + Sync {
+    /// Short name for metrics and messages (`local`, `docker`).
+    fn name(&self) -> &'static str;
+
+    /// The host triple of the backend's toolchain.
+    async fn host_target(&self) -> Result<String>;
+
+    /// Whether the backend has (or can build) std for `target` in `variant`.
+    async fn can_make(&self, target: &str, variant: StdVariant) -> bool;
+
+    /// Builds the project's binary with the given flags; what the compiler prints goes out
+    /// as [`Event::CompilerOutput`](crate::core::event::Event::CompilerOutput).
+    async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact>;
+}
+
+/// Writes the build context of the project at `root` (what its `.gitignore`, `.dockerignore`
+/// and `.ruchyimageignore` leave, without `target/`) as a tar to `out`, and returns `out`:
+/// what `ruchy-image serve` takes.
+pub fn write_context<W: std::io::Write>(root: &std::path::Path, out: W) -> Result<W> {
+    let context = context::Context::collect(root, &root.join("target"))?;
+    context.write_tar_under(out, "", &[], None)
+}
+
+/// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.
+fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> Vec<String> {
+    [
+        "build",
+        "--manifest-path",
+        manifest,
+        "--package",
+        &project.package,
+        "--bin",
+        &project.bin,
+        "--profile",
+        &flags.profile(),
+        "--target",
+        &flags.target,
+        "--message-format=json-render-diagnostics",
+        "--color",
+        if color { "always" } else { "never" },
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The linker for a Linux target of another architecture than `host`'s (the compiling
+/// machine's triple): Debian's cross gcc for it. Target-only, like every flag of ours, so
+/// build scripts still link for the host.
+fn cross_linker(host: &str, target: &str) -> Option<String> {
+    let arch = crate::core::platform::arch;
+    let cross = arch(host) != arch(target) && target.contains("-linux-");
+    cross.then(|| format!("-Clinker={}-linux-gnu-gcc", arch(target)))
+}
+
+/// `CARGO_ENCODED_RUSTFLAGS` for the build: the user's own flags first, then ours.
+/// `workspace_root` is the workspace path as cargo sees it; `host` the compiling toolchain's
+/// triple.
+fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str, host: &str) -> String {
+    let mut all: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(encoded) if !encoded.is_empty() => encoded.split('\x1f').map(String::from).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    all.extend(flags.rustflags());
+    all.extend(std.rustflags());
+    all.extend(cross_linker(host, &flags.target));
+    // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
+    // image digest) does not depend on where the project sits.
+    all.push(format!("--remap-path-prefix={workspace_root}=."));
+    all.join("\x1f")
+}
+
+/// Whether a compiler message says a crate (std) was built by another rustc (E0514).
+fn is_std_mismatch(line: &str) -> bool {
+    line.contains("E0514") && line.contains("incompatible version of rustc")
+}
+
+/// One line of `cargo build --message-format=json-render-diagnostics` output.
+#[derive(Debug, PartialEq, Eq)]
+enum CargoLine {
+    /// An artifact; `executable` is set when it is the binary we build.
+    Artifact {
+        executable: Option<PathBuf>,
+        fresh: bool,
+        /// The target's name (`serde`, `build-script-build`, the binary's).
+        target: String,
+    },
+    /// A JSON message we do not need.
+    Other,
+    /// Not JSON: a build script's output, passed on as compiler output.
+    Text,
+}
+
+fn parse_message(line: &str, bin: &str) -> CargoLine {
+    match serde_json::from_str::<cargo_metadata::Message>(line) {
+        Ok(cargo_metadata::Message::CompilerArtifact(artifact)) => CargoLine::Artifact {
+            executable: artifact
+                .executable
+                .filter(|_| artifact.target.is_bin() && artifact.target.name == bin)
+                .map(PathBuf::from),
+            fresh: artifact.fresh,
+            target: artifact.target.name.clone(),
+        },
+        Ok(_) => CargoLine::Other,
+        Err(_) => CargoLine::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_architecture_links_with_its_cross_gcc() {
+        let host = "x86_64-unknown-linux-gnu";
+        assert_eq!(
+            cross_linker(host, "aarch64-unknown-linux-musl").as_deref(),
+            Some("-Clinker=aarch64-linux-gnu-gcc")
+        );
+        assert_eq!(cross_linker(host, "x86_64-unknown-linux-musl"), None);
+        assert_eq!(cross_linker(host, "wasm32-unknown-unknown"), None);
+    }
+}

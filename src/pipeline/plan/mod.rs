@@ -1,0 +1,440 @@
+//! The library's front door: a plain-data [`Request`] is resolved into a [`Plan`] (which
+//! engine, which compiler, which bases, which outputs) and then run, as one build or as a
+//! comparison of presets. Everything the run has to say goes out as [`Event`]s; what it
+//! produced comes back as records.
+//!
+//! ```no_run
+//! # async fn example() -> ruchy_image::Result<()> {
+//! use ruchy_image::plan::{Plan, Request};
+//! use ruchy_image::preset::Preset;
+//!
+//! let mut request = Request::new("examples/fibonacci.rs");
+//! request.presets = vec![Preset::Aggressive];
+//! request.outputs.oci_layout = Some("out/fib".into());
+//! let events = ruchy_image::event::Events::new(|event| eprintln!("{event:?}"));
+//! let record = Plan::resolve(request, &events).await?.build(&events).await?;
+//! println!("{} bytes stored", record.image.compressed_size);
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::adapters::engine::Engine;
+use crate::core::error::{Error, Result};
+use crate::core::event::{Event, Events};
+use crate::core::metrics::{BuildRecord, IndexRecord};
+use crate::core::platform::Platform;
+use crate::core::preset::Preset;
+use crate::pipeline::base::Base;
+use crate::pipeline::build::{build, BuildOptions};
+use crate::pipeline::compare::{compare, ColdStartProbe, Comparison};
+use crate::pipeline::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
+use crate::pipeline::oci::layer::Codec;
+use crate::pipeline::publish::{
+    ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher, RegistryPublisher,
+};
+
+mod request;
+
+pub use request::{BuilderChoice, CompilerOutput, Load, Outputs, Request};
+
+/// A request resolved: the engine connected, the bases read, the compiler and the outputs
+/// chosen. Resolving fails fast, before any compile, on bad input and unwritable outputs.
+pub struct Plan {
+    request: Request,
+    engine: Option<Engine>,
+    /// `None` for a prebuilt binary, which needs no compile.
+    compiler: Option<Box<dyn Compiler>>,
+    bases: Vec<(String, Option<Arc<Base>>)>,
+    publishers: Vec<Box<dyn Publisher>>,
+    probe: Option<ColdStartProbe>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("request", &self.request)
+            .field("engine", &self.engine.as_ref().map(|e| &e.host))
+            .field("compiler", &self.builder())
+            .field("publishers", &self.publishers.len())
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Resolves `request`: connects to the engine if one is wanted, reads every base, finds
+    /// the builder image, and chooses the outputs (each build checks they can be written
+    /// before it compiles).
+    pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
+        request.validate()?;
+        crate::pipeline::source::check_transpiler(&request.source)?;
+        let prebuilt = request.is_prebuilt();
+        if prebuilt {
+            request.check_prebuilt()?;
+        }
+        let engine = connect(&request).await?;
+        check_engine_reads(&request, engine.as_ref())?;
+        sweep_leftovers(&request, engine.as_ref(), events).await;
+        if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
+            events.emit(Event::Warning {
+                message: "no Docker engine answers: the image is not loaded".into(),
+            });
+        }
+
+        let mut bases = Vec::with_capacity(request.bases.len());
+        for reference in &request.bases {
+            let base = crate::pipeline::base::load(
+                reference,
+                engine.as_ref(),
+                &request.registry,
+                &request.source.cache_dir,
+                events,
+            )
+            .await?;
+            bases.push((reference.to_string(), base.map(Arc::new)));
+        }
+
+        let output = request.compiler_output;
+        let compiler: Option<Box<dyn Compiler>> = match (&engine, request.builder) {
+            _ if prebuilt => None,
+            (Some(engine), BuilderChoice::Auto | BuilderChoice::Docker) => {
+                let cache_dir = &request.source.cache_dir;
+                let requested = request.builder_image.as_deref();
+                let image = BuilderImage::resolve(engine, requested, cache_dir, events).await?;
+                Some(Box::new(DockerCompiler::new(
+                    engine.clone(),
+                    image,
+                    cache_dir.clone(),
+                    output.color,
+                    output.quiet,
+                )))
+            }
+            _ => {
+                let cache_dir = request.source.cache_dir.clone();
+                let (color, quiet) = (output.color, output.quiet);
+                Some(Box::new(
+                    crate::adapters::fsutil::blocking(move || {
+                        LocalCompiler::new(cache_dir, color, quiet)
+                    })
+                    .await?,
+                ))
+            }
+        };
+
+        let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
+        let loads = request.outputs.load != Load::Never;
+        if let Some(dir) = &request.outputs.oci_layout {
+            publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
+        }
+        if let Some(file) = &request.outputs.archive {
+            publishers.push(Box::new(ArchivePublisher {
+                file: file.clone(),
+                mtime: request.source_date_epoch,
+            }));
+        }
+        // Registries after the files: a push puts a tag others see, but only once every blob
+        // is up (and a failure before leaves the files uncommitted too).
+        for (index, reference) in request.outputs.push.iter().enumerate() {
+            publishers.push(Box::new(RegistryPublisher {
+                reference: reference.clone(),
+                options: request.registry.clone(),
+                mount_from: request.outputs.push[..index].to_vec(),
+                tag_per_image: request.presets.len() > 1 || request.bases.len() > 1,
+                events: events.clone(),
+            }));
+        }
+        // The engine last: a load moves a tag that other programs see at once, so it is the
+        // step an interruption should be least likely to cut off from the rest.
+        if let (Some(engine), true) = (&engine, loads) {
+            publishers.push(Box::new(EnginePublisher {
+                engine: engine.clone(),
+                mtime: request.source_date_epoch,
+            }));
+        }
+        // Cold starts run what the engine publisher loaded.
+        let probe = match (&engine, loads, request.cold_start_runs) {
+            (Some(engine), true, runs) if runs > 0 => Some(ColdStartProbe {
+                engine: engine.clone(),
+                runs,
+            }),
+            _ => None,
+        };
+        Ok(Plan {
+            request,
+            engine,
+            compiler,
+            bases,
+            publishers,
+            probe,
+        })
+    }
+
+    /// The engine in use, if any.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// The compile backend (`local`, `docker`), or `prebuilt` when there is nothing to compile.
+    pub fn builder(&self) -> &'static str {
+        self.compiler.as_ref().map_or("prebuilt", |c| c.name())
+    }
+
+    /// Whether this builds several platforms (an index; see [`Plan::build_index`]).
+    pub fn is_multi_platform(&self) -> bool {
+        self.request.platforms.len() > 1
+    }
+
+    /// The build options of `preset` on the base at `base`, for the first platform (or the
+    /// builder's own).
+    fn options(&self, preset: Preset, base: usize) -> BuildOptions {
+        self.options_for(preset, base, self.request.platforms.first().copied())
+    }
+
+    /// The build options of `preset` on the base at `base` for `platform`.
+    fn options_for(&self, preset: Preset, base: usize, platform: Option<Platform>) -> BuildOptions {
+        let request = &self.request;
+        BuildOptions {
+            source: request.source.clone(),
+            preset,
+            overrides: request.overrides.clone(),
+            target: request.target.clone(),
+            platform,
+            platform_in_tag: false,
+            image: request.image.clone(),
+            tag: request.tag.clone(),
+            base: self.bases[base].1.clone(),
+            source_date_epoch: request.source_date_epoch,
+            sbom: request.outputs.sbom.clone(),
+            no_sbom_referrer: request.outputs.no_sbom,
+        }
+    }
+
+    /// Builds the one preset on the one base for one platform and writes the image to every
+    /// output.
+    pub async fn build(&self, events: &Events) -> Result<BuildRecord> {
+        if self.is_multi_platform() {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} platforms", self.request.platforms.len()),
+                reason: "several platforms make an image index: use build_index".into(),
+            });
+        }
+        let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!(
+                    "{} presets on {} bases",
+                    self.request.presets.len(),
+                    self.bases.len()
+                ),
+                reason: "a build takes one preset and one base; compare takes several".into(),
+            });
+        };
+        let options = self.options(preset, 0);
+        build(&options, self.compiler.as_deref(), &self.publishers, events).await
+    }
+
+    /// Builds the one preset for every platform and writes an OCI image index over their
+    /// images to every output (the engine gets the load platform's image).
+    pub async fn build_index(&self, events: &Events) -> Result<IndexRecord> {
+        let request = &self.request;
+        let (&[preset], [_]) = (request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} presets", request.presets.len()),
+                reason: "a multi-platform build takes one preset and one base".into(),
+            });
+        };
+        let each: Vec<BuildOptions> = request
+            .platforms
+            .iter()
+            .map(|p| self.options_for(preset, 0, Some(*p)))
+            .collect();
+        let host = Platform::of_target(std::env::consts::ARCH);
+        let load = request
+            .load_platform
+            .or(host.filter(|h| request.platforms.contains(h)))
+            .unwrap_or(request.platforms[0]);
+        crate::pipeline::build::build_index(
+            &each,
+            load.architecture(),
+            self.compiler.as_deref(),
+            &self.publishers,
+            events,
+        )
+        .await
+    }
+
+    /// Builds a Lambda deployment zip at `zip` (see [`crate::pipeline::build::lambda_zip`]); with
+    /// `image`, also the container-image function of the same binary, written to the outputs:
+    /// `bootstrap` at Lambda's path, the function's directory as the working directory. The
+    /// zip is written last, so a failed image leaves none.
+    pub async fn lambda(
+        &self,
+        zip: &Path,
+        image: bool,
+        events: &Events,
+    ) -> Result<crate::core::metrics::LambdaRecord> {
+        let (&[preset], [_]) = (self.request.presets.as_slice(), self.bases.as_slice()) else {
+            return Err(Error::InvalidInput {
+                what: "request",
+                value: format!("{} presets", self.request.presets.len()),
+                reason: "a Lambda package takes one preset".into(),
+            });
+        };
+        if self.is_multi_platform() {
+            return Err(Error::InvalidInput {
+                what: "platforms",
+                value: format!("{} platforms", self.request.platforms.len()),
+                reason: "a Lambda function runs on one architecture: package each platform with its own --platform and -o".into(),
+            });
+        }
+        let mut options = self.options(preset, 0);
+        let compiler = self.compiler.as_deref();
+        let (zipped, mut record) =
+            crate::pipeline::build::lambda_zip(&options, compiler, zip, events).await?;
+        if image {
+            options.image.path = Some(crate::pipeline::lambda::IMAGE_BOOTSTRAP.into());
+            options.image.workdir = crate::pipeline::lambda::IMAGE_TASK_DIR.into();
+            let built = build(&options, compiler, &self.publishers, events).await?;
+            record.image = Some(built.image);
+            record.outputs = built.outputs;
+        }
+        crate::adapters::fsutil::write_file_atomically("the Lambda zip", zip, &zipped)?;
+        Ok(record)
+    }
+
+    /// Builds every preset on every base (or for every platform), in order; a failed preset
+    /// is recorded and the others still run. Each preset's image goes to the outputs (under
+    /// its own `BIN:PRESET` unless a tag is set) and, when asked, its cold start is timed.
+    pub async fn compare(&self, events: &Events) -> Result<Vec<(String, Comparison)>> {
+        let preset = self.request.presets[0];
+        let mut comparisons = Vec::new();
+        // Several platforms are built FROM scratch only (see validate_platforms): one
+        // comparison per platform, each image under its own BIN:PRESET-ARCH.
+        if self.is_multi_platform() {
+            for platform in &self.request.platforms {
+                events.emit(Event::PlatformStarted {
+                    platform: platform.to_string(),
+                });
+                let mut options = self.options_for(preset, 0, Some(*platform));
+                options.platform_in_tag = true;
+                let comparison = self.compare_presets(&options, events).await?;
+                comparisons.push((platform.to_string(), comparison));
+            }
+            return Ok(comparisons);
+        }
+        for (index, (base, _)) in self.bases.iter().enumerate() {
+            if self.bases.len() > 1 {
+                events.emit(Event::BaseStarted { base: base.clone() });
+            }
+            let options = self.options(preset, index);
+            let comparison = self.compare_presets(&options, events).await?;
+            comparisons.push((base.clone(), comparison));
+        }
+        Ok(comparisons)
+    }
+
+    /// Every preset with `options` otherwise.
+    async fn compare_presets(&self, options: &BuildOptions, events: &Events) -> Result<Comparison> {
+        compare(
+            options,
+            &self.request.presets,
+            self.compiler.as_deref(),
+            &self.publishers,
+            self.probe.as_ref(),
+            events,
+        )
+        .await
+    }
+}
+
+/// Removes what runs that did not finish (killed, or cut off from the engine) left behind:
+/// their builder containers, and temp files beside this request's outputs and in the cache.
+/// A sweep that fails only costs disk space, so it is a warning, not an error.
+async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Events) {
+    if let Some(engine) = engine {
+        match engine.remove_orphans().await {
+            Ok(removed) if !removed.is_empty() => events.note(format!(
+                "removed {} container(s) left by a run that did not finish",
+                removed.len()
+            )),
+            Ok(_) => {}
+            Err(e) => events.emit(Event::Warning {
+                message: format!("leftover containers were not removed: {e}"),
+            }),
+        }
+    }
+    let cache = &request.source.cache_dir;
+    let mut dirs = vec![cache.join("layers"), cache.join("metadata")];
+    if let Ok(artifacts) = std::fs::read_dir(cache.join("artifacts")) {
+        dirs.extend(artifacts.flatten().map(|e| e.path()));
+    }
+    // An existing layout gets its index and blobs written in place.
+    if let Some(layout) = &request.outputs.oci_layout {
+        dirs.extend([layout.clone(), layout.join("blobs/sha256")]);
+    }
+    let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
+    for output in outputs.into_iter().flatten() {
+        if let Some(parent) = std::path::absolute(output)
+            .ok()
+            .and_then(|p| p.parent().map(Into::into))
+        {
+            dirs.push(parent);
+        }
+    }
+    let removed = crate::adapters::fsutil::blocking(move || {
+        dirs.iter()
+            .map(|d| crate::adapters::cleanup::sweep_temp(d))
+            .sum::<usize>()
+    })
+    .await;
+    if removed > 0 {
+        events.note(format!(
+            "removed {removed} temp file(s) left by a run that did not finish"
+        ));
+    }
+}
+
+/// Refuses, before anything runs, a load of zstd layers into an engine that cannot read them:
+/// Docker reads zstd layers from 23.0 on; Podman does (4.3 does).
+fn check_engine_reads(request: &Request, engine: Option<&Engine>) -> Result<()> {
+    let (Some(engine), Codec::Zstd) = (engine, request.image.compression) else {
+        return Ok(());
+    };
+    let loads = request.outputs.load != Load::Never;
+    let major: u32 = engine
+        .version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if loads && !engine.podman && major < 23 {
+        return Err(Error::InvalidInput {
+            what: "compression for this engine",
+            value: "zstd".into(),
+            reason: format!(
+                "the engine at {} is Docker {}, which cannot load zstd layers (Docker 23 and later, and containerd, can): add --no-load to write zstd only to layouts, archives and registries, or leave the compression gzip",
+                engine.host, engine.version
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Connects to the engine when the request wants one. `None` when it is only wanted (the
+/// default builder, a load if possible) and does not answer.
+async fn connect(request: &Request) -> Result<Option<Engine>> {
+    if !request.wants_engine() {
+        return Ok(None);
+    }
+    // An engine named in DOCKER_HOST is one the user means: not answering is an error, not a
+    // reason to quietly build without it.
+    let named = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
+    match Engine::connect().await {
+        Ok(engine) => Ok(Some(engine)),
+        Err(e) if request.needs_engine() || named => Err(e),
+        Err(_) => Ok(None),
+    }
+}

@@ -1,0 +1,347 @@
+//! A CycloneDX 1.5 SBOM of the crates in a binary, from cargo's resolved graph for the
+//! target: each crate's name, version, `pkg:cargo/` purl, license expression and the
+//! SHA-256 `Cargo.lock` records for it. Crates only the build uses (build scripts' and
+//! proc-macros' dependencies, proc-macros themselves) are listed with scope `excluded`; dev
+//! dependencies are left out. Deterministic: the same lock file and epoch give the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::adapters::fsutil::hex;
+use crate::core::error::{Error, Result};
+use crate::core::metrics::SbomRecord;
+
+/// The SBOM's media type, as an OCI artifact type.
+pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// `Cargo.lock`'s checksum per (name, version).
+fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
+    let mut sums = BTreeMap::new();
+    let (mut name, mut version, mut checksum) = (None, None, None);
+    let mut flush =
+        |name: &mut Option<String>, version: &mut Option<String>, checksum: &mut Option<String>| {
+            if let (Some(n), Some(v), Some(c)) = (name.take(), version.take(), checksum.take()) {
+                sums.insert((n, v), c);
+            }
+            *name = None;
+            *version = None;
+            *checksum = None;
+        };
+    for line in lock.lines().map(str::trim) {
+        if line == "[[package]]" {
+            flush(&mut name, &mut version, &mut checksum);
+        }
+        let value = |key: &str| {
+            line.strip_prefix(key)
+                .and_then(|rest| rest.trim_start().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        };
+        if let Some(v) = value("name") {
+            name = Some(v);
+        } else if let Some(v) = value("version") {
+            version = Some(v);
+        } else if let Some(v) = value("checksum") {
+            checksum = Some(v);
+        }
+    }
+    flush(&mut name, &mut version, &mut checksum);
+    sums
+}
+
+/// The packages the root links (`runtime`) and the ones only its build uses.
+fn reachable(metadata: &Metadata, root: &PackageId) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
+    let Some(resolve) = &metadata.resolve else {
+        return Default::default();
+    };
+    let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let is_proc_macro = |id: &PackageId| {
+        metadata.packages.iter().any(|p| {
+            &p.id == id
+                && p.targets
+                    .iter()
+                    .any(|t| t.kind.iter().any(|k| k.to_string() == "proc-macro"))
+        })
+    };
+    // Walk from the root: an edge is runtime when it is a normal dependency of a runtime
+    // crate and not a proc-macro; everything else the build reaches is build-only.
+    let mut runtime = BTreeSet::new();
+    let mut build = BTreeSet::new();
+    let mut stack = vec![(root.clone(), true)];
+    while let Some((id, linked)) = stack.pop() {
+        let set = if linked { &mut runtime } else { &mut build };
+        if !set.insert(id.clone()) {
+            continue;
+        }
+        let Some(node) = nodes.get(&id) else { continue };
+        for dep in &node.deps {
+            let normal = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Normal);
+            let build_dep = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Build);
+            if !normal && !build_dep {
+                continue; // dev-only
+            }
+            let links = linked && normal && !is_proc_macro(&dep.pkg);
+            stack.push((dep.pkg.clone(), links));
+        }
+    }
+    let build_only = build.difference(&runtime).cloned().collect();
+    runtime.remove(root);
+    (runtime, build_only)
+}
+
+/// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
+/// manifest, target, package, epoch and transpiler): a no-change rebuild asks cargo nothing.
+pub fn generate_cached(
+    cache_dir: &Path,
+    manifest: &Path,
+    package: &str,
+    target: &str,
+    epoch: u64,
+    ruchy: Option<&str>,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let lock = manifest
+        .parent()
+        .map(|dir| dir.join("Cargo.lock"))
+        .and_then(|lock| std::fs::read(lock).ok());
+    let key = lock.map(|lock| {
+        let mut key = Sha256::new();
+        key.update(env!("CARGO_PKG_VERSION"));
+        key.update(&lock);
+        key.update(std::fs::read(manifest).unwrap_or_default());
+        key.update(format!(
+            "{package}\0{target}\0{epoch}\0{}",
+            ruchy.unwrap_or("")
+        ));
+        hex(&key.finalize())
+    });
+    let remembered = key.map(|k| cache_dir.join("sbom").join(format!("{}.json", &k[..32])));
+    if let Some(bytes) = remembered.as_ref().and_then(|p| std::fs::read(p).ok()) {
+        if let Ok(bom) = serde_json::from_slice::<Value>(&bytes) {
+            let record = SbomRecord {
+                components: components_len(&bom),
+                build_only: bom["components"]
+                    .as_array()
+                    .map_or(0, |c| c.iter().filter(|c| c["scope"] == "excluded").count()),
+                digest: crate::adapters::fsutil::sha256_digest(&bytes),
+            };
+            return Ok((bytes, record));
+        }
+    }
+    let (bytes, record) = generate(manifest, package, target, epoch, ruchy)?;
+    if let Some(path) = remembered {
+        // A cache that cannot be written costs the next build a `cargo metadata`.
+        let _ = crate::adapters::fsutil::write_file_atomically("the SBOM cache", &path, &bytes);
+    }
+    Ok((bytes, record))
+}
+
+/// The SBOM of `package` in the project at `manifest`, built for `target`, as JSON bytes.
+/// `epoch` is its timestamp; `ruchy` names the transpiler that made the Rust, if one did.
+pub fn generate(
+    manifest: &Path,
+    package: &str,
+    target: &str,
+    epoch: u64,
+    ruchy: Option<&str>,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(manifest)
+        .other_options(vec!["--filter-platform".to_string(), target.to_string()])
+        .exec()
+        .map_err(|e| crate::pipeline::source::metadata_error(manifest, e))?;
+    let root = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == package && metadata.workspace_members.contains(&p.id))
+        .ok_or_else(|| Error::CargoMetadata {
+            manifest: manifest.to_path_buf(),
+            message: format!("no package {package} in the workspace"),
+        })?;
+    let lock =
+        std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
+    let checksums = lock_checksums(&lock);
+    let (runtime, build_only) = reachable(&metadata, &root.id);
+    let by_id: BTreeMap<&PackageId, &Package> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+
+    let components = components(&by_id, &runtime, &build_only, &checksums);
+    let included: BTreeSet<&PackageId> = runtime
+        .iter()
+        .chain(build_only.iter())
+        .chain([&root.id])
+        .collect();
+    let dependencies = dependencies(&metadata, &by_id, &included);
+    let mut bom = json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "version": 1,
+        "metadata": bom_metadata(root, target, epoch, ruchy),
+        "components": components,
+        "dependencies": dependencies,
+    });
+    bom["serialNumber"] = Value::String(serial_number(&bom));
+    let mut bytes = serde_json::to_vec_pretty(&bom).map_err(|source| Error::Json {
+        what: "the SBOM",
+        source,
+    })?;
+    bytes.push(b'\n');
+    let record = SbomRecord {
+        components: components_len(&bom),
+        build_only: build_only.len(),
+        digest: crate::adapters::fsutil::sha256_digest(&bytes),
+    };
+    Ok((bytes, record))
+}
+
+/// A serial number from the content, so the same graph gives the same document: a version 4
+/// UUID shaped from the hash of `bom`.
+fn serial_number(bom: &Value) -> String {
+    let body = serde_json::to_vec(bom).unwrap_or_default();
+    let h = hex(&Sha256::digest(&body));
+    format!(
+        "urn:uuid:{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// A crate's package URL, also its `bom-ref`.
+fn purl(name: &str, version: &str) -> String {
+    format!("pkg:cargo/{name}@{version}")
+}
+
+/// The SBOM's components, sorted: the crates the binary links (`required`) and the ones only
+/// its build uses (`excluded`), with their licenses and `Cargo.lock` checksums.
+fn components(
+    by_id: &BTreeMap<&PackageId, &Package>,
+    runtime: &BTreeSet<PackageId>,
+    build_only: &BTreeSet<PackageId>,
+    checksums: &BTreeMap<(String, String), String>,
+) -> Vec<Value> {
+    let mut components = Vec::new();
+    for id in runtime.iter().chain(build_only.iter()) {
+        let Some(package) = by_id.get(id) else {
+            continue;
+        };
+        let (name, version) = (package.name.to_string(), package.version.to_string());
+        let mut component = json!({
+            "type": "library",
+            "bom-ref": purl(&name, &version),
+            "name": name,
+            "version": version,
+            "purl": purl(&name, &version),
+            "scope": if build_only.contains(id) { "excluded" } else { "required" },
+        });
+        if let Some(license) = &package.license {
+            component["licenses"] = json!([{ "expression": license }]);
+        }
+        if let Some(sum) = checksums.get(&(name.clone(), version.clone())) {
+            component["hashes"] = json!([{ "alg": "SHA-256", "content": sum }]);
+        }
+        components.push(component);
+    }
+    components.sort_by(|a, b| a["bom-ref"].as_str().cmp(&b["bom-ref"].as_str()));
+    components
+}
+
+/// The SBOM's dependency graph among the `included` packages (dev dependencies left out),
+/// sorted by ref.
+fn dependencies(
+    metadata: &Metadata,
+    by_id: &BTreeMap<&PackageId, &Package>,
+    included: &BTreeSet<&PackageId>,
+) -> Vec<Value> {
+    let mut dependencies = Vec::new();
+    if let Some(resolve) = &metadata.resolve {
+        for node in resolve.nodes.iter().filter(|n| included.contains(&n.id)) {
+            let Some(package) = by_id.get(&node.id) else {
+                continue;
+            };
+            let mut on: Vec<String> = node
+                .deps
+                .iter()
+                .filter(|d| included.contains(&d.pkg))
+                .filter(|d| {
+                    d.dep_kinds
+                        .iter()
+                        .any(|k| k.kind != DependencyKind::Development)
+                })
+                .filter_map(|d| by_id.get(&d.pkg))
+                .map(|p| purl(p.name.as_str(), &p.version.to_string()))
+                .collect();
+            on.sort();
+            on.dedup();
+            dependencies.push(json!({
+                "ref": purl(package.name.as_str(), &package.version.to_string()),
+                "dependsOn": on,
+            }));
+        }
+    }
+    dependencies.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+    dependencies
+}
+
+/// The SBOM's `metadata`: its time (`epoch`), the tool, the application (`root`) and our
+/// properties (the target, and the transpiler when one made the Rust).
+fn bom_metadata(root: &Package, target: &str, epoch: u64, ruchy: Option<&str>) -> Value {
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
+    )
+    .to_string();
+    let mut application = json!({
+        "type": "application",
+        "bom-ref": purl(root.name.as_str(), &root.version.to_string()),
+        "name": root.name.to_string(),
+        "version": root.version.to_string(),
+        "purl": purl(root.name.as_str(), &root.version.to_string()),
+    });
+    if let Some(license) = &root.license {
+        application["licenses"] = json!([{ "expression": license }]);
+    }
+    let mut properties = vec![json!({ "name": "ruchy-image:target", "value": target })];
+    if let Some(ruchy) = ruchy {
+        properties.push(json!({ "name": "ruchy-image:ruchy-version", "value": ruchy }));
+    }
+    json!({
+        "timestamp": created,
+        "tools": { "components": [{
+            "type": "application",
+            "name": "ruchy-image",
+            "version": env!("CARGO_PKG_VERSION"),
+        }]},
+        "component": application,
+        "properties": properties,
+    })
+}
+
+fn components_len(bom: &Value) -> usize {
+    bom["components"].as_array().map_or(0, Vec::len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_checksums_are_read() {
+        let lock = "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"abc\"\n\n[[package]]\nname = \"local\"\nversion = \"0.1.0\"\n";
+        let sums = lock_checksums(lock);
+        assert_eq!(
+            sums.get(&("a".into(), "1.0.0".into())).map(String::as_str),
+            Some("abc")
+        );
+        assert_eq!(sums.len(), 1);
+    }
+}

@@ -1,0 +1,339 @@
+//! The option groups several commands share, flattened into them (`#[command(flatten)]`),
+//! with the value parsers and the names of flags in errors.
+//!
+//! Doc comments here are the `--help` text: `NAME[:TAG]` is a usage pattern, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, ValueEnum};
+
+use crate::core::platform::Platform;
+use crate::core::preset::{Lto, OptLevel, Panic, Preset, Strip};
+use crate::pipeline::base::BaseRef;
+use crate::Error;
+
+/// What to build and the flags on top of the preset: the build options `build`, `compare`
+/// and `lambda` share.
+#[derive(Debug, Args)]
+pub struct BuildOptions {
+    /// The source and how to get at it.
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Per-flag overrides of the preset.
+    #[command(flatten)]
+    pub flags: FlagArgs,
+}
+
+/// The source and how to get at it; part of [`BuildOptions`].
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// A Cargo project directory, a .rs file, or a .ruchy file; for `build`, also a Linux
+    /// executable built elsewhere (ELF), packaged without a compile: the same checks (static
+    /// on scratch, its loader on a base), the preset choosing only the layer compression.
+    pub source: PathBuf,
+
+    /// The binary to build, when the project has several.
+    #[arg(long, value_name = "NAME")]
+    pub bin: Option<String>,
+
+    /// The Ruchy transpiler for .ruchy sources [default: ruchy on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub ruchy: Option<PathBuf>,
+
+    /// Where to compile [default: docker when an engine answers, else local].
+    #[arg(long, value_enum, env = "RUCHY_IMAGE_BUILDER")]
+    pub builder: Option<Builder>,
+
+    /// The image the docker builder compiles in [default: rust:1-alpine, or an image made by
+    /// `builder import-host` when that cannot be pulled].
+    #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
+    pub builder_image: Option<String>,
+
+    /// Where generated projects and caches live.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Per-flag overrides of the preset; part of [`BuildOptions`].
+#[derive(Debug, Args)]
+pub struct FlagArgs {
+    /// Override the preset's opt-level.
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = OptLevel::ALL)]
+    pub opt_level: Option<String>,
+
+    /// Override the preset's link-time optimization.
+    #[arg(long, help_heading = "Flag overrides", value_parser = lto_parser())]
+    pub lto: Option<Lto>,
+
+    /// Override the preset's codegen-units.
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub codegen_units: Option<u32>,
+
+    /// Strip the binary (symbols, or only debuginfo).
+    #[arg(long, value_name = "WHAT", num_args = 0..=1, default_missing_value = "symbols", help_heading = "Flag overrides", value_parser = strip_parser())]
+    pub strip: Option<Strip>,
+
+    /// Keep symbols and debug info.
+    #[arg(long, conflicts_with = "strip", help_heading = "Flag overrides")]
+    pub no_strip: bool,
+
+    /// Panic strategy (size uses immediate-abort, which needs its own std and prints
+    /// nothing on a panic).
+    #[arg(long, help_heading = "Flag overrides", value_parser = panic_parser())]
+    pub panic: Option<Panic>,
+
+    /// Override -C target-cpu (nasa uses native).
+    #[arg(long, value_name = "CPU", help_heading = "Flag overrides")]
+    pub target_cpu: Option<String>,
+
+    /// Link the C runtime statically (the default: FROM scratch needs it).
+    #[arg(long, help_heading = "Flag overrides")]
+    pub static_link: bool,
+
+    /// Link dynamically (refused for a scratch image).
+    #[arg(long, conflicts_with = "static_link", help_heading = "Flag overrides")]
+    pub no_static_link: bool,
+
+    /// Target triple [default: the host's].
+    #[arg(long, value_name = "TRIPLE", help_heading = "Flag overrides")]
+    pub target: Option<String>,
+
+    /// The platforms to build for, linux/amd64 and/or linux/arm64, comma-separated [default:
+    /// the builder's]. Each gets its static musl target when the builder has its std (a
+    /// builder from `builder import-host` on a machine with Debian's arm64 cross packages
+    /// does), else its glibc one. Several make one image each and an OCI image index over
+    /// them under the tag (layouts, registries); the engine and --output get one platform's
+    /// image (see --load-platform). `compare` reports each platform on its own.
+    #[arg(long, value_name = "OS/ARCH[,...]", value_delimiter = ',', value_parser = platform_parser, help_heading = "Flag overrides")]
+    pub platform: Vec<Platform>,
+
+    /// Of several platforms, the one the engine loads and --output's `docker load` part holds
+    /// (Docker 20.10 keeps one image per tag) [default: this machine's, when built; else the
+    /// first].
+    #[arg(long, value_name = "OS/ARCH", value_parser = platform_parser, help_heading = "Flag overrides")]
+    pub load_platform: Option<Platform>,
+}
+
+/// The image's contents and config; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// The base image: scratch, an image in the engine (alpine:3.20), oci:DIR[:TAG] or
+    /// docker-archive:FILE.
+    #[arg(long, value_name = "REF", default_value = "scratch", value_parser = base_parser, help_heading = "Image")]
+    pub base: BaseRef,
+
+    /// The runtime user: NAME:UID:GID or UID[:GID] [default: nonroot:65532:65532].
+    #[arg(long, value_name = "USER", help_heading = "Image")]
+    pub user: Option<String>,
+
+    /// Allow the runtime user to be root (uid 0).
+    #[arg(long, help_heading = "Image")]
+    pub allow_root: bool,
+
+    /// Set an environment variable in the image (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE", help_heading = "Image")]
+    pub env: Vec<String>,
+
+    /// Expose a port: N or N/tcp or N/udp (repeatable).
+    #[arg(short, long = "port", value_name = "PORT", help_heading = "Image")]
+    pub port: Vec<String>,
+
+    /// Add a label to the image config (repeatable).
+    #[arg(
+        short,
+        long = "label",
+        value_name = "KEY=VALUE",
+        help_heading = "Image"
+    )]
+    pub label: Vec<String>,
+
+    /// Working directory of the container.
+    #[arg(long, value_name = "DIR", default_value = "/", help_heading = "Image")]
+    pub workdir: String,
+
+    /// Where the binary goes in the image [default: /usr/local/bin/NAME].
+    #[arg(long, value_name = "PATH", help_heading = "Image")]
+    pub path: Option<String>,
+
+    /// Timestamp of every file and of the image (seconds since 1970).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SOURCE_DATE_EPOCH",
+        default_value_t = 0,
+        help_heading = "Image"
+    )]
+    pub source_date_epoch: u64,
+
+    /// How the layers are compressed: gzip, which every engine reads, or zstd (smaller,
+    /// faster to unpack; Docker 23+, containerd, skopeo, umoci; loading into an older Docker
+    /// is refused).
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip, help_heading = "Image")]
+    pub compression: CompressionArg,
+
+    /// The compression level: gzip 1 (fastest) to 12 (smallest) [default: 6 for none and
+    /// balanced, 9 for aggressive and nasa, 12 for size]; zstd 1 to 19 [default: 3, 9, 19].
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=19), help_heading = "Image")]
+    pub compression_level: Option<u32>,
+}
+
+/// Size budgets for CI; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_binary_size: Option<String>,
+
+    /// Fail (exit 1, after the report) if an image, as stored (compressed), is bigger.
+    #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
+    pub max_image_size: Option<String>,
+}
+
+/// Registries to push to and how to reach them; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Push to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG]; `compare`
+    /// pushes each preset to REPO:PRESET. Blobs the registry has are not sent again; the
+    /// manifest goes last.
+    #[arg(long, value_name = "REF", help_heading = "Registries")]
+    pub push: Vec<String>,
+
+    /// The registry user [default: from Docker's config.json or its credential helpers].
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "registry_password_stdin",
+        help_heading = "Registries"
+    )]
+    pub registry_user: Option<String>,
+
+    /// Read the registry password from stdin (never from an argument).
+    #[arg(long, requires = "registry_user", help_heading = "Registries")]
+    pub registry_password_stdin: bool,
+
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
+    /// --registry-ca says it speaks TLS).
+    #[arg(long, value_name = "HOST", help_heading = "Registries")]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
+    #[arg(long, value_name = "FILE", help_heading = "Registries")]
+    pub registry_ca: Vec<PathBuf>,
+}
+
+/// A `ruchy-image serve` to build on; shared by `build` and `compare`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
+    /// and the outputs written here (the server compiles in its own builder).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RUCHY_IMAGE_SERVER",
+        help_heading = "Service"
+    )]
+    pub server: Option<String>,
+
+    /// The file holding the server's bearer token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RUCHY_IMAGE_TOKEN_FILE",
+        help_heading = "Service"
+    )]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `--compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// gzip by libdeflate: every engine and tool reads it.
+    Gzip,
+    /// zstd: Docker 23+, containerd, skopeo and umoci read it.
+    Zstd,
+}
+
+/// The compile backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Builder {
+    /// A builder container in the Docker engine (rust:1-alpine by default).
+    Docker,
+    /// The host's cargo and rustc.
+    Local,
+}
+
+/// A parser for a setting named in src/core/preset.rs's table: `--help` lists the names, and the
+/// value is the library's own parse of one.
+fn named_parser<T>(
+    names: impl IntoIterator<Item = &'static str>,
+) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = Error> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("only listed values get here"))
+}
+
+pub(super) fn preset_parser() -> impl TypedValueParser<Value = Preset> {
+    named_parser(Preset::ALL.map(Preset::name))
+}
+
+fn lto_parser() -> impl TypedValueParser<Value = Lto> {
+    named_parser(Lto::ALL.iter().map(|v| v.name()))
+}
+
+fn strip_parser() -> impl TypedValueParser<Value = Strip> {
+    named_parser(Strip::ALL.iter().map(|v| v.name()))
+}
+
+fn panic_parser() -> impl TypedValueParser<Value = Panic> {
+    named_parser(Panic::ALL.iter().map(|v| v.name()))
+}
+
+fn platform_parser(value: &str) -> std::result::Result<Platform, String> {
+    value.parse().map_err(|e: Error| e.to_string())
+}
+
+pub(super) fn base_parser(value: &str) -> std::result::Result<BaseRef, String> {
+    value
+        .parse()
+        .map_err(|e: Error| with_flag_names(e).to_string())
+}
+
+/// Names the flag in an error about a value the library rejected: `invalid user ...` becomes
+/// `invalid --user ...`.
+pub(crate) fn with_flag_names(error: Error) -> Error {
+    let Error::InvalidInput {
+        what,
+        value,
+        reason,
+    } = error
+    else {
+        return error;
+    };
+    let what = match what {
+        "user" => "--user",
+        "base image" | "base" => "--base",
+        "presets" => "--presets",
+        "memory size" => "--memory",
+        "opt-level" => "--opt-level",
+        "builder image" => "--builder-image",
+        "bin" => "--bin",
+        "target" => "--target",
+        "source" => "SOURCE",
+        "source date epoch" => "--source-date-epoch (SOURCE_DATE_EPOCH)",
+        "binary path" => "--path",
+        "OCI layout" => "--oci-layout",
+        "image archive" => "--output",
+        "metrics JSON" => "--json",
+        "chart" => "--chart",
+        other => other,
+    };
+    Error::InvalidInput {
+        what,
+        value,
+        reason,
+    }
+}

@@ -1,0 +1,419 @@
+//! A command line turned into the library's request (`to_lib`): what clap cannot check is
+//! checked here, and errors about a value name the flag it came from.
+
+use std::collections::BTreeMap;
+
+use super::args::{BuildArgs, CompareArgs, DockerfileArgs, DockerfileVariant, LambdaArgs};
+use super::options::{
+    BudgetArgs, BuildOptions, Builder, CompressionArg, FlagArgs, ImageArgs, InputArgs, RegistryArgs,
+};
+use crate::core::budget::{Budget, Budgets, Limit};
+use crate::core::preset::{OptLevel, Overrides, Strip};
+use crate::pipeline::build::{default_cache_dir, ImageOptions};
+use crate::pipeline::oci::image::RuntimeUser;
+use crate::pipeline::oci::layer::Codec;
+use crate::pipeline::plan::{BuilderChoice, Load, Request};
+use crate::pipeline::source::SourceOptions;
+use crate::{Error, Result};
+
+impl BuildOptions {
+    /// The library's request for this source and these flags, shared by every command that
+    /// compiles; the caller fills in presets, image, bases and outputs.
+    fn request(&self) -> Result<Request> {
+        let (input, flags) = (&self.input, &self.flags);
+        let mut request = Request::new(&input.source);
+        request.source = input.to_lib();
+        request.overrides = flags.to_lib()?;
+        request.target = flags.target.clone();
+        request.platforms = flags.platform.clone();
+        request.load_platform = flags.load_platform;
+        request.builder = input.builder_choice();
+        request.builder_image = input.builder_image.clone();
+        Ok(request)
+    }
+
+    /// [`BuildOptions::request`] with what goes into the image: `build` and `compare`.
+    fn image_request(&self, image: &ImageArgs) -> Result<Request> {
+        let mut request = self.request()?;
+        request.image = image.to_lib()?;
+        request.bases = vec![image.base.clone()];
+        request.source_date_epoch = image.source_date_epoch;
+        Ok(request)
+    }
+}
+
+impl BuildArgs {
+    /// The library's request for this command line.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = self.options.image_request(&self.image)?;
+        request.presets = vec![self.optimize];
+        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
+        request.outputs.oci_layout = self.oci_layout.clone();
+        request.outputs.archive = self.output.clone();
+        request.outputs.sbom = self.sbom.clone();
+        request.outputs.no_sbom = self.no_sbom;
+        self.registry.apply(&mut request)?;
+        // A tag means "I want it in the engine": loaded when one answers, unless told not to.
+        request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
+            (true, _, _) => Load::Always,
+            (_, true, _) | (_, _, false) => Load::Never,
+            _ => Load::IfEngine,
+        };
+        Ok(request)
+    }
+}
+
+impl CompareArgs {
+    /// The library's request: every preset, on every base, loaded as `BIN:PRESET` into the
+    /// engine only to time cold starts.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = self.options.image_request(&self.image)?;
+        request.presets = self.presets.clone();
+        if !self.bases.is_empty() {
+            request.bases = self.bases.clone();
+        }
+        request.cold_start_runs = self.cold_start_runs;
+        self.registry.apply(&mut request)?;
+        request.outputs.load = match self.cold_start_runs {
+            0 => Load::Never,
+            _ => Load::IfEngine,
+        };
+        Ok(request)
+    }
+}
+
+impl LambdaArgs {
+    /// The library's request for this command line.
+    pub fn to_lib(&self) -> Result<Request> {
+        let mut request = self.options.request()?;
+        request.source.lambda = true;
+        // A function is one platform: lambda has never read --load-platform.
+        request.load_platform = None;
+        request.presets = vec![self.optimize];
+        request.source_date_epoch = self.source_date_epoch;
+        request.tag = self.tag.as_deref().map(str::parse).transpose()?;
+        request.outputs.oci_layout = self.oci_layout.clone();
+        if let Some(base) = &self.base {
+            request.bases = vec![base.clone()];
+        }
+        request.outputs.load = match request.tag.is_some() {
+            true => Load::Always,
+            false => Load::Never,
+        };
+        Ok(request)
+    }
+}
+
+impl DockerfileArgs {
+    /// The library's options: the binary is looked up in SOURCE when one is given.
+    pub fn to_lib(&self) -> Result<crate::commands::dockerfile::DockerfileOptions> {
+        use crate::commands::dockerfile::{project_bin, Cache, DockerfileOptions, Variant};
+        let bin = match &self.source {
+            Some(source) => Some(project_bin(source, self.bin.as_deref())?),
+            None => self.bin.clone(),
+        };
+        Ok(DockerfileOptions {
+            preset: self.optimize,
+            bin,
+            target: self.target.clone(),
+            builder_image: self.builder_image.clone(),
+            base: self.base.clone(),
+            variant: match self.variant {
+                DockerfileVariant::Scratch => Variant::Scratch,
+                DockerfileVariant::Alpine => Variant::Alpine,
+            },
+            cache: match self.buildkit {
+                true => Cache::Mounts,
+                false => Cache::Layer,
+            },
+        })
+    }
+}
+
+impl InputArgs {
+    fn to_lib(&self) -> SourceOptions {
+        SourceOptions {
+            path: self.source.clone(),
+            bin: self.bin.clone(),
+            ruchy: self.ruchy.clone(),
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            lambda: false,
+        }
+    }
+}
+
+impl InputArgs {
+    /// Where to compile, as the library names it.
+    fn builder_choice(&self) -> BuilderChoice {
+        match self.builder {
+            None => BuilderChoice::Auto,
+            Some(Builder::Docker) => BuilderChoice::Docker,
+            Some(Builder::Local) => BuilderChoice::Local,
+        }
+    }
+}
+
+impl FlagArgs {
+    fn to_lib(&self) -> Result<Overrides> {
+        let strip = if self.no_strip {
+            Some(Strip::None)
+        } else {
+            self.strip
+        };
+        let static_link = match (self.static_link, self.no_static_link) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        };
+        Ok(Overrides {
+            opt_level: self
+                .opt_level
+                .as_deref()
+                .map(str::parse::<OptLevel>)
+                .transpose()?,
+            lto: self.lto,
+            codegen_units: self.codegen_units,
+            strip,
+            panic: self.panic,
+            target_cpu: self.target_cpu.clone(),
+            static_link,
+        })
+    }
+}
+
+impl ImageArgs {
+    fn to_lib(&self) -> Result<ImageOptions> {
+        let user = match &self.user {
+            Some(spec) => RuntimeUser::parse(spec, self.allow_root)?,
+            None => RuntimeUser::default(),
+        };
+        let env = self
+            .env
+            .iter()
+            .map(|e| key_value("--env", e).map(|(k, v)| format!("{k}={v}")))
+            .collect::<Result<Vec<_>>>()?;
+        let labels = self
+            .label
+            .iter()
+            .map(|l| key_value("--label", l))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(ImageOptions {
+            user,
+            env,
+            ports: self.port.iter().map(|p| port(p)).collect::<Result<_>>()?,
+            workdir: absolute_image_path("--workdir", &self.workdir)?,
+            labels,
+            path: self
+                .path
+                .as_deref()
+                .map(|p| absolute_image_path("--path", p))
+                .transpose()?,
+            compression: match self.compression {
+                CompressionArg::Gzip => Codec::Gzip,
+                CompressionArg::Zstd => Codec::Zstd,
+            },
+            compression_level: self.compression_level,
+        })
+    }
+}
+
+impl BudgetArgs {
+    /// The budgets, checked now so a bad size fails before any compile.
+    pub fn to_lib(&self) -> Result<Budgets> {
+        let parse = |limit, flag, text: &Option<String>| {
+            let parse = |text: &str| {
+                Budget::parse(limit, text).map_err(|reason| Error::InvalidInput {
+                    what: flag,
+                    value: text.to_string(),
+                    reason,
+                })
+            };
+            text.as_deref().map(parse).transpose()
+        };
+        Ok(Budgets {
+            max_binary: parse(Limit::Binary, "--max-binary-size", &self.max_binary_size)?,
+            max_image: parse(Limit::Image, "--max-image-size", &self.max_image_size)?,
+        })
+    }
+}
+
+impl RegistryArgs {
+    /// Fills the request's pushes and registry options (reading a password from stdin).
+    fn apply(&self, request: &mut Request) -> Result<()> {
+        request.outputs.push = self.push.clone();
+        request.registry.insecure = self.insecure_registry.clone();
+        request.registry.ca_files = self.registry_ca.clone();
+        if let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+                .map_err(crate::Error::io("reading the registry password from stdin"))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            request.registry.credentials = Some((user.clone(), password));
+        }
+        Ok(())
+    }
+}
+
+fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
+    match value.split_once('=') {
+        Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+            Ok((key.to_string(), v.to_string()))
+        }
+        _ => Err(Error::InvalidInput {
+            what,
+            value: value.to_string(),
+            reason: "expected KEY=VALUE".into(),
+        }),
+    }
+}
+
+fn port(value: &str) -> Result<String> {
+    let (number, proto) = value.split_once('/').unwrap_or((value, "tcp"));
+    match (number.parse::<u16>(), proto) {
+        (Ok(n), "tcp" | "udp" | "sctp") if n > 0 => Ok(format!("{n}/{proto}")),
+        _ => Err(Error::InvalidInput {
+            what: "--port",
+            value: value.to_string(),
+            reason: "expected a port from 1 to 65535, optionally /tcp, /udp or /sctp".into(),
+        }),
+    }
+}
+
+fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
+    let ok = value.starts_with('/') && !value.split('/').any(|c| c == "..");
+    ok.then(|| value.to_string())
+        .ok_or_else(|| Error::InvalidInput {
+            what,
+            value: value.to_string(),
+            reason: "expected an absolute path inside the image, without ..".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::Preset;
+    use crate::shells::cli::ImageCommand;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ImageCommand,
+    }
+
+    fn parse(args: &[&str]) -> ImageCommand {
+        let all = ["ruchy-image"].iter().chain(args);
+        Cli::try_parse_from(all).unwrap().command
+    }
+
+    #[test]
+    fn ports_env_and_paths_are_checked() {
+        assert_eq!(port("8080").unwrap(), "8080/tcp");
+        assert_eq!(port("53/udp").unwrap(), "53/udp");
+        for bad in ["0", "70000", "http", "80/xyz"] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+        assert!(key_value("--env", "=x").is_err());
+        assert_eq!(key_value("--env", "A=b=c").unwrap().1, "b=c");
+        assert!(absolute_image_path("--path", "bin/app").is_err());
+        assert!(absolute_image_path("--path", "/a/../etc").is_err());
+    }
+
+    fn compare_request(args: &[&str]) -> Request {
+        let all: Vec<&str> = ["compare", "app.rs"].iter().chain(args).copied().collect();
+        match parse(&all) {
+            ImageCommand::Compare(args) => args.to_lib().unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compare_takes_presets_in_order() {
+        let request = compare_request(&[]);
+        assert_eq!(request.presets, Preset::ALL);
+        assert_eq!(request.tag, None, "each preset gets its own BIN:PRESET tag");
+        assert_eq!(request.outputs.load, Load::IfEngine, "for cold starts");
+        let request = compare_request(&["--presets", "nasa,none", "--cold-start-runs", "0"]);
+        assert_eq!(request.presets, [Preset::Nasa, Preset::None]);
+        assert_eq!(request.outputs.load, Load::Never);
+        let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
+        assert!(unknown.is_err());
+    }
+
+    /// `lambda` shares the build options' conversion: the same source and flags, packaged as
+    /// a function.
+    #[test]
+    fn lambda_takes_the_shared_build_options() {
+        let request = |args: &[&str]| {
+            let all: Vec<&str> = ["lambda", "h.rs", "-o", "f.zip"]
+                .iter()
+                .chain(args)
+                .copied()
+                .collect();
+            match parse(&all) {
+                ImageCommand::Lambda(args) => args.to_lib().unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let plain = request(&["--bin", "fn", "--lto", "thin", "--builder", "local"]);
+        assert!(plain.source.lambda);
+        assert_eq!(plain.source.bin.as_deref(), Some("fn"));
+        assert_eq!(plain.presets, [Preset::Aggressive]);
+        assert_eq!(plain.overrides.lto, Some(crate::core::preset::Lto::Thin));
+        assert_eq!(plain.builder, BuilderChoice::Local);
+        assert_eq!(plain.outputs.load, Load::Never);
+        let image = request(&["--lambda-image", "--tag", "fn:1"]);
+        assert_eq!(image.outputs.load, Load::Always);
+        let build = match parse(&["build", "h.rs", "--bin", "fn", "--lto", "thin"]) {
+            ImageCommand::Build(args) => args.to_lib().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(!build.source.lambda);
+        assert_eq!(build.source.bin, plain.source.bin);
+        assert_eq!(build.overrides.lto, plain.overrides.lto);
+    }
+
+    #[test]
+    fn a_tag_loads_when_an_engine_answers() {
+        let load = |args: &[&str]| {
+            let all: Vec<&str> = ["build", "app.rs"].iter().chain(args).copied().collect();
+            match parse(&all) {
+                ImageCommand::Build(args) => args.to_lib().unwrap().outputs.load,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(load(&[]), Load::Never);
+        assert_eq!(load(&["--tag", "a:1"]), Load::IfEngine);
+        assert_eq!(load(&["--tag", "a:1", "--no-load"]), Load::Never);
+        assert_eq!(load(&["--load"]), Load::Always);
+    }
+
+    #[test]
+    fn budgets_are_parsed_for_both_commands() {
+        let ImageCommand::Compare(args) = parse(&[
+            "compare",
+            "a.rs",
+            "--max-binary-size",
+            "1.5MB",
+            "--max-image-size",
+            "2KiB",
+        ]) else {
+            panic!("not compare")
+        };
+        let budgets = args.budget.to_lib().unwrap();
+        assert_eq!(budgets.max_binary.unwrap().bytes, 1_500_000);
+        assert_eq!(budgets.max_image.unwrap().bytes, 2048);
+        let ImageCommand::Build(args) = parse(&["build", "a.rs", "--max-image-size", "4X"]) else {
+            panic!("not build")
+        };
+        let error = args.budget.to_lib().unwrap_err();
+        assert!(error.is_usage());
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid --max-image-size `4X`: unknown unit"),
+            "{error}"
+        );
+    }
+}

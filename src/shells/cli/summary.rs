@@ -1,0 +1,300 @@
+//! What a command says when it is done: a build's one-screen summary (and a Lambda
+//! function's, an index's), and `doctor`'s report.
+
+use std::fmt::Write as _;
+
+use crate::core::metrics::{human_ms, human_size, BuildRecord};
+use crate::core::preset::{StdSource, StdVariant};
+
+/// The compile's part of the time line: its time and backend, or that there was none.
+fn compile_time(ms: u64, builder: &str) -> String {
+    match builder {
+        "prebuilt" => "no compile (prebuilt)".into(),
+        _ => format!("compile {} ({builder})", human_ms(ms)),
+    }
+}
+
+/// What `ruchy-image lambda` made, and the command that deploys it.
+pub(crate) fn lambda(record: &crate::core::metrics::LambdaRecord) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "✓ Packaged {} for AWS Lambda ({} preset)",
+        record.zip, record.optimization_level
+    );
+    let _ = writeln!(
+        s,
+        "  zip       {} ({} bytes), compressed from {} ({} bytes)",
+        human_size(record.zip_size),
+        record.zip_size,
+        human_size(record.binary_size),
+        record.binary_size
+    );
+    let runtime = match record.runtime.as_str() {
+        "template" => "handle_request in ruchy-image's Runtime API loop",
+        _ => "the program's own Runtime API client",
+    };
+    let _ = writeln!(
+        s,
+        "  bootstrap {}, {}, {}; {runtime}",
+        record.linkage, record.libc, record.architecture
+    );
+    let compile = compile_time(record.compile_time_ms, &record.builder);
+    let _ = writeln!(s, "  time      {compile}");
+    if let Some(image) = &record.image {
+        let _ = writeln!(
+            s,
+            "  image     {} ({} stored, entrypoint {})",
+            image.reference,
+            human_size(image.compressed_size),
+            image.entrypoint.join(" ")
+        );
+        for out in &record.outputs {
+            let _ = writeln!(s, "  output    {:<10} {}", out.kind, out.location);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  deploy    aws lambda create-function --function-name NAME --runtime provided.al2023 --handler bootstrap --architectures {} --zip-file fileb://{} --role ROLE_ARN",
+        record.architecture, record.zip
+    );
+    s
+}
+
+/// The one-screen summary printed at the end of a build.
+pub(crate) fn build(record: &BuildRecord) -> String {
+    let i = &record.image;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "✓ Built {} ({} preset)",
+        i.reference, record.optimization_level
+    );
+    let std = match record.std.map(|std| (std.source, std.variant)) {
+        None | Some((StdSource::Toolchain, StdVariant::Unwind)) => "",
+        Some((StdSource::Rebuilt, StdVariant::Unwind)) => ", std rebuilt from source",
+        Some((_, StdVariant::ImmediateAbort)) => ", std for panic=immediate-abort",
+    };
+    let _ = writeln!(
+        s,
+        "  binary    {} ({} bytes, {}, {}{std}, {})",
+        human_size(record.binary_size),
+        record.binary_size,
+        record.linkage,
+        match record.libc.as_str() {
+            "unknown" => "libc unknown",
+            libc => libc,
+        },
+        i.architecture
+    );
+    let _ = writeln!(
+        s,
+        "  image     {} stored, {} unpacked, {} layers",
+        human_size(i.compressed_size),
+        human_size(i.uncompressed_size),
+        i.layer_count
+    );
+    let _ = writeln!(
+        s,
+        "            {} binary layer + {} overhead",
+        human_size(i.binary_layer_size),
+        human_size(i.overhead_size)
+    );
+    if let Some(base) = &i.base {
+        let _ = writeln!(
+            s,
+            "  base      {} ({} in {} layers, {} added)",
+            base.reference,
+            human_size(base.size),
+            base.layer_count,
+            human_size(i.added_size)
+        );
+    }
+    if let Some(embedded) = &record.dependencies_from {
+        let _ = writeln!(
+            s,
+            "  deps      {} (from the file's {})",
+            match embedded.dependencies.as_slice() {
+                [] => "none".to_string(),
+                names => names.join(", "),
+            },
+            embedded.form.describe()
+        );
+    }
+    let _ = writeln!(s, "  digest    {}", i.digest);
+    let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
+    let compile = compile_time(record.compile_time_ms, &record.builder);
+    let _ = writeln!(
+        s,
+        "  time      {compile}, assemble {}",
+        human_ms(record.assemble_time_ms)
+    );
+    for out in &record.outputs {
+        let _ = writeln!(s, "{}", output_line(out, record.sbom.as_ref()));
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
+        if let Some(engine) = &out.engine {
+            let _ = writeln!(
+                s,
+                "            engine {} sees {} unpacked, {} layers, user {}",
+                engine.engine_version,
+                human_size(engine.size),
+                engine.layer_count,
+                engine.user
+            );
+        }
+    }
+    if record.outputs.is_empty() {
+        let _ = writeln!(
+            s,
+            "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
+        );
+    }
+    s
+}
+
+/// An output's line; an SBOM attached as a referrer says so, with what it lists.
+fn output_line(
+    out: &crate::core::metrics::Published,
+    sbom: Option<&crate::core::metrics::SbomRecord>,
+) -> String {
+    if out.kind != "referrer" {
+        return format!("  output    {:<10} {}", out.kind, out.location);
+    }
+    let listing = sbom.map_or(String::new(), |s| format!(", {} crates", s.components));
+    format!(
+        "  sbom      attached as OCI referrer {} (CycloneDX{listing})",
+        out.location
+    )
+}
+
+/// What a push sent and what the registry already had, e.g. `pushed 3 blobs (181 KB), 0
+/// skipped` or `0 pushed, 3 skipped (already there)`.
+fn pushed(push: &crate::core::metrics::PushStats) -> String {
+    let (n, skipped) = (push.uploaded_blobs, push.skipped_blobs);
+    let sent = match n {
+        0 => "0 pushed".to_string(),
+        1 => format!("pushed 1 blob ({})", human_size(push.uploaded_bytes)),
+        n => format!("pushed {n} blobs ({})", human_size(push.uploaded_bytes)),
+    };
+    let there = if n == 0 && skipped > 0 {
+        " (already there)"
+    } else {
+        ""
+    };
+    let mounted = match push.mounted_blobs {
+        0 => String::new(),
+        m => format!(", {m} mounted from another repository"),
+    };
+    format!("{sent}, {skipped} skipped{there}{mounted}")
+}
+
+/// A multi-platform build: each platform's summary (without outputs), then the index and
+/// where it went.
+pub(crate) fn index(record: &crate::core::metrics::IndexRecord) -> String {
+    let mut s = String::new();
+    for platform in &record.platforms {
+        let mut one = platform.clone();
+        one.outputs.clear();
+        let text = build(&one);
+        // The "output none" hint belongs to the index below.
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("  output    none"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let _ = writeln!(s, "{text}");
+    }
+    let platforms: Vec<String> = record
+        .platforms
+        .iter()
+        .map(|r| format!("linux/{}", r.image.architecture))
+        .collect();
+    let _ = writeln!(
+        s,
+        "✓ Image index {} over {}",
+        record.reference,
+        platforms.join(", ")
+    );
+    let _ = writeln!(s, "  digest    {}", record.digest);
+    for out in &record.outputs {
+        let loaded = &record.loaded_platform;
+        let note = match out.kind.as_str() {
+            "engine" => format!(" ({loaded} only)"),
+            "archive" => format!(" (docker load takes {loaded})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "{}{note}", output_line(out, None));
+        if let Some(push) = &out.push {
+            let _ = writeln!(s, "            {}", pushed(push));
+        }
+    }
+    if record.outputs.is_empty() {
+        let _ = writeln!(
+            s,
+            "  output    none (add --oci-layout DIR or --push REF to keep the index)"
+        );
+    }
+    s
+}
+
+/// `doctor`'s report: a line per check, ✓ or ✗, and the fix under each ✗.
+pub(crate) fn doctor(report: &crate::commands::doctor::Report) -> String {
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for check in &report.checks {
+        let mark = if check.ok { '✓' } else { '✗' };
+        let optional = match (check.ok, check.required) {
+            (false, false) => "(optional) ",
+            _ => "",
+        };
+        out.push_str(&format!(
+            "{mark} {:<width$}  {optional}{}\n",
+            check.name, check.detail
+        ));
+        if let Some(fix) = check.fix.as_ref().filter(|_| !check.ok) {
+            out.push_str(&format!("  {:<width$}  fix: {fix}\n", ""));
+        }
+    }
+    if report.ready {
+        out.push_str("ready: the default build (a builder container, a static musl binary, loaded into the engine) can run here\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_says_what_it_sent_and_what_the_registry_had() {
+        let first = crate::core::metrics::PushStats {
+            uploaded_blobs: 3,
+            uploaded_bytes: 185_548,
+            ..Default::default()
+        };
+        assert_eq!(pushed(&first), "pushed 3 blobs (181.2 KiB), 0 skipped");
+        let again = crate::core::metrics::PushStats {
+            skipped_blobs: 3,
+            skipped_bytes: 185_548,
+            ..Default::default()
+        };
+        assert_eq!(pushed(&again), "0 pushed, 3 skipped (already there)");
+        let mounted = crate::core::metrics::PushStats {
+            uploaded_blobs: 1,
+            uploaded_bytes: 900,
+            mounted_blobs: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            pushed(&mounted),
+            "pushed 1 blob (900 B), 0 skipped, 2 mounted from another repository"
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! `/v1/builds`: send a build context, list and read build records, follow a log, cancel,
+//! download an image. A build another worker ran is answered by forwarding to that worker,
+//! which keeps its log and images.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::adapters::fsutil::hex;
+use crate::shells::serve::error::ApiError;
+use crate::shells::serve::options::Options;
+use crate::shells::serve::state::{AppState, Shared};
+use crate::shells::serve::store::{BuildRecord, NewBuild, Status, Worker};
+use crate::shells::serve::upload;
+
+/// The builds' routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/builds", post(create).get(list))
+        .route("/v1/builds/{id}", get(show))
+        .route("/v1/builds/{id}/log", get(log))
+        .route("/v1/builds/{id}/cancel", post(cancel))
+        .route("/v1/builds/{id}/image", get(image))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no build {id}"))
+}
+
+/// A new build ID: milliseconds since 1970 (so IDs sort by age) and random bits.
+fn new_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut random = [0u8; 6];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut urandom, &mut random);
+    }
+    format!("b{:011x}{}", now.as_millis(), hex(&random))
+}
+
+/// The project a context builds: its package's name, or the file's.
+fn project_name(dir: &std::path::Path, source_path: &str) -> String {
+    if source_path != "." {
+        return source_path.to_string();
+    }
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if let (true, Some(rest)) = (in_package, line.strip_prefix("name")) {
+            if let Some(value) = rest.trim_start().strip_prefix('=') {
+                return value.trim().trim_matches('"').to_string();
+            }
+        }
+    }
+    "workspace".into()
+}
+
+async fn create(
+    State(state): Shared,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let bad = ApiError::BadRequest;
+    let options = Options::from_query(&query).map_err(bad)?;
+    let store = &state.queue.store;
+    let id = new_id();
+    let dir = store.source_dir(&id);
+    let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
+    let max = state.max_unpacked;
+    // Unpacked here to check it; the worker that takes it unpacks the database's copy.
+    let source_path = {
+        let (dir, body) = (dir.clone(), body.clone());
+        crate::adapters::fsutil::blocking(move || upload::unpack(&body, &dir, max))
+            .await
+            .map_err(|e| bad(e.to_string()))?
+    };
+    let checked = options
+        .request(&dir.join(&source_path), &store.cache_dir())
+        .and_then(|request| request.validate().map_err(|e| e.to_string()));
+    let project = project_name(&dir, &source_path);
+    let _ = std::fs::remove_dir_all(&dir);
+    checked.map_err(bad)?;
+    let build = NewBuild {
+        project,
+        id: id.clone(),
+        options: serde_json::to_value(&options).unwrap_or_default(),
+        source_digest: digest,
+        source_path,
+    };
+    let record = store.insert(&build, &body).await?;
+    state.queue.wake.notify_one();
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/builds/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(record)).into_response())
+}
+
+async fn show(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let record = state.queue.store.get(&id).await?;
+    let record = record.ok_or_else(|| not_found(&id))?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+async fn list(State(state): Shared, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let builds = state
+        .queue
+        .store
+        .list(status, limit, query.before.as_deref())
+        .await?;
+    let next = (builds.len() as i64 == limit)
+        .then(|| builds.last().map(|b| b.id.clone()))
+        .flatten();
+    Ok(Json(serde_json::json!({ "builds": builds, "next_before": next })).into_response())
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+async fn log(
+    State(state): Shared,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let store = state.queue.store.clone();
+    let mut record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    // A followed build that waits in the queue: its log will be on the worker that takes it.
+    while query.follow && record.status == Status::Queued {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    }
+    if let Some(worker) = elsewhere(&state, &record).await? {
+        let follow = if query.follow { "?follow=true" } else { "" };
+        return forward(
+            &state,
+            &worker,
+            reqwest::Method::GET,
+            &format!("/v1/builds/{id}/log{follow}"),
+        )
+        .await;
+    }
+    let path = store.log_path(&id);
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        let text = tokio::fs::read(&path).await.unwrap_or_default();
+        return Ok((text_plain, text).into_response());
+    }
+    // Follow: send what is there, then what is appended, until the build has ended and
+    // everything it wrote was sent.
+    let stream = futures_util::stream::unfold((0u64, false), move |(offset, done)| {
+        let (store, path, id) = (store.clone(), path.clone(), id.clone());
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let ended = match store.get(&id).await {
+                    Ok(Some(record)) => record.status.is_final(),
+                    _ => true,
+                };
+                let chunk = read_from(&path, offset).await;
+                if !chunk.is_empty() {
+                    let next = offset + chunk.len() as u64;
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (next, false)));
+                }
+                if ended {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok((text_plain, Body::from_stream(stream)).into_response())
+}
+
+async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return Vec::new();
+    };
+    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Vec::new();
+    }
+    let mut chunk = Vec::new();
+    let _ = (&mut file).take(1 << 20).read_to_end(&mut chunk).await;
+    chunk
+}
+
+async fn cancel(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
+    let store = &state.queue.store;
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    if record.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "build {id} has already ended ({})",
+            record.status.name()
+        )));
+    }
+    if !store.cancel_queued(&id).await? {
+        if let Some(worker) = elsewhere(&state, &record).await? {
+            return forward(
+                &state,
+                &worker,
+                reqwest::Method::POST,
+                &format!("/v1/builds/{id}/cancel"),
+            )
+            .await;
+        }
+        let run = state
+            .queue
+            .running
+            .lock()
+            .expect("running builds")
+            .get(&id)
+            .cloned();
+        if let Some(run) = run {
+            run.cancel.cancel();
+        }
+        // The worker records the end once the build's container is stopped.
+        for _ in 0..100 {
+            match store.get(&id).await? {
+                Some(r) if r.status.is_final() => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Deserialize)]
+struct ImageQuery {
+    preset: Option<String>,
+}
+
+async fn image(
+    State(state): Shared,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<ImageQuery>,
+) -> Result<Response, ApiError> {
+    let store = &state.queue.store;
+    let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    let presets: Vec<&String> = record.images.keys().collect();
+    let digest = match (&query.preset, presets.as_slice()) {
+        (Some(preset), _) => record.images.get(preset).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "build {id} has no image for preset `{preset}` (it has: {presets:?})"
+            ))
+        })?,
+        (None, [one]) => &record.images[*one],
+        (None, []) => {
+            return Err(ApiError::NotFound(format!(
+                "build {id} has no image ({})",
+                record.status.name()
+            )))
+        }
+        (None, _) => {
+            return Err(ApiError::BadRequest(format!(
+                "build {id} has several images: pass preset= one of {presets:?}"
+            )))
+        }
+    };
+    if let Some(worker) = elsewhere(&state, &record).await? {
+        let preset = query
+            .preset
+            .as_deref()
+            .map(|p| format!("?preset={p}"))
+            .unwrap_or_default();
+        return forward(
+            &state,
+            &worker,
+            reqwest::Method::GET,
+            &format!("/v1/builds/{id}/image{preset}"),
+        )
+        .await;
+    }
+    let file = tokio::fs::File::open(store.blob_path(digest))
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening the image {digest}: {e}")))?;
+    let length = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.clone(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The worker that keeps this build's log and images, when it is not this one.
+async fn elsewhere(state: &AppState, record: &BuildRecord) -> Result<Option<Worker>, ApiError> {
+    let store = &state.queue.store;
+    match record.worker.as_deref() {
+        Some(worker) if worker != store.worker() => Ok(store.worker_by_id(worker).await?),
+        _ => Ok(None),
+    }
+}
+
+/// Sends the request on to `worker` and streams its answer back.
+async fn forward(
+    state: &AppState,
+    worker: &Worker,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let mut request = state.peers.request(method, format!("{}{path}", worker.url));
+    if let Some(token) = &state.token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().await.map_err(|e| {
+        ApiError::BadGateway(format!(
+            "worker {} ({}) keeps this build's files and does not answer: {}",
+            worker.name,
+            worker.url,
+            crate::core::error::causes(&e)
+        ))
+    })?;
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::HeaderName::from_static("docker-content-digest"),
+    ] {
+        if let Some(value) = answer.headers().get(name.as_str()) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+                response = response.header(name, value);
+            }
+        }
+    }
+    response
+        .body(Body::from_stream(answer.bytes_stream()))
+        .map_err(|e| ApiError::Internal(format!("forwarding {path}: {e}")))
+}

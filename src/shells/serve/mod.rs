@@ -1,0 +1,91 @@
+//! `ruchy-image serve`: the builder as a service. An HTTP API ([`api`]) takes build contexts
+//! and records every build before answering ([`store`]: SQLite, or PostgreSQL shared by any
+//! number of `serve` workers, each on its own engine); workers ([`worker`]) claim them, run
+//! them through the same library plan as the CLI, fairly between projects, and keep their
+//! logs and images (other workers' API forwards to them). Killed and started again, a worker
+//! re-queues what it was running once and removes the builder containers the dead process
+//! left; a worker that stops answering has its builds taken over by the others.
+
+//!
+//! Layout, after zero2prod and realworld-axum-sqlx: [`startup`] starts and stops the service
+//! ([`spawn_app`], also used in-process by tests); [`app`] puts the routes together over one
+//! [`state::AppState`]; [`api`] has a router per resource and [`dashboard`] the pages; both
+//! use [`auth`] for the token, cookie and same-origin checks and [`error::ApiError`] for what
+//! fails.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+pub mod options;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod upload;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use startup::{spawn_app, RunningApp};
+
+use crate::core::error::Result;
+use crate::core::event::Events;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where the database, sources, logs and images live.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The bearer token every `/v1` route requires, if any.
+    pub token: Option<String>,
+    /// Listen beyond loopback without a token.
+    pub insecure_no_auth: bool,
+    /// Builds at once.
+    pub workers: usize,
+    /// The longest a build may run.
+    pub timeout: Duration,
+    /// The longest a build may wait in the queue.
+    pub queue_ttl: Duration,
+    /// The biggest upload taken (bigger: 413). A context may unpack to four times this.
+    pub max_upload: u64,
+    /// How long a draining shutdown waits for running builds before cancelling them.
+    pub shutdown_timeout: Duration,
+    /// The builder image to compile in (else rust:1-alpine, else a `builder import-host` one).
+    pub builder_image: Option<String>,
+    /// A `postgres://` URL shared by several workers (else SQLite in the data dir).
+    pub database: Option<String>,
+    /// This worker's name in `/v1/workers` (else the host name).
+    pub worker_name: Option<String>,
+    /// Where other workers reach this one's API (else `http://` and the listen address).
+    pub advertise_url: Option<String>,
+    /// How long a worker may miss heartbeats before its builds go back to the queue.
+    pub heartbeat_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// How often a worker heartbeats: often enough that a few missed ones are not yet a death.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.heartbeat_timeout / 5).clamp(Duration::from_millis(200), Duration::from_secs(10))
+    }
+}
+
+/// Runs the service until `shutdown` resolves, then drains: no new build starts, running
+/// ones finish (or are cancelled after the shutdown timeout). `ready` gets the address
+/// listened on (port 0 picks one); `events` gets what the service has to say.
+pub async fn serve(
+    options: ServeOptions,
+    events: Events,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let app = spawn_app(options, events).await?;
+    ready(app.addr);
+    shutdown.await;
+    app.stop().await;
+    Ok(())
+}

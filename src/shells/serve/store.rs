@@ -1,0 +1,815 @@
+//! The service's state: build records, uploaded sources, workers and the queue in SQLite (one
+//! service) or PostgreSQL (any number of workers on one database), through sqlx's Any driver
+//! so both run the same queries; and files under each worker's data dir: the logs of the
+//! builds it ran, and image archives in a blob store named by digest (a no-change rebuild is
+//! reproducible, so its archive is the same blob as before).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Executor;
+
+use crate::core::error::{Error, Result};
+
+/// Where a build is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker is building it.
+    Working,
+    /// Every preset built.
+    Success,
+    /// A preset failed, or the build could not run.
+    Failure,
+    /// Cancelled by a client (or by a shutdown that could not wait).
+    Cancelled,
+    /// Ran longer than the build timeout, or waited longer than the queue TTL.
+    Timeout,
+}
+
+impl Status {
+    /// All statuses, in their life's order.
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Working,
+        Status::Success,
+        Status::Failure,
+        Status::Cancelled,
+        Status::Timeout,
+    ];
+
+    /// The status's name in the API and the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Working => "working",
+            Status::Success => "success",
+            Status::Failure => "failure",
+            Status::Cancelled => "cancelled",
+            Status::Timeout => "timeout",
+        }
+    }
+
+    /// Whether the build is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Working)
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Status::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown status `{s}`; valid: {}", names.join(", "))
+            })
+    }
+}
+
+/// Why a build failed, and in which stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildError {
+    /// The error's message.
+    pub message: String,
+    /// The stage it failed in (`prepare`, `compile`, `assemble`, `publish`), when known.
+    pub stage: Option<String>,
+}
+
+/// A build as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildRecord {
+    /// The build's ID.
+    pub id: String,
+    /// Where it is.
+    pub status: Status,
+    /// The project (its package or file name): builds are fair between projects.
+    pub project: String,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When a worker took it.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// The request's options.
+    pub options: serde_json::Value,
+    /// `sha256:` digest of the uploaded body.
+    pub source_digest: String,
+    /// Stage name → milliseconds, summed over presets.
+    pub stages: serde_json::Value,
+    /// Why it failed.
+    pub error: Option<BuildError>,
+    /// Per preset: exactly what `ruchy-image build --json` writes, or `{preset, error}`.
+    pub results: serde_json::Value,
+    /// How many times a worker started it (a build interrupted by a crash runs once more).
+    pub attempts: i64,
+    /// The worker that runs (or ran) it.
+    pub worker: Option<String>,
+    #[serde(skip)]
+    pub(crate) source_path: String,
+    #[serde(skip)]
+    pub(crate) images: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    status: String,
+    project: String,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    options: String,
+    source_digest: String,
+    source_path: String,
+    stages: String,
+    error: Option<String>,
+    results: String,
+    images: String,
+    attempts: i64,
+    worker: Option<String>,
+}
+
+impl From<Row> for BuildRecord {
+    fn from(row: Row) -> BuildRecord {
+        let json = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        BuildRecord {
+            status: row.status.parse().unwrap_or(Status::Failure),
+            id: row.id,
+            project: row.project,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            options: json(&row.options),
+            source_digest: row.source_digest,
+            stages: json(&row.stages),
+            error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
+            results: json(&row.results),
+            images: serde_json::from_str(&row.images).unwrap_or_default(),
+            source_path: row.source_path,
+            attempts: row.attempts,
+            worker: row.worker,
+        }
+    }
+}
+
+/// A new build, as the API accepted it.
+#[derive(Debug, Clone)]
+pub struct NewBuild {
+    /// Its ID.
+    pub id: String,
+    /// Its project.
+    pub project: String,
+    /// The options, as JSON.
+    pub options: serde_json::Value,
+    /// Digest of the upload.
+    pub source_digest: String,
+    /// What to build inside its source directory.
+    pub source_path: String,
+}
+
+/// What a finished build produced.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Stage timings.
+    pub stages: serde_json::Value,
+    /// The per-preset results.
+    pub results: Vec<serde_json::Value>,
+    /// Preset → image blob digest.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// The failure, if any.
+    pub error: Option<BuildError>,
+}
+
+const COLUMNS: &str = "id, status, project, created_at, started_at, finished_at, options, source_digest, source_path, stages, error, results, images, attempts, worker";
+
+/// Which database holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A file in the data dir: one service.
+    Sqlite,
+    /// A server that several workers share.
+    Postgres,
+}
+
+/// A worker as `GET /v1/workers` shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Worker {
+    /// Its ID (stable per data dir).
+    pub id: String,
+    /// Its name (the host name unless given).
+    pub name: String,
+    /// Where the other workers reach its API.
+    pub url: String,
+    /// What it builds with.
+    pub engine: String,
+    /// Builds at once.
+    pub slots: i64,
+    /// When it started.
+    pub started_at: String,
+    /// When it last said it was alive.
+    pub heartbeat_at: String,
+    /// When it stopped cleanly.
+    pub stopped_at: Option<String>,
+}
+
+const WORKER_COLUMNS: &str = "id, name, url, engine, slots, started_at, heartbeat_at, stopped_at";
+
+/// The channel PostgreSQL workers hear about new queued builds on.
+pub const QUEUE_CHANNEL: &str = "ruchy_image_queue";
+
+/// The database and this worker's data dir.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    url: String,
+    dir: PathBuf,
+    worker: String,
+    /// Claims from this process one at a time: under PostgreSQL's SKIP LOCKED two concurrent
+    /// claims could each miss the other's uncommitted one and take two builds of one project,
+    /// which share this worker's workspace. Across workers they never share a workspace.
+    claim_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Now, as RFC 3339 with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// This data dir's worker ID: made once, kept in `worker-id`.
+fn worker_id(dir: &Path) -> Result<String> {
+    let file = dir.join("worker-id");
+    if let Ok(id) = std::fs::read_to_string(&file) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let mut random = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut random))
+        .map_err(Error::io("reading /dev/urandom"))?;
+    let id = format!("w{}", crate::adapters::fsutil::hex(&random));
+    crate::adapters::fsutil::write_file_atomically("the worker ID", &file, id.as_bytes())?;
+    Ok(id)
+}
+
+fn db_error(context: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+    move |e| Error::Io {
+        context: format!("the build database: {context}"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database: `database` (a `postgres://` URL), or
+    /// SQLite in `dir`. `dir` keeps this worker's files and its ID.
+    pub async fn open(dir: &Path, database: Option<&str>) -> Result<Store> {
+        for sub in ["sources", "logs", "blobs/sha256", "cache"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path)
+                .map_err(Error::io(format!("creating {}", path.display())))?;
+        }
+        sqlx::any::install_default_drivers();
+        let (backend, url) = match database {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                (Backend::Postgres, url.to_string())
+            }
+            Some(url) => return Err(Error::InvalidInput {
+                what: "database",
+                value: redact(url),
+                reason:
+                    "give a postgres://USER@HOST:PORT/DB URL, or none for SQLite in the data dir"
+                        .into(),
+            }),
+            None => {
+                let file = dir.join("ruchy-image.db");
+                crate::adapters::fsutil::check_writable("the build database", &file)?;
+                (
+                    Backend::Sqlite,
+                    format!("sqlite://{}?mode=rwc", file.display()),
+                )
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| Error::Io {
+                context: format!("connecting to the build database {}", redact(&url)),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let migrated = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+        };
+        migrated.map_err(|e| Error::Io {
+            context: format!("migrating the build database {}", redact(&url)),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(Store {
+            pool,
+            backend,
+            url,
+            dir: dir.to_path_buf(),
+            worker: worker_id(dir)?,
+            claim_lock: Default::default(),
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database's URL (with its password, for the queue listener).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// This worker's ID.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the build's source is unpacked.
+    pub fn source_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("sources").join(id)
+    }
+
+    /// Where a project's builds compile, one at a time.
+    pub fn workspace_dir(&self, project: &str) -> PathBuf {
+        let name: String = project
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir
+            .join("workspaces")
+            .join(name.trim_start_matches('.'))
+    }
+
+    /// The build's log.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{id}.log"))
+    }
+
+    /// The blob with `digest` (`sha256:…`).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join("blobs/sha256").join(hex)
+    }
+
+    /// The cache builds share (generated projects, artifacts, stds).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
+
+    /// Records a new queued build and keeps its uploaded context (`body`) for whichever worker
+    /// takes it.
+    pub async fn insert(&self, build: &NewBuild, body: &[u8]) -> Result<BuildRecord> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("recording a build"))?;
+        sqlx::query(
+            "INSERT INTO sources (digest, body) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&build.source_digest)
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("keeping a build's source"))?;
+        sqlx::query(
+            "INSERT INTO builds (id, project, status, created_at, options, source_digest, source_path) VALUES ($1, $2, 'queued', $3, $4, $5, $6)",
+        )
+        .bind(&build.id)
+        .bind(&build.project)
+        .bind(now())
+        .bind(build.options.to_string())
+        .bind(&build.source_digest)
+        .bind(&build.source_path)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("recording a build"))?;
+        // Read back before the commit: the answer is the build as accepted, queued, even when
+        // a worker claims it the moment it is committed.
+        let row: Row = sqlx::query_as(&format!("SELECT {COLUMNS} FROM builds WHERE id = $1"))
+            .bind(&build.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error("reading back a build"))?;
+        tx.commit().await.map_err(db_error("recording a build"))?;
+        self.announce().await;
+        Ok(BuildRecord::from(row))
+    }
+
+    /// Tells the other PostgreSQL workers the queue changed (they also look every few seconds).
+    async fn announce(&self) {
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query(&format!("NOTIFY {QUEUE_CHANNEL}"))
+                .execute(&self.pool)
+                .await;
+        }
+    }
+
+    /// The uploaded context of a build's source digest, while a build still needs it.
+    pub async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT body FROM sources WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("reading a build's source"))?;
+        Ok(row.map(|(body,)| body))
+    }
+
+    /// One build.
+    pub async fn get(&self, id: &str) -> Result<Option<BuildRecord>> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM builds WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("reading a build"))?;
+        Ok(row.map(BuildRecord::from))
+    }
+
+    /// Builds newest first: with `status`, only those; with `before` (an ID), only older ones.
+    pub async fn list(
+        &self,
+        status: Option<Status>,
+        limit: i64,
+        before: Option<&str>,
+    ) -> Result<Vec<BuildRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM builds
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+               AND (CAST($2 AS TEXT) IS NULL OR seq < (SELECT seq FROM builds WHERE id = $2))
+             ORDER BY seq DESC LIMIT $3"
+        ))
+        .bind(status.map(Status::name))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing builds"))?;
+        Ok(rows.into_iter().map(BuildRecord::from).collect())
+    }
+
+    /// Takes the next build for this worker: queued, of a project with no build running
+    /// anywhere, from the project that waited longest since it last got a worker, oldest
+    /// first within it. Under PostgreSQL, `FOR UPDATE SKIP LOCKED`: workers claiming at once
+    /// each take a different build without waiting on each other.
+    pub async fn claim(&self) -> Result<Option<BuildRecord>> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE OF b SKIP LOCKED",
+        };
+        let _one_at_a_time = self.claim_lock.lock().await;
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "UPDATE builds SET status = 'working', started_at = $1, attempts = attempts + 1, worker = $2
+             WHERE id = (
+               SELECT b.id FROM builds b
+               WHERE b.status = 'queued'
+                 AND NOT EXISTS (SELECT 1 FROM builds w WHERE w.project = b.project AND w.status = 'working')
+               ORDER BY (SELECT MAX(p.started_at) FROM builds p WHERE p.project = b.project) IS NOT NULL,
+                        (SELECT MAX(p.started_at) FROM builds p WHERE p.project = b.project),
+                        b.seq
+               LIMIT 1 {lock})
+             RETURNING {COLUMNS}"
+        ))
+        .bind(now())
+        .bind(&self.worker)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("claiming a build"))?;
+        Ok(row.map(BuildRecord::from))
+    }
+
+    /// Ends a build this worker runs: its status, and what it produced. False when the build
+    /// is no longer this worker's (its heartbeat was missed and another worker took it, or it
+    /// was cancelled while queued again): then nothing is written.
+    pub async fn finish(
+        &self,
+        build: &BuildRecord,
+        status: Status,
+        outcome: &Outcome,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE builds SET status = $1, finished_at = $2, stages = $3, results = $4, images = $5, error = $6
+             WHERE id = $7 AND status = 'working' AND worker = $8 AND attempts = $9",
+        )
+        .bind(status.name())
+        .bind(now())
+        .bind(outcome.stages.to_string())
+        .bind(serde_json::Value::from(outcome.results.clone()).to_string())
+        .bind(serde_json::to_string(&outcome.images).unwrap_or_else(|_| "{}".into()))
+        .bind(
+            outcome
+                .error
+                .as_ref()
+                .and_then(|e| serde_json::to_string(e).ok()),
+        )
+        .bind(&build.id)
+        .bind(&self.worker)
+        .bind(build.attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("finishing a build"))?;
+        self.forget_source(&build.source_digest).await;
+        // A build of the same project may have waited for this one.
+        self.announce().await;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops an uploaded context no queued or working build needs any more.
+    async fn forget_source(&self, digest: &str) {
+        let _ = sqlx::query(
+            "DELETE FROM sources WHERE digest = $1
+             AND NOT EXISTS (SELECT 1 FROM builds WHERE source_digest = $1 AND status IN ('queued', 'working'))",
+        )
+        .bind(digest)
+        .execute(&self.pool)
+        .await;
+    }
+
+    /// Cancels a build that is still queued; false when it is not queued (any more).
+    pub async fn cancel_queued(&self, id: &str) -> Result<bool> {
+        let error = BuildError {
+            message: "cancelled while queued".into(),
+            stage: None,
+        };
+        let cancelled: Option<(String,)> = sqlx::query_as(
+            "UPDATE builds SET status = 'cancelled', finished_at = $1, error = $2 WHERE id = $3 AND status = 'queued' RETURNING source_digest",
+        )
+        .bind(now())
+        .bind(serde_json::to_string(&error).ok())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("cancelling a build"))?;
+        if let Some((digest,)) = &cancelled {
+            self.forget_source(digest).await;
+        }
+        Ok(cancelled.is_some())
+    }
+
+    /// Builds that are working where `on` holds (a condition on `worker`, its values as `$A`,
+    /// `$B`… in `binds`' order) run once more, or fail if they already had their second
+    /// chance. Returns (re-queued, failed).
+    async fn requeue_working(&self, on: &str, binds: &[&str], why: &str) -> Result<(u64, u64)> {
+        let numbered = |first: usize| {
+            (0..binds.len()).fold(on.to_string(), |sql, i| {
+                let name = format!("${}", (b'A' + i as u8) as char);
+                sql.replace(&name, &format!("${}", first + i))
+            })
+        };
+        let error = BuildError {
+            message: format!("interrupted: {why}, twice"),
+            stage: None,
+        };
+        let fail_sql = format!(
+            "UPDATE builds SET status = 'failure', finished_at = $1, error = $2 WHERE status = 'working' AND attempts >= 2 AND {}",
+            numbered(3)
+        );
+        let mut fail = sqlx::query(&fail_sql)
+            .bind(now())
+            .bind(serde_json::to_string(&error).ok());
+        for value in binds {
+            fail = fail.bind(*value);
+        }
+        let failed = fail
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("recovering builds"))?
+            .rows_affected();
+        let again_sql = format!(
+            "UPDATE builds SET status = 'queued', started_at = NULL, worker = NULL WHERE status = 'working' AND {}",
+            numbered(1)
+        );
+        let mut again = sqlx::query(&again_sql);
+        for value in binds {
+            again = again.bind(*value);
+        }
+        let requeued = again
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("recovering builds"))?
+            .rows_affected();
+        if requeued > 0 {
+            self.announce().await;
+        }
+        Ok((requeued, failed))
+    }
+
+    /// At start: the builds this worker was running when it stopped without finishing them
+    /// (with SQLite, also those of services before workers were recorded).
+    pub async fn recover(&self) -> Result<(u64, u64)> {
+        self.requeue_working(
+            "(worker = $A OR worker IS NULL)",
+            &[&self.worker],
+            "the service stopped while building it",
+        )
+        .await
+    }
+
+    /// Builds of other workers whose last heartbeat is older than `cutoff` (RFC 3339).
+    pub async fn requeue_stale(&self, cutoff: &str) -> Result<(u64, u64)> {
+        self.requeue_working(
+            "worker IN (SELECT id FROM workers WHERE heartbeat_at < $A AND id <> $B)",
+            &[cutoff, &self.worker],
+            "the worker building it stopped answering",
+        )
+        .await
+    }
+
+    /// Says this worker is here (again), with what it builds with.
+    pub async fn register(&self, name: &str, url: &str, engine: &str, slots: i64) -> Result<()> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO workers (id, name, url, engine, slots, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, url = excluded.url, engine = excluded.engine,
+               slots = excluded.slots, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+        )
+        .bind(&self.worker)
+        .bind(name)
+        .bind(url)
+        .bind(engine)
+        .bind(slots)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("registering this worker"))?;
+        Ok(())
+    }
+
+    /// Says this worker is alive; returns the builds the database says it is running (any
+    /// other it runs was taken from it).
+    pub async fn heartbeat(&self) -> Result<Vec<String>> {
+        sqlx::query("UPDATE workers SET heartbeat_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(&self.worker)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("recording a heartbeat"))?;
+        let ids: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM builds WHERE status = 'working' AND worker = $1")
+                .bind(&self.worker)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error("reading this worker's builds"))?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Says this worker stopped cleanly.
+    pub async fn stopped(&self) -> Result<()> {
+        sqlx::query("UPDATE workers SET stopped_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(&self.worker)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("recording this worker's stop"))?;
+        Ok(())
+    }
+
+    /// Every worker, and the builds each is running.
+    pub async fn workers(&self) -> Result<Vec<(Worker, Vec<String>)>> {
+        let workers: Vec<Worker> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers ORDER BY name, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing workers"))?;
+        let running: Vec<(String, String)> = sqlx::query_as(
+            "SELECT worker, id FROM builds WHERE status = 'working' AND worker IS NOT NULL ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing workers"))?;
+        Ok(workers
+            .into_iter()
+            .map(|worker| {
+                let builds = running
+                    .iter()
+                    .filter(|(on, _)| *on == worker.id)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                (worker, builds)
+            })
+            .collect())
+    }
+
+    /// A worker by ID.
+    pub async fn worker_by_id(&self, id: &str) -> Result<Option<Worker>> {
+        sqlx::query_as(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading a worker"))
+    }
+
+    /// Queued builds created before `cutoff` (RFC 3339) time out.
+    pub async fn expire_queued(&self, cutoff: &str) -> Result<Vec<String>> {
+        let error = BuildError {
+            message: "waited in the queue longer than the queue TTL".into(),
+            stage: None,
+        };
+        let expired: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE builds SET status = 'timeout', finished_at = $1, error = $2 WHERE status = 'queued' AND created_at < $3 RETURNING id, source_digest",
+        )
+        .bind(now())
+        .bind(serde_json::to_string(&error).ok())
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("expiring queued builds"))?;
+        for (_, digest) in &expired {
+            self.forget_source(digest).await;
+        }
+        Ok(expired.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Builds per status, for `/metrics`.
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT status, COUNT(*) FROM builds GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("counting builds"))
+    }
+
+    /// Wall seconds of every finished build that ran, for the duration histogram.
+    pub async fn durations(&self) -> Result<Vec<f64>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT started_at, finished_at FROM builds WHERE started_at IS NOT NULL AND finished_at IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("reading build times"))?;
+        let parse = |t: &str| humantime::parse_rfc3339(t).ok();
+        Ok(rows
+            .iter()
+            .filter_map(|(start, end)| {
+                let (start, end) = (parse(start)?, parse(end)?);
+                Some(end.duration_since(start).ok()?.as_secs_f64())
+            })
+            .collect())
+    }
+
+    /// A project's builds, newest first, at most `limit` (the dashboard's project page).
+    pub async fn project_builds(&self, project: &str, limit: i64) -> Result<Vec<BuildRecord>> {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM builds WHERE project = $1 ORDER BY seq DESC LIMIT $2"
+        ))
+        .bind(project)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing a project's builds"))?;
+        Ok(rows.into_iter().map(BuildRecord::from).collect())
+    }
+}

@@ -1,0 +1,509 @@
+//! The queue's workers: each slot takes the next build from the store (fair between projects,
+//! never two of one project at once), unpacks its uploaded context, runs every preset through
+//! the library's plan, writes what it says to the build's log, and records the outcome. A
+//! build can be cancelled or time out; dropping its future stops cargo and removes its builder
+//! container. The heartbeat says this worker is alive, hands the builds of workers that
+//! stopped answering back to the queue, and stops local runs of builds taken from it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::options::Options;
+use super::store::{BuildError, BuildRecord, Outcome, Status, Store};
+use crate::adapters::fsutil::{blocking, hex};
+use crate::core::event::{Event, Events};
+use crate::pipeline::plan::Plan;
+
+/// What the workers share with the API.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// The store.
+    pub store: Store,
+    /// Wakes idle workers when a build is accepted.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// The builds running here: what cancels each, and when it was claimed.
+    pub running: Arc<Mutex<HashMap<String, Running>>>,
+    /// Stops workers taking new builds (a draining shutdown).
+    pub draining: CancellationToken,
+    /// The longest a build may run.
+    pub timeout: Duration,
+    /// Where the service's own messages go.
+    pub events: Events,
+    /// The builder image every build compiles in (resolved once, at start); none builds
+    /// with the local toolchain.
+    pub builder_image: Option<String>,
+    /// Most bytes an uploaded context may unpack to.
+    pub max_unpacked: u64,
+}
+
+/// A build running on this worker.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// Stops it.
+    pub cancel: CancellationToken,
+    /// When this worker claimed it.
+    pub claimed: std::time::Instant,
+}
+
+/// Every `interval`: says this worker is alive, re-queues the builds of workers silent for
+/// longer than `stale_after`, and stops local runs the database no longer gives this worker.
+pub async fn heartbeat(queue: Queue, interval: Duration, stale_after: Duration) {
+    loop {
+        let asked = std::time::Instant::now();
+        match queue.store.heartbeat().await {
+            Ok(mine) => {
+                let running = queue.running.lock().expect("running builds");
+                for (id, run) in running.iter() {
+                    // Claimed after the question was asked: the answer may not know it yet.
+                    if run.claimed < asked && !mine.contains(id) && !run.cancel.is_cancelled() {
+                        queue.events.emit(Event::Warning {
+                            message: format!(
+                                "build {id} is no longer this worker's (a missed heartbeat gave it to another, or it was cancelled): stopping it here"
+                            ),
+                        });
+                        run.cancel.cancel();
+                    }
+                }
+            }
+            Err(e) => queue.events.emit(Event::Warning {
+                message: format!("cannot record this worker's heartbeat: {e}"),
+            }),
+        }
+        let cutoff = humantime::format_rfc3339_millis(std::time::SystemTime::now() - stale_after)
+            .to_string();
+        match queue.store.requeue_stale(&cutoff).await {
+            Ok((requeued, failed)) if requeued + failed > 0 => {
+                queue.events.emit(Event::Warning {
+                    message: format!(
+                        "a worker stopped answering: {requeued} of its build(s) queued again, {failed} failed (their second interruption)"
+                    ),
+                });
+                queue.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => queue.events.emit(Event::Warning {
+                message: format!("cannot re-queue the builds of silent workers: {e}"),
+            }),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = queue.draining.cancelled() => return,
+        }
+    }
+}
+
+/// The build's log, and what its events tell about its stages.
+struct Log {
+    file: std::fs::File,
+    stages: BTreeMap<String, u64>,
+    stage: Option<String>,
+}
+
+/// One line of text for an event, as the CLI's verbose output says it.
+fn line(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::StageStarted { .. } => return None,
+        Event::StageFinished { stage, time_ms } => format!("· {stage} took {time_ms} ms"),
+        Event::Compiling {
+            bin,
+            flags,
+            builder,
+            ..
+        } => format!(
+            "→ Compiling {bin} ({} preset, {builder} builder, {}): {}",
+            flags.preset,
+            flags.target,
+            flags.listing().join(" ")
+        ),
+        Event::CompilerOutput { line } => line.clone(),
+        Event::Compiled {
+            size,
+            time_ms,
+            fresh,
+            ..
+        } => format!(
+            "✓ Compiled: {size} bytes in {time_ms} ms{}",
+            if *fresh { " (nothing to rebuild)" } else { "" }
+        ),
+        Event::Assembling { reference } => format!("→ Assembling {reference}"),
+        Event::Writing { .. } | Event::Written { .. } | Event::Upload { .. } => return None,
+        Event::Pull { image, status } => format!("ℹ {image}: {status}"),
+        Event::Step { message } => format!("→ {message}"),
+        Event::Note { message } => format!("ℹ {message}"),
+        Event::Warning { message } => format!("warning: {message}"),
+        Event::BaseStarted { base } => format!("→ base {base}"),
+        Event::PlatformStarted { platform } => format!("→ platform {platform}"),
+        Event::PresetStarted {
+            index,
+            total,
+            preset,
+        } => format!("→ [{index}/{total}] {preset}"),
+        Event::PresetFailed { preset, error } => format!("✗ {preset}: {error}"),
+    })
+}
+
+impl Log {
+    fn open(path: &Path) -> std::io::Result<Log> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Log {
+            file,
+            stages: BTreeMap::new(),
+            stage: None,
+        })
+    }
+
+    fn write(&mut self, text: &str) {
+        // A log that cannot be written costs the log, not the build.
+        let _ = writeln!(self.file, "{text}");
+    }
+
+    fn record(&mut self, event: &Event) {
+        match event {
+            Event::StageStarted { stage } => self.stage = Some(stage.to_string()),
+            Event::StageFinished { stage, time_ms } => {
+                *self.stages.entry(stage.to_string()).or_default() += time_ms;
+            }
+            _ => {}
+        }
+        if let Some(text) = line(event) {
+            self.write(&text);
+        }
+    }
+}
+
+/// Runs builds until the queue drains.
+pub async fn work(queue: Queue) {
+    loop {
+        if queue.draining.is_cancelled() {
+            return;
+        }
+        let claimed = match queue.store.claim().await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                queue.events.emit(Event::Warning {
+                    message: format!("cannot take a build from the queue: {e}"),
+                });
+                None
+            }
+        };
+        let Some(build) = claimed else {
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = queue.draining.cancelled() => return,
+            }
+            continue;
+        };
+        run_one(&queue, build).await;
+        // Another build of the same project may be waiting for this one.
+        queue.wake.notify_one();
+    }
+}
+
+/// Runs one claimed build to its end and records it.
+async fn run_one(queue: &Queue, build: BuildRecord) {
+    let id = build.id.clone();
+    let token = CancellationToken::new();
+    queue.running.lock().expect("running builds").insert(
+        id.clone(),
+        Running {
+            cancel: token.clone(),
+            claimed: std::time::Instant::now(),
+        },
+    );
+    let log = match Log::open(&queue.store.log_path(&id)) {
+        Ok(log) => Arc::new(Mutex::new(log)),
+        Err(e) => {
+            let outcome = Outcome {
+                error: Some(BuildError {
+                    message: format!("cannot write the build log: {e}"),
+                    stage: None,
+                }),
+                ..Outcome::default()
+            };
+            finish(queue, &build, Status::Failure, &outcome).await;
+            return;
+        }
+    };
+    let attempt = build.attempts;
+    log.lock().expect("log").write(&format!(
+        "→ build {id} started (attempt {attempt}) on worker {}",
+        queue.store.worker()
+    ));
+
+    let partial = Arc::new(Mutex::new(Outcome::default()));
+    let status = tokio::select! {
+        status = run_presets(queue, &build, log.clone(), partial.clone()) => status,
+        _ = token.cancelled() => Status::Cancelled,
+        _ = tokio::time::sleep(queue.timeout) => Status::Timeout,
+    };
+    let mut outcome = std::mem::take(&mut *partial.lock().expect("outcome"));
+    let note = match status {
+        Status::Cancelled => Some("cancelled".to_string()),
+        Status::Timeout => Some(format!(
+            "timed out after {}",
+            humantime::format_duration(queue.timeout)
+        )),
+        _ => None,
+    };
+    {
+        let mut log = log.lock().expect("log");
+        outcome.stages = serde_json::to_value(&log.stages).unwrap_or_default();
+        if let Some(note) = &note {
+            outcome.error = Some(BuildError {
+                message: note.clone(),
+                stage: log.stage.clone(),
+            });
+        }
+        log.write(&format!("→ build {id} ended: {}", status.name()));
+    }
+    finish(queue, &build, status, &outcome).await;
+}
+
+async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Outcome) {
+    let id = &build.id;
+    // Out of the running set first: the heartbeat must not take a build that is ending (and
+    // so no longer the database's `working`) for one taken from this worker.
+    queue.running.lock().expect("running builds").remove(id);
+    match queue.store.finish(build, status, outcome).await {
+        Ok(true) => {}
+        Ok(false) => queue.events.emit(Event::Warning {
+            message: format!(
+                "build {id} ended here ({}) but was no longer this worker's: its record is the other worker's",
+                status.name()
+            ),
+        }),
+        Err(e) => queue.events.emit(Event::Warning {
+            message: format!("cannot record the end of build {id}: {e}"),
+        }),
+    }
+    // The source is not needed any more: the results and images are kept.
+    let _ = std::fs::remove_dir_all(queue.store.source_dir(id));
+}
+
+/// Builds every preset in order (a failed one is recorded and the others still run),
+/// updating `outcome` as it goes so a cancelled build keeps what it finished.
+async fn run_presets(
+    queue: &Queue,
+    build: &BuildRecord,
+    log: Arc<Mutex<Log>>,
+    outcome: Arc<Mutex<Outcome>>,
+) -> Status {
+    let store = &queue.store;
+    let fail = |message: String, stage: Option<String>| {
+        let mut outcome = outcome.lock().expect("outcome");
+        outcome.error.get_or_insert(BuildError { message, stage });
+    };
+    let options: Options = match serde_json::from_value(build.options.clone()) {
+        Ok(options) => options,
+        Err(e) => {
+            fail(format!("the stored options cannot be read: {e}"), None);
+            return Status::Failure;
+        }
+    };
+    let presets = match options.presets() {
+        Ok(presets) => presets,
+        Err(e) => {
+            fail(e, None);
+            return Status::Failure;
+        }
+    };
+    // Builds of one project never run at once, so its sources go to one place: the target
+    // volume (keyed by that place) is the project's, shared by its builds.
+    let workspace = store.workspace_dir(&build.project);
+    if let Err(e) = unpack_source(queue, build, &workspace).await {
+        fail(e, Some("prepare".into()));
+        return Status::Failure;
+    }
+    let source = workspace.join(&build.source_path);
+    let events = {
+        let log = log.clone();
+        Events::new(move |event| log.lock().expect("log").record(&event))
+    };
+    let mut status = Status::Success;
+    for (index, preset) in presets.iter().enumerate() {
+        events.emit(Event::PresetStarted {
+            index: index + 1,
+            total: presets.len(),
+            preset: *preset,
+        });
+        let archive = store.dir().join("blobs").join(format!(
+            "{}.{}.{preset}.tar",
+            crate::adapters::cleanup::temp_prefix("image"),
+            build.id
+        ));
+        let job = PresetBuild {
+            queue,
+            build,
+            options: &options,
+            source: &source,
+            preset: *preset,
+            several: presets.len() > 1,
+            archive: &archive,
+        };
+        let built = job.run(&events).await;
+        match built {
+            Ok(record) => match keep_blob(store, &archive).await {
+                Ok(digest) => {
+                    let mut outcome = outcome.lock().expect("outcome");
+                    outcome.images.insert(preset.name().to_string(), digest);
+                    outcome.results.push(record.unwrap_or_default());
+                }
+                Err(e) => {
+                    fail(e.to_string(), Some("publish".into()));
+                    status = Status::Failure;
+                }
+            },
+            Err(e) => {
+                let _ = std::fs::remove_file(&archive);
+                let stage = log.lock().expect("log").stage.clone();
+                events.emit(Event::PresetFailed {
+                    preset: *preset,
+                    error: e.to_string(),
+                });
+                outcome
+                    .lock()
+                    .expect("outcome")
+                    .results
+                    .push(serde_json::json!({
+                        "preset": preset.name(),
+                        "error": e.to_string(),
+                    }));
+                fail(e.to_string(), stage);
+                status = Status::Failure;
+            }
+        }
+    }
+    status
+}
+
+/// One preset of a build, and what building it needs.
+struct PresetBuild<'a> {
+    queue: &'a Queue,
+    build: &'a BuildRecord,
+    options: &'a Options,
+    source: &'a Path,
+    preset: crate::core::preset::Preset,
+    /// One of several presets (each pushes to a tag of its own).
+    several: bool,
+    /// Where its image archive goes.
+    archive: &'a Path,
+}
+
+impl PresetBuild<'_> {
+    /// Builds it through the library's plan, in the service's builder image (or with the
+    /// local toolchain); the result record.
+    async fn run(
+        &self,
+        events: &Events,
+    ) -> crate::Result<Result<serde_json::Value, serde_json::Error>> {
+        let (store, preset) = (&self.queue.store, self.preset);
+        let mut request = self
+            .options
+            .request(self.source, &store.cache_dir())
+            .map_err(|reason| crate::Error::InvalidInput {
+                what: "options",
+                value: self.build.options.to_string(),
+                reason,
+            })?;
+        request.presets = vec![preset];
+        request.outputs.archive = Some(self.archive.to_path_buf());
+        // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
+        if self.several {
+            request.outputs.push = request
+                .outputs
+                .push
+                .iter()
+                .map(
+                    |r| match r.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                        Some((name, tag)) => format!("{name}:{tag}-{preset}"),
+                        None => format!("{r}:{preset}"),
+                    },
+                )
+                .collect();
+        }
+        if let Some(image) = self.queue.builder_image.as_deref() {
+            request.builder = crate::pipeline::plan::BuilderChoice::Docker;
+            request.builder_image = Some(image.to_string());
+        } else {
+            request.builder = crate::pipeline::plan::BuilderChoice::Local;
+        }
+        let plan = Plan::resolve(request, events).await?;
+        match plan.is_multi_platform() {
+            true => plan
+                .build_index(events)
+                .await
+                .map(|r| serde_json::to_value(&r)),
+            false => plan.build(events).await.map(|r| serde_json::to_value(&r)),
+        }
+    }
+}
+
+/// Puts the build's context in the project's workspace, unpacked from the copy the database
+/// keeps (whichever worker took the upload).
+async fn unpack_source(
+    queue: &Queue,
+    build: &BuildRecord,
+    workspace: &Path,
+) -> std::result::Result<(), String> {
+    let store = &queue.store;
+    let body = store
+        .source(&build.source_digest)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the build's source {} is gone", build.source_digest))?;
+    let (unpacked, workspace, max) = (
+        store.source_dir(&build.id),
+        workspace.to_path_buf(),
+        queue.max_unpacked,
+    );
+    blocking(move || {
+        // What an interrupted attempt left.
+        let _ = std::fs::remove_dir_all(&unpacked);
+        super::upload::unpack(&body, &unpacked, max)
+            .map_err(|e| format!("cannot unpack the build's source: {e}"))?;
+        let moved = (|| {
+            if workspace.exists() {
+                std::fs::remove_dir_all(&workspace)?;
+            }
+            if let Some(parent) = workspace.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&unpacked, &workspace)
+        })();
+        moved.map_err(|e| format!("cannot move the source into place: {e}"))
+    })
+    .await
+}
+
+/// Moves an image archive into the blob store under its digest (where the same image from an
+/// earlier build may already be) and returns the digest.
+async fn keep_blob(store: &Store, archive: &Path) -> crate::Result<String> {
+    let (archive, blobs) = (archive.to_path_buf(), store.dir().join("blobs/sha256"));
+    blocking(move || {
+        let mut file = std::fs::File::open(&archive)
+            .map_err(crate::Error::io(format!("reading {}", archive.display())))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)
+            .map_err(crate::Error::io(format!("reading {}", archive.display())))?;
+        let digest = hex(&hasher.finalize());
+        let blob: PathBuf = blobs.join(&digest);
+        if blob.exists() {
+            let _ = std::fs::remove_file(&archive);
+        } else {
+            std::fs::rename(&archive, &blob)
+                .map_err(crate::Error::io(format!("storing {}", blob.display())))?;
+        }
+        Ok(format!("sha256:{digest}"))
+    })
+    .await
+}
