@@ -16,6 +16,15 @@ use std::path::Path;
 use common::*;
 use guards::*;
 
+/// The builds through the engine take turns. Two classic builds that miss the same cached step
+/// at once make two images of it, and a later build may follow the other one's chain and miss
+/// the layers it should reuse; and each test prunes the BuildKit records made while it ran.
+static ENGINE_BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn engine_builds() -> std::sync::MutexGuard<'static, ()> {
+    ENGINE_BUILDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn dockerfile_text(name: &str) -> String {
     std::fs::read_to_string(repo().join("dockerfiles").join(name)).unwrap()
 }
@@ -263,6 +272,7 @@ fn busybox_base(tag: &str, cache: &mut BuildCache) {
 /// and the cleanup of one must not race another's use of it.
 #[test]
 fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
+    let _turn = engine_builds();
     let builder = builder_image();
     let project = fibonacci_project();
     let _volumes = Volumes(project.path().display().to_string());
@@ -592,6 +602,7 @@ fn change_word(project: &Path, word: &str) {
 /// mounts (BuildKit).
 #[test]
 fn a_source_change_rebuilds_the_workspace_and_reuses_the_dependencies() {
+    let _turn = engine_builds();
     let builder = builder_image();
     let classic_tags = [
         "ruchy-image-test/ws-dockerfile:1",
