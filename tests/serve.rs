@@ -5,6 +5,7 @@
 mod common;
 mod guards;
 mod registries;
+#[macro_use]
 mod service;
 
 use std::process::Command;
@@ -13,24 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use guards::{builder_image, Images};
 use service::*;
-
-/// Every API test runs against both backends: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $name() {
-                crate::service::on(crate::service::Backend::Sqlite, super::$name)
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                crate::service::on(crate::service::Backend::Postgres, super::$name)
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     a_build_over_http_is_recorded_logged_and_its_image_runs,

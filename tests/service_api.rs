@@ -6,6 +6,7 @@
 
 mod common;
 mod guards;
+#[macro_use]
 mod service;
 
 use std::sync::{Arc, Mutex};
@@ -14,24 +15,6 @@ use std::time::Duration;
 use ruchy_image::event::{Event, Events};
 use ruchy_image::shells::serve::{spawn_app, RunningApp, ServeOptions};
 use service::*;
-
-/// Every test runs against both backends: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $name() {
-                crate::service::on(crate::service::Backend::Sqlite, super::$name)
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                crate::service::on(crate::service::Backend::Postgres, super::$name)
-            })*
-        }
-    };
-}
 
 on_both_backends!(
     api_errors_have_their_status_and_a_500_hides_its_cause,

@@ -1,6 +1,7 @@
 //! The service under test: `ruchy-image serve` started on a free loopback port with the
 //! tests' builder image, curl against it, contexts to send, and the guard that removes what
 //! its builds left in the engine.
+
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,25 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::guards::builder_image;
+
+/// Every test named runs against both backends: `sqlite::NAME` and `postgres::NAME`.
+#[allow(unused_macros)] // not every test file that uses the service runs on both
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                crate::service::on(crate::service::Backend::Sqlite, super::$name)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                crate::service::on(crate::service::Backend::Postgres, super::$name)
+            })*
+        }
+    };
+}
 
 pub mod postgres;
 
