@@ -5,7 +5,10 @@
 //! and a second Podman service on loopback TCP is a remote engine (`DOCKER_HOST=tcp://`).
 //!
 //! One service and one builder image (made by `builder import-host` through the socket) serve
-//! every test; the service stops and its storage goes when the test process ends.
+//! every test. The storage is the machine's, as the Docker engine's is: the builder image
+//! stays for the next run (import-host finds it up to date instead of loading a gigabyte
+//! again); the service stops, and the containers and other images go, when the test process
+//! ends.
 
 mod common;
 mod guards;
@@ -124,14 +127,20 @@ fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Where the tests' Podman keeps its config and storage between runs (Podman's database
+/// remembers its paths, so they stay the same). One test process at a time uses it.
+fn podman_dir() -> PathBuf {
+    let dir = std::env::var_os("RUCHY_IMAGE_TEST_PODMAN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/ruchy-image-test-podman"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn podman() -> &'static Podman {
     static PODMAN: OnceLock<Podman> = OnceLock::new();
     PODMAN.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("ruchy-image-podman-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let dir = podman_dir();
         let (files, processes) = ulimits();
         // Podman as root gives containers 1048576 open files and processes unless told
         // otherwise; where root cannot raise a hard limit (no CAP_SYS_RESOURCE), runc then
@@ -152,6 +161,7 @@ fn podman() -> &'static Podman {
         );
         std::fs::write(dir.join("storage.conf"), storage).unwrap();
         let socket = dir.join("podman.sock");
+        let _ = std::fs::remove_file(&socket);
         let host = format!("unix://{}", socket.display());
         let child = serve(&dir, &host, "service.log");
         let service = child.id();
@@ -160,8 +170,10 @@ fn podman() -> &'static Podman {
             host,
             dir,
         };
-        // Stops the service and removes its storage once this process has gone (a watcher
-        // that outlives it, as the PostgreSQL cluster's does).
+        // What a killed run left: its containers (a sweep test counts the ones it leaves).
+        podman.cli(&["container", "rm", "--all", "--force"]).ok();
+        // Stops the service and removes the containers and every image but the builder once
+        // this process has gone (a watcher that outlives it, as the PostgreSQL cluster's does).
         let env: Vec<String> = podman
             .env()
             .iter()
@@ -169,7 +181,9 @@ fn podman() -> &'static Podman {
             .collect();
         let watcher = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill {service}; sleep 1; \
-             env {env} podman system reset --force >/dev/null 2>&1; rm -rf {dir}",
+             export {env}; podman container rm --all --force; \
+             podman images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' | grep -v -e '/ruchy-image-builder:' -e '<none>' | xargs -r podman rmi --force; \
+             podman image prune --force; rm -f {dir}/podman.sock {dir}/*.log",
             pid = std::process::id(),
             env = env.join(" "),
             dir = podman.dir.display(),
