@@ -233,8 +233,7 @@ impl Compiler for DockerCompiler {
             image_id: self.image.id.clone(),
         };
         let (context, key) = identity.of(project).await?;
-        let artifact_dir = self.artifact_dir(&key);
-        let binary = artifact_dir.join(&project.bin);
+        let binary = self.artifact_dir(&key).join(&project.bin);
         if binary.is_file() {
             return Ok(Artifact {
                 binary,
@@ -257,8 +256,7 @@ impl Compiler for DockerCompiler {
         };
         let result = async {
             self.upload(&id, context, ca, events).await?;
-            self.build_in(&id, project, flags, &artifact_dir, &binary, events)
-                .await
+            self.build_in(&id, project, flags, &binary, events).await
         }
         .await;
         let removed = self.engine.remove_container(&id).await;
@@ -466,7 +464,6 @@ impl DockerCompiler {
         id: &str,
         project: &Project,
         flags: &Flags,
-        artifact_dir: &Path,
         binary: &Path,
         events: &Events,
     ) -> Result<bool> {
@@ -541,9 +538,9 @@ impl DockerCompiler {
         // cargo took another build's output as fresh, which SOURCE_MTIME should prevent.
         let binary_path = format!("{OUT}/{}", project.bin);
         let archive = self.download(id, &binary_path, "the binary").await?;
-        let (artifact_dir, binary) = (artifact_dir.to_path_buf(), binary.to_path_buf());
+        let binary = binary.to_path_buf();
         let bin = project.bin.clone();
-        blocking(move || keep_binary(&archive, &bin, &artifact_dir, &binary)).await?;
+        blocking(move || keep_binary(&archive, &bin, &binary)).await?;
 
         // A project generated for a single file keeps the Cargo.lock cargo wrote, so the next
         // build (in a container or with --builder local) resolves the same versions.
@@ -553,9 +550,9 @@ impl DockerCompiler {
         let lock = format!("{SRC}/Cargo.lock");
         let archive = self.download(id, &lock, "Cargo.lock").await?;
         let kept = project.workspace_root.join("Cargo.lock");
-        blocking(move || match tar_file(&archive) {
-            Some(lock) => crate::adapters::fsutil::write_if_changed(&kept, &lock),
-            None => Ok(false),
+        blocking(move || match first_entry(&archive) {
+            Ok(Some(lock)) => crate::adapters::fsutil::write_if_changed(&kept, &lock),
+            _ => Ok(false),
         })
         .await
     }
@@ -662,49 +659,42 @@ impl Drop for ContainerGuard {
 
 /// Takes the binary out of the one-entry tar the engine sent and stores it in the artifact
 /// cache (by way of a temp file, so a cached binary is always whole).
-/// A copy of a kept binary at `to` (made beside it, then renamed into place).
+/// A copy of a kept binary, kept under another key.
 fn keep_copy(from: &Path, to: &Path) -> Result<()> {
     let bytes = std::fs::read(from).map_err(Error::io(format!("reading {}", from.display())))?;
-    let dir = to.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    crate::adapters::fsutil::write_file_atomically("the binary", to, &bytes)?;
-    crate::adapters::fsutil::set_mode(to, 0o755)
+    keep_executable(&bytes, to)
 }
 
-/// The content of a tar's first entry.
-fn tar_file(archive: &[u8]) -> Option<Vec<u8>> {
+/// The content of a tar's first entry, if it has one.
+fn first_entry(archive: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
     let mut entries = tar::Archive::new(archive);
-    let mut entry = entries.entries().ok()?.next()?.ok()?;
+    let Some(entry) = entries.entries()?.next() else {
+        return Ok(None);
+    };
     let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    entry?.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
 }
 
-fn keep_binary(archive: &[u8], bin: &str, artifact_dir: &Path, binary: &Path) -> Result<()> {
-    let mut bytes = Vec::new();
-    let mut entries = tar::Archive::new(archive);
-    let mut entry = entries
-        .entries()
+fn keep_binary(archive: &[u8], bin: &str, binary: &Path) -> Result<()> {
+    let bytes = first_entry(archive)
         .map_err(Error::io("reading the binary from the builder"))?
-        .next()
         .ok_or_else(|| Error::NoExecutable {
             bin: bin.to_string(),
-        })?
-        .map_err(Error::io("reading the binary from the builder"))?;
-    entry
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("reading the binary from the builder"))?;
+        })?;
+    keep_executable(&bytes, binary)
+}
 
-    std::fs::create_dir_all(artifact_dir)
-        .map_err(Error::io(format!("creating {}", artifact_dir.display())))?;
+/// Writes `bytes` to `binary` as an executable: into a temp file beside it, then renamed, so
+/// a build that finds the file finds all of it.
+fn keep_executable(bytes: &[u8], binary: &Path) -> Result<()> {
+    let dir = binary.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let mut temp = tempfile::Builder::new()
         .prefix(&crate::adapters::cleanup::temp_prefix("binary"))
-        .tempfile_in(artifact_dir)
-        .map_err(Error::io(format!(
-            "writing into {}",
-            artifact_dir.display()
-        )))?;
-    std::io::Write::write_all(&mut temp, &bytes)
+        .tempfile_in(dir)
+        .map_err(Error::io(format!("writing into {}", dir.display())))?;
+    std::io::Write::write_all(&mut temp, bytes)
         .map_err(Error::io(format!("writing {}", binary.display())))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o755))
