@@ -297,4 +297,22 @@ fn what_cannot_be_a_lambda_function_is_refused_and_leaves_no_zip() {
     ]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("--lambda-image"), "{}", run.stderr);
+
+    // Nor --load-platform: a function is one platform, chosen with --platform.
+    let run = ruchy_image([
+        "lambda",
+        repo().join("examples/lambda/hello.rs").to_str().unwrap(),
+        "-o",
+        zip.to_str().unwrap(),
+        "--load-platform",
+        "linux/amd64",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a Lambda function is one platform: choose it with --platform"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
 }

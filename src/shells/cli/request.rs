@@ -85,10 +85,16 @@ impl CompareArgs {
 impl LambdaArgs {
     /// The library's request for this command line.
     pub fn to_lib(&self) -> Result<Request> {
+        // A function runs on one architecture, so there is no image of several to choose from.
+        if let Some(platform) = self.options.flags.load_platform {
+            return Err(Error::InvalidInput {
+                what: "--load-platform",
+                value: platform.to_string(),
+                reason: "a Lambda function is one platform: choose it with --platform".into(),
+            });
+        }
         let mut request = self.options.request()?;
         request.source.lambda = true;
-        // A function is one platform: lambda has never read --load-platform.
-        request.load_platform = None;
         request.presets = vec![self.optimize];
         request.source_date_epoch = self.source_date_epoch;
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
@@ -372,6 +378,19 @@ mod tests {
         assert!(!build.source.lambda);
         assert_eq!(build.source.bin, plain.source.bin);
         assert_eq!(build.overrides.lto, plain.overrides.lto);
+        let ImageCommand::Lambda(one_of_several) = parse(&[
+            "lambda",
+            "h.rs",
+            "-o",
+            "f.zip",
+            "--load-platform",
+            "linux/arm64",
+        ]) else {
+            panic!("not lambda")
+        };
+        let refused = one_of_several.to_lib().unwrap_err().to_string();
+        assert!(refused.contains("--load-platform"), "{refused}");
+        assert!(refused.contains("choose it with --platform"), "{refused}");
     }
 
     #[test]
