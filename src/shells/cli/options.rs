@@ -112,7 +112,7 @@ pub struct FlagArgs {
 
     /// Of several platforms, the one the engine loads and --output's `docker load` part holds
     /// (Docker 20.10 keeps one image per tag) [default: this machine's, when built; else the
-    /// first].
+    /// first]. Not for `lambda`: a function is one platform.
     #[arg(long, value_name = "OS/ARCH", value_parser = platform_parser, help_heading = "Flag overrides")]
     pub load_platform: Option<Platform>,
 }
