@@ -222,13 +222,15 @@ fn a_container_image_function_runs_bootstrap_from_lambda_s_path() {
 fn what_cannot_be_a_lambda_function_is_refused_and_leaves_no_zip() {
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("function.zip");
-    let fails = |source: &Path, code: i32, expected: &str| {
-        let run = ruchy_image([
+    let fails_with = |source: &Path, extra: &[&str], code: i32, expected: &str| {
+        let mut args = vec![
             "lambda",
             source.to_str().unwrap(),
             "-o",
             zip.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let run = ruchy_image(args);
         assert_eq!(run.code, Some(code), "{}", run.stderr);
         assert!(
             run.stderr.contains(expected),
@@ -238,6 +240,7 @@ fn what_cannot_be_a_lambda_function_is_refused_and_leaves_no_zip() {
         assert!(!zip.exists(), "a zip was left");
         assert_eq!(entries(dir.path()), Vec::<String>::new());
     };
+    let fails = |source: &Path, code: i32, expected: &str| fails_with(source, &[], code, expected);
     // A single file without a handler.
     fails(
         &example("fibonacci.rs"),
@@ -299,20 +302,10 @@ fn what_cannot_be_a_lambda_function_is_refused_and_leaves_no_zip() {
     assert!(run.stderr.contains("--lambda-image"), "{}", run.stderr);
 
     // Nor --load-platform: a function is one platform, chosen with --platform.
-    let run = ruchy_image([
-        "lambda",
-        repo().join("examples/lambda/hello.rs").to_str().unwrap(),
-        "-o",
-        zip.to_str().unwrap(),
-        "--load-platform",
-        "linux/amd64",
-    ]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("a Lambda function is one platform: choose it with --platform"),
-        "{}",
-        run.stderr
+    fails_with(
+        &repo().join("examples/lambda/hello.rs"),
+        &["--load-platform", "linux/amd64"],
+        2,
+        "a Lambda function is one platform: choose it with --platform",
     );
-    assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
