@@ -5,7 +5,8 @@
 //! and run in a FROM scratch image with the right output. A builder that lacks a tool says
 //! which tool, for which crate, and where to get it.
 //!
-//! The C-heavy binary (`native`) is built once, in one test; the others build only ring.
+//! The C-heavy binary (`native`) is built once, in one test; the others build only ring, or a
+//! few lines of C that include the kernel's headers (`kernel-headers`).
 
 mod common;
 mod guards;
@@ -100,43 +101,58 @@ fn ring_compiles_for_arm64_and_runs_under_qemu() {
 }
 
 #[test]
-fn the_local_builder_gives_build_scripts_the_musl_c_compiler() {
-    // Debian's rustc has the std sources, so --builder local makes musl; ring's cc-rs gets
-    // the host's musl-gcc for it (CC_x86_64_unknown_linux_musl, as the builder image sets it),
-    // and the link takes libgcc after the rebuilt std.
-    let tag = "ruchy-image-test/ring-hash:local";
-    let _images = Images(vec![tag.into()]);
+fn the_local_builder_gives_build_scripts_the_musl_c_compiler_and_the_kernel_headers() {
+    // Debian's rustc has the std sources, so --builder local makes musl; build scripts get the
+    // host's musl-gcc for it (CC_x86_64_unknown_linux_musl, as in the builder image), wrapped
+    // to see the kernel's headers, and the link takes libgcc after the rebuilt std.
     let cache = ruchy_image::pipeline::build::default_cache_dir();
+    let out = tempfile::tempdir().unwrap();
     let source = c_deps();
-    let record = ruchy_image_with(
-        [
-            "build",
-            &source,
-            "--bin",
+    for (bin, expected) in [
+        (
             "ring-hash",
-            "--target",
-            "x86_64-unknown-linux-musl",
-            "--tag",
-            tag,
-            "--json",
-            "-",
-        ],
-        |cmd| {
-            cmd.env("RUSTC", "/usr/bin/rustc")
-                .env("RUCHY_IMAGE_CACHE", &cache)
-                .env_remove("CC_x86_64_unknown_linux_musl");
-        },
-    )
-    .ok()
-    .metrics();
-    assert_eq!(record["builder"], "local", "{record}");
-    assert_eq!(record["libc"], "musl", "{record}");
-    assert_eq!(record["linkage"], "static", "{record}");
+            format!("ring sha256 = {SHA256}\narch = x86_64\n"),
+        ),
+        ("kernel-headers", "MLOCK_ONFAULT = 1\n".to_string()),
+    ] {
+        let layout = out.path().join(bin);
+        let record = ruchy_image_with(
+            [
+                "build",
+                &source,
+                "--bin",
+                bin,
+                "--target",
+                "x86_64-unknown-linux-musl",
+                "--oci-layout",
+                layout.to_str().unwrap(),
+                "--json",
+                "-",
+            ],
+            |cmd| {
+                cmd.env("RUSTC", "/usr/bin/rustc")
+                    .env("RUCHY_IMAGE_CACHE", &cache)
+                    .env_remove("CC_x86_64_unknown_linux_musl");
+            },
+        )
+        .ok()
+        .metrics();
+        assert_eq!(record["builder"], "local", "{record}");
+        assert_eq!(record["libc"], "musl", "{record}");
+        assert_eq!(record["linkage"], "static", "{record}");
+        // Static: it runs on the host as it is.
+        let run = tool(record["binary_path"].as_str().unwrap(), &[]).ok();
+        assert_eq!(run.stdout, expected);
+    }
+}
+
+#[test]
+fn c_that_includes_the_kernel_headers_compiles_in_the_builder() {
+    let tag = "ruchy-image-test/kernel-headers:balanced";
+    let _images = Images(vec![tag.into()]);
+    build_in_docker("kernel-headers", &["--tag", tag]).ok();
     let run = tool("docker", &["run", "--rm", tag]).ok();
-    assert_eq!(
-        run.stdout,
-        format!("ring sha256 = {SHA256}\narch = x86_64\n")
-    );
+    assert_eq!(run.stdout, "MLOCK_ONFAULT = 1\n");
 }
 
 #[test]

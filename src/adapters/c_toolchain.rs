@@ -9,7 +9,7 @@
 //! `<arch>-linux-musl-gcc` (`musl-dev:<arch>`) over the cross gcc. There is no C++ standard
 //! library built for musl in Debian, so musl targets get no `CXX`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::core::platform::arch;
 
@@ -102,6 +102,56 @@ impl CTools {
     pub fn cc_on_path(&self) -> bool {
         on_path(&self.cc)
     }
+}
+
+/// Where the kernel's headers (`linux/`, `asm/`, `asm-generic/`, Debian's `linux-libc-dev`)
+/// are on this machine for `arch`, as (name, host directory) pairs, those that exist. musl's
+/// own headers do not include them and `musl-gcc` leaves `/usr/include` out, yet C that talks
+/// to the kernel needs them (OpenSSL's `<linux/mman.h>`).
+pub fn kernel_headers(arch: &str) -> Vec<(&'static str, String)> {
+    let dirs = if arch == std::env::consts::ARCH {
+        [
+            ("linux", "/usr/include/linux".to_string()),
+            ("asm", format!("/usr/include/{arch}-linux-gnu/asm")),
+            ("asm-generic", "/usr/include/asm-generic".to_string()),
+        ]
+    } else {
+        ["linux", "asm", "asm-generic"]
+            .map(|name| (name, format!("/usr/{arch}-linux-gnu/include/{name}")))
+    };
+    dirs.into_iter()
+        .filter(|(_, dir)| Path::new(dir).is_dir())
+        .collect()
+}
+
+/// A C compiler for a musl target that also sees the kernel's headers, for builds on this
+/// machine: a wrapper around `tools.cc` in `dir` (made or refreshed here), with the headers
+/// linked into `dir/include`. The builder image links them beside musl's headers instead.
+pub fn musl_cc_with_kernel_headers(tools: &CTools, dir: &Path) -> std::io::Result<PathBuf> {
+    let include = dir.join("include");
+    std::fs::create_dir_all(&include)?;
+    for (name, host) in kernel_headers(arch(&tools.target)) {
+        let link = include.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(Path::new(&host)) {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&host, &link)?;
+        }
+    }
+    let wrapper = dir.join(&tools.cc);
+    let script = format!(
+        "#!/bin/sh\n# {} with the kernel's headers (made by ruchy-image)\nexec {} \"$@\" -isystem {}\n",
+        tools.cc,
+        tools.cc,
+        include.display()
+    );
+    if std::fs::read_to_string(&wrapper).ok().as_deref() != Some(script.as_str()) {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = dir.join(format!(".{}.tmp", tools.cc));
+        std::fs::write(&temp, &script)?;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&temp, &wrapper)?;
+    }
+    Ok(wrapper)
 }
 
 /// Whether `program` is an executable file in one of `PATH`'s directories.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::c_toolchain::CTools;
+use crate::adapters::c_toolchain::{kernel_headers, CTools};
 use crate::adapters::engine::{api_error, Engine};
 use crate::adapters::fsutil::blocking;
 use crate::adapters::fsutil::hex;
@@ -359,40 +359,23 @@ fn package_files(packages: &[String]) -> Result<Vec<(PathBuf, String)>> {
     Ok(files)
 }
 
-/// Links that put the kernel's headers (`linux/`, `asm/`, `asm-generic/`, from Debian's
-/// `linux-libc-dev`) beside musl's: `musl-gcc` leaves `/usr/include` out of the search path,
-/// and C that talks to the kernel (OpenSSL's `<linux/mman.h>`) needs them. As (link in the
-/// image, target) pairs, for each musl target the image compiles C for.
+/// Links that put the kernel's headers beside musl's in the image (see
+/// [`kernel_headers`]), as (link in the image, target) pairs, for each musl target the image
+/// compiles C for.
 fn kernel_header_links(host: &HostToolchain) -> Vec<(String, String)> {
-    let native = crate::core::platform::arch(&host.target);
+    let targets = musl_target(&host.target)
+        .into_iter()
+        .chain(host.cross_musl.clone());
     let mut links = Vec::new();
-    let arches = musl_target(&host.target)
-        .iter()
-        .chain(&host.cross_musl)
-        .map(|target| crate::core::platform::arch(target).to_string())
-        .collect::<Vec<_>>();
-    for arch in arches {
-        let (linux, asm, generic) = match arch == native {
-            true => (
-                "/usr/include/linux".to_string(),
-                format!("/usr/include/{arch}-linux-gnu/asm"),
-                "/usr/include/asm-generic".to_string(),
-            ),
-            false => (
-                format!("/usr/{arch}-linux-gnu/include/linux"),
-                format!("/usr/{arch}-linux-gnu/include/asm"),
-                format!("/usr/{arch}-linux-gnu/include/asm-generic"),
-            ),
-        };
+    for target in targets {
+        let arch = crate::core::platform::arch(&target);
         let musl_include = format!("usr/include/{arch}-linux-musl");
         if !Path::new(&format!("/{musl_include}")).is_dir() {
             continue;
         }
-        for (name, target) in [("linux", linux), ("asm", asm), ("asm-generic", generic)] {
-            if Path::new(&target).is_dir()
-                && !Path::new(&format!("/{musl_include}/{name}")).exists()
-            {
-                links.push((format!("{musl_include}/{name}"), target));
+        for (name, host_dir) in kernel_headers(arch) {
+            if !Path::new(&format!("/{musl_include}/{name}")).exists() {
+                links.push((format!("{musl_include}/{name}"), host_dir));
             }
         }
     }

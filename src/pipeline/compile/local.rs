@@ -15,7 +15,7 @@ use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
 };
-use crate::adapters::c_toolchain::CTools;
+use crate::adapters::c_toolchain::{musl_cc_with_kernel_headers, CTools};
 use crate::adapters::fsutil::blocking;
 use crate::adapters::stdlib;
 use crate::adapters::toolchain::Toolchain;
@@ -186,6 +186,14 @@ impl Compiler for LocalCompiler {
         let host = self.toolchain.host();
         let tools = CTools::for_target(&flags.target, &host).filter(|_| flags.target != host);
         for tools in tools.iter().filter(|t| t.cc_on_path()) {
+            let mut tools = tools.clone();
+            if tools.target.ends_with("-musl") {
+                let dir = self.cache_dir.join("c").join(&tools.target);
+                let wrapper = musl_cc_with_kernel_headers(&tools, &dir).map_err(Error::io(
+                    format!("writing a C compiler wrapper in {}", dir.display()),
+                ))?;
+                tools.cc = wrapper.display().to_string();
+            }
             for (name, value) in tools.env() {
                 if !tools.user_set(&name) {
                     cmd.env(name, value);
