@@ -138,11 +138,11 @@ pub fn musl_cc_with_kernel_headers(tools: &CTools, dir: &Path) -> std::io::Resul
         }
     }
     let wrapper = dir.join(&tools.cc);
+    // Single-quoted for the shell, whatever the cache path holds.
+    let quoted = format!("'{}'", include.display().to_string().replace('\'', "'\\''"));
     let script = format!(
-        "#!/bin/sh\n# {} with the kernel's headers (made by ruchy-image)\nexec {} \"$@\" -isystem {}\n",
-        tools.cc,
-        tools.cc,
-        include.display()
+        "#!/bin/sh\n# {} with the kernel's headers (made by ruchy-image)\nexec {} \"$@\" -isystem {quoted}\n",
+        tools.cc, tools.cc
     );
     if std::fs::read_to_string(&wrapper).ok().as_deref() != Some(script.as_str()) {
         use std::os::unix::fs::PermissionsExt;
