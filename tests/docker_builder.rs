@@ -488,3 +488,26 @@ fn the_context_honours_ignore_files_keeps_links_and_warns_when_big() {
     );
     assert!(!small.stderr.contains("⚠"), "{}", small.stderr);
 }
+
+#[test]
+fn without_builder_image_an_imported_builder_is_taken_without_trying_a_pull() {
+    // No registry is reachable here: a pull of rust:1-alpine would fail with a DNS error.
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    let built = docker_build(
+        &example("fibonacci.rs"),
+        &["--oci-layout", layout.to_str().unwrap()],
+    )
+    .ok();
+    assert!(
+        built.stderr.contains("made by `builder import-host` (rust:1-alpine is not in the engine; `docker pull rust:1-alpine` to build with it instead)"),
+        "{}",
+        built.stderr
+    );
+    assert!(!built.stderr.contains("pulling"), "{}", built.stderr);
+    assert!(
+        !built.stderr.contains("cannot be pulled"),
+        "{}",
+        built.stderr
+    );
+}

@@ -171,8 +171,10 @@ impl ImageToolchain {
 }
 
 impl BuilderImage {
-    /// Finds the builder image: `requested`, else `rust:1-alpine` (pulled with progress when
-    /// missing), else, when that cannot be pulled, an image made by `builder import-host`.
+    /// Finds the builder image: `requested` (pulled with progress when missing); else
+    /// `rust:1-alpine` when the engine has it, else an image made by `builder import-host`
+    /// when there is one (no pull is tried: on a machine that made one, the pull fails or
+    /// was not wanted), else `rust:1-alpine`, pulled.
     pub async fn resolve(
         engine: &Engine,
         requested: Option<&str>,
@@ -182,31 +184,17 @@ impl BuilderImage {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
         let (reference, inspect) = match engine.docker().inspect_image(&reference).await {
             Ok(inspect) => (reference, inspect),
-            Err(_) => match engine.pull(&reference, events).await {
-                Ok(()) => {
-                    let inspect = engine
-                        .docker()
-                        .inspect_image(&reference)
-                        .await
-                        .map_err(api_error(format!("inspecting {reference}")))?;
-                    (reference, inspect)
-                }
-                Err(reason) => {
-                    let fallback = match requested {
-                        None => imported_builder(engine).await?,
-                        Some(_) => None,
-                    };
-                    let Some((tag, inspect)) = fallback else {
-                        return Err(Error::BuilderImageUnavailable {
-                            image: reference,
-                            reason,
-                        });
-                    };
-                    events.note(format!(
-                        "{reference} cannot be pulled ({reason}); using {tag}, made by `builder import-host`"
-                    ));
-                    (tag, inspect)
-                }
+            Err(_) => match requested {
+                None => match imported_builder(engine).await? {
+                    Some((tag, inspect)) => {
+                        events.note(format!(
+                            "using {tag}, made by `builder import-host` ({reference} is not in the engine; `docker pull {reference}` to build with it instead)"
+                        ));
+                        (tag, inspect)
+                    }
+                    None => pulled(engine, reference, events).await?,
+                },
+                Some(_) => pulled(engine, reference, events).await?,
             },
         };
         BuilderImage::probed(engine, reference, &inspect, cache_dir).await
@@ -250,6 +238,26 @@ impl BuilderImage {
             toolchain,
         })
     }
+}
+
+/// `reference` pulled into the engine, and inspected.
+async fn pulled(
+    engine: &Engine,
+    reference: String,
+    events: &Events,
+) -> Result<(String, bollard::models::ImageInspect)> {
+    if let Err(reason) = engine.pull(&reference, events).await {
+        return Err(Error::BuilderImageUnavailable {
+            image: reference,
+            reason,
+        });
+    }
+    let inspect = engine
+        .docker()
+        .inspect_image(&reference)
+        .await
+        .map_err(api_error(format!("inspecting {reference}")))?;
+    Ok((reference, inspect))
 }
 
 /// The newest image made by `builder import-host`, if any.

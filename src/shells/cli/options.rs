@@ -47,8 +47,8 @@ pub struct InputArgs {
     #[arg(long, value_enum, env = "RUCHY_IMAGE_BUILDER")]
     pub builder: Option<Builder>,
 
-    /// The image the docker builder compiles in [default: rust:1-alpine, or an image made by
-    /// `builder import-host` when that cannot be pulled].
+    /// The image the docker builder compiles in [default: rust:1-alpine when the engine has
+    /// it, else the newest image made by `builder import-host`, else rust:1-alpine, pulled].
     #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
 
