@@ -91,6 +91,34 @@ fn compile_error_shows_cargo_diagnostics() {
         "{}",
         run.stderr
     );
+    // In the user's file, not the generated project's src/main.rs (the lines match).
+    let location = format!(" --> {}:2:18", fixture("broken.rs").display());
+    assert!(run.stderr.contains(&location), "{}", run.stderr);
+    assert!(!run.stderr.contains("src/main.rs"), "{}", run.stderr);
+}
+
+#[test]
+fn a_ruchy_compile_error_names_the_ruchy_file_and_its_rust() {
+    let source = fixture("broken.ruchy");
+    let run = fails(&[source.to_str().unwrap()], 1, "compiling broken failed");
+    assert!(run.stderr.contains("error[E0425]"), "{}", run.stderr);
+    let note = format!(
+        "note: {} compiles as the Rust `ruchy transpile` made of it, ",
+        source.display()
+    );
+    let said = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&note))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    // The Rust is kept where the user can open it, and the locations name it.
+    let rust = said[note.len()..].split(": the locations").next().unwrap();
+    assert!(std::path::Path::new(rust).is_file(), "{said}");
+    assert!(
+        run.stderr.contains(&format!(" --> {rust}:")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -204,6 +204,8 @@ fn compile_errors_show_diagnostics_and_remove_the_container() {
         "{}",
         run.stderr
     );
+    let location = format!(" --> {}:2:18", fixture("broken.rs").display());
+    assert!(run.stderr.contains(&location), "{}", run.stderr);
     let left = builders_for(&fixture("broken.rs"));
     assert!(left.is_empty(), "{left:?}");
     let image = tool("docker", &["image", "inspect", "ruchy-image-test/broken:x"]);

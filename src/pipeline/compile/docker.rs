@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::build_scripts::BuildScriptWatch;
 use super::builder_image::BuilderImage;
 use super::context::Context;
+use super::diagnostics::Diagnostics;
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
@@ -471,13 +472,14 @@ impl DockerCompiler {
         let mut executable = None;
         let mut std_mismatch = false;
         let build_scripts = BuildScriptWatch::default();
+        let diagnostics = Diagnostics::for_project(project);
         // What cargo found compiled already (in the shared target volume) and what it built.
         let (mut fresh, mut compiled) = (0, Vec::new());
         let mut output = |line: &str| {
             std_mismatch |= is_std_mismatch(line);
             build_scripts.observe(line);
             events.emit(Event::CompilerOutput {
-                line: line.to_string(),
+                line: diagnostics.rewrite(line),
             })
         };
         let finished = self

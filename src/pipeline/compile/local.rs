@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::build_scripts::BuildScriptWatch;
+use super::diagnostics::Diagnostics;
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
@@ -208,12 +209,15 @@ impl Compiler for LocalCompiler {
         let group = ProcessGroup(child.id());
         let std_mismatch = AtomicBool::new(false);
         let build_scripts = BuildScriptWatch::default();
+        let diagnostics = Diagnostics::for_project(project);
         let output = |line: String| {
             if is_std_mismatch(&line) {
                 std_mismatch.store(true, Ordering::Relaxed);
             }
             build_scripts.observe(&line);
-            events.emit(Event::CompilerOutput { line })
+            events.emit(Event::CompilerOutput {
+                line: diagnostics.rewrite(&line),
+            })
         };
         // stdout carries cargo's JSON messages; stderr its status lines and diagnostics.
         let mut messages = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();

@@ -7,6 +7,7 @@ mod build_scripts;
 pub use build_scripts::packages_for;
 mod builder_image;
 mod context;
+mod diagnostics;
 mod docker;
 mod local;
 
