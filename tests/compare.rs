@@ -263,6 +263,19 @@ fn bad_sizes_and_presets_are_usage_errors() {
             vec!["compare", "--max-binary-size", "big"],
             "invalid --max-binary-size `big`: expected a number",
         ),
+        // One line of ours, not the parser's text; no unit past the ones help lists.
+        (
+            vec!["build", "--max-binary-size", "99999999999999999999"],
+            "invalid --max-binary-size `99999999999999999999`: too large: sizes go up to 9007199254740992 bytes (8 PiB)",
+        ),
+        (
+            vec!["build", "--max-binary-size", "1e30"],
+            "invalid --max-binary-size `1e30`: unknown unit `e30`",
+        ),
+        (
+            vec!["build", "--max-image-size", "1PB"],
+            "invalid --max-image-size `1PB`: unknown unit `PB`",
+        ),
         (
             vec!["compare", "--presets", "none,fast"],
             "[possible values: none, balanced, aggressive, nasa, size]",

@@ -189,31 +189,61 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// Parses a size: bytes (`400000`, `400B`) or a number with a unit, `KB`/`MB`/`GB` (powers of
-/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive, decimals allowed (`1.5MB`).
-/// The error says what is wrong.
+/// 1000) or `KiB`/`MiB`/`GiB` (powers of 1024), case-insensitive, decimals allowed (`1.5MB`),
+/// up to 2^53 bytes (8 PiB; beyond it no binary or image is, and decimals lose exactness).
+/// The error says what is wrong, in one line.
 pub fn parse_size(text: &str) -> Result<u64, String> {
+    const UNITS: [(&str, u64); 7] = [
+        ("", 1),
+        ("b", 1),
+        ("kb", 1000),
+        ("mb", 1000 * 1000),
+        ("gb", 1000 * 1000 * 1000),
+        ("kib", 1 << 10),
+        ("mib", 1 << 20),
+    ];
+    const GIB: (&str, u64) = ("gib", 1 << 30);
+    const LARGEST: u128 = 1 << 53;
     let text = text.trim();
-    // bytesize takes any prefix of digits and dots as the number; a sign or nothing is ours
-    // to refuse, with an example of what works.
-    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '.') || text.matches('.').count() > 1
-    {
+    let number_len = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_len);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if number.is_empty() || number == "." || fraction.contains('.') {
         return Err(
             "expected a number of bytes, optionally with a unit, like 400000, 400KB or 1.5MiB"
                 .into(),
         );
     }
-    let size: bytesize::ByteSize = text.parse().map_err(|e: String| {
-        let unit = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
-        format!(
-            "unknown unit `{}`: use bytes, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024) ({e})",
-            unit.trim()
-        )
-    })?;
-    // 2^53: beyond it the decimal arithmetic is no longer exact, and no binary is that big.
-    if size.0 > 1 << 53 {
-        return Err("too large".into());
+    let unit = unit.trim();
+    let Some((_, multiplier)) = UNITS
+        .into_iter()
+        .chain([GIB])
+        .find(|(name, _)| unit.eq_ignore_ascii_case(name))
+    else {
+        return Err(format!(
+            "unknown unit `{unit}`: use bytes, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024)"
+        ));
+    };
+    let too_large = || format!("too large: sizes go up to {LARGEST} bytes (8 PiB)");
+    // Exact: whole * multiplier + fraction * multiplier / 10^digits, in integers.
+    let whole: u128 = match whole {
+        "" => 0,
+        digits => digits.parse().map_err(|_| too_large())?,
+    };
+    let mut bytes = whole.checked_mul(multiplier.into()).ok_or_else(too_large)?;
+    if !fraction.is_empty() {
+        let digits = fraction.len().min(20) as u32;
+        let fraction: u128 = fraction[..digits as usize]
+            .parse()
+            .map_err(|_| too_large())?;
+        bytes += fraction * u128::from(multiplier) / 10u128.pow(digits);
     }
-    Ok(size.0)
+    if bytes > LARGEST {
+        return Err(too_large());
+    }
+    Ok(bytes as u64)
 }
 
 /// Durations for people: milliseconds below a second, else seconds with one decimal.
@@ -385,6 +415,8 @@ mod tests {
             ("1GiB", 1 << 30),
             (".5KB", 500),
             ("0.1KB", 100),
+            ("9007199254740992", 1 << 53),
+            ("8GiB", 8 << 30),
         ] {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
@@ -401,7 +433,11 @@ mod tests {
             ("1.2.3MB", "expected a number"),
             ("inf", "expected a number"),
             ("1e5", "unknown unit `e5`"),
+            ("1e30", "unknown unit `e30`"),
+            ("1PB", "unknown unit `PB`"),
             ("99999999999GiB", "too large"),
+            ("99999999999999999999", "too large"),
+            ("999999999999999999999999999999999999999999", "too large"),
         ] {
             let error = parse_size(text).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
