@@ -147,7 +147,7 @@ fn output_path_not_writable() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let under_a_file = file.path().join("image.tar");
     let run = ruchy_image(["build", &fib(), "--output", under_a_file.to_str().unwrap()]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains("cannot write the image archive")
             && run.stderr.contains("is not a directory"),
@@ -165,13 +165,28 @@ fn output_path_not_writable() {
         "--oci-layout",
         not_a_layout.path().to_str().unwrap(),
     ]);
-    assert_eq!(run.code, Some(1));
+    assert_eq!(run.code, Some(2));
     assert!(
         run.stderr.contains("exists and is not an OCI layout"),
         "{}",
         run.stderr
     );
     assert_eq!(entries(not_a_layout.path()), ["notes.txt"]);
+
+    // A directory given for a file, and a file for a layout: the user's paths, exit 2.
+    let dir = tempfile::tempdir().unwrap();
+    let run = ruchy_image(["build", &fib(), "--output", dir.path().to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("it is a directory; give a file name"),
+        "{}",
+        run.stderr
+    );
+    let file = dir.path().join("file");
+    std::fs::write(&file, "keep me").unwrap();
+    let run = ruchy_image(["build", &fib(), "--oci-layout", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
 
 #[test]
@@ -212,15 +227,13 @@ fn ruchy_source_without_ruchy() {
 }
 
 #[test]
-fn dynamic_binary_is_refused_for_scratch() {
-    fails(
+fn dynamic_linking_on_scratch_is_refused_before_compiling() {
+    let run = fails(
         &[&fib(), "-O", "none", "--no-static-link"],
-        1,
-        &format!(
-            "is dynamically linked (it needs the loader {})",
-            host_loader()
-        ),
+        2,
+        "invalid static linking `--no-static-link`: a dynamically linked binary needs its loader and libraries, which a FROM scratch image does not have",
     );
+    assert!(!run.stderr.contains("Compiling"), "{}", run.stderr);
 }
 
 #[test]
@@ -334,7 +347,7 @@ fn a_bare_user_name_asks_for_its_ids() {
 fn a_base_that_is_not_an_archive_is_never_echoed() {
     let run = fails(
         &[&fib(), "--base", "docker-archive:/etc/passwd"],
-        1,
+        2,
         "cannot find base image docker-archive:/etc/passwd: not a tar archive",
     );
     assert!(!run.stderr.contains("root:x:0"), "{}", run.stderr);

@@ -646,13 +646,13 @@ fn bad_bases_are_refused_before_compiling() {
     );
     fails_with(
         "ruchy-image-test/no-such-base:1",
-        1,
+        2,
         "cannot find base image ruchy-image-test/no-such-base:1: not in the engine, and the pull failed",
         &[],
     );
     fails_with(
         "oci:/nonexistent/layout",
-        1,
+        2,
         "cannot find base image oci:/nonexistent/layout",
         &[],
     );

@@ -358,6 +358,8 @@ impl Error {
                 | Error::RootUser
                 | Error::BuilderNotRust { .. }
                 | Error::TargetUnsupported { .. }
+                | Error::OutputNotWritable { .. }
+                | Error::BaseNotFound { .. }
         )
     }
 }

@@ -172,6 +172,15 @@ impl Request {
                 reason: "list at least one base (scratch for none)".into(),
             });
         }
+        // Caught here, not after a compile: scratch has no loader for a dynamic binary.
+        let on_scratch = self.bases.iter().all(|b| matches!(b, BaseRef::Scratch));
+        if self.overrides.static_link == Some(false) && on_scratch && !self.is_prebuilt() {
+            return Err(Error::InvalidInput {
+                what: "static linking",
+                value: "--no-static-link".into(),
+                reason: "a dynamically linked binary needs its loader and libraries, which a FROM scratch image does not have; drop --no-static-link, or lay it on a base that has them with --base".into(),
+            });
+        }
         // Beyond 9999-12-31T23:59:59Z, no RFC 3339 time: the image's `created` could not be
         // written.
         if self.source_date_epoch > 253_402_300_799 {
