@@ -69,7 +69,7 @@ pub async fn compare(
             result => result,
         };
         if let (Some(probe), Ok(record)) = (probe, &mut result) {
-            record.cold_start = probe.measure(&record.image.reference).await;
+            record.cold_start = probe.measure(&record.image.reference, events).await;
         }
         if let Err(error) = &result {
             events.emit(Event::PresetFailed {
@@ -96,8 +96,16 @@ pub struct ColdStartProbe {
 
 impl ColdStartProbe {
     /// Median/min/max over the runs; `None` when the image does not exit by itself in time
-    /// (a server) or the engine fails: the size comparison goes on without it.
-    async fn measure(&self, image: &str) -> Option<ColdStart> {
+    /// (a server) or the engine fails: the size comparison goes on without it. Says what it
+    /// times first, so a comparison is not silent while it does.
+    async fn measure(&self, image: &str, events: &Events) -> Option<ColdStart> {
+        events.emit(Event::Step {
+            message: format!(
+                "timing {} cold start{} of {image}",
+                self.runs,
+                if self.runs == 1 { "" } else { "s" }
+            ),
+        });
         let options = RunOptions {
             image: image.to_string(),
             args: Vec::new(),

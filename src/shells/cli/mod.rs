@@ -435,7 +435,10 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
         let memory = report
             .peak_memory_bytes
             .map(crate::core::metrics::human_size)
-            .unwrap_or_else(|| "not reported by the engine (the run was too short)".into());
+            .unwrap_or_else(|| {
+                "not reported by the engine (the container exited before its first stats sample)"
+                    .into()
+            });
         eprintln!(
             "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {} memory, {} CPU",
             report.cold_start_median_ms,
