@@ -6,6 +6,7 @@
 #
 #   RUNS       cold starts per preset (compare's --cold-start-runs)          [5]
 #   RUN_TIMES  how many `run`s and `docker run`s, interleaved                 [10]
+#   RI         the ruchy-image to time                  [a release build of this checkout]
 #   RUCHY_IMAGE_CACHE, RUCHY_IMAGE_BUILDER as for ruchy-image itself (the defaults: the
 #   user's cache, the docker builder)
 #
@@ -13,8 +14,10 @@
 # engine before are removed at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --quiet
-RI="$(realpath "${CARGO_TARGET_DIR:-target}")/release/ruchy-image"
+if [ -z "${RI:-}" ]; then
+  cargo build --release --quiet
+  RI="$(realpath "${CARGO_TARGET_DIR:-target}")/release/ruchy-image"
+fi
 RUNS="${RUNS:-5}"
 RUN_TIMES="${RUN_TIMES:-10}"
 PRESETS=(none balanced aggressive nasa size)
