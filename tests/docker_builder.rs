@@ -395,6 +395,13 @@ fn compare_times_cold_starts_through_the_engine() {
         "json",
     ])
     .ok();
+    // Progress while the cold starts run, not silence.
+    assert!(
+        run.stderr
+            .contains("→ timing 2 cold starts of fibonacci:aggressive..."),
+        "{}",
+        run.stderr
+    );
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let cold = &report["results"][0]["cold_start"];
     assert_eq!(cold["runs"], 2, "{report}");

@@ -1,12 +1,16 @@
 //! Size budgets for CI: a maximum binary size and a maximum image size, checked against a
-//! build's record after it is reported. A verdict is data ([`Exceeded`]); the caller decides
-//! what it means (the CLI prints it and exits 1).
+//! build's record once it is assembled and before anything is published (a build over budget
+//! publishes nothing). A verdict is data ([`Exceeded`]); the caller decides what it means (the
+//! CLI prints it and exits 1).
+
+use serde::{Deserialize, Serialize};
 
 use crate::core::metrics::BuildRecord;
 use crate::core::preset::Preset;
 
 /// What a budget limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Limit {
     /// The compiled binary's size in bytes.
     Binary,
@@ -25,7 +29,7 @@ impl Limit {
 }
 
 /// A maximum size, with the text the user wrote so messages can quote it back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     /// What it limits.
     pub limit: Limit,
@@ -58,7 +62,7 @@ impl Budget {
 }
 
 /// A build that went over a budget.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exceeded {
     /// The preset that was built.
     pub preset: Preset,
@@ -66,6 +70,21 @@ pub struct Exceeded {
     pub size: u64,
     /// The budget it went over.
     pub budget: Budget,
+}
+
+impl std::fmt::Display for Exceeded {
+    /// `aggressive: binary is 1142432 bytes, over the budget of 400000 bytes (400KB)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, how) = match self.budget.limit {
+            Limit::Binary => ("binary", ""),
+            Limit::Image => ("image", " stored"),
+        };
+        write!(
+            f,
+            "{}: {what} is {} bytes{how}, over the budget of {} bytes ({})",
+            self.preset, self.size, self.budget.bytes, self.budget.spelled
+        )
+    }
 }
 
 /// The budgets of one request; either may be unset.
@@ -78,6 +97,11 @@ pub struct Budgets {
 }
 
 impl Budgets {
+    /// Whether no budget is set.
+    pub fn is_empty(&self) -> bool {
+        self.max_binary.is_none() && self.max_image.is_none()
+    }
+
     /// Every budget `record` is over, binary first.
     pub fn check(&self, record: &BuildRecord) -> Vec<Exceeded> {
         [&self.max_binary, &self.max_image]

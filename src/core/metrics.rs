@@ -50,6 +50,14 @@ pub struct BuildRecord {
     /// Cold start through the engine, when `compare` measured it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<ColdStart>,
+    /// The size budgets this build went over. Budgets are checked before anything is
+    /// published: when this is not empty, `outputs` is empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget: Vec<crate::core::budget::Exceeded>,
+    /// Why the build failed though it was measured (a gate, such as a size budget); nothing
+    /// was published then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What a multi-platform build produced: an OCI image index under the tag, over one image
@@ -68,6 +76,15 @@ pub struct IndexRecord {
     pub platforms: Vec<BuildRecord>,
     /// Where the index was written.
     pub outputs: Vec<Published>,
+}
+
+/// What a build made: one image, or an index over one image per platform.
+#[derive(Debug, Clone)]
+pub enum Built {
+    /// One image's record.
+    Image(Box<BuildRecord>),
+    /// An index's record, with one record per platform.
+    Index(IndexRecord),
 }
 
 /// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
@@ -381,6 +398,8 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         },
         outputs: Vec::new(),
         cold_start: None,
+        over_budget: Vec::new(),
+        error: None,
     }
 }
 

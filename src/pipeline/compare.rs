@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::adapters::engine::Engine;
 use crate::core::budget::{Budgets, Exceeded};
-use crate::core::error::Result;
+use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events};
-use crate::core::metrics::{BuildRecord, ColdStart};
+use crate::core::metrics::{BuildRecord, Built, ColdStart};
 use crate::core::preset::Preset;
 use crate::pipeline::build::{build, BuildOptions};
 use crate::pipeline::compile::Compiler;
@@ -51,10 +51,25 @@ pub async fn compare(
         };
         let mut result = match build(&options, compiler, publishers, events).await {
             Err(error) if error.is_usage() => return Err(error),
+            // Measured, not published (so not loaded: no cold start); the verdict names it.
+            Err(Error::OverBudget { record, exceeded }) => match *record {
+                Built::Image(record) => {
+                    events.emit(Event::Note {
+                        message: format!(
+                            "{preset} is over the size budget: not published, no cold start"
+                        ),
+                    });
+                    Ok(*record)
+                }
+                index => Err(Error::OverBudget {
+                    exceeded,
+                    record: Box::new(index),
+                }),
+            },
             result => result,
         };
         if let (Some(probe), Ok(record)) = (probe, &mut result) {
-            record.cold_start = probe.measure(&record.image.reference).await;
+            record.cold_start = probe.measure(&record.image.reference, events).await;
         }
         if let Err(error) = &result {
             events.emit(Event::PresetFailed {
@@ -81,8 +96,16 @@ pub struct ColdStartProbe {
 
 impl ColdStartProbe {
     /// Median/min/max over the runs; `None` when the image does not exit by itself in time
-    /// (a server) or the engine fails: the size comparison goes on without it.
-    async fn measure(&self, image: &str) -> Option<ColdStart> {
+    /// (a server) or the engine fails: the size comparison goes on without it. Says what it
+    /// times first, so a comparison is not silent while it does.
+    async fn measure(&self, image: &str, events: &Events) -> Option<ColdStart> {
+        events.emit(Event::Step {
+            message: format!(
+                "timing {} cold start{} of {image}",
+                self.runs,
+                if self.runs == 1 { "" } else { "s" }
+            ),
+        });
         let options = RunOptions {
             image: image.to_string(),
             args: Vec::new(),

@@ -1,6 +1,8 @@
 //! `ruchy-image run`: runs an image through the engine with Lambda-like limits, streams its
 //! output, and measures cold start (container create to exit, wall time) and peak memory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -85,18 +87,41 @@ pub fn parse_memory(value: &str) -> Result<u64> {
     }
 }
 
-/// Runs the image `iterations` times; `on_output` gets every line of the first run.
+/// Runs the image `iterations` times, back to back; `on_output` gets every line of the first
+/// run. A run's container is removed while the next one runs (as `docker run --rm` removes
+/// its own), and every removal is done before this returns.
 pub async fn run(
     engine: &Engine,
     options: &RunOptions,
     on_output: &mut (dyn FnMut(bool, &str) + Send),
 ) -> Result<RunReport> {
     let mut samples = Vec::new();
+    let mut removals = Vec::new();
+    let mut failed = None;
     for i in 0..options.iterations.max(1) {
         let mut quiet = |_: bool, _: &str| {};
         let sink: &mut (dyn FnMut(bool, &str) + Send) = if i == 0 { on_output } else { &mut quiet };
-        samples.push(run_once(engine, options, sink).await?);
+        let (sample, removal) = run_once(engine, options, sink).await;
+        removals.extend(removal);
+        match sample {
+            Ok(sample) => samples.push(sample),
+            Err(error) => {
+                failed = Some(error);
+                break;
+            }
+        }
     }
+    let mut removed = Ok(());
+    for removal in removals {
+        let done = removal.await.unwrap_or_else(|e| {
+            Err(Error::Engine {
+                context: "removing a container".into(),
+                message: e.to_string(),
+            })
+        });
+        removed = removed.and(done);
+    }
+    let samples = Error::with_cleanup(failed.map_or(Ok(samples), Err), removed)?;
     let mut times: Vec<f64> = samples.iter().map(|s| s.cold_start_ms).collect();
     times.sort_by(f64::total_cmp);
     let median = if times.len() % 2 == 1 {
@@ -122,11 +147,15 @@ pub async fn run(
     })
 }
 
+/// A removal under way in the background.
+type Removal = tokio::task::JoinHandle<Result<()>>;
+
+/// One run: its sample, and its container's removal (none if no container was made).
 async fn run_once(
     engine: &Engine,
     options: &RunOptions,
     on_output: &mut (dyn FnMut(bool, &str) + Send),
-) -> Result<RunSample> {
+) -> (Result<RunSample>, Option<Removal>) {
     let config = ContainerCreateBody {
         image: Some(options.image.clone()),
         cmd: (!options.args.is_empty()).then(|| options.args.clone()),
@@ -144,8 +173,12 @@ async fn run_once(
         ..Default::default()
     };
     let started = Instant::now();
-    let id = engine.create_container(config).await?;
-    let stats = tokio::spawn(peak_memory(engine.clone(), id.clone()));
+    let id = match engine.create_container(config).await {
+        Ok(id) => id,
+        Err(error) => return (Err(error), None),
+    };
+    let peak = Arc::new(AtomicU64::new(0));
+    let stats = tokio::spawn(peak_memory(engine.clone(), id.clone(), peak.clone()));
     let finished = match options.timeout {
         Some(limit) => tokio::time::timeout(limit, engine.run_to_completion(&id, on_output))
             .await
@@ -158,32 +191,35 @@ async fn run_once(
         None => engine.run_to_completion(&id, on_output).await,
     };
     let elapsed = started.elapsed();
-    let peak = tokio::time::timeout(Duration::from_secs(2), stats)
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .flatten();
-    let removed = engine.remove_container(&id).await;
-    Ok(RunSample {
+    // What the engine sampled while it ran; waiting for a sample after the exit only costs
+    // time (the engine has none to give for a container that is gone).
+    stats.abort();
+    let peak = Some(peak.load(Ordering::Relaxed)).filter(|&m| m > 0);
+    let removal = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.remove_container(&id).await })
+    };
+    let sample = finished.map(|finished| RunSample {
         cold_start_ms: elapsed.as_secs_f64() * 1000.0,
-        exit_code: Error::with_cleanup(finished, removed)?.exit_code,
+        exit_code: finished.exit_code,
         peak_memory_bytes: peak,
-    })
+    });
+    (sample, Some(removal))
 }
 
-/// The highest memory use the engine's stats stream reports while the container runs.
-async fn peak_memory(engine: Engine, id: String) -> Option<u64> {
+/// Keeps in `peak` the highest memory use the engine's stats stream reports while the
+/// container runs (cgroup v1's `max_usage`, else the usage of each sample).
+async fn peak_memory(engine: Engine, id: String, peak: Arc<AtomicU64>) {
     let options = bollard::query_parameters::StatsOptionsBuilder::default()
         .stream(true)
         .build();
     let mut stream = engine.docker().stats(&id, Some(options));
-    let mut peak = None;
     while let Some(Ok(stats)) = stream.next().await {
         let memory = stats.memory_stats.unwrap_or_default();
-        let seen = memory.max_usage.or(memory.usage).filter(|&m| m > 0);
-        peak = peak.max(seen);
+        if let Some(seen) = memory.max_usage.or(memory.usage) {
+            peak.fetch_max(seen, Ordering::Relaxed);
+        }
     }
-    peak
 }
 
 /// Checks the image exists before the first run, with the engine's message if not.

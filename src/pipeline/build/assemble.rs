@@ -165,6 +165,8 @@ pub(super) async fn assemble(
         },
         outputs: Vec::new(),
         cold_start: None,
+        over_budget: Vec::new(),
+        error: None,
     };
     Ok(Assembled {
         image,

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::adapters::fsutil::blocking;
+use crate::core::budget::Exceeded;
 use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events, Stage};
 use crate::core::metrics::LambdaRecord;
-use crate::core::metrics::{BuildRecord, IndexRecord, Published};
+use crate::core::metrics::{BuildRecord, Built, IndexRecord, Published};
 use crate::core::platform::Platform;
 use crate::core::preset::{Flags, Overrides, Preset};
 use crate::pipeline::base::Base;
@@ -94,6 +95,8 @@ pub struct BuildOptions {
     pub sbom: Option<PathBuf>,
     /// Attach no SBOM referrer to layouts and registries (`--no-sbom`).
     pub no_sbom_referrer: bool,
+    /// Size budgets, checked before anything is published.
+    pub budgets: crate::core::budget::Budgets,
 }
 
 /// A binary ready to lay into an image, and what the record says about how it was made.
@@ -142,8 +145,28 @@ pub async fn build(
         publisher.preflight()?;
     }
     let program = produce(options, compiler, publishers, events).await?;
-    let assembled = assemble(options, program, events).await?;
+    let mut assembled = assemble(options, program, events).await?;
+    // The last gate: the platform, the loader and static linking were checked in assemble.
+    let exceeded = gate(&options.budgets, &mut assembled.record);
+    if !exceeded.is_empty() {
+        assembled.record.assemble_time_ms = assembled.took.as_millis() as u64;
+        return Err(Error::OverBudget {
+            exceeded,
+            record: Box::new(Built::Image(Box::new(assembled.record))),
+        });
+    }
     publish(options, assembled, publishers, events).await
+}
+
+/// Holds `record` to `budgets` before anything is published; an overrun is written into the
+/// record (which then publishes nothing) and returned.
+fn gate(budgets: &crate::core::budget::Budgets, record: &mut BuildRecord) -> Vec<Exceeded> {
+    let exceeded = budgets.check(record);
+    if !exceeded.is_empty() {
+        record.error = Some(crate::core::error::over_budget_message(&exceeded));
+        record.over_budget = exceeded.clone();
+    }
+    exceeded
 }
 
 /// Runs one build per platform (`each`: the same options but the platform) and publishes an
@@ -172,9 +195,39 @@ pub async fn build_index(
     let reference = assembled[0].reference.clone();
     let images = assembled.iter().map(|a| a.image.clone()).collect();
     let index = Arc::new(Index::new(images, load)?);
+    let content = ImageOrIndex::Index(index.clone());
+    let record = |assembled: Vec<Assembled>, published_in: Duration, outputs| {
+        let mut platforms: Vec<BuildRecord> = assembled
+            .into_iter()
+            .map(|a| {
+                let mut record = a.record;
+                record.assemble_time_ms = (a.took + published_in).as_millis() as u64;
+                record
+            })
+            .collect();
+        platforms.sort_by(|a, b| a.image.architecture.cmp(&b.image.architecture));
+        IndexRecord {
+            reference: reference.full.clone(),
+            digest: index.blob.digest.clone(),
+            media_type: content.media_type().to_string(),
+            loaded_platform: format!("linux/{}", index.images[index.loaded].architecture),
+            platforms,
+            outputs,
+        }
+    };
+    // Every platform is held to the budgets before the index is published anywhere.
+    let mut exceeded = Vec::new();
+    for (options, a) in each.iter().zip(&mut assembled) {
+        exceeded.extend(gate(&options.budgets, &mut a.record));
+    }
+    if !exceeded.is_empty() {
+        return Err(Error::OverBudget {
+            exceeded,
+            record: Box::new(Built::Index(record(assembled, Duration::ZERO, Vec::new()))),
+        });
+    }
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
-    let content = ImageOrIndex::Index(index.clone());
     let mut outputs = publish_all(publishers, &content, &reference, events).await?;
     // Each platform's image gets its own SBOM as its referrer, as a single build's does.
     for (options, a) in each.iter().zip(&assembled) {
@@ -189,24 +242,7 @@ pub async fn build_index(
         }
     }
     stage.finish();
-    let published_in = started.elapsed();
-    let mut platforms: Vec<BuildRecord> = assembled
-        .into_iter()
-        .map(|a| {
-            let mut record = a.record;
-            record.assemble_time_ms = (a.took + published_in).as_millis() as u64;
-            record
-        })
-        .collect();
-    platforms.sort_by(|a, b| a.image.architecture.cmp(&b.image.architecture));
-    Ok(IndexRecord {
-        reference: reference.full,
-        digest: index.blob.digest.clone(),
-        media_type: content.media_type().to_string(),
-        loaded_platform: format!("linux/{}", index.images[index.loaded].architecture),
-        platforms,
-        outputs,
-    })
+    Ok(record(assembled, started.elapsed(), outputs))
 }
 
 /// Makes a Lambda deployment zip (for the caller to write to `zip`): the binary (compiled

@@ -207,6 +207,7 @@ impl Plan {
             source_date_epoch: request.source_date_epoch,
             sbom: request.outputs.sbom.clone(),
             no_sbom_referrer: request.outputs.no_sbom,
+            budgets: request.budgets.clone(),
         }
     }
 

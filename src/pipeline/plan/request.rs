@@ -100,6 +100,8 @@ pub struct Request {
     pub compiler_output: CompilerOutput,
     /// Credentials and plain-HTTP hosts for pushes.
     pub registry: RegistryOptions,
+    /// Size budgets: a build over one is measured and publishes nothing.
+    pub budgets: crate::core::budget::Budgets,
 }
 
 impl Request {
@@ -129,6 +131,7 @@ impl Request {
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),
             registry: RegistryOptions::default(),
+            budgets: crate::core::budget::Budgets::default(),
         }
     }
 

@@ -46,7 +46,7 @@ use render::{Journal, Mode, Terminal};
 
 use crate::adapters::engine::Engine;
 use crate::core::error::Error;
-use crate::core::metrics::BuildRecord;
+use crate::core::metrics::{BuildRecord, Built};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::report;
 
@@ -198,11 +198,12 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     if let Some(server) = args.service.server.clone() {
         let budgets = args.budget.to_lib()?;
-        let built = remote::build(&args, &server, args.quiet).await?;
+        let built = remote::build(&args, &server, &budgets, args.quiet).await?;
         return report(&args, built, &budgets);
     }
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
+    request.budgets = budgets.clone();
     if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
         // Checked now so a long compile does not end in an unwritable path.
         crate::adapters::fsutil::check_writable("the metrics JSON", json)?;
@@ -222,7 +223,12 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     }
     .await;
     terminal.lock().expect("terminal").finish();
-    report(&args, result?, &budgets)
+    // Over budget, nothing was published; the record is still reported, then the verdict.
+    let built = match result {
+        Err(Error::OverBudget { record, .. }) => *record,
+        result => result?,
+    };
+    report(&args, built, &budgets)
 }
 
 fn report(
@@ -234,12 +240,6 @@ fn report(
         Built::Image(record) => report_build(args, &record, budgets),
         Built::Index(record) => report_index(args, &record, budgets),
     }
-}
-
-/// What a build made: one image, or an index over one image per platform.
-enum Built {
-    Image(Box<BuildRecord>),
-    Index(crate::core::metrics::IndexRecord),
 }
 
 /// A multi-platform build's record and summary; every platform's image is held to the
@@ -343,6 +343,7 @@ fn report_build(
 async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
+    request.budgets = budgets.clone();
     if let Some(chart) = &args.chart {
         crate::adapters::fsutil::check_writable("the chart", chart)?;
         request.check_output("chart", chart, &[])?;
@@ -434,7 +435,10 @@ async fn run_image(args: RunArgs) -> Result<(), Failure> {
         let memory = report
             .peak_memory_bytes
             .map(crate::core::metrics::human_size)
-            .unwrap_or_else(|| "not reported by the engine (the run was too short)".into());
+            .unwrap_or_else(|| {
+                "not reported by the engine (the container exited before its first stats sample)"
+                    .into()
+            });
         eprintln!(
             "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {} memory, {} CPU",
             report.cold_start_median_ms,

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use super::args::{BuildArgs, CompareArgs};
 use super::options::{FlagArgs, ImageArgs, InputArgs};
 use crate::core::error::Error;
-use crate::core::metrics::{BuildRecord, IndexRecord, Published};
+use crate::core::metrics::{BuildRecord, Built, Published};
 use crate::core::preset::Preset;
 use crate::pipeline::compare::{Comparison, Outcome};
 
@@ -257,8 +257,9 @@ async fn run_remote(
 pub(super) async fn build(
     args: &BuildArgs,
     server: &str,
+    budgets: &crate::core::budget::Budgets,
     quiet: bool,
-) -> Result<super::Built, Error> {
+) -> Result<Built, Error> {
     let server = Server::new(server, args.service.token_file.as_deref())?;
     let query = query(
         &args.options.input,
@@ -284,19 +285,34 @@ pub(super) async fn build(
         what: "the server's build record",
         source,
     };
-    let outputs = fetch_outputs(&server, &id, args).await?;
-    Ok(match args.options.flags.platform.len() > 1 {
-        true => {
-            let mut index: IndexRecord = serde_json::from_value(result).map_err(wrong)?;
-            index.outputs = outputs;
-            super::Built::Index(index)
+    let mut built = match args.options.flags.platform.len() > 1 {
+        true => Built::Index(serde_json::from_value(result).map_err(wrong)?),
+        false => Built::Image(Box::new(serde_json::from_value(result).map_err(wrong)?)),
+    };
+    // The budgets are held here, before the downloaded image is written anywhere.
+    let records: Vec<&mut BuildRecord> = match &mut built {
+        Built::Image(one) => vec![one.as_mut()],
+        Built::Index(index) => index.platforms.iter_mut().collect(),
+    };
+    let mut exceeded = Vec::new();
+    for one in records {
+        let over = budgets.check(one);
+        if !over.is_empty() {
+            one.error = Some(crate::core::error::over_budget_message(&over));
+            one.over_budget = over.clone();
+            exceeded.extend(over);
         }
-        false => {
-            let mut one: BuildRecord = serde_json::from_value(result).map_err(wrong)?;
-            one.outputs = outputs;
-            super::Built::Image(Box::new(one))
-        }
-    })
+    }
+    // Over budget, nothing is written here: no outputs.
+    let outputs = match exceeded.is_empty() {
+        true => fetch_outputs(&server, &id, args).await?,
+        false => Vec::new(),
+    };
+    match &mut built {
+        Built::Image(one) => one.outputs = outputs,
+        Built::Index(index) => index.outputs = outputs,
+    }
+    Ok(built)
 }
 
 /// Runs the comparison on the server: one build with every preset.

@@ -145,14 +145,24 @@ pub(crate) fn build(record: &BuildRecord) -> String {
             );
         }
     }
-    if record.outputs.is_empty() {
-        let _ = writeln!(
-            s,
-            "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
-        );
+    match (record.over_budget.is_empty(), record.outputs.is_empty()) {
+        (false, _) => {
+            let _ = writeln!(s, "{NOT_PUBLISHED}");
+        }
+        (true, true) => {
+            let _ = writeln!(
+                s,
+                "  output    none (add --oci-layout DIR or --output FILE.tar to keep the image)"
+            );
+        }
+        (true, false) => {}
     }
     s
 }
+
+/// Said instead of the outputs of a build that went over a size budget.
+const NOT_PUBLISHED: &str =
+    "  output    none: over the size budget, nothing was written, tagged or pushed";
 
 /// An output's line; an SBOM attached as a referrer says so, with what it lists.
 fn output_line(
@@ -230,7 +240,9 @@ pub(crate) fn index(record: &crate::core::metrics::IndexRecord) -> String {
             let _ = writeln!(s, "            {}", pushed(push));
         }
     }
-    if record.outputs.is_empty() {
+    if record.platforms.iter().any(|p| !p.over_budget.is_empty()) {
+        let _ = writeln!(s, "{NOT_PUBLISHED}");
+    } else if record.outputs.is_empty() {
         let _ = writeln!(
             s,
             "  output    none (add --oci-layout DIR or --push REF to keep the index)"
