@@ -419,3 +419,41 @@ fn a_new_binary_file_is_seen_despite_the_metadata_cache() {
         run.stderr
     );
 }
+
+#[test]
+fn quiet_prints_nothing_but_errors_not_even_compiler_warnings() {
+    // A copy with content of its own, so neither build finds a cached binary: cargo compiles
+    // (and warns) in both, one per preset.
+    let out = tempfile::tempdir().unwrap();
+    let source = out.path().join("warn.rs");
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let text = std::fs::read_to_string(fixture("warn.rs")).unwrap();
+    std::fs::write(&source, format!("{text}// {nonce}\n")).unwrap();
+    let build = |preset: &str, quiet: bool| {
+        let layout = out.path().join(preset);
+        let mut args = vec![
+            "build",
+            source.to_str().unwrap(),
+            "-O",
+            preset,
+            "--oci-layout",
+            layout.to_str().unwrap(),
+        ];
+        if quiet {
+            args.push("-q");
+        }
+        ruchy_image(args).ok()
+    };
+    let loud = build("none", false);
+    assert!(
+        loud.stderr.contains("warning: unused variable: `unused`"),
+        "{}",
+        loud.stderr
+    );
+    let quiet = build("balanced", true);
+    assert_eq!(quiet.stdout, "");
+    assert_eq!(quiet.stderr, "", "-q printed:\n{}", quiet.stderr);
+}

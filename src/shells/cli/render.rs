@@ -49,6 +49,8 @@ pub(crate) struct Terminal {
     quiet: bool,
     tty: bool,
     spinner: Option<ProgressBar>,
+    /// Inside a compiler warning that `--quiet` holds back (until the blank line after it).
+    in_warning: bool,
 }
 
 impl Terminal {
@@ -66,6 +68,7 @@ impl Terminal {
             quiet,
             tty: std::io::stderr().is_terminal(),
             spinner: None,
+            in_warning: false,
         }));
         let sink = terminal.clone();
         let events = Events::new(move |event| {
@@ -210,7 +213,21 @@ impl Terminal {
 
     /// The compiler's diagnostics are always shown; its status lines go into the spinner
     /// when there is one.
-    fn compiler_output(&self, line: &str) {
+    fn compiler_output(&mut self, line: &str) {
+        // `--quiet` prints nothing but errors: a warning is a block of lines from its
+        // `warning:` to the blank line that ends it (or the next error).
+        if self.quiet {
+            let plain = strip_ansi(line);
+            if plain.starts_with("warning") {
+                self.in_warning = true;
+            } else if plain.starts_with("error") {
+                self.in_warning = false;
+            }
+            if self.in_warning {
+                self.in_warning = !plain.trim().is_empty();
+                return;
+            }
+        }
         match &self.spinner {
             Some(bar) if is_status_line(line) => {
                 bar.set_message(strip_ansi(line).trim().to_string())
