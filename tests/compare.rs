@@ -432,7 +432,8 @@ fn unwritable_chart_fails_before_building() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let under_a_file = file.path().join("chart.svg");
     let run = ruchy_image(["compare", &fib(), "--chart", under_a_file.to_str().unwrap()]);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // The user's path: a usage error.
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains("cannot write the chart"),
         "{}",
