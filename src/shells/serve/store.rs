@@ -374,21 +374,10 @@ impl Store {
         self.dir.join("sources").join(id)
     }
 
-    /// Where a project's builds compile, one at a time.
-    pub fn workspace_dir(&self, project: &str) -> PathBuf {
-        let name: String = project
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir
-            .join("workspaces")
-            .join(name.trim_start_matches('.'))
+    /// Where a build compiles: a directory of its own, named by the build's ID (which this
+    /// server made), never by anything a client chose.
+    pub fn workspace_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("workspaces").join(id)
     }
 
     /// The build's log.
