@@ -8,7 +8,9 @@ mod guards;
 #[macro_use]
 mod service;
 
+use std::io::{Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use common::*;
 use service::*;
@@ -16,7 +18,17 @@ use service::*;
 on_both_backends!(
     what_leads_out_of_the_upload_is_refused_and_reads_nothing_of_the_host,
     what_can_be_checked_is_checked_at_acceptance,
+    the_http_edges_hold,
 );
+
+// Full builds: SQLite only (the queue's backend is not what is tested).
+#[test]
+fn sqlite_builds_never_share_or_delete_each_other_s_workspace() {
+    service::on(
+        service::Backend::Sqlite,
+        builds_never_share_or_delete_each_other_s_workspace,
+    )
+}
 
 /// A raw tar of `entries` (name, kind, data, link target), written without the tar crate's
 /// checks so hostile names and links can be made.
@@ -95,6 +107,19 @@ fn what_leads_out_of_the_upload_is_refused_and_reads_nothing_of_the_host() {
     );
     refused(&answer, &data, "`dependencies.secret.path");
     assert!(!answer.body.contains(&canary));
+    // The CLI's --server client refuses it as a local build would: exit 2, the key named.
+    let app = dir.path().join("cli/app.rs");
+    std::fs::create_dir_all(app.parent().unwrap()).unwrap();
+    std::fs::write(&app, &file).unwrap();
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["build", app.to_str().unwrap(), "--server", &server.url])
+        .arg("--token-file")
+        .arg(token_file(&data))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`dependencies.secret.path"), "{stderr}");
     // The same directory reached with `..` from the upload.
     let climbing = "---\n[dependencies]\nsecret = { path = \"../../../../../../../../../../../../tmp\" }\n---\nfn main() {}\n";
     let answer = post(
@@ -221,4 +246,237 @@ fn what_can_be_checked_is_checked_at_acceptance() {
             true,
         );
     }
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else {
+                found.push(entry.path().strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
+}
+
+/// A Cargo project named `name` (anything, even what cargo refuses).
+fn project_named(name: &str) -> Vec<u8> {
+    let manifest =
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n");
+    raw_tar(&[
+        (
+            "Cargo.toml",
+            tar::EntryType::Regular,
+            manifest.as_bytes(),
+            None,
+        ),
+        (
+            "src/main.rs",
+            tar::EntryType::Regular,
+            b"fn main() {}\n",
+            None,
+        ),
+    ])
+}
+
+fn builds_never_share_or_delete_each_other_s_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &["--workers", "2"]);
+    let workspaces = data.join("workspaces");
+
+    // `x y.rs` and `x+y.rs` at once, each its own program: both build.
+    let program = |word: &str| format!("fn main() {{ println!(\"{word}\"); }}\n").into_bytes();
+    let (space, plus) = (program("space"), program("plus"));
+    let ids: Vec<String> = [("x y.rs", &space), ("x+y.rs", &plus)]
+        .iter()
+        .map(|(name, code)| {
+            let answer = post(
+                &server,
+                dir.path(),
+                "optimize=none&tag=xy:1",
+                &raw_tar(&[(name, tar::EntryType::Regular, code, None)]),
+            );
+            assert_eq!(answer.status, 202, "{}", answer.body);
+            answer.json()["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for id in &ids {
+        let done = wait_for(&server, id, Duration::from_secs(300), ended);
+        assert_eq!(done["status"], "success", "{done}");
+    }
+
+    // A build that is working, with its workspace on disk...
+    let slow = slow_project(&dir.path().join("keeper"), "keeper", 600);
+    let keeper = submit(&server, slow.path(), "optimize=none");
+    let keeper = keeper["id"].as_str().unwrap().to_string();
+    wait_for(&server, &keeper, Duration::from_secs(120), |r| {
+        r["status"] == "working" && !builders_in(&data, &keeper).is_empty()
+    });
+    let before = files_under(&workspaces);
+    assert!(!before.is_empty());
+    // ... and packages named what a sanitised name turned into the workspaces dir itself.
+    for name in ["...", ".", ""] {
+        let answer = post(&server, dir.path(), "optimize=none", &project_named(name));
+        if answer.status == 202 {
+            let id = answer.json()["id"].as_str().unwrap().to_string();
+            wait_for(&server, &id, Duration::from_secs(300), ended);
+        } else {
+            assert_eq!(answer.status, 400, "{name:?}: {}", answer.body);
+        }
+    }
+    let after = files_under(&workspaces);
+    for file in &before {
+        assert!(after.contains(file), "{} went", file.display());
+    }
+    assert_eq!(record(&server, &keeper)["status"], "working");
+    curl(
+        &server,
+        "POST",
+        &format!("/v1/builds/{keeper}/cancel"),
+        &[],
+        true,
+    );
+    // Each build's directory goes with it.
+    let started = Instant::now();
+    while !files_under(&workspaces).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "workspaces left"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn the_http_edges_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(
+        &data,
+        &[
+            "--max-upload",
+            "64KiB",
+            "--read-timeout",
+            "2s",
+            "--max-uploads",
+            "1",
+        ],
+    );
+    let address = server.url.trim_start_matches("http://").to_string();
+
+    // After logging in, only a visible path on this server.
+    for next in [
+        "/%09/evil.example/",
+        "/%0a/x",
+        "//evil.example/",
+        "/%5Cevil.example",
+    ] {
+        let answer = curl(
+            &server,
+            "POST",
+            "/login",
+            &["--data-raw", &format!("token={TOKEN}&next={next}")],
+            false,
+        );
+        assert_eq!(answer.status, 303, "{next}: {}", answer.body);
+        assert!(
+            answer.headers.to_lowercase().contains("location: /\r\n"),
+            "{next}: {}",
+            answer.headers
+        );
+    }
+
+    // Errors are JSON, whoever answers them.
+    let big = vec![7u8; 200 << 10];
+    for (answer, status) in [
+        (curl(&server, "GET", "/v1/no-such-thing", &[], true), 404),
+        (curl(&server, "DELETE", "/v1/builds", &[], true), 405),
+        (
+            curl(&server, "GET", "/v1/builds?limit=many", &[], true),
+            400,
+        ),
+        (post(&server, dir.path(), "", &big), 413),
+        (
+            post(&server, dir.path(), "", b"not a tar at all, only words"),
+            400,
+        ),
+    ] {
+        assert_eq!(answer.status, status, "{}", answer.body);
+        assert!(answer.json()["error"].is_string(), "{}", answer.body);
+    }
+
+    // A client that trickles its headers is cut off after the read timeout.
+    let mut trickle = std::net::TcpStream::connect(&address).unwrap();
+    trickle
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "still open");
+        let mut buf = [0u8; 512];
+        match trickle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => break, // an answer (408) then the close
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        if trickle.write_all(b"X-Slow: 1\r\n").is_err() {
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One upload at a time here: a second is told to come back (429); the first, stalled,
+    // is refused after the read timeout (408).
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stalled,
+        "POST /v1/builds HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 10000\r\n\r\nsome"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let fib = std::fs::read(example("fibonacci.rs")).unwrap();
+    let busy = post(
+        &server,
+        dir.path(),
+        "",
+        &raw_tar(&[("app.rs", tar::EntryType::Regular, &fib, None)]),
+    );
+    assert_eq!(busy.status, 429, "{}", busy.body);
+    assert!(busy.json()["error"].is_string());
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("{\"error\":"), "{answer}");
+    let later = post(
+        &server,
+        dir.path(),
+        "",
+        &raw_tar(&[("app.rs", tar::EntryType::Regular, &fib, None)]),
+    );
+    assert_eq!(later.status, 202, "{}", later.body);
+    let id = later.json()["id"].as_str().unwrap().to_string();
+    curl(
+        &server,
+        "POST",
+        &format!("/v1/builds/{id}/cancel"),
+        &[],
+        true,
+    );
 }
