@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
-use guards::{builder_image, fibonacci_project, Images, Volumes};
+use guards::{builder_image, docker_build, fibonacci_project, Images, Volumes};
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 const EXPECTED_RUN: &str = "fibonacci(30) = 832040\nuid=65532 gid=65532\n";
@@ -24,45 +24,6 @@ fn through(builder: &str, args: &[&str]) -> Run {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--builder", "docker", "--builder-image", builder]);
     ruchy_image(all)
-}
-
-/// Builds an image from `dockerfile` (classic builder, through the engine API) with `files`
-/// as the rest of its context.
-fn docker_build(tag: &str, dockerfile: &str, files: &[(&str, &Path)]) {
-    use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
-    use futures_util::StreamExt;
-
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
-        .unwrap();
-    for (name, path) in files {
-        tar.append_path_with_name(path, name).unwrap();
-    }
-    let context = tar.into_inner().unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let engine = ruchy_image::adapters::engine::Engine::connect()
-            .await
-            .unwrap();
-        let options = BuildImageOptionsBuilder::default()
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .version(BuilderVersion::BuilderV1)
-            .build();
-        let mut stream =
-            engine
-                .docker()
-                .build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(info) = stream.next().await {
-            let info = info.unwrap_or_else(|e| panic!("docker build {tag}: {e}"));
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                panic!("docker build {tag}: {error}");
-            }
-        }
-    });
 }
 
 #[test]

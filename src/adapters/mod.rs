@@ -2,6 +2,7 @@
 //! API), the host's Rust toolchain and the std builds, the cache volumes, files and cleanup.
 //! Imports only `core`.
 
+pub mod c_toolchain;
 pub mod cache_volumes;
 pub mod cleanup;
 pub mod engine;

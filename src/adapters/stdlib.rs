@@ -160,7 +160,7 @@ struct MuslParts {
 }
 
 /// Debian's name for a Rust architecture (`aarch64` is `arm64`).
-fn debian_arch(arch: &str) -> &str {
+pub fn debian_arch(arch: &str) -> &str {
     match arch {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

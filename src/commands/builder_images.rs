@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::adapters::c_toolchain::CTools;
 use crate::adapters::engine::{api_error, Engine};
 use crate::adapters::fsutil::blocking;
 use crate::adapters::fsutil::hex;
@@ -33,7 +34,7 @@ const RUST_DIR: &str = "usr/local/rust";
 /// variant, `<target>-<variant>/lib/rustlib/<target>/lib` (the builder probe looks there).
 const EXTRA_STDS: &str = "usr/local/lib/ruchy-image/std";
 /// Bumped when what an image holds changes for the same inputs, so old images are remade.
-const IMAGE_FORMAT: &str = "2: musl std";
+const IMAGE_FORMAT: &str = "3: C toolchains for every target";
 /// The other architectures a builder can make static musl binaries for, when this machine has
 /// their cross gcc, musl and libunwind (see `.ci/setup`): (target, Debian's cross gcc package).
 const CROSS_MUSL: &[(&str, &str)] = &[
@@ -43,8 +44,32 @@ const CROSS_MUSL: &[(&str, &str)] = &[
 /// Debian packages building musl std needs; their versions are part of the fingerprint.
 const MUSL_PACKAGES: &[&str] = &["musl-tools", "musl-dev", "libunwind-14-dev"];
 /// Debian packages the C side of a Rust build needs: the linker driver, libc headers and
-/// static libraries (for crt-static), a shell for build scripts, CA certificates for crates.io.
-const PACKAGES: &[&str] = &["gcc", "libc6-dev", "ca-certificates", "dash", "coreutils"];
+/// static libraries (for crt-static), CA certificates for crates.io; C and C++ compilers and
+/// musl's `musl-gcc` for the crates that build C (ring, zstd, SQLite, OpenSSL); and what
+/// their build systems run (autoconf's configure: a POSIX sh, sed, grep, awk, cmp; make,
+/// OpenSSL's perl Configure, pkg-config, cmake).
+const PACKAGES: &[&str] = &[
+    "gcc",
+    "g++",
+    "libc6-dev",
+    "musl-tools",
+    "musl-dev",
+    "ca-certificates",
+    "dash",
+    "bash",
+    "coreutils",
+    "findutils",
+    "diffutils",
+    "sed",
+    "grep",
+    "mawk",
+    "tar",
+    "gzip",
+    "make",
+    "perl",
+    "pkg-config",
+    "cmake",
+];
 /// Host paths never worth copying into a builder.
 const SKIP: &[&str] = &[
     "/usr/share/doc",
@@ -92,6 +117,38 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Which of Debian's packages `names` (`pkg` or `pkg:arch`) are installed here, each mapped
+/// to its `pkg:arch` name (unambiguous for dpkg when several architectures have it). apt
+/// lists alternatives (`libsystemd0 | libelogind0`) and wanted packages installed or not.
+fn installed(names: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    let native = run("dpkg", &["--print-architecture"])?.trim().to_string();
+    // dpkg-query exits 1 when some name is unknown, and still lists the others.
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${Architecture} ${Status}\n"])
+        .args(names)
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: "dpkg-query".into(),
+            source,
+        })?;
+    let mut installed = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut fields = line.split(' ');
+        let (Some(name), Some(arch)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !line.ends_with(" installed") {
+            continue;
+        }
+        let qualified = format!("{name}:{arch}");
+        if arch == native || arch == "all" {
+            installed.insert(name.to_string(), qualified.clone());
+        }
+        installed.insert(qualified.clone(), qualified);
+    }
+    Ok(installed)
+}
+
 /// Whether `toolchain` can make a static musl binary: std installed, or buildable.
 fn can_make_musl(toolchain: &Toolchain) -> bool {
     musl_target(&toolchain.host())
@@ -127,14 +184,23 @@ struct HostToolchain {
     /// Musl targets of other architectures whose std goes into the image, with the cross gcc
     /// that links them.
     cross_musl: Vec<String>,
+    /// Packages of [`PACKAGES`] this machine does not have, so the image lacks them too.
+    not_installed: Vec<String>,
 }
 
 impl HostToolchain {
     fn detect(toolchain: Toolchain) -> Result<HostToolchain> {
         let packaged = toolchain.sysroot == Path::new("/usr");
-        let mut wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+        // What this machine lacks cannot go in: the image is made without it, and says so.
+        let wanted: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
+        let present = installed(&wanted)?;
+        let (mut wanted, not_installed): (Vec<String>, Vec<String>) =
+            wanted.into_iter().partition(|p| present.contains_key(p));
         let host = toolchain.host();
         let mut cross_musl = Vec::new();
+        // Another architecture's musl (headers, libc.a, its `<arch>-linux-musl-gcc`) comes from
+        // Debian's multiarch package, which apt lists under its `pkg:arch` name.
+        let mut foreign = Vec::new();
         if toolchain.std_sources().is_some() {
             for (target, gcc) in CROSS_MUSL {
                 if crate::core::platform::arch(target) != crate::core::platform::arch(&host)
@@ -142,6 +208,13 @@ impl HostToolchain {
                 {
                     cross_musl.push(target.to_string());
                     wanted.push(gcc.to_string());
+                    let arch = crate::core::platform::arch(target);
+                    let deb = stdlib::debian_arch(arch);
+                    foreign.push(format!("musl-dev:{deb}"));
+                    // The kernel's headers for that architecture (musl's include <linux/...>).
+                    if Path::new(&format!("/usr/{arch}-linux-gnu/include/linux")).is_dir() {
+                        wanted.push(format!("linux-libc-dev-{deb}-cross"));
+                    }
                 }
             }
         }
@@ -168,19 +241,28 @@ impl HostToolchain {
         args.extend(wanted.iter().map(String::as_str));
         // With a foreign architecture added (arm64, for its musl), apt also lists `pkg:arm64`
         // alternatives of dependencies; what is installed for us is listed by its plain name.
-        let packages: BTreeSet<String> = run("apt-cache", &args)?
+        let mut listed: Vec<String> = run("apt-cache", &args)?
             .lines()
             .filter(|l| !l.starts_with([' ', '<']) && !l.contains(':'))
             .map(str::to_string)
             .collect();
+        listed.extend(foreign);
+        let present = installed(&listed)?;
+        let mut packages: Vec<String> = listed
+            .iter()
+            .filter_map(|p| present.get(p).cloned())
+            .collect();
+        packages.sort();
+        packages.dedup();
         Ok(HostToolchain {
             rustc_version: toolchain.version().to_string(),
             version_number: toolchain.release(),
             target: toolchain.host(),
             packaged,
             toolchain,
-            packages: packages.into_iter().collect(),
+            packages,
             cross_musl,
+            not_installed,
         })
     }
 
@@ -277,6 +359,46 @@ fn package_files(packages: &[String]) -> Result<Vec<(PathBuf, String)>> {
     Ok(files)
 }
 
+/// Links that put the kernel's headers (`linux/`, `asm/`, `asm-generic/`, from Debian's
+/// `linux-libc-dev`) beside musl's: `musl-gcc` leaves `/usr/include` out of the search path,
+/// and C that talks to the kernel (OpenSSL's `<linux/mman.h>`) needs them. As (link in the
+/// image, target) pairs, for each musl target the image compiles C for.
+fn kernel_header_links(host: &HostToolchain) -> Vec<(String, String)> {
+    let native = crate::core::platform::arch(&host.target);
+    let mut links = Vec::new();
+    let arches = musl_target(&host.target)
+        .iter()
+        .chain(&host.cross_musl)
+        .map(|target| crate::core::platform::arch(target).to_string())
+        .collect::<Vec<_>>();
+    for arch in arches {
+        let (linux, asm, generic) = match arch == native {
+            true => (
+                "/usr/include/linux".to_string(),
+                format!("/usr/include/{arch}-linux-gnu/asm"),
+                "/usr/include/asm-generic".to_string(),
+            ),
+            false => (
+                format!("/usr/{arch}-linux-gnu/include/linux"),
+                format!("/usr/{arch}-linux-gnu/include/asm"),
+                format!("/usr/{arch}-linux-gnu/include/asm-generic"),
+            ),
+        };
+        let musl_include = format!("usr/include/{arch}-linux-musl");
+        if !Path::new(&format!("/{musl_include}")).is_dir() {
+            continue;
+        }
+        for (name, target) in [("linux", linux), ("asm", asm), ("asm-generic", generic)] {
+            if Path::new(&target).is_dir()
+                && !Path::new(&format!("/{musl_include}/{name}")).exists()
+            {
+                links.push((format!("{musl_include}/{name}"), target));
+            }
+        }
+    }
+    links
+}
+
 /// A tar of a root filesystem in which every directory appears once, before its contents.
 struct Rootfs<W: std::io::Write> {
     tar: tar::Builder<W>,
@@ -354,8 +476,12 @@ impl<W: std::io::Write> Rootfs<W> {
         Ok(())
     }
 
-    /// Writes a new file, directory (`name` ending in `/`) or symlink (`link` set).
+    /// Writes a new file, directory (`name` ending in `/`, kept as it is when a package
+    /// already made it: base-files has `/tmp` and `/root`) or symlink (`link` set).
     fn create(&mut self, name: &str, mode: u32, data: &[u8], link: Option<&str>) -> Result<()> {
+        if name.ends_with('/') && self.dirs.contains(name.trim_matches('/')) {
+            return Ok(());
+        }
         self.parents(name)?;
         let mut header = tar::Header::new_gnu();
         header.set_mode(mode);
@@ -418,8 +544,20 @@ fn write_rootfs(
     for (host_path, name) in &files {
         fs.copy(host_path, name)?;
     }
-    // The `cc` alternative rustc links with.
-    fs.create("usr/bin/cc", 0o777, b"", Some("gcc"))?;
+    // The alternatives (Debian makes them when installing): `cc`, which rustc links with,
+    // `c++` for cc-rs, and `awk` for configure scripts.
+    for (name, target) in [("cc", "gcc"), ("c++", "g++"), ("awk", "mawk")] {
+        if host
+            .packages
+            .iter()
+            .any(|p| p.starts_with(&format!("{target}:")))
+        {
+            fs.create(&format!("usr/bin/{name}"), 0o777, b"", Some(target))?;
+        }
+    }
+    for (name, target) in kernel_header_links(host) {
+        fs.create(&name, 0o777, b"", Some(&target))?;
+    }
 
     // A rustup toolchain, without its documentation (a Debian one came with its packages).
     if !host.packaged {
@@ -570,6 +708,12 @@ pub async fn import_host(
             host.rustc_version
         ));
     }
+    if !host.not_installed.is_empty() {
+        events.note(format!(
+            "this machine lacks {0}, so the builder image does too, and crates whose build scripts run them fail in it; `sudo apt-get install {0}` and run `builder import-host` again",
+            host.not_installed.join(" ")
+        ));
+    }
     let (layer, rootfs) = host_rootfs(&host, cache_dir, events).await?;
     let size = layer.size;
     events.emit(Event::Step {
@@ -612,16 +756,29 @@ async fn host_rootfs(
 /// that say what it was made from.
 fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde_json::Value {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut env = vec![
+        format!("PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CARGO_HOME=/usr/local/cargo".to_string(),
+    ];
+    // The C compiler, archiver and linker of each musl target, for build scripts (cc-rs,
+    // cmake-rs) and cargo.
+    let musl = musl_target(&host.target).filter(|_| can_make_musl(&host.toolchain));
+    for target in musl.iter().chain(&host.cross_musl) {
+        let tools = CTools::for_target(target, &host.target);
+        env.extend(
+            tools
+                .iter()
+                .flat_map(CTools::env)
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+    }
     serde_json::json!({
         "architecture": crate::core::platform::Platform::of_target(&host.target)
             .map_or(crate::core::platform::arch(&host.target), |p| p.architecture()),
         "os": "linux",
         "created": now,
         "config": {
-            "Env": [
-                format!("PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-                "CARGO_HOME=/usr/local/cargo",
-            ],
+            "Env": env,
             "WorkingDir": "/src",
             "Labels": {
                 FINGERPRINT_LABEL: fingerprint,

@@ -50,7 +50,7 @@ pub struct Options {
 }
 
 const IMPORT_PACKAGES: &str =
-    "sudo apt-get install rustc-web cargo-web rust-web-src musl-tools libunwind-14-dev";
+    "sudo apt-get install rustc-web cargo-web rust-web-src musl-tools libunwind-14-dev g++ make perl cmake";
 
 impl Check {
     fn ok(name: &'static str, required: bool, detail: impl Into<String>) -> Check {
@@ -201,6 +201,7 @@ async fn builder_checks(engine: &Engine, options: &Options) -> Vec<Check> {
             rebuild.clone(),
         ),
     });
+    checks.push(c_check(&image, &musl));
     checks.push(match has(&musl, StdVariant::ImmediateAbort) {
         true => Check::ok("builder size std", false, format!("{musl}, panic=immediate-abort")),
         false => Check::missing(
@@ -211,6 +212,30 @@ async fn builder_checks(engine: &Engine, options: &Options) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Whether the builder can compile the C in crates such as ring, zstd, SQLite and OpenSSL
+/// for its default target, and has the tools their build systems run. Not required: a
+/// pure-Rust program builds without.
+fn c_check(image: &BuilderImage, musl: &str) -> Check {
+    let toolchain = &image.toolchain;
+    let missing = &toolchain.missing_tools;
+    let fix = "`sudo apt-get install musl-tools g++ make perl cmake pkg-config` here, then `ruchy-image builder import-host`; from rust:1-alpine, a builder image with `RUN apk add --no-cache musl-dev gcc g++ make perl cmake pkgconf bash` (README: crates that build C)";
+    match (&toolchain.c_compiler, missing.is_empty()) {
+        (Ok(cc), true) => Check::ok("builder C toolchain", false, format!("{cc} for {musl}, and make, perl, cmake, pkg-config")),
+        (Ok(cc), false) => Check::missing(
+            "builder C toolchain",
+            false,
+            format!("{cc} compiles C for {musl}, but {} lacks {}: build scripts that run them fail", image.reference, missing.join(", ")),
+            fix,
+        ),
+        (Err(why), _) => Check::missing(
+            "builder C toolchain",
+            false,
+            format!("{} cannot compile C for {musl} ({why}): crates with C in their build (ring under rustls, zstd, SQLite, OpenSSL) fail", image.reference),
+            fix,
+        ),
+    }
 }
 
 /// `--builder local`: the host's rustc, and whether it can make static musl binaries and the

@@ -80,6 +80,21 @@ pub enum Error {
         /// Cargo's exit status.
         status: std::process::ExitStatus,
     },
+    /// Cargo ran and a crate's build script could not find a program it runs: a C compiler
+    /// for the target, make, perl, cmake...
+    #[error("compiling {package} failed: the build script of {krate} runs `{tool}`, and {builder} does not have it")]
+    BuildToolMissing {
+        /// Package that was being built.
+        package: String,
+        /// The crate whose build script failed (`ring v0.17.14`).
+        krate: String,
+        /// The program it could not find.
+        tool: String,
+        /// Where it compiled: `the builder image X`, `this machine (--builder local)`.
+        builder: String,
+        /// Whether the build ran in a builder container (so the fix is a builder image).
+        in_container: bool,
+    },
     /// Cargo finished but named no executable for the binary target.
     #[error("cargo reported no executable for binary `{bin}`")]
     NoExecutable {

@@ -2,6 +2,7 @@
 //! the tests compile in. Shared by the Dockerfile, compose and CI-script tests.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
 
 /// Runs `docker ARGS`, ignoring the outcome (cleanup of what may already be gone).
@@ -168,4 +169,43 @@ impl Drop for BuildKitCache {
             }
         }
     }
+}
+
+/// Builds an image from `dockerfile` (classic builder, through the engine API) with `files`
+/// as the rest of its context.
+pub fn docker_build(tag: &str, dockerfile: &str, files: &[(&str, &Path)]) {
+    use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+    use futures_util::StreamExt;
+
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    for (name, path) in files {
+        tar.append_path_with_name(path, name).unwrap();
+    }
+    let context = tar.into_inner().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let engine = ruchy_image::adapters::engine::Engine::connect()
+            .await
+            .unwrap();
+        let options = BuildImageOptionsBuilder::default()
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .version(BuilderVersion::BuilderV1)
+            .build();
+        let mut stream =
+            engine
+                .docker()
+                .build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(info) = stream.next().await {
+            let info = info.unwrap_or_else(|e| panic!("docker build {tag}: {e}"));
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                panic!("docker build {tag}: {error}");
+            }
+        }
+    });
 }

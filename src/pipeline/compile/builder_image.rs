@@ -7,6 +7,7 @@ use std::path::Path;
 
 use bollard::models::ContainerCreateBody;
 
+use crate::adapters::c_toolchain::BUILD_SCRIPT_TOOLS;
 use crate::adapters::engine::{api_error, Engine};
 use crate::adapters::stdlib::Stamp;
 use crate::core::error::{Error, Result};
@@ -35,7 +36,7 @@ pub struct BuilderImage {
 /// A builder image's toolchain, as a probe run in it found it: `rustc -vV`, the targets
 /// rustc knows, and every std in the image (its sysroot's, and those `builder import-host`
 /// put beside it).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ImageToolchain {
     /// `rustc -vV`.
     pub rustc: String,
@@ -45,6 +46,25 @@ pub struct ImageToolchain {
     pub stds: Vec<ImageStd>,
     /// `rustc --print target-list`.
     pub targets: Vec<String>,
+    /// The C compiler that made a static C program for the default musl target and ran it
+    /// (what cc-rs takes there: `CC_<target>` from the image's environment, else `cc` where
+    /// musl is native), or why none did.
+    pub c_compiler: std::result::Result<String, String>,
+    /// The programs C build systems run ([`BUILD_SCRIPT_TOOLS`]) that the image lacks.
+    pub missing_tools: Vec<String>,
+}
+
+impl Default for ImageToolchain {
+    fn default() -> ImageToolchain {
+        ImageToolchain {
+            rustc: String::new(),
+            sysroot: String::new(),
+            stds: Vec::new(),
+            targets: Vec::new(),
+            c_compiler: Err("not probed".into()),
+            missing_tools: Vec::new(),
+        }
+    }
 }
 
 /// One standard library in a builder image.
@@ -67,9 +87,26 @@ impl ImageStd {
     }
 }
 
-/// Lists what [`ImageToolchain`] holds, in lines `key=value`, then the target list.
-const PROBE: &str = r#"rustc -vV || exit 97
+/// Lists what [`ImageToolchain`] holds, in lines `key=value`, then the target list. Only
+/// the shell's own features and `rustc` are assumed: the C probe finds out what else is there.
+const PROBE: &str = r#"version=$(rustc -vV) || exit 97
+echo "$version"
 root=$(rustc --print sysroot) || exit 97
+nl='
+'
+host=${version##*host: }; host=${host%%"$nl"*}
+case "$host" in *-linux-gnu) musl=${host%-gnu}-musl ;; *) musl=$host ;; esac
+for tool in TOOLS; do command -v "$tool" >/dev/null 2>&1 || echo "missing-tool=$tool"; done
+underscored=$(echo "$musl" | tr - _ 2>/dev/null) || underscored=
+cc=
+[ -n "$underscored" ] && eval "cc=\${CC_$underscored:-}"
+[ -n "$cc" ] || { [ "$musl" = "$host" ] && cc=cc; } || cc=${musl%%-*}-linux-musl-gcc
+printf 'int main(void) { return 0; }\n' > /tmp/ruchy-image-probe.c 2>/dev/null
+if "$cc" -static -o /tmp/ruchy-image-probe /tmp/ruchy-image-probe.c >/tmp/ruchy-image-probe.log 2>&1 && /tmp/ruchy-image-probe; then
+  echo "c=$cc"
+else
+  echo "c-failed=$cc for $musl: $(head -c 200 /tmp/ruchy-image-probe.log 2>/dev/null | tr '\n' ' ')"
+fi
 echo "sysroot=$root"
 for lib in "$root"/lib/rustlib/*/lib /usr/local/lib/ruchy-image/std/*/lib/rustlib/*/lib; do
   set -- "$lib"/libstd-*.rlib
@@ -99,6 +136,12 @@ impl ImageToolchain {
                         stamp: None,
                     });
                 }
+            } else if let Some(tool) = line.strip_prefix("missing-tool=") {
+                toolchain.missing_tools.push(tool.to_string());
+            } else if let Some(cc) = line.strip_prefix("c=") {
+                toolchain.c_compiler = Ok(cc.to_string());
+            } else if let Some(why) = line.strip_prefix("c-failed=") {
+                toolchain.c_compiler = Err(why.trim().to_string());
             } else if let Some(stamp) = line.strip_prefix("stamp=") {
                 if let Some(last) = toolchain.stds.last_mut() {
                     last.stamp = serde_json::from_str(stamp).ok();
@@ -252,6 +295,9 @@ async fn imported_builder(
     Ok(Some((tag, inspect)))
 }
 
+/// Changes when [`PROBE`] finds out more, so what an older probe remembered is not taken.
+const PROBE_VERSION: &str = "c";
+
 /// Runs [`PROBE`] in the image once, then remembers what it found by image ID.
 async fn probe(
     engine: &Engine,
@@ -259,9 +305,10 @@ async fn probe(
     image_id: &str,
     cache_dir: &Path,
 ) -> Result<ImageToolchain> {
-    let remembered = cache_dir
-        .join("builders")
-        .join(format!("{}.json", image_id.replace(':', "-")));
+    let remembered = cache_dir.join("builders").join(format!(
+        "{}.{PROBE_VERSION}.json",
+        image_id.replace(':', "-")
+    ));
     if let Some(known) = std::fs::read(&remembered)
         .ok()
         .and_then(|json| serde_json::from_slice::<ImageToolchain>(&json).ok())
@@ -271,7 +318,11 @@ async fn probe(
     let id = engine
         .create_container(ContainerCreateBody {
             image: Some(image_id.to_string()),
-            entrypoint: Some(vec!["sh".into(), "-c".into(), PROBE.into()]),
+            entrypoint: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                PROBE.replace("TOOLS", &BUILD_SCRIPT_TOOLS.join(" ")),
+            ]),
             cmd: Some(vec![]),
             ..Default::default()
         })
@@ -314,6 +365,8 @@ mod tests {
     #[test]
     fn the_probe_output_names_every_std_and_its_stamp() {
         let output = "rustc 1.96.0 (ac68faa20 2026-05-25)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\n\
+missing-tool=cmake\n\
+c=musl-gcc\n\
 sysroot=/usr\n\
 std=/usr/lib/rustlib/x86_64-unknown-linux-gnu/lib\n\
 std=/usr/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
@@ -326,6 +379,8 @@ targets:\nx86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
         assert!(toolchain.rustc.contains("host: x86_64-unknown-linux-gnu"));
         assert_eq!(toolchain.sysroot, "/usr");
         assert_eq!(toolchain.targets.len(), 2);
+        assert_eq!(toolchain.missing_tools, ["cmake"]);
+        assert_eq!(toolchain.c_compiler.as_deref(), Ok("musl-gcc"));
         let gnu = toolchain
             .std_for("x86_64-unknown-linux-gnu", StdVariant::Unwind)
             .unwrap();

@@ -24,6 +24,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use super::build_scripts::BuildScriptWatch;
 use super::builder_image::BuilderImage;
 use super::context::Context;
 use super::{
@@ -469,10 +470,12 @@ impl DockerCompiler {
     ) -> Result<bool> {
         let mut executable = None;
         let mut std_mismatch = false;
+        let build_scripts = BuildScriptWatch::default();
         // What cargo found compiled already (in the shared target volume) and what it built.
         let (mut fresh, mut compiled) = (0, Vec::new());
         let mut output = |line: &str| {
             std_mismatch |= is_std_mismatch(line);
+            build_scripts.observe(line);
             events.emit(Event::CompilerOutput {
                 line: line.to_string(),
             })
@@ -519,12 +522,14 @@ impl DockerCompiler {
             });
         }
         if finished.exit_code != 0 {
-            return Err(Error::CompileFailed {
-                package: project.package.clone(),
-                status: std::os::unix::process::ExitStatusExt::from_raw(
+            return Err(build_scripts.error(
+                &project.package,
+                std::os::unix::process::ExitStatusExt::from_raw(
                     (finished.exit_code as i32 & 0xff) << 8,
                 ),
-            });
+                format!("the builder image {}", self.image.reference),
+                true,
+            ));
         }
         // Cargo must have reported the binary; the copy the wrapper made of it is the one
         // taken, since the uplifted one may be another project's by now.

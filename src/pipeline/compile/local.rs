@@ -10,10 +10,12 @@ use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use super::build_scripts::BuildScriptWatch;
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
 };
+use crate::adapters::c_toolchain::CTools;
 use crate::adapters::fsutil::blocking;
 use crate::adapters::stdlib;
 use crate::adapters::toolchain::Toolchain;
@@ -179,6 +181,17 @@ impl Compiler for LocalCompiler {
         if flags.needs_bootstrap() {
             cmd.env("RUSTC_BOOTSTRAP", "1");
         }
+        // The target's C tools for build scripts (musl-gcc for musl), as the builder image
+        // sets them; what the user set already wins.
+        let host = self.toolchain.host();
+        let tools = CTools::for_target(&flags.target, &host).filter(|_| flags.target != host);
+        for tools in tools.iter().filter(|t| t.cc_on_path()) {
+            for (name, value) in tools.env() {
+                if !tools.user_set(&name) {
+                    cmd.env(name, value);
+                }
+            }
+        }
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
             program: self.cargo.display().to_string(),
             source,
@@ -186,10 +199,12 @@ impl Compiler for LocalCompiler {
 
         let group = ProcessGroup(child.id());
         let std_mismatch = AtomicBool::new(false);
+        let build_scripts = BuildScriptWatch::default();
         let output = |line: String| {
             if is_std_mismatch(&line) {
                 std_mismatch.store(true, Ordering::Relaxed);
             }
+            build_scripts.observe(&line);
             events.emit(Event::CompilerOutput { line })
         };
         // stdout carries cargo's JSON messages; stderr its status lines and diagnostics.
@@ -237,10 +252,12 @@ impl Compiler for LocalCompiler {
                     compiler: self.toolchain.version().to_string(),
                 });
             }
-            return Err(Error::CompileFailed {
-                package: project.package.clone(),
+            return Err(build_scripts.error(
+                &project.package,
                 status,
-            });
+                "this machine (--builder local)".into(),
+                false,
+            ));
         }
         let binary = binary.ok_or_else(|| Error::NoExecutable {
             bin: project.bin.clone(),

@@ -3,6 +3,8 @@
 //! Backends sit behind [`Compiler`] so the pipeline (and its tests) never care where cargo
 //! runs: `local` uses the host toolchain; a builder-container backend sits beside it.
 
+mod build_scripts;
+pub use build_scripts::packages_for;
 mod builder_image;
 mod context;
 mod docker;
@@ -44,11 +46,20 @@ struct StdChoice {
 }
 
 impl StdChoice {
-    fn rustflags(&self) -> Vec<String> {
-        self.sysroot
+    fn rustflags(&self, target: &str) -> Vec<String> {
+        let mut flags: Vec<String> = self
+            .sysroot
             .iter()
             .map(|s| format!("--sysroot={s}"))
-            .collect()
+            .collect();
+        // A std we built has compiler_builtins without compiler-rt's C part (rust-src does
+        // not ship it), which rustup's has: C compiled with gcc calls those helpers
+        // (jemalloc's `__popcountdi2`). gcc's libgcc has them, as musl-gcc links it; last on
+        // the line, so anything Rust's builtins define stays theirs.
+        if self.info.source == StdSource::Rebuilt && target.ends_with("-musl") {
+            flags.push("-Clink-arg=-lgcc".into());
+        }
+        flags
     }
 }
 
@@ -121,7 +132,7 @@ fn encoded_rustflags(flags: &Flags, std: &StdChoice, workspace_root: &str, host:
             .collect(),
     };
     all.extend(flags.rustflags());
-    all.extend(std.rustflags());
+    all.extend(std.rustflags(&flags.target));
     all.extend(cross_linker(host, &flags.target));
     // Debug info records absolute paths; map the workspace to `.` so the binary (and so the
     // image digest) does not depend on where the project sits.

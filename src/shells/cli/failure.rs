@@ -4,6 +4,7 @@
 use crate::core::budget::{Exceeded, Limit};
 use crate::core::error::Error;
 use crate::pipeline::compare::Verdict;
+use crate::pipeline::compile::packages_for;
 
 /// A budget overrun, naming the flag that set the budget.
 pub(crate) fn exceeded(e: &Exceeded) -> String {
@@ -101,7 +102,8 @@ fn doctor_knows(error: &Error) -> bool {
         | Error::BuilderNotRust { .. }
         | Error::TargetUnsupported { .. }
         | Error::StdMismatch { .. }
-        | Error::StdBuildFailed { .. } => true,
+        | Error::StdBuildFailed { .. }
+        | Error::BuildToolMissing { .. } => true,
         _ => false,
     }
 }
@@ -113,6 +115,18 @@ fn hint(error: &Error) -> Option<String> {
             "install it with `cargo install ruchy --locked`, or point to it with --ruchy PATH".into()
         }
         Error::BinAmbiguous { .. } => "choose one with --bin NAME".into(),
+        Error::BuildToolMissing { in_container: true, tool, .. } => {
+            let (debian, alpine) = packages_for(tool);
+            let mut hint = format!("`sudo apt-get install {debian}` on this machine, then `ruchy-image builder import-host` makes a builder image that has it");
+            if !alpine.is_empty() {
+                hint.push_str(&format!("; from rust:1-alpine, a --builder-image whose Dockerfile adds `RUN apk add --no-cache {alpine}` (README: crates that build C)"));
+            }
+            hint
+        }
+        Error::BuildToolMissing { in_container: false, tool, .. } => {
+            let (debian, _) = packages_for(tool);
+            format!("`sudo apt-get install {debian}` (it must be on PATH), or build in the builder image (--builder docker)")
+        }
         Error::BinNotFound {
             requested: None,
             available,
