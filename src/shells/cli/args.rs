@@ -99,8 +99,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = size_parser)]
     pub max_upload: u64,
 
-    /// Uploads received at once (429 above it): each is held in memory once, while the
-    /// database takes it.
+    /// Uploads received at once (429 above it): each is streamed to disk and kept in the
+    /// database a chunk at a time.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_uploads: u32,
 

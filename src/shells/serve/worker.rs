@@ -316,6 +316,10 @@ async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Ou
             ));
         }
     }
+    // And the copy of the context it was unpacked from, if the build ended while unpacking.
+    let mut copy = workspace.as_os_str().to_owned();
+    copy.push(".source");
+    let _ = std::fs::remove_file(copy);
     let _ = std::fs::remove_dir_all(workspace);
     let _ = std::fs::remove_dir_all(queue.store.source_dir(id));
 }
@@ -486,18 +490,37 @@ async fn unpack_source(
     workspace: &Path,
 ) -> std::result::Result<(), String> {
     let store = &queue.store;
-    let body = store
-        .source(&build.source_digest)
+    // The context comes out of the database a chunk at a time into a file beside the
+    // workspace (this worker's own, by build ID), and is unpacked from there.
+    let mut body = workspace.as_os_str().to_owned();
+    body.push(".source");
+    let body = std::path::PathBuf::from(body);
+    if let Some(parent) = workspace.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let kept = store
+        .source_to(&build.source_digest, &body)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the build's source {} is gone", build.source_digest))?;
+        .map_err(|e| e.to_string());
+    if kept != Ok(true) {
+        let _ = std::fs::remove_file(&body);
+        return Err(kept
+            .err()
+            .unwrap_or_else(|| format!("the build's source {} is gone", build.source_digest)));
+    }
     let (workspace, max) = (workspace.to_path_buf(), queue.max_unpacked);
     blocking(move || {
         // What an interrupted attempt of this build left.
         let _ = std::fs::remove_dir_all(&workspace);
-        super::upload::unpack(&body[..], &workspace, max)
-            .map(|_| ())
-            .map_err(|e| format!("cannot unpack the build's source: {e}"))
+        let unpacked = std::fs::File::open(&body)
+            .map_err(|e| format!("cannot read the build's source: {e}"))
+            .and_then(|file| {
+                super::upload::unpack(std::io::BufReader::new(file), &workspace, max)
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot unpack the build's source: {e}"))
+            });
+        let _ = std::fs::remove_file(&body);
+        unpacked
     })
     .await
 }

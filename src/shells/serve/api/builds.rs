@@ -128,8 +128,8 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let bad = ApiError::BadRequest;
     let options = Options::from_query(&query).map_err(bad)?;
-    // Uploads are streamed to disk, but each is held once in memory while the database takes
-    // it: the number received at once bounds the memory they cost.
+    // Uploads are streamed to disk and kept in the database a chunk at a time; each still
+    // costs a file and the work of checking it, so only so many are received at once.
     let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
         ApiError::TooMany(
             "the server is receiving as many uploads as it takes at once; try again shortly".into(),
@@ -183,10 +183,7 @@ async fn create(
         source_digest: digest,
         source_path,
     };
-    let body = tokio::fs::read(&received.0)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", received.0.display())))?;
-    let record = store.insert(&build, &body).await?;
+    let record = store.insert(&build, &received.0).await?;
     state.queue.wake.notify_one();
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/builds/{id}")) {
