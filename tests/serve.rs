@@ -423,7 +423,7 @@ fn failures_and_cancels_are_recorded_and_the_service_goes_on() {
 
     // Cancel a running build: its builder container goes.
     wait_for(&server, slow_id, Duration::from_secs(120), |r| {
-        r["status"] == "working" && !builders_in(&data, "slow-cancel").is_empty()
+        r["status"] == "working" && !builders_in(&data, slow_id).is_empty()
     });
     let cancelled = curl(
         &server,
@@ -435,7 +435,7 @@ fn failures_and_cancels_are_recorded_and_the_service_goes_on() {
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     assert_eq!(cancelled.json()["status"], "cancelled");
     let started = Instant::now();
-    while !builders_in(&data, "slow-cancel").is_empty() {
+    while !builders_in(&data, slow_id).is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "container left"
@@ -471,7 +471,7 @@ fn killed_and_started_again_it_loses_no_build_and_leaves_no_container() {
     );
     let slow_id = slow["id"].as_str().unwrap();
     wait_for(&server, slow_id, Duration::from_secs(120), |r| {
-        r["status"] == "working" && !builders_in(&data, "slow-restart").is_empty()
+        r["status"] == "working" && !builders_in(&data, slow_id).is_empty()
     });
     assert_eq!(
         record(&server, fib["id"].as_str().unwrap())["status"],
@@ -481,7 +481,7 @@ fn killed_and_started_again_it_loses_no_build_and_leaves_no_container() {
     // SIGKILL: the container is left behind, the build stays `working` in the database.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    assert!(!builders_in(&data, "slow-restart").is_empty());
+    assert!(!builders_in(&data, slow_id).is_empty());
 
     let server = start(&data, &["--workers", "1"]);
     let slow = wait_for(&server, slow_id, Duration::from_secs(180), ended);
@@ -752,7 +752,7 @@ fn the_queue_is_fair_between_projects_and_limits_time() {
         .unwrap()
         .contains("timed out after 20s"));
     let started = Instant::now();
-    while !builders_in(&data, "fair-stuck").is_empty() {
+    while !builders_in(&data, stuck["id"].as_str().unwrap()).is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "container left"

@@ -183,7 +183,7 @@ fn checkout_of(path: &Path, is_dir: bool) -> &Path {
 
 /// The binary name cargo will produce for a single file: its stem, made a valid crate name.
 /// (A prebuilt binary passes its whole file name, which has no source extension to drop.)
-fn file_bin_name(path: &Path) -> String {
+pub fn file_bin_name(path: &Path) -> String {
     let stem = match path.extension().and_then(|e| e.to_str()) {
         Some("rs" | "ruchy") => path.file_stem(),
         _ => path.file_name(),
@@ -205,6 +205,18 @@ fn file_bin_name(path: &Path) -> String {
     name
 }
 
+/// Where the generated project of the single file `source` (canonical) lives in `cache_dir`:
+/// one per file, so its rebuilds are incremental. A service that builds each upload in a
+/// directory of its own removes it with that directory.
+pub fn generated_dir(cache_dir: &Path, source: &Path, lambda: bool) -> PathBuf {
+    let name = file_bin_name(source);
+    let key = Sha256::digest(source.as_os_str().as_encoded_bytes());
+    let flavour = if lambda { "-lambda" } else { "" };
+    cache_dir
+        .join("projects")
+        .join(format!("{name}{flavour}-{}", &hex(&key)[..16]))
+}
+
 /// Writes (or refreshes) the generated Cargo project for a single `.rs` or `.ruchy` file.
 /// Files are only rewritten when their content changes, so cargo's fingerprints stay valid
 /// and a rebuild with no change does no work. We wrote the manifest, so we know its one
@@ -216,12 +228,7 @@ fn generate_project(options: &SourceOptions, kind: SourceKind) -> Result<Project
             source,
         })?;
     let name = file_bin_name(&source);
-    let key = Sha256::digest(source.as_os_str().as_encoded_bytes());
-    let flavour = if options.lambda { "-lambda" } else { "" };
-    let dir = options
-        .cache_dir
-        .join("projects")
-        .join(format!("{name}{flavour}-{}", &hex(&key)[..16]));
+    let dir = generated_dir(&options.cache_dir, &source, options.lambda);
     // A Rust file is read and its manifest checked before the project directory is made, so
     // a bad manifest leaves nothing behind in the cache.
     let mut main_rs = None;

@@ -300,15 +300,15 @@ pub fn labelled_under(kind: &str, label: &str, data: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Builder containers compiling a project of the service in `data` (`project` names the
-/// workspace, or "" for any).
-pub fn builders_in(data: &Path, project: &str) -> Vec<String> {
+/// Builder containers compiling a build of the service in `data` (`build` is its ID, or ""
+/// for any).
+pub fn builders_in(data: &Path, build: &str) -> Vec<String> {
     let workspace = std::fs::canonicalize(data)
         .unwrap()
         .join("workspaces")
-        .join(project);
+        .join(build);
     let all = labelled_under("container", "dev.ruchy.image.source", data);
-    if project.is_empty() {
+    if build.is_empty() {
         return all;
     }
     let prefix = workspace.display().to_string();

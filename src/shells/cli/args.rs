@@ -99,6 +99,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = size_parser)]
     pub max_upload: u64,
 
+    /// Uploads received at once (429 above it): each is streamed to disk and kept in the
+    /// database a chunk at a time.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_uploads: u32,
+
+    /// How long a client may take to send a request's headers, or between two parts of an
+    /// upload, before it is cut off.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_parser)]
+    pub read_timeout: std::time::Duration,
+
     /// How long a shutdown waits for running builds before cancelling them.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_parser)]
     pub shutdown_timeout: std::time::Duration,

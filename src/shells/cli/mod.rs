@@ -163,6 +163,8 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         timeout: args.timeout,
         queue_ttl: args.queue_ttl,
         max_upload: args.max_upload,
+        max_uploads: args.max_uploads as usize,
+        read_timeout: args.read_timeout,
         shutdown_timeout: args.shutdown_timeout,
         builder_image: args.builder_image.clone(),
         database: args.database.clone(),

@@ -96,9 +96,13 @@ async fn require_login(State(state): Shared, request: Request, next: Next) -> Re
     Redirect::to(&format!("/login?next={here}")).into_response()
 }
 
-/// Where to go after logging in: a path on this server, else `/`.
+/// Where to go after logging in: a path on this server, else `/`. Browsers drop tabs and
+/// newlines from a URL (`/\t/evil.example` is `//evil.example`, another site) and read `\`
+/// as `/`, so only visible ASCII passes.
 fn local_path(next: &str) -> &str {
-    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
     if ok {
         next
     } else {

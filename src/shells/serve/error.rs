@@ -20,6 +20,12 @@ pub enum ApiError {
     NotFound(String),
     /// The request clashes with the build's state (409), e.g. cancelling an ended build.
     Conflict(String),
+    /// The client stopped sending the upload's body (408).
+    Timeout(String),
+    /// The upload is over `--max-upload` (413).
+    TooLarge(String),
+    /// Too many uploads are being received at once (429): try again shortly.
+    TooMany(String),
     /// Another worker keeps the files and does not answer (502).
     BadGateway(String),
     /// Something on this side failed (500): logged, and answered without its text.
@@ -46,6 +52,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,6 +67,9 @@ impl ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::Timeout(m)
+            | ApiError::TooLarge(m)
+            | ApiError::TooMany(m)
             | ApiError::BadGateway(m) => m,
             ApiError::Unauthorized => UNAUTHORIZED,
             ApiError::Internal(_) => INTERNAL,
@@ -78,6 +90,11 @@ impl ApiError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooMany(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -53,6 +53,12 @@ pub struct ServeOptions {
     pub queue_ttl: Duration,
     /// The biggest upload taken (bigger: 413). A context may unpack to four times this.
     pub max_upload: u64,
+    /// Uploads received at once (more: 429). Each is streamed to disk and kept in the
+    /// database a chunk at a time, never whole in memory.
+    pub max_uploads: usize,
+    /// How long a client may take to send a request's headers, or between two parts of an
+    /// upload's body, before the connection is closed (headers) or the upload refused (408).
+    pub read_timeout: Duration,
     /// How long a draining shutdown waits for running builds before cancelling them.
     pub shutdown_timeout: Duration,
     /// The builder image to compile in (else rust:1-alpine, else a `builder import-host` one).

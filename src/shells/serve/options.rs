@@ -151,8 +151,9 @@ impl Options {
                 }
                 "lto" => overrides.lto = Some(named(key, value, Lto::ALL, Lto::name)?),
                 "codegen_units" => {
-                    overrides.codegen_units = Some(value.parse().map_err(|_| {
-                        format!("invalid codegen_units `{value}`; expected a number")
+                    let units = value.parse().ok().filter(|n: &u32| *n >= 1);
+                    overrides.codegen_units = Some(units.ok_or_else(|| {
+                        format!("invalid codegen_units `{value}`; expected a number of 1 or more")
                     })?)
                 }
                 "strip" => overrides.strip = Some(named(key, value, Strip::ALL, Strip::name)?),
@@ -179,6 +180,14 @@ impl Options {
         request.overrides = self.overrides()?;
         request.source.bin = self.bin.clone();
         request.source.cache_dir = cache_dir.to_path_buf();
+        if let Some(target) = &self.target {
+            if !TARGETS.contains(&target.as_str()) {
+                return Err(format!(
+                    "invalid target `{target}`; the builder has: {}",
+                    TARGETS.join(", ")
+                ));
+            }
+        }
         request.target = self.target.clone();
         let platform = |p: &String| p.parse().map_err(|e: crate::Error| e.to_string());
         request.platforms = self
@@ -204,11 +213,135 @@ impl Options {
         if let Some(tag) = &self.tag {
             request.tag = Some(tag.parse().map_err(|e: crate::Error| e.to_string())?);
         }
+        if let Some(cpu) = &request.overrides.target_cpu {
+            self.check_cpu(cpu)?;
+        }
         request.outputs.push = self.push.clone();
         request.builder = BuilderChoice::Auto;
         request.outputs.load = Load::Never;
         request.cold_start_runs = 0;
         Ok(request)
+    }
+}
+
+/// The target triples the service's builder has a std and a linker for.
+pub const TARGETS: &[&str] = &[
+    "x86_64-unknown-linux-musl",
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-musl",
+    "aarch64-unknown-linux-gnu",
+];
+
+/// The CPUs rustc knows for `triple` (`rustc --print target-cpus`, asked once per triple);
+/// none when no rustc answers here.
+fn target_cpus(triple: &str) -> Option<Vec<String>> {
+    static KNOWN: std::sync::Mutex<BTreeMap<String, Option<Vec<String>>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut known = KNOWN.lock().expect("target cpus");
+    known
+        .entry(triple.to_string())
+        .or_insert_with(|| {
+            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+            let out = std::process::Command::new(rustc)
+                .args(["--print", "target-cpus", "--target", triple])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            // "Available CPUs for this target:" then one indented line per CPU.
+            let cpus: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with(char::is_whitespace))
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+            (!cpus.is_empty()).then_some(cpus)
+        })
+        .clone()
+}
+
+/// Whether a CPU name could be one at all: what is checked when no rustc answers.
+fn plausible_cpu(cpu: &str) -> bool {
+    (1..=64).contains(&cpu.len())
+        && cpu
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+impl Options {
+    /// The target triples a build compiles for: the one asked, each platform's, or amd64's.
+    fn triples(&self) -> Vec<String> {
+        if let Some(target) = &self.target {
+            return vec![target.clone()];
+        }
+        let arches: Vec<String> = match self.platform.is_empty() {
+            true => vec!["x86_64".into()],
+            false => self
+                .platform
+                .iter()
+                .filter_map(|p| p.parse::<crate::core::platform::Platform>().ok())
+                .map(|p| p.rust_arch().to_string())
+                .collect(),
+        };
+        arches
+            .iter()
+            .map(|a| format!("{a}-unknown-linux-musl"))
+            .collect()
+    }
+
+    /// A target CPU must be one rustc knows for every triple built (`rustc --print
+    /// target-cpus`); without a rustc here, a plausible name.
+    fn check_cpu(&self, cpu: &str) -> Result<(), String> {
+        if !plausible_cpu(cpu) {
+            return Err(format!(
+                "invalid target_cpu `{cpu}`; expected a CPU name from `rustc --print target-cpus`"
+            ));
+        }
+        for triple in self.triples() {
+            if let Some(cpus) = target_cpus(&triple) {
+                if !cpus.iter().any(|c| c == cpu) {
+                    return Err(format!(
+                        "invalid target_cpu `{cpu}` for {triple}; `rustc --print target-cpus \
+                         --target {triple}` lists the valid ones (e.g. {})",
+                        cpus.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what the options make of the uploaded `source` (`.` for a Cargo project, else
+    /// its one file's name): a single file's name must go into the generated Cargo.toml and,
+    /// without a `tag`, make a valid image name.
+    pub fn check_source(&self, source: &str) -> Result<(), String> {
+        if source == "." {
+            return Ok(());
+        }
+        if source
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+        {
+            return Err(format!(
+                "invalid source file name {source:?}: control characters, quotes and \
+                 backslashes cannot go into a manifest; rename the file"
+            ));
+        }
+        if self.tag.is_none() {
+            let bin = self
+                .bin
+                .clone()
+                .unwrap_or_else(|| crate::pipeline::source::file_bin_name(Path::new(source)));
+            for preset in &self.optimize {
+                let tag = format!("{bin}:{preset}");
+                if let Err(e) = tag.parse::<crate::pipeline::oci::ImageRef>() {
+                    return Err(format!(
+                        "the image name made from {source:?} is not valid ({e}); pass tag=NAME:TAG"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

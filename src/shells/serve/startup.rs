@@ -81,20 +81,21 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         queue: queue.clone(),
         token: options.token.clone(),
         max_unpacked: options.max_upload.saturating_mul(4),
+        max_upload: options.max_upload,
+        uploads: Arc::new(tokio::sync::Semaphore::new(options.max_uploads.max(1))),
+        read_timeout: options.read_timeout,
         heartbeat_timeout: options.heartbeat_timeout,
         peers: reqwest::Client::new(),
     });
     let max_upload = usize::try_from(options.max_upload).unwrap_or(usize::MAX);
     let router = super::app::router(state, max_upload);
     let stop_http = CancellationToken::new();
-    let server = {
-        let stop_http = stop_http.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop_http.cancelled().await })
-                .await
-        })
-    };
+    let server = tokio::spawn(serve_http(
+        listener,
+        router,
+        stop_http.clone(),
+        options.read_timeout,
+    ));
     Ok(RunningApp {
         addr,
         queue,
@@ -140,6 +141,43 @@ impl RunningApp {
     }
 }
 
+/// Serves `router` on `listener` until `stop`, then lets open connections finish. A client
+/// gets `read_timeout` to send a request's headers (hyper's header read timeout): one that
+/// trickles them is cut off instead of holding a connection forever.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    read_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of descriptors, or a connection reset before it was taken: go on.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(read_timeout);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Beyond loopback, the API needs a token unless told knowingly to go without.
 fn check_auth_rule(options: &ServeOptions) -> Result<()> {
     if !options.listen.ip().is_loopback() && options.token.is_none() && !options.insecure_no_auth {
@@ -157,6 +195,8 @@ fn check_auth_rule(options: &ServeOptions) -> Result<()> {
 async fn open_store(options: &ServeOptions, events: &Events) -> Result<Store> {
     let store = Store::open(&options.data_dir, options.database.as_deref()).await?;
     crate::adapters::cleanup::sweep_temp(&options.data_dir.join("blobs"));
+    // Bodies of uploads an interrupted service was receiving (its own files, by build ID).
+    let _ = std::fs::remove_dir_all(options.data_dir.join("uploads"));
     let (requeued, failed) = store.recover().await?;
     if requeued + failed > 0 {
         events.note(format!(

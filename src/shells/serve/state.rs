@@ -15,6 +15,12 @@ pub struct AppState {
     pub token: Option<String>,
     /// Most bytes a context may unpack to.
     pub max_unpacked: u64,
+    /// Most bytes an upload may be (413 above).
+    pub max_upload: u64,
+    /// One permit per upload being received (429 when none is left).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Longest wait for the next part of an upload's body (408 after).
+    pub read_timeout: Duration,
     /// How long a worker may be silent before it counts as gone.
     pub heartbeat_timeout: Duration,
     /// Talks to the other workers, which keep the logs and images of the builds they ran.

@@ -189,6 +189,10 @@ pub struct Outcome {
     pub error: Option<BuildError>,
 }
 
+/// The most of an uploaded context kept (or read back) in one row: what the database holds of
+/// it in memory at a time.
+const SOURCE_CHUNK: usize = 1 << 20;
+
 const COLUMNS: &str = "id, status, project, created_at, started_at, finished_at, options, source_digest, source_path, stages, error, results, images, attempts, worker";
 
 /// Which database holds the state.
@@ -374,21 +378,10 @@ impl Store {
         self.dir.join("sources").join(id)
     }
 
-    /// Where a project's builds compile, one at a time.
-    pub fn workspace_dir(&self, project: &str) -> PathBuf {
-        let name: String = project
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir
-            .join("workspaces")
-            .join(name.trim_start_matches('.'))
+    /// Where a build compiles: a directory of its own, named by the build's ID (which this
+    /// server made), never by anything a client chose.
+    pub fn workspace_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("workspaces").join(id)
     }
 
     /// The build's log.
@@ -407,22 +400,54 @@ impl Store {
         self.dir.join("cache")
     }
 
-    /// Records a new queued build and keeps its uploaded context (`body`) for whichever worker
-    /// takes it.
-    pub async fn insert(&self, build: &NewBuild, body: &[u8]) -> Result<BuildRecord> {
+    /// Records a new queued build and keeps its uploaded context (the file `body`, read a
+    /// chunk at a time) for whichever worker takes it.
+    pub async fn insert(&self, build: &NewBuild, body: &Path) -> Result<BuildRecord> {
+        use tokio::io::AsyncReadExt;
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(db_error("recording a build"))?;
-        sqlx::query(
+        let kept = sqlx::query(
             "INSERT INTO sources (digest, body) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
         )
         .bind(&build.source_digest)
-        .bind(body)
+        .bind(Vec::<u8>::new())
         .execute(&mut *tx)
         .await
         .map_err(db_error("keeping a build's source"))?;
+        if kept.rows_affected() == 1 {
+            // Pieces of a context of this digest that was forgotten while this one came.
+            sqlx::query("DELETE FROM source_chunks WHERE digest = $1")
+                .bind(&build.source_digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("keeping a build's source"))?;
+            let reading = |e: std::io::Error| Error::Io {
+                context: format!("reading {}", body.display()),
+                source: e,
+            };
+            let mut file = tokio::fs::File::open(body).await.map_err(reading)?;
+            for seq in 0i64.. {
+                let mut chunk = Vec::with_capacity(SOURCE_CHUNK);
+                (&mut file)
+                    .take(SOURCE_CHUNK as u64)
+                    .read_to_end(&mut chunk)
+                    .await
+                    .map_err(reading)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                sqlx::query("INSERT INTO source_chunks (digest, seq, body) VALUES ($1, $2, $3)")
+                    .bind(&build.source_digest)
+                    .bind(seq)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error("keeping a build's source"))?;
+            }
+        }
         sqlx::query(
             "INSERT INTO builds (id, project, status, created_at, options, source_digest, source_path) VALUES ($1, $2, 'queued', $3, $4, $5, $6)",
         )
@@ -456,14 +481,46 @@ impl Store {
         }
     }
 
-    /// The uploaded context of a build's source digest, while a build still needs it.
-    pub async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT body FROM sources WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error("reading a build's source"))?;
-        Ok(row.map(|(body,)| body))
+    /// Writes the uploaded context of a build's source digest to `file`, a chunk at a time,
+    /// while a build still needs it; false when it is gone.
+    pub async fn source_to(&self, digest: &str, file: &Path) -> Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        let kept: Option<(i64,)> =
+            sqlx::query_as("SELECT CAST(length(body) AS BIGINT) FROM sources WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error("reading a build's source"))?;
+        let Some((inline,)) = kept else {
+            return Ok(false);
+        };
+        let writing = |e: std::io::Error| Error::Io {
+            context: format!("writing {}", file.display()),
+            source: e,
+        };
+        let mut out = tokio::fs::File::create(file).await.map_err(writing)?;
+        if inline > 0 {
+            // Kept whole, by a version before contexts were kept in chunks.
+            let (body,): (Vec<u8>,) = sqlx::query_as("SELECT body FROM sources WHERE digest = $1")
+                .bind(digest)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error("reading a build's source"))?;
+            out.write_all(&body).await.map_err(writing)?;
+        }
+        for seq in 0i64.. {
+            let chunk: Option<(Vec<u8>,)> =
+                sqlx::query_as("SELECT body FROM source_chunks WHERE digest = $1 AND seq = $2")
+                    .bind(digest)
+                    .bind(seq)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error("reading a build's source"))?;
+            let Some((chunk,)) = chunk else { break };
+            out.write_all(&chunk).await.map_err(writing)?;
+        }
+        out.flush().await.map_err(writing)?;
+        Ok(true)
     }
 
     /// One build.
@@ -567,13 +624,24 @@ impl Store {
 
     /// Drops an uploaded context no queued or working build needs any more.
     async fn forget_source(&self, digest: &str) {
-        let _ = sqlx::query(
-            "DELETE FROM sources WHERE digest = $1
-             AND NOT EXISTS (SELECT 1 FROM builds WHERE source_digest = $1 AND status IN ('queued', 'working'))",
-        )
-        .bind(digest)
-        .execute(&self.pool)
-        .await;
+        let forget = async {
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query(
+                "DELETE FROM sources WHERE digest = $1
+                 AND NOT EXISTS (SELECT 1 FROM builds WHERE source_digest = $1 AND status IN ('queued', 'working'))",
+            )
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+            if gone.rows_affected() == 1 {
+                sqlx::query("DELETE FROM source_chunks WHERE digest = $1")
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        };
+        let _: std::result::Result<(), sqlx::Error> = forget.await;
     }
 
     /// Cancels a build that is still queued; false when it is not queued (any more).

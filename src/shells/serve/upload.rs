@@ -2,7 +2,14 @@
 //! inside the build's directory (no absolute paths, no `..`, no links out of it, no devices),
 //! with a cap on what it unpacks to, so a gzip bomb stops early. Its root is a Cargo project
 //! or holds one `.rs` / `.ruchy` file or one prebuilt executable.
+//!
+//! On a server the upload is the root: once unpacked, every symlink is resolved through the
+//! others as the kernel would and must land inside it, and every path a manifest names
+//! (frontmatter or any Cargo.toml: dependencies, build scripts, targets, workspace members)
+//! must too. Nothing reads the upload before these checks pass.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -36,6 +43,192 @@ fn stays_inside(path: &Path) -> bool {
     true
 }
 
+/// Most symlinks followed while resolving one path (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// The components of a relative path, `..` kept; none for an absolute one.
+fn relative_parts(path: &Path) -> Option<VecDeque<OsString>> {
+    let mut parts = VecDeque::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => parts.push_back(name.to_os_string()),
+            Component::ParentDir => parts.push_back(OsString::from("..")),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts)
+}
+
+/// Where `path` (relative to `root`) leads when every symlink on the way is followed, each
+/// resolved inside `root`: none when a step leaves `root`, a link is absolute, or links loop.
+/// Only what is inside `root` is ever looked at.
+pub fn resolve_inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let mut todo = relative_parts(path)?;
+    let mut at = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            if !at.pop() {
+                return None;
+            }
+            continue;
+        }
+        at.push(&part);
+        let here = root.join(&at);
+        let is_link = std::fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            links += 1;
+            let target = std::fs::read_link(&here).ok()?;
+            if links > MAX_LINKS {
+                return None;
+            }
+            at.pop();
+            let mut next = relative_parts(&target)?;
+            next.extend(todo);
+            todo = next;
+        }
+    }
+    Some(at)
+}
+
+/// Every symlink under `root` (not followed), as paths relative to it.
+fn symlinks(root: &Path, under: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(under))? {
+        let entry = entry?;
+        let relative = under.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            found.push(relative);
+        } else if kind.is_dir() {
+            symlinks(root, &relative, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the upload if any symlink in it, followed through the others, leaves it.
+fn links_stay_inside(root: &Path) -> Result<(), BadUpload> {
+    let mut found = Vec::new();
+    symlinks(root, Path::new(""), &mut found)
+        .map_err(|e| bad(format!("cannot read the unpacked context: {e}")))?;
+    for link in found {
+        if resolve_inside(root, &link).is_none() {
+            let target = std::fs::read_link(root.join(&link)).unwrap_or_default();
+            return Err(bad(format!(
+                "link `{}` -> `{}` leads outside the build context (followed through the \
+                 other links in it, or in a loop)",
+                link.display(),
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Keys whose string values cargo takes as paths, relative to the manifest's directory.
+const PATH_KEYS: &[&str] = &["path", "build", "workspace", "members", "default-members"];
+
+/// The paths a manifest names, with their keys (`dependencies.secret.path`). `metadata`
+/// tables are tools' own business: cargo reads nothing in them.
+fn manifest_paths(table: &toml::Table, prefix: &str, found: &mut Vec<(String, String)>) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let is_path = PATH_KEYS.contains(&key.as_str());
+        match value {
+            toml::Value::String(text) if is_path => found.push((name, text.clone())),
+            toml::Value::Table(inner) if key != "metadata" => manifest_paths(inner, &name, found),
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        toml::Value::String(text) if is_path => {
+                            found.push((format!("{name}[{i}]"), text.clone()))
+                        }
+                        toml::Value::Table(inner) => {
+                            manifest_paths(inner, &format!("{name}[{i}]"), found)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Refuses a path the manifest at `manifest` (relative to `root`; `file` names it in
+/// messages) names that leads outside `root`.
+fn manifest_stays_inside(
+    root: &Path,
+    manifest: &Path,
+    table: &toml::Table,
+    file: &str,
+) -> Result<(), BadUpload> {
+    let dir = manifest.parent().unwrap_or(Path::new(""));
+    let mut found = Vec::new();
+    manifest_paths(table, "", &mut found);
+    for (key, value) in found {
+        if resolve_inside(root, &dir.join(&value)).is_none() {
+            return Err(bad(format!(
+                "`{key} = \"{value}\"` in {file} leads outside the build context: on the \
+                 server, every path a manifest names must be inside what is sent"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every file named `Cargo.toml` under `root` (links not followed), relative to it.
+fn manifests(root: &Path, under: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(under))? {
+        let entry = entry?;
+        let relative = under.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            manifests(root, &relative, found)?;
+        } else if entry.file_name() == "Cargo.toml" {
+            found.push(relative);
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the upload if a manifest in it (a Cargo.toml anywhere, or the frontmatter of the
+/// one source file) names a path outside it. A manifest that does not parse is left to cargo.
+fn manifests_stay_inside(root: &Path, source: &str) -> Result<(), BadUpload> {
+    let unreadable = |e: std::io::Error| bad(format!("cannot read the unpacked context: {e}"));
+    if source.ends_with(".rs") {
+        let code = std::fs::read(root.join(source)).map_err(unreadable)?;
+        let code = String::from_utf8_lossy(&code);
+        let embedded = crate::pipeline::frontmatter::extract(Path::new(source), &code)
+            .map_err(|e| bad(crate::core::error::causes(&e)))?;
+        if let Some((_, table)) = embedded.manifest {
+            manifest_stays_inside(root, Path::new(source), &table, source)?;
+        }
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    manifests(root, Path::new(""), &mut found).map_err(unreadable)?;
+    for manifest in found {
+        // A Cargo.toml that is a link was checked above: it leads inside.
+        let Some(real) = resolve_inside(root, &manifest) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(root.join(real)) else {
+            continue;
+        };
+        if let Ok(table) = text.parse::<toml::Table>() {
+            let file = manifest.display().to_string();
+            manifest_stays_inside(root, &manifest, &table, &file)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads at most `limit` bytes in all; one more is an error.
 struct Capped<R> {
     inner: R,
@@ -54,7 +247,13 @@ impl<R: Read> Read for Capped<R> {
 
 /// Unpacks `body` into `dir` (which must not exist yet; it is made, and removed again on any
 /// error). Returns what to build in it: `.` for a Cargo project, else the one source file.
-pub fn unpack(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, BadUpload> {
+pub fn unpack(body: impl Read, dir: &Path, max_unpacked: u64) -> Result<String, BadUpload> {
+    let made = dir
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::create_dir(dir));
+    // Nothing is removed that this call did not make.
+    made.map_err(|e| bad(format!("cannot unpack: {}", e.kind())))?;
     let result = unpack_into(body, dir, max_unpacked);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(dir);
@@ -62,9 +261,10 @@ pub fn unpack(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, BadU
     result
 }
 
-fn unpack_into(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, BadUpload> {
-    let gzipped = body.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzipped {
+fn unpack_into(body: impl Read, dir: &Path, max_unpacked: u64) -> Result<String, BadUpload> {
+    let mut body = std::io::BufReader::new(body);
+    let gzipped = std::io::BufRead::fill_buf(&mut body).is_ok_and(|b| b.starts_with(&[0x1f, 0x8b]));
+    let reader: Box<dyn Read + '_> = if gzipped {
         Box::new(flate2::read::MultiGzDecoder::new(body))
     } else {
         Box::new(body)
@@ -73,7 +273,6 @@ fn unpack_into(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, Bad
         inner: reader,
         left: max_unpacked,
     });
-    std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot unpack: {e}")))?;
     let entries = archive
         .entries()
         .map_err(|e| bad(format!("the body is not a tar archive: {e}")))?;
@@ -101,16 +300,29 @@ fn unpack_into(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, Bad
             | T::XGlobalHeader
             | T::XHeader
             | T::GNULongLink => {}
-            T::Symlink | T::Link => {
+            T::Link => {
+                // A hard link's target is a path from the root, through the links made so
+                // far: it must resolve inside, or `link(2)` would reach a file out of it.
                 let target = entry
                     .link_name()
                     .map_err(|e| bad(format!("a link has an unreadable target: {e}")))?
                     .ok_or_else(|| bad("a link has no target"))?;
-                // A symlink resolves from its own directory; a hard link from the root.
-                let from = match kind {
-                    T::Symlink => path.parent().unwrap_or(Path::new("")).join(&target),
-                    _ => target.to_path_buf(),
-                };
+                if resolve_inside(dir, &target).is_none() {
+                    return Err(bad(format!(
+                        "link `{}` -> `{}` points outside the build context",
+                        path.display(),
+                        target.display()
+                    )));
+                }
+            }
+            T::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| bad(format!("a link has an unreadable target: {e}")))?
+                    .ok_or_else(|| bad("a link has no target"))?;
+                // A symlink resolves from its own directory (through other links: checked
+                // once all are made).
+                let from = path.parent().unwrap_or(Path::new("")).join(&target);
                 if !stays_inside(&from) {
                     return Err(bad(format!(
                         "link `{}` -> `{}` points outside the build context",
@@ -139,7 +351,10 @@ fn unpack_into(body: &[u8], dir: &Path, max_unpacked: u64) -> Result<String, Bad
     if count == 0 {
         return Err(bad("the archive is empty"));
     }
-    source_in(dir)
+    links_stay_inside(dir)?;
+    let source = source_in(dir)?;
+    manifests_stay_inside(dir, &source)?;
+    Ok(source)
 }
 
 /// What to build in an unpacked context.
@@ -198,12 +413,12 @@ mod tests {
         let elf = b"\x7fELF\x02\x01\x01";
         let body = tar_of(&[("app", tar::EntryType::Regular, elf, None)]);
         assert_eq!(
-            unpack(&body, &dir.path().join("b"), 1 << 20).unwrap(),
+            unpack(&body[..], &dir.path().join("b"), 1 << 20).unwrap(),
             "app"
         );
         let body = tar_of(&[("app.rs", tar::EntryType::Regular, b"fn main() {}", None)]);
         assert_eq!(
-            unpack(&body, &dir.path().join("a"), 1 << 20).unwrap(),
+            unpack(&body[..], &dir.path().join("a"), 1 << 20).unwrap(),
             "app.rs"
         );
         let body = tar_of(&[
@@ -215,7 +430,15 @@ mod tests {
                 None,
             ),
         ]);
-        assert_eq!(unpack(&body, &dir.path().join("b"), 1 << 20).unwrap(), ".");
+        assert_eq!(
+            unpack(&body[..], &dir.path().join("c"), 1 << 20).unwrap(),
+            "."
+        );
+        // A directory that is there already is not this upload's: it is neither used nor
+        // removed.
+        let err = unpack(&body[..], &dir.path().join("c"), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("cannot unpack"), "{err}");
+        assert!(dir.path().join("c/Cargo.toml").is_file());
     }
 
     #[test]
@@ -249,11 +472,121 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let err = unpack(&body, &target, 1024).unwrap_err().to_string();
+            let err = unpack(&body[..], &target, 1024).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
             assert!(!target.exists(), "{err}");
         }
         assert!(!dir.path().join("evil.rs").exists());
+    }
+
+    /// The issue's chain: each link stays inside on its own, together they climb out.
+    pub(super) fn climbing_chain() -> Vec<(String, tar::EntryType, Option<String>)> {
+        use tar::EntryType as T;
+        let mut entries = vec![
+            ("a".to_string(), T::Directory, None),
+            ("a/l".to_string(), T::Symlink, Some("..".to_string())),
+            ("a/l/up1".to_string(), T::Symlink, Some("..".to_string())),
+        ];
+        for k in 2..=8 {
+            entries.push((
+                format!("a/l/up{k}"),
+                T::Symlink,
+                Some(format!("up{}/..", k - 1)),
+            ));
+        }
+        entries.push((
+            "Cargo.toml".into(),
+            T::Symlink,
+            Some("a/l/up8/etc/hostname".into()),
+        ));
+        entries
+    }
+
+    #[test]
+    fn a_chain_of_links_that_climbs_out_is_refused() {
+        let chain = climbing_chain();
+        let entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = chain
+            .iter()
+            .map(|(n, k, l)| (n.as_str(), *k, &b""[..], l.as_deref()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ctx");
+        let err = unpack(&tar_of(&entries)[..], &target, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("leads outside"), "{err}");
+        assert!(!target.exists());
+        // A hard link through the chain to a file outside is refused as it comes.
+        let mut entries = entries[..entries.len() - 1].to_vec();
+        entries.push(("x", tar::EntryType::Link, b"", Some("a/l/up8/etc/hostname")));
+        let err = unpack(&tar_of(&entries)[..], &target, 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        // Links that stay inside, through each other, are fine.
+        let inside = tar_of(&[
+            ("d", tar::EntryType::Directory, b"", None),
+            ("d/Cargo.toml", tar::EntryType::Regular, b"[package]", None),
+            ("e", tar::EntryType::Symlink, b"", Some("d")),
+            (
+                "Cargo.toml",
+                tar::EntryType::Symlink,
+                b"",
+                Some("e/../e/Cargo.toml"),
+            ),
+        ]);
+        assert_eq!(unpack(&inside[..], &target, 1 << 20).unwrap(), ".");
+    }
+
+    #[test]
+    fn manifest_paths_out_of_the_upload_are_refused_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ctx");
+        let file =
+            b"---\n[dependencies]\nsecret = { path = \"/some/host/dir\" }\n---\nfn main() {}\n";
+        let body = tar_of(&[("app.rs", tar::EntryType::Regular, file, None)]);
+        let err = unpack(&body[..], &target, 1 << 20).unwrap_err().to_string();
+        assert!(
+            err.contains("`dependencies.secret.path = \"/some/host/dir\"` in app.rs"),
+            "{err}"
+        );
+        let cases: [&[u8]; 4] = [
+            b"[package]\nname = \"x\"\n[dependencies]\nup = { path = \"../../up\" }\n",
+            b"[package]\nname = \"x\"\nbuild = \"../../build.rs\"\n",
+            b"[workspace]\nmembers = [\"ok\", \"../../other\"]\n",
+            b"[package]\nname = \"x\"\n[target.'cfg(unix)'.build-dependencies]\nb = { path = \"/b\" }\n",
+        ];
+        for manifest in cases {
+            let body = tar_of(&[
+                (
+                    "Cargo.toml",
+                    tar::EntryType::Regular,
+                    b"[package]\nname = \"root\"\n",
+                    None,
+                ),
+                ("sub/Cargo.toml", tar::EntryType::Regular, manifest, None),
+            ]);
+            let err = unpack(&body[..], &target, 1 << 20).unwrap_err().to_string();
+            assert!(err.contains("in sub/Cargo.toml leads outside"), "{err}");
+            assert!(!target.exists());
+        }
+        let fine = tar_of(&[
+            (
+                "Cargo.toml",
+                tar::EntryType::Regular,
+                b"[workspace]\nmembers = [\"a\", \"b\"]\n",
+                None,
+            ),
+            (
+                "a/Cargo.toml",
+                tar::EntryType::Regular,
+                b"[package]\nname = \"a\"\n[dependencies]\nb = { path = \"../b\" }\n",
+                None,
+            ),
+            (
+                "b/Cargo.toml",
+                tar::EntryType::Regular,
+                b"[package]\nname = \"b\"\n[package.metadata.x]\npath = \"/anything\"\n",
+                None,
+            ),
+        ]);
+        assert_eq!(unpack(&fine[..], &target, 1 << 20).unwrap(), ".");
     }
 
     #[test]
@@ -265,7 +598,7 @@ mod tests {
         let small = gz.finish().unwrap();
         assert!(small.len() < 1 << 20, "{}", small.len());
         let dir = tempfile::tempdir().unwrap();
-        let err = unpack(&small, &dir.path().join("x"), 4 << 20).unwrap_err();
+        let err = unpack(&small[..], &dir.path().join("x"), 4 << 20).unwrap_err();
         assert!(err.to_string().contains("size limit"), "{err}");
         assert!(!dir.path().join("x").exists());
     }

@@ -269,8 +269,27 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
     finish(queue, &build, status, &outcome).await;
 }
 
+/// The outcome as the record keeps it: errors name paths in the build's context (`.`), not
+/// where this server keeps it.
+fn scrubbed(queue: &Queue, id: &str, outcome: &Outcome) -> Outcome {
+    let workspace = queue.store.workspace_dir(id).display().to_string();
+    let data = queue.store.dir().display().to_string();
+    let scrub = |text: &str| text.replace(&workspace, ".").replace(&data, "<data dir>");
+    let mut outcome = outcome.clone();
+    if let Some(error) = &mut outcome.error {
+        error.message = scrub(&error.message);
+    }
+    for result in &mut outcome.results {
+        if let Some(error) = result.get("error").and_then(|e| e.as_str()).map(scrub) {
+            result["error"] = serde_json::Value::String(error);
+        }
+    }
+    outcome
+}
+
 async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Outcome) {
     let id = &build.id;
+    let outcome = &scrubbed(queue, id, outcome);
     // Out of the running set first: the heartbeat must not take a build that is ending (and
     // so no longer the database's `working`) for one taken from this worker.
     queue.running.lock().expect("running builds").remove(id);
@@ -286,7 +305,22 @@ async fn finish(queue: &Queue, build: &BuildRecord, status: Status, outcome: &Ou
             message: format!("cannot record the end of build {id}: {e}"),
         }),
     }
-    // The source is not needed any more: the results and images are kept.
+    // The source is not needed any more: the results and images are kept. Both directories
+    // are this build's own (named by its ID), as is the project generated for a single file.
+    let workspace = queue.store.workspace_dir(id);
+    if let Ok(source) = std::fs::canonicalize(workspace.join(&build.source_path)) {
+        if source.is_file() {
+            let cache = queue.store.cache_dir();
+            let _ = std::fs::remove_dir_all(crate::pipeline::source::generated_dir(
+                &cache, &source, false,
+            ));
+        }
+    }
+    // And the copy of the context it was unpacked from, if the build ended while unpacking.
+    let mut copy = workspace.as_os_str().to_owned();
+    copy.push(".source");
+    let _ = std::fs::remove_file(copy);
+    let _ = std::fs::remove_dir_all(workspace);
     let _ = std::fs::remove_dir_all(queue.store.source_dir(id));
 }
 
@@ -317,9 +351,9 @@ async fn run_presets(
             return Status::Failure;
         }
     };
-    // Builds of one project never run at once, so its sources go to one place: the target
-    // volume (keyed by that place) is the project's, shared by its builds.
-    let workspace = store.workspace_dir(&build.project);
+    // Each build compiles in a directory of its own; compiled dependencies are shared through
+    // the builder's target volume, and a no-change rebuild is found by the context's digest.
+    let workspace = store.workspace_dir(&build.id);
     if let Err(e) = unpack_source(queue, build, &workspace).await {
         fail(e, Some("prepare".into()));
         return Status::Failure;
@@ -448,39 +482,45 @@ impl PresetBuild<'_> {
     }
 }
 
-/// Puts the build's context in the project's workspace, unpacked from the copy the database
-/// keeps (whichever worker took the upload).
+/// Puts the build's context in its workspace, unpacked from the copy the database keeps
+/// (whichever worker took the upload).
 async fn unpack_source(
     queue: &Queue,
     build: &BuildRecord,
     workspace: &Path,
 ) -> std::result::Result<(), String> {
     let store = &queue.store;
-    let body = store
-        .source(&build.source_digest)
+    // The context comes out of the database a chunk at a time into a file beside the
+    // workspace (this worker's own, by build ID), and is unpacked from there.
+    let mut body = workspace.as_os_str().to_owned();
+    body.push(".source");
+    let body = std::path::PathBuf::from(body);
+    if let Some(parent) = workspace.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let kept = store
+        .source_to(&build.source_digest, &body)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the build's source {} is gone", build.source_digest))?;
-    let (unpacked, workspace, max) = (
-        store.source_dir(&build.id),
-        workspace.to_path_buf(),
-        queue.max_unpacked,
-    );
+        .map_err(|e| e.to_string());
+    if kept != Ok(true) {
+        let _ = std::fs::remove_file(&body);
+        return Err(kept
+            .err()
+            .unwrap_or_else(|| format!("the build's source {} is gone", build.source_digest)));
+    }
+    let (workspace, max) = (workspace.to_path_buf(), queue.max_unpacked);
     blocking(move || {
-        // What an interrupted attempt left.
-        let _ = std::fs::remove_dir_all(&unpacked);
-        super::upload::unpack(&body, &unpacked, max)
-            .map_err(|e| format!("cannot unpack the build's source: {e}"))?;
-        let moved = (|| {
-            if workspace.exists() {
-                std::fs::remove_dir_all(&workspace)?;
-            }
-            if let Some(parent) = workspace.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::rename(&unpacked, &workspace)
-        })();
-        moved.map_err(|e| format!("cannot move the source into place: {e}"))
+        // What an interrupted attempt of this build left.
+        let _ = std::fs::remove_dir_all(&workspace);
+        let unpacked = std::fs::File::open(&body)
+            .map_err(|e| format!("cannot read the build's source: {e}"))
+            .and_then(|file| {
+                super::upload::unpack(std::io::BufReader::new(file), &workspace, max)
+                    .map(|_| ())
+                    .map_err(|e| format!("cannot unpack the build's source: {e}"))
+            });
+        let _ = std::fs::remove_file(&body);
+        unpacked
     })
     .await
 }

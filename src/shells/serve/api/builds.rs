@@ -66,31 +66,116 @@ fn project_name(dir: &std::path::Path, source_path: &str) -> String {
     "workspace".into()
 }
 
+/// Receives an upload's body into `file`, `read_timeout` at most between two parts, `max`
+/// bytes at most; its digest.
+async fn receive(
+    body: Body,
+    file: &std::path::Path,
+    max: u64,
+    read_timeout: Duration,
+) -> Result<String, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the upload is over the server's limit of {max} bytes (--max-upload)"
+        ))
+    };
+    let internal =
+        |e: std::io::Error| ApiError::Internal(format!("writing {}: {e}", file.display()));
+    let mut out = tokio::fs::File::create(file).await.map_err(internal)?;
+    let mut stream = body.into_data_stream();
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    loop {
+        let chunk = match tokio::time::timeout(read_timeout, stream.next()).await {
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "the upload stalled: nothing came for {}",
+                    humantime::format_duration(read_timeout)
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!("the upload was cut off: {e}")))
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(too_large());
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(internal)?;
+    }
+    out.flush().await.map_err(internal)?;
+    Ok(format!("sha256:{}", hex(&hasher.finalize())))
+}
+
+/// Removes a file when dropped, however the request ends.
+struct Temporary(std::path::PathBuf);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 async fn create(
     State(state): Shared,
     Query(query): Query<Vec<(String, String)>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let bad = ApiError::BadRequest;
     let options = Options::from_query(&query).map_err(bad)?;
+    // Uploads are streamed to disk and kept in the database a chunk at a time; each still
+    // costs a file and the work of checking it, so only so many are received at once.
+    let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
+        ApiError::TooMany(
+            "the server is receiving as many uploads as it takes at once; try again shortly".into(),
+        )
+    })?;
+    let max = state.max_upload;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(ApiError::TooLarge(format!(
+            "the upload is over the server's limit of {max} bytes (--max-upload)"
+        )));
+    }
     let store = &state.queue.store;
     let id = new_id();
+    let uploads = store.dir().join("uploads");
+    tokio::fs::create_dir_all(&uploads)
+        .await
+        .map_err(|e| ApiError::Internal(format!("creating {}: {e}", uploads.display())))?;
+    let received = Temporary(uploads.join(format!("{id}.body")));
+    let digest = receive(body, &received.0, max, state.read_timeout).await?;
     let dir = store.source_dir(&id);
-    let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
-    let max = state.max_unpacked;
+    // Messages name paths in the upload, never where the server keeps it.
+    let here = dir.display().to_string();
+    let scrub = move |message: String| bad(message.replace(&here, "."));
+    let max_unpacked = state.max_unpacked;
     // Unpacked here to check it; the worker that takes it unpacks the database's copy.
     let source_path = {
-        let (dir, body) = (dir.clone(), body.clone());
-        crate::adapters::fsutil::blocking(move || upload::unpack(&body, &dir, max))
-            .await
-            .map_err(|e| bad(e.to_string()))?
+        let (dir, file) = (dir.clone(), received.0.clone());
+        crate::adapters::fsutil::blocking(move || {
+            let file = std::fs::File::open(&file)
+                .map_err(|e| upload::BadUpload(format!("cannot read the upload: {}", e.kind())))?;
+            upload::unpack(file, &dir, max_unpacked)
+        })
+        .await
+        .map_err(|e| scrub(e.to_string()))?
     };
     let checked = options
-        .request(&dir.join(&source_path), &store.cache_dir())
+        .check_source(&source_path)
+        .and_then(|()| options.request(&dir.join(&source_path), &store.cache_dir()))
         .and_then(|request| request.validate().map_err(|e| e.to_string()));
     let project = project_name(&dir, &source_path);
     let _ = std::fs::remove_dir_all(&dir);
-    checked.map_err(bad)?;
+    checked.map_err(scrub)?;
     let build = NewBuild {
         project,
         id: id.clone(),
@@ -98,7 +183,7 @@ async fn create(
         source_digest: digest,
         source_path,
     };
-    let record = store.insert(&build, &body).await?;
+    let record = store.insert(&build, &received.0).await?;
     state.queue.wake.notify_one();
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/builds/{id}")) {
