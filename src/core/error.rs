@@ -287,15 +287,6 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The build went over a size budget: it was measured and nothing was published. The
-    /// record (its `over_budget` and `error` set, no outputs) is for the caller to report.
-    #[error("{}", over_budget_message(.exceeded))]
-    OverBudget {
-        /// Every budget exceeded.
-        exceeded: Vec<crate::core::budget::Exceeded>,
-        /// What was measured.
-        record: Box<crate::core::metrics::Built>,
-    },
     /// JSON could not be produced.
     #[error("cannot serialize {what}: {source}")]
     Json {
@@ -304,14 +295,6 @@ pub enum Error {
         /// Serializer error.
         source: serde_json::Error,
     },
-}
-
-pub(crate) fn over_budget_message(exceeded: &[crate::core::budget::Exceeded]) -> String {
-    let each: Vec<String> = exceeded.iter().map(ToString::to_string).collect();
-    format!(
-        "over the size budget, so nothing was published: {}",
-        each.join("; ")
-    )
 }
 
 fn bin_not_found_message(requested: Option<&str>, available: &[String]) -> String {

@@ -53,7 +53,7 @@ pub struct BuildRecord {
     /// The size budgets this build went over. Budgets are checked before anything is
     /// published: when this is not empty, `outputs` is empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub over_budget: Vec<crate::core::budget::Exceeded>,
+    pub over_budget: Vec<Exceeded>,
     /// Why the build failed though it was measured (a gate, such as a size budget); nothing
     /// was published then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -400,6 +400,85 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         cold_start: None,
         over_budget: Vec::new(),
         error: None,
+    }
+}
+
+/// What a budget limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    /// The compiled binary's size in bytes.
+    Binary,
+    /// The image as stored (`image.compressed_size`): gzip layers + config + manifest.
+    Image,
+}
+
+impl Limit {
+    /// The measured size this budget limits.
+    pub fn measure(self, record: &BuildRecord) -> u64 {
+        match self {
+            Limit::Binary => record.binary_size,
+            Limit::Image => record.image.compressed_size,
+        }
+    }
+}
+
+/// A maximum size, with the text the user wrote so messages can quote it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// What it limits.
+    pub limit: Limit,
+    /// The maximum, in bytes; a size equal to it passes.
+    pub bytes: u64,
+    /// As the user wrote it (`400KB`).
+    pub spelled: String,
+}
+
+impl Budget {
+    /// A budget for `limit` from a size such as `400000`, `400KB` or `1.5MiB`; the error
+    /// says what is wrong with the text (see [`parse_size`]).
+    pub fn parse(limit: Limit, text: &str) -> Result<Budget, String> {
+        Ok(Budget {
+            limit,
+            bytes: parse_size(text)?,
+            spelled: text.to_string(),
+        })
+    }
+
+    /// The overrun, if `record` is over this budget.
+    pub fn check(&self, record: &BuildRecord) -> Option<Exceeded> {
+        let size = self.limit.measure(record);
+        (size > self.bytes).then(|| Exceeded {
+            preset: record.optimization_level,
+            size,
+            budget: self.clone(),
+        })
+    }
+}
+
+/// A build that went over a budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exceeded {
+    /// The preset that was built.
+    pub preset: Preset,
+    /// The measured size in bytes.
+    pub size: u64,
+    /// The budget it went over.
+    pub budget: Budget,
+}
+
+impl std::fmt::Display for Exceeded {
+    /// `aggressive: binary is 1142432 bytes, over the budget of 400000 bytes (400KB)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, how) = match self.budget.limit {
+            Limit::Binary => ("binary", ""),
+            Limit::Image => ("image", " stored"),
+        };
+        write!(
+            f,
+            "{}: {what} is {} bytes{how}, over the budget of {} bytes ({})",
+            self.preset, self.size, self.budget.bytes, self.budget.spelled
+        )
     }
 }
 

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::adapters::engine::Engine;
 use crate::core::budget::{Budgets, Exceeded};
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::event::{Event, Events};
-use crate::core::metrics::{BuildRecord, Built, ColdStart};
+use crate::core::metrics::{BuildRecord, ColdStart};
 use crate::core::preset::Preset;
 use crate::pipeline::build::{build, BuildOptions};
 use crate::pipeline::compile::Compiler;
@@ -52,24 +52,20 @@ pub async fn compare(
         let mut result = match build(&options, compiler, publishers, events).await {
             Err(error) if error.is_usage() => return Err(error),
             // Measured, not published (so not loaded: no cold start); the verdict names it.
-            Err(Error::OverBudget { record, exceeded }) => match *record {
-                Built::Image(record) => {
-                    events.emit(Event::Note {
-                        message: format!(
-                            "{preset} is over the size budget: not published, no cold start"
-                        ),
-                    });
-                    Ok(*record)
-                }
-                index => Err(Error::OverBudget {
-                    exceeded,
-                    record: Box::new(index),
-                }),
-            },
+            Ok(record) if !record.over_budget.is_empty() => {
+                events.emit(Event::Note {
+                    message: format!(
+                        "{preset} is over the size budget: not published, no cold start"
+                    ),
+                });
+                Ok(record)
+            }
             result => result,
         };
         if let (Some(probe), Ok(record)) = (probe, &mut result) {
-            record.cold_start = probe.measure(&record.image.reference, events).await;
+            if record.over_budget.is_empty() {
+                record.cold_start = probe.measure(&record.image.reference, events).await;
+            }
         }
         if let Err(error) = &result {
             events.emit(Event::PresetFailed {

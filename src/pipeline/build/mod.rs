@@ -13,7 +13,7 @@ use crate::core::budget::Exceeded;
 use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events, Stage};
 use crate::core::metrics::LambdaRecord;
-use crate::core::metrics::{BuildRecord, Built, IndexRecord, Published};
+use crate::core::metrics::{BuildRecord, IndexRecord, Published};
 use crate::core::platform::Platform;
 use crate::core::preset::{Flags, Overrides, Preset};
 use crate::pipeline::base::Base;
@@ -147,13 +147,11 @@ pub async fn build(
     let program = produce(options, compiler, publishers, events).await?;
     let mut assembled = assemble(options, program, events).await?;
     // The last gate: the platform, the loader and static linking were checked in assemble.
-    let exceeded = gate(&options.budgets, &mut assembled.record);
-    if !exceeded.is_empty() {
+    // Over budget, the record is the answer: measured, with `over_budget` and `error` set
+    // and no outputs (the caller gives the verdict).
+    if !gate(&options.budgets, &mut assembled.record).is_empty() {
         assembled.record.assemble_time_ms = assembled.took.as_millis() as u64;
-        return Err(Error::OverBudget {
-            exceeded,
-            record: Box::new(Built::Image(Box::new(assembled.record))),
-        });
+        return Ok(assembled.record);
     }
     publish(options, assembled, publishers, events).await
 }
@@ -163,7 +161,7 @@ pub async fn build(
 fn gate(budgets: &crate::core::budget::Budgets, record: &mut BuildRecord) -> Vec<Exceeded> {
     let exceeded = budgets.check(record);
     if !exceeded.is_empty() {
-        record.error = Some(crate::core::error::over_budget_message(&exceeded));
+        record.error = Some(crate::core::budget::Budgets::message(&exceeded));
         record.over_budget = exceeded.clone();
     }
     exceeded
@@ -221,10 +219,7 @@ pub async fn build_index(
         exceeded.extend(gate(&options.budgets, &mut a.record));
     }
     if !exceeded.is_empty() {
-        return Err(Error::OverBudget {
-            exceeded,
-            record: Box::new(Built::Index(record(assembled, Duration::ZERO, Vec::new()))),
-        });
+        return Ok(record(assembled, Duration::ZERO, Vec::new()));
     }
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);

@@ -226,11 +226,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     .await;
     terminal.lock().expect("terminal").finish();
     // Over budget, nothing was published; the record is still reported, then the verdict.
-    let built = match result {
-        Err(Error::OverBudget { record, .. }) => *record,
-        result => result?,
-    };
-    report(&args, built, &budgets)
+    report(&args, result?, &budgets)
 }
 
 fn report(

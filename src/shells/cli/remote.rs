@@ -298,7 +298,7 @@ pub(super) async fn build(
     for one in records {
         let over = budgets.check(one);
         if !over.is_empty() {
-            one.error = Some(crate::core::error::over_budget_message(&over));
+            one.error = Some(crate::core::budget::Budgets::message(&over));
             one.over_budget = over.clone();
             exceeded.extend(over);
         }
