@@ -185,9 +185,9 @@ impl Compiler for LocalCompiler {
         // The target's C tools for build scripts (musl-gcc for musl), as the builder image
         // sets them; what the user set already wins.
         let host = self.toolchain.host();
-        let tools = CTools::for_target(&flags.target, &host).filter(|_| flags.target != host);
-        for tools in tools.iter().filter(|t| t.cc_on_path()) {
-            let mut tools = tools.clone();
+        let tools = CTools::for_target(&flags.target, &host)
+            .filter(|tools| flags.target != host && tools.cc_on_path());
+        if let Some(mut tools) = tools {
             if tools.target.ends_with("-musl") {
                 let dir = self.cache_dir.join("c").join(&tools.target);
                 let wrapper = musl_cc_with_kernel_headers(&tools, &dir).map_err(Error::io(
