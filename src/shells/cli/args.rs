@@ -18,6 +18,9 @@ use crate::pipeline::base::BaseRef;
 /// What `after_help` says of exit codes, for the program that mounts [`ImageCommand`].
 pub const EXIT_CODES: &str = "Exit codes: 0 success, 1 build failed, 2 invalid input, 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (after cleaning up); `run` exits with the container's own code.";
 
+/// SOURCE where it is compiled (`compare`, `lambda`); `build` also packages an executable.
+const SOURCE_TO_COMPILE: &str = "A Cargo project directory, a .rs file, or a .ruchy file";
+
 /// The `ruchy-image` commands, as a clap subcommand another program can mount
 /// (`#[command(subcommand)] Image(ImageCommand)`) and hand to [`run`](super::run).
 #[derive(Debug, Subcommand)]
@@ -27,7 +30,7 @@ pub enum ImageCommand {
     #[command(after_long_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
     /// Build SOURCE with several presets and compare binary size, image size and compile time.
-    #[command(after_long_help = COMPARE_EXAMPLES)]
+    #[command(after_long_help = COMPARE_EXAMPLES, mut_arg("source", |a| a.help(SOURCE_TO_COMPILE)))]
     Compare(Box<CompareArgs>),
     /// Run an image through the engine with Lambda-like limits; report cold start and memory.
     Run(RunArgs),
@@ -39,7 +42,7 @@ pub enum ImageCommand {
     Dockerfile(DockerfileArgs),
     /// Package SOURCE as an AWS Lambda function: a deterministic zip holding `bootstrap`
     /// (and, with --lambda-image, a container image of it).
-    #[command(after_long_help = LAMBDA_EXAMPLES)]
+    #[command(after_long_help = LAMBDA_EXAMPLES, mut_arg("source", |a| a.help(SOURCE_TO_COMPILE)))]
     Lambda(Box<LambdaArgs>),
     /// Check what builds need on this machine (engine, builder image and its stds, local
     /// toolchain, ruchy, arm64 emulation, registry logins, cache volumes), each with its fix.

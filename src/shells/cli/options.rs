@@ -72,7 +72,8 @@ pub struct FlagArgs {
     #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub codegen_units: Option<u32>,
 
-    /// Strip the binary (symbols, or only debuginfo).
+    /// Strip the binary: bare --strip removes symbols and debug info, --strip=debuginfo only
+    /// debug info.
     #[arg(long, value_name = "WHAT", num_args = 0..=1, default_missing_value = "symbols", help_heading = "Flag overrides", value_parser = strip_parser())]
     pub strip: Option<Strip>,
 
