@@ -92,29 +92,46 @@ pub fn resolve_inside(root: &Path, path: &Path) -> Option<PathBuf> {
     Some(at)
 }
 
-/// Every symlink under `root` (not followed), as paths relative to it.
-fn symlinks(root: &Path, under: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(under))? {
-        let entry = entry?;
-        let relative = under.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            found.push(relative);
-        } else if kind.is_dir() {
-            symlinks(root, &relative, found)?;
-        }
+/// What the checks look at in an unpacked context, relative to its root, found in one walk
+/// (links not followed): every symlink, and every file named `Cargo.toml`.
+#[derive(Default)]
+struct Tree {
+    links: Vec<PathBuf>,
+    manifests: Vec<PathBuf>,
+}
+
+impl Tree {
+    fn walk(root: &Path) -> Result<Tree, BadUpload> {
+        let mut tree = Tree::default();
+        tree.walk_under(root, Path::new(""))
+            .map_err(|e| bad(format!("cannot read the unpacked context: {e}")))?;
+        Ok(tree)
     }
-    Ok(())
+
+    fn walk_under(&mut self, root: &Path, under: &Path) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(root.join(under))? {
+            let entry = entry?;
+            let relative = under.join(entry.file_name());
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                self.links.push(relative.clone());
+            } else if kind.is_dir() {
+                self.walk_under(root, &relative)?;
+                continue;
+            }
+            if entry.file_name() == "Cargo.toml" {
+                self.manifests.push(relative);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Refuses the upload if any symlink in it, followed through the others, leaves it.
-fn links_stay_inside(root: &Path) -> Result<(), BadUpload> {
-    let mut found = Vec::new();
-    symlinks(root, Path::new(""), &mut found)
-        .map_err(|e| bad(format!("cannot read the unpacked context: {e}")))?;
-    for link in found {
-        if resolve_inside(root, &link).is_none() {
-            let target = std::fs::read_link(root.join(&link)).unwrap_or_default();
+fn links_stay_inside(root: &Path, tree: &Tree) -> Result<(), BadUpload> {
+    for link in &tree.links {
+        if resolve_inside(root, link).is_none() {
+            let target = std::fs::read_link(root.join(link)).unwrap_or_default();
             return Err(bad(format!(
                 "link `{}` -> `{}` leads outside the build context (followed through the \
                  other links in it, or in a loop)",
@@ -182,24 +199,9 @@ fn manifest_stays_inside(
     Ok(())
 }
 
-/// Every file named `Cargo.toml` under `root` (links not followed), relative to it.
-fn manifests(root: &Path, under: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(under))? {
-        let entry = entry?;
-        let relative = under.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            manifests(root, &relative, found)?;
-        } else if entry.file_name() == "Cargo.toml" {
-            found.push(relative);
-        }
-    }
-    Ok(())
-}
-
 /// Refuses the upload if a manifest in it (a Cargo.toml anywhere, or the frontmatter of the
 /// one source file) names a path outside it. A manifest that does not parse is left to cargo.
-fn manifests_stay_inside(root: &Path, source: &str) -> Result<(), BadUpload> {
+fn manifests_stay_inside(root: &Path, tree: &Tree, source: &str) -> Result<(), BadUpload> {
     let unreadable = |e: std::io::Error| bad(format!("cannot read the unpacked context: {e}"));
     if source.ends_with(".rs") {
         let code = std::fs::read(root.join(source)).map_err(unreadable)?;
@@ -211,11 +213,9 @@ fn manifests_stay_inside(root: &Path, source: &str) -> Result<(), BadUpload> {
         }
         return Ok(());
     }
-    let mut found = Vec::new();
-    manifests(root, Path::new(""), &mut found).map_err(unreadable)?;
-    for manifest in found {
+    for manifest in &tree.manifests {
         // A Cargo.toml that is a link was checked above: it leads inside.
-        let Some(real) = resolve_inside(root, &manifest) else {
+        let Some(real) = resolve_inside(root, manifest) else {
             continue;
         };
         let Ok(text) = std::fs::read_to_string(root.join(real)) else {
@@ -223,7 +223,7 @@ fn manifests_stay_inside(root: &Path, source: &str) -> Result<(), BadUpload> {
         };
         if let Ok(table) = text.parse::<toml::Table>() {
             let file = manifest.display().to_string();
-            manifest_stays_inside(root, &manifest, &table, &file)?;
+            manifest_stays_inside(root, manifest, &table, &file)?;
         }
     }
     Ok(())
@@ -351,9 +351,10 @@ fn unpack_into(body: impl Read, dir: &Path, max_unpacked: u64) -> Result<String,
     if count == 0 {
         return Err(bad("the archive is empty"));
     }
-    links_stay_inside(dir)?;
+    let tree = Tree::walk(dir)?;
+    links_stay_inside(dir, &tree)?;
     let source = source_in(dir)?;
-    manifests_stay_inside(dir, &source)?;
+    manifests_stay_inside(dir, &tree, &source)?;
     Ok(source)
 }
 
