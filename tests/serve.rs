@@ -41,7 +41,7 @@ fn a_build_over_http_is_recorded_logged_and_its_image_runs() {
     );
     assert_eq!(accepted["status"], "queued");
     assert_eq!(
-        accepted["options"]["optimize"],
+        accepted["request"]["presets"],
         serde_json::json!(["aggressive", "size"])
     );
     assert!(accepted["source_digest"]

@@ -120,6 +120,7 @@ pub fn project_bin(source: &Path, bin: Option<&str>) -> Result<String> {
         ruchy: None,
         cache_dir: std::env::temp_dir(),
         lambda: false,
+        checkout: None,
     })?;
     Ok(project.bin)
 }

@@ -7,13 +7,51 @@ use crate::core::metrics::BuildRecord;
 // The types are the record's (its `over_budget`); the checks of a request's budgets are here.
 pub use crate::core::metrics::{Budget, Exceeded, Limit};
 
-/// The budgets of one request; either may be unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The budgets of one request; either may be unset. In a request's JSON each is the size as
+/// the user wrote it (`"max_binary": "400KB"`), read back by the same parser.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Spelled", try_from = "Spelled")]
 pub struct Budgets {
     /// The largest binary allowed.
     pub max_binary: Option<Budget>,
     /// The largest image, as stored, allowed.
     pub max_image: Option<Budget>,
+}
+
+/// [`Budgets`] as a request's JSON holds them.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spelled {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_binary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_image: Option<String>,
+}
+
+impl From<Budgets> for Spelled {
+    fn from(budgets: Budgets) -> Spelled {
+        Spelled {
+            max_binary: budgets.max_binary.map(|b| b.spelled),
+            max_image: budgets.max_image.map(|b| b.spelled),
+        }
+    }
+}
+
+impl TryFrom<Spelled> for Budgets {
+    type Error = String;
+    fn try_from(spelled: Spelled) -> Result<Budgets, String> {
+        let parse = |limit, field: &str, text: Option<String>| {
+            text.map(|text| {
+                Budget::parse(limit, &text)
+                    .map_err(|reason| format!("invalid {field} `{text}`: {reason}"))
+            })
+            .transpose()
+        };
+        Ok(Budgets {
+            max_binary: parse(Limit::Binary, "max_binary", spelled.max_binary)?,
+            max_image: parse(Limit::Image, "max_image", spelled.max_image)?,
+        })
+    }
 }
 
 impl Budgets {

@@ -273,11 +273,14 @@ pub enum Error {
         /// What went wrong, in the registry's words where it gave some.
         message: String,
     },
-    /// A build on a `ruchy-image serve` failed; its message, as the server recorded it.
-    #[error("{message} (on the server)")]
+    /// A build on a `ruchy-image serve` failed, or the server refused it; its message, as
+    /// the server gave it. A refusal of the user's input reads as a local build's would.
+    #[error("{message}{}", if *usage { "" } else { " (on the server)" })]
     Remote {
         /// The server's message.
         message: String,
+        /// Whether the server found the user's input wrong (exit 2, as locally).
+        usage: bool,
     },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
@@ -360,6 +363,7 @@ impl Error {
                 | Error::TargetUnsupported { .. }
                 | Error::OutputNotWritable { .. }
                 | Error::BaseNotFound { .. }
+                | Error::Remote { usage: true, .. }
         )
     }
 }

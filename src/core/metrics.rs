@@ -58,6 +58,21 @@ pub struct BuildRecord {
     /// was published then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Where it ran, when a `ruchy-image serve` built it (`build --server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerRun>,
+}
+
+/// Where a `build --server` ran: the service, the build's ID there, and its worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRun {
+    /// The service's URL.
+    pub url: String,
+    /// The build's ID on it (`GET /v1/builds/{id}`).
+    pub build_id: String,
+    /// The worker that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// What a multi-platform build produced: an OCI image index under the tag, over one image
@@ -76,6 +91,9 @@ pub struct IndexRecord {
     pub platforms: Vec<BuildRecord>,
     /// Where the index was written.
     pub outputs: Vec<Published>,
+    /// Where it ran, when a `ruchy-image serve` built it (`build --server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerRun>,
 }
 
 /// What a build made: one image, or an index over one image per platform.
@@ -84,7 +102,7 @@ pub enum Built {
     /// One image's record.
     Image(Box<BuildRecord>),
     /// An index's record, with one record per platform.
-    Index(IndexRecord),
+    Index(Box<IndexRecord>),
 }
 
 /// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
@@ -400,6 +418,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         cold_start: None,
         over_budget: Vec::new(),
         error: None,
+        server: None,
     }
 }
 

@@ -7,3 +7,4 @@ pub mod event;
 pub mod metrics;
 pub mod platform;
 pub mod preset;
+pub mod text;

@@ -46,6 +46,8 @@ impl Platform {
     }
 }
 
+crate::serde_as_text!(Platform);
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "linux/{}", self.architecture())

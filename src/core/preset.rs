@@ -166,8 +166,21 @@ names!(Panic, "panic", {
 
 /// An optimization level accepted by rustc: 0-3, `s` or `z`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct OptLevel(String);
+
+impl From<OptLevel> for String {
+    fn from(level: OptLevel) -> String {
+        level.0
+    }
+}
+
+impl TryFrom<String> for OptLevel {
+    type Error = Error;
+    fn try_from(level: String) -> Result<OptLevel> {
+        level.parse()
+    }
+}
 
 impl OptLevel {
     /// Every level rustc accepts, in the order `--help` lists them.
@@ -195,21 +208,29 @@ impl fmt::Display for OptLevel {
 }
 
 /// Per-flag overrides applied on top of a preset; `None` keeps the preset's choice.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Overrides {
     /// `--opt-level`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub opt_level: Option<OptLevel>,
     /// `--lto`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lto: Option<Lto>,
     /// `--codegen-units`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub codegen_units: Option<u32>,
     /// `--strip` / `--no-strip`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub strip: Option<Strip>,
     /// `--panic`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub panic: Option<Panic>,
     /// `--target-cpu`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_cpu: Option<String>,
     /// `--static-link` / `--no-static-link`
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub static_link: Option<bool>,
 }
 

@@ -28,20 +28,69 @@ pub enum SourceKind {
     Binary,
 }
 
-/// How to find and prepare the source.
-#[derive(Debug, Clone)]
+/// How to find and prepare the source. In a request's JSON only what the build asks for
+/// travels (`bin`, `lambda`); the paths are the machine's that runs it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SourceOptions {
     /// The path the user gave.
+    #[serde(skip)]
     pub path: PathBuf,
     /// `--bin`: which binary of a multi-binary project.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bin: Option<String>,
     /// `--ruchy`: the transpiler to run; `ruchy` on PATH when unset.
+    #[serde(skip)]
     pub ruchy: Option<PathBuf>,
     /// Where generated projects live.
+    #[serde(skip)]
     pub cache_dir: PathBuf,
     /// Wrap a single-file source's `handle_request` in the Lambda Runtime API loop
     /// (`ruchy-image lambda`); a Cargo project serves the Runtime API itself.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lambda: bool,
+    /// The source's checkout, for the image's `revision` and `source` annotations; git reads
+    /// it from the checkout when unset. Set for a source that travels without its checkout (a
+    /// service's upload: see [`SourceOptions::with_checkout`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<Checkout>,
+}
+
+/// Where a source came from in version control.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Checkout {
+    /// The commit (`git rev-parse HEAD`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The origin's URL, without credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+}
+
+impl SourceOptions {
+    /// These options with the checkout the source is in read now, so the facts travel with a
+    /// request whose source goes without its `.git` (to a service).
+    pub fn with_checkout(mut self) -> SourceOptions {
+        if self.checkout.is_none() {
+            let is_dir = self.path.is_dir();
+            self.checkout = Some(checkout(checkout_of(&self.path, is_dir)));
+        }
+        self
+    }
+
+    /// The checkout: as given, or read by git from `dir`.
+    fn checkout_in(&self, dir: &Path) -> Checkout {
+        self.checkout.clone().unwrap_or_else(|| checkout(dir))
+    }
+}
+
+/// What git says of the checkout at `dir`.
+fn checkout(dir: &Path) -> Checkout {
+    Checkout {
+        revision: git(dir, &["rev-parse", "HEAD"]),
+        repository: git(dir, &["remote", "get-url", "origin"]).map(|url| without_credentials(&url)),
+    }
 }
 
 /// A Cargo project ready to compile, with the binary target chosen.
@@ -125,13 +174,12 @@ pub fn prebuilt(options: &SourceOptions) -> Result<Prebuilt> {
             available: vec![bin],
         });
     }
-    let checkout = checkout_of(path, false);
+    let checkout = options.checkout_in(checkout_of(path, false));
     Ok(Prebuilt {
         path: path.clone(),
         bin,
-        revision: git(checkout, &["rev-parse", "HEAD"]),
-        repository: git(checkout, &["remote", "get-url", "origin"])
-            .map(|url| without_credentials(&url)),
+        revision: checkout.revision,
+        repository: checkout.repository,
     })
 }
 
@@ -164,10 +212,9 @@ pub fn prepare(options: &SourceOptions) -> Result<Project> {
     };
     project.source = path.clone();
     project.kind = kind;
-    let checkout = checkout_of(path, meta.is_dir());
-    project.revision = git(checkout, &["rev-parse", "HEAD"]);
-    project.repository =
-        git(checkout, &["remote", "get-url", "origin"]).map(|url| without_credentials(&url));
+    let checkout = options.checkout_in(checkout_of(path, meta.is_dir()));
+    project.revision = checkout.revision;
+    project.repository = checkout.repository;
     Ok(project)
 }
 

@@ -167,6 +167,7 @@ pub(super) async fn assemble(
         cold_start: None,
         over_budget: Vec::new(),
         error: None,
+        server: None,
     };
     Ok(Assembled {
         image,

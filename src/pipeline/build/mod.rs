@@ -32,7 +32,8 @@ use assemble::{assemble, Assembled};
 use program::produce;
 
 /// What goes into the image besides the binary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ImageOptions {
     /// The runtime user.
     pub user: RuntimeUser,
@@ -50,6 +51,63 @@ pub struct ImageOptions {
     pub compression: Codec,
     /// The codec's level; the preset's when unset.
     pub compression_level: Option<u32>,
+}
+
+impl ImageOptions {
+    /// Checks the options as the image config needs them (the command line's flags are
+    /// normalized to these forms: `KEY=VALUE`, `8080/tcp`, absolute paths).
+    pub fn check(&self) -> Result<()> {
+        let invalid = |what, value: &str, reason: &str| {
+            Err(Error::InvalidInput {
+                what,
+                value: value.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        for env in &self.env {
+            match env.split_once('=') {
+                Some((key, _)) if !key.is_empty() && !key.contains(char::is_whitespace) => {}
+                _ => return invalid("environment variable", env, "expected KEY=VALUE"),
+            }
+        }
+        for port in &self.ports {
+            let (number, proto) = port.split_once('/').unwrap_or((port, ""));
+            if !matches!(
+                (number.parse::<u16>(), proto),
+                (Ok(1..), "tcp" | "udp" | "sctp")
+            ) {
+                return invalid(
+                    "port",
+                    port,
+                    "expected a port from 1 to 65535 and /tcp, /udp or /sctp",
+                );
+            }
+        }
+        if !self.workdir.starts_with('/') || self.workdir.split('/').any(|c| c == "..") {
+            return invalid(
+                "working directory",
+                &self.workdir,
+                "expected an absolute path inside the image, without ..",
+            );
+        }
+        if let Some(key) = self.labels.keys().find(|k| k.is_empty()) {
+            return invalid("label", key, "a label needs a name");
+        }
+        if let Some(path) = &self.path {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if !path.starts_with('/') || name.is_empty() || name == "." || name == ".." {
+                return invalid(
+                    "binary path",
+                    path,
+                    "expected the absolute path of a file in the image, such as /usr/local/bin/app",
+                );
+            }
+        }
+        if let Some(level) = self.compression_level {
+            self.compression.check_level(level)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for ImageOptions {
@@ -211,6 +269,7 @@ pub async fn build_index(
             loaded_platform: format!("linux/{}", index.images[index.loaded].architecture),
             platforms,
             outputs,
+            server: None,
         }
     };
     // Every platform is held to the budgets before the index is published anywhere.

@@ -70,3 +70,212 @@ fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header
     header.set_mtime(mtime);
     header
 }
+
+/// What an archive holds, read back whole: the image or index its `index.json` names, the
+/// name it was written under, and the artifacts (SBOMs) attached to its images.
+#[derive(Debug)]
+pub struct Contents {
+    /// The image, or the index and its images.
+    pub content: ImageOrIndex,
+    /// The name it was written under.
+    pub reference: ImageRef,
+    /// Its images' referrers among the blobs.
+    pub referrers: Vec<super::referrer::Referrer>,
+}
+
+/// Reads an archive this tool wrote (a service's download): every blob is checked against
+/// its digest, so what is published from it is what was built.
+pub fn read(archive: &[u8]) -> Result<Contents> {
+    use std::collections::HashMap;
+    use std::io::Read;
+
+    let bad = |reason: String| Error::InvalidInput {
+        what: "image archive",
+        value: "the download".into(),
+        reason,
+    };
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tar = tar::Archive::new(archive);
+    let err = || Error::io("reading the image archive");
+    for entry in tar.entries().map_err(err())? {
+        let mut entry = entry.map_err(err())?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().map_err(err())?.display().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(err())?;
+        files.insert(path, bytes);
+    }
+    let blob = |digest: &str| -> Result<Vec<u8>> {
+        let bytes = files
+            .get(&format!("blobs/{}", digest.replacen(':', "/", 1)))
+            .ok_or_else(|| bad(format!("blob {digest} is missing")))?;
+        match crate::adapters::fsutil::sha256_digest(bytes) == digest {
+            true => Ok(bytes.clone()),
+            false => Err(bad(format!("blob {digest} does not match its digest"))),
+        }
+    };
+    let json = |bytes: &[u8], what: &str| -> Result<serde_json::Value> {
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("{what} is not JSON: {e}")))
+    };
+    let index = json(
+        files
+            .get("index.json")
+            .ok_or_else(|| bad("it has no index.json".into()))?,
+        "index.json",
+    )?;
+    let root = &index["manifests"][0];
+    let reference: ImageRef = root["annotations"]["io.containerd.image.name"]
+        .as_str()
+        .ok_or_else(|| bad("index.json names no image".into()))?
+        .parse()?;
+    let root_digest = root["digest"].as_str().unwrap_or_default();
+    let image = |digest: &str| -> Result<std::sync::Arc<super::image::Image>> {
+        let manifest = blob(digest)?;
+        let parsed = json(&manifest, "a manifest")?;
+        let config = blob(parsed["config"]["digest"].as_str().unwrap_or_default())?;
+        let settings = json(&config, "an image config")?;
+        let diff_ids = settings["rootfs"]["diff_ids"].as_array().cloned();
+        let mut layers = Vec::new();
+        for (i, layer) in parsed["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let digest = layer["digest"].as_str().unwrap_or_default();
+            let media_type = layer["mediaType"].as_str().unwrap_or_default();
+            let blob = blob(digest)?;
+            let diff_id = diff_ids.as_ref().and_then(|d| d.get(i)?.as_str());
+            layers.push(super::layer::Layer {
+                uncompressed_size: super::layer::unpacked_size(&blob, media_type)?,
+                digest: digest.to_string(),
+                diff_id: diff_id.unwrap_or_default().to_string(),
+                media_type: media_type.into(),
+                blob,
+            });
+        }
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        Ok(std::sync::Arc::new(super::image::Image {
+            layers,
+            user: text(&settings["config"]["User"]),
+            entrypoint: settings["config"]["Entrypoint"]
+                .as_array()
+                .map(|e| e.iter().map(text).collect())
+                .unwrap_or_default(),
+            architecture: text(&settings["architecture"]),
+            config: super::image::Blob::new(config),
+            manifest: super::image::Blob::new(manifest),
+        }))
+    };
+    let content = match root["mediaType"].as_str() {
+        Some(super::referrer::INDEX_MEDIA_TYPE) => {
+            let bytes = blob(root_digest)?;
+            let images = json(&bytes, "the image index")?["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| image(m["digest"].as_str().unwrap_or_default()))
+                .collect::<Result<Vec<_>>>()?;
+            // docker-archive's manifest.json names the image an engine loads.
+            let docker = files.get("manifest.json").map(|m| json(m, "manifest.json"));
+            let loaded_config = match docker {
+                Some(docker) => docker?[0]["Config"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                None => String::new(),
+            };
+            let loaded = images
+                .iter()
+                .position(|i| {
+                    loaded_config.ends_with(i.config.digest.trim_start_matches("sha256:"))
+                })
+                .unwrap_or(0);
+            ImageOrIndex::Index(std::sync::Arc::new(super::index::Index {
+                images,
+                blob: super::image::Blob::new(bytes),
+                loaded,
+            }))
+        }
+        _ => ImageOrIndex::Image(image(root_digest)?),
+    };
+    let subjects: Vec<&str> = content
+        .images()
+        .iter()
+        .map(|i| i.manifest.digest.as_str())
+        .collect();
+    let mut referrers = Vec::new();
+    let mut paths: Vec<&String> = files.keys().filter(|p| p.starts_with("blobs/")).collect();
+    paths.sort();
+    for path in paths {
+        let bytes = &files[path];
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            continue;
+        };
+        let subject = manifest["subject"]["digest"].as_str().unwrap_or_default();
+        if !subjects.contains(&subject) {
+            continue;
+        }
+        let parts = std::iter::once(&manifest["config"]).chain(
+            manifest["layers"]
+                .as_array()
+                .map(|l| l.as_slice())
+                .unwrap_or_default(),
+        );
+        let blobs = parts
+            .map(|d| {
+                let digest = d["digest"].as_str().unwrap_or_default();
+                blob(digest).map(|bytes| (digest.to_string(), bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        referrers.push(super::referrer::Referrer {
+            artifact_type: manifest["artifactType"].as_str().unwrap_or_default().into(),
+            digest: crate::adapters::fsutil::sha256_digest(bytes),
+            manifest: bytes.clone(),
+            blobs,
+            subject: subject.to_string(),
+        });
+    }
+    Ok(Contents {
+        content,
+        reference,
+        referrers,
+    })
+}
+
+/// The archive at `archive` with the referrer's blobs added (each once): archives hold
+/// their images' SBOMs as layouts do, as blobs that no `index.json` entry names.
+pub fn with_referrer(
+    archive: &[u8],
+    referrer: &super::referrer::Referrer,
+    mtime: u64,
+) -> Result<Vec<u8>> {
+    let err = || Error::io("reading the image archive");
+    // Where the last entry ends: the two zero blocks that close an archive come after it.
+    let mut end = 0u64;
+    let mut present = std::collections::HashSet::new();
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries().map_err(err())? {
+        let entry = entry.map_err(err())?;
+        present.insert(entry.path().map_err(err())?.display().to_string());
+        end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
+    }
+    let end = usize::try_from(end)
+        .unwrap_or(archive.len())
+        .min(archive.len());
+    let mut out = tar::Builder::new(archive[..end].to_vec());
+    let mut all = referrer.blobs.clone();
+    all.push((referrer.digest.clone(), referrer.manifest.clone()));
+    for (digest, bytes) in &all {
+        let path = format!("blobs/{}", digest.replacen(':', "/", 1));
+        if present.insert(path.clone()) {
+            let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
+            out.append_data(&mut header, path, &bytes[..])
+                .map_err(Error::io("writing the image archive"))?;
+        }
+    }
+    out.into_inner()
+        .map_err(Error::io("writing the image archive"))
+}

@@ -24,6 +24,23 @@ pub struct RuntimeUser {
     pub gid: u32,
 }
 
+// On the wire and in stored requests, `NAME:UID:GID`; root is taken as written there: it was
+// allowed (`--allow-root`) where the request was made.
+crate::serde_as_text!(RuntimeUser);
+
+impl std::fmt::Display for RuntimeUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.name, self.uid, self.gid)
+    }
+}
+
+impl std::str::FromStr for RuntimeUser {
+    type Err = Error;
+    fn from_str(spec: &str) -> Result<RuntimeUser> {
+        RuntimeUser::parse(spec, true)
+    }
+}
+
 impl Default for RuntimeUser {
     /// `nonroot` 65532:65532, the distroless and ko convention.
     fn default() -> Self {

@@ -243,6 +243,18 @@ impl Layer {
     }
 }
 
+/// The size of a layer blob unpacked (gzip, zstd or plain tar, by its media type).
+pub fn unpacked_size(blob: &[u8], media_type: &str) -> Result<u64> {
+    let mut reader: Box<dyn std::io::Read + '_> = match media_type {
+        t if t.ends_with("+zstd") => Box::new(
+            zstd::stream::read::Decoder::new(blob).map_err(Error::io("reading a zstd layer"))?,
+        ),
+        t if t.ends_with("gzip") => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+        _ => Box::new(blob),
+    };
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(Error::io("reading a layer"))
+}
+
 /// Counts and hashes everything written through it.
 struct Hashing<W> {
     inner: W,

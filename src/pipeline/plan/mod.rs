@@ -30,14 +30,14 @@ use crate::pipeline::base::Base;
 use crate::pipeline::build::{build, BuildOptions};
 use crate::pipeline::compare::{compare, ColdStartProbe, Comparison};
 use crate::pipeline::compile::{BuilderImage, Compiler, DockerCompiler, LocalCompiler};
-use crate::pipeline::oci::layer::Codec;
-use crate::pipeline::publish::{
-    ArchivePublisher, EnginePublisher, OciLayoutPublisher, Publisher, RegistryPublisher,
-};
+use crate::pipeline::publish::Publisher;
 
 mod request;
+mod sinks;
 
 pub use request::{BuilderChoice, CompilerOutput, Load, Outputs, Request};
+use sinks::connect;
+pub use sinks::Sinks;
 
 /// A request resolved: the engine connected, the bases read, the compiler and the outputs
 /// chosen. Resolving fails fast, before any compile, on bad input and unwritable outputs.
@@ -73,14 +73,9 @@ impl Plan {
         if prebuilt {
             request.check_prebuilt()?;
         }
-        let engine = connect(&request).await?;
-        check_engine_reads(&request, engine.as_ref())?;
+        let engine = connect(request.wants_engine(), request.needs_engine()).await?;
         sweep_leftovers(&request, engine.as_ref(), events).await;
-        if request.outputs.load == Load::IfEngine && engine.is_none() && request.tag.is_some() {
-            events.emit(Event::Warning {
-                message: "no Docker engine answers: the image is not loaded".into(),
-            });
-        }
+        let Sinks { publishers, .. } = Sinks::new(&request, engine.clone(), events)?;
 
         let mut bases = Vec::with_capacity(request.bases.len());
         for reference in &request.bases {
@@ -122,36 +117,7 @@ impl Plan {
             }
         };
 
-        let mut publishers: Vec<Box<dyn Publisher>> = Vec::new();
         let loads = request.outputs.load != Load::Never;
-        if let Some(dir) = &request.outputs.oci_layout {
-            publishers.push(Box::new(OciLayoutPublisher { dir: dir.clone() }));
-        }
-        if let Some(file) = &request.outputs.archive {
-            publishers.push(Box::new(ArchivePublisher {
-                file: file.clone(),
-                mtime: request.source_date_epoch,
-            }));
-        }
-        // Registries after the files: a push puts a tag others see, but only once every blob
-        // is up (and a failure before leaves the files uncommitted too).
-        for (index, reference) in request.outputs.push.iter().enumerate() {
-            publishers.push(Box::new(RegistryPublisher {
-                reference: reference.clone(),
-                options: request.registry.clone(),
-                mount_from: request.outputs.push[..index].to_vec(),
-                tag_per_image: request.presets.len() > 1 || request.bases.len() > 1,
-                events: events.clone(),
-            }));
-        }
-        // The engine last: a load moves a tag that other programs see at once, so it is the
-        // step an interruption should be least likely to cut off from the rest.
-        if let (Some(engine), true) = (&engine, loads) {
-            publishers.push(Box::new(EnginePublisher {
-                engine: engine.clone(),
-                mtime: request.source_date_epoch,
-            }));
-        }
         // Cold starts run what the engine publisher loaded.
         let probe = match (&engine, loads, request.cold_start_runs) {
             (Some(engine), true, runs) if runs > 0 => Some(ColdStartProbe {
@@ -395,47 +361,5 @@ async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Ev
         events.note(format!(
             "removed {removed} temp file(s) left by a run that did not finish"
         ));
-    }
-}
-
-/// Refuses, before anything runs, a load of zstd layers into an engine that cannot read them:
-/// Docker reads zstd layers from 23.0 on; Podman does (4.3 does).
-fn check_engine_reads(request: &Request, engine: Option<&Engine>) -> Result<()> {
-    let (Some(engine), Codec::Zstd) = (engine, request.image.compression) else {
-        return Ok(());
-    };
-    let loads = request.outputs.load != Load::Never;
-    let major: u32 = engine
-        .version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if loads && !engine.podman && major < 23 {
-        return Err(Error::InvalidInput {
-            what: "compression for this engine",
-            value: "zstd".into(),
-            reason: format!(
-                "the engine at {} is Docker {}, which cannot load zstd layers (Docker 23 and later, and containerd, can): add --no-load to write zstd only to layouts, archives and registries, or leave the compression gzip",
-                engine.host, engine.version
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Connects to the engine when the request wants one. `None` when it is only wanted (the
-/// default builder, a load if possible) and does not answer.
-async fn connect(request: &Request) -> Result<Option<Engine>> {
-    if !request.wants_engine() {
-        return Ok(None);
-    }
-    // An engine named in DOCKER_HOST is one the user means: not answering is an error, not a
-    // reason to quietly build without it.
-    let named = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
-    match Engine::connect().await {
-        Ok(engine) => Ok(Some(engine)),
-        Err(e) if request.needs_engine() || named => Err(e),
-        Err(_) => Ok(None),
     }
 }

@@ -1,5 +1,12 @@
 //! What a user asks for, as plain data: the source, the presets, where to compile, the
-//! bases and the outputs. [`Request::validate`] refuses bad input before anything runs.
+//! bases and the outputs. [`Request::check`] refuses bad input before anything runs, and
+//! [`Request::validate`] adds what only this machine's files can tell.
+//!
+//! A request is also what a build asks of a `ruchy-image serve`: its JSON holds what the
+//! build asks for (presets, overrides, image, bases, tag, budgets, pushes), never where this
+//! machine keeps things (the source's path, the cache, output files, credentials, the
+//! builder), which the machine that runs it fills in. The CLI, `build --server` and the HTTP
+//! API read and check it with the same code.
 
 use std::path::{Path, PathBuf};
 
@@ -36,20 +43,29 @@ pub enum Load {
     Always,
 }
 
-/// Where the image is written.
-#[derive(Debug, Clone, Default)]
+/// Where the image is written. In a request's JSON, the pushes (made by whoever runs the
+/// build, with its credentials) and whether to attach the SBOM; files and the engine are the
+/// machine's that runs it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Outputs {
     /// Load into the engine.
+    #[serde(skip)]
     pub load: Load,
     /// An OCI image layout directory.
+    #[serde(skip)]
     pub oci_layout: Option<PathBuf>,
     /// One tarball that `docker load`, skopeo and umoci accept.
+    #[serde(skip)]
     pub archive: Option<PathBuf>,
     /// Registry references to push to (`REGISTRY/REPOSITORY[:TAG]`), without a daemon.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub push: Vec<String>,
     /// A CycloneDX SBOM of the binary's crates.
+    #[serde(skip)]
     pub sbom: Option<PathBuf>,
     /// No SBOM referrer in layouts and registries.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_sbom: bool,
 }
 
@@ -62,8 +78,10 @@ pub struct CompilerOutput {
     pub quiet: bool,
 }
 
-/// Everything that describes a build or a comparison, as plain data.
-#[derive(Debug, Clone)]
+/// Everything that describes a build or a comparison, as plain data. Its JSON (see the
+/// module's documentation) is what travels to a service; fields marked `skip` stay here.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Request {
     /// The program: a Cargo project, a `.rs` or a `.ruchy` file.
     pub source: SourceOptions,
@@ -72,36 +90,53 @@ pub struct Request {
     /// Per-flag overrides on top of every preset.
     pub overrides: Overrides,
     /// The target triple; the compiler's own when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// The platforms: none for the builder's own; one; or several, published as an OCI image
     /// index over one image per platform. Each gets its static target when no target is given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<Platform>,
     /// Of several platforms, the one the engine loads (and a docker-archive holds); the
     /// host's when it is built, else the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub load_platform: Option<Platform>,
     /// What goes into the image besides the binary.
     pub image: ImageOptions,
     /// The bases: one for a build; a comparison builds every preset on each.
     pub bases: Vec<BaseRef>,
     /// The image's name; `BIN:PRESET` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<ImageRef>,
     /// Timestamp of everything in the image (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: u64,
     /// Where to compile.
+    #[serde(skip)]
     pub builder: BuilderChoice,
     /// The builder image for the docker builder; `rust:1-alpine`, or one made by
     /// `builder import-host`, when unset.
+    #[serde(skip)]
     pub builder_image: Option<String>,
     /// Where the image goes.
     pub outputs: Outputs,
     /// Cold starts to time per preset of a comparison (images loaded into the engine).
+    #[serde(skip)]
     pub cold_start_runs: u32,
     /// How the compiler's output should look.
+    #[serde(skip)]
     pub compiler_output: CompilerOutput,
     /// Credentials and plain-HTTP hosts for pushes.
+    #[serde(skip)]
     pub registry: RegistryOptions,
     /// Size budgets: a build over one is measured and publishes nothing.
+    #[serde(skip_serializing_if = "crate::core::budget::Budgets::is_empty")]
     pub budgets: crate::core::budget::Budgets,
+}
+
+impl Default for Request {
+    /// What a request's JSON leaves out: [`Request::new`]'s defaults, with no source yet.
+    fn default() -> Request {
+        Request::new(PathBuf::new())
+    }
 }
 
 impl Request {
@@ -115,6 +150,7 @@ impl Request {
                 ruchy: None,
                 cache_dir: default_cache_dir(),
                 lambda: false,
+                checkout: None,
             },
             presets: vec![Preset::Balanced],
             overrides: Overrides::default(),
@@ -135,8 +171,32 @@ impl Request {
         }
     }
 
-    /// Checks what can be checked without touching anything.
+    /// Checks what can be checked without touching anything, then that the source is there
+    /// and that no output would destroy it or another output.
     pub fn validate(&self) -> Result<()> {
+        self.check()?;
+        // The source first: a missing one should not wait for an engine or a pull.
+        std::fs::metadata(&self.source.path).map_err(|source| Error::SourceUnreadable {
+            path: self.source.path.clone(),
+            source,
+        })?;
+        let outputs = [
+            ("OCI layout", &self.outputs.oci_layout),
+            ("image archive", &self.outputs.archive),
+        ];
+        let mut taken = Vec::new();
+        for (what, path) in outputs {
+            if let Some(path) = path {
+                self.check_output(what, path, &taken)?;
+                taken.push(path.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what the request asks for (of the files, only whether the source is a prebuilt
+    /// binary): what a service checks before it accepts a build, in a local build's words.
+    pub fn check(&self) -> Result<()> {
         let listed = || {
             self.presets
                 .iter()
@@ -194,16 +254,6 @@ impl Request {
                     .into(),
             });
         }
-        if let Some(path) = &self.image.path {
-            let name = path.rsplit('/').next().unwrap_or_default();
-            if !path.starts_with('/') || name.is_empty() || name == "." || name == ".." {
-                return Err(Error::InvalidInput {
-                    what: "binary path",
-                    value: path.clone(),
-                    reason: "expected the absolute path of a file in the image, such as /usr/local/bin/app".into(),
-                });
-            }
-        }
         self.validate_platforms()?;
         if let (Some(target), &[platform]) = (&self.target, self.platforms.as_slice()) {
             if Platform::of_target(target) != Some(platform) {
@@ -217,24 +267,13 @@ impl Request {
                 });
             }
         }
-        if let Some(level) = self.image.compression_level {
-            self.image.compression.check_level(level)?;
-        }
-        // The source first: a missing one should not wait for an engine or a pull.
-        std::fs::metadata(&self.source.path).map_err(|source| Error::SourceUnreadable {
-            path: self.source.path.clone(),
-            source,
-        })?;
-        let outputs = [
-            ("OCI layout", &self.outputs.oci_layout),
-            ("image archive", &self.outputs.archive),
-        ];
-        let mut taken = Vec::new();
-        for (what, path) in outputs {
-            if let Some(path) = path {
-                self.check_output(what, path, &taken)?;
-                taken.push(path.clone());
-            }
+        self.image.check()?;
+        if self.overrides.codegen_units == Some(0) {
+            return Err(Error::InvalidInput {
+                what: "codegen units",
+                value: "0".into(),
+                reason: "expected a number of 1 or more".into(),
+            });
         }
         Ok(())
     }
@@ -429,6 +468,58 @@ mod tests {
         );
         request.outputs.archive = Some(dir.path().join("out.tar"));
         request.validate().unwrap();
+    }
+
+    /// The JSON a service gets holds what the build asks for and nothing of this machine:
+    /// no paths, no credentials, no builder; read back, it is the same request.
+    #[test]
+    fn its_json_carries_the_build_and_nothing_of_this_machine() {
+        let mut request = Request::new("/home/me/app/Cargo.toml");
+        request.presets = vec![Preset::Size];
+        request.source.bin = Some("server".into());
+        request.source.cache_dir = "/home/me/.cache/ruchy-image".into();
+        request.overrides.lto = Some(crate::core::preset::Lto::Thin);
+        request.platforms = vec![Platform::Arm64];
+        request.image.env = vec!["GREETING=hi".into()];
+        request.bases = vec!["docker://registry.example/base:1".parse().unwrap()];
+        request.tag = Some("app:1".parse().unwrap());
+        request.outputs.oci_layout = Some("/home/me/out".into());
+        request.outputs.push = vec!["registry.example/app:1".into()];
+        request.registry.credentials = Some(("me".into(), "secret".into()));
+        request.builder = BuilderChoice::Local;
+        request.budgets.max_binary = Some(
+            crate::core::budget::Budget::parse(crate::core::budget::Limit::Binary, "400KB")
+                .unwrap(),
+        );
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "source": {"bin": "server"},
+                "presets": ["size"],
+                "overrides": {"lto": "thin"},
+                "platforms": ["linux/arm64"],
+                "image": {
+                    "user": "nonroot:65532:65532", "env": ["GREETING=hi"], "ports": [],
+                    "workdir": "/", "labels": {}, "path": null, "compression": "gzip",
+                    "compression_level": null
+                },
+                "bases": ["docker://registry.example/base:1"],
+                "tag": "app:1",
+                "source_date_epoch": 0,
+                "outputs": {"push": ["registry.example/app:1"]},
+                "budgets": {"max_binary": "400KB"},
+            })
+        );
+        let back: Request = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+        assert_eq!(back.budgets, request.budgets);
+        assert!(back.registry.credentials.is_none() && back.outputs.oci_layout.is_none());
+        // A value the command line would refuse is refused on the way in too.
+        let error =
+            serde_json::from_value::<Request>(serde_json::json!({"platforms": ["linux/s390x"]}))
+                .unwrap_err();
+        assert!(error.to_string().contains("linux/s390x"), "{error}");
     }
 
     #[test]

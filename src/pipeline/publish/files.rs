@@ -261,6 +261,31 @@ impl Publisher for ArchivePublisher {
         check_writable(Self::WHAT, &self.file)
     }
 
+    fn holds_referrers(&self) -> bool {
+        true
+    }
+
+    /// The referrer's blobs, added to the archive as they are to a layout (so a service's
+    /// download carries the SBOM its client attaches): the archive is written again whole
+    /// and renamed over the old one.
+    async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
+        let (this, referrer) = (self.clone(), referrer.clone());
+        blocking(move || {
+            let file = &this.file;
+            let old =
+                std::fs::read(file).map_err(Error::io(format!("reading {}", file.display())))?;
+            let new = archive::with_referrer(&old, &referrer, this.mtime)?;
+            write_file_atomically(Self::WHAT, file, &new)?;
+            Ok(Some(Published {
+                kind: "referrer".into(),
+                location: format!("{}@{}", file.display(), referrer.digest),
+                engine: None,
+                push: None,
+            }))
+        })
+        .await
+    }
+
     async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>> {
         let (this, content, reference) = (self.clone(), content.clone(), reference.clone());
         blocking(move || this.write_staged(&content, &reference)).await

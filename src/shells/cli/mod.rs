@@ -198,11 +198,6 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
-    if let Some(server) = args.service.server.clone() {
-        let budgets = args.budget.to_lib()?;
-        let built = remote::build(&args, &server, &budgets, args.quiet).await?;
-        return report(&args, built, &budgets);
-    }
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
     request.budgets = budgets.clone();
@@ -217,9 +212,16 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     request.compiler_output.quiet = args.quiet;
     let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
     let result = async {
+        // On a server, the same request: built there, written here.
+        if let Some(server) = &args.service.server {
+            return remote::build(request, &args.service, server, args.quiet, &events).await;
+        }
         let plan = Plan::resolve(request, &events).await?;
         match plan.is_multi_platform() {
-            true => plan.build_index(&events).await.map(Built::Index),
+            true => plan
+                .build_index(&events)
+                .await
+                .map(|r| Built::Index(Box::new(r))),
             false => plan.build(&events).await.map(|r| Built::Image(Box::new(r))),
         }
     }
@@ -349,22 +351,23 @@ async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(),
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
-    let comparisons = match &args.service.server {
-        Some(server) => vec![(String::new(), remote::compare(&args, server).await?)],
-        None => {
-            let (terminal, events) =
-                Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
-            let result = async {
+    let (terminal, events) = Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
+    let result = async {
+        match &args.service.server {
+            Some(server) => remote::compare(request, &args.service, server, args.quiet, &events)
+                .await
+                .map(|comparison| vec![(String::new(), comparison)]),
+            None => {
                 Plan::resolve(request, &events)
                     .await?
                     .compare(&events)
                     .await
             }
-            .await;
-            terminal.lock().expect("terminal").finish();
-            result?
         }
-    };
+    }
+    .await;
+    terminal.lock().expect("terminal").finish();
+    let comparisons = result?;
 
     let format = match args.format {
         Format::Table => report::Format::Table,

@@ -1,20 +1,21 @@
-//! `build --server URL`: the same build, on a `ruchy-image serve`. The context goes up as a
-//! gzip'd tar (the project less what its ignore files leave out, or the one source file), the
-//! build's log comes back live on stderr, and the record it ends with is the same
-//! `build --json` record a local build writes; `--output`, `--oci-layout` and `--tag` are
-//! then written here from the image the server built.
+//! `build --server URL`: the same build, on a `ruchy-image serve`. The request is the one a
+//! local build makes from the command line, checked here by the same code and sent as its
+//! JSON beside the context, a gzip'd tar (the project less what its ignore files leave out,
+//! or the one source file). The build's log comes back live; the record it ends with is the
+//! record a local build makes, plus where it ran; and the image the server built is written
+//! to this machine's outputs through the library's own publishers ([`Sinks`]), so
+//! `--oci-layout`, `--output`, `--tag` and `--push` behave as they do locally.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures_util::StreamExt;
 
-use super::args::{BuildArgs, CompareArgs};
-use super::options::{FlagArgs, ImageArgs, InputArgs};
+use super::options::ServiceArgs;
 use crate::core::error::Error;
-use crate::core::metrics::{BuildRecord, Built, Published};
-use crate::core::preset::Preset;
+use crate::core::event::{Event, Events};
+use crate::core::metrics::{BuildRecord, Built, ServerRun};
 use crate::pipeline::compare::{Comparison, Outcome};
+use crate::pipeline::plan::{Request, Sinks};
 
 /// A server and how to talk to it.
 struct Server {
@@ -31,8 +32,8 @@ fn http_error(context: &str) -> impl FnOnce(reqwest::Error) -> Error + '_ {
 }
 
 impl Server {
-    fn new(url: &str, token_file: Option<&Path>) -> Result<Server, Error> {
-        let token = match token_file {
+    fn new(service: &ServiceArgs, url: &str) -> Result<Server, Error> {
+        let token = match &service.token_file {
             Some(file) => Some(
                 std::fs::read_to_string(file)
                     .map_err(Error::io(format!(
@@ -59,8 +60,8 @@ impl Server {
         }
     }
 
-    /// Sends a request; an error status becomes an error carrying the server's message
-    /// (exit 2 for what the server calls bad input).
+    /// Sends a request; an error status becomes an error carrying the server's message. What
+    /// the server calls bad input (400) reads as the local build's refusal and exits 2.
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -80,14 +81,9 @@ impl Server {
             .and_then(|v| v["error"].as_str().map(str::to_string))
             .unwrap_or(body);
         Err(match status.as_u16() {
-            400 | 404 | 413 => Error::InvalidInput {
-                what: "request to the server",
-                value: format!(
-                    "{} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                ),
-                reason: message,
+            400 | 404 | 413 => Error::Remote {
+                message,
+                usage: true,
             },
             _ => Error::Io {
                 context: format!("{what}: the server answered {status}"),
@@ -95,73 +91,6 @@ impl Server {
             },
         })
     }
-}
-
-/// The query parameters of a build or comparison. Image options the service does not take
-/// yet are refused; `--builder` and `--builder-image` do not apply (the server compiles in
-/// its own builder).
-fn query(
-    input: &InputArgs,
-    flags: &FlagArgs,
-    image: &ImageArgs,
-    presets: &[Preset],
-    tag: Option<&String>,
-) -> Result<Vec<(String, String)>, Error> {
-    let unsupported = [
-        ("--user", image.user.is_some()),
-        ("--env", !image.env.is_empty()),
-        ("--port", !image.port.is_empty()),
-        ("--label", !image.label.is_empty()),
-        ("--path", image.path.is_some()),
-        ("--workdir", image.workdir != "/"),
-        ("--allow-root", image.allow_root),
-        ("--ruchy", input.ruchy.is_some()),
-    ];
-    if let Some((flag, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(Error::InvalidInput {
-            what: "option with --server",
-            value: flag.to_string(),
-            reason: "the server does not take it yet; build locally for it".into(),
-        });
-    }
-    let presets: Vec<&str> = presets.iter().map(|p| p.name()).collect();
-    let mut query = vec![("optimize".to_string(), presets.join(","))];
-    let mut add = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            query.push((key.to_string(), value));
-        }
-    };
-    add("bin", input.bin.clone());
-    add(
-        "base",
-        Some(image.base.to_string()).filter(|b| b != "scratch"),
-    );
-    add("tag", tag.cloned());
-    add("target", flags.target.clone());
-    let platforms: Vec<String> = flags.platform.iter().map(|p| p.to_string()).collect();
-    add(
-        "platform",
-        Some(platforms.join(",")).filter(|p| !p.is_empty()),
-    );
-    add("load_platform", flags.load_platform.map(|p| p.to_string()));
-    add("opt_level", flags.opt_level.clone());
-    add("lto", flags.lto.map(|l| l.name().to_string()));
-    add("codegen_units", flags.codegen_units.map(|n| n.to_string()));
-    let strip = match (flags.no_strip, flags.strip) {
-        (true, _) => Some("none".to_string()),
-        (false, Some(strip)) => Some(strip.name().to_string()),
-        _ => None,
-    };
-    add("strip", strip);
-    add("panic", flags.panic.map(|p| p.name().to_string()));
-    add("target_cpu", flags.target_cpu.clone());
-    let static_link = match (flags.static_link, flags.no_static_link) {
-        (true, _) => Some("true".to_string()),
-        (_, true) => Some("false".to_string()),
-        _ => None,
-    };
-    add("static_link", static_link);
-    Ok(query)
 }
 
 /// The build context as the server takes it: a gzip'd tar of the project (what its ignore
@@ -182,33 +111,74 @@ fn context(source: &Path) -> Result<Vec<u8>, Error> {
     gz.finish().map_err(Error::io("packing the source"))
 }
 
-/// Runs the build on the server; the record, with the outputs written here.
-/// Sends the context, follows the log on stderr (unless `quiet`), and returns the build's ID
-/// and final record.
-async fn run_remote(
-    server: &Server,
-    source: &Path,
-    query: &[(String, String)],
-    quiet: bool,
-) -> Result<(String, serde_json::Value), Error> {
-    let source = source.to_path_buf();
-    if !source.exists() {
-        return Err(Error::SourceUnreadable {
-            path: source,
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+/// What `--server` cannot take: a path on this machine means nothing to the server.
+fn check_remote(request: &Request) -> Result<(), Error> {
+    if request.source.ruchy.is_some() {
+        return Err(Error::InvalidInput {
+            what: "option with --server",
+            value: "--ruchy".into(),
+            reason: "the server transpiles with its own ruchy; build locally to choose one".into(),
         });
     }
-    let source = if source.file_name() == Some("Cargo.toml".as_ref()) {
-        source.parent().map(Path::to_path_buf).unwrap_or_default()
-    } else {
-        source
+    Ok(())
+}
+
+/// What the server recorded of a build: its ID, worker, status, error and per-preset results.
+struct Ended {
+    run: ServerRun,
+    record: serde_json::Value,
+}
+
+impl Ended {
+    /// The build's own failure (not a preset's measured record), as the error a local build
+    /// gives: its message, and exit 2 when the server found the input wrong.
+    fn failure(&self) -> Error {
+        let error = &self.record["error"];
+        let message = error["message"].as_str().unwrap_or("no reason given");
+        match error["usage"].as_bool().unwrap_or(false) {
+            true => Error::Remote {
+                message: message.to_string(),
+                usage: true,
+            },
+            false => Error::Remote {
+                message: format!(
+                    "build {} ended {}: {message}",
+                    self.run.build_id,
+                    self.record["status"].as_str().unwrap_or("?"),
+                ),
+                usage: false,
+            },
+        }
+    }
+}
+
+/// Sends `request` (its JSON: what the build asks for, never this machine's paths) and the
+/// context of its source, follows the log as events until the build ends (`quiet`: without
+/// showing it), and returns what the server recorded.
+async fn run_remote(
+    server: &Server,
+    request: &Request,
+    quiet: bool,
+    events: &Events,
+) -> Result<Ended, Error> {
+    let source = &request.source.path;
+    let source = match source.file_name() == Some("Cargo.toml".as_ref()) {
+        true => source.parent().map(Path::to_path_buf).unwrap_or_default(),
+        false => source.clone(),
     };
     let body = crate::adapters::fsutil::blocking(move || context(&source)).await?;
+    // The checkout's facts go with the request: the context goes without its `.git`.
+    let mut request = request.clone();
+    request.source = request.source.with_checkout();
+    let json = serde_json::to_string(&request).map_err(|source| Error::Json {
+        what: "the build request",
+        source,
+    })?;
     let accepted: serde_json::Value = server
         .send(
             server
                 .request(reqwest::Method::POST, "/v1/builds")
-                .query(&query)
+                .query(&[("request", json)])
                 .header("Content-Type", "application/gzip")
                 .body(body),
             "submitting the build",
@@ -218,11 +188,9 @@ async fn run_remote(
         .await
         .map_err(http_error("reading the server's answer"))?;
     let id = accepted["id"].as_str().unwrap_or_default().to_string();
-    if !quiet {
-        eprintln!("→ build {id} accepted by {}", server.url);
-    }
+    events.note(format!("build {id} accepted by {}", server.url));
 
-    // The log, live, until the build ends.
+    // The log, live, line by line, until the build ends.
     let mut log = server
         .send(
             server.request(
@@ -233,10 +201,15 @@ async fn run_remote(
         )
         .await?
         .bytes_stream();
+    let mut pending = Vec::new();
     while let Some(chunk) = log.next().await {
-        let chunk = chunk.map_err(http_error("following the build's log"))?;
-        if !quiet {
-            let _ = std::io::stderr().write_all(&chunk);
+        pending.extend_from_slice(&chunk.map_err(http_error("following the build's log"))?);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            if !quiet {
+                events.emit(Event::CompilerOutput { line });
+            }
         }
     }
 
@@ -249,120 +222,136 @@ async fn run_remote(
         .json()
         .await
         .map_err(http_error("reading the build's record"))?;
-    Ok((id, record))
+    Ok(Ended {
+        run: ServerRun {
+            url: server.url.clone(),
+            build_id: id,
+            worker: record["worker"].as_str().map(str::to_string),
+        },
+        record,
+    })
 }
 
-/// Runs the build on the server; the record (an index's for several platforms), with the
-/// outputs written here.
+/// Runs the build on the server and writes its image to `request`'s outputs here: the
+/// record (an index's for several platforms), with the outputs and where it ran. Every
+/// output is checked before the source is sent; over a budget, nothing is written.
 pub(super) async fn build(
-    args: &BuildArgs,
-    server: &str,
-    budgets: &crate::core::budget::Budgets,
+    request: Request,
+    service: &ServiceArgs,
+    url: &str,
     quiet: bool,
+    events: &Events,
 ) -> Result<Built, Error> {
-    let server = Server::new(server, args.service.token_file.as_deref())?;
-    let query = query(
-        &args.options.input,
-        &args.options.flags,
-        &args.image,
-        &[args.optimize],
-        args.tag.as_ref(),
-    )?;
-    let (id, record) = run_remote(&server, &args.options.input.source, &query, quiet).await?;
-    if record["status"] != "success" {
-        return Err(Error::Io {
-            context: format!("build {id} on {} ended: {}", server.url, record["status"]),
-            source: std::io::Error::other(
-                record["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-                    .to_string(),
-            ),
-        });
-    }
-    let result = record["results"][0].clone();
+    check_remote(&request)?;
+    let sinks = Sinks::for_image_built_elsewhere(&request, events).await?;
+    let server = Server::new(service, url)?;
+    // Pushes are made from here, with this machine's credentials, as a local build's are.
+    let mut sent = request.clone();
+    sent.outputs.push.clear();
+    let ended = run_remote(&server, &sent, quiet, events).await?;
+    // A measured record (one over a budget too) is the answer; `{preset, error}` or none is
+    // the build's failure.
+    let result = ended.record["results"][0].clone();
     let wrong = |source| Error::Json {
         what: "the server's build record",
         source,
     };
-    let mut built = match args.options.flags.platform.len() > 1 {
-        true => Built::Index(serde_json::from_value(result).map_err(wrong)?),
-        false => Built::Image(Box::new(serde_json::from_value(result).map_err(wrong)?)),
+    let mut built = if result.get("platforms").is_some() {
+        Built::Index(Box::new(serde_json::from_value(result).map_err(wrong)?))
+    } else if result.get("image").is_some() {
+        Built::Image(Box::new(serde_json::from_value(result).map_err(wrong)?))
+    } else {
+        return Err(ended.failure());
     };
-    // The budgets are held here, before the downloaded image is written anywhere.
-    let records: Vec<&mut BuildRecord> = match &mut built {
-        Built::Image(one) => vec![one.as_mut()],
-        Built::Index(index) => index.platforms.iter_mut().collect(),
+    let over_budget = match &built {
+        Built::Image(one) => !one.over_budget.is_empty(),
+        Built::Index(index) => index.platforms.iter().any(|p| !p.over_budget.is_empty()),
     };
-    let mut exceeded = Vec::new();
-    for one in records {
-        let over = budgets.check(one);
-        if !over.is_empty() {
-            one.error = Some(crate::core::budget::Budgets::message(&over));
-            one.over_budget = over.clone();
-            exceeded.extend(over);
-        }
+    if ended.record["status"] != "success" && !over_budget {
+        return Err(ended.failure());
     }
-    // Over budget, nothing is written here: no outputs.
-    let outputs = match exceeded.is_empty() {
-        true => fetch_outputs(&server, &id, args).await?,
-        false => Vec::new(),
+    let outputs = match over_budget || sinks.publishers.is_empty() {
+        true => Vec::new(),
+        false => {
+            let archive = server
+                .send(
+                    server.request(
+                        reqwest::Method::GET,
+                        &format!("/v1/builds/{}/image", ended.run.build_id),
+                    ),
+                    "downloading the image",
+                )
+                .await?
+                .bytes()
+                .await
+                .map_err(http_error("downloading the image"))?;
+            let contents = crate::adapters::fsutil::blocking(move || {
+                crate::pipeline::oci::archive::read(&archive)
+            })
+            .await?;
+            let sbom = request.outputs.sbom.as_deref();
+            sinks.publish(&contents, sbom, events).await?
+        }
     };
     match &mut built {
-        Built::Image(one) => one.outputs = outputs,
-        Built::Index(index) => index.outputs = outputs,
+        Built::Image(one) => {
+            one.outputs = outputs;
+            one.server = Some(ended.run);
+        }
+        Built::Index(index) => {
+            index.outputs = outputs;
+            index.server = Some(ended.run);
+        }
     }
     Ok(built)
 }
 
-/// Runs the comparison on the server: one build with every preset.
-pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparison, Error> {
-    if args.bases.len() > 1 {
+/// Runs the comparison on the server: one build with every preset, compared on the server's
+/// one base and platform.
+pub(super) async fn compare(
+    request: Request,
+    service: &ServiceArgs,
+    url: &str,
+    quiet: bool,
+    events: &Events,
+) -> Result<Comparison, Error> {
+    check_remote(&request)?;
+    if request.bases.len() > 1 {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--bases".into(),
             reason: "the server builds on one base; compare bases locally".into(),
         });
     }
-    if args.options.flags.platform.len() > 1 {
+    if request.platforms.len() > 1 {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--platform".into(),
             reason: "the server compares one platform at a time; compare several locally, or one --platform per run".into(),
         });
     }
-    let server = Server::new(server, args.service.token_file.as_deref())?;
-    let query = query(
-        &args.options.input,
-        &args.options.flags,
-        &args.image,
-        &args.presets,
-        None,
-    )?;
-    let (id, record) = run_remote(&server, &args.options.input.source, &query, args.quiet).await?;
-    let results = record["results"].as_array().cloned().unwrap_or_default();
-    if results.len() != args.presets.len() {
-        return Err(Error::Remote {
-            message: format!(
-                "build {id} ended {}: {}",
-                record["status"],
-                record["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-            ),
-        });
+    request.validate()?;
+    let server = Server::new(service, url)?;
+    let ended = run_remote(&server, &request, quiet, events).await?;
+    let results = ended.record["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if results.len() != request.presets.len() {
+        return Err(ended.failure());
     }
-    let outcomes = args
+    let outcomes = request
         .presets
         .iter()
         .zip(results)
         .map(|(preset, result)| Outcome {
             preset: *preset,
-            result: match result["error"].as_str() {
-                Some(message) => Err(Error::Remote {
+            result: match (result.get("image"), result["error"].as_str()) {
+                (None, Some(message)) => Err(Error::Remote {
                     message: message.to_string(),
+                    usage: false,
                 }),
-                None => serde_json::from_value(result).map_err(|source| Error::Json {
+                _ => serde_json::from_value::<BuildRecord>(result).map_err(|source| Error::Json {
                     what: "the server's build record",
                     source,
                 }),
@@ -370,158 +359,7 @@ pub(super) async fn compare(args: &CompareArgs, server: &str) -> Result<Comparis
         })
         .collect();
     Ok(Comparison {
-        source: args.options.input.source.display().to_string(),
+        source: request.source.path.display().to_string(),
         outcomes,
     })
-}
-
-/// Downloads the image once and writes it where the options say.
-async fn fetch_outputs(
-    server: &Server,
-    id: &str,
-    args: &BuildArgs,
-) -> Result<Vec<Published>, Error> {
-    let wants_engine = args.tag.is_some() && !args.no_load;
-    if args.output.is_none() && args.oci_layout.is_none() && !wants_engine {
-        return Ok(Vec::new());
-    }
-    let archive = server
-        .send(
-            server.request(reqwest::Method::GET, &format!("/v1/builds/{id}/image")),
-            "downloading the image",
-        )
-        .await?
-        .bytes()
-        .await
-        .map_err(http_error("downloading the image"))?;
-    let mut outputs = Vec::new();
-    if let Some(dir) = &args.oci_layout {
-        let (archive, target) = (archive.clone(), dir.clone());
-        crate::adapters::fsutil::blocking(move || unpack_layout(&archive, &target)).await?;
-        outputs.push(Published {
-            kind: "oci-layout".into(),
-            location: dir.display().to_string(),
-            engine: None,
-            push: None,
-        });
-    }
-    if let Some(file) = &args.output {
-        crate::adapters::fsutil::write_file_atomically("the image archive", file, &archive)?;
-        outputs.push(Published {
-            kind: "archive".into(),
-            location: file.display().to_string(),
-            engine: None,
-            push: None,
-        });
-    }
-    if let (true, Some(tag)) = (wants_engine, &args.tag) {
-        if let Ok(engine) = crate::adapters::engine::Engine::connect().await {
-            engine.load(archive.to_vec()).await?;
-            outputs.push(Published {
-                kind: "engine".into(),
-                location: tag.clone(),
-                engine: None,
-                push: None,
-            });
-        }
-    }
-    Ok(outputs)
-}
-
-/// Writes the OCI layout half of an image archive (all but docker's `manifest.json`) into
-/// `dir`, by way of a temp dir beside it.
-fn unpack_layout(archive: &[u8], dir: &Path) -> Result<(), Error> {
-    let parent = std::path::absolute(dir)
-        .ok()
-        .and_then(|d| d.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&parent)
-        .map_err(Error::io(format!("creating {}", parent.display())))?;
-    let temp = tempfile::Builder::new()
-        .prefix(&crate::adapters::cleanup::temp_prefix("layout"))
-        .tempdir_in(&parent)
-        .map_err(Error::io(format!("writing into {}", parent.display())))?;
-    let mut tar = tar::Archive::new(archive);
-    for entry in tar
-        .entries()
-        .map_err(Error::io("reading the image archive"))?
-    {
-        let mut entry = entry.map_err(Error::io("reading the image archive"))?;
-        let path = entry
-            .path()
-            .map_err(Error::io("reading the image archive"))?
-            .into_owned();
-        if path == Path::new("manifest.json") {
-            continue;
-        }
-        entry
-            .unpack_in(temp.path())
-            .map_err(Error::io("writing the OCI layout"))?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(Error::io(format!("replacing {}", dir.display())))?;
-    }
-    std::fs::rename(temp.keep(), dir).map_err(Error::io(format!("writing {}", dir.display())))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::shells::cli::ImageCommand;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(subcommand)]
-        command: ImageCommand,
-    }
-
-    /// The flag overrides go to the service by the names of the preset table, which is what
-    /// the service parses them with.
-    #[test]
-    fn overrides_are_sent_by_the_names_the_service_takes() {
-        let line = [
-            "ruchy-image",
-            "build",
-            "app.rs",
-            "-O",
-            "size",
-            "--lto",
-            "thin",
-            "--strip",
-            "debuginfo",
-            "--panic",
-            "immediate-abort",
-            "--no-static-link",
-        ];
-        let ImageCommand::Build(args) = Cli::try_parse_from(line).unwrap().command else {
-            panic!("not build")
-        };
-        let (input, flags) = (&args.options.input, &args.options.flags);
-        let query = query(input, flags, &args.image, &[args.optimize], None).unwrap();
-        let get = |key: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("optimize"), Some("size"));
-        assert_eq!(get("lto"), Some("thin"));
-        assert_eq!(get("strip"), Some("debuginfo"));
-        assert_eq!(get("panic"), Some("immediate-abort"));
-        assert_eq!(get("static_link"), Some("false"));
-        #[cfg(feature = "serve")]
-        {
-            use crate::core::preset::{Lto, Panic, Strip};
-            let options = crate::shells::serve::options::Options::from_query(&query).unwrap();
-            let request = options
-                .request(Path::new("app.rs"), Path::new("/c"))
-                .unwrap();
-            assert_eq!(request.overrides.lto, Some(Lto::Thin));
-            assert_eq!(request.overrides.strip, Some(Strip::Debuginfo));
-            assert_eq!(request.overrides.panic, Some(Panic::ImmediateAbort));
-            assert_eq!(request.overrides.static_link, Some(false));
-        }
-    }
 }

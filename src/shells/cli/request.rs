@@ -144,6 +144,7 @@ impl InputArgs {
             ruchy: self.ruchy.clone(),
             cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
             lambda: false,
+            checkout: None,
         }
     }
 }

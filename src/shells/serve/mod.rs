@@ -18,7 +18,7 @@ pub mod app;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
-pub mod options;
+pub mod request;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -82,6 +82,10 @@ pub struct BuildError {
     pub message: String,
     /// The stage it failed in (`prepare`, `compile`, `assemble`, `publish`), when known.
     pub stage: Option<String>,
+    /// Whether the build's input was wrong (a base that does not exist, a binary not in the
+    /// project): what a local build exits 2 for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage: bool,
 }
 
 /// A build as the API shows it.
@@ -649,6 +653,7 @@ impl Store {
         let error = BuildError {
             message: "cancelled while queued".into(),
             stage: None,
+            usage: false,
         };
         let cancelled: Option<(String,)> = sqlx::query_as(
             "UPDATE builds SET status = 'cancelled', finished_at = $1, error = $2 WHERE id = $3 AND status = 'queued' RETURNING source_digest",
@@ -678,6 +683,7 @@ impl Store {
         let error = BuildError {
             message: format!("interrupted: {why}, twice"),
             stage: None,
+            usage: false,
         };
         let fail_sql = format!(
             "UPDATE builds SET status = 'failure', finished_at = $1, error = $2 WHERE status = 'working' AND attempts >= 2 AND {}",
@@ -826,6 +832,7 @@ impl Store {
         let error = BuildError {
             message: "waited in the queue longer than the queue TTL".into(),
             stage: None,
+            usage: false,
         };
         let expired: Vec<(String, String)> = sqlx::query_as(
             "UPDATE builds SET status = 'timeout', finished_at = $1, error = $2 WHERE status = 'queued' AND created_at < $3 RETURNING id, source_digest",

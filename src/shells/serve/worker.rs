@@ -14,7 +14,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::options::Options;
 use super::store::{BuildError, BuildRecord, Outcome, Status, Store};
 use crate::adapters::fsutil::{blocking, hex};
 use crate::core::event::{Event, Events};
@@ -227,6 +226,7 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
                 error: Some(BuildError {
                     message: format!("cannot write the build log: {e}"),
                     stage: None,
+                    usage: false,
                 }),
                 ..Outcome::default()
             };
@@ -262,6 +262,7 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
             outcome.error = Some(BuildError {
                 message: note.clone(),
                 stage: log.stage.clone(),
+                usage: false,
             });
         }
         log.write(&format!("→ build {id} ended: {}", status.name()));
@@ -333,29 +334,31 @@ async fn run_presets(
     outcome: Arc<Mutex<Outcome>>,
 ) -> Status {
     let store = &queue.store;
-    let fail = |message: String, stage: Option<String>| {
+    let fail = |message: String, stage: Option<String>, usage: bool| {
         let mut outcome = outcome.lock().expect("outcome");
-        outcome.error.get_or_insert(BuildError { message, stage });
+        outcome.error.get_or_insert(BuildError {
+            message,
+            stage,
+            usage,
+        });
     };
-    let options: Options = match serde_json::from_value(build.options.clone()) {
-        Ok(options) => options,
+    let asked = match super::request::from_stored(&build.options.to_string()) {
+        Ok(request) => request,
         Err(e) => {
-            fail(format!("the stored options cannot be read: {e}"), None);
+            fail(
+                format!("the stored request cannot be read: {e}"),
+                None,
+                false,
+            );
             return Status::Failure;
         }
     };
-    let presets = match options.presets() {
-        Ok(presets) => presets,
-        Err(e) => {
-            fail(e, None);
-            return Status::Failure;
-        }
-    };
+    let presets = asked.presets.clone();
     // Each build compiles in a directory of its own; compiled dependencies are shared through
     // the builder's target volume, and a no-change rebuild is found by the context's digest.
     let workspace = store.workspace_dir(&build.id);
     if let Err(e) = unpack_source(queue, build, &workspace).await {
-        fail(e, Some("prepare".into()));
+        fail(e, Some("prepare".into()), false);
         return Status::Failure;
     }
     let source = workspace.join(&build.source_path);
@@ -377,8 +380,7 @@ async fn run_presets(
         ));
         let job = PresetBuild {
             queue,
-            build,
-            options: &options,
+            asked: &asked,
             source: &source,
             preset: *preset,
             several: presets.len() > 1,
@@ -393,7 +395,7 @@ async fn run_presets(
                     outcome.results.push(record.unwrap_or_default());
                 }
                 Err(e) => {
-                    fail(e.to_string(), Some("publish".into()));
+                    fail(e.to_string(), Some("publish".into()), false);
                     status = Status::Failure;
                 }
             },
@@ -412,7 +414,7 @@ async fn run_presets(
                         "preset": preset.name(),
                         "error": e.to_string(),
                     }));
-                fail(e.to_string(), stage);
+                fail(e.to_string(), stage, e.is_usage());
                 status = Status::Failure;
             }
         }
@@ -423,8 +425,8 @@ async fn run_presets(
 /// One preset of a build, and what building it needs.
 struct PresetBuild<'a> {
     queue: &'a Queue,
-    build: &'a BuildRecord,
-    options: &'a Options,
+    /// The request as the build was accepted with.
+    asked: &'a crate::pipeline::plan::Request,
     source: &'a Path,
     preset: crate::core::preset::Preset,
     /// One of several presets (each pushes to a tag of its own).
@@ -441,16 +443,15 @@ impl PresetBuild<'_> {
         events: &Events,
     ) -> crate::Result<Result<serde_json::Value, serde_json::Error>> {
         let (store, preset) = (&self.queue.store, self.preset);
-        let mut request = self
-            .options
-            .request(self.source, &store.cache_dir())
-            .map_err(|reason| crate::Error::InvalidInput {
-                what: "options",
-                value: self.build.options.to_string(),
-                reason,
-            })?;
+        // What the build asked for, with where this worker keeps things: its source, cache
+        // and archive. Nothing goes into the engine and nothing is timed.
+        let mut request = self.asked.clone();
+        request.source.path = self.source.to_path_buf();
+        request.source.cache_dir = store.cache_dir();
         request.presets = vec![preset];
         request.outputs.archive = Some(self.archive.to_path_buf());
+        request.outputs.load = crate::pipeline::plan::Load::Never;
+        request.cold_start_runs = 0;
         // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
         if self.several {
             request.outputs.push = request

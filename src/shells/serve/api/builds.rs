@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::adapters::fsutil::hex;
 use crate::shells::serve::error::ApiError;
-use crate::shells::serve::options::Options;
+use crate::shells::serve::request;
 use crate::shells::serve::state::{AppState, Shared};
 use crate::shells::serve::store::{BuildRecord, NewBuild, Status, Worker};
 use crate::shells::serve::upload;
@@ -127,7 +127,7 @@ async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bad = ApiError::BadRequest;
-    let options = Options::from_query(&query).map_err(bad)?;
+    let request = request::from_query(&query).map_err(|e| bad(e.to_string()))?;
     // Uploads are streamed to disk and kept in the database a chunk at a time; each still
     // costs a file and the work of checking it, so only so many are received at once.
     let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
@@ -169,17 +169,18 @@ async fn create(
         .await
         .map_err(|e| scrub(e.to_string()))?
     };
-    let checked = options
-        .check_source(&source_path)
-        .and_then(|()| options.request(&dir.join(&source_path), &store.cache_dir()))
-        .and_then(|request| request.validate().map_err(|e| e.to_string()));
+    let checked = {
+        let mut request = request.clone();
+        request.source.path = dir.join(&source_path);
+        request::admit(&request, &source_path).map_err(|e| e.to_string())
+    };
     let project = project_name(&dir, &source_path);
     let _ = std::fs::remove_dir_all(&dir);
     checked.map_err(scrub)?;
     let build = NewBuild {
         project,
         id: id.clone(),
-        options: serde_json::to_value(&options).unwrap_or_default(),
+        options: serde_json::to_value(&request).unwrap_or_default(),
         source_digest: digest,
         source_path,
     };

@@ -223,12 +223,12 @@ pub fn preset_results(record: &BuildRecord) -> Vec<PresetResult<'_>> {
 
 /// The presets a build asked for (its results' once it has them).
 fn requested_presets(record: &BuildRecord) -> Vec<String> {
-    record.options["optimize"]
-        .as_array()
-        .map(|p| {
-            p.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
+    crate::shells::serve::request::from_stored(&record.options.to_string())
+        .map(|request| {
+            request
+                .presets
+                .iter()
+                .map(|p| p.name().to_string())
                 .collect()
         })
         .unwrap_or_default()

@@ -126,10 +126,12 @@ fn comparison(project: &str, record: &BuildRecord) -> crate::pipeline::compare::
             let result = match r.error {
                 Some(message) => Err(crate::Error::Remote {
                     message: message.to_string(),
+                    usage: false,
                 }),
                 None => {
                     serde_json::from_value(r.record.clone()).map_err(|e| crate::Error::Remote {
                         message: e.to_string(),
+                        usage: false,
                     })
                 }
             };
