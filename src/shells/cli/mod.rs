@@ -3,9 +3,7 @@
 //! with one enum variant and one call:
 //!
 //! ```no_run
-//! use clap::Parser;
-//!
-//! #[derive(Parser)]
+//! #[derive(clap::Parser)]
 //! #[command(name = "ruchy")]
 //! enum Ruchy {
 //!     /// Build small container images (ruchy-image).
@@ -15,7 +13,9 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     match Ruchy::parse() {
+//!     // As `Ruchy::parse()`, but a usage line lists only what was typed, not options set
+//!     // from the environment (RUCHY_IMAGE_CACHE, ...).
+//!     match ruchy_image::cli::parse::<Ruchy>() {
 //!         Ruchy::Image(command) => ruchy_image::cli::run(command).await,
 //!     }
 //! }
@@ -28,6 +28,7 @@ mod remote;
 mod render;
 mod request;
 mod summary;
+mod usage;
 
 use std::io::Write;
 use std::path::Path;
@@ -43,6 +44,7 @@ pub use args::{
 use failure::Failure;
 pub use options::Builder;
 use render::{Journal, Mode, Terminal};
+pub use usage::parse;
 
 use crate::adapters::engine::Engine;
 use crate::core::error::Error;
