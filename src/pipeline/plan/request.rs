@@ -92,6 +92,8 @@ pub struct Request {
     /// The builder image for the docker builder; `rust:1-alpine`, or one made by
     /// `builder import-host`, when unset.
     pub builder_image: Option<String>,
+    /// When the docker builder's image is pulled: by default only when it is missing.
+    pub pull: crate::pipeline::compile::PullPolicy,
     /// Where the image goes.
     pub outputs: Outputs,
     /// Cold starts to time per preset of a comparison (images loaded into the engine).
@@ -127,6 +129,7 @@ impl Request {
             source_date_epoch: 0,
             builder: BuilderChoice::Auto,
             builder_image: None,
+            pull: crate::pipeline::compile::PullPolicy::Missing,
             outputs: Outputs::default(),
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 pub use args::ServeArgs;
 pub use args::{
     BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
-    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
+    ImportHostArgs, LambdaArgs, PruneArgs, PullArgs, RunArgs, EXIT_CODES,
 };
 use failure::Failure;
 pub use options::Builder;
@@ -119,6 +119,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         ImageCommand::Run(args) => run_image(args).await,
         ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
         ImageCommand::Builder(BuilderCommand::Prune(args)) => prune(args).await,
+        ImageCommand::Builder(BuilderCommand::Pull(args)) => builder_pull(args, journal).await,
         ImageCommand::Lambda(args) => lambda(*args, journal).await,
         ImageCommand::Doctor(args) => doctor(args).await,
         ImageCommand::Dockerfile(args) => {
@@ -538,6 +539,25 @@ async fn prune(args: PruneArgs) -> Result<(), Failure> {
     } else {
         println!("freed {}", crate::core::metrics::human_size(total(true)));
     }
+    Ok(())
+}
+
+/// `ruchy-image builder pull`: the image pulled and what its toolchain is.
+async fn builder_pull(args: PullArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let engine = Engine::connect().await?;
+    let cache_dir = crate::pipeline::build::default_cache_dir();
+    let (terminal, events) = Terminal::new(journal, Mode::Build, false, false);
+    let pulled =
+        crate::commands::builder_images::pull(&engine, args.image.as_deref(), &cache_dir, &events)
+            .await;
+    terminal.lock().expect("terminal").finish();
+    let image = pulled?;
+    println!(
+        "✓ Pulled {} ({}, target {})",
+        image.reference,
+        image.toolchain.version(),
+        image.target
+    );
     Ok(())
 }
 
