@@ -199,12 +199,27 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
     .await
 }
 
-/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
+/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict. A build that fails
+/// (not bad input, which writes nothing) still gets its `--json` record, with the error.
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let result = build_and_report(&args, journal).await;
+    if let (Err(Failure::Error(error)), Some(path)) = (&result, &args.json) {
+        if !error.is_usage() {
+            let source = args.options.input.source.display().to_string();
+            let record = report::json::FailedBuild::new(source, args.optimize, error);
+            if let Err(unwritten) = write_json(path, &record) {
+                eprintln!("warning: {unwritten}");
+            }
+        }
+    }
+    result
+}
+
+async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     if let Some(server) = args.service.server.clone() {
         let budgets = args.budget.to_lib()?;
-        let built = remote::build(&args, &server, &budgets, args.quiet).await?;
-        return report(&args, built, &budgets);
+        let built = remote::build(args, &server, &budgets, args.quiet).await?;
+        return report(args, built, &budgets);
     }
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
@@ -229,7 +244,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     .await;
     terminal.lock().expect("terminal").finish();
     // Over budget, nothing was published; the record is still reported, then the verdict.
-    report(&args, result?, &budgets)
+    report(args, result?, &budgets)
 }
 
 fn report(
