@@ -2,13 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use ruchy_image::cli::{ImageCommand, EXIT_CODES};
 
 /// Compile a Ruchy or Rust program with an optimization preset into a small, reproducible,
 /// non-root container image, and report what each preset costs.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "ruchy-image", version, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
     /// What to do.
@@ -17,7 +15,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = ruchy_image::cli::parse();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -46,6 +46,25 @@ fn missing_source() {
     );
 }
 
+/// Options set from the environment (as `ruchy_image` sets RUCHY_IMAGE_CACHE and
+/// RUCHY_IMAGE_BUILDER) are not typed options: the usage line must not show them as required.
+#[test]
+fn usage_errors_show_only_typed_options() {
+    for command in ["build", "compare", "lambda"] {
+        let run = ruchy_image([command, "--verbose"]);
+        assert_eq!(run.code, Some(2), "{}", run.stderr);
+        let usage = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("Usage: "))
+            .unwrap_or_else(|| panic!("no usage line in:\n{}", run.stderr));
+        assert!(usage.contains("--verbose"), "{usage}");
+        for from_env in ["--cache-dir", "--builder", "--cold-start-runs"] {
+            assert!(!usage.contains(from_env), "{command}: {usage}");
+        }
+    }
+}
+
 #[test]
 fn source_of_unknown_kind() {
     fails(

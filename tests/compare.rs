@@ -29,11 +29,14 @@ fn without_times(mut record: serde_json::Value) -> serde_json::Value {
 }
 
 /// The table row that starts with `preset`.
-fn row<'a>(table: &'a str, preset: &str) -> &'a str {
-    table
+/// The preset's rows in the table's two parts (sizes; times and reductions), one per line.
+fn row(table: &str, preset: &str) -> String {
+    let rows: Vec<&str> = table
         .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(preset))
-        .unwrap_or_else(|| panic!("no {preset} row in:\n{table}"))
+        .filter(|l| l.split_whitespace().nth(1) == Some(preset))
+        .collect();
+    assert_eq!(rows.len(), 2, "{preset} rows in:\n{table}");
+    rows.join("\n")
 }
 
 #[test]
@@ -86,6 +89,10 @@ fn compare_reports_what_build_reports_for_every_preset() {
         table.contains("Binary reduction") && table.contains("Image stored"),
         "{table}"
     );
+    // Five presets with reductions fit an 80-column terminal (characters, not bytes).
+    for line in table.lines() {
+        assert!(line.chars().count() <= 80, "{line}\n{table}");
+    }
     for (preset, result) in PRESETS.iter().zip(results) {
         let row = row(&table, preset);
         let binary = human_size(result["binary_size"].as_u64().unwrap());
@@ -344,7 +351,14 @@ fn a_failing_preset_is_named_and_the_others_still_build() {
     let table = ruchy_image(["compare", &source, "--presets", "none,aggressive"]);
     assert_eq!(table.code, Some(1));
     assert!(
-        row(&table.stdout, "none").contains("failed: compiling release-only failed"),
+        row(&table.stdout, "none").contains("failed"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .stdout
+            .contains("\nnone failed: compiling release-only failed"),
         "{}",
         table.stdout
     );
@@ -363,7 +377,13 @@ fn every_failure_is_named_when_nothing_builds() {
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     for preset in ["none", "balanced"] {
         assert!(
-            row(&run.stdout, preset).contains("failed: compiling broken failed"),
+            row(&run.stdout, preset).contains("failed"),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("\n{preset} failed: compiling broken failed")),
             "{}",
             run.stdout
         );

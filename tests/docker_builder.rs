@@ -8,7 +8,7 @@ mod guards;
 use std::path::Path;
 
 use common::*;
-use guards::Images;
+use guards::{builder_image, Images};
 
 /// Cache volumes made for throwaway project copies, removed at the end.
 struct Volumes(String);
@@ -333,6 +333,119 @@ fn a_missing_builder_image_points_to_import_host() {
         "{}",
         run.stderr
     );
+}
+
+/// `--pull never`: a builder image the engine lacks is bad input, found before any pull
+/// or compile, and the error says how to get one; a present one builds without a pull.
+#[test]
+fn pull_never_with_a_missing_builder_names_builder_pull_and_import_host() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("fib.tar");
+    let missing = "ruchy-image-test/no-such-builder:1";
+    let run = docker_build(
+        &example("fibonacci.rs"),
+        &[
+            "--builder-image",
+            missing,
+            "--pull",
+            "never",
+            "--output",
+            archive.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("error: builder image {missing} is not in the engine, and pulling is turned off (pull never)"),
+        "{}",
+        run.stderr
+    );
+    for named in [
+        &format!("`ruchy-image builder pull {missing}`"),
+        "`ruchy-image builder import-host`",
+    ] {
+        assert!(run.stderr.contains(named), "{named} in:\n{}", run.stderr);
+    }
+    assert!(
+        !run.stderr.contains(&format!("{missing}: pulling")),
+        "{}",
+        run.stderr
+    );
+    assert!(entries(out.path()).is_empty(), "{:?}", entries(out.path()));
+
+    let present = builder_image();
+    let built = docker_build(
+        &example("fibonacci.rs"),
+        &[
+            "--builder-image",
+            &present,
+            "--pull",
+            "never",
+            "--json",
+            "-",
+        ],
+    )
+    .ok();
+    assert!(!built.stderr.contains(": pulling"), "{}", built.stderr);
+    assert_eq!(built.metrics()["builder"], "docker");
+}
+
+/// `--pull always` pulls even a builder the engine has, and, as `docker run --pull always`,
+/// fails when the pull does: no registry is reachable here.
+#[test]
+fn pull_always_fails_when_the_registry_is_unreachable() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("fib.tar");
+    let present = builder_image();
+    let run = docker_build(
+        &example("fibonacci.rs"),
+        &[
+            "--builder-image",
+            &present,
+            "--pull",
+            "always",
+            "--output",
+            archive.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{present}: pulling")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "error: builder image {present} is not available: "
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("Compiling"), "{}", run.stderr);
+    assert!(entries(out.path()).is_empty(), "{:?}", entries(out.path()));
+}
+
+/// `builder pull IMAGE` pulls through the engine; an image no registry serves fails with
+/// its name and the way to make a builder offline, and prints nothing on stdout.
+#[test]
+fn builder_pull_of_an_unreachable_image_names_it_and_import_host() {
+    let missing = "ruchy-image-test/no-such-builder:1";
+    let run = ruchy_image(["builder", "pull", missing]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "error: builder image {missing} is not available: "
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`ruchy-image builder import-host`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

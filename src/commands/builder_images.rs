@@ -647,6 +647,21 @@ fn write_archive(
     tar.into_inner().map_err(err())?.flush().map_err(err())
 }
 
+/// `builder pull`: pulls `image` (rust:1-alpine when none is named) through the engine, even
+/// when the engine has it, and probes its toolchain. A failed pull is an error naming the
+/// image; the engine's copy, if any, is left as it was.
+pub async fn pull(
+    engine: &Engine,
+    image: Option<&str>,
+    cache_dir: &Path,
+    events: &Events,
+) -> Result<crate::pipeline::compile::BuilderImage> {
+    let image = image.or(Some(crate::pipeline::compile::DEFAULT_BUILDER_IMAGE));
+    let always = crate::pipeline::compile::PullPolicy::Always;
+    crate::pipeline::compile::BuilderImage::resolve_with(engine, image, always, cache_dir, events)
+        .await
+}
+
 /// Makes (or reuses) a builder image from this machine's toolchain: `rustc` when given, else
 /// the one [`choose_toolchain`] picks. Stds built for it are kept under `cache_dir`.
 pub async fn import_host(

@@ -174,6 +174,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The builder image is not in the engine, and pulling it was turned off.
+    #[error("builder image {image} is not in the engine, and pulling is turned off (pull never)")]
+    BuilderImageMissing {
+        /// The image.
+        image: String,
+    },
     /// The builder image runs, but has no Rust toolchain.
     #[error(
         "builder image {image} has no Rust toolchain: `rustc -vV` does not run in it ({reason})"
@@ -360,6 +366,7 @@ impl Error {
                 | Error::InvalidInput { .. }
                 | Error::RootUser
                 | Error::BuilderNotRust { .. }
+                | Error::BuilderImageMissing { .. }
                 | Error::TargetUnsupported { .. }
                 | Error::OutputNotWritable { .. }
                 | Error::BaseNotFound { .. }

@@ -6,9 +6,20 @@ use serde::{Deserialize, Serialize};
 use crate::core::preset::StdInfo;
 use crate::core::preset::{FlagsRecord, Preset};
 
-/// What one build produced and what it cost. The first six fields are the chapter's schema.
+/// The shape of the JSON records (`schema` in each; `schemas/build-record.schema.json`):
+/// raised when a field changes meaning or goes away, not when one is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// What one build produced and what it cost. The six fields after `schema` are the chapter's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildRecord {
+    /// [`SCHEMA_VERSION`] (records kept from before it was added read as it).
+    #[serde(default = "schema_version")]
+    pub schema: u32,
     /// The source the user gave.
     pub source_file: String,
     /// The compiled binary, where cargo left it.
@@ -79,6 +90,9 @@ pub struct ServerRun {
 /// per platform, each with its own record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexRecord {
+    /// [`SCHEMA_VERSION`].
+    #[serde(default = "schema_version")]
+    pub schema: u32,
     /// `name:tag`.
     pub reference: String,
     /// The index's digest: what the tag names in layouts and registries.
@@ -381,6 +395,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         "x86_64-unknown-linux-gnu",
     );
     BuildRecord {
+        schema: SCHEMA_VERSION,
         source_file: "examples/fibonacci.rs".into(),
         binary_path: format!("/cache/target/ruchy-{preset}/fibonacci"),
         optimization_level: preset,

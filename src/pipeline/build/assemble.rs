@@ -128,6 +128,7 @@ pub(super) async fn assemble(
     let binary_layer_size = image.binary_layer().size();
     let base_size = base.map_or(0, Base::size);
     let record = BuildRecord {
+        schema: crate::core::metrics::SCHEMA_VERSION,
         source_file: options.source.path.display().to_string(),
         binary_path: program.binary.display().to_string(),
         optimization_level: options.preset,

@@ -263,6 +263,7 @@ pub async fn build_index(
             .collect();
         platforms.sort_by(|a, b| a.image.architecture.cmp(&b.image.architecture));
         IndexRecord {
+            schema: crate::core::metrics::SCHEMA_VERSION,
             reference: reference.full.clone(),
             digest: index.blob.digest.clone(),
             media_type: content.media_type().to_string(),

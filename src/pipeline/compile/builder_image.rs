@@ -20,6 +20,19 @@ pub const DEFAULT_BUILDER_IMAGE: &str = "rust:1-alpine";
 /// Label marking images made by import-host; its value is the inputs' fingerprint.
 pub const FINGERPRINT_LABEL: &str = "dev.ruchy.image.builder.fingerprint";
 
+/// When the builder image is pulled, as `docker run --pull` says it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the engine lacks it (and, for the default image, has none made by
+    /// `builder import-host` either).
+    #[default]
+    Missing,
+    /// Before every build: a failed pull fails the build, the engine's copy is not used.
+    Always,
+    /// Never: a builder image the engine lacks fails the build.
+    Never,
+}
+
 /// A builder image present in the engine, with what we need to know about it.
 #[derive(Debug, Clone)]
 pub struct BuilderImage {
@@ -181,7 +194,30 @@ impl BuilderImage {
         cache_dir: &Path,
         events: &Events,
     ) -> Result<BuilderImage> {
+        BuilderImage::resolve_with(engine, requested, PullPolicy::Missing, cache_dir, events).await
+    }
+
+    /// [`BuilderImage::resolve`], pulling as `pull` says: `Always` pulls `requested` (or
+    /// `rust:1-alpine`) first and fails when that fails; `Never` fails where a pull would be
+    /// needed.
+    pub async fn resolve_with(
+        engine: &Engine,
+        requested: Option<&str>,
+        pull: PullPolicy,
+        cache_dir: &Path,
+        events: &Events,
+    ) -> Result<BuilderImage> {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
+        let fetched = |reference: String| async move {
+            match pull {
+                PullPolicy::Never => Err(Error::BuilderImageMissing { image: reference }),
+                _ => pulled(engine, reference, events).await,
+            }
+        };
+        if pull == PullPolicy::Always {
+            let (reference, inspect) = fetched(reference).await?;
+            return BuilderImage::probed(engine, reference, &inspect, cache_dir).await;
+        }
         let (reference, inspect) = match engine.docker().inspect_image(&reference).await {
             Ok(inspect) => (reference, inspect),
             Err(_) => match requested {
@@ -192,9 +228,9 @@ impl BuilderImage {
                         ));
                         (tag, inspect)
                     }
-                    None => pulled(engine, reference, events).await?,
+                    None => fetched(reference).await?,
                 },
-                Some(_) => pulled(engine, reference, events).await?,
+                Some(_) => fetched(reference).await?,
             },
         };
         BuilderImage::probed(engine, reference, &inspect, cache_dir).await

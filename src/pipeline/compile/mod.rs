@@ -21,7 +21,7 @@ use crate::core::preset::StdVariant;
 pub use crate::core::preset::{StdInfo, StdSource};
 use crate::pipeline::source::Project;
 
-pub use builder_image::{BuilderImage, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
+pub use builder_image::{BuilderImage, PullPolicy, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
 pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
 

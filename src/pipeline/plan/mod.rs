@@ -96,7 +96,9 @@ impl Plan {
             (Some(engine), BuilderChoice::Auto | BuilderChoice::Docker) => {
                 let cache_dir = &request.source.cache_dir;
                 let requested = request.builder_image.as_deref();
-                let image = BuilderImage::resolve(engine, requested, cache_dir, events).await?;
+                let image =
+                    BuilderImage::resolve_with(engine, requested, request.pull, cache_dir, events)
+                        .await?;
                 Some(Box::new(DockerCompiler::new(
                     engine.clone(),
                     image,

@@ -116,6 +116,9 @@ pub struct Request {
     /// `builder import-host`, when unset.
     #[serde(skip)]
     pub builder_image: Option<String>,
+    /// When the docker builder's image is pulled: by default only when it is missing.
+    #[serde(skip)]
+    pub pull: crate::pipeline::compile::PullPolicy,
     /// Where the image goes.
     pub outputs: Outputs,
     /// Cold starts to time per preset of a comparison (images loaded into the engine).
@@ -163,6 +166,7 @@ impl Request {
             source_date_epoch: 0,
             builder: BuilderChoice::Auto,
             builder_image: None,
+            pull: crate::pipeline::compile::PullPolicy::Missing,
             outputs: Outputs::default(),
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),

@@ -3,13 +3,15 @@
 use serde::Serialize;
 
 use crate::core::error::{Error, Result};
-use crate::core::metrics::BuildRecord;
+use crate::core::metrics::{BuildRecord, SCHEMA_VERSION};
 use crate::core::preset::Preset;
 use crate::pipeline::compare::{Comparison, Reduction};
 
 /// The presets document.
 #[derive(Serialize)]
 struct Report<'a> {
+    /// [`SCHEMA_VERSION`], as in each record.
+    schema: u32,
     /// `none` when the reductions are against it; null when there are none.
     baseline: Option<Preset>,
     results: Vec<Outcome<'a>>,
@@ -26,6 +28,7 @@ enum Outcome<'a> {
 impl<'a> Report<'a> {
     fn of(comparison: &'a Comparison) -> Report<'a> {
         Report {
+            schema: SCHEMA_VERSION,
             baseline: comparison.baseline().map(|r| r.optimization_level),
             results: comparison
                 .outcomes
@@ -39,6 +42,32 @@ impl<'a> Report<'a> {
                 })
                 .collect(),
             reductions: comparison.reductions(),
+        }
+    }
+}
+
+/// What `build --json` writes when the build fails (exit 1; bad input writes nothing): what
+/// was built, and why it failed.
+#[derive(Debug, Serialize)]
+pub struct FailedBuild {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The source the user gave.
+    pub source_file: String,
+    /// The preset.
+    pub optimization_level: Preset,
+    /// The error, as the terminal says it.
+    pub error: String,
+}
+
+impl FailedBuild {
+    /// The record of a build of `source_file` with `preset` that failed with `error`.
+    pub fn new(source_file: String, preset: Preset, error: &Error) -> FailedBuild {
+        FailedBuild {
+            schema: SCHEMA_VERSION,
+            source_file,
+            optimization_level: preset,
+            error: error.to_string(),
         }
     }
 }

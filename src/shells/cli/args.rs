@@ -193,6 +193,10 @@ pub enum BuilderCommand {
     /// in too, so the builder makes static musl binaries and the size preset. Reused when
     /// nothing has changed.
     ImportHost(ImportHostArgs),
+    /// Pull a builder image through the engine (the default one, rust:1-alpine, unless
+    /// named) and check that it has a Rust toolchain. Builds pull only a missing image,
+    /// unless given --pull always.
+    Pull(PullArgs),
     /// Remove the cache volumes builds through the engine keep (or, with --dry-run, only list
     /// them), with their sizes as the engine reports them. `ruchy-image-cargo-home` holds
     /// downloaded crates, shared by every build; `ruchy-image-deps-<builder image>-<n>` hold
@@ -250,6 +254,14 @@ pub struct PruneArgs {
     /// does not know), used_by, removed, error.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ruchy-image builder pull`
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image to pull [default: rust:1-alpine].
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 /// `ruchy-image builder import-host`
@@ -656,7 +668,7 @@ mod tests {
         let registries = "Registries: push registry-user registry-password-stdin \
                           insecure-registry registry-ca";
         let service = "Service: server token-file";
-        let input = "bin ruchy builder builder-image cache-dir verbose quiet";
+        let input = "bin ruchy builder builder-image pull cache-dir verbose quiet";
         assert_eq!(
             help_groups("build"),
             [

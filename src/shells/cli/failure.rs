@@ -99,6 +99,7 @@ fn doctor_knows(error: &Error) -> bool {
         Error::RuchyNotFound { .. }
         | Error::EngineUnavailable { .. }
         | Error::BuilderImageUnavailable { .. }
+        | Error::BuilderImageMissing { .. }
         | Error::BuilderNotRust { .. }
         | Error::TargetUnsupported { .. }
         | Error::StdMismatch { .. }
@@ -159,8 +160,11 @@ fn hint(error: &Error) -> Option<String> {
             "check --registry-user and the password on stdin (--registry-password-stdin), or `docker login`".into()
         }
         Error::BuilderImageUnavailable { .. } => {
-            "offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints".into()
+            "offline? `ruchy-image builder import-host` makes a builder image from this machine's toolchain; then pass --builder-image with the tag it prints (and --pull missing, the default)".into()
         }
+        Error::BuilderImageMissing { image } => format!(
+            "`ruchy-image builder pull {image}` pulls it, or `ruchy-image builder import-host` makes a builder image from this machine's toolchain (then pass --builder-image with the tag it prints); or drop --pull never"
+        ),
         _ => return None,
     })
 }

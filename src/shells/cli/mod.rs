@@ -3,9 +3,7 @@
 //! with one enum variant and one call:
 //!
 //! ```no_run
-//! use clap::Parser;
-//!
-//! #[derive(Parser)]
+//! #[derive(clap::Parser)]
 //! #[command(name = "ruchy")]
 //! enum Ruchy {
 //!     /// Build small container images (ruchy-image).
@@ -15,7 +13,9 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     match Ruchy::parse() {
+//!     // As `Ruchy::parse()`, but a usage line lists only what was typed, not options set
+//!     // from the environment (RUCHY_IMAGE_CACHE, ...).
+//!     match ruchy_image::cli::parse::<Ruchy>() {
 //!         Ruchy::Image(command) => ruchy_image::cli::run(command).await,
 //!     }
 //! }
@@ -28,6 +28,7 @@ mod remote;
 mod render;
 mod request;
 mod summary;
+mod usage;
 
 use std::io::Write;
 use std::path::Path;
@@ -38,11 +39,12 @@ use std::sync::{Arc, Mutex};
 pub use args::ServeArgs;
 pub use args::{
     BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
-    ImportHostArgs, LambdaArgs, PruneArgs, RunArgs, EXIT_CODES,
+    ImportHostArgs, LambdaArgs, PruneArgs, PullArgs, RunArgs, EXIT_CODES,
 };
 use failure::Failure;
 pub use options::Builder;
 use render::{Journal, Mode, Terminal};
+pub use usage::parse;
 
 use crate::adapters::engine::Engine;
 use crate::core::error::Error;
@@ -117,6 +119,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         ImageCommand::Run(args) => run_image(args).await,
         ImageCommand::Builder(BuilderCommand::ImportHost(args)) => import_host(args, journal).await,
         ImageCommand::Builder(BuilderCommand::Prune(args)) => prune(args).await,
+        ImageCommand::Builder(BuilderCommand::Pull(args)) => builder_pull(args, journal).await,
         ImageCommand::Lambda(args) => lambda(*args, journal).await,
         ImageCommand::Doctor(args) => doctor(args).await,
         ImageCommand::Dockerfile(args) => {
@@ -196,8 +199,23 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
     .await
 }
 
-/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict.
+/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict. A build that fails
+/// (not bad input, which writes nothing) still gets its `--json` record, with the error.
 async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let result = build_and_report(&args, journal).await;
+    if let (Err(Failure::Error(error)), Some(path)) = (&result, &args.json) {
+        if !error.is_usage() {
+            let source = args.options.input.source.display().to_string();
+            let record = report::json::FailedBuild::new(source, args.optimize, error);
+            if let Err(unwritten) = write_json(path, &record) {
+                eprintln!("warning: {unwritten}");
+            }
+        }
+    }
+    result
+}
+
+async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
     let budgets = args.budget.to_lib()?;
     request.budgets = budgets.clone();
@@ -228,7 +246,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
     .await;
     terminal.lock().expect("terminal").finish();
     // Over budget, nothing was published; the record is still reported, then the verdict.
-    report(&args, result?, &budgets)
+    report(args, result?, &budgets)
 }
 
 fn report(
@@ -539,6 +557,25 @@ async fn prune(args: PruneArgs) -> Result<(), Failure> {
     } else {
         println!("freed {}", crate::core::metrics::human_size(total(true)));
     }
+    Ok(())
+}
+
+/// `ruchy-image builder pull`: the image pulled and what its toolchain is.
+async fn builder_pull(args: PullArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let engine = Engine::connect().await?;
+    let cache_dir = crate::pipeline::build::default_cache_dir();
+    let (terminal, events) = Terminal::new(journal, Mode::Build, false, false);
+    let pulled =
+        crate::commands::builder_images::pull(&engine, args.image.as_deref(), &cache_dir, &events)
+            .await;
+    terminal.lock().expect("terminal").finish();
+    let image = pulled?;
+    println!(
+        "✓ Pulled {} ({}, target {})",
+        image.reference,
+        image.toolchain.version(),
+        image.target
+    );
     Ok(())
 }
 

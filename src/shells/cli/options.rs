@@ -52,6 +52,12 @@ pub struct InputArgs {
     #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
 
+    /// When to pull the builder image: missing (only when the engine has neither it nor,
+    /// for the default, an image made by `builder import-host`), always (a failed pull fails
+    /// the build, as `docker run --pull always` does), never (a missing image fails it).
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "missing")]
+    pub pull: Pull,
+
     /// Where generated projects and caches live.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
@@ -264,6 +270,17 @@ pub enum Builder {
     Docker,
     /// The host's cargo and rustc.
     Local,
+}
+
+/// `--pull`: when the builder image is pulled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Pull {
+    /// Only when the engine does not have it.
+    Missing,
+    /// Before every build.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// A parser for a setting named in src/core/preset.rs's table: `--help` lists the names, and the

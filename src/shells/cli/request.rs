@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 
 use super::args::{BuildArgs, CompareArgs, DockerfileArgs, DockerfileVariant, LambdaArgs};
 use super::options::{
-    BudgetArgs, BuildOptions, Builder, CompressionArg, FlagArgs, ImageArgs, InputArgs, RegistryArgs,
+    BudgetArgs, BuildOptions, Builder, CompressionArg, FlagArgs, ImageArgs, InputArgs, Pull,
+    RegistryArgs,
 };
 use crate::core::budget::{Budget, Budgets, Limit};
 use crate::core::preset::{OptLevel, Overrides, Strip};
 use crate::pipeline::build::{default_cache_dir, ImageOptions};
+use crate::pipeline::compile::PullPolicy;
 use crate::pipeline::oci::image::RuntimeUser;
 use crate::pipeline::oci::layer::Codec;
 use crate::pipeline::plan::{BuilderChoice, Load, Request};
@@ -29,6 +31,7 @@ impl BuildOptions {
         request.load_platform = flags.load_platform;
         request.builder = input.builder_choice();
         request.builder_image = input.builder_image.clone();
+        request.pull = input.pull_policy();
         Ok(request)
     }
 
@@ -150,6 +153,15 @@ impl InputArgs {
 }
 
 impl InputArgs {
+    /// When to pull the builder image, as the library names it.
+    fn pull_policy(&self) -> PullPolicy {
+        match self.pull {
+            Pull::Missing => PullPolicy::Missing,
+            Pull::Always => PullPolicy::Always,
+            Pull::Never => PullPolicy::Never,
+        }
+    }
+
     /// Where to compile, as the library names it.
     fn builder_choice(&self) -> BuilderChoice {
         match self.builder {
@@ -344,6 +356,11 @@ mod tests {
         let request = compare_request(&["--presets", "nasa,none", "--cold-start-runs", "0"]);
         assert_eq!(request.presets, [Preset::Nasa, Preset::None]);
         assert_eq!(request.outputs.load, Load::Never);
+        assert_eq!(request.pull, PullPolicy::Missing);
+        assert_eq!(
+            compare_request(&["--pull", "always"]).pull,
+            PullPolicy::Always
+        );
         let unknown = Cli::try_parse_from(["ruchy-image", "compare", "a.rs", "--presets", "fast"]);
         assert!(unknown.is_err());
     }
