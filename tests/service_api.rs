@@ -255,7 +255,13 @@ fn api_errors_have_their_status_and_a_500_hides_its_cause() {
 fn finished_outcome() -> ruchy_image::shells::serve::store::Outcome {
     let results = std::fs::read_to_string("tests/fixtures/service/results.json").unwrap();
     ruchy_image::shells::serve::store::Outcome {
-        stages: serde_json::json!({"prepare": 12, "compile": 17332, "assemble": 1400, "publish": 40}),
+        stages: [
+            ("prepare".to_string(), 12),
+            ("compile".to_string(), 17332),
+            ("assemble".to_string(), 1400),
+            ("publish".to_string(), 40),
+        ]
+        .into(),
         results: serde_json::from_str(&results).unwrap(),
         images: [(
             "aggressive".to_string(),

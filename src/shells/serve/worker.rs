@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::options::Options;
-use super::store::{BuildError, BuildRecord, Outcome, Status, Store};
+use super::store::{BuildError, BuildRecord, Outcome, PresetResult, Status, Store};
 use crate::adapters::fsutil::{blocking, hex};
 use crate::core::event::{Event, Events};
+use crate::core::metrics::Built;
 use crate::pipeline::plan::Plan;
 
 /// What the workers share with the API.
@@ -257,7 +258,7 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
     };
     {
         let mut log = log.lock().expect("log");
-        outcome.stages = serde_json::to_value(&log.stages).unwrap_or_default();
+        outcome.stages = log.stages.clone();
         if let Some(note) = &note {
             outcome.error = Some(BuildError {
                 message: note.clone(),
@@ -280,8 +281,13 @@ fn scrubbed(queue: &Queue, id: &str, outcome: &Outcome) -> Outcome {
         error.message = scrub(&error.message);
     }
     for result in &mut outcome.results {
-        if let Some(error) = result.get("error").and_then(|e| e.as_str()).map(scrub) {
-            result["error"] = serde_json::Value::String(error);
+        let error = match result {
+            PresetResult::Failed { error, .. } => Some(error),
+            PresetResult::Built(Built::Image(record)) => record.error.as_mut(),
+            PresetResult::Built(Built::Index(_)) => None,
+        };
+        if let Some(error) = error {
+            *error = scrub(error);
         }
     }
     outcome
@@ -390,7 +396,7 @@ async fn run_presets(
                 Ok(digest) => {
                     let mut outcome = outcome.lock().expect("outcome");
                     outcome.images.insert(preset.name().to_string(), digest);
-                    outcome.results.push(record.unwrap_or_default());
+                    outcome.results.push(PresetResult::Built(record));
                 }
                 Err(e) => {
                     fail(e.to_string(), Some("publish".into()));
@@ -408,10 +414,10 @@ async fn run_presets(
                     .lock()
                     .expect("outcome")
                     .results
-                    .push(serde_json::json!({
-                        "preset": preset.name(),
-                        "error": e.to_string(),
-                    }));
+                    .push(PresetResult::Failed {
+                        preset: *preset,
+                        error: e.to_string(),
+                    });
                 fail(e.to_string(), stage);
                 status = Status::Failure;
             }
@@ -436,10 +442,7 @@ struct PresetBuild<'a> {
 impl PresetBuild<'_> {
     /// Builds it through the library's plan, in the service's builder image (or with the
     /// local toolchain); the result record.
-    async fn run(
-        &self,
-        events: &Events,
-    ) -> crate::Result<Result<serde_json::Value, serde_json::Error>> {
+    async fn run(&self, events: &Events) -> crate::Result<Built> {
         let (store, preset) = (&self.queue.store, self.preset);
         let mut request = self
             .options
@@ -473,11 +476,8 @@ impl PresetBuild<'_> {
         }
         let plan = Plan::resolve(request, events).await?;
         match plan.is_multi_platform() {
-            true => plan
-                .build_index(events)
-                .await
-                .map(|r| serde_json::to_value(&r)),
-            false => plan.build(events).await.map(|r| serde_json::to_value(&r)),
+            true => plan.build_index(events).await.map(Built::Index),
+            false => plan.build(events).await.map(|r| Built::Image(Box::new(r))),
         }
     }
 }
