@@ -291,7 +291,15 @@ fn a_finished_build_reads_as_existing_clients_expect() {
         let new = NewBuild {
             id: "b0000000000000000000000".into(),
             project: "fibonacci.rs".into(),
-            options: serde_json::json!({"optimize": ["aggressive", "size", "balanced", "none"], "max_binary_size": "400KB"}),
+            // As the API keeps what `?optimize=…` asked for.
+            options: serde_json::to_value(
+                ruchy_image::shells::serve::options::Options::from_query(&[(
+                    "optimize".into(),
+                    "aggressive,size,balanced,none".into(),
+                )])
+                .unwrap(),
+            )
+            .unwrap(),
             source_digest: format!("sha256:{}", "0".repeat(64)),
             source_path: "fibonacci.rs".into(),
         };
