@@ -260,6 +260,41 @@ fn refusals_and_exit_codes_are_the_local_ones() {
     assert_eq!(line(&there), line(&here), "{}", there.stderr);
     assert!(!archive.exists());
 
+    // Over a size budget: the gate is the server's, before it publishes anything; both ways
+    // exit 1 with the measured record and write no layout.
+    let over = |side: &str| {
+        let layout = dir.path().join(side).join("over");
+        let args = [
+            "build",
+            fib,
+            "-O",
+            "aggressive",
+            "--max-binary-size",
+            "1KB",
+            "--oci-layout",
+            path(&layout),
+            "--json",
+            "-",
+        ];
+        let run = match side {
+            "local" => both.local(&args),
+            _ => both.remote(&args),
+        };
+        assert!(!layout.exists(), "{side}: {}", run.stderr);
+        run
+    };
+    let (here, there) = (over("local"), over("remote"));
+    assert_eq!(here.code, Some(1), "{}", here.stderr);
+    assert_eq!(there.code, here.code, "{}", there.stderr);
+    assert_eq!(
+        here.metrics()["over_budget"],
+        there.metrics()["over_budget"]
+    );
+    assert_eq!(
+        here.metrics()["binary_size"],
+        there.metrics()["binary_size"]
+    );
+
     // --tag with the engine that DOCKER_HOST names not answering: a local build fails, and so
     // does the same build on the server, before anything is sent; nothing is written.
     let sent = both.builds();

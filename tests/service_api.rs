@@ -18,6 +18,7 @@ use service::*;
 
 on_both_backends!(
     api_errors_have_their_status_and_a_500_hides_its_cause,
+    a_finished_build_reads_as_existing_clients_expect,
     the_api_wants_the_token_and_the_cookie_only_from_this_server_s_pages,
 );
 
@@ -244,6 +245,101 @@ fn api_errors_have_their_status_and_a_500_hides_its_cause() {
         );
         assert!(page.body.contains("internal error"), "{}", page.body);
         assert!(!page.body.contains("no such table") && !page.body.contains("does not exist"));
+        app.stop().await;
+    });
+}
+
+/// What a worker recorded for a build of four presets (`tests/fixtures/service/results.json`:
+/// one image, an index over two platforms, an image over its budget, a preset that failed),
+/// and its stage times.
+fn finished_outcome() -> ruchy_image::shells::serve::store::Outcome {
+    let results = std::fs::read_to_string("tests/fixtures/service/results.json").unwrap();
+    ruchy_image::shells::serve::store::Outcome {
+        stages: [
+            ("prepare".to_string(), 12),
+            ("compile".to_string(), 17332),
+            ("assemble".to_string(), 1400),
+            ("publish".to_string(), 40),
+        ]
+        .into(),
+        results: serde_json::from_str(&results).unwrap(),
+        images: [(
+            "aggressive".to_string(),
+            format!("sha256:{}", "6".repeat(64)),
+        )]
+        .into(),
+        error: Some(ruchy_image::shells::serve::store::BuildError {
+            message: "compiling fibonacci (none preset) failed".into(),
+            stage: Some("compile".into()),
+            usage: false,
+        }),
+    }
+}
+
+/// The API's JSON for a finished build (`GET /v1/builds/{id}` and the list) is what existing
+/// clients read: `tests/fixtures/service/build.json`, with its ID, times and worker replaced.
+fn a_finished_build_reads_as_existing_clients_expect() {
+    use ruchy_image::shells::serve::store::{NewBuild, Status, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let database = database_of(&data);
+    let body = dir.path().join("context.tar.gz");
+    std::fs::write(&body, b"a context").unwrap();
+    runtime().block_on(async {
+        // Recorded as a worker records it, before the service (and its worker) starts.
+        let store = Store::open(&data, database.as_deref()).await.unwrap();
+        let new = NewBuild {
+            id: "b0000000000000000000000".into(),
+            project: "fibonacci.rs".into(),
+            // As the API keeps what `?optimize=…` asked for.
+            request: ruchy_image::shells::serve::request::from_query(&[(
+                "optimize".into(),
+                "aggressive,size,balanced,none".into(),
+            )])
+            .unwrap(),
+            source_digest: format!("sha256:{}", "0".repeat(64)),
+            source_path: "fibonacci.rs".into(),
+        };
+        store.insert(&new, &body).await.unwrap();
+        let claimed = store.claim().await.unwrap().expect("the build is claimed");
+        let outcome = finished_outcome();
+        assert!(store
+            .finish(&claimed, Status::Failure, &outcome)
+            .await
+            .unwrap());
+        drop(store);
+
+        let app = spawn(dir.path(), database).await;
+        let shown = app
+            .api(reqwest::Method::GET, &format!("/v1/builds/{}", new.id))
+            .await;
+        assert_eq!(shown.status, 200, "{}", shown.body);
+        let listed = app.api(reqwest::Method::GET, "/v1/builds").await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        let listed = listed.json();
+        assert_eq!(listed["next_before"], serde_json::Value::Null, "{listed}");
+        assert_eq!(listed["builds"], serde_json::json!([shown.json()]));
+
+        let mut shown = shown.json();
+        for (field, stand_in) in [
+            ("created_at", "TIME"),
+            ("started_at", "TIME"),
+            ("finished_at", "TIME"),
+            ("worker", "WORKER"),
+        ] {
+            assert!(shown[field].is_string(), "{field}: {shown}");
+            shown[field] = stand_in.into();
+        }
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string("tests/fixtures/service/build.json").unwrap(),
+        )
+        .unwrap();
+        assert!(
+            shown == expected,
+            "the API's JSON changed; got:\n{}",
+            serde_json::to_string_pretty(&shown).unwrap()
+        );
         app.stop().await;
     });
 }

@@ -110,13 +110,40 @@ pub struct IndexRecord {
     pub server: Option<ServerRun>,
 }
 
-/// What a build made: one image, or an index over one image per platform.
-#[derive(Debug, Clone)]
+/// What a build made: one image, or an index over one image per platform. As JSON it is the
+/// record `build --json` writes for either, untagged; an index is the one with `platforms`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum Built {
     /// One image's record.
     Image(Box<BuildRecord>),
     /// An index's record, with one record per platform.
     Index(Box<IndexRecord>),
+}
+
+impl Built {
+    /// Why it failed though it was measured (a gate such as a size budget): the image's
+    /// `error`, or the first platform's. Nothing was published then.
+    pub fn gate_error(&self) -> Option<&str> {
+        match self {
+            Built::Image(one) => one.error.as_deref(),
+            Built::Index(index) => index.platforms.iter().find_map(|p| p.error.as_deref()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Built {
+    /// Chooses the variant by `platforms` rather than trying each in turn, so a record that
+    /// does not read says which field is wrong, not only that no variant matched.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Built, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match value.get("platforms").is_some() {
+            true => serde_json::from_value(value).map(Built::Index),
+            false => serde_json::from_value(value).map(|record| Built::Image(Box::new(record))),
+        }
+        .map_err(D::Error::custom)
+    }
 }
 
 /// Container create-to-exit wall time over several runs, with the chapter's Lambda-like
@@ -421,7 +448,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
             layer_count: 2,
             compressed_size,
             uncompressed_size: binary_size + 10_240,
-            binary_layer_size: compressed_size - 1800,
+            binary_layer_size: compressed_size.saturating_sub(1800),
             overhead_size: 1800,
             base: None,
             added_size: compressed_size,

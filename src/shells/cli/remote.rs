@@ -252,21 +252,14 @@ pub(super) async fn build(
     // A measured record (one over a budget too) is the answer; `{preset, error}` or none is
     // the build's failure.
     let result = ended.record["results"][0].clone();
-    let wrong = |source| Error::Json {
+    if result.get("image").is_none() && result.get("platforms").is_none() {
+        return Err(ended.failure());
+    }
+    let mut built: Built = serde_json::from_value(result).map_err(|source| Error::Json {
         what: "the server's build record",
         source,
-    };
-    let mut built = if result.get("platforms").is_some() {
-        Built::Index(Box::new(serde_json::from_value(result).map_err(wrong)?))
-    } else if result.get("image").is_some() {
-        Built::Image(Box::new(serde_json::from_value(result).map_err(wrong)?))
-    } else {
-        return Err(ended.failure());
-    };
-    let over_budget = match &built {
-        Built::Image(one) => !one.over_budget.is_empty(),
-        Built::Index(index) => index.platforms.iter().any(|p| !p.over_budget.is_empty()),
-    };
+    })?;
+    let over_budget = built.gate_error().is_some();
     if ended.record["status"] != "success" && !over_budget {
         return Err(ended.failure());
     }

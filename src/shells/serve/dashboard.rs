@@ -364,8 +364,9 @@ async fn project(State(state): Shared, UrlPath(name): UrlPath<String>) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shells::serve::store::BuildRecord;
-    use serde_json::Value;
+    use crate::core::metrics::{sample_record, Built, IndexRecord};
+    use crate::core::preset::Preset;
+    use crate::shells::serve::store::{BuildRecord, PresetResult};
 
     #[test]
     fn pages_escape_markup_and_both_quotes() {
@@ -385,7 +386,7 @@ mod tests {
         }
     }
 
-    fn record(id: &str, status: Status, results: Value) -> BuildRecord {
+    fn record(id: &str, status: Status, results: Vec<PresetResult>) -> BuildRecord {
         BuildRecord {
             id: id.into(),
             status,
@@ -393,9 +394,12 @@ mod tests {
             created_at: "2026-01-02T03:04:05.678Z".into(),
             started_at: Some("2026-01-02T03:04:06.000Z".into()),
             finished_at: Some("2026-01-02T03:05:16.500Z".into()),
-            options: serde_json::json!({"optimize": ["aggressive", "size"]}),
+            request: crate::pipeline::plan::Request {
+                presets: vec![Preset::Aggressive, Preset::Size],
+                ..Default::default()
+            },
             source_digest: "sha256:00".into(),
-            stages: serde_json::json!({"compile": 1500}),
+            stages: [("compile".to_string(), 1500)].into(),
             error: None,
             results,
             attempts: 1,
@@ -405,13 +409,8 @@ mod tests {
         }
     }
 
-    fn result(preset: &str, binary: u64, image: u64) -> Value {
-        serde_json::json!({
-            "optimization_level": preset,
-            "binary_size": binary,
-            "compile_time_ms": 1234,
-            "image": {"compressed_size": image, "layer_count": 2, "digest": "sha256:abcdef0123456789"},
-        })
+    fn result(preset: Preset, binary: u64, image: u64) -> PresetResult {
+        PresetResult::Built(Built::Image(Box::new(sample_record(preset, binary, image))))
     }
 
     #[test]
@@ -420,12 +419,15 @@ mod tests {
             record(
                 "b1",
                 Status::Success,
-                serde_json::json!([
-                    result("aggressive", 376_944, 180_001),
-                    {"preset": "size", "error": "<boom>"}
-                ]),
+                vec![
+                    result(Preset::Aggressive, 376_944, 180_001),
+                    PresetResult::Failed {
+                        preset: Preset::Size,
+                        error: "<boom>".into(),
+                    },
+                ],
             ),
-            record("b2", Status::Queued, Value::Array(vec![])),
+            record("b2", Status::Queued, Vec::new()),
         ];
         let table = builds_table(&records, "caption & more", &WorkerNames::new());
         assert!(table.contains("<caption>caption &amp; more</caption>"));
@@ -454,13 +456,16 @@ mod tests {
             record(
                 "b3",
                 Status::Success,
-                serde_json::json!([result("aggressive", 300, 900), result("size", 200, 800)]),
+                vec![
+                    result(Preset::Aggressive, 300, 900),
+                    result(Preset::Size, 200, 800),
+                ],
             ),
-            record("b2", Status::Queued, Value::Array(vec![])),
+            record("b2", Status::Queued, Vec::new()),
             record(
                 "b1",
                 Status::Success,
-                serde_json::json!([result("aggressive", 400, 1000)]),
+                vec![result(Preset::Aggressive, 400, 1000)],
             ),
         ];
         let charts = history_charts(&newest_first);
@@ -478,12 +483,23 @@ mod tests {
 
     #[test]
     fn an_index_result_is_a_row_per_platform_that_downloads_its_preset() {
-        let mut arm = result("size", 397_496, 176_000);
-        arm["image"]["architecture"] = "arm64".into();
-        let mut amd = result("size", 373_464, 179_000);
-        amd["image"]["architecture"] = "amd64".into();
-        let index = serde_json::json!([{"digest": "sha256:11", "platforms": [amd, arm]}]);
-        let page = build_body(&record("b7", Status::Success, index), &WorkerNames::new());
+        let mut arm = sample_record(Preset::Size, 397_496, 176_000);
+        arm.image.architecture = "arm64".into();
+        let amd = sample_record(Preset::Size, 373_464, 179_000);
+        let index = PresetResult::Built(Built::Index(Box::new(IndexRecord {
+            schema: crate::core::metrics::SCHEMA_VERSION,
+            reference: "fibonacci:size".into(),
+            digest: "sha256:11".into(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            loaded_platform: "linux/amd64".into(),
+            platforms: vec![amd, arm],
+            outputs: Vec::new(),
+            server: None,
+        })));
+        let page = build_body(
+            &record("b7", Status::Success, vec![index]),
+            &WorkerNames::new(),
+        );
         for (platform, bytes) in [("linux/amd64", 373_464), ("linux/arm64", 397_496)] {
             assert!(page.contains(&format!("size {platform}")), "{page}");
             assert!(page.contains(&format!(r#"data-bytes="{bytes}""#)), "{page}");
@@ -499,7 +515,7 @@ mod tests {
     #[test]
     fn the_build_page_follows_the_log_only_while_the_build_runs() {
         let running = build_body(
-            &record("b9", Status::Working, Value::Array(vec![])),
+            &record("b9", Status::Working, Vec::new()),
             &WorkerNames::new(),
         );
         assert!(running.contains(
@@ -511,7 +527,7 @@ mod tests {
             &record(
                 "b9",
                 Status::Success,
-                serde_json::json!([result("aggressive", 376_944, 180_001)]),
+                vec![result(Preset::Aggressive, 376_944, 180_001)],
             ),
             &names,
         );
@@ -520,5 +536,65 @@ mod tests {
         assert!(done.contains(
             r#"<a href="/v1/builds/b9/image?preset=aggressive" download>aggressive.tar</a>"#
         ));
+    }
+
+    /// Every number and word a preset's row shows comes from its field of the typed record:
+    /// each field gets a value no other has, and the pages must show exactly that value.
+    #[test]
+    fn every_shown_cell_is_read_from_its_field_of_the_record() {
+        let mut built = sample_record(Preset::Balanced, 376_944, 180_001);
+        built.image.uncompressed_size = 391_234;
+        built.image.layer_count = 7;
+        built.compile_time_ms = 4_321;
+        built.linkage = "dynamic".into();
+        built.libc = "musl".into();
+        built.image.digest = format!("sha256:0123456789ab{}", "c".repeat(52));
+        let mut build = record(
+            "b5",
+            Status::Success,
+            vec![PresetResult::Built(Built::Image(Box::new(built.clone())))],
+        );
+        build.stages = [("assemble".to_string(), 2_468)].into();
+
+        let page = build_body(&build, &WorkerNames::new());
+        for cell in [
+            r#"<tr data-preset="balanced"><th scope="row">balanced</th>"#,
+            r#"data-preset="balanced" data-field="binary_size" data-bytes="376944""#,
+            r#"data-preset="balanced" data-field="image_size" data-bytes="180001""#,
+            r#"data-preset="balanced" data-field="image_unpacked" data-bytes="391234""#,
+            r#"<td class="num">7</td>"#,
+            r#"<span title="4,321 ms">4.3 s</span>"#,
+            "<td>dynamic musl</td>",
+            r#"title="sha256:0123456789abcccc"#,
+            ">sha256:0123456789ab…</code>",
+            r#"href="/v1/builds/b5/image?preset=balanced""#,
+            r#"assemble <span title="2,468 ms">2.5 s</span>"#,
+        ] {
+            assert!(page.contains(cell), "{cell} in {page}");
+        }
+
+        let table = builds_table(&[build], "", &WorkerNames::new());
+        for cell in [
+            "<li>balanced</li>",
+            r#"data-preset="balanced" data-field="binary_size" data-bytes="376944""#,
+            r#"data-preset="balanced" data-field="image_size" data-bytes="180001""#,
+            r#"data-preset="balanced" data-field="layers">7</span>"#,
+            r#"data-preset="balanced" data-field="compile_time_ms" title="4,321 ms">4.3 s</span>"#,
+        ] {
+            assert!(table.contains(cell), "{cell} in {table}");
+        }
+
+        // Over a budget, the record's own error is shown, not its numbers.
+        built.error = Some("balanced: binary is 376944 bytes, over the budget".into());
+        let over = record(
+            "b6",
+            Status::Success,
+            vec![PresetResult::Built(Built::Image(Box::new(built)))],
+        );
+        let page = build_body(&over, &WorkerNames::new());
+        assert!(
+            page.contains(r#"<td colspan="8" class="failed">failed: balanced: binary is 376944 bytes, over the budget</td>"#),
+            "{page}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! builds it ran, and image archives in a blob store named by digest (a no-change rebuild is
 //! reproducible, so its archive is the same blob as before).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -14,6 +15,8 @@ use sqlx::AnyPool;
 use sqlx::Executor;
 
 use crate::core::error::{Error, Result};
+use crate::core::metrics::Built;
+use crate::core::preset::Preset;
 
 /// Where a build is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +91,47 @@ pub struct BuildError {
     pub usage: bool,
 }
 
+/// One preset's result, as the API shows it: exactly what `ruchy-image build --json` writes
+/// for it, or why it failed before it was measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PresetResult {
+    /// Built and measured: an image, or an index over one image per platform. A measured
+    /// record can still carry an `error` (a size budget it went over).
+    Built(Built),
+    /// It failed before it was measured.
+    Failed {
+        /// The preset.
+        preset: Preset,
+        /// Why.
+        error: String,
+    },
+}
+
+impl<'de> Deserialize<'de> for PresetResult {
+    /// A measured record has its `image` (one image) or `platforms` (an index); anything else
+    /// is a failure. Chosen by field rather than tried in turn, so a record that does not read
+    /// says which field is wrong.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<PresetResult, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Failed {
+            preset: Preset,
+            error: String,
+        }
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match value.get("image").is_some() || value.get("platforms").is_some() {
+            true => serde_json::from_value(value).map(PresetResult::Built),
+            false => serde_json::from_value(value)
+                .map(|Failed { preset, error }| PresetResult::Failed { preset, error }),
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
 /// A build as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildRecord {
@@ -103,16 +147,16 @@ pub struct BuildRecord {
     pub started_at: Option<String>,
     /// When it ended.
     pub finished_at: Option<String>,
-    /// The request's options.
-    pub options: serde_json::Value,
+    /// What the build asks for (kept in the `options` column).
+    pub request: crate::pipeline::plan::Request,
     /// `sha256:` digest of the uploaded body.
     pub source_digest: String,
     /// Stage name → milliseconds, summed over presets.
-    pub stages: serde_json::Value,
+    pub stages: BTreeMap<String, u64>,
     /// Why it failed.
     pub error: Option<BuildError>,
-    /// Per preset: exactly what `ruchy-image build --json` writes, or `{preset, error}`.
-    pub results: serde_json::Value,
+    /// Per preset, in the order they ran.
+    pub results: Vec<PresetResult>,
     /// How many times a worker started it (a build interrupted by a crash runs once more).
     pub attempts: i64,
     /// The worker that runs (or ran) it.
@@ -120,7 +164,7 @@ pub struct BuildRecord {
     #[serde(skip)]
     pub(crate) source_path: String,
     #[serde(skip)]
-    pub(crate) images: std::collections::BTreeMap<String, String>,
+    pub(crate) images: BTreeMap<String, String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -142,26 +186,42 @@ struct Row {
     worker: Option<String>,
 }
 
-impl From<Row> for BuildRecord {
-    fn from(row: Row) -> BuildRecord {
-        let json = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-        BuildRecord {
-            status: row.status.parse().unwrap_or(Status::Failure),
-            id: row.id,
+/// A column of build `id` that does not read: the record would be wrong, so it is an error.
+fn unreadable(id: &str, column: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Io {
+        context: format!("the build database: build {id}: its stored {column} cannot be read"),
+        source: std::io::Error::other(reason.to_string()),
+    }
+}
+
+impl TryFrom<Row> for BuildRecord {
+    type Error = Error;
+    fn try_from(row: Row) -> Result<BuildRecord> {
+        fn decode<T: serde::de::DeserializeOwned>(id: &str, column: &str, text: &str) -> Result<T> {
+            serde_json::from_str(text).map_err(|e| unreadable(id, column, e))
+        }
+        let id = row.id.as_str();
+        Ok(BuildRecord {
+            status: row
+                .status
+                .parse()
+                .map_err(|e| unreadable(id, "status", e))?,
             project: row.project,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
-            options: json(&row.options),
+            request: super::request::from_stored(&row.options)
+                .map_err(|e| unreadable(id, "request", e))?,
             source_digest: row.source_digest,
-            stages: json(&row.stages),
-            error: row.error.and_then(|e| serde_json::from_str(&e).ok()),
-            results: json(&row.results),
-            images: serde_json::from_str(&row.images).unwrap_or_default(),
+            stages: decode(id, "stages", &row.stages)?,
+            error: row.error.map(|e| decode(id, "error", &e)).transpose()?,
+            results: decode(id, "results", &row.results)?,
+            images: decode(id, "images", &row.images)?,
             source_path: row.source_path,
             attempts: row.attempts,
             worker: row.worker,
-        }
+            id: row.id,
+        })
     }
 }
 
@@ -172,8 +232,8 @@ pub struct NewBuild {
     pub id: String,
     /// Its project.
     pub project: String,
-    /// The options, as JSON.
-    pub options: serde_json::Value,
+    /// What it asks for.
+    pub request: crate::pipeline::plan::Request,
     /// Digest of the upload.
     pub source_digest: String,
     /// What to build inside its source directory.
@@ -183,12 +243,12 @@ pub struct NewBuild {
 /// What a finished build produced.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// Stage timings.
-    pub stages: serde_json::Value,
+    /// Stage name → milliseconds, summed over presets.
+    pub stages: BTreeMap<String, u64>,
     /// The per-preset results.
-    pub results: Vec<serde_json::Value>,
+    pub results: Vec<PresetResult>,
     /// Preset → image blob digest.
-    pub images: std::collections::BTreeMap<String, String>,
+    pub images: BTreeMap<String, String>,
     /// The failure, if any.
     pub error: Option<BuildError>,
 }
@@ -458,7 +518,10 @@ impl Store {
         .bind(&build.id)
         .bind(&build.project)
         .bind(now())
-        .bind(build.options.to_string())
+        .bind(serde_json::to_string(&build.request).map_err(|source| Error::Json {
+            what: "the build's request",
+            source,
+        })?)
         .bind(&build.source_digest)
         .bind(&build.source_path)
         .execute(&mut *tx)
@@ -471,9 +534,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error("reading back a build"))?;
+        let record = BuildRecord::try_from(row)?;
         tx.commit().await.map_err(db_error("recording a build"))?;
         self.announce().await;
-        Ok(BuildRecord::from(row))
+        Ok(record)
     }
 
     /// Tells the other PostgreSQL workers the queue changed (they also look every few seconds).
@@ -535,7 +599,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error("reading a build"))?;
-        Ok(row.map(BuildRecord::from))
+        row.map(BuildRecord::try_from).transpose()
     }
 
     /// Builds newest first: with `status`, only those; with `before` (an ID), only older ones.
@@ -557,7 +621,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("listing builds"))?;
-        Ok(rows.into_iter().map(BuildRecord::from).collect())
+        rows.into_iter().map(BuildRecord::try_from).collect()
     }
 
     /// Takes the next build for this worker: queued, of a project with no build running
@@ -587,7 +651,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error("claiming a build"))?;
-        Ok(row.map(BuildRecord::from))
+        row.map(BuildRecord::try_from).transpose()
     }
 
     /// Ends a build this worker runs: its status, and what it produced. False when the build
@@ -599,14 +663,22 @@ impl Store {
         status: Status,
         outcome: &Outcome,
     ) -> Result<bool> {
+        let stages = serde_json::to_string(&outcome.stages).map_err(|source| Error::Json {
+            what: "a build's stage times",
+            source,
+        })?;
+        let results = serde_json::to_string(&outcome.results).map_err(|source| Error::Json {
+            what: "a build's results",
+            source,
+        })?;
         let done = sqlx::query(
             "UPDATE builds SET status = $1, finished_at = $2, stages = $3, results = $4, images = $5, error = $6
              WHERE id = $7 AND status = 'working' AND worker = $8 AND attempts = $9",
         )
         .bind(status.name())
         .bind(now())
-        .bind(outcome.stages.to_string())
-        .bind(serde_json::Value::from(outcome.results.clone()).to_string())
+        .bind(stages)
+        .bind(results)
         .bind(serde_json::to_string(&outcome.images).unwrap_or_else(|_| "{}".into()))
         .bind(
             outcome
@@ -885,6 +957,114 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("listing a project's builds"))?;
-        Ok(rows.into_iter().map(BuildRecord::from).collect())
+        rows.into_iter().map(BuildRecord::try_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metrics::{sample_record, IndexRecord};
+
+    fn read(value: serde_json::Value) -> std::result::Result<PresetResult, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_result_reads_as_what_its_fields_say_and_writes_back_the_same() {
+        // Measured but over a budget: an image with its own `error`, not a failure.
+        let mut over = sample_record(Preset::Balanced, 412_000, 201_000);
+        over.error = Some("balanced: binary is 412000 bytes, over the budget".into());
+        let index = IndexRecord {
+            schema: crate::core::metrics::SCHEMA_VERSION,
+            reference: "fibonacci:size".into(),
+            digest: "sha256:11".into(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            loaded_platform: "linux/amd64".into(),
+            platforms: vec![sample_record(Preset::Size, 281_432, 140_210)],
+            outputs: Vec::new(),
+            server: None,
+        };
+        let failed = serde_json::json!({"preset": "none", "error": "compiling failed"});
+        for json in [
+            serde_json::to_value(&over).unwrap(),
+            serde_json::to_value(&index).unwrap(),
+            failed.clone(),
+        ] {
+            let result = read(json.clone()).unwrap();
+            match (&result, json.get("platforms"), json.get("image")) {
+                (PresetResult::Built(Built::Index(i)), Some(_), None) => {
+                    assert_eq!(i.platforms[0].binary_size, 281_432)
+                }
+                (PresetResult::Built(Built::Image(r)), None, Some(_)) => {
+                    assert_eq!(r.error, over.error)
+                }
+                (PresetResult::Failed { preset, error }, None, None) => {
+                    assert_eq!(
+                        (*preset, error.as_str()),
+                        (Preset::None, "compiling failed")
+                    )
+                }
+                other => panic!("{json} read as {other:?}"),
+            }
+            assert_eq!(serde_json::to_value(&result).unwrap(), json);
+        }
+        // What does not read says which field is wrong.
+        let mut broken = serde_json::to_value(&over).unwrap();
+        broken.as_object_mut().unwrap().remove("binary_size");
+        assert!(read(broken)
+            .unwrap_err()
+            .contains("missing field `binary_size`"));
+        let unknown = serde_json::json!({"preset": "fastest", "error": "x"});
+        assert!(read(unknown).unwrap_err().contains("fastest"));
+        let neither = serde_json::json!({"preset": "size", "error": "x", "binary_size": 1});
+        assert!(read(neither)
+            .unwrap_err()
+            .contains("unknown field `binary_size`"));
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_results_do_not_read_is_an_error_that_names_the_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).await.unwrap();
+        let body = dir.path().join("context");
+        std::fs::write(&body, b"context").unwrap();
+        let build = NewBuild {
+            id: "b1".into(),
+            project: "fib.rs".into(),
+            request: crate::pipeline::plan::Request::default(),
+            source_digest: "sha256:00".into(),
+            source_path: "fib.rs".into(),
+        };
+        store.insert(&build, &body).await.unwrap();
+        assert!(store.get("b1").await.unwrap().unwrap().results.is_empty());
+        for (column, text, reason) in [
+            (
+                "results",
+                r#"[{"preset": "size"}]"#,
+                "missing field `error`",
+            ),
+            ("stages", r#"{"compile": "slow"}"#, "invalid type"),
+        ] {
+            sqlx::query(&format!("UPDATE builds SET {column} = $1 WHERE id = 'b1'"))
+                .bind(text)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let got = store.get("b1").await.unwrap_err().to_string();
+            let listed = store.list(None, 10, None).await.unwrap_err().to_string();
+            for error in [got, listed] {
+                assert!(
+                    error.contains(&format!("build b1: its stored {column} cannot be read"))
+                        && error.contains(reason),
+                    "{error}"
+                );
+            }
+            sqlx::query(&format!("UPDATE builds SET {column} = $1 WHERE id = 'b1'"))
+                .bind(if column == "results" { "[]" } else { "{}" })
+                .execute(&store.pool)
+                .await
+                .unwrap();
+        }
     }
 }

@@ -14,9 +14,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::store::{BuildError, BuildRecord, Outcome, Status, Store};
+use super::store::{BuildError, BuildRecord, Outcome, PresetResult, Status, Store};
 use crate::adapters::fsutil::{blocking, hex};
 use crate::core::event::{Event, Events};
+use crate::core::metrics::Built;
 use crate::pipeline::plan::Plan;
 
 /// What the workers share with the API.
@@ -257,7 +258,7 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
     };
     {
         let mut log = log.lock().expect("log");
-        outcome.stages = serde_json::to_value(&log.stages).unwrap_or_default();
+        outcome.stages = log.stages.clone();
         if let Some(note) = &note {
             outcome.error = Some(BuildError {
                 message: note.clone(),
@@ -281,8 +282,13 @@ fn scrubbed(queue: &Queue, id: &str, outcome: &Outcome) -> Outcome {
         error.message = scrub(&error.message);
     }
     for result in &mut outcome.results {
-        if let Some(error) = result.get("error").and_then(|e| e.as_str()).map(scrub) {
-            result["error"] = serde_json::Value::String(error);
+        let error = match result {
+            PresetResult::Failed { error, .. } => Some(error),
+            PresetResult::Built(Built::Image(record)) => record.error.as_mut(),
+            PresetResult::Built(Built::Index(_)) => None,
+        };
+        if let Some(error) = error {
+            *error = scrub(error);
         }
     }
     outcome
@@ -342,17 +348,7 @@ async fn run_presets(
             usage,
         });
     };
-    let asked = match super::request::from_stored(&build.options.to_string()) {
-        Ok(request) => request,
-        Err(e) => {
-            fail(
-                format!("the stored request cannot be read: {e}"),
-                None,
-                false,
-            );
-            return Status::Failure;
-        }
-    };
+    let asked = &build.request;
     let presets = asked.presets.clone();
     // Each build compiles in a directory of its own; compiled dependencies are shared through
     // the builder's target volume, and a no-change rebuild is found by the context's digest.
@@ -380,7 +376,7 @@ async fn run_presets(
         ));
         let job = PresetBuild {
             queue,
-            asked: &asked,
+            asked,
             source: &source,
             preset: *preset,
             several: presets.len() > 1,
@@ -388,11 +384,26 @@ async fn run_presets(
         };
         let built = job.run(&events).await;
         match built {
+            // Measured, but a gate (a size budget) held it back: no image, the build fails.
+            Ok(record) if record.gate_error().is_some() => {
+                let error = record.gate_error().unwrap_or_default().to_string();
+                events.emit(Event::PresetFailed {
+                    preset: *preset,
+                    error: error.clone(),
+                });
+                outcome
+                    .lock()
+                    .expect("outcome")
+                    .results
+                    .push(PresetResult::Built(record));
+                fail(error, Some("publish".into()), false);
+                status = Status::Failure;
+            }
             Ok(record) => match keep_blob(store, &archive).await {
                 Ok(digest) => {
                     let mut outcome = outcome.lock().expect("outcome");
                     outcome.images.insert(preset.name().to_string(), digest);
-                    outcome.results.push(record.unwrap_or_default());
+                    outcome.results.push(PresetResult::Built(record));
                 }
                 Err(e) => {
                     fail(e.to_string(), Some("publish".into()), false);
@@ -410,10 +421,10 @@ async fn run_presets(
                     .lock()
                     .expect("outcome")
                     .results
-                    .push(serde_json::json!({
-                        "preset": preset.name(),
-                        "error": e.to_string(),
-                    }));
+                    .push(PresetResult::Failed {
+                        preset: *preset,
+                        error: e.to_string(),
+                    });
                 fail(e.to_string(), stage, e.is_usage());
                 status = Status::Failure;
             }
@@ -438,10 +449,7 @@ struct PresetBuild<'a> {
 impl PresetBuild<'_> {
     /// Builds it through the library's plan, in the service's builder image (or with the
     /// local toolchain); the result record.
-    async fn run(
-        &self,
-        events: &Events,
-    ) -> crate::Result<Result<serde_json::Value, serde_json::Error>> {
+    async fn run(&self, events: &Events) -> crate::Result<Built> {
         let (store, preset) = (&self.queue.store, self.preset);
         // What the build asked for, with where this worker keeps things: its source, cache
         // and archive. Nothing goes into the engine and nothing is timed.
@@ -477,8 +485,8 @@ impl PresetBuild<'_> {
             true => plan
                 .build_index(events)
                 .await
-                .map(|r| serde_json::to_value(&r)),
-            false => plan.build(events).await.map(|r| serde_json::to_value(&r)),
+                .map(|r| Built::Index(Box::new(r))),
+            false => plan.build(events).await.map(|r| Built::Image(Box::new(r))),
         }
     }
 }

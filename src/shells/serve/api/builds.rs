@@ -180,7 +180,7 @@ async fn create(
     let build = NewBuild {
         project,
         id: id.clone(),
-        options: serde_json::to_value(&request).unwrap_or_default(),
+        request,
         source_digest: digest,
         source_path,
     };

@@ -7,14 +7,14 @@
 //! maud would make it Rust again. The templates live at the crate root, askama's default
 //! (no configuration), so moving this module does not move them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use askama::Template;
 use serde_json::Value;
 
-use crate::core::metrics::{human_ms, human_size};
-use crate::shells::serve::store::{BuildRecord, Status};
+use crate::core::metrics::{self, human_ms, human_size, Built};
+use crate::shells::serve::store::{BuildRecord, PresetResult, Status};
 
 /// The templates' escaper (`askama.toml`): `&`, `<`, `>` and both quotes, as named or
 /// numeric references, so a value is text in a text node and in a quoted attribute alike.
@@ -149,34 +149,33 @@ fn worker_label<'a>(id: &'a str, names: &'a WorkerNames) -> WorkerLabel<'a> {
     }
 }
 
-/// One preset's outcome, read from a result record (`build --json`, or `{preset, error}`);
-/// a multi-platform build's index record gives one per platform.
-pub struct PresetResult<'a> {
+/// A number the dashboard shows of a measured record, read through the record's type.
+pub type Measure = fn(&metrics::BuildRecord) -> u64;
+
+/// One preset's outcome as the pages show it; a multi-platform build's index gives one per
+/// platform.
+pub struct PresetOutcome<'a> {
     /// The preset, with the platform for one of several (`size linux/arm64`).
     pub preset: String,
     /// The preset whose image archive holds it (`?preset=` of the download).
     download: String,
-    pub record: &'a Value,
+    /// What was measured; none for a preset that failed before.
+    pub record: Option<&'a metrics::BuildRecord>,
+    /// Why it failed (a measured record too can fail: a size budget).
     pub error: Option<&'a str>,
 }
 
-impl PresetResult<'_> {
-    pub fn number(&self, path: &[&str]) -> Option<u64> {
-        path.iter()
-            .try_fold(self.record, |v, key| v.get(key))
-            .and_then(Value::as_u64)
+impl PresetOutcome<'_> {
+    pub fn measure(&self, measure: Measure) -> Option<u64> {
+        self.record.map(measure)
     }
 
-    fn text(&self, path: &[&str]) -> String {
-        path.iter()
-            .try_fold(self.record, |v, key| v.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+    fn text(&self, text: fn(&metrics::BuildRecord) -> &str) -> String {
+        self.record.map(text).unwrap_or_default().to_string()
     }
 
-    fn size(&self, field: &'static str, path: &[&str]) -> Option<Size> {
-        self.number(path).map(|bytes| Size {
+    fn size(&self, field: &'static str, measure: Measure) -> Option<Size> {
+        self.measure(measure).map(|bytes| Size {
             preset: self.preset.clone(),
             field,
             bytes,
@@ -184,54 +183,50 @@ impl PresetResult<'_> {
     }
 }
 
-/// The outcome in `record`; `platform`: one of several, named with its platform.
-fn preset_result(record: &Value, platform: bool) -> PresetResult<'_> {
-    let preset = record
-        .get("optimization_level")
-        .or_else(|| record.get("preset"))
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
-    let arch = record["image"]["architecture"].as_str().unwrap_or("?");
-    PresetResult {
+/// A measured record's outcome; `platform`: one of several, named with its platform.
+fn measured(record: &metrics::BuildRecord, platform: bool) -> PresetOutcome<'_> {
+    let preset = record.optimization_level.name();
+    PresetOutcome {
         preset: match platform {
-            true => format!("{preset} linux/{arch}"),
-            false => preset.clone(),
+            true => format!("{preset} linux/{}", record.image.architecture),
+            false => preset.to_string(),
         },
-        download: preset,
-        record,
-        error: record.get("error").and_then(Value::as_str),
+        download: preset.to_string(),
+        record: Some(record),
+        error: record.error.as_deref(),
     }
 }
 
 /// Every preset's outcome in `record` (one per platform of a multi-platform build).
-pub fn preset_results(record: &BuildRecord) -> Vec<PresetResult<'_>> {
+pub fn preset_results(record: &BuildRecord) -> Vec<PresetOutcome<'_>> {
     record
         .results
-        .as_array()
-        .map(|results| {
-            results
+        .iter()
+        .flat_map(|result| match result {
+            PresetResult::Built(Built::Image(image)) => vec![measured(image, false)],
+            PresetResult::Built(Built::Index(index)) => index
+                .platforms
                 .iter()
-                .flat_map(|r| match r.get("platforms").and_then(Value::as_array) {
-                    Some(platforms) => platforms.iter().map(|p| preset_result(p, true)).collect(),
-                    None => vec![preset_result(r, false)],
-                })
-                .collect()
+                .map(|platform| measured(platform, true))
+                .collect(),
+            PresetResult::Failed { preset, error } => vec![PresetOutcome {
+                preset: preset.name().to_string(),
+                download: preset.name().to_string(),
+                record: None,
+                error: Some(error),
+            }],
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// The presets a build asked for (its results' once it has them).
 fn requested_presets(record: &BuildRecord) -> Vec<String> {
-    crate::shells::serve::request::from_stored(&record.options.to_string())
-        .map(|request| {
-            request
-                .presets
-                .iter()
-                .map(|p| p.name().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
+    record
+        .request
+        .presets
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect()
 }
 
 fn parse_time(text: &str) -> Option<SystemTime> {
@@ -311,10 +306,10 @@ fn build_row<'a>(record: &'a BuildRecord, names: &'a WorkerNames) -> BuildRow<'a
         .map(|result| PresetCells {
             preset: result.preset.clone(),
             error: result.error.map(str::to_string),
-            binary: result.size("binary_size", &["binary_size"]),
-            image: result.size("image_size", &["image", "compressed_size"]),
-            layers: result.number(&["image", "layer_count"]),
-            compile: result.number(&["compile_time_ms"]).map(Millis),
+            binary: result.size("binary_size", |r| r.binary_size),
+            image: result.size("image_size", |r| r.image.compressed_size),
+            layers: result.measure(|r| r.image.layer_count as u64),
+            compile: result.measure(|r| r.compile_time_ms).map(Millis),
         })
         .collect();
     let mut times = format!("created {}", record.created_at);
@@ -393,41 +388,60 @@ struct BuildPage<'a> {
     live: bool,
 }
 
-/// A build's options as `key=value` (lists comma-separated).
+/// What a build asked for beyond the defaults, as `key=value` (`overrides.lto=thin`,
+/// lists comma-separated), read from its request's JSON so every field shows.
 fn options(record: &BuildRecord) -> Vec<(String, String)> {
-    let Some(options) = record.options.as_object() else {
-        return Vec::new();
+    fn flatten(prefix: &str, value: &Value, into: &mut BTreeMap<String, String>) {
+        let text = match value {
+            Value::Object(fields) => {
+                for (key, field) in fields {
+                    let key = match prefix.is_empty() {
+                        true => key.clone(),
+                        false => format!("{prefix}.{key}"),
+                    };
+                    flatten(&key, field, into);
+                }
+                return;
+            }
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        into.insert(prefix.to_string(), text);
+    }
+    let fields = |request: &crate::pipeline::plan::Request| {
+        let mut fields = BTreeMap::new();
+        flatten(
+            "",
+            &serde_json::to_value(request).unwrap_or_default(),
+            &mut fields,
+        );
+        fields
     };
-    options
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                other => other.to_string(),
-            };
-            (k.clone(), v)
-        })
+    let defaults = fields(&crate::pipeline::plan::Request::default());
+    fields(&record.request)
+        .into_iter()
+        .filter(|(key, value)| defaults.get(key) != Some(value))
         .collect()
 }
 
-fn result_row(result: &PresetResult) -> ResultRow {
+fn result_row(result: &PresetOutcome) -> ResultRow {
     ResultRow {
         preset: result.preset.clone(),
         download: result.download.clone(),
         error: result.error.map(str::to_string),
-        binary: result.size("binary_size", &["binary_size"]),
-        image: result.size("image_size", &["image", "compressed_size"]),
-        unpacked: result.size("image_unpacked", &["image", "uncompressed_size"]),
-        layers: result.number(&["image", "layer_count"]),
-        compile: result.number(&["compile_time_ms"]).map(Millis),
-        linkage: result.text(&["linkage"]),
-        libc: result.text(&["libc"]),
-        digest: result.text(&["image", "digest"]),
+        binary: result.size("binary_size", |r| r.binary_size),
+        image: result.size("image_size", |r| r.image.compressed_size),
+        unpacked: result.size("image_unpacked", |r| r.image.uncompressed_size),
+        layers: result.measure(|r| r.image.layer_count as u64),
+        compile: result.measure(|r| r.compile_time_ms).map(Millis),
+        linkage: result.text(|r| &r.linkage),
+        libc: result.text(|r| &r.libc),
+        digest: result.text(|r| &r.image.digest),
     }
 }
 
@@ -435,14 +449,9 @@ fn result_row(result: &PresetResult) -> ResultRow {
 pub fn build_body(record: &BuildRecord, names: &WorkerNames) -> String {
     let stages = record
         .stages
-        .as_object()
-        .map(|stages| {
-            stages
-                .iter()
-                .map(|(k, v)| (k.clone(), Millis(v.as_u64().unwrap_or(0))))
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .map(|(stage, ms)| (stage.clone(), Millis(*ms)))
+        .collect();
     render(&BuildPage {
         id: &record.id,
         badge: Badge::of(record.status),

@@ -3,7 +3,7 @@
 
 use askama::Template;
 
-use super::{builds_table, preset_results, render, WorkerNames};
+use super::{builds_table, preset_results, render, Measure, WorkerNames};
 use crate::pipeline::report::chart;
 use crate::shells::serve::store::{BuildRecord, Status};
 
@@ -26,11 +26,7 @@ pub fn history_charts(newest_first: &[BuildRecord]) -> String {
     let builds: Vec<&BuildRecord> = newest_first
         .iter()
         .rev()
-        .filter(|r| {
-            preset_results(r)
-                .iter()
-                .any(|p| p.number(&["binary_size"]).is_some())
-        })
+        .filter(|r| preset_results(r).iter().any(|p| p.record.is_some()))
         .collect();
     let mut presets: Vec<String> = Vec::new();
     for build in &builds {
@@ -41,11 +37,11 @@ pub fn history_charts(newest_first: &[BuildRecord]) -> String {
         }
     }
     let labels: Vec<String> = (1..=builds.len()).map(|n| n.to_string()).collect();
-    let kinds: [(&str, &[&str], &str); 2] = [
-        ("Binary size per preset", &["binary_size"], "binary_size"),
+    let kinds: [(&str, Measure, &str); 2] = [
+        ("Binary size per preset", |r| r.binary_size, "binary_size"),
         (
             "Image size per preset (stored, compressed)",
-            &["image", "compressed_size"],
+            |r| r.image.compressed_size,
             "image_size",
         ),
     ];
@@ -53,7 +49,7 @@ pub fn history_charts(newest_first: &[BuildRecord]) -> String {
         true => Vec::new(),
         false => kinds
             .into_iter()
-            .map(|(title, path, kind)| {
+            .map(|(title, measure, kind)| {
                 let series: Vec<chart::Series> = presets
                     .iter()
                     .map(|preset| chart::Series {
@@ -64,7 +60,7 @@ pub fn history_charts(newest_first: &[BuildRecord]) -> String {
                                 preset_results(build)
                                     .iter()
                                     .find(|r| &r.preset == preset)
-                                    .and_then(|r| r.number(path))
+                                    .and_then(|r| r.measure(measure))
                             })
                             .collect(),
                     })
@@ -123,17 +119,13 @@ fn comparison(project: &str, record: &BuildRecord) -> crate::pipeline::compare::
         .into_iter()
         .filter_map(|r| {
             let preset = r.preset.parse().ok()?;
-            let result = match r.error {
-                Some(message) => Err(crate::Error::Remote {
-                    message: message.to_string(),
+            // A measured record with an error (over a budget) failed: charted as failed.
+            let result = match (r.error, r.record) {
+                (None, Some(record)) => Ok(record.clone()),
+                (error, _) => Err(crate::Error::Remote {
+                    message: error.unwrap_or_default().to_string(),
                     usage: false,
                 }),
-                None => {
-                    serde_json::from_value(r.record.clone()).map_err(|e| crate::Error::Remote {
-                        message: e.to_string(),
-                        usage: false,
-                    })
-                }
             };
             Some(crate::pipeline::compare::Outcome { preset, result })
         })
