@@ -3,19 +3,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use ruchy_image::event::{Event, Events};
 use ruchy_image::plan::{BuilderChoice, Plan, Request};
 use ruchy_image::preset::Preset;
-
-/// Events, kept for the test to read.
-fn recorder() -> (Arc<Mutex<Vec<Event>>>, Events) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    (seen, Events::new(move |e| sink.lock().unwrap().push(e)))
-}
 
 fn request(source: &std::path::Path, builder: BuilderChoice) -> Request {
     let mut request = Request::new(source);
@@ -23,18 +14,6 @@ fn request(source: &std::path::Path, builder: BuilderChoice) -> Request {
     request.presets = vec![Preset::Aggressive];
     request.builder = builder;
     request
-}
-
-/// The stages in the order they started and finished.
-fn stages(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StageStarted { stage } => Some(format!("{stage} started")),
-            Event::StageFinished { stage, .. } => Some(format!("{stage} finished")),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

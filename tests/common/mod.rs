@@ -269,3 +269,71 @@ impl Running {
         (status.code(), self.seen)
     }
 }
+
+/// The chapter's fibonacci example, as a command-line argument.
+pub fn fib() -> String {
+    example("fibonacci.rs").display().to_string()
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Events, kept for the test to read.
+pub fn recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<ruchy_image::event::Event>>>,
+    ruchy_image::event::Events,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    (
+        seen,
+        ruchy_image::event::Events::new(move |e| sink.lock().unwrap().push(e)),
+    )
+}
+
+/// The stages in the order they started and finished.
+pub fn stages(events: &[ruchy_image::event::Event]) -> Vec<String> {
+    use ruchy_image::event::Event;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageStarted { stage } => Some(format!("{stage} started")),
+            Event::StageFinished { stage, .. } => Some(format!("{stage} finished")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The smallest static x86-64 Linux executable: one PT_LOAD segment whose code is
+/// `exit(0)`. What a stand-in compiler hands over as "the binary", without any toolchain.
+pub fn tiny_static_elf() -> Vec<u8> {
+    // mov eax, 60 (exit); xor edi, edi; syscall
+    let code = [0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05];
+    let (base, headers) = (0x40_0000u64, 64 + 56);
+    let size = (headers + code.len()) as u64;
+    let mut elf = Vec::new();
+    elf.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0"); // 64-bit, little-endian, SysV
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(62u16.to_le_bytes()); // EM_X86_64
+    elf.extend(1u32.to_le_bytes());
+    elf.extend((base + headers as u64).to_le_bytes()); // entry: the code after the headers
+    elf.extend(64u64.to_le_bytes()); // program headers right after this one
+    elf.extend(0u64.to_le_bytes()); // no section headers
+    elf.extend(0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 64, 0, 0] {
+        elf.extend(half.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    elf.extend(1u32.to_le_bytes()); // PT_LOAD
+    elf.extend(5u32.to_le_bytes()); // R+X
+    for word in [0, base, base, size, size, 0x1000] {
+        elf.extend(word.to_le_bytes()); // offset, vaddr, paddr, filesz, memsz, align
+    }
+    elf.extend(code);
+    elf
+}

@@ -39,6 +39,28 @@ pub use request::{BuilderChoice, CompilerOutput, Load, Outputs, Request};
 use sinks::connect;
 pub use sinks::Sinks;
 
+/// What a plan runs on when the caller brings it, in place of what the request resolves to
+/// (ko's `withBuilder`: the orchestration tested without a compiler or an engine).
+#[derive(Default)]
+pub struct Parts {
+    /// The engine.
+    pub engine: EngineChoice,
+    /// The compiler; the request's builder (local cargo or a builder container) when unset.
+    /// A prebuilt binary takes none either way.
+    pub compiler: Option<Box<dyn Compiler>>,
+}
+
+/// Where a plan's engine comes from.
+#[derive(Debug, Default)]
+pub enum EngineChoice {
+    /// Connected to as the request asks: when it wants one, and an error when it needs one
+    /// that does not answer.
+    #[default]
+    Connect,
+    /// This one, or none at all (`Given(None)`: a request that needs an engine then fails).
+    Given(Option<Engine>),
+}
+
 /// A request resolved: the engine connected, the bases read, the compiler and the outputs
 /// chosen. Resolving fails fast, before any compile, on bad input and unwritable outputs.
 pub struct Plan {
@@ -65,16 +87,34 @@ impl std::fmt::Debug for Plan {
 impl Plan {
     /// Resolves `request`: connects to the engine if one is wanted, reads every base, finds
     /// the builder image, and chooses the outputs (each build checks they can be written
-    /// before it compiles).
+    /// before it compiles). Resolving only decides: nothing is removed or written until a
+    /// build runs.
     pub async fn resolve(request: Request, events: &Events) -> Result<Plan> {
+        Plan::resolve_with(request, Parts::default(), events).await
+    }
+
+    /// [`Plan::resolve`] with the engine or the compiler the caller brings (a test's
+    /// stand-in compiler, an engine already connected) in place of the ones the request
+    /// would resolve to.
+    pub async fn resolve_with(request: Request, parts: Parts, events: &Events) -> Result<Plan> {
         request.validate()?;
         crate::pipeline::source::check_transpiler(&request.source)?;
         let prebuilt = request.is_prebuilt();
         if prebuilt {
             request.check_prebuilt()?;
         }
-        let engine = connect(request.wants_engine(), request.needs_engine()).await?;
-        sweep_leftovers(&request, engine.as_ref(), events).await;
+        let engine = match parts.engine {
+            EngineChoice::Connect => {
+                connect(request.wants_engine(), request.needs_engine()).await?
+            }
+            EngineChoice::Given(None) if request.outputs.load == Load::Always => {
+                return Err(Error::EngineUnavailable {
+                    host: "none".into(),
+                    reason: "the plan was given no engine, and the request loads into one".into(),
+                })
+            }
+            EngineChoice::Given(engine) => engine,
+        };
         let Sinks { publishers, .. } = Sinks::new(&request, engine.clone(), events)?;
 
         let mut bases = Vec::with_capacity(request.bases.len());
@@ -93,6 +133,7 @@ impl Plan {
         let output = request.compiler_output;
         let compiler: Option<Box<dyn Compiler>> = match (&engine, request.builder) {
             _ if prebuilt => None,
+            _ if parts.compiler.is_some() => parts.compiler,
             (Some(engine), BuilderChoice::Auto | BuilderChoice::Docker) => {
                 let cache_dir = &request.source.cache_dir;
                 let requested = request.builder_image.as_deref();
@@ -201,6 +242,7 @@ impl Plan {
             });
         };
         let options = self.options(preset, 0);
+        self.sweep(events).await;
         build(&options, self.compiler.as_deref(), &self.publishers, events).await
     }
 
@@ -225,6 +267,7 @@ impl Plan {
             .load_platform
             .or(host.filter(|h| request.platforms.contains(h)))
             .unwrap_or(request.platforms[0]);
+        self.sweep(events).await;
         crate::pipeline::build::build_index(
             &each,
             load.architecture(),
@@ -261,6 +304,7 @@ impl Plan {
         }
         let mut options = self.options(preset, 0);
         let compiler = self.compiler.as_deref();
+        self.sweep(events).await;
         let (zipped, mut record) =
             crate::pipeline::build::lambda_zip(&options, compiler, zip, events).await?;
         if image {
@@ -280,6 +324,7 @@ impl Plan {
     pub async fn compare(&self, events: &Events) -> Result<Vec<(String, Comparison)>> {
         let preset = self.request.presets[0];
         let mut comparisons = Vec::new();
+        self.sweep(events).await;
         // Several platforms are built FROM scratch only (see validate_platforms): one
         // comparison per platform, each image under its own BIN:PRESET-ARCH.
         if self.is_multi_platform() {
@@ -303,6 +348,12 @@ impl Plan {
             comparisons.push((base.clone(), comparison));
         }
         Ok(comparisons)
+    }
+
+    /// Removes what earlier runs that did not finish left behind, before this one writes
+    /// beside it: part of the run, so that resolving a plan stays free of side effects.
+    async fn sweep(&self, events: &Events) {
+        sweep_leftovers(&self.request, self.engine.as_ref(), events).await;
     }
 
     /// Every preset with `options` otherwise.
