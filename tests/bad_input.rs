@@ -33,10 +33,6 @@ fn fails(args: &[&str], code: i32, expected: &str) -> Run {
     run
 }
 
-fn fib() -> String {
-    example("fibonacci.rs").display().to_string()
-}
-
 #[test]
 fn missing_source() {
     fails(

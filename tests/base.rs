@@ -131,10 +131,6 @@ fn build(args: &[&str]) -> Run {
     ruchy_image(&all)
 }
 
-fn fib() -> String {
-    example("fibonacci.rs").display().to_string()
-}
-
 /// The manifest of the only image in an OCI layout.
 fn layout_manifest(layout: &Path) -> serde_json::Value {
     let index: serde_json::Value =

@@ -9,10 +9,6 @@ use ruchy_image::metrics::human_size;
 
 const PRESETS: [&str; 5] = ["none", "balanced", "aggressive", "nasa", "size"];
 
-fn fib() -> String {
-    example("fibonacci.rs").display().to_string()
-}
-
 /// `build SOURCE -O PRESET --json -`, as JSON.
 fn build_json(source: &str, preset: &str) -> serde_json::Value {
     ruchy_image(["build", source, "-O", preset, "--json", "-"])

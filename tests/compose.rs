@@ -430,15 +430,6 @@ fn curl_at(port: u16, token: &str, path: &str, args: &[&str]) -> (u16, String, S
     )
 }
 
-fn free_port() -> String {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
-
 /// The PostgreSQL image `compose/build-postgres-image.sh` makes, under a tag naming the script
 /// and entrypoint it was made with: built once (PostgreSQL from the host's packages), then kept
 /// for later runs until either changes.
@@ -476,7 +467,7 @@ fn the_cluster_stack_shares_one_queue_between_two_workers() {
     let project = format!("ruchy-image-test-cluster-{id}");
     let image = format!("ruchy-image-test/service:cluster-{id}");
     let postgres = postgres_image();
-    let (port_one, port_two) = (free_port(), free_port());
+    let (port_one, port_two) = (free_port().to_string(), free_port().to_string());
     let dir = tempfile::tempdir().unwrap();
     let token = "cluster-test-token-42";
     let token_file = dir.path().join("token");

@@ -13,10 +13,6 @@ use common::*;
 use guards::Images;
 use registries::*;
 
-fn fib() -> String {
-    example("fibonacci.rs").display().to_string()
-}
-
 /// Whether the engine holds `tag`.
 fn engine_has(tag: &str) -> bool {
     std::process::Command::new("docker")

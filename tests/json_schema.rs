@@ -21,10 +21,6 @@ fn assert_valid(validator: &jsonschema::Validator, json: &serde_json::Value) {
     assert!(errors.is_empty(), "{errors:#?}\nin {json:#}");
 }
 
-fn fib() -> String {
-    example("fibonacci.rs").display().to_string()
-}
-
 #[test]
 fn build_records_match_the_schema() {
     let validator = validator();

@@ -2,7 +2,6 @@
 //! config of the test's own, plain HTTP or TLS (a throwaway CA from openssl) with htpasswd users.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,13 +61,7 @@ impl Drop for Registry {
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::common::free_port;
 
 /// The TLS and htpasswd parts of a registry's config.
 pub struct Secure {
