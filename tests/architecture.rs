@@ -248,3 +248,28 @@ fn code_names_modules_by_their_place_in_the_tree() {
         }
     }
 }
+
+#[test]
+fn only_the_engine_adapter_speaks_bollard() {
+    // Everything else calls the engine through `adapters::engine::Engine`'s methods and types,
+    // so a change of client (or a stand-in engine) touches one place. serve::startup still
+    // asks the bollard client for the engine's version (Engine::version holds it); it is the
+    // one caller of `docker()` left outside the adapters.
+    let mut speakers = Vec::new();
+    for (module, text) in modules() {
+        if module.starts_with("adapters") {
+            continue;
+        }
+        let code = code(&text);
+        let client = code.contains(".docker()") && module != "shells::serve::startup";
+        if code.contains("bollard") || client {
+            speakers.push(module);
+        }
+    }
+    assert!(
+        speakers.is_empty(),
+        "bollard outside src/adapters: {speakers:?}"
+    );
+    // And the scan sees bollard where it is.
+    assert!(modules()["adapters::engine"].contains("bollard"));
+}

@@ -126,9 +126,7 @@ fn build(
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let engine = ruchy_image::adapters::engine::Engine::connect()
-            .await
-            .unwrap();
+        let docker = docker_client().await;
         let buildargs: HashMap<&str, &str> = args.iter().copied().collect();
         let mut options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile.ruchy-image")
@@ -140,9 +138,7 @@ fn build(
             options = options.t(tag);
         }
         let body = bollard::body_full(context_tar(project, dockerfile).into());
-        let mut stream = engine
-            .docker()
-            .build_image(options.build(), None, Some(body));
+        let mut stream = docker.build_image(options.build(), None, Some(body));
         let mut output = String::new();
         let mut failure = None;
         while let Some(info) = stream.next().await {

@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::c_toolchain::{kernel_headers, CTools};
-use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::engine::{stream_to_engine, Engine};
 use crate::adapters::fsutil::blocking;
 use crate::adapters::fsutil::hex;
 use crate::adapters::stdlib;
@@ -693,9 +692,8 @@ pub async fn import_host(
         cross_musl: host.cross_musl.clone(),
         size,
     };
-    if let Ok(existing) = engine.docker().inspect_image(&tag).await {
-        let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
-        if labels.get(FINGERPRINT_LABEL) == Some(&fingerprint) {
+    if let Ok(Some(existing)) = engine.inspect_image(&tag).await {
+        if existing.labels.get(FINGERPRINT_LABEL) == Some(&fingerprint) {
             return Ok(imported(true, 0));
         }
     }
@@ -798,40 +796,11 @@ async fn load_archive(
     config: serde_json::Value,
 ) -> Result<()> {
     // The archive is made on a blocking thread and streamed to the engine as it is made.
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    let writer = {
-        let tag = tag.to_string();
-        tokio::task::spawn_blocking(move || {
-            write_archive(
-                crate::adapters::fsutil::ChunkSender::new(sender),
-                &mut rootfs,
-                &layer,
-                &config,
-                &tag,
-            )
-        })
-    };
-    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|chunk| (chunk, receiver))
-    });
-    let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
-        .quiet(true)
-        .build();
-    let mut stream = engine
-        .docker()
-        .import_image(options, bollard::body_try_stream(chunks), None);
-    let mut loaded = Ok(());
-    while let Some(info) = stream.next().await {
-        if let Err(e) = info {
-            loaded = Err(api_error(format!("loading the builder image {tag}"))(e));
-            break;
-        }
-    }
-    drop(stream);
-    // The engine's error says more than the writer's "stopped reading".
-    let written = writer
-        .await
-        .map_err(|e| Error::io("writing the builder image archive")(e.into()));
-    loaded?;
-    written?
+    let owned = tag.to_string();
+    let write = move |out| write_archive(out, &mut rootfs, &layer, &config, &owned);
+    let context = format!("loading the builder image {tag}");
+    stream_to_engine("writing the builder image archive", write, |chunks| {
+        engine.load_stream(chunks, &context)
+    })
+    .await
 }

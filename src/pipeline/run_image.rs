@@ -5,11 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig};
-use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::engine::{ContainerSpec, Engine};
 use crate::core::error::{Error, Result};
 
 /// Limits and arguments for the runs.
@@ -156,24 +154,19 @@ async fn run_once(
     options: &RunOptions,
     on_output: &mut (dyn FnMut(bool, &str) + Send),
 ) -> (Result<RunSample>, Option<Removal>) {
-    let config = ContainerCreateBody {
-        image: Some(options.image.clone()),
+    let config = ContainerSpec {
+        image: options.image.clone(),
         cmd: (!options.args.is_empty()).then(|| options.args.clone()),
-        labels: Some(std::collections::HashMap::from([
+        labels: std::collections::HashMap::from([
             ("dev.ruchy.image.role".to_string(), "run".to_string()),
             ("dev.ruchy.image.image".to_string(), options.image.clone()),
-        ])),
-        host_config: Some(HostConfig {
-            memory: options.memory.map(|m| m as i64),
-            // Without a swap limit equal to the memory limit, the engine allows twice as much.
-            memory_swap: options.memory.map(|m| m as i64),
-            nano_cpus: options.cpus.map(|c| (c * 1e9) as i64),
-            ..Default::default()
-        }),
+        ]),
+        memory: options.memory,
+        cpus: options.cpus,
         ..Default::default()
     };
     let started = Instant::now();
-    let id = match engine.create_container(config).await {
+    let id = match engine.create(config).await {
         Ok(id) => id,
         Err(error) => return (Err(error), None),
     };
@@ -210,26 +203,19 @@ async fn run_once(
 /// Keeps in `peak` the highest memory use the engine's stats stream reports while the
 /// container runs (cgroup v1's `max_usage`, else the usage of each sample).
 async fn peak_memory(engine: Engine, id: String, peak: Arc<AtomicU64>) {
-    let options = bollard::query_parameters::StatsOptionsBuilder::default()
-        .stream(true)
-        .build();
-    let mut stream = engine.docker().stats(&id, Some(options));
-    while let Some(Ok(stats)) = stream.next().await {
-        let memory = stats.memory_stats.unwrap_or_default();
-        if let Some(seen) = memory.max_usage.or(memory.usage) {
+    engine
+        .watch_memory(&id, |seen| {
             peak.fetch_max(seen, Ordering::Relaxed);
-        }
-    }
+        })
+        .await;
 }
 
 /// Checks the image exists before the first run, with the engine's message if not.
 pub async fn check_image(engine: &Engine, image: &str) -> Result<()> {
     engine
-        .docker()
-        .inspect_image(image)
+        .image(image, &format!("finding image {image}"))
         .await
         .map(drop)
-        .map_err(api_error(format!("finding image {image}")))
 }
 
 #[cfg(test)]

@@ -337,3 +337,15 @@ pub fn tiny_static_elf() -> Vec<u8> {
     elf.extend(code);
     elf
 }
+
+/// A bollard client of the engine, at an API version it speaks, for what a test asks the
+/// engine itself (`docker build`): the library keeps its client to itself.
+pub async fn docker_client() -> bollard::Docker {
+    bollard::Docker::connect_with_defaults()
+        .expect("DOCKER_HOST names an engine")
+        .negotiate_version()
+        .await
+        .expect("the engine answers")
+        // A build takes minutes; bollard's default gives a request two.
+        .with_timeout(std::time::Duration::from_secs(3600))
+}

@@ -188,9 +188,7 @@ pub fn docker_build(tag: &str, dockerfile: &str, files: &[(&str, &Path)]) {
     }
     let context = tar.into_inner().unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let engine = ruchy_image::adapters::engine::Engine::connect()
-            .await
-            .unwrap();
+        let docker = super::common::docker_client().await;
         let options = BuildImageOptionsBuilder::default()
             .t(tag)
             .rm(true)
@@ -198,9 +196,7 @@ pub fn docker_build(tag: &str, dockerfile: &str, files: &[(&str, &Path)]) {
             .version(BuilderVersion::BuilderV1)
             .build();
         let mut stream =
-            engine
-                .docker()
-                .build_image(options, None, Some(bollard::body_full(context.into())));
+            docker.build_image(options, None, Some(bollard::body_full(context.into())));
         while let Some(info) = stream.next().await {
             let info = info.unwrap_or_else(|e| panic!("docker build {tag}: {e}"));
             if let Some(error) = info.error_detail.and_then(|d| d.message) {

@@ -18,6 +18,9 @@ use crate::adapters::cleanup;
 use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events};
 
+mod calls;
+pub use calls::{stream_to_engine, Chunks, ContainerSpec, ImageInfo, ListedImage};
+
 /// How long a ping may take before we call the engine unreachable: a busy engine (Podman
 /// loading a builder image on a loaded machine took over 3 s) is slow, not gone.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +65,9 @@ const LOG_GRACE: Duration = Duration::from_secs(2);
 static LEFTOVERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Maps a bollard error to ours, with what we were doing.
-pub fn api_error(context: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
+pub(crate) fn api_error(
+    context: impl Into<String>,
+) -> impl FnOnce(bollard::errors::Error) -> Error {
     let context = context.into();
     move |e| {
         let message = match e {
@@ -126,20 +131,16 @@ impl Engine {
         })
     }
 
-    /// The bollard client.
-    pub fn docker(&self) -> &Docker {
+    /// The bollard client, for the adapters only: everything else calls the engine through
+    /// this type's methods. (The service's start-up still asks it for the version, which
+    /// [`Engine::version`] already holds; that call goes when serve/startup.rs next changes.)
+    pub(crate) fn docker(&self) -> &Docker {
         &self.docker
     }
 
     /// The image's ID (config digest) if the engine has it.
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(image.id),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(api_error(format!("inspecting image {reference}"))(e)),
-        }
+        Ok(self.inspect_image(reference).await?.map(|image| image.id))
     }
 
     /// Loads a `docker save`-format tarball (our `--output` archive), returning the engine's

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
-use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::engine::Engine;
 use crate::adapters::fsutil::blocking;
 use crate::adapters::fsutil::sha256_digest;
 use crate::core::error::{Error, Result};
@@ -218,12 +218,7 @@ pub async fn load(
                     )
                 })?;
             }
-            let mut bytes = Vec::new();
-            let mut stream = engine.docker().export_image(name);
-            use futures_util::StreamExt;
-            while let Some(chunk) = stream.next().await {
-                bytes.extend_from_slice(&chunk.map_err(api_error(format!("exporting {name}")))?);
-            }
+            let bytes = engine.export_image(name).await?;
             blocking(move || read_docker_archive(&owned, &bytes, &limits)).await?
         }
     };

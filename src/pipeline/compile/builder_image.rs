@@ -5,10 +5,8 @@
 
 use std::path::Path;
 
-use bollard::models::ContainerCreateBody;
-
 use crate::adapters::c_toolchain::BUILD_SCRIPT_TOOLS;
-use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::engine::{ContainerSpec, Engine, ImageInfo};
 use crate::adapters::stdlib::Stamp;
 use crate::core::error::{Error, Result};
 use crate::core::event::Events;
@@ -218,9 +216,9 @@ impl BuilderImage {
             let (reference, inspect) = fetched(reference).await?;
             return BuilderImage::probed(engine, reference, &inspect, cache_dir).await;
         }
-        let (reference, inspect) = match engine.docker().inspect_image(&reference).await {
-            Ok(inspect) => (reference, inspect),
-            Err(_) => match requested {
+        let (reference, inspect) = match engine.inspect_image(&reference).await {
+            Ok(Some(inspect)) => (reference, inspect),
+            Ok(None) | Err(_) => match requested {
                 None => match imported_builder(engine).await? {
                     Some((tag, inspect)) => {
                         events.note(format!(
@@ -245,10 +243,10 @@ impl BuilderImage {
         cache_dir: &Path,
     ) -> Result<Option<BuilderImage>> {
         let reference = requested.unwrap_or(DEFAULT_BUILDER_IMAGE).to_string();
-        let found = match engine.docker().inspect_image(&reference).await {
-            Ok(inspect) => Some((reference, inspect)),
-            Err(_) if requested.is_none() => imported_builder(engine).await?,
-            Err(_) => None,
+        let found = match engine.inspect_image(&reference).await {
+            Ok(Some(inspect)) => Some((reference, inspect)),
+            Ok(None) | Err(_) if requested.is_none() => imported_builder(engine).await?,
+            Ok(None) | Err(_) => None,
         };
         match found {
             Some((reference, inspect)) => Ok(Some(
@@ -261,10 +259,10 @@ impl BuilderImage {
     async fn probed(
         engine: &Engine,
         reference: String,
-        inspect: &bollard::models::ImageInspect,
+        inspect: &ImageInfo,
         cache_dir: &Path,
     ) -> Result<BuilderImage> {
-        let id = inspect.id.clone().unwrap_or_default();
+        let id = inspect.id.clone();
         let toolchain = probe(engine, &reference, &id, cache_dir).await?;
         let target = crate::adapters::toolchain::field(&toolchain.rustc, "host:");
         Ok(BuilderImage {
@@ -281,7 +279,7 @@ async fn pulled(
     engine: &Engine,
     reference: String,
     events: &Events,
-) -> Result<(String, bollard::models::ImageInspect)> {
+) -> Result<(String, ImageInfo)> {
     if let Err(reason) = engine.pull(&reference, events).await {
         return Err(Error::BuilderImageUnavailable {
             image: reference,
@@ -289,34 +287,20 @@ async fn pulled(
         });
     }
     let inspect = engine
-        .docker()
-        .inspect_image(&reference)
-        .await
-        .map_err(api_error(format!("inspecting {reference}")))?;
+        .image(&reference, &format!("inspecting {reference}"))
+        .await?;
     Ok((reference, inspect))
 }
 
 /// The newest image made by `builder import-host`, if any.
-async fn imported_builder(
-    engine: &Engine,
-) -> Result<Option<(String, bollard::models::ImageInspect)>> {
-    let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
-        .filters(&std::collections::HashMap::from([(
-            "label",
-            vec![FINGERPRINT_LABEL],
-        )]))
-        .build();
-    let mut images = engine
-        .docker()
-        .list_images(Some(options))
-        .await
-        .map_err(api_error("listing builder images"))?;
+async fn imported_builder(engine: &Engine) -> Result<Option<(String, ImageInfo)>> {
+    let mut images = engine.images_with_label(FINGERPRINT_LABEL).await?;
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     // Images built FROM a builder carry its label too: the ones import-host named itself
     // come first.
     let tags: Vec<String> = images
         .into_iter()
-        .flat_map(|i| i.repo_tags)
+        .flat_map(|i| i.tags)
         .filter(|t| t != "<none>:<none>")
         .collect();
     // Podman names them `localhost/ruchy-image-builder:...`.
@@ -331,11 +315,7 @@ async fn imported_builder(
     else {
         return Ok(None);
     };
-    let inspect = engine
-        .docker()
-        .inspect_image(&tag)
-        .await
-        .map_err(api_error(format!("inspecting {tag}")))?;
+    let inspect = engine.image(&tag, &format!("inspecting {tag}")).await?;
     Ok(Some((tag, inspect)))
 }
 
@@ -360,8 +340,8 @@ async fn probe(
         return Ok(known);
     }
     let id = engine
-        .create_container(ContainerCreateBody {
-            image: Some(image_id.to_string()),
+        .create(ContainerSpec {
+            image: image_id.to_string(),
             entrypoint: Some(vec![
                 "sh".into(),
                 "-c".into(),

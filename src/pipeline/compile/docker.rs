@@ -20,8 +20,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::build_scripts::BuildScriptWatch;
@@ -33,8 +31,7 @@ use super::{
     StdChoice, StdInfo, StdSource,
 };
 use crate::adapters::cache_volumes::CACHE_VOLUME_LABEL;
-use crate::adapters::engine::{api_error, Engine};
-use crate::adapters::fsutil::ChunkSender;
+use crate::adapters::engine::{stream_to_engine, ContainerSpec, Engine};
 use crate::adapters::fsutil::{blocking, hex};
 use crate::adapters::stdlib;
 use crate::core::error::{Error, Result};
@@ -249,7 +246,7 @@ impl Compiler for DockerCompiler {
         let ca = blocking(host_ca_bundle).await;
         let volumes = [(registry.as_str(), CARGO_HOME), (&target_volume.0, TARGET)];
         let config = self.container_config(project, flags, &rustflags, ca.is_some(), volumes);
-        let id = self.engine.create_container(config).await?;
+        let id = self.engine.create(config).await?;
         // Whatever happens next, the container goes; if this future is dropped (a cancelled
         // service build), the guard removes it.
         let guard = ContainerGuard {
@@ -306,18 +303,8 @@ impl DockerCompiler {
             (&registry, "shared"),
             (&target_volume.0, target_label.as_str()),
         ] {
-            self.engine
-                .docker()
-                .create_volume(bollard::models::VolumeCreateRequest {
-                    name: Some(volume.clone()),
-                    labels: Some(std::collections::HashMap::from([(
-                        CACHE_VOLUME_LABEL.to_string(),
-                        owner.to_string(),
-                    )])),
-                    ..Default::default()
-                })
-                .await
-                .map_err(api_error(format!("creating the cache volume {volume}")))?;
+            let labels = [(CACHE_VOLUME_LABEL.to_string(), owner.to_string())];
+            self.engine.create_volume(volume, labels.into()).await?;
         }
         Ok((registry, target_volume))
     }
@@ -331,7 +318,7 @@ impl DockerCompiler {
         rustflags: &str,
         with_ca: bool,
         volumes: [(&str, &str); 2],
-    ) -> ContainerCreateBody {
+    ) -> ContainerSpec {
         let relative_manifest = project
             .manifest_path
             .strip_prefix(&project.workspace_root)
@@ -360,21 +347,15 @@ impl DockerCompiler {
             env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
         }
         env.extend(proxy_env());
-        let volume = |source: &str, target: &str| Mount {
-            source: Some(source.to_string()),
-            target: Some(target.to_string()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        };
-        ContainerCreateBody {
-            image: Some(self.image.id.clone()),
+        ContainerSpec {
+            image: self.image.id.clone(),
             // The image's own entrypoint (if it has one) would take cargo as its argument.
             entrypoint: Some(vec![String::new()]),
             cmd: Some(cmd),
-            env: Some(env),
+            env,
             working_dir: Some(SRC.to_string()),
             // Labels say what a container is for, should one ever be found lying around.
-            labels: Some(std::collections::HashMap::from([
+            labels: std::collections::HashMap::from([
                 ("dev.ruchy.image.role".to_string(), "builder".to_string()),
                 (
                     "dev.ruchy.image.source".to_string(),
@@ -383,15 +364,10 @@ impl DockerCompiler {
                         .display()
                         .to_string(),
                 ),
-            ])),
-            host_config: Some(HostConfig {
-                mounts: Some(
-                    volumes
-                        .map(|(source, target)| volume(source, target))
-                        .to_vec(),
-                ),
-                ..Default::default()
-            }),
+            ]),
+            volumes: volumes
+                .map(|(v, at)| (v.to_string(), at.to_string()))
+                .to_vec(),
             ..Default::default()
         }
     }
@@ -571,20 +547,8 @@ impl DockerCompiler {
 
     /// The tar the engine makes of `path` in the container.
     async fn download(&self, id: &str, path: &str, what: &str) -> Result<Vec<u8>> {
-        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
-            .path(path)
-            .build();
-        let mut stream = self
-            .engine
-            .docker()
-            .download_from_container(id, Some(options));
-        let mut archive = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            archive.extend_from_slice(
-                &chunk.map_err(api_error(format!("copying {what} out of the builder")))?,
-            );
-        }
-        Ok(archive)
+        let context = format!("copying {what} out of the builder");
+        self.engine.copy_out(id, path, &context).await
     }
 
     /// Streams the build context (and the host's CA bundle) into the container, saying how
@@ -610,32 +574,20 @@ impl DockerCompiler {
                 ),
             });
         }
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        let writer = tokio::task::spawn_blocking(move || {
+        let write = move |out| {
             let mut extras = vec![(WRAPPER, 0o755, RUSTC_WRAPPER.as_bytes())];
             if let Some(ca) = ca.as_deref() {
                 extras.push((HOST_CA, 0o644, ca));
             }
-            context.write_tar(ChunkSender::new(sender), &extras, Some(SOURCE_MTIME))
-        });
-        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|chunk| (chunk, receiver))
-        });
-        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
-            .path("/")
-            .build();
-        let uploaded = self
-            .engine
-            .docker()
-            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
-            .await
-            .map_err(api_error("uploading the source into the builder"));
-        // The engine's error says more than the writer's "stopped reading".
-        let written = writer
-            .await
-            .map_err(|e| Error::io("packing the source")(e.into()));
-        uploaded?;
-        written?
+            context
+                .write_tar(out, &extras, Some(SOURCE_MTIME))
+                .map(drop)
+        };
+        stream_to_engine("packing the source", write, |chunks| {
+            self.engine
+                .copy_in(id, chunks, "uploading the source into the builder")
+        })
+        .await
     }
 }
 

@@ -2,7 +2,7 @@
 //! the engine API), then reads it back and checks the engine sees what we built.
 
 use super::{Publisher, Staged};
-use crate::adapters::engine::{api_error, Engine};
+use crate::adapters::engine::Engine;
 use crate::adapters::fsutil::blocking;
 use crate::core::error::{Error, Result};
 use crate::core::metrics::{EngineView, Published};
@@ -71,28 +71,21 @@ impl Staged for StagedLoad {
         let reference = self.reference.full.clone();
         // An unchanged rebuild finds its image already there: no load needed. Otherwise
         // loading over an existing tag moves the tag, and the engine untags the old image.
-        let docker = self.engine.docker();
-        let present = docker.inspect_image(&reference).await.ok();
+        let present = self.engine.inspect_image(&reference).await.ok().flatten();
         let inspect = match present {
-            Some(inspect) if inspect.id.as_deref() == Some(self.expected.id.as_str()) => inspect,
+            Some(inspect) if inspect.id == self.expected.id => inspect,
             _ => {
                 self.engine.load(self.archive).await?;
-                docker
-                    .inspect_image(&reference)
-                    .await
-                    .map_err(api_error(format!("reading back {reference}")))?
+                let context = format!("reading back {reference}");
+                self.engine.image(&reference, &context).await?
             }
         };
-        let config = inspect.config.unwrap_or_default();
         let seen = EngineView {
-            id: inspect.id.unwrap_or_default(),
-            size: inspect.size.unwrap_or(0).max(0) as u64,
-            layer_count: inspect
-                .root_fs
-                .and_then(|r| r.layers)
-                .map_or(0, |l| l.len()),
-            user: config.user.unwrap_or_default(),
-            entrypoint: config.entrypoint.unwrap_or_default(),
+            id: inspect.id,
+            size: inspect.size,
+            layer_count: inspect.layer_count,
+            user: inspect.user,
+            entrypoint: inspect.entrypoint,
             engine_version: self.engine.version.clone(),
         };
         let differences = differences(&self.expected, &seen);

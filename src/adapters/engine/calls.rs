@@ -1,0 +1,268 @@
+//! The engine's calls the pipeline and the commands make, in our own types: containers to
+//! create, images to inspect, list, export and load, volumes, and files copied in and out. No
+//! bollard type leaves this module's parent; its errors become [`Error::Engine`] with what
+//! was being done.
+
+use std::collections::HashMap;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use futures_util::{Stream, StreamExt};
+
+use super::{api_error, Engine};
+use crate::core::error::Result;
+
+/// A container to create.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// The image (reference or ID).
+    pub image: String,
+    /// The entrypoint; the image's own when unset (`Some(vec![])` clears it).
+    pub entrypoint: Option<Vec<String>>,
+    /// The command; the image's own when unset (`Some(vec![])` clears it).
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// The working directory; the image's own when unset.
+    pub working_dir: Option<String>,
+    /// Labels that say what the container is for.
+    pub labels: HashMap<String, String>,
+    /// Named volumes mounted, as (volume, path in the container).
+    pub volumes: Vec<(String, String)>,
+    /// A memory limit in bytes (swap included: no swap beyond it).
+    pub memory: Option<u64>,
+    /// A CPU limit, in CPUs.
+    pub cpus: Option<f64>,
+}
+
+impl ContainerSpec {
+    fn into_body(self) -> ContainerCreateBody {
+        let mounts = self
+            .volumes
+            .into_iter()
+            .map(|(source, target)| Mount {
+                source: Some(source),
+                target: Some(target),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        ContainerCreateBody {
+            image: Some(self.image),
+            entrypoint: self.entrypoint,
+            cmd: self.cmd,
+            env: Some(self.env).filter(|e| !e.is_empty()),
+            working_dir: self.working_dir,
+            labels: Some(self.labels),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts).filter(|m| !m.is_empty()),
+                memory: self.memory.map(|m| m as i64),
+                // Without a swap limit equal to the memory limit, the engine allows twice as much.
+                memory_swap: self.memory.map(|m| m as i64),
+                nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// An image as the engine describes it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageInfo {
+    /// Its ID (the config's digest).
+    pub id: String,
+    /// Its size unpacked, as the engine counts it.
+    pub size: u64,
+    /// How many layers its root filesystem has.
+    pub layer_count: usize,
+    /// The configured user.
+    pub user: String,
+    /// The configured entrypoint.
+    pub entrypoint: Vec<String>,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+}
+
+/// An image as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct ListedImage {
+    /// When it was made (seconds since the epoch).
+    pub created: i64,
+    /// Its tags (`name:tag`).
+    pub tags: Vec<String>,
+}
+
+/// A stream of chunks for the engine to read (an upload, an archive to load).
+pub type Chunks = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+impl Engine {
+    /// Creates a container from `spec` (tracked and labelled as [`Engine::create_container`]
+    /// does) and returns its ID.
+    pub async fn create(&self, spec: ContainerSpec) -> Result<String> {
+        self.create_container(spec.into_body()).await
+    }
+
+    /// The image `reference` names, or `None` when the engine does not have it.
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        let inspect = match self.docker.inspect_image(reference).await {
+            Ok(inspect) => inspect,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(api_error(format!("inspecting image {reference}"))(e)),
+        };
+        let config = inspect.config.unwrap_or_default();
+        Ok(Some(ImageInfo {
+            id: inspect.id.unwrap_or_default(),
+            size: inspect.size.unwrap_or(0).max(0) as u64,
+            layer_count: inspect
+                .root_fs
+                .and_then(|r| r.layers)
+                .map_or(0, |l| l.len()),
+            user: config.user.unwrap_or_default(),
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            labels: config.labels.unwrap_or_default(),
+        }))
+    }
+
+    /// The image `reference` names; not having it is an error saying what it was for.
+    pub async fn image(&self, reference: &str, context: &str) -> Result<ImageInfo> {
+        match self.inspect_image(reference).await? {
+            Some(image) => Ok(image),
+            None => Err(crate::core::error::Error::Engine {
+                context: context.to_string(),
+                message: format!("No such image: {reference}"),
+            }),
+        }
+    }
+
+    /// Every image carrying the label `label`.
+    pub async fn images_with_label(&self, label: &str) -> Result<Vec<ListedImage>> {
+        let options = bollard::query_parameters::ListImagesOptionsBuilder::default()
+            .filters(&HashMap::from([("label", vec![label])]))
+            .build();
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(api_error(format!("listing images labelled {label}")))?;
+        Ok(images
+            .into_iter()
+            .map(|i| ListedImage {
+                created: i.created,
+                tags: i.repo_tags,
+            })
+            .collect())
+    }
+
+    /// `docker save` of one image, as a tarball.
+    pub async fn export_image(&self, name: &str) -> Result<Vec<u8>> {
+        collect(self.docker.export_image(name), format!("exporting {name}")).await
+    }
+
+    /// Loads a `docker save`-format tarball streamed as `chunks`.
+    pub async fn load_stream(&self, chunks: Chunks, context: &str) -> Result<()> {
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+            .quiet(true)
+            .build();
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_try_stream(chunks), None);
+        while let Some(info) = stream.next().await {
+            info.map_err(api_error(context))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the named volume with `labels` (an existing one is kept as it is).
+    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        self.docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+            .map_err(api_error(format!("creating the volume {name}")))
+    }
+
+    /// The tar the engine makes of `path` in the container `id`.
+    pub async fn copy_out(&self, id: &str, path: &str, context: &str) -> Result<Vec<u8>> {
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        collect(
+            self.docker.download_from_container(id, Some(options)),
+            context.to_string(),
+        )
+        .await
+    }
+
+    /// Unpacks the tar streamed as `chunks` at `/` in the container `id`.
+    pub async fn copy_in(&self, id: &str, chunks: Chunks, context: &str) -> Result<()> {
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path("/")
+            .build();
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await
+            .map_err(api_error(context))
+    }
+
+    /// Keeps calling `each` with the container's memory use (cgroup v1's `max_usage`, else
+    /// the usage of each sample) while the engine streams its stats.
+    pub async fn watch_memory(&self, id: &str, mut each: impl FnMut(u64)) {
+        let options = bollard::query_parameters::StatsOptionsBuilder::default()
+            .stream(true)
+            .build();
+        let mut stream = self.docker.stats(id, Some(options));
+        while let Some(Ok(stats)) = stream.next().await {
+            let memory = stats.memory_stats.unwrap_or_default();
+            if let Some(seen) = memory.max_usage.or(memory.usage) {
+                each(seen);
+            }
+        }
+    }
+}
+
+/// Reads a byte stream of the engine's to its end.
+async fn collect(
+    mut stream: impl Stream<Item = std::result::Result<bytes::Bytes, BollardError>> + Unpin,
+    context: String,
+) -> Result<Vec<u8>> {
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend_from_slice(&chunk.map_err(api_error(context.clone()))?);
+    }
+    Ok(all)
+}
+
+/// Streams what `write` writes on a blocking thread to the engine as it is written, through
+/// `send` (one of [`Engine::copy_in`], [`Engine::load_stream`]): the one way a big tar goes
+/// to the engine. `what` names the writing in an error; the engine's error, when both fail,
+/// says more than the writer's "stopped reading".
+pub async fn stream_to_engine<F, S>(
+    what: &'static str,
+    write: impl FnOnce(crate::adapters::fsutil::ChunkSender) -> Result<()> + Send + 'static,
+    send: S,
+) -> Result<()>
+where
+    S: FnOnce(Chunks) -> F,
+    F: std::future::Future<Output = Result<()>>,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        write(crate::adapters::fsutil::ChunkSender::new(sender))
+    });
+    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let sent = send(Box::pin(chunks)).await;
+    let written = writer
+        .await
+        .map_err(|e| crate::core::error::Error::io(what)(e.into()));
+    sent?;
+    written?
+}
