@@ -92,6 +92,14 @@ pub async fn run(command: ImageCommand) -> ExitCode {
     }
 }
 
+/// All of stdin (a registry password), read by the shell.
+fn read_stdin() -> crate::Result<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(Error::io("reading the registry password from stdin"))?;
+    Ok(text)
+}
+
 /// Waits for SIGINT, SIGTERM or SIGHUP and returns its number. A handler that cannot be
 /// installed waits forever: the signal then keeps its default action.
 async fn stop_signal() -> u8 {
@@ -217,6 +225,7 @@ async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Fai
 
 async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
+    request.registry.credentials = args.registry.login(read_stdin)?;
     let budgets = args.budget.to_lib()?;
     request.budgets = budgets.clone();
     if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
@@ -360,6 +369,7 @@ fn report_build(
 /// `ruchy-image compare`: the comparison on stdout, then the verdict.
 async fn compare(args: CompareArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
     let mut request = args.to_lib()?;
+    request.registry.credentials = args.registry.login(read_stdin)?;
     let budgets = args.budget.to_lib()?;
     request.budgets = budgets.clone();
     if let Some(chart) = &args.chart {

@@ -257,19 +257,28 @@ impl BudgetArgs {
 }
 
 impl RegistryArgs {
-    /// Fills the request's pushes and registry options (reading a password from stdin).
+    /// Fills the request's pushes and registry options. The login's password comes from
+    /// stdin, which the command's handler reads ([`RegistryArgs::login`]): converting a
+    /// command line touches nothing outside it.
     fn apply(&self, request: &mut Request) -> Result<()> {
         request.outputs.push = self.push.clone();
         request.registry.insecure = self.insecure_registry.clone();
         request.registry.ca_files = self.registry_ca.clone();
-        if let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) {
-            let mut password = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
-                .map_err(crate::Error::io("reading the registry password from stdin"))?;
-            let password = password.trim_end_matches(['\n', '\r']).to_string();
-            request.registry.credentials = Some((user.clone(), password));
-        }
         Ok(())
+    }
+
+    /// The registry login, when `--registry-user` and `--registry-password-stdin` ask for
+    /// one, with the password `read_password` gives (its line end dropped).
+    pub fn login(
+        &self,
+        read_password: impl FnOnce() -> Result<String>,
+    ) -> Result<Option<(String, String)>> {
+        let (Some(user), true) = (&self.registry_user, self.registry_password_stdin) else {
+            return Ok(None);
+        };
+        let password = read_password()?;
+        let password = password.trim_end_matches(['\n', '\r']).to_string();
+        Ok(Some((user.clone(), password)))
     }
 }
 
