@@ -62,7 +62,17 @@ const LOG_GRACE: Duration = Duration::from_secs(2);
 
 /// Containers created and not yet removed; removed by [`remove_leftovers`] when a run is
 /// interrupted (the future that owned them was dropped before it could clean up).
+/// Process-wide on purpose: the signal handler that cleans up holds no plan or engine of the
+/// run it stopped. Entries are container IDs, so concurrent builds and tests never collide.
 static LEFTOVERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The engine `DOCKER_HOST` names, if it names one: where bollard connects. Read here, by the
+/// adapter, because bollard reads it too; an engine named there is one the user means.
+pub fn named_host() -> Option<String> {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+}
 
 /// Maps a bollard error to ours, with what we were doing.
 pub(crate) fn api_error(
@@ -96,8 +106,7 @@ fn with_hint(message: String) -> String {
 impl Engine {
     /// Connects to `DOCKER_HOST` (unix socket or tcp), negotiates the API version and pings.
     pub async fn connect() -> Result<Engine> {
-        let host = std::env::var("DOCKER_HOST")
-            .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string());
+        let host = named_host().unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
         let unavailable = |reason: String| Error::EngineUnavailable {
             host: host.clone(),
             reason,

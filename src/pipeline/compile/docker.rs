@@ -84,6 +84,8 @@ const SOURCE_MTIME: u64 = 4_102_444_800;
 /// Shared target volumes builds in this process are using: a concurrent build (a service
 /// slot) takes the first free one instead of waiting for another's cargo lock. Builds from
 /// other processes may pick the same one; cargo's lock then makes them take turns.
+/// Process-wide on purpose: the volumes are the engine's, shared by every compiler this
+/// process makes, whichever plan made it.
 static TARGET_VOLUMES_IN_USE: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 

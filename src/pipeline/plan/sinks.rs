@@ -157,7 +157,7 @@ pub(super) async fn connect(wanted: bool, needed: bool) -> Result<Option<Engine>
     }
     // An engine named in DOCKER_HOST is one the user means: not answering is an error, not a
     // reason to quietly build without it.
-    let named = std::env::var_os("DOCKER_HOST").is_some_and(|host| !host.is_empty());
+    let named = crate::adapters::engine::named_host().is_some();
     match Engine::connect().await {
         Ok(engine) => Ok(Some(engine)),
         Err(e) if needed || named => Err(e),
