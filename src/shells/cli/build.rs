@@ -1,0 +1,128 @@
+//! `ruchy-image build`: the request, the build (here or on a server), and its report.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::failure::Failure;
+use super::output::write_json;
+use super::render::{Journal, Mode, Terminal};
+use super::{read_stdin, remote, summary, BuildArgs};
+use crate::core::metrics::{BuildRecord, Built};
+use crate::pipeline::plan::Plan;
+use crate::pipeline::report;
+
+/// `ruchy-image build`: the summary (or JSON), then the budgets' verdict. A build that fails
+/// (not bad input, which writes nothing) still gets its `--json` record, with the error.
+pub(super) async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let result = build_and_report(&args, journal).await;
+    if let (Err(Failure::Error(error)), Some(path)) = (&result, &args.json) {
+        if !error.is_usage() {
+            let source = args.options.input.source.display().to_string();
+            let record = report::json::FailedBuild::new(source, args.optimize, error);
+            if let Err(unwritten) = write_json(path, &record) {
+                eprintln!("warning: {unwritten}");
+            }
+        }
+    }
+    result
+}
+
+async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
+    let mut request = args.to_lib()?;
+    request.registry.credentials = args.registry.login(read_stdin)?;
+    let budgets = args.budget.to_lib()?;
+    request.budgets = budgets.clone();
+    if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
+        // Checked now so a long compile does not end in an unwritable path.
+        crate::adapters::fsutil::check_writable("the metrics JSON", json)?;
+        let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
+        let taken: Vec<_> = outputs.into_iter().flatten().cloned().collect();
+        request.check_output("metrics JSON", json, &taken)?;
+    }
+    request.compiler_output.color = Terminal::color();
+    request.compiler_output.quiet = args.quiet;
+    let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
+    let result = async {
+        // On a server, the same request: built there, written here.
+        if let Some(server) = &args.service.server {
+            return remote::build(request, &args.service, server, args.quiet, &events).await;
+        }
+        let plan = Plan::resolve(request, &events).await?;
+        match plan.is_multi_platform() {
+            true => plan
+                .build_index(&events)
+                .await
+                .map(|r| Built::Index(Box::new(r))),
+            false => plan.build(&events).await.map(|r| Built::Image(Box::new(r))),
+        }
+    }
+    .await;
+    terminal.lock().expect("terminal").finish();
+    // Over budget, nothing was published; the record is still reported, then the verdict.
+    report(args, result?, &budgets)
+}
+
+fn report(
+    args: &BuildArgs,
+    built: Built,
+    budgets: &crate::core::budget::Budgets,
+) -> Result<(), Failure> {
+    match built {
+        Built::Image(record) => report_build(args, &record, budgets),
+        Built::Index(record) => report_index(args, &record, budgets),
+    }
+}
+
+/// A multi-platform build's record and summary; every platform's image is held to the
+/// budgets.
+fn report_index(
+    args: &BuildArgs,
+    record: &crate::core::metrics::IndexRecord,
+    budgets: &crate::core::budget::Budgets,
+) -> Result<(), Failure> {
+    if let Some(path) = &args.json {
+        write_json(path, record)?;
+    }
+    if !args.quiet {
+        let summary = summary::index(record);
+        match args.json.as_deref() == Some(Path::new("-")) {
+            true => eprint!("{summary}"),
+            false => print!("{summary}"),
+        }
+    }
+    let exceeded: Vec<_> = record
+        .platforms
+        .iter()
+        .flat_map(|r| budgets.check(r))
+        .collect();
+    if !exceeded.is_empty() {
+        return Err(Failure::OverBudget(exceeded));
+    }
+    Ok(())
+}
+
+/// The end of a build, local or remote: the JSON, the summary, then the budgets' verdict.
+fn report_build(
+    args: &BuildArgs,
+    record: &BuildRecord,
+    budgets: &crate::core::budget::Budgets,
+) -> Result<(), Failure> {
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.json {
+        write_json(path, record)?;
+    }
+    if !args.quiet {
+        let summary = summary::build(record);
+        if json_to_stdout {
+            eprint!("{summary}");
+        } else {
+            print!("{summary}");
+        }
+    }
+    // Checked last: CI logs then show the summary and the metrics that broke the budget.
+    let exceeded = budgets.check(record);
+    if !exceeded.is_empty() {
+        return Err(Failure::OverBudget(exceeded));
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `ruchy-image compare`: every preset (or base, or platform), their report and verdict.
+
+use std::sync::{Arc, Mutex};
+
+use super::failure::Failure;
+use super::output::print_stdout;
+use super::render::{Journal, Mode, Terminal};
+use super::{read_stdin, remote, CompareArgs, Format};
+use crate::pipeline::plan::Plan;
+use crate::pipeline::report;
+
+/// `ruchy-image compare`: the comparison on stdout, then the verdict.
+pub(super) async fn compare(
+    args: CompareArgs,
+    journal: &Arc<Mutex<Journal>>,
+) -> Result<(), Failure> {
+    let mut request = args.to_lib()?;
+    request.registry.credentials = args.registry.login(read_stdin)?;
+    let budgets = args.budget.to_lib()?;
+    request.budgets = budgets.clone();
+    if let Some(chart) = &args.chart {
+        crate::adapters::fsutil::check_writable("the chart", chart)?;
+        request.check_output("chart", chart, &[])?;
+    }
+    request.compiler_output.color = Terminal::color();
+    // cargo's progress lines only with --verbose: one line per preset is the progress here.
+    request.compiler_output.quiet = !args.verbose;
+    let (terminal, events) = Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
+    let result = async {
+        match &args.service.server {
+            Some(server) => remote::compare(request, &args.service, server, args.quiet, &events)
+                .await
+                .map(|comparison| vec![(String::new(), comparison)]),
+            None => {
+                Plan::resolve(request, &events)
+                    .await?
+                    .compare(&events)
+                    .await
+            }
+        }
+    }
+    .await;
+    terminal.lock().expect("terminal").finish();
+    let comparisons = result?;
+
+    let format = match args.format {
+        Format::Table => report::Format::Table,
+        Format::Markdown => report::Format::Markdown,
+        Format::Csv => report::Format::Csv,
+        Format::Json => report::Format::Json,
+    };
+    let output = match (args.bases.is_empty(), args.options.flags.platform.len() > 1) {
+        (_, true) => report::platforms(&comparisons, format)?,
+        (true, false) => report::presets(&comparisons[0].1, format)?,
+        (false, false) => report::bases(&comparisons, format)?,
+    };
+    print_stdout("the comparison", output.as_bytes())?;
+    if let Some(chart) = &args.chart {
+        let svg = report::chart::svg(&comparisons[0].1);
+        crate::adapters::fsutil::write_file_atomically("the chart", chart, svg.as_bytes())?;
+    }
+    // Failed presets and exceeded budgets fail the command after everything is reported.
+    let mut verdict = crate::pipeline::compare::Verdict::default();
+    for (_, comparison) in &comparisons {
+        let one = comparison.verdict(&budgets);
+        verdict.failed.extend(one.failed);
+        verdict.exceeded.extend(one.exceeded);
+    }
+    match (verdict.passed(), verdict.failed.is_empty()) {
+        (true, _) => Ok(()),
+        (false, true) => Err(Failure::OverBudget(verdict.exceeded)),
+        (false, false) => Err(Failure::Comparison(verdict)),
+    }
+}
