@@ -1,10 +1,9 @@
 //! `ruchy-image build`: the request, the build (here or on a server), and its report.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::failure::Failure;
-use super::output::write_json;
+use super::output::{file, print_summary, write_json};
 use super::render::{Journal, Mode, Terminal};
 use super::{read_stdin, remote, summary, BuildArgs};
 use crate::core::metrics::{BuildRecord, Built};
@@ -32,7 +31,7 @@ async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Re
     request.registry.credentials = args.registry.login(read_stdin)?;
     let budgets = args.budget.to_lib()?;
     request.budgets = budgets.clone();
-    if let Some(json) = args.json.as_deref().filter(|j| *j != Path::new("-")) {
+    if let Some(json) = file(args.json.as_deref()) {
         // Checked now so a long compile does not end in an unwritable path.
         crate::adapters::fsutil::check_writable("the metrics JSON", json)?;
         let outputs = [&request.outputs.oci_layout, &request.outputs.archive];
@@ -41,23 +40,23 @@ async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Re
     }
     request.compiler_output.color = Terminal::color();
     request.compiler_output.quiet = args.quiet;
-    let (terminal, events) = Terminal::new(journal, Mode::Build, args.verbose, args.quiet);
-    let result = async {
-        // On a server, the same request: built there, written here.
-        if let Some(server) = &args.service.server {
-            return remote::build(request, &args.service, server, args.quiet, &events).await;
+    let result = Terminal::around(journal, Mode::Build, args.verbose, args.quiet, |events| {
+        async move {
+            // On a server, the same request: built there, written here.
+            if let Some(server) = &args.service.server {
+                return remote::build(request, &args.service, server, args.quiet, &events).await;
+            }
+            let plan = Plan::resolve(request, &events).await?;
+            match plan.is_multi_platform() {
+                true => plan
+                    .build_index(&events)
+                    .await
+                    .map(|r| Built::Index(Box::new(r))),
+                false => plan.build(&events).await.map(|r| Built::Image(Box::new(r))),
+            }
         }
-        let plan = Plan::resolve(request, &events).await?;
-        match plan.is_multi_platform() {
-            true => plan
-                .build_index(&events)
-                .await
-                .map(|r| Built::Index(Box::new(r))),
-            false => plan.build(&events).await.map(|r| Built::Image(Box::new(r))),
-        }
-    }
+    })
     .await;
-    terminal.lock().expect("terminal").finish();
     // Over budget, nothing was published; the record is still reported, then the verdict.
     report(args, result?, &budgets)
 }
@@ -84,11 +83,7 @@ fn report_index(
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = summary::index(record);
-        match args.json.as_deref() == Some(Path::new("-")) {
-            true => eprint!("{summary}"),
-            false => print!("{summary}"),
-        }
+        print_summary(&summary::index(record), args.json.as_deref());
     }
     let exceeded: Vec<_> = record
         .platforms
@@ -107,17 +102,11 @@ fn report_build(
     record: &BuildRecord,
     budgets: &crate::core::budget::Budgets,
 ) -> Result<(), Failure> {
-    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     if let Some(path) = &args.json {
         write_json(path, record)?;
     }
     if !args.quiet {
-        let summary = summary::build(record);
-        if json_to_stdout {
-            eprint!("{summary}");
-        } else {
-            print!("{summary}");
-        }
+        print_summary(&summary::build(record), args.json.as_deref());
     }
     // Checked last: CI logs then show the summary and the metrics that broke the budget.
     let exceeded = budgets.check(record);

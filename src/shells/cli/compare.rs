@@ -25,22 +25,28 @@ pub(super) async fn compare(
     request.compiler_output.color = Terminal::color();
     // cargo's progress lines only with --verbose: one line per preset is the progress here.
     request.compiler_output.quiet = !args.verbose;
-    let (terminal, events) = Terminal::new(journal, Mode::Compare, args.verbose, args.quiet);
-    let result = async {
-        match &args.service.server {
-            Some(server) => remote::compare(request, &args.service, server, args.quiet, &events)
-                .await
-                .map(|comparison| vec![(String::new(), comparison)]),
-            None => {
-                Plan::resolve(request, &events)
-                    .await?
-                    .compare(&events)
+    let shown = (args.verbose, args.quiet);
+    let service = &args.service;
+    let result = Terminal::around(
+        journal,
+        Mode::Compare,
+        shown.0,
+        shown.1,
+        |events| async move {
+            match &service.server {
+                Some(server) => remote::compare(request, service, server, shown.1, &events)
                     .await
+                    .map(|comparison| vec![(String::new(), comparison)]),
+                None => {
+                    Plan::resolve(request, &events)
+                        .await?
+                        .compare(&events)
+                        .await
+                }
             }
-        }
-    }
+        },
+    )
     .await;
-    terminal.lock().expect("terminal").finish();
     let comparisons = result?;
 
     let format = match args.format {

@@ -79,6 +79,24 @@ impl Terminal {
         (terminal, events)
     }
 
+    /// Runs `work` with events this terminal renders, then clears what it drew: the one
+    /// set-up and tear-down of every command that shows progress.
+    pub(crate) async fn around<T, F>(
+        journal: &Arc<Mutex<Journal>>,
+        mode: Mode,
+        verbose: bool,
+        quiet: bool,
+        work: impl FnOnce(Events) -> F,
+    ) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let (terminal, events) = Terminal::new(journal, mode, verbose, quiet);
+        let result = work(events).await;
+        terminal.lock().expect("terminal").finish();
+        result
+    }
+
     /// Whether cargo's diagnostics can be coloured.
     pub(crate) fn color() -> bool {
         std::io::stderr().is_terminal()

@@ -2,7 +2,7 @@
 
 use super::failure::Failure;
 use super::output::{print_stdout, to_json};
-use super::RunArgs;
+use super::{summary, RunArgs};
 use crate::adapters::engine::Engine;
 use crate::core::error::Error;
 
@@ -40,23 +40,7 @@ pub(super) async fn run_image(args: RunArgs) -> Result<(), Failure> {
     if json {
         print_stdout("the run report", &to_json("the run report", &report)?)?;
     } else {
-        let memory = report
-            .peak_memory_bytes
-            .map(crate::core::metrics::human_size)
-            .unwrap_or_else(|| {
-                "not reported by the engine (the container exited before its first stats sample)"
-                    .into()
-            });
-        eprintln!(
-            "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {} memory, {} CPU",
-            report.cold_start_median_ms,
-            report.cold_start_min_ms,
-            report.cold_start_max_ms,
-            report.iterations,
-            args.memory,
-            args.cpus
-        );
-        eprintln!("ℹ peak memory: {memory}; exit code {}", report.exit_code);
+        eprint!("{}", summary::run(&report, &args.memory, args.cpus));
     }
     if report.exit_code != 0 {
         return Err(Error::ContainerFailed {

@@ -1,5 +1,6 @@
 //! What a command says when it is done: a build's one-screen summary (and a Lambda
-//! function's, an index's), and `doctor`'s report.
+//! function's, an index's), `doctor`'s report, `run`'s timings and the builder commands'
+//! results. The command handlers print these; they format nothing themselves.
 
 use std::fmt::Write as _;
 
@@ -280,6 +281,107 @@ pub(crate) fn doctor(report: &crate::commands::doctor::Report) -> String {
     out
 }
 
+/// `builder prune`: one line per cache volume (name, size, owner, what became of it), then
+/// what it freed or, with `--dry-run`, would free.
+pub(crate) fn prune(
+    volumes: &[crate::adapters::cache_volumes::CacheVolume],
+    dry_run: bool,
+) -> String {
+    if volumes.is_empty() {
+        return "no cache volumes\n".into();
+    }
+    let mut s = String::new();
+    for v in volumes {
+        let what = if v.removed {
+            "removed".to_string()
+        } else if !v.used_by.is_empty() {
+            format!("kept: in use by {}", v.used_by.join(", "))
+        } else if let Some(error) = &v.error {
+            format!("kept: {error}")
+        } else {
+            "kept (--dry-run)".to_string()
+        };
+        let size = v.size.map(human_size).unwrap_or_else(|| "?".into());
+        let _ = writeln!(s, "{:<40} {:>10}  {:<40} {what}", v.name, size, v.owner);
+    }
+    let total = |removed: bool| -> u64 {
+        volumes
+            .iter()
+            .filter(|v| v.removed == removed)
+            .filter_map(|v| v.size)
+            .sum()
+    };
+    match dry_run {
+        true => {
+            let _ = writeln!(
+                s,
+                "{} in {} volume(s)",
+                human_size(total(false)),
+                volumes.len()
+            );
+        }
+        false => {
+            let _ = writeln!(s, "freed {}", human_size(total(true)));
+        }
+    }
+    s
+}
+
+/// `builder pull`: the image and its toolchain.
+pub(crate) fn pulled(image: &crate::pipeline::compile::BuilderImage) -> String {
+    format!(
+        "✓ Pulled {} ({}, target {})\n",
+        image.reference,
+        image.toolchain.version(),
+        image.target
+    )
+}
+
+/// `builder import-host`: the image made (or found up to date) and the targets it builds.
+pub(crate) fn imported(imported: &crate::commands::builder_images::Imported) -> String {
+    let mut targets = match &imported.musl {
+        Some(musl) => format!(
+            "targets {musl} (default for static binaries) and {}",
+            imported.target
+        ),
+        None => format!("target {}", imported.target),
+    };
+    for cross in &imported.cross_musl {
+        targets.push_str(&format!(", cross {cross}"));
+    }
+    match imported.reused {
+        true => format!(
+            "✓ {} is up to date ({}, {targets})\n",
+            imported.tag, imported.rustc
+        ),
+        false => format!(
+            "✓ Imported {} ({}, {} MB, {targets})\n",
+            imported.tag,
+            imported.rustc,
+            imported.size / 1_000_000,
+        ),
+    }
+}
+
+/// `run`: the cold start over the runs and the peak memory, with the limits they ran under.
+pub(crate) fn run(
+    report: &crate::pipeline::run_image::RunReport,
+    memory_limit: &str,
+    cpus: f64,
+) -> String {
+    let memory = report.peak_memory_bytes.map(human_size).unwrap_or_else(|| {
+        "not reported by the engine (the container exited before its first stats sample)".into()
+    });
+    format!(
+        "ℹ cold start: median {:.1} ms (min {:.1}, max {:.1}) over {} run(s); limits {memory_limit} memory, {cpus} CPU\nℹ peak memory: {memory}; exit code {}\n",
+        report.cold_start_median_ms,
+        report.cold_start_min_ms,
+        report.cold_start_max_ms,
+        report.iterations,
+        report.exit_code
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,5 +410,34 @@ mod tests {
             pushed(&mounted),
             "pushed 1 blob (900 B), 0 skipped, 2 mounted from another repository"
         );
+    }
+
+    #[test]
+    fn prune_says_what_became_of_each_volume_and_what_it_freed() {
+        let volume = |name: &str, size, removed, used_by: &[&str]| {
+            crate::adapters::cache_volumes::CacheVolume {
+                name: name.into(),
+                owner: "shared".into(),
+                size,
+                used_by: used_by.iter().map(|u| u.to_string()).collect(),
+                removed,
+                error: None,
+            }
+        };
+        let volumes = [
+            volume("ruchy-image-cargo", Some(185_548), true, &[]),
+            volume("ruchy-image-deps-0", None, false, &["builder (running)"]),
+        ];
+        let text = prune(&volumes, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("ruchy-image-cargo") && lines[0].ends_with(" removed"));
+        assert!(
+            lines[1].contains(" ? ") && lines[1].ends_with("kept: in use by builder (running)")
+        );
+        assert_eq!(lines[2], "freed 181.2 KiB");
+        assert_eq!(prune(&[], true), "no cache volumes\n");
+        let dry = prune(&volumes[1..], true);
+        assert!(dry.ends_with("0 B in 1 volume(s)\n"), "{dry}");
     }
 }
