@@ -418,3 +418,18 @@ async fn a_plan_given_no_engine_refuses_a_request_that_loads() {
         .unwrap_err();
     assert!(error.to_string().contains("given no engine"), "{error}");
 }
+
+#[tokio::test]
+async fn resolving_removes_nothing_and_the_run_sweeps_what_dead_runs_left() {
+    let world = World::new();
+    // A temp layout of a run that died: its owner (a pid no process has) is gone.
+    let stale = world.out().join(".ruchy-image.4194303.1.layout.stale");
+    std::fs::create_dir(&stale).unwrap();
+    let events = Events::none();
+    let plan = world
+        .plan(world.request(&[Preset::Aggressive]), &events)
+        .await;
+    assert!(stale.exists(), "resolving a plan removed a file");
+    plan.build(&events).await.unwrap();
+    assert!(!stale.exists(), "the run left the dead run's temp layout");
+}
