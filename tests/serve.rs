@@ -96,6 +96,9 @@ fn a_build_over_http_is_recorded_logged_and_its_image_runs() {
             &builder_image(),
             "--tag",
             "ruchy-image-test/served:1",
+            // An archive, as the service writes: it holds the SBOM, so the record lists it.
+            "--output",
+            dir.path().join("local.tar").to_str().unwrap(),
             "--json",
             "-",
         ],
@@ -352,7 +355,9 @@ fn bad_requests_are_refused_clearly_and_record_nothing() {
     let unknown = post("colour=red", &context_arg, true);
     assert_eq!(unknown.status, 400);
     assert!(
-        unknown.body.contains("unknown parameter `colour`"),
+        unknown
+            .body
+            .contains("invalid query parameter `colour`: valid: request, optimize"),
         "{}",
         unknown.body
     );

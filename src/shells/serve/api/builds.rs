@@ -127,7 +127,10 @@ async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bad = ApiError::BadRequest;
-    let request = request::from_query(&query).map_err(|e| bad(e.to_string()))?;
+    // What can be judged without the context is, before it is received.
+    let request = request::from_query(&query)
+        .and_then(|request| request.check().map(|()| request))
+        .map_err(|e| bad(e.to_string()))?;
     // Uploads are streamed to disk and kept in the database a chunk at a time; each still
     // costs a file and the work of checking it, so only so many are received at once.
     let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
