@@ -41,6 +41,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         "creating the data dir {}",
         options.data_dir.display()
     )))?;
+    check_artifacts(&options, &events).await?;
     let lock = DataDirLock::take(&options.data_dir)?;
     let store = open_store(&options, &events).await?;
     let (builder_image, engine_name) = builder(&options, &store, &events).await?;
@@ -53,6 +54,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         events: events.clone(),
         builder_image,
         max_unpacked: options.max_upload.saturating_mul(4),
+        artifacts: options.artifacts.clone().map(Arc::new),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -85,7 +87,6 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         uploads: Arc::new(tokio::sync::Semaphore::new(options.max_uploads.max(1))),
         read_timeout: options.read_timeout,
         heartbeat_timeout: options.heartbeat_timeout,
-        peers: reqwest::Client::new(),
     });
     let max_upload = usize::try_from(options.max_upload).unwrap_or(usize::MAX);
     let router = super::app::router(state, max_upload);
@@ -175,6 +176,24 @@ async fn serve_http(
     }
     drop(listener);
     graceful.shutdown().await;
+    Ok(())
+}
+
+/// Workers on a shared database keep images where every worker reads them: the artifact
+/// registry is required there, and must take a push before the first build is taken.
+async fn check_artifacts(options: &ServeOptions, events: &Events) -> Result<()> {
+    let Some(artifacts) = &options.artifacts else {
+        if let Some(database) = &options.database {
+            return Err(Error::InvalidInput {
+                what: "--database",
+                value: store::redact(database),
+                reason: "workers on a shared database need --artifacts REGISTRY/REPOSITORY, where every worker can read every build's image".into(),
+            });
+        }
+        return Ok(());
+    };
+    artifacts.check().await?;
+    events.note(format!("images go to {}", artifacts.repository));
     Ok(())
 }
 

@@ -253,6 +253,15 @@ pub struct Outcome {
     pub error: Option<BuildError>,
 }
 
+/// A piece of a build's log.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    /// (attempt, seq): where it is in the log.
+    pub at: (i64, i64),
+    /// Its lines.
+    pub body: String,
+}
+
 /// The most of an uploaded context kept (or read back) in one row: what the database holds of
 /// it in memory at a time.
 const SOURCE_CHUNK: usize = 1 << 20;
@@ -718,6 +727,65 @@ impl Store {
             tx.commit().await
         };
         let _: std::result::Result<(), sqlx::Error> = forget.await;
+    }
+
+    /// Adds a piece of build `id`'s log (lines, each ended by a newline), written by its
+    /// `attempt`, as piece `seq` of that attempt.
+    pub async fn append_log(&self, id: &str, attempt: i64, seq: i64, body: &str) -> Result<()> {
+        sqlx::query("INSERT INTO log_chunks (build, attempt, seq, body) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(attempt)
+            .bind(seq)
+            .bind(body)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("keeping a build's log"))?;
+        Ok(())
+    }
+
+    /// The pieces of build `id`'s log after `after` (attempt, seq), in order, at most 64.
+    pub async fn log_after(&self, id: &str, after: (i64, i64)) -> Result<Vec<LogChunk>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT attempt, seq, body FROM log_chunks WHERE build = $1
+               AND (attempt > $2 OR (attempt = $2 AND seq > $3))
+             ORDER BY attempt, seq LIMIT 64",
+        )
+        .bind(id)
+        .bind(after.0)
+        .bind(after.1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("reading a build's log"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(attempt, seq, body)| LogChunk {
+                at: (attempt, seq),
+                body,
+            })
+            .collect())
+    }
+
+    /// Cancels a build that a worker runs, in the database: that worker's heartbeat sees it is
+    /// no longer its own and stops it. False when it is not working (any more).
+    pub async fn cancel_working(&self, id: &str) -> Result<bool> {
+        let error = BuildError {
+            message: "cancelled".into(),
+            stage: None,
+            usage: false,
+        };
+        let done = sqlx::query(
+            "UPDATE builds SET status = 'cancelled', finished_at = $1, error = $2 WHERE id = $3 AND status = 'working'",
+        )
+        .bind(now())
+        .bind(serde_json::to_string(&error).ok())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("cancelling a build"))?;
+        if done.rows_affected() == 1 {
+            self.announce().await;
+        }
+        Ok(done.rows_affected() == 1)
     }
 
     /// Cancels a build that is still queued; false when it is not queued (any more).
