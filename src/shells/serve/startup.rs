@@ -37,11 +37,11 @@ pub struct RunningApp {
 /// dashboard on `options.listen`, the workers taking builds. `events` gets what it has to say.
 pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningApp> {
     check_auth_rule(&options)?;
+    check_artifacts(&options, &events).await?;
     std::fs::create_dir_all(&options.data_dir).map_err(Error::io(format!(
         "creating the data dir {}",
         options.data_dir.display()
     )))?;
-    check_artifacts(&options, &events).await?;
     let lock = DataDirLock::take(&options.data_dir)?;
     let store = open_store(&options, &events).await?;
     let (builder_image, engine_name) = builder(&options, &store, &events).await?;
