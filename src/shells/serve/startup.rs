@@ -212,7 +212,9 @@ fn check_auth_rule(options: &ServeOptions) -> Result<()> {
 
 /// The store, with what an interrupted service left behind cleaned up or queued again.
 async fn open_store(options: &ServeOptions, events: &Events) -> Result<Store> {
-    let store = Store::open(&options.data_dir, options.database.as_deref()).await?;
+    let store = Store::open(&options.data_dir, options.database.as_deref())
+        .await?
+        .reporting_to(events.clone());
     crate::adapters::cleanup::sweep_temp(&options.data_dir.join("blobs"));
     // Bodies of uploads an interrupted service was receiving (its own files, by build ID).
     let _ = std::fs::remove_dir_all(options.data_dir.join("uploads"));
