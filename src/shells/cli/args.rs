@@ -52,7 +52,7 @@ pub enum ImageCommand {
     /// build records, logs and images.
     #[cfg(feature = "serve")]
     #[command(after_long_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[cfg(feature = "serve")]
@@ -145,6 +145,22 @@ pub struct ServeArgs {
     /// a build interrupted twice fails). Heartbeats go every fifth of it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_parser)]
     pub heartbeat_timeout: std::time::Duration,
+
+    /// The registry repository (REGISTRY/REPOSITORY) every build's images go to, as
+    /// REPOSITORY:<build id>-<preset> with their SBOMs, and any worker serves them from;
+    /// credentials from Docker's config and credential helpers. Required with --database
+    /// [default: images stay in the data dir].
+    #[arg(long, value_name = "REGISTRY/REPO", env = "RUCHY_IMAGE_ARTIFACTS")]
+    pub artifacts: Option<String>,
+
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
+    /// --registry-ca says it speaks TLS).
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
 }
 
 #[cfg(feature = "serve")]

@@ -60,7 +60,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
     // The service handles its own signals: it drains instead of stopping at once.
     #[cfg(feature = "serve")]
     if let ImageCommand::Serve(args) = command {
-        return match serve(args).await {
+        return match serve(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", options::with_flag_names(error));
@@ -157,6 +157,18 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
             .unwrap_or_else(std::env::temp_dir)
             .join("ruchy-image")
     });
+    let artifacts = args
+        .artifacts
+        .as_deref()
+        .map(|repository| {
+            let registry = crate::pipeline::publish::RegistryOptions {
+                credentials: None,
+                insecure: args.insecure_registry.clone(),
+                ca_files: args.registry_ca.clone(),
+            };
+            crate::shells::serve::artifacts::Artifacts::new(repository, registry)
+        })
+        .transpose()?;
     let options = crate::shells::serve::ServeOptions {
         data_dir,
         listen: args.listen,
@@ -174,6 +186,7 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         worker_name: args.worker_name.clone(),
         advertise_url: args.advertise_url.clone(),
         heartbeat_timeout: args.heartbeat_timeout,
+        artifacts,
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }

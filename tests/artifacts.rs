@@ -1,0 +1,223 @@
+//! `serve --artifacts`: workers keep nothing that only they have. Two workers on one
+//! PostgreSQL push every build's image to a real registry (Debian's docker-registry) and keep
+//! its log in the database; one is SIGKILLed after finishing a build and while holding
+//! another, and the survivor serves both, image and log, at the recorded digest; the dead one
+//! comes back with its data dir wiped and serves them too. A registry that stops while a build
+//! is on its way there fails the build with its address, and no success is recorded without
+//! its image.
+
+mod common;
+mod guards;
+mod registries;
+mod service;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use registries::start_registry;
+use service::*;
+
+/// A worker on `database` with its images in `repository`, its data in `data`.
+fn worker(data: &Path, database: &str, repository: &str, name: &str) -> Server {
+    std::fs::create_dir_all(data).unwrap();
+    start(
+        data,
+        &[
+            "--database",
+            database,
+            "--artifacts",
+            repository,
+            "--worker-name",
+            name,
+            "--heartbeat-timeout",
+            "3s",
+        ],
+    )
+}
+
+/// This worker's ID, as `/v1/workers` says it.
+fn id_of(server: &Server) -> String {
+    let answer = curl(server, "GET", "/v1/workers", &[], true).json();
+    let this = answer["workers"].as_array().unwrap().iter();
+    let mut this = this.filter(|w| w["this"] == true);
+    this.next().unwrap()["id"].as_str().unwrap().to_string()
+}
+
+/// Downloads build `id`'s image from `server` and reads it back as `build --server` does:
+/// the image at the record's digest, its SBOM referrer with it.
+fn check_image(server: &Server, id: &str, dir: &Path) {
+    let record = record(server, id);
+    let wanted = record["results"][0]["image"]["digest"].as_str().unwrap();
+    let file = dir.join(format!("{id}.tar"));
+    let answer = curl(
+        server,
+        "GET",
+        &format!("/v1/builds/{id}/image"),
+        &["-o", file.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.headers);
+    let headers = answer.headers.to_lowercase();
+    assert!(
+        headers.contains(&format!("docker-content-digest: {wanted}")),
+        "{headers}"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let contents = ruchy_image::pipeline::oci::archive::read(&bytes).unwrap();
+    assert_eq!(contents.content.root().digest, wanted, "{record}");
+    assert_eq!(contents.referrers.len(), 1, "the SBOM comes with it");
+    assert_eq!(contents.referrers[0].subject, wanted);
+    std::fs::remove_file(file).unwrap();
+}
+
+/// Build `id`'s log from `server`: whole, and followed to its end.
+fn check_log(server: &Server, id: &str, attempts: usize) {
+    for path in [
+        format!("/v1/builds/{id}/log"),
+        format!("/v1/builds/{id}/log?follow=true"),
+    ] {
+        let log = curl(server, "GET", &path, &[], true);
+        assert_eq!(log.status, 200, "{}", log.body);
+        let starts = log.body.matches(&format!("→ build {id} started")).count();
+        assert_eq!(starts, attempts, "{}", log.body);
+        assert!(
+            log.body
+                .ends_with(&format!("→ build {id} ended: success\n")),
+            "{}",
+            log.body
+        );
+    }
+}
+
+#[test]
+fn a_killed_worker_s_builds_stay_downloadable_from_the_survivor_and_after_a_wipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let repository = format!("{}/scenario", registry.address);
+    let database = database_for(dir.path());
+    let (one_data, two_data) = (dir.path().join("one"), dir.path().join("two"));
+    let _leftovers = (Leftovers(one_data.clone()), Leftovers(two_data.clone()));
+
+    // Worker one alone: it finishes a build, then takes a slow one.
+    let one = worker(&one_data, &database, &repository, "one");
+    let sources = dir.path().join("quick");
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::copy(example("fibonacci.rs"), sources.join("quick.rs")).unwrap();
+    let quick = submit(&one, context_of(&sources).path(), "optimize=aggressive");
+    let quick = quick["id"].as_str().unwrap().to_string();
+    let done = wait_for(&one, &quick, Duration::from_secs(300), ended);
+    assert_eq!(done["status"], "success", "{done}");
+    let slow = slow_project(&dir.path().join("slow"), "slow", 8);
+    let slow = submit(&one, slow.path(), "optimize=aggressive");
+    let slow = slow["id"].as_str().unwrap().to_string();
+    wait_for(&one, &slow, Duration::from_secs(120), |r| {
+        r["status"] == "working"
+    });
+    let first = id_of(&one);
+
+    // Worker two comes; worker one is SIGKILLed holding the slow build.
+    let mut one = one;
+    let two = worker(&two_data, &database, &repository, "two");
+    one.child.kill().unwrap();
+    one.child.wait().unwrap();
+    let done = wait_for(&two, &slow, Duration::from_secs(240), ended);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_ne!(done["worker"], first.as_str(), "{done}");
+    let quick_record = record(&two, &quick);
+    assert_eq!(quick_record["attempts"], 1, "ran once: {quick_record}");
+    assert_eq!(quick_record["worker"], first.as_str());
+
+    // The survivor serves both: the dead worker's build and the one it took over.
+    for (id, attempts) in [(&quick, 1), (&slow, 2)] {
+        check_image(&two, id, dir.path());
+        check_log(&two, id, attempts);
+    }
+
+    // Worker one comes back with nothing in its data dir, and serves every old build alone.
+    drop(two);
+    std::fs::remove_dir_all(&one_data).unwrap();
+    let back = worker(&one_data, &database, &repository, "one");
+    assert_ne!(id_of(&back), first, "a wiped data dir is a new worker");
+    for (id, attempts) in [(&quick, 1), (&slow, 2)] {
+        check_image(&back, id, dir.path());
+        check_log(&back, id, attempts);
+    }
+}
+
+#[test]
+fn a_registry_that_stops_while_a_build_is_on_its_way_fails_the_build_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = start_registry("127.0.0.1", "127.0.0.1", None);
+    let repository = format!("{}/stopping", registry.address);
+    let (data, _leftovers) = data_dir(dir.path());
+    // SQLite, one machine, with its images in the registry.
+    let server = start(&data, &["--artifacts", &repository]);
+    let slow = slow_project(&dir.path().join("slow"), "slow", 6);
+    let id = submit(&server, slow.path(), "optimize=aggressive")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(&server, &id, Duration::from_secs(120), |r| {
+        r["status"] == "working"
+    });
+    registry.kill();
+    let done = wait_for(&server, &id, Duration::from_secs(240), ended);
+    assert_eq!(done["status"], "failure", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&registry.address), "{done}");
+    assert_eq!(done["error"]["stage"], "publish", "{done}");
+    // No image recorded, none served.
+    let image = curl(&server, "GET", &format!("/v1/builds/{id}/image"), &[], true);
+    assert_eq!(image.status, 404, "{}", image.body);
+    // And the registry has no tag for it once it is back.
+    registry.restart();
+    let tags = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            &format!("http://{}/v2/stopping/tags/list", registry.address),
+        ])
+        .output()
+        .unwrap();
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    assert!(!tags.contains(&id), "{tags}");
+}
+
+#[test]
+fn workers_on_a_shared_database_need_an_artifact_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _leftovers) = data_dir(dir.path());
+    let database = database_for(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ruchy-image"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("RUCHY_IMAGE_ARTIFACTS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("need --artifacts REGISTRY/REPOSITORY"),
+        "{stderr}"
+    );
+    assert!(!data.join("ruchy-image.db").exists(), "nothing made");
+    let out = serve_command(&data, &["--database", &database, "--artifacts", ""])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REGISTRY/REPOSITORY"), "{stderr}");
+    // A registry nobody answers at: refused at start, naming it.
+    let nowhere = format!("127.0.0.1:{}/builds", registries::free_port());
+    let out = serve_command(&data, &["--database", &database, "--artifacts", &nowhere])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(nowhere.split('/').next().unwrap()),
+        "{stderr}"
+    );
+}
