@@ -161,6 +161,12 @@ pub struct ServeArgs {
     /// Trust this CA (PEM) for registries, besides the system's (repeatable).
     #[arg(long, value_name = "FILE")]
     pub registry_ca: Vec<PathBuf>,
+
+    /// Delete the images of builds that finished longer ago than this (from the artifact
+    /// registry by digest, keeping what newer builds share; or the data dir's archives) and
+    /// mark them expired: their records stay, their images answer 410 [default: keep].
+    #[arg(long, value_name = "DURATION", value_parser = duration_parser)]
+    pub keep_artifacts: Option<std::time::Duration>,
 }
 
 #[cfg(feature = "serve")]

@@ -187,6 +187,7 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         advertise_url: args.advertise_url.clone(),
         heartbeat_timeout: args.heartbeat_timeout,
         artifacts,
+        keep_artifacts: args.keep_artifacts,
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }

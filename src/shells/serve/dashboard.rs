@@ -404,6 +404,7 @@ mod tests {
             results,
             attempts: 1,
             worker: Some("w0123".into()),
+            expired_at: None,
             source_path: String::new(),
             images: Default::default(),
         }
