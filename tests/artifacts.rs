@@ -11,6 +11,7 @@ mod guards;
 mod registries;
 mod service;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -220,4 +221,170 @@ fn workers_on_a_shared_database_need_an_artifact_registry() {
         stderr.contains(nowhere.split('/').next().unwrap()),
         "{stderr}"
     );
+}
+
+/// `curl` against the registry's own API: the status and the body.
+fn registry_api(method: &str, url: &str) -> (u16, String) {
+    // `-X HEAD` would wait for a body: `--head` knows there is none.
+    let method: &[&str] = match method {
+        "HEAD" => &["--head"],
+        other => &["-X", other],
+    };
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-H"])
+        .arg("Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+        .args(method)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The blobs and manifests the image `digest` of `repository` (`host/name`) reaches: its
+/// config and layers, its SBOM referrers' (listed under the fallback tag) and theirs.
+fn reach(repository: &str, digest: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (host, name) = repository.split_once('/').unwrap();
+    let manifest = |reference: &str| {
+        let (status, body) = registry_api(
+            "GET",
+            &format!("http://{host}/v2/{name}/manifests/{reference}"),
+        );
+        assert_eq!(status, 200, "{reference}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let parts = |m: &serde_json::Value| -> Vec<String> {
+        std::iter::once(&m["config"])
+            .chain(m["layers"].as_array().unwrap())
+            .map(|p| p["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let image = manifest(digest);
+    let mut blobs: BTreeSet<String> = parts(&image).into_iter().collect();
+    let mut manifests = BTreeSet::from([digest.to_string()]);
+    let referrers = manifest(&digest.replacen(':', "-", 1));
+    for entry in referrers["manifests"].as_array().unwrap() {
+        let referrer = entry["digest"].as_str().unwrap();
+        manifests.insert(referrer.to_string());
+        blobs.extend(parts(&manifest(referrer)));
+    }
+    assert!(manifests.len() > 1, "the image has its SBOM referrer");
+    (blobs, manifests)
+}
+
+/// The registry's status for a blob or manifest of `repository`.
+fn head(repository: &str, kind: &str, digest: &str) -> u16 {
+    let (host, name) = repository.split_once('/').unwrap();
+    registry_api("HEAD", &format!("http://{host}/v2/{name}/{kind}/{digest}")).0
+}
+
+#[test]
+fn an_expired_build_answers_410_and_leaves_the_registry_with_only_what_kept_builds_use() {
+    let dir = tempfile::tempdir().unwrap();
+    // The run's registry: it allows deletes.
+    let repository = service::registry::artifacts_repository("retention");
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(
+        &data,
+        &["--artifacts", &repository, "--keep-artifacts", "20s"],
+    );
+    let context = fibonacci_context(&dir.path().join("fib"));
+    let build = |preset: &str| {
+        let id = submit(&server, context.path(), &format!("optimize={preset}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let done = wait_for(&server, &id, Duration::from_secs(300), ended);
+        assert_eq!(done["status"], "success", "{done}");
+        assert!(done["expired_at"].is_null(), "{done}");
+        (
+            id,
+            done["results"][0]["image"]["digest"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    // Two builds of one program, ten seconds apart: their images share the system layer and
+    // the SBOM's empty config, not the binary's layer. The newer one is kept for at least ten
+    // seconds after the older one expires (retention waits while a build works).
+    let (old, old_image) = build("aggressive");
+    std::thread::sleep(Duration::from_secs(10));
+    let (kept, kept_image) = build("balanced");
+    let (old_blobs, old_manifests) = reach(&repository, &old_image);
+    let (kept_blobs, kept_manifests) = reach(&repository, &kept_image);
+    let shared: Vec<&String> = old_blobs.intersection(&kept_blobs).collect();
+    let only_old: Vec<&String> = old_blobs.difference(&kept_blobs).collect();
+    assert!(
+        !shared.is_empty() && !only_old.is_empty(),
+        "{old_blobs:?} {kept_blobs:?}"
+    );
+
+    let expired = wait_for(&server, &old, Duration::from_secs(60), |r| {
+        !r["expired_at"].is_null()
+    });
+    assert_eq!(expired["status"], "success", "the record stays: {expired}");
+    assert_eq!(expired["results"][0]["image"]["digest"], old_image.as_str());
+    assert!(
+        record(&server, &kept)["expired_at"].is_null(),
+        "kept: {kept}"
+    );
+    let gone = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{old}/image"),
+        &[],
+        true,
+    );
+    assert_eq!(gone.status, 410, "{}", gone.body);
+    let at = expired["expired_at"].as_str().unwrap();
+    assert!(
+        gone.json()["error"].as_str().unwrap().contains(at),
+        "{}",
+        gone.body
+    );
+    for blob in &only_old {
+        assert_eq!(
+            head(&repository, "blobs", blob),
+            404,
+            "{blob} is the old build's only"
+        );
+    }
+    for manifest in &old_manifests {
+        assert_eq!(head(&repository, "manifests", manifest), 404, "{manifest}");
+    }
+    let fallback = old_image.replacen(':', "-", 1);
+    assert_eq!(
+        head(&repository, "manifests", &fallback),
+        404,
+        "its referrers' tag"
+    );
+    for blob in &shared {
+        assert_eq!(
+            head(&repository, "blobs", blob),
+            200,
+            "{blob} is the kept build's too"
+        );
+    }
+    for manifest in &kept_manifests {
+        assert_eq!(head(&repository, "manifests", manifest), 200, "{manifest}");
+    }
+    check_image(&server, &kept, dir.path());
+
+    // Once the kept build expires too, nothing of either is left.
+    wait_for(&server, &kept, Duration::from_secs(60), |r| {
+        !r["expired_at"].is_null()
+    });
+    for blob in old_blobs.union(&kept_blobs) {
+        assert_eq!(head(&repository, "blobs", blob), 404, "{blob}");
+    }
+    let answer = curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{kept}/image"),
+        &[],
+        true,
+    );
+    assert_eq!(answer.status, 410, "{}", answer.body);
 }

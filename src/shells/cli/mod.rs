@@ -187,6 +187,7 @@ async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         advertise_url: args.advertise_url.clone(),
         heartbeat_timeout: args.heartbeat_timeout,
         artifacts,
+        keep_artifacts: args.keep_artifacts,
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }
@@ -500,6 +501,12 @@ async fn doctor(args: DoctorArgs) -> Result<(), Failure> {
         cache_dir: args
             .cache_dir
             .unwrap_or_else(crate::pipeline::build::default_cache_dir),
+        artifacts: args.artifacts,
+        registry: crate::pipeline::publish::RegistryOptions {
+            credentials: None,
+            insecure: args.insecure_registry,
+            ca_files: args.registry_ca,
+        },
     };
     let report = crate::commands::doctor::diagnose(&options).await;
     match args.json {

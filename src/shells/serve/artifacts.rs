@@ -5,6 +5,8 @@
 //! dir would hold, written as a tar stream whose blobs come straight from the registry: only
 //! manifests and configs are held in memory, never a layer.
 
+pub mod http;
+
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -90,6 +92,14 @@ impl Artifacts {
                 .map_err(&fail)?;
         }
         Ok(())
+    }
+
+    /// The registry's HTTP API, with this repository's credentials (for what oci-client has
+    /// no call for: deletes).
+    pub async fn http(&self) -> Result<http::RegistryHttp> {
+        let reference = parse_reference(&self.repository)?;
+        let auth = auth_for(&reference, &self.registry).await?;
+        http::RegistryHttp::new(self.registry_host(), &self.registry, auth)
     }
 
     /// The archive of the image (or index) at `stored` (`REPO@sha256:…`), named `name` inside,

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod request;
+pub mod retention;
 pub mod startup;
 pub mod state;
 pub mod store;
@@ -76,6 +77,9 @@ pub struct ServeOptions {
     /// The registry repository every build's images are pushed to and read back from, by any
     /// worker (required with `database`; without it, images stay in the data dir).
     pub artifacts: Option<artifacts::Artifacts>,
+    /// How long a finished build keeps its images (in the artifact registry, or the data
+    /// dir's archives): then they are deleted and its record marked expired. None: forever.
+    pub keep_artifacts: Option<Duration>,
 }
 
 impl ServeOptions {

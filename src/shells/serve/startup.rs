@@ -69,7 +69,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
     for _ in 0..slots {
         workers.spawn(worker::work(queue.clone()));
     }
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(expire_queued(queue.clone(), options.queue_ttl)),
         tokio::spawn(worker::heartbeat(
             queue.clone(),
@@ -78,6 +78,13 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         )),
         tokio::spawn(listen_for_builds(queue.clone())),
     ];
+    if let Some(keep) = options.keep_artifacts {
+        events.note(format!(
+            "images of builds that finished over {} ago are deleted",
+            humantime::format_duration(keep)
+        ));
+        background.push(tokio::spawn(super::retention::retain(queue.clone(), keep)));
+    }
 
     let state = Arc::new(AppState {
         queue: queue.clone(),

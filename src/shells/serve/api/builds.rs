@@ -341,6 +341,11 @@ async fn image(
 ) -> Result<Response, ApiError> {
     let store = &state.queue.store;
     let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    if let Some(at) = &record.expired_at {
+        return Err(ApiError::Gone(format!(
+            "build {id}'s images expired at {at} (the server's --keep-artifacts); its record stays"
+        )));
+    }
     let presets: Vec<&String> = record.images.keys().collect();
     let digest = match (&query.preset, presets.as_slice()) {
         (Some(preset), _) => record.images.get(preset).ok_or_else(|| {

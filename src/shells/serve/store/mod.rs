@@ -5,8 +5,10 @@
 //!
 //! One module per job: [`model`] (records and rows), [`pool`] (opening and migrating),
 //! [`queue`] (accepting, claiming, finishing), [`records`] (reading builds), [`workers`]
-//! (bookkeeping) and [`logs`]. Their errors are [`StoreError`]s, which keep sqlx's cause.
+//! (bookkeeping), [`logs`] and [`expiry`] (retention). Their errors are [`StoreError`]s,
+//! which keep sqlx's cause.
 
+mod expiry;
 mod logs;
 mod model;
 mod pool;

@@ -155,6 +155,9 @@ pub struct BuildRecord {
     pub attempts: i64,
     /// The worker that runs (or ran) it.
     pub worker: Option<String>,
+    /// When its images were deleted (`serve --keep-artifacts`): the record stays, its image
+    /// answers 410.
+    pub expired_at: Option<String>,
     #[serde(skip)]
     pub(crate) source_path: String,
     #[serde(skip)]
@@ -178,10 +181,11 @@ pub(super) struct Row {
     images: String,
     attempts: i64,
     worker: Option<String>,
+    expired_at: Option<String>,
 }
 
 /// A column of build `id` that does not read: the record would be wrong, so it is an error.
-fn unreadable(id: &str, column: &'static str, reason: impl std::fmt::Display) -> Error {
+pub(super) fn unreadable(id: &str, column: &'static str, reason: impl std::fmt::Display) -> Error {
     StoreError::Unreadable {
         id: id.to_string(),
         column,
@@ -220,6 +224,7 @@ impl TryFrom<Row> for BuildRecord {
             source_path: row.source_path,
             attempts: row.attempts,
             worker: row.worker,
+            expired_at: row.expired_at,
             id: row.id,
         })
     }
@@ -266,7 +271,7 @@ pub struct LogChunk {
 /// it in memory at a time.
 pub(super) const SOURCE_CHUNK: usize = 1 << 20;
 
-pub(super) const COLUMNS: &str = "id, status, project, created_at, started_at, finished_at, options, source_digest, source_path, stages, error, results, images, attempts, worker";
+pub(super) const COLUMNS: &str = "id, status, project, created_at, started_at, finished_at, options, source_digest, source_path, stages, error, results, images, attempts, worker, expired_at";
 
 /// Which database holds the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
