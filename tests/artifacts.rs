@@ -388,3 +388,32 @@ fn an_expired_build_answers_410_and_leaves_the_registry_with_only_what_kept_buil
     );
     assert_eq!(answer.status, 410, "{}", answer.body);
 }
+
+/// A build's own push to the artifact registry's host is copied there from the artifact
+/// copy (a cross-repository mount), not uploaded a second time.
+#[test]
+fn a_push_to_the_artifact_registry_mounts_what_the_artifact_copy_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let repository = service::registry::artifacts_repository("mounted");
+    let (data, _leftovers) = data_dir(dir.path());
+    let server = start(&data, &["--artifacts", &repository]);
+    let context = fibonacci_context(&dir.path().join("fib"));
+    let target = format!("{}/pushed/fib:1", service::registry::shared_registry());
+    let accepted = submit(
+        &server,
+        context.path(),
+        &format!("optimize=size&push={target}"),
+    );
+    let id = accepted["id"].as_str().unwrap();
+    let done = wait_for(&server, id, Duration::from_secs(240), ended);
+    assert_eq!(done["status"], "success", "{done}");
+    let push = done["results"][0]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "registry" && o["location"].as_str().unwrap().contains("/pushed/"))
+        .unwrap_or_else(|| panic!("no push to {target}: {done:#}"))["push"]
+        .clone();
+    assert!(push["mounted_blobs"].as_u64().unwrap() > 0, "{push}");
+    assert_eq!(push["uploaded_blobs"], 0, "{push}");
+}
