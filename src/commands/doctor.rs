@@ -388,16 +388,14 @@ fn credentials_check() -> Check {
 /// A service host's artifact registry (`serve --artifacts`): answers, and takes this user's
 /// push (what `serve` checks before it takes a build). Required when asked for: workers on a
 /// shared database do not start without it.
-#[cfg(feature = "serve")]
 async fn artifacts_check(
     repository: &str,
     registry: &crate::pipeline::publish::RegistryOptions,
 ) -> Check {
-    use crate::shells::serve::artifacts::Artifacts;
     const NAME: &str = "artifact registry";
-    let artifacts =
-        match Artifacts::new(repository, registry.clone()) {
-            Ok(artifacts) => artifacts,
+    let repository =
+        match crate::pipeline::publish::parse_repository(repository) {
+            Ok(repository) => repository,
             Err(e) => return Check::missing(
                 NAME,
                 true,
@@ -405,15 +403,14 @@ async fn artifacts_check(
                 "pass --artifacts REGISTRY/REPOSITORY, e.g. registry.internal:5000/ruchy-builds",
             ),
         };
-    let host = artifacts.registry_host().to_string();
-    match artifacts.check().await {
-        Ok(()) => Check::ok(NAME, true, format!("{} takes pushes", artifacts.repository)),
+    let host = repository.split('/').next().unwrap_or_default().to_string();
+    match crate::pipeline::publish::check_push(&repository, registry).await {
+        Ok(()) => Check::ok(NAME, true, format!("{repository} takes pushes")),
         Err(e) => {
             let text = e.to_string();
             let fix = if text.contains("authentication failed") {
                 format!(
-                    "`docker login {host}` (or a credential helper) as a user who may push to {}",
-                    artifacts.repository
+                    "`docker login {host}` (or a credential helper) as a user who may push to {repository}"
                 )
             } else if text.contains("400 Bad Request") && text.contains("http://") {
                 // A TLS registry spoken to over plain HTTP (loopback is, unless given a CA).
@@ -426,19 +423,6 @@ async fn artifacts_check(
             Check::missing(NAME, true, text, fix)
         }
     }
-}
-
-#[cfg(not(feature = "serve"))]
-async fn artifacts_check(
-    _repository: &str,
-    _registry: &crate::pipeline::publish::RegistryOptions,
-) -> Check {
-    Check::missing(
-        "artifact registry",
-        true,
-        "this ruchy-image was built without the serve feature",
-        "build it with the default features",
-    )
 }
 
 /// What the build caches hold in the engine.

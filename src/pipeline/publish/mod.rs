@@ -8,6 +8,7 @@ mod credentials;
 mod engine;
 mod files;
 mod registry;
+mod repository;
 
 pub use credentials::docker_config_file;
 pub use engine::EnginePublisher;
@@ -15,6 +16,7 @@ pub use files::{ArchivePublisher, OciLayoutPublisher};
 pub use registry::{
     auth_for, client_for, parse_reference, push_error, RegistryOptions, RegistryPublisher,
 };
+pub use repository::{check_push, parse_repository};
 
 use crate::core::error::Result;
 use crate::core::event::{Event, Events};

@@ -9,10 +9,9 @@ pub mod http;
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
 use oci_client::manifest::{OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
+use oci_client::{Client, Reference};
 use oci_spec::image::{Arch, DescriptorBuilder, ImageIndexBuilder, MediaType, Os, PlatformBuilder};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -36,25 +35,8 @@ impl Artifacts {
     /// `text` as a repository to keep images in: a registry host and a path, no tag or digest
     /// (each build's images get tags of their own).
     pub fn new(text: &str, registry: RegistryOptions) -> Result<Artifacts> {
-        let text = text.strip_prefix("docker://").unwrap_or(text);
-        let invalid = |reason: &str| Error::InvalidInput {
-            what: "artifact repository",
-            value: text.to_string(),
-            reason: format!("{reason}; expected REGISTRY/REPOSITORY, e.g. 127.0.0.1:5000/builds"),
-        };
-        let last = text.rsplit('/').next().unwrap_or_default();
-        if last.contains(':') || last.contains('@') {
-            return Err(invalid("give a repository without a tag or digest"));
-        }
-        // A registry host is what comes before the first `/` when it has a dot, a port or is
-        // localhost: without one, the name would silently mean Docker Hub.
-        let host = text.split_once('/').map(|(host, _)| host);
-        if !host.is_some_and(|h| h.contains('.') || h.contains(':') || h == "localhost") {
-            return Err(invalid("name the registry host"));
-        }
-        parse_reference(text).map_err(|_| invalid("not a valid repository name"))?;
         Ok(Artifacts {
-            repository: text.trim_end_matches('/').to_string(),
+            repository: crate::pipeline::publish::parse_repository(text)?,
             registry,
         })
     }
@@ -69,29 +51,9 @@ impl Artifacts {
         format!("{}:{build}-{preset}", self.repository)
     }
 
-    /// Whether this worker can push there: credentials accepted for a push, and a blob (the
-    /// empty JSON every SBOM referrer carries) uploaded when it is not there yet.
+    /// Whether this worker can push there (see [`crate::pipeline::publish::check_push`]).
     pub async fn check(&self) -> Result<()> {
-        let reference = parse_reference(&self.repository)?;
-        let client = client_for(&reference, &self.registry)?;
-        let auth = auth_for(&reference, &self.registry).await?;
-        let fail = push_error(&reference, user_of(&auth));
-        client
-            .auth(&reference, &auth, RegistryOperation::Push)
-            .await
-            .map_err(&fail)?;
-        let empty = crate::adapters::fsutil::sha256_digest(b"{}");
-        if !client
-            .blob_exists(&reference, &empty)
-            .await
-            .map_err(&fail)?
-        {
-            client
-                .push_blob(&reference, Bytes::from_static(b"{}"), &empty)
-                .await
-                .map_err(&fail)?;
-        }
-        Ok(())
+        crate::pipeline::publish::check_push(&self.repository, &self.registry).await
     }
 
     /// The registry's HTTP API, with this repository's credentials (for what oci-client has
