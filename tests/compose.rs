@@ -430,26 +430,26 @@ fn curl_at(port: u16, token: &str, path: &str, args: &[&str]) -> (u16, String, S
     )
 }
 
-/// The PostgreSQL image `compose/build-postgres-image.sh` makes, under a tag naming the script
-/// and entrypoint it was made with: built once (PostgreSQL from the host's packages), then kept
-/// for later runs until either changes.
-fn postgres_image() -> String {
+/// The image `compose/SCRIPT` makes from this host's Debian packages, under the tag
+/// `ruchy-image-test/NAME:<digest of the files it is made with>` (passed to the script as
+/// `variable`): built once, then kept for later runs until one of those files changes.
+fn host_image(name: &str, script: &str, inputs: &[&str], variable: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for file in ["build-postgres-image.sh", "postgres-entrypoint.sh"] {
+    for file in std::iter::once(&script).chain(inputs) {
         hash.update(std::fs::read(repo().join("compose").join(file)).unwrap());
     }
     let digest: String = hash.finalize()[..6]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let image = format!("ruchy-image-test/postgres:{digest}");
+    let image = format!("ruchy-image-test/{name}:{digest}");
     if tool("docker", &["image", "inspect", &image]).code == Some(0) {
         return image;
     }
     let built = Command::new("bash")
-        .arg(repo().join("compose/build-postgres-image.sh"))
-        .env("RUCHY_IMAGE_POSTGRES_IMAGE", &image)
+        .arg(repo().join("compose").join(script))
+        .env(variable, &image)
         .output()
         .unwrap();
     assert!(
@@ -461,12 +461,35 @@ fn postgres_image() -> String {
     image
 }
 
+/// The PostgreSQL image `compose/build-postgres-image.sh` makes (PostgreSQL from the host's
+/// packages), kept until the script or the entrypoint changes.
+fn postgres_image() -> String {
+    host_image(
+        "postgres",
+        "build-postgres-image.sh",
+        &["postgres-entrypoint.sh"],
+        "RUCHY_IMAGE_POSTGRES_IMAGE",
+    )
+}
+
+/// The registry image `compose/build-registry-image.sh` makes (the host's docker-registry),
+/// kept until the script changes.
+fn registry_image() -> String {
+    host_image(
+        "registry",
+        "build-registry-image.sh",
+        &[],
+        "RUCHY_IMAGE_REGISTRY_IMAGE",
+    )
+}
+
 #[test]
 fn the_cluster_stack_shares_one_queue_between_two_workers() {
     let id = std::process::id();
     let project = format!("ruchy-image-test-cluster-{id}");
     let image = format!("ruchy-image-test/service:cluster-{id}");
     let postgres = postgres_image();
+    let registry = registry_image();
     let (port_one, port_two) = (free_port().to_string(), free_port().to_string());
     let dir = tempfile::tempdir().unwrap();
     let token = "cluster-test-token-42";
@@ -486,6 +509,7 @@ fn the_cluster_stack_shares_one_queue_between_two_workers() {
     let env = [
         ("RUCHY_IMAGE_SERVICE_IMAGE", image.as_str()),
         ("RUCHY_IMAGE_POSTGRES_IMAGE", postgres.as_str()),
+        ("RUCHY_IMAGE_REGISTRY_IMAGE", registry.as_str()),
         ("RUCHY_IMAGE_PORT", port_one.as_str()),
         ("RUCHY_IMAGE_PORT_TWO", port_two.as_str()),
         ("RUCHY_IMAGE_TOKEN_FILE", token_path.as_str()),
@@ -502,7 +526,7 @@ fn the_cluster_stack_shares_one_queue_between_two_workers() {
         let logs = compose_file_run(&file, &project, &env, &["logs", "--no-color"]);
         format!("{}{}", logs.stdout, logs.stderr)
     };
-    // `up` waits for PostgreSQL to be healthy before it starts the workers.
+    // `up` waits for PostgreSQL and the registry to be healthy before it starts the workers.
     let up = compose_file_run(&file, &project, &env, &["up", "-d"]);
     assert_eq!(up.code, Some(0), "{}{}\n{}", up.stdout, up.stderr, logs());
     let ports: [u16; 2] = [port_one.parse().unwrap(), port_two.parse().unwrap()];
@@ -630,32 +654,49 @@ fn the_cluster_stack_shares_one_queue_between_two_workers() {
         "both workers built some: {built_by:?}"
     );
 
-    // Each build's log and image through both ports: the one that did not build it forwards to
-    // the one that did, container to container, with the token. The same image either way.
+    // Each build's log and image through both ports: the log from PostgreSQL, the image from
+    // the registry, whichever worker built it. The same image either way, where the record
+    // says it is.
+    let image_at = |port: u16, build: &str| {
+        let (status, headers, _) = curl_at(
+            port,
+            token,
+            &format!("/v1/builds/{build}/image"),
+            &["-o", "/dev/null"],
+        );
+        assert_eq!(status, 200, "{headers}");
+        let header = |name: &str| {
+            headers
+                .lines()
+                .find_map(|l| {
+                    let (key, value) = l.split_once(':')?;
+                    key.eq_ignore_ascii_case(name)
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no {name}: {headers}"))
+        };
+        let digest = header("docker-content-digest");
+        assert_eq!(
+            header("ruchy-image-location"),
+            format!("registry:5000/ruchy-image-artifacts@{digest}")
+        );
+        digest
+    };
+    let mut digests = std::collections::BTreeMap::new();
     for build in &ids {
-        let mut digests = Vec::new();
         for port in ports {
             let (status, _, log) = curl_at(port, token, &format!("/v1/builds/{build}/log"), &[]);
             assert_eq!(status, 200, "{log}");
             assert!(log.contains(&format!("→ build {build} started")), "{log}");
-            let (status, headers, _) = curl_at(
-                port,
-                token,
-                &format!("/v1/builds/{build}/image"),
-                &["-o", "/dev/null"],
-            );
-            assert_eq!(status, 200, "{headers}");
-            let digest = headers
-                .lines()
-                .find_map(|l| {
-                    l.to_lowercase()
-                        .strip_prefix("docker-content-digest: ")
-                        .map(|d| d.trim().to_string())
-                })
-                .unwrap_or_else(|| panic!("no digest: {headers}"));
-            digests.push(digest);
         }
-        assert_eq!(digests[0], digests[1], "{build}");
+        let digest = image_at(ports[0], build);
+        assert_eq!(image_at(ports[1], build), digest, "{build}");
+        digests.insert(build.clone(), digest);
+    }
+    // With worker-one stopped, worker-two still serves the images worker-one built.
+    compose_file_run(&file, &project, &env, &["stop", "worker-one"]).ok();
+    for build in &built_by["worker-one"] {
+        assert_eq!(image_at(ports[1], build), digests[build], "{build}");
     }
 
     // The database is password-only: the workers got theirs from the secret, and a client

@@ -1,11 +1,15 @@
 //! `ruchy-image doctor`: on this machine as `.ci/setup` leaves it (ready), with the engine
 //! gone, and without ruchy; each missing item says its fix, `--json` parses, and the exit code
 //! says whether the default build can run. A builder image without the musl std is checked
-//! in tests/musl.rs, beside the other uses of that image.
+//! in tests/musl.rs, beside the other uses of that image. On a service host, `--artifacts`
+//! checks the artifact registry against real registries: one that takes the push, one that
+//! is not there, one behind TLS and a login.
 
 mod common;
+mod registries;
 
 use common::*;
+use registries::{free_port, secure_parts, start_registry};
 
 /// `doctor --json`, with `tweak` on the command.
 fn doctor_json(tweak: impl FnOnce(&mut std::process::Command)) -> (Run, serde_json::Value) {
@@ -147,5 +151,91 @@ fn no_ruchy_is_reported_with_its_install_command_and_does_not_fail() {
         text.lines()
             .any(|l| l.starts_with("✗ ruchy") && l.contains("(optional) ruchy does not run")),
         "{text}"
+    );
+}
+
+#[test]
+fn a_service_host_s_artifact_registry_is_checked_for_a_push_with_its_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    // No credentials of this machine's: pushes go as nobody.
+    let anonymous = |cmd: &mut std::process::Command| {
+        cmd.env("DOCKER_CONFIG", dir.path());
+    };
+    let artifacts = |repository: &str, extra: &[&str]| {
+        let mut args = vec!["doctor", "--json", "--artifacts", repository];
+        args.extend(extra);
+        let run = ruchy_image_with(args, anonymous);
+        let report = run.metrics();
+        (run.code, check(&report, "artifact registry").clone())
+    };
+    let open = start_registry("127.0.0.1", "127.0.0.1", None);
+    let (code, ok) = artifacts(&format!("{}/builds", open.address), &[]);
+    assert_eq!(code, Some(0), "{ok}");
+    assert_eq!((&ok["ok"], &ok["required"]), (&true.into(), &true.into()));
+    assert!(
+        ok["detail"].as_str().unwrap().contains("takes pushes"),
+        "{ok}"
+    );
+
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let (code, missing) = artifacts(&format!("{nowhere}/builds"), &[]);
+    assert_eq!(code, Some(1), "required: {missing}");
+    assert_eq!(missing["ok"], false);
+    assert!(
+        missing["detail"].as_str().unwrap().contains(&nowhere),
+        "{missing}"
+    );
+    assert!(
+        missing["fix"]
+            .as_str()
+            .unwrap()
+            .contains("start the registry"),
+        "{missing}"
+    );
+
+    // TLS and htpasswd: without the CA, loopback is spoken to over plain HTTP, which a TLS
+    // registry refuses; with it, the login is what is missing.
+    let (secure, ca) = secure_parts(dir.path(), "127.0.0.1");
+    let locked = start_registry("127.0.0.1", "127.0.0.1", Some(&secure));
+    let repository = format!("{}/builds", locked.address);
+    let (_, untrusted) = artifacts(&repository, &[]);
+    assert!(
+        untrusted["fix"].as_str().unwrap().contains("--registry-ca"),
+        "{untrusted}"
+    );
+    let (code, refused) = artifacts(&repository, &["--registry-ca", ca.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{refused}");
+    assert!(
+        refused["fix"].as_str().unwrap().contains("docker login"),
+        "{refused}"
+    );
+
+    // In words: the ✓ line, and a ✗ line with its fix under it.
+    let text = ruchy_image_with(
+        ["doctor", "--artifacts", &format!("{}/builds", open.address)],
+        anonymous,
+    );
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("✓ artifact registry")),
+        "{}",
+        text.stdout
+    );
+    let text = ruchy_image_with(
+        ["doctor", "--artifacts", &format!("{nowhere}/builds")],
+        anonymous,
+    );
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("✗ artifact registry"))
+        .unwrap_or_else(|| panic!("{}", text.stdout));
+    assert!(
+        lines[at + 1]
+            .trim_start()
+            .starts_with("fix: start the registry"),
+        "{}",
+        text.stdout
     );
 }

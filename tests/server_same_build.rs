@@ -5,6 +5,7 @@
 
 mod common;
 mod guards;
+mod registries;
 #[macro_use]
 mod service;
 
@@ -137,6 +138,18 @@ fn layouts_and_archives_are_the_files_a_local_build_writes() {
         .unwrap()
         .starts_with('b'));
     assert!(there["server"]["worker"].is_string(), "{there:#}");
+    // And the summary says so, where the local one says nothing of a server.
+    let summary = both.remote(&["build", fib, "-O", "aggressive"]).ok().stdout;
+    let ran = "  server    build b";
+    assert!(
+        summary.contains(ran) && summary.contains(&both.server.url),
+        "{summary}"
+    );
+    assert!(!both
+        .local(&["build", fib, "-O", "aggressive"])
+        .ok()
+        .stdout
+        .contains(ran));
     // What third parties read: skopeo finds the image and its SBOM referrer is a blob there.
     let (summary, _) = skopeo_inspect(&remote.join("layout"), "aggressive");
     assert_eq!(summary["Digest"], there["image"]["digest"]);
@@ -316,6 +329,60 @@ fn refusals_and_exit_codes_are_the_local_ones() {
     assert_eq!(there.code, here.code, "{}", there.stderr);
     assert!(!archive.exists());
     assert_eq!(both.builds(), sent, "nothing was sent to the server");
+}
+
+/// `--push` pushes from here, as a local build does: the same manifest in the registry, its
+/// SBOM referrer under the fallback tag, and nothing sent with the server's credentials.
+#[test]
+fn a_push_is_made_from_here_as_a_local_build_makes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (both, _leftovers) = Both::start(dir.path());
+    let registry = registries::start_registry("127.0.0.1", "127.0.0.1", None);
+    let fib = example("fibonacci.rs");
+    let fib = path(&fib);
+    let push = |side: &str, run: &dyn Fn(&[&str]) -> Run| {
+        let reference = format!("{}/parity/{side}:1", registry.address);
+        let record = run(&[
+            "build", fib, "-O", "size", "--push", &reference, "--json", "-",
+        ])
+        .ok()
+        .metrics();
+        let inspected = tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--raw",
+                &format!("docker://{reference}"),
+            ],
+        )
+        .ok();
+        (record, digest(inspected.stdout.as_bytes()))
+    };
+    let (here, local_manifest) = push("local", &|a| both.local(a));
+    let (there, remote_manifest) = push("remote", &|a| both.remote(a));
+    assert_eq!(
+        local_manifest, remote_manifest,
+        "the registries hold different manifests"
+    );
+    assert_eq!(
+        format!("sha256:{remote_manifest}"),
+        there["image"]["digest"].as_str().unwrap()
+    );
+    let kinds = |record: &serde_json::Value| -> Vec<String> {
+        record["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&here), kinds(&there));
+    assert!(kinds(&there).contains(&"referrer".to_string()), "{there:#}");
+    // The request the server kept pushes nowhere: the push was this machine's.
+    let id = there["server"]["build_id"].as_str().unwrap();
+    let kept = curl(&both.server, "GET", &format!("/v1/builds/{id}"), &[], true).json();
+    assert!(kept["request"]["outputs"].get("push").is_none(), "{kept:#}");
 }
 
 #[test]

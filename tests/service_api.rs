@@ -62,6 +62,8 @@ async fn spawn(dir: &std::path::Path, database: Option<String>) -> App {
         worker_name: None,
         advertise_url: None,
         heartbeat_timeout: Duration::from_secs(30),
+        keep_artifacts: None,
+        artifacts: artifacts_for(database.is_some()),
     };
     let running = spawn_app(options, events)
         .await
@@ -512,6 +514,8 @@ fn a_second_service_on_the_same_data_dir_is_refused() {
                 worker_name: None,
                 advertise_url: None,
                 heartbeat_timeout: Duration::from_secs(30),
+                keep_artifacts: None,
+                artifacts: None,
             },
             Events::none(),
         )

@@ -218,7 +218,7 @@ fn what_can_be_checked_is_checked_at_acceptance() {
         ("target_cpu=%24%28id%29", "invalid target_cpu"),
         (
             "platform=linux/arm64&target_cpu=x86-64-v3",
-            "invalid target_cpu `x86-64-v3` for aarch64",
+            "invalid target_cpu `x86-64-v3`: not a CPU for aarch64",
         ),
     ] {
         let answer = post(&server, dir.path(), query, &one("app.rs"));

@@ -1,6 +1,6 @@
 //! Several `ruchy-image serve` workers on one PostgreSQL: each claims builds for its own data
-//! dir, any worker's API answers for every build (forwarding to the worker that keeps the
-//! files), and a worker killed mid-build has its build finished by another.
+//! dir, any worker's API answers for every build (logs from the database, images from the
+//! run's artifact registry), and a worker killed mid-build has its build finished by another.
 
 mod common;
 mod guards;
@@ -93,7 +93,7 @@ fn two_workers_share_one_queue_and_each_build_runs_once() {
         let worker = done["worker"].as_str().unwrap().to_string();
         assert!(known.contains_key(&worker), "{done}");
         *built_by.entry(known[&worker].0.clone()).or_default() += 1;
-        // Both APIs answer for it: the log and the image come from the worker that built it.
+        // Both APIs answer for it, whichever built it: the same log, the same image.
         let mut digests = Vec::new();
         for server in &servers {
             let log = curl(server, "GET", &format!("/v1/builds/{id}/log"), &[], true);
@@ -125,7 +125,7 @@ fn two_workers_share_one_queue_and_each_build_runs_once() {
             digests.push(digest);
         }
         assert_eq!(digests[0], digests[1]);
-        // Followed through the worker that did not build it: forwarded, to its end.
+        // Followed through the worker that did not build it, to its end.
         let other = servers
             .iter()
             .find(|s| {

@@ -47,6 +47,10 @@ pub struct Options {
     pub ruchy: Option<PathBuf>,
     /// The cache directory (where builder probes are remembered).
     pub cache_dir: PathBuf,
+    /// `--artifacts`: a service host's artifact registry repository, checked for a push.
+    pub artifacts: Option<String>,
+    /// How to reach it (CAs, plain-HTTP hosts), as `serve` has them.
+    pub registry: crate::pipeline::publish::RegistryOptions,
 }
 
 const IMPORT_PACKAGES: &str =
@@ -123,6 +127,9 @@ pub async fn diagnose(options: &Options) -> Report {
     checks.push(credentials_check());
     if let Ok(engine) = &engine {
         checks.push(cache_check(engine).await);
+    }
+    if let Some(repository) = &options.artifacts {
+        checks.push(artifacts_check(repository, &options.registry).await);
     }
     Report {
         ready: checks.iter().all(|c| c.ok || !c.required),
@@ -375,6 +382,46 @@ fn credentials_check() -> Check {
             format!("none in {place}: pushes go anonymously"),
             "`docker login HOST`, or --registry-user USER with --registry-password-stdin on a push",
         ),
+    }
+}
+
+/// A service host's artifact registry (`serve --artifacts`): answers, and takes this user's
+/// push (what `serve` checks before it takes a build). Required when asked for: workers on a
+/// shared database do not start without it.
+async fn artifacts_check(
+    repository: &str,
+    registry: &crate::pipeline::publish::RegistryOptions,
+) -> Check {
+    const NAME: &str = "artifact registry";
+    let repository =
+        match crate::pipeline::publish::parse_repository(repository) {
+            Ok(repository) => repository,
+            Err(e) => return Check::missing(
+                NAME,
+                true,
+                e.to_string(),
+                "pass --artifacts REGISTRY/REPOSITORY, e.g. registry.internal:5000/ruchy-builds",
+            ),
+        };
+    let host = repository.split('/').next().unwrap_or_default().to_string();
+    match crate::pipeline::publish::check_push(&repository, registry).await {
+        Ok(()) => Check::ok(NAME, true, format!("{repository} takes pushes")),
+        Err(e) => {
+            let text = e.to_string();
+            let fix = if text.contains("authentication failed") {
+                format!(
+                    "`docker login {host}` (or a credential helper) as a user who may push to {repository}"
+                )
+            } else if text.contains("400 Bad Request") && text.contains("http://") {
+                // A TLS registry spoken to over plain HTTP (loopback is, unless given a CA).
+                format!("{host} seems to speak TLS: pass --registry-ca FILE with the CA that signed its certificate")
+            } else if text.contains("certificate") {
+                format!("--registry-ca FILE with the CA that signed {host}'s certificate (or --insecure-registry {host} if it speaks plain HTTP)")
+            } else {
+                format!("start the registry at {host} (distribution: `docker-registry serve CONFIG.yml`) or fix the address; a registry beyond loopback that speaks plain HTTP needs --insecure-registry {host}")
+            };
+            Check::missing(NAME, true, text, fix)
+        }
     }
 }
 

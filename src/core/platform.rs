@@ -46,7 +46,7 @@ impl Platform {
     }
 }
 
-crate::serde_as_text!(Platform);
+crate::core::text::serde_as_text!(Platform);
 
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

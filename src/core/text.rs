@@ -3,8 +3,6 @@
 
 /// Implements `Serialize` by `Display` and `Deserialize` by `FromStr` for a type, so its JSON
 /// is the text the command line takes and a bad value is refused with the parser's message.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! serde_as_text {
     ($type:ty) => {
         impl serde::Serialize for $type {
@@ -26,3 +24,5 @@ macro_rules! serde_as_text {
         }
     };
 }
+
+pub(crate) use serde_as_text;

@@ -32,6 +32,7 @@ macro_rules! on_both_backends {
 }
 
 pub mod postgres;
+pub mod registry;
 
 /// The database the servers a test starts keep their state in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,17 @@ pub fn database_for(key: &Path) -> String {
     url
 }
 
+/// The artifact registry of an in-process service on PostgreSQL (`shared`): the run's.
+pub fn artifacts_for(shared: bool) -> Option<ruchy_image::shells::serve::artifacts::Artifacts> {
+    shared.then(|| {
+        ruchy_image::shells::serve::artifacts::Artifacts::new(
+            &registry::artifacts_repository("builds"),
+            Default::default(),
+        )
+        .expect("the run's registry is a repository")
+    })
+}
+
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A running `ruchy-image serve`, killed (SIGKILL) when dropped if still running.
@@ -107,6 +119,12 @@ pub fn serve_command(data: &Path, extra: &[&str]) -> Command {
         .arg(token_file(data));
     if backend() == Backend::Postgres && !extra.contains(&"--database") {
         cmd.arg("--database").arg(database_for(data));
+    }
+    // Workers on PostgreSQL keep images in the run's registry.
+    let shared = backend() == Backend::Postgres || extra.contains(&"--database");
+    if shared && !extra.contains(&"--artifacts") {
+        cmd.arg("--artifacts")
+            .arg(registry::artifacts_repository("builds"));
     }
     cmd.args(extra)
         .env_remove("CARGO_TARGET_DIR")

@@ -111,7 +111,7 @@ impl std::str::FromStr for BaseRef {
     }
 }
 
-crate::serde_as_text!(BaseRef);
+crate::core::text::serde_as_text!(BaseRef);
 
 impl std::fmt::Display for BaseRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -283,18 +283,21 @@ pub async fn build_index(
     }
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
-    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
     // Each platform's image gets its own SBOM as its referrer, as a single build's does.
+    let mut referrers = Vec::new();
     for (options, a) in each.iter().zip(&assembled) {
         if let Some(bytes) = a.sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
-            let referrer = crate::pipeline::oci::referrer::Referrer::new(
+            referrers.push(crate::pipeline::oci::referrer::Referrer::new(
                 &a.image,
                 crate::pipeline::sbom::MEDIA_TYPE,
                 bytes,
                 options.source_date_epoch,
-            )?;
-            outputs.extend(crate::pipeline::publish::attach_all(publishers, &referrer).await?);
+            )?);
         }
+    }
+    let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
+    for referrer in &referrers {
+        outputs.extend(crate::pipeline::publish::attach_all(publishers, referrer).await?);
     }
     stage.finish();
     Ok(record(assembled, started.elapsed(), outputs))
@@ -379,7 +382,18 @@ async fn publish(
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
     let content = ImageOrIndex::Image(image.clone());
-    let mut outputs = publish_all(publishers, &content, &reference, events).await?;
+    // The SBOM, as the image's OCI 1.1 referrer in every layout, archive and registry.
+    let referrer = match sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
+        Some(bytes) => Some(crate::pipeline::oci::referrer::Referrer::new(
+            &image,
+            crate::pipeline::sbom::MEDIA_TYPE,
+            bytes,
+            options.source_date_epoch,
+        )?),
+        None => None,
+    };
+    let referrers: Vec<_> = referrer.into_iter().collect();
+    let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
     if let Some(bytes) = &sbom {
         if let Some(path) = &options.sbom {
             crate::adapters::fsutil::write_file_atomically("the SBOM", path, bytes)?;
@@ -391,15 +405,8 @@ async fn publish(
             });
         }
     }
-    // And to every layout and registry the image went to, as its OCI 1.1 referrer.
-    if let Some(bytes) = sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
-        let referrer = crate::pipeline::oci::referrer::Referrer::new(
-            &image,
-            crate::pipeline::sbom::MEDIA_TYPE,
-            bytes,
-            options.source_date_epoch,
-        )?;
-        outputs.extend(crate::pipeline::publish::attach_all(publishers, &referrer).await?);
+    for referrer in &referrers {
+        outputs.extend(crate::pipeline::publish::attach_all(publishers, referrer).await?);
     }
     stage.finish();
     record.assemble_time_ms = (took + started.elapsed()).as_millis() as u64;

@@ -244,38 +244,3 @@ pub fn read(archive: &[u8]) -> Result<Contents> {
         referrers,
     })
 }
-
-/// The archive at `archive` with the referrer's blobs added (each once): archives hold
-/// their images' SBOMs as layouts do, as blobs that no `index.json` entry names.
-pub fn with_referrer(
-    archive: &[u8],
-    referrer: &super::referrer::Referrer,
-    mtime: u64,
-) -> Result<Vec<u8>> {
-    let err = || Error::io("reading the image archive");
-    // Where the last entry ends: the two zero blocks that close an archive come after it.
-    let mut end = 0u64;
-    let mut present = std::collections::HashSet::new();
-    let mut tar = tar::Archive::new(archive);
-    for entry in tar.entries().map_err(err())? {
-        let entry = entry.map_err(err())?;
-        present.insert(entry.path().map_err(err())?.display().to_string());
-        end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
-    }
-    let end = usize::try_from(end)
-        .unwrap_or(archive.len())
-        .min(archive.len());
-    let mut out = tar::Builder::new(archive[..end].to_vec());
-    let mut all = referrer.blobs.clone();
-    all.push((referrer.digest.clone(), referrer.manifest.clone()));
-    for (digest, bytes) in &all {
-        let path = format!("blobs/{}", digest.replacen(':', "/", 1));
-        if present.insert(path.clone()) {
-            let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
-            out.append_data(&mut header, path, &bytes[..])
-                .map_err(Error::io("writing the image archive"))?;
-        }
-    }
-    out.into_inner()
-        .map_err(Error::io("writing the image archive"))
-}

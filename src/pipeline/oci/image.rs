@@ -26,7 +26,7 @@ pub struct RuntimeUser {
 
 // On the wire and in stored requests, `NAME:UID:GID`; root is taken as written there: it was
 // allowed (`--allow-root`) where the request was made.
-crate::serde_as_text!(RuntimeUser);
+crate::core::text::serde_as_text!(RuntimeUser);
 
 impl std::fmt::Display for RuntimeUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -74,7 +74,7 @@ impl std::str::FromStr for ImageRef {
     }
 }
 
-crate::serde_as_text!(ImageRef);
+crate::core::text::serde_as_text!(ImageRef);
 
 impl std::fmt::Display for ImageRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

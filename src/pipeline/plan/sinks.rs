@@ -94,6 +94,7 @@ impl Sinks {
             &self.publishers,
             &contents.content,
             &contents.reference,
+            &contents.referrers,
             events,
         )
         .await?;

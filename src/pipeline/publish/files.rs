@@ -265,30 +265,32 @@ impl Publisher for ArchivePublisher {
         true
     }
 
-    /// The referrer's blobs, added to the archive as they are to a layout (so a service's
-    /// download carries the SBOM its client attaches): the archive is written again whole
-    /// and renamed over the old one.
+    /// The referrer is in the archive already: it was written with the image (see
+    /// [`Publisher::stage_with`]), so a service's download carries the SBOM its client
+    /// attaches. This reports it.
     async fn attach(&self, referrer: &Referrer) -> Result<Option<Published>> {
-        let (this, referrer) = (self.clone(), referrer.clone());
-        blocking(move || {
-            let file = &this.file;
-            let old =
-                std::fs::read(file).map_err(Error::io(format!("reading {}", file.display())))?;
-            let new = archive::with_referrer(&old, &referrer, this.mtime)?;
-            write_file_atomically(Self::WHAT, file, &new)?;
-            Ok(Some(Published {
-                kind: "referrer".into(),
-                location: format!("{}@{}", file.display(), referrer.digest),
-                engine: None,
-                push: None,
-            }))
-        })
-        .await
+        Ok(Some(Published {
+            kind: "referrer".into(),
+            location: format!("{}@{}", self.file.display(), referrer.digest),
+            engine: None,
+            push: None,
+        }))
     }
 
     async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>> {
+        self.stage_with(content, reference, &[]).await
+    }
+
+    /// The archive with the referrers' blobs beside the image's, as a layout holds them.
+    async fn stage_with(
+        &self,
+        content: &ImageOrIndex,
+        reference: &ImageRef,
+        referrers: &[Referrer],
+    ) -> Result<Box<dyn Staged>> {
         let (this, content, reference) = (self.clone(), content.clone(), reference.clone());
-        blocking(move || this.write_staged(&content, &reference)).await
+        let referrers = referrers.to_vec();
+        blocking(move || this.write_staged(&content, &reference, &referrers)).await
     }
 }
 
@@ -298,9 +300,19 @@ impl ArchivePublisher {
         &self,
         content: &ImageOrIndex,
         reference: &ImageRef,
+        referrers: &[Referrer],
     ) -> Result<Box<dyn Staged>> {
         let mut temp = temp_file_for(Self::WHAT, "archive", &self.file)?;
-        let files = layout::files(content, reference)?;
+        let mut files = layout::files(content, reference)?;
+        for referrer in referrers {
+            let manifest = (&referrer.digest, &referrer.manifest);
+            for (digest, bytes) in referrer.blobs.iter().map(|(d, b)| (d, b)).chain([manifest]) {
+                let path = format!("blobs/{}", digest.replacen(':', "/", 1));
+                if !files.iter().any(|(p, _)| *p == path) {
+                    files.push((path, std::borrow::Cow::Owned(bytes.clone())));
+                }
+            }
+        }
         let mut out = std::io::BufWriter::new(temp.as_file_mut());
         archive::write(&mut out, content, reference, &files, self.mtime)?;
         out.flush()

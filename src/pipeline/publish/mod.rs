@@ -8,6 +8,7 @@ mod credentials;
 mod engine;
 mod files;
 mod registry;
+mod repository;
 
 pub use credentials::docker_config_file;
 pub use engine::EnginePublisher;
@@ -15,6 +16,7 @@ pub use files::{ArchivePublisher, OciLayoutPublisher};
 pub use registry::{
     auth_for, client_for, parse_reference, push_error, RegistryOptions, RegistryPublisher,
 };
+pub use repository::{check_push, parse_repository};
 
 use crate::core::error::Result;
 use crate::core::event::{Event, Events};
@@ -43,6 +45,17 @@ pub trait Publisher: Send + Sync {
     /// Writes the image (or index) where it is not yet visible.
     async fn stage(&self, content: &ImageOrIndex, reference: &ImageRef) -> Result<Box<dyn Staged>>;
 
+    /// [`Publisher::stage`], for an output that writes the image's referrers in the same
+    /// write (an archive, which is one file); the others attach them after their commit.
+    async fn stage_with(
+        &self,
+        content: &ImageOrIndex,
+        reference: &ImageRef,
+        _referrers: &[Referrer],
+    ) -> Result<Box<dyn Staged>> {
+        self.stage(content, reference).await
+    }
+
     /// Whether this output can hold referrers (layouts and registries can).
     fn holds_referrers(&self) -> bool {
         false
@@ -69,16 +82,18 @@ pub async fn attach_all(
 
 /// Stages the image (or index) in every publisher, then commits them all in order, reporting each
 /// commit's start and end. If any stage fails, nothing is committed and every staged output
-/// is removed.
+/// is removed. An output that holds `referrers` (the images' SBOMs) in the image's own write
+/// takes them now; the caller attaches them to the others after ([`attach_all`]).
 pub async fn publish_all(
     publishers: &[Box<dyn Publisher>],
     content: &ImageOrIndex,
     reference: &ImageRef,
+    referrers: &[Referrer],
     events: &Events,
 ) -> Result<Vec<Published>> {
     let mut staged = Vec::with_capacity(publishers.len());
     for publisher in publishers {
-        staged.push(publisher.stage(content, reference).await?);
+        staged.push(publisher.stage_with(content, reference, referrers).await?);
     }
     let mut published = Vec::with_capacity(staged.len());
     for output in staged {

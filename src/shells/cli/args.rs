@@ -52,7 +52,7 @@ pub enum ImageCommand {
     /// build records, logs and images.
     #[cfg(feature = "serve")]
     #[command(after_long_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[cfg(feature = "serve")]
@@ -145,6 +145,28 @@ pub struct ServeArgs {
     /// a build interrupted twice fails). Heartbeats go every fifth of it.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_parser)]
     pub heartbeat_timeout: std::time::Duration,
+
+    /// The registry repository (REGISTRY/REPOSITORY) every build's images go to, as
+    /// REPOSITORY:<build id>-<preset> with their SBOMs, and any worker serves them from;
+    /// credentials from Docker's config and credential helpers. Required with --database
+    /// [default: images stay in the data dir].
+    #[arg(long, value_name = "REGISTRY/REPO", env = "RUCHY_IMAGE_ARTIFACTS")]
+    pub artifacts: Option<String>,
+
+    /// Speak plain HTTP to this registry host[:port] (repeatable; loopback may, unless a
+    /// --registry-ca says it speaks TLS).
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
+
+    /// Delete the images of builds that finished longer ago than this (from the artifact
+    /// registry by digest, keeping what newer builds share; or the data dir's archives) and
+    /// mark them expired: their records stay, their images answer 410 [default: keep].
+    #[arg(long, value_name = "DURATION", value_parser = duration_parser)]
+    pub keep_artifacts: Option<std::time::Duration>,
 }
 
 #[cfg(feature = "serve")]
@@ -214,6 +236,7 @@ std), else 0; the other checks say which builds need them.
 Examples:
   ruchy-image doctor
   ruchy-image doctor --json | jq '.checks[] | select(.ok | not)'
+  ruchy-image doctor --artifacts registry.internal:5000/ruchy-builds   # on a service host
   DOCKER_HOST=tcp://build-host:2375 ruchy-image doctor --builder-image rust:1-alpine";
 
 /// `ruchy-image doctor`
@@ -236,6 +259,19 @@ pub struct DoctorArgs {
     /// Where builder probes are remembered.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+
+    /// On a service host: check that this artifact registry repository (`serve --artifacts`)
+    /// answers and takes a push from this user (required when given).
+    #[arg(long, value_name = "REGISTRY/REPO")]
+    pub artifacts: Option<String>,
+
+    /// Speak plain HTTP to this registry host[:port] (repeatable), as `serve` does.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA (PEM) for registries, besides the system's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Vec<PathBuf>,
 }
 
 /// `ruchy-image builder prune`

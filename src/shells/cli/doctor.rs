@@ -12,6 +12,12 @@ pub(super) async fn doctor(args: DoctorArgs) -> Result<(), Failure> {
         cache_dir: args
             .cache_dir
             .unwrap_or_else(crate::pipeline::build::default_cache_dir),
+        artifacts: args.artifacts,
+        registry: crate::pipeline::publish::RegistryOptions {
+            credentials: None,
+            insecure: args.insecure_registry,
+            ca_files: args.registry_ca,
+        },
     };
     let report = crate::commands::doctor::diagnose(&options).await;
     match args.json {

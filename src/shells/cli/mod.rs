@@ -63,7 +63,7 @@ pub async fn run(command: ImageCommand) -> ExitCode {
     // The service handles its own signals: it drains instead of stopping at once.
     #[cfg(feature = "serve")]
     if let ImageCommand::Serve(args) = command {
-        return match serve::serve(args).await {
+        return match serve::serve(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {}", options::with_flag_names(error));

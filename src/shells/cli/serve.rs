@@ -31,6 +31,18 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
             .unwrap_or_else(std::env::temp_dir)
             .join("ruchy-image")
     });
+    let artifacts = args
+        .artifacts
+        .as_deref()
+        .map(|repository| {
+            let registry = crate::pipeline::publish::RegistryOptions {
+                credentials: None,
+                insecure: args.insecure_registry.clone(),
+                ca_files: args.registry_ca.clone(),
+            };
+            crate::shells::serve::artifacts::Artifacts::new(repository, registry)
+        })
+        .transpose()?;
     let options = crate::shells::serve::ServeOptions {
         data_dir,
         listen: args.listen,
@@ -48,6 +60,8 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         worker_name: args.worker_name.clone(),
         advertise_url: args.advertise_url.clone(),
         heartbeat_timeout: args.heartbeat_timeout,
+        artifacts,
+        keep_artifacts: args.keep_artifacts,
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }

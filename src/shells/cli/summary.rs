@@ -130,6 +130,9 @@ pub(crate) fn build(record: &BuildRecord) -> String {
         "  time      {compile}, assemble {}",
         human_ms(record.assemble_time_ms)
     );
+    if let Some(server) = &record.server {
+        let _ = writeln!(s, "{}", server_line(server));
+    }
     for out in &record.outputs {
         let _ = writeln!(s, "{}", output_line(out, record.sbom.as_ref()));
         if let Some(push) = &out.push {
@@ -159,6 +162,18 @@ pub(crate) fn build(record: &BuildRecord) -> String {
         (true, false) => {}
     }
     s
+}
+
+/// Where a `build --server` ran: `  server    build b… on http://… (worker w…)`.
+fn server_line(server: &crate::core::metrics::ServerRun) -> String {
+    let worker = server
+        .worker
+        .as_ref()
+        .map_or(String::new(), |w| format!(" (worker {w})"));
+    format!(
+        "  server    build {} on {}{worker}",
+        server.build_id, server.url
+    )
 }
 
 /// Said instead of the outputs of a build that went over a size budget.
@@ -229,6 +244,9 @@ pub(crate) fn index(record: &crate::core::metrics::IndexRecord) -> String {
         platforms.join(", ")
     );
     let _ = writeln!(s, "  digest    {}", record.digest);
+    if let Some(server) = &record.server {
+        let _ = writeln!(s, "{}", server_line(server));
+    }
     for out in &record.outputs {
         let loaded = &record.loaded_platform;
         let note = match out.kind.as_str() {

@@ -404,6 +404,7 @@ mod tests {
             results,
             attempts: 1,
             worker: Some("w0123".into()),
+            expired_at: None,
             source_path: String::new(),
             images: Default::default(),
         }
@@ -496,9 +497,17 @@ mod tests {
             outputs: Vec::new(),
             server: None,
         })));
-        let page = build_body(
-            &record("b7", Status::Success, vec![index]),
-            &WorkerNames::new(),
+        let mut build = record("b7", Status::Success, vec![index]);
+        build.images = [(
+            "size".to_string(),
+            "127.0.0.1:5000/builds@sha256:11".to_string(),
+        )]
+        .into();
+        let page = build_body(&build, &WorkerNames::new());
+        // Where the image is: the artifact registry's repository and digest.
+        assert!(
+            page.contains(r#"<code>size</code> <code class="location" data-preset="size">127.0.0.1:5000/builds@sha256:11</code>"#),
+            "{page}"
         );
         for (platform, bytes) in [("linux/amd64", 373_464), ("linux/arm64", 397_496)] {
             assert!(page.contains(&format!("size {platform}")), "{page}");
@@ -508,6 +517,25 @@ mod tests {
             page.matches(r#"href="/v1/builds/b7/image?preset=size""#)
                 .count(),
             2,
+            "{page}"
+        );
+        // Deleted by retention: it says when, and offers no download.
+        build.expired_at = Some("2026-02-03T04:05:06.000Z".into());
+        let page = build_body(&build, &WorkerNames::new());
+        assert!(page.contains("127.0.0.1:5000/builds@sha256:11"), "{page}");
+        assert!(
+            page.contains(
+                r#"<span class="expired">deleted <time datetime="2026-02-03T04:05:06.000Z""#
+            ),
+            "{page}"
+        );
+        assert!(!page.contains("/v1/builds/b7/image"), "{page}");
+        // In the data dir of a service without a registry.
+        build.expired_at = None;
+        build.images = [("size".to_string(), "sha256:22".to_string())].into();
+        let page = build_body(&build, &WorkerNames::new());
+        assert!(
+            page.contains("sha256:22 in this service&#39;s data dir"),
             "{page}"
         );
     }

@@ -22,6 +22,8 @@ pub enum ApiError {
     Conflict(String),
     /// The client stopped sending the upload's body (408).
     Timeout(String),
+    /// It was here and is deleted for good (410): a build's images after `--keep-artifacts`.
+    Gone(String),
     /// The upload is over `--max-upload` (413).
     TooLarge(String),
     /// Too many uploads are being received at once (429): try again shortly.
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -68,6 +71,7 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Timeout(m)
+            | ApiError::Gone(m)
             | ApiError::TooLarge(m)
             | ApiError::TooMany(m)
             | ApiError::BadGateway(m) => m,

@@ -1,8 +1,9 @@
 //! `ruchy-image serve`: the builder as a service. An HTTP API ([`api`]) takes build contexts
 //! and records every build before answering ([`store`]: SQLite, or PostgreSQL shared by any
 //! number of `serve` workers, each on its own engine); workers ([`worker`]) claim them, run
-//! them through the same library plan as the CLI, fairly between projects, and keep their
-//! logs and images (other workers' API forwards to them). Killed and started again, a worker
+//! them through the same library plan as the CLI, fairly between projects, write their logs
+//! into the database as they run and push their images to the artifact registry
+//! ([`artifacts`]), so any worker serves any build. Killed and started again, a worker
 //! re-queues what it was running once and removes the builder containers the dead process
 //! left; a worker that stops answering has its builds taken over by the others.
 
@@ -15,10 +16,12 @@
 
 pub mod api;
 pub mod app;
+pub mod artifacts;
 pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod request;
+pub mod retention;
 pub mod startup;
 pub mod state;
 pub mod store;
@@ -71,6 +74,12 @@ pub struct ServeOptions {
     pub advertise_url: Option<String>,
     /// How long a worker may miss heartbeats before its builds go back to the queue.
     pub heartbeat_timeout: Duration,
+    /// The registry repository every build's images are pushed to and read back from, by any
+    /// worker (required with `database`; without it, images stay in the data dir).
+    pub artifacts: Option<artifacts::Artifacts>,
+    /// How long a finished build keeps its images (in the artifact registry, or the data
+    /// dir's archives): then they are deleted and its record marked expired. None: forever.
+    pub keep_artifacts: Option<Duration>,
 }
 
 impl ServeOptions {

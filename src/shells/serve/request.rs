@@ -300,7 +300,7 @@ fn check_source(request: &Request, source: &str) -> Result<()> {
                 return Err(invalid(
                     "image name",
                     &tag,
-                    format!("made from {source:?}, it is not valid ({e}); pass a tag"),
+                    format!("made from {source:?}, it is not valid ({e}); pass tag=NAME:TAG"),
                 ));
             }
         }

@@ -37,6 +37,7 @@ pub struct RunningApp {
 /// dashboard on `options.listen`, the workers taking builds. `events` gets what it has to say.
 pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningApp> {
     check_auth_rule(&options)?;
+    check_artifacts(&options, &events).await?;
     std::fs::create_dir_all(&options.data_dir).map_err(Error::io(format!(
         "creating the data dir {}",
         options.data_dir.display()
@@ -53,6 +54,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         events: events.clone(),
         builder_image,
         max_unpacked: options.max_upload.saturating_mul(4),
+        artifacts: options.artifacts.clone().map(Arc::new),
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -67,7 +69,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
     for _ in 0..slots {
         workers.spawn(worker::work(queue.clone()));
     }
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(expire_queued(queue.clone(), options.queue_ttl)),
         tokio::spawn(worker::heartbeat(
             queue.clone(),
@@ -76,6 +78,13 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         )),
         tokio::spawn(listen_for_builds(queue.clone())),
     ];
+    if let Some(keep) = options.keep_artifacts {
+        events.note(format!(
+            "images of builds that finished over {} ago are deleted",
+            humantime::format_duration(keep)
+        ));
+        background.push(tokio::spawn(super::retention::retain(queue.clone(), keep)));
+    }
 
     let state = Arc::new(AppState {
         queue: queue.clone(),
@@ -85,7 +94,6 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         uploads: Arc::new(tokio::sync::Semaphore::new(options.max_uploads.max(1))),
         read_timeout: options.read_timeout,
         heartbeat_timeout: options.heartbeat_timeout,
-        peers: reqwest::Client::new(),
     });
     let max_upload = usize::try_from(options.max_upload).unwrap_or(usize::MAX);
     let router = super::app::router(state, max_upload);
@@ -178,6 +186,24 @@ async fn serve_http(
     Ok(())
 }
 
+/// Workers on a shared database keep images where every worker reads them: the artifact
+/// registry is required there, and must take a push before the first build is taken.
+async fn check_artifacts(options: &ServeOptions, events: &Events) -> Result<()> {
+    let Some(artifacts) = &options.artifacts else {
+        if let Some(database) = &options.database {
+            return Err(Error::InvalidInput {
+                what: "--database",
+                value: store::redact(database),
+                reason: "workers on a shared database need --artifacts REGISTRY/REPOSITORY, where every worker can read every build's image".into(),
+            });
+        }
+        return Ok(());
+    };
+    artifacts.check().await?;
+    events.note(format!("images go to {}", artifacts.repository));
+    Ok(())
+}
+
 /// Beyond loopback, the API needs a token unless told knowingly to go without.
 fn check_auth_rule(options: &ServeOptions) -> Result<()> {
     if !options.listen.ip().is_loopback() && options.token.is_none() && !options.insecure_no_auth {
@@ -193,7 +219,9 @@ fn check_auth_rule(options: &ServeOptions) -> Result<()> {
 
 /// The store, with what an interrupted service left behind cleaned up or queued again.
 async fn open_store(options: &ServeOptions, events: &Events) -> Result<Store> {
-    let store = Store::open(&options.data_dir, options.database.as_deref()).await?;
+    let store = Store::open(&options.data_dir, options.database.as_deref())
+        .await?
+        .reporting_to(events.clone());
     crate::adapters::cleanup::sweep_temp(&options.data_dir.join("blobs"));
     // Bodies of uploads an interrupted service was receiving (its own files, by build ID).
     let _ = std::fs::remove_dir_all(options.data_dir.join("uploads"));

@@ -23,8 +23,6 @@ pub struct AppState {
     pub read_timeout: Duration,
     /// How long a worker may be silent before it counts as gone.
     pub heartbeat_timeout: Duration,
-    /// Talks to the other workers, which keep the logs and images of the builds they ran.
-    pub peers: reqwest::Client,
 }
 
 /// The state as handlers extract it.

@@ -6,7 +6,6 @@
 //! stopped answering back to the queue, and stops local runs of builds taken from it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +39,8 @@ pub struct Queue {
     pub builder_image: Option<String>,
     /// Most bytes an uploaded context may unpack to.
     pub max_unpacked: u64,
+    /// The registry every build's images are pushed to (else they stay in the data dir).
+    pub artifacts: Option<Arc<super::artifacts::Artifacts>>,
 }
 
 /// A build running on this worker.
@@ -98,9 +99,10 @@ pub async fn heartbeat(queue: Queue, interval: Duration, stale_after: Duration) 
     }
 }
 
-/// The build's log, and what its events tell about its stages.
+/// The build's log, and what its events tell about its stages. Lines go to the database
+/// through [`keep_log`], so every worker's API reads it while the build runs.
 struct Log {
-    file: std::fs::File,
+    lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     stages: BTreeMap<String, u64>,
     stage: Option<String>,
 }
@@ -149,21 +151,28 @@ fn line(event: &Event) -> Option<String> {
 }
 
 impl Log {
-    fn open(path: &Path) -> std::io::Result<Log> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Log {
-            file,
+    /// A log for attempt `attempt` of build `id`, and the task that keeps it.
+    fn open(queue: &Queue, id: &str, attempt: i64) -> (Log, tokio::task::JoinHandle<()>) {
+        let (lines, received) = tokio::sync::mpsc::unbounded_channel();
+        let keeper = tokio::spawn(keep_log(queue.clone(), id.to_string(), attempt, received));
+        let log = Log {
+            lines: Some(lines),
             stages: BTreeMap::new(),
             stage: None,
-        })
+        };
+        (log, keeper)
     }
 
     fn write(&mut self, text: &str) {
-        // A log that cannot be written costs the log, not the build.
-        let _ = writeln!(self.file, "{text}");
+        if let Some(lines) = &self.lines {
+            // Only fails once the keeper is gone, when the build has ended.
+            let _ = lines.send(format!("{text}\n"));
+        }
+    }
+
+    /// No more lines: the keeper writes what it has and ends.
+    fn close(&mut self) {
+        self.lines = None;
     }
 
     fn record(&mut self, event: &Event) {
@@ -177,6 +186,36 @@ impl Log {
         if let Some(text) = line(event) {
             self.write(&text);
         }
+    }
+}
+
+/// Writes a build's log lines to the database as they come, many at once when they come
+/// faster than one insert (a piece is at most 64 KiB of lines). A piece that cannot be
+/// written costs that piece of the log, not the build: it is said in the service's log.
+async fn keep_log(
+    queue: Queue,
+    id: String,
+    attempt: i64,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut seq = 0i64;
+    while let Some(first) = lines.recv().await {
+        let mut body = first;
+        while body.len() < 64 << 10 {
+            match lines.try_recv() {
+                Ok(line) => body.push_str(&line),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = queue.store.append_log(&id, attempt, seq, &body).await {
+            queue.events.emit(Event::Warning {
+                message: format!(
+                    "build {id}: {} line(s) of its log are lost: {e}",
+                    body.lines().count()
+                ),
+            });
+        }
+        seq += 1;
     }
 }
 
@@ -220,22 +259,9 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
             claimed: std::time::Instant::now(),
         },
     );
-    let log = match Log::open(&queue.store.log_path(&id)) {
-        Ok(log) => Arc::new(Mutex::new(log)),
-        Err(e) => {
-            let outcome = Outcome {
-                error: Some(BuildError {
-                    message: format!("cannot write the build log: {e}"),
-                    stage: None,
-                    usage: false,
-                }),
-                ..Outcome::default()
-            };
-            finish(queue, &build, Status::Failure, &outcome).await;
-            return;
-        }
-    };
     let attempt = build.attempts;
+    let (log, keeper) = Log::open(queue, &id, attempt);
+    let log = Arc::new(Mutex::new(log));
     log.lock().expect("log").write(&format!(
         "→ build {id} started (attempt {attempt}) on worker {}",
         queue.store.worker()
@@ -267,7 +293,10 @@ async fn run_one(queue: &Queue, build: BuildRecord) {
             });
         }
         log.write(&format!("→ build {id} ended: {}", status.name()));
+        log.close();
     }
+    // The whole log is kept before the build reads as ended: a follower stops at its end.
+    let _ = keeper.await;
     finish(queue, &build, status, &outcome).await;
 }
 
@@ -376,6 +405,7 @@ async fn run_presets(
         ));
         let job = PresetBuild {
             queue,
+            id: &build.id,
             asked,
             source: &source,
             preset: *preset,
@@ -398,6 +428,23 @@ async fn run_presets(
                     .push(PresetResult::Built(record));
                 fail(error, Some("publish".into()), false);
                 status = Status::Failure;
+            }
+            Ok(mut record) if queue.artifacts.is_some() => {
+                match pushed_to_artifacts(queue, &mut record) {
+                    Some(location) => {
+                        let mut outcome = outcome.lock().expect("outcome");
+                        outcome.images.insert(preset.name().to_string(), location);
+                        outcome.results.push(PresetResult::Built(record));
+                    }
+                    None => {
+                        fail(
+                            "the image was built but is not in the artifact registry".into(),
+                            Some("publish".into()),
+                            false,
+                        );
+                        status = Status::Failure;
+                    }
+                }
             }
             Ok(record) => match keep_blob(store, &archive).await {
                 Ok(digest) => {
@@ -436,6 +483,8 @@ async fn run_presets(
 /// One preset of a build, and what building it needs.
 struct PresetBuild<'a> {
     queue: &'a Queue,
+    /// The build's ID.
+    id: &'a str,
     /// The request as the build was accepted with.
     asked: &'a crate::pipeline::plan::Request,
     source: &'a Path,
@@ -457,7 +506,6 @@ impl PresetBuild<'_> {
         request.source.path = self.source.to_path_buf();
         request.source.cache_dir = store.cache_dir();
         request.presets = vec![preset];
-        request.outputs.archive = Some(self.archive.to_path_buf());
         request.outputs.load = crate::pipeline::plan::Load::Never;
         request.cold_start_runs = 0;
         // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
@@ -474,6 +522,16 @@ impl PresetBuild<'_> {
                 )
                 .collect();
         }
+        // The image goes to the artifact registry first, so the build's own pushes to the
+        // same registry mount its blobs rather than upload them again; or to the data dir.
+        match &self.queue.artifacts {
+            Some(artifacts) => {
+                let reference = artifacts.reference_for(self.id, preset);
+                request.outputs.push.insert(0, reference);
+                request.registry = artifacts.registry.clone();
+            }
+            None => request.outputs.archive = Some(self.archive.to_path_buf()),
+        }
         if let Some(image) = self.queue.builder_image.as_deref() {
             request.builder = crate::pipeline::plan::BuilderChoice::Docker;
             request.builder_image = Some(image.to_string());
@@ -489,6 +547,23 @@ impl PresetBuild<'_> {
             false => plan.build(events).await.map(|r| Built::Image(Box::new(r))),
         }
     }
+}
+
+/// Where the artifact registry keeps the image of `record` (`REPO@digest`), taken out of the
+/// record's outputs (the client asked for the others; this one is the service's own).
+fn pushed_to_artifacts(queue: &Queue, record: &mut Built) -> Option<String> {
+    let artifacts = queue.artifacts.as_ref()?;
+    let outputs = match record {
+        Built::Image(one) => &mut one.outputs,
+        Built::Index(index) => &mut index.outputs,
+    };
+    // The first push is the artifact registry's (see PresetBuild::run).
+    let at = outputs.iter().position(|o| o.kind == "registry")?;
+    let pushed = outputs.remove(at);
+    let digest = pushed.location.rsplit_once('@')?.1.to_string();
+    let mine = format!("{}@", artifacts.repository);
+    outputs.retain(|o| !(o.kind == "referrer" && o.location.starts_with(&mine)));
+    Some(format!("{}@{digest}", artifacts.repository))
 }
 
 /// Puts the build's context in its workspace, unpacked from the copy the database keeps

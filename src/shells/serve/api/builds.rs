@@ -1,6 +1,6 @@
 //! `/v1/builds`: send a build context, list and read build records, follow a log, cancel,
-//! download an image. A build another worker ran is answered by forwarding to that worker,
-//! which keeps its log and images.
+//! download an image. Any worker answers for any build: logs are in the database, images in
+//! the artifact registry (or, for one service on SQLite, in its data dir).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +15,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::fsutil::hex;
+use crate::core::metrics::Built;
 use crate::shells::serve::error::ApiError;
 use crate::shells::serve::request;
 use crate::shells::serve::state::{AppState, Shared};
-use crate::shells::serve::store::{BuildRecord, NewBuild, Status, Worker};
+use crate::shells::serve::store::{BuildRecord, NewBuild, PresetResult, Status};
 use crate::shells::serve::upload;
 
 /// The builds' routes.
@@ -127,7 +128,10 @@ async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bad = ApiError::BadRequest;
-    let request = request::from_query(&query).map_err(|e| bad(e.to_string()))?;
+    // What can be judged without the context is, before it is received.
+    let request = request::from_query(&query)
+        .and_then(|request| request.check().map(|()| request))
+        .map_err(|e| bad(e.to_string()))?;
     // Uploads are streamed to disk and kept in the database a chunk at a time; each still
     // costs a file and the work of checking it, so only so many are received at once.
     let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| {
@@ -237,45 +241,44 @@ async fn log(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let store = state.queue.store.clone();
-    let mut record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
-    // A followed build that waits in the queue: its log will be on the worker that takes it.
-    while query.follow && record.status == Status::Queued {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
-    }
-    if let Some(worker) = elsewhere(&state, &record).await? {
-        let follow = if query.follow { "?follow=true" } else { "" };
-        return forward(
-            &state,
-            &worker,
-            reqwest::Method::GET,
-            &format!("/v1/builds/{id}/log{follow}"),
-        )
-        .await;
-    }
-    let path = store.log_path(&id);
+    store.get(&id).await?.ok_or_else(|| not_found(&id))?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !query.follow {
-        let text = tokio::fs::read(&path).await.unwrap_or_default();
+    let first = store.log_after(&id, (-1, -1)).await?;
+    if first.is_empty() && !query.follow {
+        // Kept in a file by a version before logs were kept in the database.
+        let text = tokio::fs::read(store.log_path(&id))
+            .await
+            .unwrap_or_default();
         return Ok((text_plain, text).into_response());
     }
-    // Follow: send what is there, then what is appended, until the build has ended and
-    // everything it wrote was sent.
-    let stream = futures_util::stream::unfold((0u64, false), move |(offset, done)| {
-        let (store, path, id) = (store.clone(), path.clone(), id.clone());
+    if !query.follow {
+        let mut text = String::new();
+        let mut next = first;
+        while let Some(last) = next.last().map(|c| c.at) {
+            text.extend(next.into_iter().map(|c| c.body));
+            next = store.log_after(&id, last).await?;
+        }
+        return Ok((text_plain, text).into_response());
+    }
+    // Follow: send what is there, then what is added (by whichever worker runs the build),
+    // until the build has ended and everything it wrote was sent. The worker keeps the whole
+    // log before it records the end, so nothing comes after.
+    let stream = futures_util::stream::unfold(Some((-1i64, -1i64)), move |after| {
+        let (store, id) = (store.clone(), id.clone());
         async move {
-            if done {
-                return None;
-            }
+            let after = after?;
             loop {
                 let ended = match store.get(&id).await {
                     Ok(Some(record)) => record.status.is_final(),
                     _ => true,
                 };
-                let chunk = read_from(&path, offset).await;
-                if !chunk.is_empty() {
-                    let next = offset + chunk.len() as u64;
-                    return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (next, false)));
+                let chunks = match store.log_after(&id, after).await {
+                    Ok(chunks) => chunks,
+                    Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+                };
+                if let Some(last) = chunks.last().map(|c| c.at) {
+                    let text: String = chunks.into_iter().map(|c| c.body).collect();
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(text)), Some(last)));
                 }
                 if ended {
                     return None;
@@ -285,19 +288,6 @@ async fn log(
         }
     });
     Ok((text_plain, Body::from_stream(stream)).into_response())
-}
-
-async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
-        return Vec::new();
-    };
-    if file.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut chunk = Vec::new();
-    let _ = (&mut file).take(1 << 20).read_to_end(&mut chunk).await;
-    chunk
 }
 
 async fn cancel(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Response, ApiError> {
@@ -310,14 +300,12 @@ async fn cancel(State(state): Shared, UrlPath(id): UrlPath<String>) -> Result<Re
         )));
     }
     if !store.cancel_queued(&id).await? {
-        if let Some(worker) = elsewhere(&state, &record).await? {
-            return forward(
-                &state,
-                &worker,
-                reqwest::Method::POST,
-                &format!("/v1/builds/{id}/cancel"),
-            )
-            .await;
+        if record.worker.as_deref() != Some(store.worker()) {
+            // Another worker runs it: the database says it is cancelled, and that worker's
+            // heartbeat stops it.
+            store.cancel_working(&id).await?;
+            let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+            return Ok(Json(record).into_response());
         }
         let run = state
             .queue
@@ -353,6 +341,11 @@ async fn image(
 ) -> Result<Response, ApiError> {
     let store = &state.queue.store;
     let record = store.get(&id).await?.ok_or_else(|| not_found(&id))?;
+    if let Some(at) = &record.expired_at {
+        return Err(ApiError::Gone(format!(
+            "build {id}'s images expired at {at} (the server's --keep-artifacts); its record stays"
+        )));
+    }
     let presets: Vec<&String> = record.images.keys().collect();
     let digest = match (&query.preset, presets.as_slice()) {
         (Some(preset), _) => record.images.get(preset).ok_or_else(|| {
@@ -373,19 +366,8 @@ async fn image(
             )))
         }
     };
-    if let Some(worker) = elsewhere(&state, &record).await? {
-        let preset = query
-            .preset
-            .as_deref()
-            .map(|p| format!("?preset={p}"))
-            .unwrap_or_default();
-        return forward(
-            &state,
-            &worker,
-            reqwest::Method::GET,
-            &format!("/v1/builds/{id}/image{preset}"),
-        )
-        .await;
+    if digest.contains('@') {
+        return from_artifacts(&state, &record, query.preset.as_deref(), digest).await;
     }
     let file = tokio::fs::File::open(store.blob_path(digest))
         .await
@@ -406,47 +388,80 @@ async fn image(
         .into_response())
 }
 
-/// The worker that keeps this build's log and images, when it is not this one.
-async fn elsewhere(state: &AppState, record: &BuildRecord) -> Result<Option<Worker>, ApiError> {
-    let store = &state.queue.store;
-    match record.worker.as_deref() {
-        Some(worker) if worker != store.worker() => Ok(store.worker_by_id(worker).await?),
-        _ => Ok(None),
-    }
-}
-
-/// Sends the request on to `worker` and streams its answer back.
-async fn forward(
+/// The image at `stored` (`REPO@digest`) in the artifact registry, as the archive the data
+/// dir would hold, streamed from the registry.
+async fn from_artifacts(
     state: &AppState,
-    worker: &Worker,
-    method: reqwest::Method,
-    path: &str,
+    record: &BuildRecord,
+    preset: Option<&str>,
+    stored: &str,
 ) -> Result<Response, ApiError> {
-    let mut request = state.peers.request(method, format!("{}{path}", worker.url));
-    if let Some(token) = &state.token {
-        request = request.bearer_auth(token);
-    }
-    let answer = request.send().await.map_err(|e| {
-        ApiError::BadGateway(format!(
-            "worker {} ({}) keeps this build's files and does not answer: {}",
-            worker.name,
-            worker.url,
-            crate::core::error::causes(&e)
+    let artifacts = state.queue.artifacts.as_ref().ok_or_else(|| {
+        ApiError::Internal(format!(
+            "build {} has its image in {stored}, and this worker was started without --artifacts",
+            record.id
         ))
     })?;
-    let mut response = Response::builder().status(answer.status().as_u16());
-    for name in [
-        header::CONTENT_TYPE,
-        header::CONTENT_LENGTH,
-        header::HeaderName::from_static("docker-content-digest"),
-    ] {
-        if let Some(value) = answer.headers().get(name.as_str()) {
-            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
-                response = response.header(name, value);
+    // The name inside the archive is the one the build gave its image.
+    let name = record
+        .results
+        .iter()
+        .find_map(|result| match result {
+            PresetResult::Built(Built::Image(one))
+                if preset.is_none_or(|p| one.optimization_level.name() == p) =>
+            {
+                Some(one.image.reference.clone())
             }
-        }
-    }
-    response
-        .body(Body::from_stream(answer.bytes_stream()))
-        .map_err(|e| ApiError::Internal(format!("forwarding {path}: {e}")))
+            PresetResult::Built(Built::Index(index))
+                if preset.is_none_or(|p| {
+                    index
+                        .platforms
+                        .first()
+                        .is_some_and(|one| one.optimization_level.name() == p)
+                }) =>
+            {
+                Some(index.reference.clone())
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            ApiError::Internal(format!("build {} has no record of its image", record.id))
+        })?;
+    let download = artifacts
+        .archive(stored, &name, record.request.source_date_epoch)
+        .await
+        .map_err(|e| {
+            ApiError::BadGateway(format!(
+                "build {}: its image cannot be read from the artifact registry: {e}",
+                record.id
+            ))
+        })?;
+    let (id, events, task) = (record.id.clone(), state.queue.events.clone(), download.task);
+    tokio::spawn(async move {
+        let failed = match task.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        events.emit(crate::core::event::Event::Warning {
+            message: format!("build {id}: a download of its image broke off: {failed}"),
+        });
+    });
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(download.body));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (header::CONTENT_LENGTH, download.length.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                download.digest,
+            ),
+            (
+                header::HeaderName::from_static("ruchy-image-location"),
+                download.location,
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -381,6 +381,11 @@ struct BuildPage<'a> {
     attempts: i64,
     worker: Option<WorkerLabel<'a>>,
     source_digest: &'a str,
+    /// Preset → where its image is: `REPOSITORY@digest` in the artifact registry, or the
+    /// archive's digest in this service's data dir.
+    stored: Vec<(&'a str, String)>,
+    /// When `--keep-artifacts` deleted the images.
+    expired: Option<Stamp<'a>>,
     options: Vec<(String, String)>,
     stages: Vec<(String, Millis)>,
     error: Option<&'a crate::shells::serve::store::BuildError>,
@@ -463,6 +468,18 @@ pub fn build_body(record: &BuildRecord, names: &WorkerNames) -> String {
         attempts: record.attempts,
         worker: record.worker.as_deref().map(|id| worker_label(id, names)),
         source_digest: &record.source_digest,
+        stored: record
+            .images
+            .iter()
+            .map(|(preset, at)| {
+                let at = match at.contains('@') {
+                    true => at.clone(),
+                    false => format!("{at} in this service's data dir"),
+                };
+                (preset.as_str(), at)
+            })
+            .collect(),
+        expired: record.expired_at.as_deref().map(stamp),
         options: options(record),
         stages,
         error: record.error.as_ref(),
