@@ -49,21 +49,13 @@ async fn spawn(dir: &std::path::Path, database: Option<String>) -> App {
         data_dir: data.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
         token: Some(TOKEN.into()),
-        insecure_no_auth: false,
-        workers: 1,
         timeout: Duration::from_secs(600),
-        queue_ttl: Duration::from_secs(3600),
         max_upload: 64 << 20,
-        max_uploads: 2,
-        read_timeout: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(10),
         builder_image: Some(guards::builder_image()),
         database: database.clone(),
-        worker_name: None,
-        advertise_url: None,
-        heartbeat_timeout: Duration::from_secs(30),
-        keep_artifacts: None,
         artifacts: artifacts_for(database.is_some()),
+        ..Default::default()
     };
     let running = spawn_app(options, events)
         .await
@@ -500,22 +492,11 @@ fn a_second_service_on_the_same_data_dir_is_refused() {
             ServeOptions {
                 data_dir: app.data.clone(),
                 listen: "127.0.0.1:0".parse().unwrap(),
-                token: None,
-                insecure_no_auth: false,
-                workers: 1,
                 timeout: Duration::from_secs(60),
                 queue_ttl: Duration::from_secs(60),
                 max_upload: 1 << 20,
-                max_uploads: 2,
-                read_timeout: Duration::from_secs(30),
                 shutdown_timeout: Duration::from_secs(1),
-                builder_image: None,
-                database: None,
-                worker_name: None,
-                advertise_url: None,
-                heartbeat_timeout: Duration::from_secs(30),
-                keep_artifacts: None,
-                artifacts: None,
+                ..Default::default()
             },
             Events::none(),
         )

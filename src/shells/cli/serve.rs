@@ -86,3 +86,42 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
     )
     .await
 }
+
+#[cfg(all(test, feature = "serve"))]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: super::super::ImageCommand,
+    }
+
+    /// `ServeOptions::default()` is `serve` with no flags: the two say the same defaults.
+    #[test]
+    fn the_library_s_defaults_are_the_command_s() {
+        let parsed = Cli::try_parse_from(["ruchy-image", "serve", "--data-dir", "d"]).unwrap();
+        let super::super::ImageCommand::Serve(args) = parsed.command else {
+            panic!("not serve")
+        };
+        let defaults = crate::shells::serve::ServeOptions {
+            data_dir: "d".into(),
+            ..Default::default()
+        };
+        let from_flags = crate::shells::serve::ServeOptions {
+            data_dir: "d".into(),
+            listen: args.listen,
+            workers: args.workers as usize,
+            timeout: args.timeout,
+            queue_ttl: args.queue_ttl,
+            max_upload: args.max_upload,
+            max_uploads: args.max_uploads as usize,
+            read_timeout: args.read_timeout,
+            shutdown_timeout: args.shutdown_timeout,
+            heartbeat_timeout: args.heartbeat_timeout,
+            keep_artifacts: args.keep_artifacts,
+            ..Default::default()
+        };
+        assert_eq!(format!("{defaults:?}"), format!("{from_flags:?}"));
+    }
+}

@@ -82,6 +82,33 @@ pub struct ServeOptions {
     pub keep_artifacts: Option<Duration>,
 }
 
+impl Default for ServeOptions {
+    /// `serve`'s flags left out (a test in cli/serve.rs holds the two the same), with the
+    /// data in `./ruchy-image-data`: a library user or a test sets what it needs and no more.
+    fn default() -> ServeOptions {
+        ServeOptions {
+            data_dir: PathBuf::from("ruchy-image-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            token: None,
+            insecure_no_auth: false,
+            workers: 1,
+            timeout: Duration::from_secs(30 * 60),
+            queue_ttl: Duration::from_secs(60 * 60),
+            max_upload: 256 << 20,
+            max_uploads: 2,
+            read_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(60),
+            builder_image: None,
+            database: None,
+            worker_name: None,
+            advertise_url: None,
+            heartbeat_timeout: Duration::from_secs(30),
+            artifacts: None,
+            keep_artifacts: None,
+        }
+    }
+}
+
 impl ServeOptions {
     /// How often a worker heartbeats: often enough that a few missed ones are not yet a death.
     pub fn heartbeat_interval(&self) -> Duration {
