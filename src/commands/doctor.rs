@@ -161,11 +161,14 @@ async fn builder_checks(engine: &Engine, options: &Options) -> Vec<Check> {
         }
     };
     let version = image.toolchain.version().to_string();
-    let mut checks = vec![Check::ok(
-        "builder image",
-        true,
-        format!("{} ({version})", image.reference),
-    )];
+    let mut checks = vec![
+        Check::ok(
+            "builder image",
+            true,
+            format!("{} ({version})", image.reference),
+        ),
+        isolation_check(engine, &image.id).await,
+    ];
     let Some(musl) = musl_target(&image.target) else {
         checks.push(Check::missing(
             "builder musl std",
@@ -426,6 +429,34 @@ async fn artifacts_check(
 }
 
 /// What the build caches hold in the engine.
+/// Whether the engine runs a builder container as builds ask: the sandbox's promises, as a
+/// container of the builder image sees them.
+async fn isolation_check(engine: &Engine, image: &str) -> Check {
+    use crate::pipeline::compile::{probe_sandbox, Sandbox};
+    let mut sandbox = Sandbox::default();
+    let machine = engine.memory_total().await.unwrap_or(0);
+    sandbox.limits = sandbox.limits.with_memory_of(machine);
+    let promised = sandbox.describe().join("; ");
+    match probe_sandbox(engine, image, sandbox.limits).await {
+        Ok(seen) if seen.holds() => Check::ok("isolation", false, promised),
+        Ok(seen) => Check::missing(
+            "isolation",
+            false,
+            format!(
+                "a builder container sees interfaces {:?}, capabilities {}, no-new-privileges {}, memory limit {}, process limit {}",
+                seen.interfaces, seen.capabilities, seen.no_new_privileges, seen.memory, seen.pids
+            ),
+            "an engine that applies network mode none, cap-drop, no-new-privileges and cgroup memory and pids limits (Docker, or Podman with cgroup v2 delegated)",
+        ),
+        Err(error) => Check::missing(
+            "isolation",
+            false,
+            error.to_string(),
+            "check that the engine can run the builder image",
+        ),
+    }
+}
+
 async fn cache_check(engine: &Engine) -> Check {
     match crate::adapters::cache_volumes::prune(engine, "", false).await {
         Ok(volumes) => {

@@ -95,6 +95,19 @@ pub enum Error {
         /// Whether the build ran in a builder container (so the fix is a builder image).
         in_container: bool,
     },
+    /// The build reached a limit of its builder container: its memory (a process was killed)
+    /// or its process count (a fork or a thread failed).
+    #[error("compiling {package} failed: the build reached the builder's {limit} limit ({value}); raise it with {flag}, or make the build need less")]
+    LimitReached {
+        /// Package that was being built.
+        package: String,
+        /// `memory`, `process`.
+        limit: &'static str,
+        /// The limit as set (`3 GiB`, `1024 processes`).
+        value: String,
+        /// The flag that sets it (`--build-memory`).
+        flag: &'static str,
+    },
     /// Cargo finished but named no executable for the binary target.
     #[error("cargo reported no executable for binary `{bin}`")]
     NoExecutable {

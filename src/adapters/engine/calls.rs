@@ -27,12 +27,48 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     /// Labels that say what the container is for.
     pub labels: HashMap<String, String>,
-    /// Named volumes mounted, as (volume, path in the container).
-    pub volumes: Vec<(String, String)>,
+    /// Named volumes mounted.
+    pub volumes: Vec<VolumeMount>,
     /// A memory limit in bytes (swap included: no swap beyond it).
     pub memory: Option<u64>,
     /// A CPU limit, in CPUs.
     pub cpus: Option<f64>,
+    /// A limit on processes and threads together.
+    pub pids: Option<u64>,
+    /// No network but loopback (network mode `none`).
+    pub no_network: bool,
+    /// Every capability dropped, and `no-new-privileges`: a setuid binary gains nothing.
+    pub least_privilege: bool,
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub volume: String,
+    /// Where it is mounted.
+    pub at: String,
+    /// Mounted read-only: nothing in the container can change it.
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// `volume` at `at`, writable.
+    pub fn writable(volume: &str, at: &str) -> VolumeMount {
+        VolumeMount {
+            volume: volume.to_string(),
+            at: at.to_string(),
+            read_only: false,
+        }
+    }
+
+    /// `volume` at `at`, read-only.
+    pub fn read_only(volume: &str, at: &str) -> VolumeMount {
+        VolumeMount {
+            read_only: true,
+            ..VolumeMount::writable(volume, at)
+        }
+    }
 }
 
 impl ContainerSpec {
@@ -40,10 +76,11 @@ impl ContainerSpec {
         let mounts = self
             .volumes
             .into_iter()
-            .map(|(source, target)| Mount {
-                source: Some(source),
-                target: Some(target),
+            .map(|mount| Mount {
+                source: Some(mount.volume),
+                target: Some(mount.at),
                 typ: Some(MountType::VOLUME),
+                read_only: Some(mount.read_only),
                 ..Default::default()
             })
             .collect::<Vec<_>>();
@@ -60,6 +97,12 @@ impl ContainerSpec {
                 // Without a swap limit equal to the memory limit, the engine allows twice as much.
                 memory_swap: self.memory.map(|m| m as i64),
                 nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
+                pids_limit: self.pids.map(|p| p as i64),
+                network_mode: self.no_network.then(|| "none".to_string()),
+                cap_drop: self.least_privilege.then(|| vec!["ALL".to_string()]),
+                security_opt: self
+                    .least_privilege
+                    .then(|| vec!["no-new-privileges".to_string()]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -97,6 +140,16 @@ pub struct ListedImage {
 pub type Chunks = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
 
 impl Engine {
+    /// The memory of the engine's machine, in bytes (0 when it does not say).
+    pub async fn memory_total(&self) -> Result<u64> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(api_error("asking the engine about its machine"))?;
+        Ok(info.mem_total.unwrap_or(0).max(0) as u64)
+    }
+
     /// Creates a container from `spec` (tracked and labelled as [`Engine::create_container`]
     /// does) and returns its ID.
     pub async fn create(&self, spec: ContainerSpec) -> Result<String> {
@@ -176,7 +229,13 @@ impl Engine {
     }
 
     /// Creates the named volume with `labels` (an existing one is kept as it is).
-    pub async fn create_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+    /// Creates the volume `name` unless it exists, and returns when it was made (as the
+    /// engine says it): a volume removed and made again has another.
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String> {
         self.docker
             .create_volume(bollard::models::VolumeCreateRequest {
                 name: Some(name.to_string()),
@@ -184,8 +243,23 @@ impl Engine {
                 ..Default::default()
             })
             .await
-            .map(drop)
+            .map(|volume| volume.created_at.unwrap_or_default())
             .map_err(api_error(format!("creating the volume {name}")))
+    }
+
+    /// Removes the volume `name` (gone already is fine).
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(api_error(format!("removing the volume {name}"))(e)),
+        }
     }
 
     /// The tar the engine makes of `path` in the container `id`.

@@ -19,7 +19,7 @@ use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events};
 
 mod calls;
-pub use calls::{stream_to_engine, Chunks, ContainerSpec, ImageInfo, ListedImage};
+pub use calls::{stream_to_engine, Chunks, ContainerSpec, ImageInfo, ListedImage, VolumeMount};
 
 /// How long a ping may take before we call the engine unreachable: a busy engine (Podman
 /// loading a builder image on a loaded machine took over 3 s) is slow, not gone.

@@ -163,6 +163,22 @@ impl Context {
         })
     }
 
+    /// The context with `lock` as its root's Cargo.lock (in place of the one it has).
+    pub fn with_lockfile(mut self, lock: Vec<u8>) -> Context {
+        self.entries.retain(|e| e.relative != "Cargo.lock");
+        self.entries.push(Entry {
+            relative: "Cargo.lock".into(),
+            path: PathBuf::from("Cargo.lock"),
+            mode: 0o644,
+            mtime: 0,
+            size: lock.len() as u64,
+            link: None,
+            content: Some(lock),
+        });
+        self.entries.sort_by(|a, b| a.relative.cmp(&b.relative));
+        self
+    }
+
     /// Bytes of the files sent.
     pub fn bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()

@@ -25,13 +25,15 @@ use sha2::{Digest, Sha256};
 use super::build_scripts::BuildScriptWatch;
 use super::builder_image::BuilderImage;
 use super::context::Context;
+use super::deps::{self, Units};
 use super::diagnostics::Diagnostics;
+use super::sandbox::{self, LimitsHit, Sandbox, TargetScope};
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
 };
 use crate::adapters::cache_volumes::CACHE_VOLUME_LABEL;
-use crate::adapters::engine::{stream_to_engine, ContainerSpec, Engine};
+use crate::adapters::engine::{stream_to_engine, ContainerSpec, Engine, VolumeMount};
 use crate::adapters::fsutil::{blocking, hex};
 use crate::adapters::stdlib;
 use crate::core::error::{Error, Result};
@@ -116,22 +118,99 @@ impl Drop for TargetVolume {
     }
 }
 
+/// A volume, and when the engine made it: a volume removed and made again under the same
+/// name holds none of what markers say the old one held.
+struct Volume {
+    name: String,
+    made: String,
+}
+
+/// A shared target volume, held for one build.
+struct SharedVolume {
+    name: String,
+    made: String,
+    _held: TargetVolume,
+}
+
+/// The build's own target volume; one of [`TargetScope::Build`] is removed if the build is
+/// dropped before it could remove it.
+struct OwnTarget {
+    name: String,
+    made: String,
+    scope: TargetScope,
+    guard: Option<Engine>,
+}
+
+impl Drop for OwnTarget {
+    fn drop(&mut self) {
+        let (Some(engine), TargetScope::Build, Ok(runtime)) = (
+            self.guard.take(),
+            self.scope,
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let name = self.name.clone();
+        // The container using it is being removed by its own guard: try for a while.
+        runtime.spawn(async move {
+            for _ in 0..20 {
+                if engine.remove_volume(&name).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+    }
+}
+
+/// The volumes one build mounts.
+struct Volumes {
+    /// Cargo's home: written only by `cargo fetch`.
+    cargo_home: Volume,
+    /// Compiled registry dependencies: written only by the dependency phase.
+    shared: SharedVolume,
+    /// The build's own target.
+    target: OwnTarget,
+}
+
+impl Volumes {
+    /// The build removed its own target itself.
+    fn disarm(mut self) {
+        self.target.guard = None;
+    }
+}
+
+/// [`deps::digest`] off the async threads.
+async fn digest_of(context: &Context) -> Result<String> {
+    let context = context.clone();
+    blocking(move || deps::digest(&context)).await
+}
+
+/// Writes a marker (with `content`), so a later build skips a phase.
+fn mark(marker: &Path, content: &[u8]) -> Result<()> {
+    crate::adapters::fsutil::create_parent("marker", marker)?;
+    crate::adapters::fsutil::write_file_atomically("marker", marker, content)
+}
+
 /// Compiles in a builder container.
 #[derive(Debug, Clone)]
 pub struct DockerCompiler {
     engine: Engine,
     image: BuilderImage,
     cache_dir: PathBuf,
+    sandbox: Sandbox,
     color: bool,
     quiet: bool,
 }
 
 impl DockerCompiler {
-    /// A compiler using `image` in `engine`; artifacts are kept under `cache_dir`.
+    /// A compiler using `image` in `engine`, its containers in `sandbox`; artifacts are kept
+    /// under `cache_dir`.
     pub fn new(
         engine: Engine,
         image: BuilderImage,
         cache_dir: PathBuf,
+        sandbox: Sandbox,
         color: bool,
         quiet: bool,
     ) -> DockerCompiler {
@@ -139,6 +218,7 @@ impl DockerCompiler {
             engine,
             image,
             cache_dir,
+            sandbox,
             color,
             quiet,
         }
@@ -176,8 +256,13 @@ impl BuildIdentity {
 
     /// The cache key of a build of `context` with this identity.
     fn key(&self, context: &Context) -> String {
+        self.key_of(&context.digest)
+    }
+
+    /// The key of building sources of digest `sources` with this identity.
+    fn key_of(&self, sources: &[u8]) -> String {
         let mut key = Sha256::new();
-        key.update(context.digest);
+        key.update(sources);
         key.update(serde_json::to_vec(&self.flags).unwrap_or_default());
         for (name, value) in &self.cargo_env {
             key.update(format!("{name}={value}\0"));
@@ -244,25 +329,22 @@ impl Compiler for DockerCompiler {
             });
         }
 
-        let (registry, target_volume) = self.cache_volumes().await?;
-        let ca = blocking(host_ca_bundle).await;
-        let volumes = [(registry.as_str(), CARGO_HOME), (&target_volume.0, TARGET)];
-        let config = self.container_config(project, flags, &rustflags, ca.is_some(), volumes);
-        let id = self.engine.create(config).await?;
-        // Whatever happens next, the container goes; if this future is dropped (a cancelled
-        // service build), the guard removes it.
-        let guard = ContainerGuard {
-            engine: self.engine.clone(),
-            id: Some(id.clone()),
+        let volumes = self.volumes(project).await?;
+        let job = Job {
+            project,
+            flags,
+            identity: &identity,
+            rustflags: &rustflags,
+            volumes: &volumes,
+            events,
         };
-        let result = async {
-            self.upload(&id, context, ca, events).await?;
-            self.build_in(&id, project, flags, &binary, events).await
-        }
-        .await;
-        let removed = self.engine.remove_container(&id).await;
-        guard.disarm();
-        drop(target_volume);
+        let result = self.phases(&job, context, &binary).await;
+        // A build's own target goes with it, whatever happened.
+        let removed = match volumes.target.scope {
+            TargetScope::Build => self.engine.remove_volume(&volumes.target.name).await,
+            TargetScope::Project => Ok(()),
+        };
+        volumes.disarm();
         let lock_written = Error::with_cleanup(result, removed)?;
         // The Cargo.lock that came back goes with the next build's sources: the binary is
         // kept under that build's key too, so it starts no container.
@@ -281,16 +363,267 @@ impl Compiler for DockerCompiler {
     }
 }
 
+/// One compile, as its phases see it.
+struct Job<'a> {
+    project: &'a Project,
+    flags: &'a Flags,
+    identity: &'a BuildIdentity,
+    rustflags: &'a str,
+    volumes: &'a Volumes,
+    events: &'a Events,
+}
+
+/// The containers of a compile, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `cargo fetch`: the only one with a network; runs no build script.
+    Fetch,
+    /// The project's stand-in, into the shared target volume (see `deps.rs`).
+    Dependencies,
+    /// The project itself, in its own target.
+    Compile,
+}
+
 impl DockerCompiler {
-    /// The cache volumes a build mounts, made if missing: cargo's home (shared) and a free
-    /// shared target volume, held until dropped.
-    async fn cache_volumes(&self) -> Result<(String, TargetVolume)> {
+    /// Fetch (when this project's dependencies were not fetched into this cargo home yet),
+    /// the shared dependency phase (when not run for them in this shared volume yet), and the
+    /// compile. Returns whether a generated project's Cargo.lock was written.
+    async fn phases(&self, job: &Job<'_>, context: Context, binary: &Path) -> Result<bool> {
+        let events = job.events;
+        let mut context = context;
+        let cargo = &job.volumes.cargo_home;
+        let depends = digest_of(&context).await?;
+        let fetched = self.marker(
+            "fetched",
+            &[
+                &depends,
+                &self.image.id,
+                &job.flags.target,
+                &cargo.name,
+                &cargo.made,
+            ],
+        );
+        let known = fetched.clone();
+        match blocking(move || Ok(std::fs::read(&known).ok())).await? {
+            // Fetched before: a Cargo project without a lockfile builds with the one that
+            // fetch resolved, so every later phase sees the same dependencies.
+            Some(lock) => {
+                if !lock.is_empty() && deps::lockfile(&context)?.is_none() {
+                    context = context.with_lockfile(lock);
+                }
+            }
+            None => {
+                let lock = self.fetch(job, &context).await?.unwrap_or_default();
+                if !lock.is_empty() {
+                    context = self.with_lockfile(job, context, lock.clone()).await?;
+                }
+                let digest = digest_of(&context).await?;
+                let again = self.marker(
+                    "fetched",
+                    &[
+                        &digest,
+                        &self.image.id,
+                        &job.flags.target,
+                        &cargo.name,
+                        &cargo.made,
+                    ],
+                );
+                for marker in [fetched, again] {
+                    let lock = lock.clone();
+                    blocking(move || mark(&marker, &lock)).await?;
+                }
+            }
+        }
+
+        let units = self.dependencies(job, &context).await?;
+        let target = &job.volumes.target;
+        let seeded = units
+            .as_ref()
+            .map(|(key, _)| self.marker("seeded", &[key, &target.name, &target.made]));
+        let seed = match &seeded {
+            Some(marker) if !marker.is_file() => units.map(|(_, units)| units),
+            _ => None,
+        };
+        if let Some(units) = &seed {
+            events.note(format!(
+                "copying {} compiled dependency units from the shared volume",
+                units.len()
+            ));
+        }
+        let extras = seed.map(|u| (deps::UNITS, u.to_text().into_bytes()));
+        let config = self.container_config(job, Phase::Compile);
+        let lock_written = self
+            .in_container(config, |id| async move {
+                // No CA bundle: the compile has no network.
+                self.upload(&id, context, None, extras, events).await?;
+                self.build_in(&id, job, binary).await
+            })
+            .await?;
+        if let Some(marker) = seeded {
+            blocking(move || mark(&marker, b"")).await?;
+        }
+        Ok(lock_written)
+    }
+
+    /// Runs `cargo fetch` for the project (the host's proxy settings and CA bundle with it),
+    /// and returns the lockfile it resolved.
+    async fn fetch(&self, job: &Job<'_>, context: &Context) -> Result<Option<Vec<u8>>> {
+        job.events
+            .note("fetching dependencies (the only step with a network)".to_string());
+        let ca = blocking(host_ca_bundle).await;
+        let config = self.container_config(job, Phase::Fetch);
+        let context = context.clone();
+        let events = job.events;
+        self.in_container(config, |id| async move {
+            self.upload(&id, context, ca, None, events).await?;
+            let finished = self
+                .engine
+                .run_to_completion(&id, &mut |_, line| {
+                    events.emit(Event::CompilerOutput {
+                        line: line.to_string(),
+                    })
+                })
+                .await?;
+            if finished.exit_code != 0 {
+                return Err(Error::CompileFailed {
+                    package: job.project.package.clone(),
+                    status: std::os::unix::process::ExitStatusExt::from_raw(
+                        (finished.exit_code as i32 & 0xff) << 8,
+                    ),
+                });
+            }
+            let lock = self
+                .download(&id, &format!("{SRC}/Cargo.lock"), "Cargo.lock")
+                .await?;
+            Ok(first_entry(&lock).ok().flatten())
+        })
+        .await
+    }
+
+    /// The context with the lockfile `cargo fetch` resolved: a generated project keeps it
+    /// (as it keeps the one a compile writes); a Cargo project's own tree is never written,
+    /// so it goes with this build's sources only.
+    async fn with_lockfile(
+        &self,
+        job: &Job<'_>,
+        context: Context,
+        lock: Vec<u8>,
+    ) -> Result<Context> {
+        let project = job.project;
+        if project.kind == SourceKind::CargoProject {
+            return Ok(context.with_lockfile(lock));
+        }
+        let kept = project.workspace_root.join("Cargo.lock");
+        blocking(move || crate::adapters::fsutil::write_if_changed(&kept, &lock)).await?;
+        Ok(job.identity.of(project).await?.0)
+    }
+
+    /// The shared dependency phase's units for this project, with the key they are kept
+    /// under; built now unless built before in this volume. `None` when the project does not
+    /// share (git dependencies) or the phase failed (the compile then builds every crate).
+    async fn dependencies(
+        &self,
+        job: &Job<'_>,
+        context: &Context,
+    ) -> Result<Option<(String, Units)>> {
+        let events = job.events;
+        let lock = deps::lockfile(context)?;
+        if lock.as_deref().is_some_and(deps::has_git_dependencies) {
+            events.note(
+                "git dependencies: every crate compiles in the build's own target".to_string(),
+            );
+            return Ok(None);
+        }
+        let shared = &job.volumes.shared;
+        let key = job.identity.key_of(digest_of(context).await?.as_bytes());
+        let marker = self.marker("dependencies", &[&key, &shared.name, &shared.made]);
+        let kept = marker.clone();
+        if let Some(text) = blocking(move || Ok(std::fs::read_to_string(&kept).ok())).await? {
+            return Ok(Some((key, Units::from_text(&text))));
+        }
+        events.note(
+            "compiling dependencies into the shared volume (the project's own code stays out)"
+                .to_string(),
+        );
+        let config = self.container_config(job, Phase::Dependencies);
+        let stand_in = deps::stand_in(context);
+        let built = self
+            .in_container(config, |id| async move {
+                self.upload(&id, stand_in, None, None, events).await?;
+                let mut units = Units::default();
+                let finished = self
+                    .engine
+                    .run_to_completion(&id, &mut |stderr, line| {
+                        if stderr {
+                            events.emit(Event::CompilerOutput {
+                                line: line.to_string(),
+                            })
+                        } else {
+                            units.observe(line, TARGET)
+                        }
+                    })
+                    .await?;
+                Ok((finished.exit_code, units))
+            })
+            .await?;
+        match built {
+            (0, units) => {
+                let text = units.to_text().into_bytes();
+                blocking(move || mark(&marker, &text)).await?;
+                Ok(Some((key, units)))
+            }
+            (code, _) => {
+                events.emit(Event::Warning {
+                    message: format!(
+                        "the shared dependency phase failed (exit {code}, above); every crate compiles in the build's own target"
+                    ),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// Creates a container from `config`, runs `work` on it, and removes it, whatever
+    /// happened; if this future is dropped (a cancelled service build), a guard removes it.
+    async fn in_container<T, F, Fut>(&self, config: ContainerSpec, work: F) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let id = self.engine.create(config).await?;
+        let guard = ContainerGuard {
+            engine: self.engine.clone(),
+            id: Some(id.clone()),
+        };
+        let result = work(id.clone()).await;
+        let removed = self.engine.remove_container(&id).await;
+        guard.disarm();
+        Error::with_cleanup(result, removed)
+    }
+
+    /// A marker kept under the cache directory, named by `parts`.
+    fn marker(&self, kind: &str, parts: &[&str]) -> PathBuf {
+        let mut key = Sha256::new();
+        for part in parts {
+            key.update(part.as_bytes());
+            key.update([0]);
+        }
+        let key = hex(&key.finalize());
+        self.cache_dir
+            .join("sandbox")
+            .join(format!("{kind}-{}", &key[..32]))
+    }
+
+    /// The volumes a build mounts, made if missing: cargo's home, a free shared target
+    /// volume (held until dropped) and the build's own target.
+    async fn volumes(&self, project: &Project) -> Result<Volumes> {
         let registry = std::env::var("RUCHY_IMAGE_CARGO_VOLUME")
             .ok()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| CARGO_HOME_VOLUME.to_string());
-        // One target volume (per concurrent build) for every project built with this builder
-        // image; RUCHY_IMAGE_TARGET_VOLUME names others (tests, benchmarks).
+        // One shared volume (per concurrent build) for every project built with this builder
+        // image; RUCHY_IMAGE_TARGET_VOLUME names others (tests, benchmarks). A project's own
+        // targets are named after it.
         let base = std::env::var("RUCHY_IMAGE_TARGET_VOLUME")
             .ok()
             .filter(|v| !v.is_empty())
@@ -298,61 +631,131 @@ impl DockerCompiler {
                 let id = self.image.id.trim_start_matches("sha256:");
                 format!("ruchy-image-deps-{}", &id[..id.len().min(12)])
             });
-        let target_volume = TargetVolume::take(&base);
-        // The label says whose cache a volume is.
-        let target_label = format!("target for {}", self.image.reference);
+        let shared = TargetVolume::take(&base);
+        let scope = self.sandbox.target;
+        let (target, owner) = match scope {
+            TargetScope::Project => {
+                let root = std::fs::canonicalize(&project.workspace_root)
+                    .unwrap_or_else(|_| project.workspace_root.clone());
+                let digest =
+                    crate::adapters::fsutil::sha256_digest(root.as_os_str().as_encoded_bytes());
+                let digest = digest.trim_start_matches("sha256:");
+                (
+                    format!("{base}-project-{}", &digest[..12]),
+                    format!("project target for {}", root.display()),
+                )
+            }
+            TargetScope::Build => (
+                format!(
+                    "{base}-build-{}",
+                    crate::adapters::cleanup::temp_prefix("t").trim_matches('.')
+                ),
+                "a build's target".to_string(),
+            ),
+        };
+        let mut made = Vec::new();
         for (volume, owner) in [
-            (&registry, "shared"),
-            (&target_volume.0, target_label.as_str()),
+            (&registry, "shared".to_string()),
+            (&shared.0, format!("target for {}", self.image.reference)),
+            (&target, owner),
         ] {
-            let labels = [(CACHE_VOLUME_LABEL.to_string(), owner.to_string())];
-            self.engine.create_volume(volume, labels.into()).await?;
+            let labels = [(CACHE_VOLUME_LABEL.to_string(), owner)];
+            made.push(self.engine.create_volume(volume, labels.into()).await?);
         }
-        Ok((registry, target_volume))
+        let [cargo_made, shared_made, target_made] = <[String; 3]>::try_from(made).expect("three");
+        Ok(Volumes {
+            cargo_home: Volume {
+                name: registry,
+                made: cargo_made,
+            },
+            shared: SharedVolume {
+                name: shared.0.clone(),
+                made: shared_made,
+                _held: shared,
+            },
+            target: OwnTarget {
+                name: target,
+                made: target_made,
+                scope,
+                guard: Some(self.engine.clone()),
+            },
+        })
     }
 
-    /// The builder container: cargo on the project, with the flags' environment, the wrapper
-    /// and the host's CA bundle (`with_ca`), and the cache volumes mounted.
-    fn container_config(
-        &self,
-        project: &Project,
-        flags: &Flags,
-        rustflags: &str,
-        with_ca: bool,
-        volumes: [(&str, &str); 2],
-    ) -> ContainerSpec {
+    /// A builder container of `phase`: cargo on the project with the flags' environment and
+    /// the wrapper, the volumes mounted as the phase may use them, the sandbox's limits, no
+    /// capabilities, and a network only to fetch.
+    fn container_config(&self, job: &Job<'_>, phase: Phase) -> ContainerSpec {
+        let project = job.project;
         let relative_manifest = project
             .manifest_path
             .strip_prefix(&project.workspace_root)
             .unwrap_or(Path::new("Cargo.toml"));
         let manifest = format!("{SRC}/{}", relative_manifest.display());
         let mut cmd = vec!["cargo".to_string()];
-        cmd.extend(cargo_args(&manifest, project, flags, self.color));
+        let mut env = vec![format!("CARGO_HOME={CARGO_HOME}")];
+        let volumes = &job.volumes;
+        let mut mounts = Vec::new();
+        let mut script = String::new();
+        match phase {
+            Phase::Fetch => {
+                cmd.extend(
+                    [
+                        "fetch",
+                        "--manifest-path",
+                        &manifest,
+                        "--target",
+                        &job.flags.target,
+                    ]
+                    .map(String::from),
+                );
+                // A wrapper or compiler named by the project's .cargo/config is its code:
+                // cargo asks rustc for the target's configuration, and runs no other.
+                env.push("RUSTC_WRAPPER=".into());
+                env.push("RUSTC=rustc".into());
+                env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
+                env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
+                env.extend(proxy_env());
+                mounts.push(VolumeMount::writable(&volumes.cargo_home.name, CARGO_HOME));
+            }
+            Phase::Dependencies | Phase::Compile => {
+                cmd.extend(cargo_args(&manifest, project, job.flags, self.color));
+                cmd.push("--offline".into());
+                env.extend(
+                    job.flags
+                        .cargo_env()
+                        .into_iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                );
+                env.push(format!("CARGO_ENCODED_RUSTFLAGS={}", job.rustflags));
+                if job.flags.needs_bootstrap() {
+                    env.push("RUSTC_BOOTSTRAP=1".into());
+                }
+                env.push(format!("CARGO_TARGET_DIR={TARGET}"));
+                env.push(format!("RUSTC_WRAPPER=/{WRAPPER}"));
+                env.push(format!("RUCHY_IMAGE_BIN={}", project.bin));
+                mounts.push(VolumeMount::read_only(&volumes.cargo_home.name, CARGO_HOME));
+                if phase == Phase::Dependencies {
+                    mounts.push(VolumeMount::writable(&volumes.shared.name, TARGET));
+                } else {
+                    mounts.push(VolumeMount::read_only(&volumes.shared.name, deps::SHARED));
+                    mounts.push(VolumeMount::writable(&volumes.target.name, TARGET));
+                    script.push_str(deps::SEED);
+                    script.push('\n');
+                }
+            }
+        }
         if self.quiet {
             cmd.push("--quiet".into());
         }
-        let mut env: Vec<String> = flags
-            .cargo_env()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        env.push(format!("CARGO_ENCODED_RUSTFLAGS={rustflags}"));
-        if flags.needs_bootstrap() {
-            env.push("RUSTC_BOOTSTRAP=1".into());
-        }
-        env.push(format!("CARGO_TARGET_DIR={TARGET}"));
-        env.push(format!("CARGO_HOME={CARGO_HOME}"));
-        env.push(format!("RUSTC_WRAPPER=/{WRAPPER}"));
-        env.push(format!("RUCHY_IMAGE_BIN={}", project.bin));
-        if with_ca {
-            env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
-            env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
-        }
-        env.extend(proxy_env());
+        script.push_str("\"$@\"\nstatus=$?\nif [ \"$status\" -ne 0 ]; then\n");
+        script.push_str(sandbox::REPORT_LIMITS);
+        script.push_str("\nfi\nexit \"$status\"");
+        let limits = self.sandbox.limits;
         ContainerSpec {
             image: self.image.id.clone(),
             // The image's own entrypoint (if it has one) would take cargo as its argument.
-            entrypoint: Some(vec![String::new()]),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script, "sh".into()]),
             cmd: Some(cmd),
             env,
             working_dir: Some(SRC.to_string()),
@@ -367,10 +770,12 @@ impl DockerCompiler {
                         .to_string(),
                 ),
             ]),
-            volumes: volumes
-                .map(|(v, at)| (v.to_string(), at.to_string()))
-                .to_vec(),
-            ..Default::default()
+            volumes: mounts,
+            memory: limits.memory,
+            cpus: limits.cpus,
+            pids: limits.pids,
+            no_network: phase != Phase::Fetch,
+            least_privilege: true,
         }
     }
 
@@ -439,21 +844,21 @@ impl DockerCompiler {
 
     /// Runs cargo in the container, and copies the binary out of it (and a generated
     /// project's Cargo.lock: true when it is new or changed).
-    async fn build_in(
-        &self,
-        id: &str,
-        project: &Project,
-        flags: &Flags,
-        binary: &Path,
-        events: &Events,
-    ) -> Result<bool> {
+    async fn build_in(&self, id: &str, job: &Job<'_>, binary: &Path) -> Result<bool> {
+        let (project, flags, events) = (job.project, job.flags, job.events);
         let mut executable = None;
         let mut std_mismatch = false;
+        let mut limits_hit = LimitsHit::default();
         let build_scripts = BuildScriptWatch::default();
         let diagnostics = Diagnostics::for_project(project);
-        // What cargo found compiled already (in the shared target volume) and what it built.
+        // What cargo found compiled already (copied from the shared volume, or left by this
+        // project's last build) and what it built.
         let (mut fresh, mut compiled) = (0, Vec::new());
         let mut output = |line: &str| {
+            if let Some(hit) = LimitsHit::parse(line) {
+                limits_hit = hit;
+                return;
+            }
             std_mismatch |= is_std_mismatch(line);
             build_scripts.observe(line);
             events.emit(Event::CompilerOutput {
@@ -493,6 +898,11 @@ impl DockerCompiler {
             fresh + compiled.len(),
             compiled.join(", ")
         ));
+        if finished.exit_code != 0 {
+            if let Some(error) = limits_hit.error(&project.package, &self.sandbox.limits) {
+                return Err(error);
+            }
+        }
         if finished.exit_code != 0 && std_mismatch {
             return Err(Error::StdMismatch {
                 target: flags.target.clone(),
@@ -560,6 +970,7 @@ impl DockerCompiler {
         id: &str,
         context: Context,
         ca: Option<Vec<u8>>,
+        extra: Option<(&'static str, Vec<u8>)>,
         events: &Events,
     ) -> Result<()> {
         let bytes = context.bytes();
@@ -580,6 +991,9 @@ impl DockerCompiler {
             let mut extras = vec![(WRAPPER, 0o755, RUSTC_WRAPPER.as_bytes())];
             if let Some(ca) = ca.as_deref() {
                 extras.push((HOST_CA, 0o644, ca));
+            }
+            if let Some((path, bytes)) = &extra {
+                extras.push((path, 0o644, bytes));
             }
             context
                 .write_tar(out, &extras, Some(SOURCE_MTIME))

@@ -7,9 +7,11 @@ mod build_scripts;
 pub use build_scripts::packages_for;
 mod builder_image;
 mod context;
+mod deps;
 mod diagnostics;
 mod docker;
 mod local;
+mod sandbox;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use crate::pipeline::source::Project;
 pub use builder_image::{BuilderImage, PullPolicy, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
 pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
+pub use sandbox::{probe as probe_sandbox, Limits, Sandbox, Seen, TargetScope};
 
 /// The product of a compile.
 #[derive(Debug, Clone)]

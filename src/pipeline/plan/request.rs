@@ -119,6 +119,10 @@ pub struct Request {
     /// When the docker builder's image is pulled: by default only when it is missing.
     #[serde(skip)]
     pub pull: crate::pipeline::compile::PullPolicy,
+    /// What the builder containers' code may reach and use (the docker builder's): the
+    /// service sets its own.
+    #[serde(skip)]
+    pub sandbox: crate::pipeline::compile::Sandbox,
     /// Where the image goes.
     pub outputs: Outputs,
     /// Cold starts to time per preset of a comparison (images loaded into the engine).
@@ -167,6 +171,7 @@ impl Request {
             builder: BuilderChoice::Auto,
             builder_image: None,
             pull: crate::pipeline::compile::PullPolicy::Missing,
+            sandbox: crate::pipeline::compile::Sandbox::default(),
             outputs: Outputs::default(),
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),

@@ -121,6 +121,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IMAGE", env = "RUCHY_IMAGE_BUILDER_IMAGE")]
     pub builder_image: Option<String>,
 
+    /// Limits of each build's containers.
+    #[command(flatten)]
+    pub limits: crate::shells::cli::options::LimitArgs,
+
     /// A PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) that several
     /// `serve` workers share: one queue, one history, each worker building on its own engine
     /// [default: SQLite in the data dir, one service].
@@ -705,10 +709,12 @@ mod tests {
                           insecure-registry registry-ca";
         let service = "Service: server token-file";
         let input = "bin ruchy builder builder-image pull cache-dir verbose quiet";
+        let limits = "Builder limits: build-memory build-pids build-cpus";
         assert_eq!(
             help_groups("build"),
             [
                 &format!("Options: optimize {input} help"),
+                limits,
                 flags,
                 image,
                 budgets,
@@ -721,6 +727,7 @@ mod tests {
             help_groups("compare"),
             [
                 &format!("Options: presets bases cold-start-runs format chart {input} help"),
+                limits,
                 flags,
                 image,
                 budgets,
@@ -732,6 +739,7 @@ mod tests {
             help_groups("lambda"),
             [
                 &format!("Options: optimize {input} source-date-epoch help"),
+                limits,
                 flags,
                 "Outputs: output lambda-image tag oci-layout base json",
             ]

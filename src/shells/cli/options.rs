@@ -61,6 +61,59 @@ pub struct InputArgs {
     /// Where generated projects and caches live.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Limits of each builder container.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The limits of each builder container (the docker builder's); `build`, `compare`,
+/// `lambda` and `serve` take them. A build that reaches one fails, naming it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LimitArgs {
+    /// Memory each builder container may use, swap included (e.g. 4GiB) [default: three
+    /// quarters of the engine's memory; serve: 3GiB].
+    #[arg(long, value_name = "SIZE", value_parser = memory_parser, help_heading = "Builder limits")]
+    pub build_memory: Option<u64>,
+
+    /// Processes and threads each builder container may run [default: 4096; serve: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(32..), help_heading = "Builder limits")]
+    pub build_pids: Option<u64>,
+
+    /// CPUs each builder container may use (e.g. 1.5) [default: all; serve: 2].
+    #[arg(long, value_name = "CPUS", value_parser = cpus_parser, help_heading = "Builder limits")]
+    pub build_cpus: Option<f64>,
+}
+
+impl LimitArgs {
+    /// `defaults` with what the flags set.
+    pub fn over(
+        &self,
+        defaults: crate::pipeline::compile::Limits,
+    ) -> crate::pipeline::compile::Limits {
+        crate::pipeline::compile::Limits {
+            memory: self.build_memory.or(defaults.memory),
+            pids: self.build_pids.or(defaults.pids),
+            cpus: self.build_cpus.or(defaults.cpus),
+        }
+    }
+}
+
+/// A memory limit: a size of at least 64 MiB (less cannot start cargo).
+fn memory_parser(value: &str) -> std::result::Result<u64, String> {
+    let bytes = crate::core::metrics::parse_size(value)?;
+    match bytes >= 64 << 20 {
+        true => Ok(bytes),
+        false => Err("a builder needs at least 64MiB".into()),
+    }
+}
+
+/// A CPU limit: a positive number of CPUs.
+fn cpus_parser(value: &str) -> std::result::Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus >= 0.01 => Ok(cpus),
+        _ => Err("a number of CPUs, at least 0.01 (e.g. 1.5)".into()),
+    }
 }
 
 /// Per-flag overrides of the preset; part of [`BuildOptions`].

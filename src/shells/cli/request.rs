@@ -32,6 +32,7 @@ impl BuildOptions {
         request.builder = input.builder_choice();
         request.builder_image = input.builder_image.clone();
         request.pull = input.pull_policy();
+        request.sandbox.limits = input.limits.over(crate::pipeline::compile::Limits::CLI);
         Ok(request)
     }
 

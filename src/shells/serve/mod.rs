@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// The builder image to compile in (else rust:1-alpine, else a `builder import-host` one).
     pub builder_image: Option<String>,
+    /// Limits of each build's builder containers.
+    pub limits: crate::pipeline::compile::Limits,
     /// A `postgres://` URL shared by several workers (else SQLite in the data dir).
     pub database: Option<String>,
     /// This worker's name in `/v1/workers` (else the host name).
@@ -99,6 +101,7 @@ impl Default for ServeOptions {
             read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             builder_image: None,
+            limits: crate::pipeline::compile::Limits::SERVICE,
             database: None,
             worker_name: None,
             advertise_url: None,

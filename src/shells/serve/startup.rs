@@ -45,6 +45,17 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
     let lock = DataDirLock::take(&options.data_dir)?;
     let store = open_store(&options, &events).await?;
     let (builder_image, engine_name) = builder(&options, &store, &events).await?;
+    let sandbox = crate::pipeline::compile::Sandbox::service(options.limits);
+    match &builder_image {
+        Some(_) => {
+            for line in sandbox.describe() {
+                events.note(format!("isolation: {line}"));
+            }
+        }
+        None => events.emit(crate::core::event::Event::Warning {
+            message: "isolation: none: without an engine, builds run with this machine's cargo, their build scripts as this user".into(),
+        }),
+    }
     let queue = Queue {
         store: store.clone(),
         wake: Arc::new(tokio::sync::Notify::new()),
@@ -53,6 +64,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         timeout: options.timeout,
         events: events.clone(),
         builder_image,
+        sandbox,
         max_unpacked: options.max_upload.saturating_mul(4),
         artifacts: options.artifacts.clone().map(Arc::new),
     };

@@ -37,6 +37,8 @@ pub struct Queue {
     /// The builder image every build compiles in (resolved once, at start); none builds
     /// with the local toolchain.
     pub builder_image: Option<String>,
+    /// Where each build's code runs in its builder containers.
+    pub sandbox: crate::pipeline::compile::Sandbox,
     /// Most bytes an uploaded context may unpack to.
     pub max_unpacked: u64,
     /// The registry every build's images are pushed to (else they stay in the data dir).
@@ -535,6 +537,7 @@ impl PresetBuild<'_> {
         if let Some(image) = self.queue.builder_image.as_deref() {
             request.builder = crate::pipeline::plan::BuilderChoice::Docker;
             request.builder_image = Some(image.to_string());
+            request.sandbox = self.queue.sandbox;
         } else {
             request.builder = crate::pipeline::plan::BuilderChoice::Local;
         }
