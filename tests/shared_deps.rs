@@ -56,14 +56,15 @@ fn build(dir: &Path, volumes: &TargetVolumes, cache: &Path) -> Run {
     .ok()
 }
 
-/// The note the docker builder prints from cargo's JSON: (units fresh, units compiled,
-/// names of the compiled ones).
-fn cargo_units(run: &Run) -> (usize, usize, Vec<String>) {
+/// A note the docker builder prints from cargo's JSON, of the shared dependency phase
+/// (`shared dependencies: `) or of the project's compile (`cargo: `): (units fresh, units
+/// compiled, names of the compiled ones).
+fn units_of(run: &Run, note: &str) -> (usize, usize, Vec<String>) {
     let line = run
         .stderr
         .lines()
-        .find_map(|l| l.split_once("cargo: ").map(|(_, rest)| rest.to_string()))
-        .unwrap_or_else(|| panic!("no cargo unit summary:\n{}", run.stderr));
+        .find_map(|l| l.split_once(note).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("no `{note}` unit summary:\n{}", run.stderr));
     // "N of M units fresh; compiled: a, b"
     let (counts, names) = line.split_once("; compiled: ").unwrap();
     let mut numbers = counts.split_whitespace().filter_map(|w| w.parse().ok());
@@ -74,6 +75,11 @@ fn cargo_units(run: &Run) -> (usize, usize, Vec<String>) {
         .map(String::from)
         .collect();
     (fresh, total - fresh, names)
+}
+
+/// The project's compile's units.
+fn cargo_units(run: &Run) -> (usize, usize, Vec<String>) {
+    units_of(run, "ℹ cargo: ")
 }
 
 fn run_binary(record: &serde_json::Value) -> String {
@@ -87,22 +93,30 @@ fn a_second_project_with_matching_dependencies_finds_them_compiled() {
     let cache = tempfile::tempdir().unwrap();
     let apps = repo().join("benchmarks/apps");
     let first = build(&apps.join("deps-app"), &volumes, cache.path());
-    let (_, compiled, _) = cargo_units(&first);
+    let (_, compiled, _) = units_of(&first, "shared dependencies: ");
     assert!(
         compiled > 40,
-        "deps-app compiled only {compiled} units in an empty volume"
+        "deps-app's dependencies compiled only {compiled} units in an empty volume"
     );
+    // The project itself compiles in its own target, from copies of them.
+    let (fresh, _, names) = cargo_units(&first);
+    assert_eq!(names, ["deps-app"], "{}", first.stderr);
+    assert!(fresh > 40, "only {fresh} units copied:\n{}", first.stderr);
 
-    // report-app: another app, the same dependencies at the same versions.
+    // report-app: another app, the same dependencies at the same versions: the shared phase
+    // compiles only its stand-in.
     let second = build(&apps.join("report-app"), &volumes, cache.path());
-    let (fresh, _, names) = cargo_units(&second);
+    let (fresh, _, names) = units_of(&second, "shared dependencies: ");
     assert_eq!(
         names,
         ["report-app"],
-        "cargo compiled more than the app:\n{}",
+        "the shared phase compiled more than the stand-in:\n{}",
         second.stderr
     );
     assert!(fresh > 40, "only {fresh} units fresh:\n{}", second.stderr);
+    let (fresh, _, names) = cargo_units(&second);
+    assert_eq!(names, ["report-app"], "{}", second.stderr);
+    assert!(fresh > 40, "only {fresh} units copied:\n{}", second.stderr);
     let record = second.metrics();
     let binary = record["binary_path"].as_str().unwrap();
     let out = Command::new(binary)

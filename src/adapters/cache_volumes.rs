@@ -92,6 +92,47 @@ pub async fn prune(engine: &Engine, prefix: &str, remove: bool) -> Result<Vec<Ca
     Ok(volumes)
 }
 
+/// What a project's own target volume's [`CACHE_VOLUME_LABEL`] says: the project's
+/// directory on this host (`HOST:PATH`), so the volume goes when the directory does.
+pub fn project_owner(path: &std::path::Path) -> String {
+    format!(
+        "{PROJECT_TARGET}{}:{}",
+        crate::adapters::cleanup::host(),
+        path.display()
+    )
+}
+
+const PROJECT_TARGET: &str = "project target for ";
+
+/// Removes the target volumes nobody will use again: a build's own whose process is gone
+/// (killed before it could remove it), and a project's whose directory on this host is gone.
+/// Returns how many went; one in use stays.
+pub async fn remove_stale(engine: &Engine) -> Result<usize> {
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&HashMap::from([("label", vec![CACHE_VOLUME_LABEL])]))
+        .build();
+    let listed = engine
+        .docker()
+        .list_volumes(Some(options))
+        .await
+        .map_err(api_error("listing the cache volumes"))?;
+    let host = format!("{}:", crate::adapters::cleanup::host());
+    let mut removed = 0;
+    for volume in listed.volumes.unwrap_or_default() {
+        let label = |name: &str| volume.labels.get(name).map(String::as_str);
+        let orphan = label(crate::adapters::cleanup::OWNER_LABEL)
+            .is_some_and(crate::adapters::cleanup::is_orphan);
+        let gone = label(CACHE_VOLUME_LABEL)
+            .and_then(|owner| owner.strip_prefix(PROJECT_TARGET))
+            .and_then(|place| place.strip_prefix(&host))
+            .is_some_and(|path| !std::path::Path::new(path).exists());
+        if (orphan || gone) && engine.remove_volume(&volume.name).await.is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Bytes per volume from the engine's disk-usage report (`GET /system/df`). bollard reads
 /// the report of API 1.52+ (`VolumeUsage.Items`); older engines (Debian's 20.10: API 1.41,
 /// and Podman) answer with `Volumes`, read from the plain JSON answer.

@@ -63,7 +63,7 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// This machine's name, as the kernel knows it.
-fn host() -> &'static str {
+pub fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")

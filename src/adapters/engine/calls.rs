@@ -41,6 +41,9 @@ pub struct ContainerSpec {
     pub least_privilege: bool,
 }
 
+/// The label that holds a volume's identity (see [`Engine::create_volume`]).
+const VOLUME_IDENTITY_LABEL: &str = "dev.ruchy.image.volume";
+
 /// A named volume mounted into a container.
 #[derive(Debug, Clone)]
 pub struct VolumeMount {
@@ -229,13 +232,20 @@ impl Engine {
     }
 
     /// Creates the named volume with `labels` (an existing one is kept as it is).
-    /// Creates the volume `name` unless it exists, and returns when it was made (as the
-    /// engine says it): a volume removed and made again has another.
+    /// Creates the volume `name` unless it exists, and returns its identity: a value made
+    /// when the volume was (a label), so a volume removed and made again under the same name
+    /// has another. (Its `CreatedAt` is no such thing: the engine gives the mtime of its
+    /// directory.)
     pub async fn create_volume(
         &self,
         name: &str,
-        labels: HashMap<String, String>,
+        mut labels: HashMap<String, String>,
     ) -> Result<String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let identity = format!("{}/{nanos}", crate::adapters::cleanup::owner_label());
+        labels.insert(VOLUME_IDENTITY_LABEL.to_string(), identity);
         self.docker
             .create_volume(bollard::models::VolumeCreateRequest {
                 name: Some(name.to_string()),
@@ -243,7 +253,12 @@ impl Engine {
                 ..Default::default()
             })
             .await
-            .map(|volume| volume.created_at.unwrap_or_default())
+            .map(|mut volume| {
+                volume
+                    .labels
+                    .remove(VOLUME_IDENTITY_LABEL)
+                    .unwrap_or_default()
+            })
             .map_err(api_error(format!("creating the volume {name}")))
     }
 

@@ -30,15 +30,28 @@ pub(super) const SHARED: &str = "/ruchy-image/deps";
 
 /// Copies the units listed in [`UNITS`] (`ROOT HASH` lines: the files cargo keeps of one unit
 /// under `ROOT/deps`, `ROOT/.fingerprint` and `ROOT/build`) from the shared volume into the
-/// build's own target, dates kept, so cargo finds them fresh.
+/// build's own target, dates kept, so cargo finds them fresh. What the target has already
+/// stays as it is (a build of the project running beside this one may be reading it), and
+/// two builds of one project copy one after the other.
 pub(super) const SEED: &str = r#"if [ -f /ruchy-image/units ]; then
+  # mkdir is the lock (builder images need not have flock); one a killed build left is
+  # broken after two minutes.
+  n=0
+  until mkdir /target/.ruchy-image-seeding 2>/dev/null; do
+    n=$((n + 1))
+    [ "$n" -lt 600 ] || rmdir /target/.ruchy-image-seeding
+    sleep 0.2
+  done
   cd /ruchy-image/deps || exit 97
   while read -r root hash; do
     for f in "$root"/deps/*-"$hash"* "$root"/.fingerprint/*-"$hash" "$root"/build/*-"$hash"; do
-      if [ -e "$f" ]; then echo "$f"; fi
+      if [ -e "$f" ] && [ ! -e "/target/$f" ]; then echo "$f"; fi
     done
   done < /ruchy-image/units > /tmp/ruchy-image-seed
-  tar -cf - -T /tmp/ruchy-image-seed | tar -xf - -C /target ||
+  tar -cf - -T /tmp/ruchy-image-seed | tar -xf - -C /target
+  copied=$?
+  rmdir /target/.ruchy-image-seeding
+  [ "$copied" -eq 0 ] ||
     { echo "ruchy-image: copying the shared dependencies into the build's target failed" >&2; exit 97; }
   cd /src || exit 97
 fi"#;

@@ -118,17 +118,17 @@ impl Drop for TargetVolume {
     }
 }
 
-/// A volume, and when the engine made it: a volume removed and made again under the same
-/// name holds none of what markers say the old one held.
+/// A volume, and its identity: a volume removed and made again under the same name holds
+/// none of what markers say the old one held.
 struct Volume {
     name: String,
-    made: String,
+    identity: String,
 }
 
 /// A shared target volume, held for one build.
 struct SharedVolume {
     name: String,
-    made: String,
+    identity: String,
     _held: TargetVolume,
 }
 
@@ -136,7 +136,7 @@ struct SharedVolume {
 /// dropped before it could remove it.
 struct OwnTarget {
     name: String,
-    made: String,
+    identity: String,
     scope: TargetScope,
     guard: Option<Engine>,
 }
@@ -400,7 +400,7 @@ impl DockerCompiler {
                 &self.image.id,
                 &job.flags.target,
                 &cargo.name,
-                &cargo.made,
+                &cargo.identity,
             ],
         );
         let known = fetched.clone();
@@ -425,7 +425,7 @@ impl DockerCompiler {
                         &self.image.id,
                         &job.flags.target,
                         &cargo.name,
-                        &cargo.made,
+                        &cargo.identity,
                     ],
                 );
                 for marker in [fetched, again] {
@@ -439,7 +439,7 @@ impl DockerCompiler {
         let target = &job.volumes.target;
         let seeded = units
             .as_ref()
-            .map(|(key, _)| self.marker("seeded", &[key, &target.name, &target.made]));
+            .map(|(key, _)| self.marker("seeded", &[key, &target.name, &target.identity]));
         let seed = match &seeded {
             Some(marker) if !marker.is_file() => units.map(|(_, units)| units),
             _ => None,
@@ -536,7 +536,7 @@ impl DockerCompiler {
         }
         let shared = &job.volumes.shared;
         let key = job.identity.key_of(digest_of(context).await?.as_bytes());
-        let marker = self.marker("dependencies", &[&key, &shared.name, &shared.made]);
+        let marker = self.marker("dependencies", &[&key, &shared.name, &shared.identity]);
         let kept = marker.clone();
         if let Some(text) = blocking(move || Ok(std::fs::read_to_string(&kept).ok())).await? {
             return Ok(Some((key, Units::from_text(&text))));
@@ -551,18 +551,32 @@ impl DockerCompiler {
             .in_container(config, |id| async move {
                 self.upload(&id, stand_in, None, None, events).await?;
                 let mut units = Units::default();
+                let (mut fresh, mut compiled) = (0, Vec::new());
                 let finished = self
                     .engine
                     .run_to_completion(&id, &mut |stderr, line| {
                         if stderr {
-                            events.emit(Event::CompilerOutput {
+                            return events.emit(Event::CompilerOutput {
                                 line: line.to_string(),
-                            })
-                        } else {
-                            units.observe(line, TARGET)
+                            });
+                        }
+                        units.observe(line, TARGET);
+                        if let CargoLine::Artifact {
+                            fresh: was, target, ..
+                        } = parse_message(line, &job.project.bin)
+                        {
+                            match was {
+                                true => fresh += 1,
+                                false => compiled.push(target),
+                            }
                         }
                     })
                     .await?;
+                events.note(format!(
+                    "shared dependencies: {fresh} of {} units fresh; compiled: {}",
+                    fresh + compiled.len(),
+                    compiled.join(", ")
+                ));
                 Ok((finished.exit_code, units))
             })
             .await?;
@@ -633,49 +647,70 @@ impl DockerCompiler {
             });
         let shared = TargetVolume::take(&base);
         let scope = self.sandbox.target;
-        let (target, owner) = match scope {
+        let (target, mut labels) = match scope {
             TargetScope::Project => {
                 let root = std::fs::canonicalize(&project.workspace_root)
                     .unwrap_or_else(|_| project.workspace_root.clone());
                 let digest =
                     crate::adapters::fsutil::sha256_digest(root.as_os_str().as_encoded_bytes());
                 let digest = digest.trim_start_matches("sha256:");
+                let owner = crate::adapters::cache_volumes::project_owner(&root);
                 (
                     format!("{base}-project-{}", &digest[..12]),
-                    format!("project target for {}", root.display()),
+                    std::collections::HashMap::from([(CACHE_VOLUME_LABEL.to_string(), owner)]),
                 )
             }
+            // Named after the shared volume this build holds (no other build of this process
+            // holds it now) and this process, and labelled with it: a run that finds it after
+            // this process is gone removes it.
             TargetScope::Build => (
                 format!(
-                    "{base}-build-{}",
-                    crate::adapters::cleanup::temp_prefix("t").trim_matches('.')
+                    "{}-build-{}",
+                    shared.0,
+                    crate::adapters::cleanup::temp_prefix("target").trim_matches('.')
                 ),
-                "a build's target".to_string(),
+                std::collections::HashMap::from([
+                    (
+                        CACHE_VOLUME_LABEL.to_string(),
+                        "a build's target".to_string(),
+                    ),
+                    (
+                        crate::adapters::cleanup::OWNER_LABEL.to_string(),
+                        crate::adapters::cleanup::owner_label(),
+                    ),
+                ]),
             ),
         };
-        let mut made = Vec::new();
-        for (volume, owner) in [
-            (&registry, "shared".to_string()),
-            (&shared.0, format!("target for {}", self.image.reference)),
-            (&target, owner),
-        ] {
-            let labels = [(CACHE_VOLUME_LABEL.to_string(), owner)];
-            made.push(self.engine.create_volume(volume, labels.into()).await?);
+        let label = |owner: String| {
+            std::collections::HashMap::from([(CACHE_VOLUME_LABEL.to_string(), owner)])
+        };
+        let cargo_id = self
+            .engine
+            .create_volume(&registry, label("shared".into()))
+            .await?;
+        let shared_label = label(format!("target for {}", self.image.reference));
+        let shared_id = self.engine.create_volume(&shared.0, shared_label).await?;
+        if scope == TargetScope::Build {
+            // One left by a build of this process that could not remove it is not this one's.
+            self.engine.remove_volume(&target).await?;
         }
-        let [cargo_made, shared_made, target_made] = <[String; 3]>::try_from(made).expect("three");
+        let target_id = self
+            .engine
+            .create_volume(&target, std::mem::take(&mut labels))
+            .await?;
         Ok(Volumes {
             cargo_home: Volume {
                 name: registry,
-                made: cargo_made,
+                identity: cargo_id,
             },
             shared: SharedVolume {
                 name: shared.0.clone(),
-                made: shared_made,
+                identity: shared_id,
                 _held: shared,
             },
             target: OwnTarget {
                 name: target,
-                made: target_made,
+                identity: target_id,
                 scope,
                 guard: Some(self.engine.clone()),
             },

@@ -390,6 +390,15 @@ async fn sweep_leftovers(request: &Request, engine: Option<&Engine>, events: &Ev
                 message: format!("leftover containers were not removed: {e}"),
             }),
         }
+        match crate::adapters::cache_volumes::remove_stale(engine).await {
+            Ok(0) => {}
+            Ok(removed) => events.note(format!(
+                "removed {removed} target volume(s) of builds that did not finish or projects that are gone"
+            )),
+            Err(e) => events.emit(Event::Warning {
+                message: format!("stale target volumes were not removed: {e}"),
+            }),
+        }
     }
     let cache = &request.source.cache_dir;
     let mut dirs = vec![cache.join("layers"), cache.join("metadata")];
