@@ -480,3 +480,13 @@ fn bad_file_manifests_name_the_line() {
         assert!(left.is_empty(), "{name} left {left:?}");
     }
 }
+
+#[test]
+fn builder_limits_out_of_range() {
+    let fib = example("fibonacci.rs");
+    let fib = fib.to_str().unwrap();
+    fails(&[fib, "--build-memory", "1MB"], 2, "at least 64MiB");
+    fails(&[fib, "--build-memory", "lots"], 2, "--build-memory");
+    fails(&[fib, "--build-pids", "8"], 2, "--build-pids");
+    fails(&[fib, "--build-cpus", "0"], 2, "a number of CPUs");
+}

@@ -47,9 +47,16 @@ fn this_machine_is_ready_for_the_default_build() {
             .starts_with("ruchy-image-builder:"),
         "{builder}"
     );
-    for name in ["builder musl std", "builder size std", "ruchy"] {
+    for name in ["builder musl std", "builder size std", "ruchy", "isolation"] {
         assert_eq!(check(&report, name)["ok"], true, "{name}: {report}");
     }
+    // What a builder container sees was checked, and is said.
+    let isolation = check(&report, "isolation")["detail"].as_str().unwrap();
+    assert!(
+        isolation.contains("no network while compiling"),
+        "{isolation}"
+    );
+    assert!(isolation.contains("4096 processes"), "{isolation}");
     assert!(
         check(&report, "ruchy")["detail"]
             .as_str()

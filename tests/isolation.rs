@@ -212,6 +212,21 @@ fn a_build_script_sees_no_writable_crate_of_another_project_no_network_and_its_l
     assert_eq!(seen["nnp"], "1", "{seen:?}");
     // The log says where itoa came from: the fetch, the only step with a network.
     assert!(text.contains("fetching dependencies"), "{text}");
+
+    // And the service said what isolation it runs builds in when it started.
+    let mut server = server;
+    let mut stderr = server.child.stderr.take().unwrap();
+    server.child.kill().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    assert!(
+        said.contains("isolation: no network while compiling"),
+        "{said}"
+    );
+    assert!(
+        said.contains("isolation: limits: memory 1.0 GiB, 512 processes, 2 CPUs"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -249,6 +249,13 @@ fn refusals_and_exit_codes_are_the_local_ones() {
     };
     assert_eq!(first(&there), first(&here));
 
+    // A builder limit is the server's to set: refused here, before anything is sent.
+    let sent = both.builds();
+    let there = both.remote(&["build", fib, "--build-memory", "1GiB"]);
+    assert_eq!(there.code, Some(2), "{}", there.stderr);
+    assert!(there.stderr.contains("its own limits"), "{}", there.stderr);
+    assert_eq!(both.builds(), sent);
+
     // A base only the builder's engine can look up: found missing on the server, reported
     // here as a local build reports it, exit 2.
     let archive = dir.path().join("missing-base.tar");

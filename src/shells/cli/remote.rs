@@ -120,6 +120,13 @@ fn check_remote(request: &Request) -> Result<(), Error> {
             reason: "the server transpiles with its own ruchy; build locally to choose one".into(),
         });
     }
+    if request.sandbox.limits != crate::pipeline::compile::Limits::CLI {
+        return Err(Error::InvalidInput {
+            what: "option with --server",
+            value: "--build-memory, --build-pids, --build-cpus".into(),
+            reason: "the server's builds run under its own limits (`serve --build-memory` ...); build locally to choose them".into(),
+        });
+    }
     Ok(())
 }
 
