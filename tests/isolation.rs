@@ -1,5 +1,6 @@
 //! Builds that cannot reach each other, with the real service and engine: a project's build
-//! script sees no other project's crates it could write, only loopback, numeric memory and
+//! script runs as a user that is not root, sees no other project's crates it could write,
+//! only loopback, numeric memory and
 //! process limits, no capabilities and no-new-privileges; a build over a limit fails naming
 //! it while another on the same worker succeeds; dependencies still come from crates.io, and
 //! the image is the one a build with a fresh cargo home and shared volume makes. And the
@@ -100,8 +101,9 @@ fn main() {{
     let status = read("/proc/self/status");
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or("").trim().to_string();
     println!(
-        "cargo:warning=probe foreign={{}} writable={{}} net={{}} memory={{}} pids={{}} capeff={{}} nnp={{}}",
-        foreign.len(), writable, interfaces.join(","), memory, pids, field("CapEff:"), field("NoNewPrivs:")
+        "cargo:warning=probe foreign={{}} writable={{}} net={{}} memory={{}} pids={{}} capeff={{}} nnp={{}} uid={{}}",
+        foreign.len(), writable, interfaces.join(","), memory, pids, field("CapEff:"), field("NoNewPrivs:"),
+        field("Uid:").split_whitespace().next().unwrap_or("")
     );
 }}
 "#
@@ -210,6 +212,7 @@ fn a_build_script_sees_no_writable_crate_of_another_project_no_network_and_its_l
         "{seen:?}"
     );
     assert_eq!(seen["nnp"], "1", "{seen:?}");
+    assert_ne!(number("uid"), 0, "the build script ran as root: {seen:?}");
     // The log says where itoa came from: the fetch, the only step with a network.
     assert!(text.contains("fetching dependencies"), "{text}");
 

@@ -234,9 +234,13 @@ fn a_build_compiles_in_a_podman_builder_loads_reads_back_and_runs_with_limits() 
     let _serial = serial();
     let podman = podman();
     let tag = "ruchy-image-test/podman-fib:1";
+    // A cache of its own: the build compiles (and so makes its cache volumes) every run.
+    let cache = tempfile::tempdir().unwrap();
     let metrics = ruchy(&[
         "build",
         example("fibonacci.rs").to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
         "-O",
         "aggressive",
         "--builder",
@@ -312,7 +316,12 @@ fn a_build_compiles_in_a_podman_builder_loads_reads_back_and_runs_with_limits() 
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"].as_str().unwrap().starts_with("ruchy-image-deps-"))
+        .find(|v| {
+            v["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("ruchy-image-shared-")
+        })
         .unwrap_or_else(|| panic!("no target volume: {volumes}"));
     assert!(target["size"].as_u64().unwrap() > 0, "{target}");
 }

@@ -443,8 +443,8 @@ async fn isolation_check(engine: &Engine, image: &str) -> Check {
             "isolation",
             false,
             format!(
-                "a builder container sees interfaces {:?}, capabilities {}, no-new-privileges {}, memory limit {}, process limit {}",
-                seen.interfaces, seen.capabilities, seen.no_new_privileges, seen.memory, seen.pids
+                "a builder container runs as user {} and sees interfaces {:?}, capabilities {}, no-new-privileges {}, memory limit {}, process limit {}",
+                seen.uid, seen.interfaces, seen.capabilities, seen.no_new_privileges, seen.memory, seen.pids
             ),
             "an engine that applies network mode none, cap-drop, no-new-privileges and cgroup memory and pids limits (Docker, or Podman with cgroup v2 delegated)",
         ),

@@ -35,6 +35,8 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     /// A limit on processes and threads together.
     pub pids: Option<u64>,
+    /// The user (`UID:GID`); the image's own when unset.
+    pub user: Option<String>,
     /// No network but loopback (network mode `none`).
     pub no_network: bool,
     /// Every capability dropped, and `no-new-privileges`: a setuid binary gains nothing.
@@ -94,6 +96,7 @@ impl ContainerSpec {
             env: Some(self.env).filter(|e| !e.is_empty()),
             working_dir: self.working_dir,
             labels: Some(self.labels),
+            user: self.user,
             host_config: Some(HostConfig {
                 mounts: Some(mounts).filter(|m| !m.is_empty()),
                 memory: self.memory.map(|m| m as i64),
@@ -291,6 +294,8 @@ impl Engine {
 
     /// Unpacks the tar streamed as `chunks` at `/` in the container `id`.
     pub async fn copy_in(&self, id: &str, chunks: Chunks, context: &str) -> Result<()> {
+        // Without copyUIDGID the engine keeps the tar's owners (a builder that runs as another
+        // user gets its files); with it, it would look the container's user up in its passwd.
         let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
             .path("/")
             .build();

@@ -38,6 +38,15 @@ pub(super) struct Entry {
     pub content: Option<Vec<u8>>,
 }
 
+/// The user a builder runs as, who owns what the tar holds, and the directories (mount
+/// points) made theirs besides the ones the files go in.
+pub(super) struct TarOwner<'a> {
+    /// User and group ID.
+    pub uid: u64,
+    /// Directories (no leading `/`).
+    pub dirs: &'a [&'a str],
+}
+
 /// The files a build sends.
 #[derive(Debug, Clone)]
 pub(super) struct Context {
@@ -192,7 +201,22 @@ impl Context {
         extras: &[(&str, u32, &[u8])],
         mtime: Option<u64>,
     ) -> Result<()> {
-        self.write_tar_under(out, "src/", extras, mtime).map(drop)
+        self.write_tar_under(out, "src/", extras, mtime, None)
+            .map(drop)
+    }
+
+    /// [`Context::write_tar`] for a builder that runs as `owner`: every entry is the owner's,
+    /// and so is every directory it goes in, and each of `owner.dirs` (mount points: the
+    /// engine gives the owner the volume there when it unpacks the tar with its owners).
+    pub fn write_tar_owned(
+        &self,
+        out: impl Write,
+        extras: &[(&str, u32, &[u8])],
+        mtime: Option<u64>,
+        owner: &TarOwner<'_>,
+    ) -> Result<()> {
+        self.write_tar_under(out, "src/", extras, mtime, Some(owner))
+            .map(drop)
     }
 
     /// The same tar with every entry under `prefix` (`""` for the context's own root);
@@ -203,13 +227,47 @@ impl Context {
         prefix: &str,
         extras: &[(&str, u32, &[u8])],
         mtime: Option<u64>,
+        owner: Option<&TarOwner<'_>>,
     ) -> Result<W> {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
+        let uid = owner.map_or(0, |o| o.uid);
+        if let Some(owner) = owner {
+            let names = self
+                .entries
+                .iter()
+                .map(|e| format!("{prefix}{}", e.relative))
+                .chain(extras.iter().map(|(path, _, _)| path.to_string()));
+            let mut dirs: std::collections::BTreeSet<String> = owner
+                .dirs
+                .iter()
+                .map(|d| format!("{}/", d.trim_end_matches('/')))
+                .collect();
+            for name in names {
+                let mut at = 0;
+                while let Some(slash) = name[at..].find('/') {
+                    at += slash + 1;
+                    dirs.insert(name[..at].to_string());
+                }
+            }
+            for dir in dirs {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_uid(uid);
+                header.set_gid(uid);
+                header.set_mtime(mtime.unwrap_or(0));
+                header.set_size(0);
+                tar.append_data(&mut header, &dir, std::io::empty())
+                    .map_err(Error::io(format!("sending /{dir}")))?;
+            }
+        }
         for entry in &self.entries {
             let name = format!("{prefix}{}", entry.relative);
             let mut header = tar::Header::new_gnu();
             header.set_mode(entry.mode);
+            header.set_uid(uid);
+            header.set_gid(uid);
             header.set_mtime(mtime.unwrap_or(entry.mtime));
             let packed = match (&entry.link, &entry.content) {
                 (Some(target), _) => {
@@ -234,6 +292,8 @@ impl Context {
         for (path, mode, bytes) in extras {
             let mut header = tar::Header::new_gnu();
             header.set_mode(*mode);
+            header.set_uid(uid);
+            header.set_gid(uid);
             header.set_size(bytes.len() as u64);
             tar.append_data(&mut header, path, *bytes)
                 .map_err(Error::io(format!("sending /{path}")))?;

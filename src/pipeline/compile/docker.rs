@@ -24,10 +24,10 @@ use sha2::{Digest, Sha256};
 
 use super::build_scripts::BuildScriptWatch;
 use super::builder_image::BuilderImage;
-use super::context::Context;
+use super::context::{Context, TarOwner};
 use super::deps::{self, Units};
 use super::diagnostics::Diagnostics;
-use super::sandbox::{self, LimitsHit, Sandbox, TargetScope};
+use super::sandbox::{self, LimitsHit, Sandbox, TargetScope, BUILDER_UID};
 use super::{
     cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
     StdChoice, StdInfo, StdSource,
@@ -455,7 +455,8 @@ impl DockerCompiler {
         let lock_written = self
             .in_container(config, |id| async move {
                 // No CA bundle: the compile has no network.
-                self.upload(&id, context, None, extras, events).await?;
+                self.upload(&id, Phase::Compile, context, None, extras, events)
+                    .await?;
                 self.build_in(&id, job, binary).await
             })
             .await?;
@@ -475,7 +476,8 @@ impl DockerCompiler {
         let context = context.clone();
         let events = job.events;
         self.in_container(config, |id| async move {
-            self.upload(&id, context, ca, None, events).await?;
+            self.upload(&id, Phase::Fetch, context, ca, None, events)
+                .await?;
             let finished = self
                 .engine
                 .run_to_completion(&id, &mut |_, line| {
@@ -549,7 +551,8 @@ impl DockerCompiler {
         let stand_in = deps::stand_in(context);
         let built = self
             .in_container(config, |id| async move {
-                self.upload(&id, stand_in, None, None, events).await?;
+                self.upload(&id, Phase::Dependencies, stand_in, None, None, events)
+                    .await?;
                 let mut units = Units::default();
                 let (mut fresh, mut compiled) = (0, Vec::new());
                 let finished = self
@@ -643,7 +646,7 @@ impl DockerCompiler {
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| {
                 let id = self.image.id.trim_start_matches("sha256:");
-                format!("ruchy-image-deps-{}", &id[..id.len().min(12)])
+                format!("ruchy-image-shared-{}", &id[..id.len().min(12)])
             });
         let shared = TargetVolume::take(&base);
         let scope = self.sandbox.target;
@@ -769,6 +772,8 @@ impl DockerCompiler {
                 env.push(format!("CARGO_TARGET_DIR={TARGET}"));
                 env.push(format!("RUSTC_WRAPPER=/{WRAPPER}"));
                 env.push(format!("RUCHY_IMAGE_BIN={}", project.bin));
+                // Not root: its home is not this user's.
+                env.push("HOME=/tmp".into());
                 mounts.push(VolumeMount::read_only(&volumes.cargo_home.name, CARGO_HOME));
                 if phase == Phase::Dependencies {
                     mounts.push(VolumeMount::writable(&volumes.shared.name, TARGET));
@@ -806,6 +811,7 @@ impl DockerCompiler {
                 ),
             ]),
             volumes: mounts,
+            user: (phase != Phase::Fetch).then(|| format!("{BUILDER_UID}:{BUILDER_UID}")),
             memory: limits.memory,
             cpus: limits.cpus,
             pids: limits.pids,
@@ -1003,6 +1009,7 @@ impl DockerCompiler {
     async fn upload(
         &self,
         id: &str,
+        phase: Phase,
         context: Context,
         ca: Option<Vec<u8>>,
         extra: Option<(&'static str, Vec<u8>)>,
@@ -1030,9 +1037,18 @@ impl DockerCompiler {
             if let Some((path, bytes)) = &extra {
                 extras.push((path, 0o644, bytes));
             }
-            context
-                .write_tar(out, &extras, Some(SOURCE_MTIME))
-                .map(drop)
+            match phase {
+                // Root's, for root (without capabilities).
+                Phase::Fetch => context.write_tar(out, &extras, Some(SOURCE_MTIME)),
+                // The builder user's, with the target volume and the binary's way out.
+                Phase::Dependencies | Phase::Compile => {
+                    let owner = TarOwner {
+                        uid: BUILDER_UID,
+                        dirs: &["target", "ruchy-image/out"],
+                    };
+                    context.write_tar_owned(out, &extras, Some(SOURCE_MTIME), &owner)
+                }
+            }
         };
         stream_to_engine("packing the source", write, |chunks| {
             self.engine

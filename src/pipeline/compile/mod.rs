@@ -89,7 +89,7 @@ pub trait Compiler: Send + Sync {
 /// what `ruchy-image serve` takes.
 pub fn write_context<W: std::io::Write>(root: &std::path::Path, out: W) -> Result<W> {
     let context = context::Context::collect(root, &root.join("target"))?;
-    context.write_tar_under(out, "", &[], None)
+    context.write_tar_under(out, "", &[], None, None)
 }
 
 /// `cargo build` arguments shared by every backend. `manifest` is the path as cargo sees it.

@@ -10,6 +10,10 @@ use crate::adapters::engine::{ContainerSpec, Engine};
 use crate::core::error::{Error, Result};
 use crate::core::metrics::human_size;
 
+/// The user the project's code runs as (build scripts, proc macros, rustc): not root. Cargo's
+/// fetch, which runs none of it, stays root (without capabilities), the owner of cargo's home.
+pub(super) const BUILDER_UID: u64 = 65532;
+
 /// Limits of each builder container. `None` leaves one to the engine (unlimited).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
@@ -108,7 +112,7 @@ impl Sandbox {
         };
         vec![
             "no network while compiling (dependencies are downloaded first by `cargo fetch`, which runs no build script)".into(),
-            "no capabilities, no-new-privileges".into(),
+            format!("the project's code runs as user {BUILDER_UID}, with no capabilities and no-new-privileges"),
             format!("limits: {}", self.limits.describe()),
             format!("{target}; compiled registry dependencies shared read-only"),
         ]
@@ -118,6 +122,8 @@ impl Sandbox {
 /// What a builder container's code sees of its sandbox, from inside.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
+    /// The user ID it runs as.
+    pub uid: String,
     /// Its network interfaces.
     pub interfaces: Vec<String>,
     /// Its effective capabilities (`/proc/self/status`'s hex mask).
@@ -131,10 +137,11 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// Whether it is what [`Sandbox`] promises: loopback only, no capabilities,
+    /// Whether it is what [`Sandbox`] promises: not root, loopback only, no capabilities,
     /// no-new-privileges, numeric limits.
     pub fn holds(&self) -> bool {
-        self.interfaces == ["lo"]
+        self.uid.parse::<u64>().is_ok_and(|uid| uid != 0)
+            && self.interfaces == ["lo"]
             && self.capabilities.trim_start_matches('0').is_empty()
             && self.no_new_privileges
             && self.memory.parse::<u64>().is_ok()
@@ -145,7 +152,8 @@ impl Seen {
 /// Runs a container of `image` as a compile's is run (the last phase's: no network) and
 /// reports what it sees: `doctor`'s proof that the engine applies the sandbox.
 pub async fn probe(engine: &Engine, image: &str, limits: Limits) -> Result<Seen> {
-    const LOOK: &str = r#"echo "net=$(ls /sys/class/net | tr '\n' ' ')"
+    const LOOK: &str = r#"echo "uid=$(id -u)"
+echo "net=$(ls /sys/class/net | tr '\n' ' ')"
 grep -E '^(CapEff|NoNewPrivs):' /proc/self/status | tr -d ' \t' | tr ':' '='
 echo "memory=$(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null | head -n 1)"
 echo "pids=$(cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null | head -n 1)""#;
@@ -157,6 +165,7 @@ echo "pids=$(cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/nul
         memory: limits.memory,
         cpus: limits.cpus,
         pids: limits.pids,
+        user: Some(format!("{BUILDER_UID}:{BUILDER_UID}")),
         no_network: true,
         least_privilege: true,
         ..ContainerSpec::default()
@@ -169,6 +178,7 @@ echo "pids=$(cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/nul
                 return;
             };
             match key {
+                "uid" => seen.uid = value.to_string(),
                 "net" => seen.interfaces = value.split_whitespace().map(String::from).collect(),
                 "CapEff" => seen.capabilities = value.to_string(),
                 "NoNewPrivs" => seen.no_new_privileges = value == "1",

@@ -225,10 +225,10 @@ pub enum BuilderCommand {
     Pull(PullArgs),
     /// Remove the cache volumes builds through the engine keep (or, with --dry-run, only list
     /// them), with their sizes as the engine reports them. `ruchy-image-cargo-home` holds
-    /// downloaded crates, shared by every build; `ruchy-image-deps-<builder image>-<n>` hold
-    /// compiled dependencies, shared by every project built with that builder image (one per
-    /// build running at once). Volumes a container uses, running or stopped, are kept and
-    /// named. The next build fills the caches again: it downloads and compiles every
+    /// downloaded crates, shared by every build; `ruchy-image-shared-<builder image>-<n>` hold
+    /// compiled registry dependencies, shared by every project built with that builder image
+    /// (one per build running at once), and `…-project-<hash>` each project's own target.
+    /// Volumes a container uses, running or stopped, are kept and named. The next build fills the caches again: it downloads and compiles every
     /// dependency once more.
     Prune(PruneArgs),
 }
@@ -285,7 +285,7 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Only volumes whose name starts with PREFIX (e.g. `ruchy-image-deps-` to keep the
+    /// Only volumes whose name starts with PREFIX (e.g. `ruchy-image-shared-` to keep the
     /// downloaded crates).
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub prefix: String,
