@@ -113,6 +113,14 @@ pub(super) fn has_git_dependencies(lock: &[u8]) -> bool {
         .any(|l| l.trim_start().starts_with("source = \"git+"))
 }
 
+/// Whether the lockfile names a registry crate: with none, there is nothing to share.
+pub(super) fn has_registry_dependencies(lock: &[u8]) -> bool {
+    String::from_utf8_lossy(lock).lines().any(|l| {
+        l.trim_start().starts_with("source = \"registry+")
+            || l.trim_start().starts_with("source = \"sparse+")
+    })
+}
+
 /// The stand-in of the project the dependency phase builds: manifests and lockfile as they
 /// are, every `.rs` file an empty `main`, nothing else.
 pub(super) fn stand_in(context: &Context) -> Context {
@@ -310,5 +318,7 @@ mod tests {
         assert!(!has_git_dependencies(registry.as_bytes()));
         let git = "[[package]]\nname = \"x\"\nsource = \"git+https://example.com/x#abc\"\n";
         assert!(has_git_dependencies(git.as_bytes()));
+        assert!(has_registry_dependencies(registry.as_bytes()));
+        assert!(!has_registry_dependencies(b"[[package]]\nname = \"app\"\n"));
     }
 }

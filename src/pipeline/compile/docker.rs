@@ -63,7 +63,13 @@ const OUT: &str = "/ruchy-image/out";
 /// Runs rustc; when that has just linked the binary this build wants (`RUCHY_IMAGE_BIN`),
 /// copies it out of rustc's output while cargo still holds the target directory's lock.
 /// The same script for every project, so cargo's fingerprints do not change with it.
+/// In the shared dependency phase (`RUCHY_IMAGE_STAND_IN`), the stand-in's own crates are
+/// made quickly (no LTO, no optimization): the build compiles them again, and a dependency's
+/// flags are not touched, so its units are the build's.
 const RUSTC_WRAPPER: &str = r#"#!/bin/sh
+if [ "${RUCHY_IMAGE_STAND_IN:-}" = 1 ] && [ "${CARGO_PRIMARY_PACKAGE:-}" = 1 ]; then
+  exec "$@" -C lto=off -C opt-level=0 -C codegen-units=16 -C debuginfo=0
+fi
 "$@" || exit $?
 [ "${CARGO_PRIMARY_PACKAGE:-}" = 1 ] && [ "${CARGO_BIN_NAME:-}" = "$RUCHY_IMAGE_BIN" ] || exit 0
 out= extra= crate=
@@ -530,6 +536,13 @@ impl DockerCompiler {
     ) -> Result<Option<(String, Units)>> {
         let events = job.events;
         let lock = deps::lockfile(context)?;
+        // Nothing from a registry (a program of std alone): nothing to share.
+        if lock
+            .as_deref()
+            .is_some_and(|l| !deps::has_registry_dependencies(l))
+        {
+            return Ok(None);
+        }
         if lock.as_deref().is_some_and(deps::has_git_dependencies) {
             events.note(
                 "git dependencies: every crate compiles in the build's own target".to_string(),
@@ -776,6 +789,7 @@ impl DockerCompiler {
                 env.push("HOME=/tmp".into());
                 mounts.push(VolumeMount::read_only(&volumes.cargo_home.name, CARGO_HOME));
                 if phase == Phase::Dependencies {
+                    env.push("RUCHY_IMAGE_STAND_IN=1".into());
                     mounts.push(VolumeMount::writable(&volumes.shared.name, TARGET));
                 } else {
                     mounts.push(VolumeMount::read_only(&volumes.shared.name, deps::SHARED));
