@@ -111,9 +111,14 @@ fn context(source: &Path) -> Result<Vec<u8>, Error> {
     gz.finish().map_err(Error::io("packing the source"))
 }
 
-/// What `--server` cannot take: a path on this machine means nothing to the server.
+/// What `--server` cannot take: a path on this machine means nothing to the server. (A
+/// project's `ruchy` setting is for its local builds: it is not sent.)
 fn check_remote(request: &Request) -> Result<(), Error> {
-    if request.source.ruchy.is_some() {
+    let from_settings = request
+        .settings
+        .get("ruchy")
+        .is_some_and(|from| from != "flag");
+    if request.source.ruchy.is_some() && !from_settings {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--ruchy".into(),
