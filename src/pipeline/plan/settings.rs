@@ -654,6 +654,31 @@ impl Settings {
         Ok(())
     }
 
+    /// Checks every value as its flag would, on a request of its own.
+    fn check_values(&self, allow_root: bool) -> Result<()> {
+        let mut scratch = Request::default();
+        for entry in &self.entries {
+            // A list's items one at a time, so an error points at the item.
+            if let Value::List(items) = &entry.value {
+                for (item, at) in items {
+                    let one = Entry {
+                        value: Value::List(vec![(item.clone(), *at)]),
+                        ..entry.clone()
+                    };
+                    self.apply(&one, &mut scratch, allow_root)
+                        .map_err(|e| self.error(*at, e.to_string()))?;
+                }
+            }
+            self.apply(entry, &mut scratch, allow_root)
+                .map_err(|e| self.error(entry.value_at, e.to_string()))?;
+        }
+        for entry in self.presets.iter().flat_map(|(_, entries)| entries) {
+            set_override(&mut Overrides::default(), entry.key.name, &entry.value)
+                .map_err(|e| self.error(entry.value_at, e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Where the error of a whole request's check came from, when a setting of this file
     /// caused it: the error with the file, line and column of that setting; else the error.
     pub fn locate(&self, request: &Request, error: Error) -> Error {
@@ -1003,6 +1028,9 @@ pub fn record_in_json(request: &mut Request, json: &serde_json::Value) {
 pub fn resolve(settings: Option<&Settings>, request: &mut Request, usage: Use) -> Result<()> {
     if let Some(settings) = settings {
         let allow_root = given_flag(request, "allow-root") || settings.flag("allow-root");
+        // Every value is checked, those the request overrides or ignores too: a file that
+        // works with some flags and not without them would surprise the next build.
+        settings.check_values(allow_root)?;
         let mut applied = Vec::new();
         for entry in &settings.entries {
             let name = entry.key.name;
@@ -1296,13 +1324,13 @@ mod tests {
             (FILE_NAME, "no-strip = \"yes\"\n".into(), "`no-strip` takes true or false"),
             (FILE_NAME, "codegen-units = -1\n".into(), "`codegen-units` takes a number of 0 or more"),
             ("Cargo.toml", cargo("optimize = \"fast\"\n"), "DIR/Cargo.toml:6:12: invalid preset `fast`: valid presets are none, balanced, aggressive, nasa, size"),
-            (FILE_NAME, "port = [\"80\", \"http\"]\n".into(), "DIR/ruchy-image.toml:1:8: invalid port `http`"),
+            (FILE_NAME, "port = [\"80\", \"http\"]\n".into(), "DIR/ruchy-image.toml:1:15: invalid port `http`"),
             (FILE_NAME, "codegen-units = 0\n".into(), "ruchy-image.toml:1:17: invalid codegen-units `0`: expected a number from 1 to 256"),
             (FILE_NAME, "max-image-size = \"4X\"\n".into(), "ruchy-image.toml:1:18: invalid max-image-size `4X`: unknown unit"),
             (FILE_NAME, "user = \"0\"\n".into(), "ruchy-image.toml:1:8: refusing to run the image as root"),
             (FILE_NAME, "lto = \"max\"\n".into(), "invalid lto `max`: valid: off, thin, fat"),
             (FILE_NAME, "builder = \"podman\"\n".into(), "invalid builder `podman`: valid: docker, local"),
-            (FILE_NAME, "platform = [\"linux/s390x\"]\n".into(), "ruchy-image.toml:1:12: "),
+            (FILE_NAME, "platform = [\"linux/s390x\"]\n".into(), "ruchy-image.toml:1:13: invalid platform `linux/s390x`"),
             (FILE_NAME, "registry-user = \"me\"\n".into(), "ruchy-image.toml:1:1: `registry-user` cannot be a setting"),
             (FILE_NAME, "[presets.fast]\nlto = \"thin\"\n".into(), "ruchy-image.toml:1:10: invalid preset `fast`"),
             (FILE_NAME, "[presets.size]\nenv = [\"A=b\"]\n".into(), "ruchy-image.toml:2:1: `env` cannot be set per preset"),
@@ -1415,6 +1443,26 @@ mod tests {
         .to_string();
         assert!(
             error.contains("ruchy-image.toml:3:7: invalid options for a prebuilt binary"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_even_where_a_flag_overrides_it() {
+        let (dir, _) = project(&[(FILE_NAME, "lto = \"max\"\n[presets.nasa]\nlto = \"thin\"\n")]);
+        let error = resolved(dir.path(), &["lto"], Use::Build).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("ruchy-image.toml:1:7: invalid lto `max`"),
+            "{error}"
+        );
+        let (dir, _) = project(&[(FILE_NAME, "[presets.nasa]\nlto = \"max\"\n")]);
+        let error = resolved(dir.path(), &[], Use::Build).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("ruchy-image.toml:2:7: invalid lto `max`"),
             "{error}"
         );
     }
