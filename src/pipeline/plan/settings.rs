@@ -976,10 +976,10 @@ fn no_contradiction(text: &Toml, entries: &[Entry]) -> Result<()> {
     for (a, b) in PAIRS {
         let one = entries.iter().filter(set).find(|e| e.key.name == *a);
         let other = entries.iter().filter(set).find(|e| e.key.name == *b);
-        if let (Some(_), Some(other)) = (one, other) {
+        if let (Some(one), Some(other)) = (one, other) {
             return Err(text.error(
                 other.at,
-                format!("`{b}` contradicts `{a}`, set above: keep one"),
+                format!("`{b}` contradicts `{a}` (line {}): keep one", one.at.line),
             ));
         }
     }
