@@ -342,7 +342,7 @@ no value, paths relative to the file; [presets.NAME] tables hold one preset's ov
 (opt-level, lto, codegen-units, strip, panic, target-cpu, static-link). Options given here
 (or by their environment variable) win over the file, the file over the defaults; a list
 given here replaces the file's. --verbose and the record's `settings` say where each came
-from. `compare` reads them too, but for those of build's outputs.
+from. `compare` reads them too, except build's own: optimize and the outputs.
   [package.metadata.ruchy-image]
   optimize = \"aggressive\"
   port = [\"8080\"]
