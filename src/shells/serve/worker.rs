@@ -391,11 +391,11 @@ async fn run_presets(
         let log = log.clone();
         Events::new(move |event| log.lock().expect("log").record(&event))
     };
-    // The upload's settings that are the asking machine's (its paths, builder, outputs).
+    // The upload's settings that are the asking machine's, which resolving set aside.
     for (name, from) in &asked.settings {
         if let Some(at) = from.strip_suffix(&format!(" ({})", settings::IGNORED)) {
             events.note(format!(
-                "the setting `{name}` ({at}) is for the machine that builds with it (its paths, builder, outputs, command line): the service ignores it"
+                "the setting `{name}` ({at}) is the asking machine's (a local path or output, the builder, the command line): the service ignores it"
             ));
         }
     }
