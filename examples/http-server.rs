@@ -4,6 +4,17 @@
 //! - `PORT` sets the port (default 8080); `RUST_LOG=info` logs each request to stderr.
 //! - `http-server --health` asks a running server on localhost for `/health` and exits 0 when
 //!   it answers: a health check that works in a FROM scratch image with no curl or shell.
+//!
+//! Its image, as the dev stack runs it (compose/build-images.sh builds it, with `--load`;
+//! compose/docker-compose.yml runs it): the project settings `ruchy-image build
+//! examples/http-server.rs` reads from this manifest. Flags win over them.
+//!
+//! ```cargo
+//! [package.metadata.ruchy-image]
+//! optimize = "aggressive"
+//! port = ["8080"]
+//! tag = "ruchy-image-example/http-server:dev"
+//! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

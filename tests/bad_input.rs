@@ -490,3 +490,61 @@ fn builder_limits_out_of_range() {
     fails(&[fib, "--build-pids", "8"], 2, "--build-pids");
     fails(&[fib, "--build-cpus", "0"], 2, "a number of CPUs");
 }
+
+/// A project's settings that cannot be used stop the build before anything runs (exit 2),
+/// with the file, line and column: an unknown key, a value of the wrong type, a value its
+/// flag refuses, a flag that cannot be a setting, and a contradiction with the base.
+#[test]
+fn bad_settings_name_their_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let package =
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\n\n[package.metadata.ruchy-image]\n";
+    let cargo_cases = [
+        (
+            "optimise = \"size\"\n",
+            "Cargo.toml:6:1: unknown setting `optimise`: did you mean `optimize`?",
+        ),
+        (
+            "port = 8080\n",
+            "Cargo.toml:6:8: `port` takes a list of strings (the flag repeated), such as port = [\"…\"], not integer",
+        ),
+        (
+            "env = [\"GREETING=hi\", \"=oops\"]\n",
+            "Cargo.toml:6:23: invalid env `=oops`: expected KEY=VALUE",
+        ),
+        (
+            "registry-password-stdin = true\n",
+            "Cargo.toml:6:1: `registry-password-stdin` cannot be a setting",
+        ),
+        (
+            "no-static-link = true\n",
+            "Cargo.toml:6:18: invalid static linking `--no-static-link`",
+        ),
+    ];
+    for (settings, expected) in cargo_cases {
+        std::fs::write(project.join("Cargo.toml"), format!("{package}{settings}")).unwrap();
+        fails(&[project.to_str().unwrap()], 2, expected);
+    }
+    // Beside a single file; a bad value is refused even where a flag overrides it.
+    let source = dir.path().join("app.rs");
+    std::fs::write(&source, "fn main() {}\n").unwrap();
+    std::fs::write(
+        dir.path().join("ruchy-image.toml"),
+        "\noptimize = \"fast\"\n",
+    )
+    .unwrap();
+    fails(
+        &[source.to_str().unwrap()],
+        2,
+        "ruchy-image.toml:2:12: invalid preset `fast`: valid presets are none, balanced, aggressive, nasa, size",
+    );
+    std::fs::write(dir.path().join("ruchy-image.toml"), "lto = \"max\"\n").unwrap();
+    fails(
+        &[source.to_str().unwrap(), "--lto", "thin"],
+        2,
+        "ruchy-image.toml:1:7: invalid lto `max`: valid: off, thin, fat",
+    );
+}

@@ -16,11 +16,14 @@ fn build_json(source: &str, preset: &str) -> serde_json::Value {
         .metrics()
 }
 
-/// A record without what differs from run to run (wall times).
+/// A record without what differs from run to run (wall times) and from command to command
+/// (where the settings came from).
 fn without_times(mut record: serde_json::Value) -> serde_json::Value {
     let object = record.as_object_mut().expect("a record is an object");
     object.remove("compile_time_ms");
     object.remove("assemble_time_ms");
+    // Where each setting came from: each command's own (build's -O, compare's --presets).
+    object.remove("settings");
     record
 }
 
@@ -57,6 +60,8 @@ fn compare_reports_what_build_reports_for_every_preset() {
             result["image"]["compressed_size"], built["image"]["compressed_size"],
             "{preset}"
         );
+        assert_eq!(result["settings"]["lto"], "default", "{preset}");
+        assert_eq!(result["settings"]["builder"], "env RUCHY_IMAGE_BUILDER");
         // The whole record is the same, but for the wall times of this run.
         assert_eq!(
             without_times(result.clone()),

@@ -301,6 +301,15 @@ pub enum Error {
         /// Whether the server found the user's input wrong (exit 2, as locally).
         usage: bool,
     },
+    /// A project setting (`[package.metadata.ruchy-image]` in Cargo.toml, or
+    /// `ruchy-image.toml`) is unknown, of the wrong type, or a value its flag refuses.
+    #[error("{at}: {message}")]
+    Setting {
+        /// `FILE:LINE:COLUMN` of the key or value.
+        at: String,
+        /// What is wrong, in the flag's own words.
+        message: String,
+    },
     /// Any other I/O failure, with what we were doing.
     #[error("{context}: {source}")]
     Io {
@@ -384,6 +393,7 @@ impl Error {
                 | Error::OutputNotWritable { .. }
                 | Error::BaseNotFound { .. }
                 | Error::Remote { usage: true, .. }
+                | Error::Setting { .. }
         )
     }
 }

@@ -72,6 +72,10 @@ pub struct BuildRecord {
     /// Where it ran, when a `ruchy-image serve` built it (`build --server`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerRun>,
+    /// Where each setting came from, by its flag's long name: `flag`, `env NAME`, `request`
+    /// (a service's parameters), `FILE:LINE` (the project's settings) or `default`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// Where a `build --server` ran: the service, the build's ID there, and its worker.
@@ -461,6 +465,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         over_budget: Vec::new(),
         error: None,
         server: None,
+        settings: Default::default(),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::error::{Error, Result};
 
 /// An optimization preset, as `ruchy compile --optimize` defines them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// opt-level=0, debug info kept: fastest compile, biggest binary.
@@ -232,6 +232,30 @@ pub struct Overrides {
     /// `--static-link` / `--no-static-link`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub static_link: Option<bool>,
+}
+
+impl Overrides {
+    /// The codegen-units `--codegen-units` and the settings take.
+    pub const CODEGEN_UNITS: std::ops::RangeInclusive<u32> = 1..=256;
+
+    /// These overrides, each unset one taken from `under` (a preset's own table over the
+    /// overrides of every preset).
+    pub fn over(&self, under: &Overrides) -> Overrides {
+        Overrides {
+            opt_level: self.opt_level.clone().or_else(|| under.opt_level.clone()),
+            lto: self.lto.or(under.lto),
+            codegen_units: self.codegen_units.or(under.codegen_units),
+            strip: self.strip.or(under.strip),
+            panic: self.panic.or(under.panic),
+            target_cpu: self.target_cpu.clone().or_else(|| under.target_cpu.clone()),
+            static_link: self.static_link.or(under.static_link),
+        }
+    }
+
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
 }
 
 /// The complete, resolved set of compiler settings for one build.

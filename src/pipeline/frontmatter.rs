@@ -63,6 +63,18 @@ pub fn extract(path: &Path, code: &str) -> Result<Embedded> {
     })
 }
 
+/// The TOML of the manifest embedded in `code` and the number of its first line in the file,
+/// unchecked (for the project settings in it); none when there is none or it is malformed,
+/// which [`extract`] reports.
+pub fn manifest_text(path: &Path, code: &str) -> Option<(String, usize)> {
+    let lines: Vec<&str> = code.split_inclusive('\n').collect();
+    match frontmatter(path, &lines) {
+        Ok(Some((open, _, toml))) => Some((toml, open + 2)),
+        Ok(None) => rust_script(&lines).map(|(first, toml)| (toml, first)),
+        Err(_) => None,
+    }
+}
+
 /// The frontmatter's opening and closing line indexes and its TOML, if the file has one.
 fn frontmatter(path: &Path, lines: &[&str]) -> Result<Option<(usize, usize, String)>> {
     let mut i = 0;

@@ -169,6 +169,7 @@ pub(super) async fn assemble(
         over_budget: Vec::new(),
         error: None,
         server: None,
+        settings: options.settings.clone(),
     };
     Ok(Assembled {
         image,

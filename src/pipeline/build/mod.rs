@@ -110,6 +110,47 @@ impl ImageOptions {
     }
 }
 
+impl ImageOptions {
+    /// A `KEY=VALUE` of `--env` or `--label` (and their settings), split; `what` names it in
+    /// the error.
+    pub fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
+        match value.split_once('=') {
+            Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+                Ok((key.to_string(), v.to_string()))
+            }
+            _ => Err(Error::InvalidInput {
+                what,
+                value: value.to_string(),
+                reason: "expected KEY=VALUE".into(),
+            }),
+        }
+    }
+
+    /// A `--port` (N, N/tcp, N/udp or N/sctp) as the config holds it: `8080/tcp`.
+    pub fn port(value: &str) -> Result<String> {
+        let (number, proto) = value.split_once('/').unwrap_or((value, "tcp"));
+        match (number.parse::<u16>(), proto) {
+            (Ok(n), "tcp" | "udp" | "sctp") if n > 0 => Ok(format!("{n}/{proto}")),
+            _ => Err(Error::InvalidInput {
+                what: "port",
+                value: value.to_string(),
+                reason: "expected a port from 1 to 65535, optionally /tcp, /udp or /sctp".into(),
+            }),
+        }
+    }
+
+    /// An absolute path inside the image, without `..` (`--workdir`, `--path`).
+    pub fn image_path(what: &'static str, value: &str) -> Result<String> {
+        let ok = value.starts_with('/') && !value.split('/').any(|c| c == "..");
+        ok.then(|| value.to_string())
+            .ok_or_else(|| Error::InvalidInput {
+                what,
+                value: value.to_string(),
+                reason: "expected an absolute path inside the image, without ..".into(),
+            })
+    }
+}
+
 impl Default for ImageOptions {
     fn default() -> Self {
         ImageOptions {
@@ -132,8 +173,11 @@ pub struct BuildOptions {
     pub source: SourceOptions,
     /// The preset.
     pub preset: Preset,
-    /// Per-flag overrides.
+    /// Per-flag overrides of every preset.
     pub overrides: Overrides,
+    /// Per-flag overrides of one preset, over `overrides` (see
+    /// [`BuildOptions::resolved_overrides`]).
+    pub preset_overrides: BTreeMap<Preset, Overrides>,
     /// `--target`; the compiler's default when unset.
     pub target: Option<String>,
     /// `--platform`: its static target when no target is given; the binary must be for it.
@@ -155,6 +199,18 @@ pub struct BuildOptions {
     pub no_sbom_referrer: bool,
     /// Size budgets, checked before anything is published.
     pub budgets: crate::core::budget::Budgets,
+    /// Where each setting came from (the request's), for the record.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl BuildOptions {
+    /// The overrides this preset builds with: its own over those of every preset.
+    pub fn resolved_overrides(&self) -> Overrides {
+        match self.preset_overrides.get(&self.preset) {
+            Some(own) => own.over(&self.overrides),
+            None => self.overrides.clone(),
+        }
+    }
 }
 
 /// A binary ready to lay into an image, and what the record says about how it was made.

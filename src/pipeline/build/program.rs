@@ -115,14 +115,15 @@ async fn resolve_flags(
     compiler: &dyn Compiler,
     events: &Events,
 ) -> Result<Flags> {
+    let overrides = options.resolved_overrides();
     let target = match &options.target {
         Some(target) => target.clone(),
         None => {
-            let static_link = options.overrides.static_link != Some(false);
+            let static_link = overrides.static_link != Some(false);
             default_target(compiler, static_link, options.platform).await?
         }
     };
-    let mut flags = Flags::resolve(options.preset, &options.overrides, &target);
+    let mut flags = Flags::resolve(options.preset, &overrides, &target);
     // native is the compiling machine's CPU: for another architecture it names nothing (LLVM
     // ignores it, with a warning per feature), so the target's generic CPU is used.
     if flags.target_cpu.as_deref() == Some("native")
@@ -138,7 +139,7 @@ async fn resolve_flags(
     }
     // size takes the floor where the builder has it, and the next best thing elsewhere.
     if flags.panic == Some(Panic::ImmediateAbort)
-        && options.overrides.panic.is_none()
+        && overrides.panic.is_none()
         && !compiler.can_make(&target, StdVariant::ImmediateAbort).await
     {
         flags.panic = Some(Panic::Abort);

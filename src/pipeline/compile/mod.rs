@@ -26,7 +26,10 @@ use crate::pipeline::source::Project;
 pub use builder_image::{BuilderImage, PullPolicy, DEFAULT_BUILDER_IMAGE, FINGERPRINT_LABEL};
 pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
-pub use sandbox::{probe as probe_sandbox, Limits, Sandbox, Seen, TargetScope};
+pub use sandbox::{
+    parse_cpus, parse_memory, parse_pids, probe as probe_sandbox, Limits, Sandbox, Seen,
+    TargetScope,
+};
 
 /// The product of a compile.
 #[derive(Debug, Clone)]

@@ -66,6 +66,32 @@ impl Limits {
     }
 }
 
+/// A memory limit as `--build-memory` takes it: a size of at least 64 MiB (less cannot start
+/// cargo).
+pub fn parse_memory(text: &str) -> std::result::Result<u64, String> {
+    let bytes = crate::core::metrics::parse_size(text)?;
+    match bytes >= 64 << 20 {
+        true => Ok(bytes),
+        false => Err("a builder needs at least 64MiB".into()),
+    }
+}
+
+/// A process limit as `--build-pids` takes it: at least 32 (cargo and rustc are threads too).
+pub fn parse_pids(text: &str) -> std::result::Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(pids) if pids >= 32 => Ok(pids),
+        _ => Err("a number of processes, at least 32".into()),
+    }
+}
+
+/// A CPU limit as `--build-cpus` takes it: a positive number of CPUs.
+pub fn parse_cpus(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(cpus) if cpus.is_finite() && cpus >= 0.01 => Ok(cpus),
+        _ => Err("a number of CPUs, at least 0.01 (e.g. 1.5)".into()),
+    }
+}
+
 /// Whose a build's target directory (its compiled crates, written by its own code) is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TargetScope {

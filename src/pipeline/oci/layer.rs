@@ -25,6 +25,10 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Every level `--compression-level` takes (each codec takes part of it: see
+    /// [`Codec::levels`]).
+    pub const LEVELS: std::ops::RangeInclusive<u32> = 1..=19;
+
     /// The levels the codec has, fastest first.
     pub fn levels(self) -> std::ops::RangeInclusive<u32> {
         match self {

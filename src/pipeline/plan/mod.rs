@@ -33,6 +33,7 @@ use crate::pipeline::compile::{BuilderImage, Compiler, DockerCompiler, LocalComp
 use crate::pipeline::publish::Publisher;
 
 mod request;
+pub mod settings;
 mod sinks;
 
 pub use request::{BuilderChoice, CompilerOutput, Load, Outputs, Request};
@@ -212,6 +213,7 @@ impl Plan {
             source: request.source.clone(),
             preset,
             overrides: request.overrides.clone(),
+            preset_overrides: request.preset_overrides.clone(),
             target: request.target.clone(),
             platform,
             platform_in_tag: false,
@@ -222,6 +224,7 @@ impl Plan {
             sbom: request.outputs.sbom.clone(),
             no_sbom_referrer: request.outputs.no_sbom,
             budgets: request.budgets.clone(),
+            settings: request.settings.clone(),
         }
     }
 

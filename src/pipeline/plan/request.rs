@@ -8,6 +8,7 @@
 //! builder), which the machine that runs it fills in. The CLI, `build --server` and the HTTP
 //! API read and check it with the same code.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::core::error::{Error, Result};
@@ -89,6 +90,10 @@ pub struct Request {
     pub presets: Vec<Preset>,
     /// Per-flag overrides on top of every preset.
     pub overrides: Overrides,
+    /// Per-flag overrides of one preset, over [`Request::overrides`] (a project's
+    /// `[presets.NAME]` settings table).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub preset_overrides: BTreeMap<Preset, Overrides>,
     /// The target triple; the compiler's own when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -137,6 +142,13 @@ pub struct Request {
     /// Size budgets: a build over one is measured and publishes nothing.
     #[serde(skip_serializing_if = "crate::core::budget::Budgets::is_empty")]
     pub budgets: crate::core::budget::Budgets,
+    /// Where each setting came from, by its flag's long name (`presets.NAME.KEY` for a
+    /// preset's table): `flag`, `env NAME`, `request` (a service's parameters),
+    /// `FILE:LINE` (the project's settings) or `default`. Empty until the settings are
+    /// resolved ([`super::settings::resolve`]); a request that travels with it resolved is
+    /// not resolved again.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Default for Request {
@@ -161,6 +173,7 @@ impl Request {
             },
             presets: vec![Preset::Balanced],
             overrides: Overrides::default(),
+            preset_overrides: BTreeMap::new(),
             target: None,
             platforms: Vec::new(),
             load_platform: None,
@@ -177,6 +190,15 @@ impl Request {
             compiler_output: CompilerOutput::default(),
             registry: RegistryOptions::default(),
             budgets: crate::core::budget::Budgets::default(),
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// The overrides `preset` builds with: its own table's over those of every preset.
+    pub fn overrides_for(&self, preset: Preset) -> Overrides {
+        match self.preset_overrides.get(&preset) {
+            Some(own) => own.over(&self.overrides),
+            None => self.overrides.clone(),
         }
     }
 
@@ -228,7 +250,9 @@ impl Request {
             }
         }
         // size exists to drop the unwinding machinery; asking it to unwind defeats it.
-        if self.presets.contains(&Preset::Size) && self.overrides.panic == Some(Panic::Unwind) {
+        if self.presets.contains(&Preset::Size)
+            && self.overrides_for(Preset::Size).panic == Some(Panic::Unwind)
+        {
             return Err(invalid(
                 "panic strategy for these presets",
                 "size aborts on a panic (immediate-abort, with a std built for it; or abort) and cannot unwind; for a small binary that unwinds, use aggressive with an opt-level of z".into(),
@@ -246,7 +270,11 @@ impl Request {
         }
         // Caught here, not after a compile: scratch has no loader for a dynamic binary.
         let on_scratch = self.bases.iter().all(|b| matches!(b, BaseRef::Scratch));
-        if self.overrides.static_link == Some(false) && on_scratch && !self.is_prebuilt() {
+        let dynamic = self
+            .presets
+            .iter()
+            .any(|p| self.overrides_for(*p).static_link == Some(false));
+        if dynamic && on_scratch && !self.is_prebuilt() {
             return Err(Error::InvalidInput {
                 what: "static linking",
                 value: "--no-static-link".into(),
@@ -277,7 +305,8 @@ impl Request {
             }
         }
         self.image.check()?;
-        if self.overrides.codegen_units == Some(0) {
+        let mut each = self.presets.iter().map(|p| self.overrides_for(*p));
+        if each.any(|o| o.codegen_units == Some(0)) {
             return Err(Error::InvalidInput {
                 what: "codegen units",
                 value: "0".into(),
@@ -388,6 +417,10 @@ impl Request {
             ("--panic", overrides.panic.is_some()),
             ("--target-cpu", overrides.target_cpu.is_some()),
             ("--static/--no-static", overrides.static_link.is_some()),
+            (
+                "per-preset overrides",
+                self.preset_overrides.values().any(|o| !o.is_empty()),
+            ),
         ];
         let given: Vec<&str> = compile_options
             .iter()

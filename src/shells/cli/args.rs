@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::options::{
-    base_parser, preset_parser, BudgetArgs, BuildOptions, ImageArgs, RegistryArgs, ServiceArgs,
+    base_parser, preset_parser, BudgetArgs, BuildOptions, Given, ImageArgs, RegistryArgs,
+    ServiceArgs,
 };
 use crate::core::preset::Preset;
 use crate::pipeline::base::BaseRef;
@@ -337,6 +338,22 @@ Presets (--optimize):
 A static binary for a scratch image is musl (x86_64-unknown-linux-musl) whenever the builder can
 make one (its std installed, or built once from its sources), else glibc with crt-static.
 
+Project settings: every long option above (but --registry-user and --registry-password-stdin)
+may be kept with the project, named as the option, in [package.metadata.ruchy-image] of its
+Cargo.toml (or of a .rs file's own manifest), or in a ruchy-image.toml beside the file or in
+the project directory (top level). A list where the option repeats, true for one that takes
+no value, paths relative to the file; [presets.NAME] tables hold one preset's overrides
+(opt-level, lto, codegen-units, strip, panic, target-cpu, static-link). Options given here
+(or by their environment variable) win over the file, the file over the defaults; a list
+given here replaces the file's. --verbose and the record's `settings` say where each came
+from. `compare` reads them too, except build's own: optimize and the outputs.
+  [package.metadata.ruchy-image]
+  optimize = \"aggressive\"
+  port = [\"8080\"]
+  env = [\"GREETING=hi\"]
+  [package.metadata.ruchy-image.presets.size]
+  panic = \"abort\"
+
 Examples:
   ruchy-image build examples/fibonacci.rs --optimize aggressive --oci-layout out/fib
   ruchy-image build app.ruchy --optimize nasa --verbose --json metrics.json --output fib.tar
@@ -455,6 +472,10 @@ pub struct LambdaArgs {
 /// `ruchy-image build`
 #[derive(Debug, Args)]
 pub struct BuildArgs {
+    /// Which options the command line gave (first: it reads the matches before the others).
+    #[command(flatten)]
+    pub given: Given,
+
     /// Optimization preset.
     #[arg(short = 'O', long, value_name = "LEVEL", default_value = "balanced", value_parser = preset_parser())]
     pub optimize: Preset,
@@ -526,6 +547,10 @@ pub struct BuildArgs {
 /// `ruchy-image compare`
 #[derive(Debug, Args)]
 pub struct CompareArgs {
+    /// Which options the command line gave (first: it reads the matches before the others).
+    #[command(flatten)]
+    pub given: Given,
+
     /// The presets to build, in this order (comma-separated).
     #[arg(
         long,

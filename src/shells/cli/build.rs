@@ -7,13 +7,21 @@ use super::output::{file, print_summary, write_json};
 use super::render::{Journal, Mode, Terminal};
 use super::{read_stdin, remote, summary, BuildArgs};
 use crate::core::metrics::{BuildRecord, Built};
+use crate::pipeline::plan::settings::Settings;
 use crate::pipeline::plan::Plan;
 use crate::pipeline::report;
 
 /// `ruchy-image build`: the summary (or JSON), then the budgets' verdict. A build that fails
 /// (not bad input, which writes nothing) still gets its `--json` record, with the error.
-pub(super) async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
-    let result = build_and_report(&args, journal).await;
+pub(super) async fn build(
+    mut args: BuildArgs,
+    journal: &Arc<Mutex<Journal>>,
+) -> Result<(), Failure> {
+    let settings = Settings::find(&args.options.input.source)?;
+    if let Some(settings) = &settings {
+        args.take_settings(settings);
+    }
+    let result = build_and_report(&args, settings.as_ref(), journal).await;
     if let (Err(Failure::Error(error)), Some(path)) = (&result, &args.json) {
         if !error.is_usage() {
             let source = args.options.input.source.display().to_string();
@@ -26,11 +34,17 @@ pub(super) async fn build(args: BuildArgs, journal: &Arc<Mutex<Journal>>) -> Res
     result
 }
 
-async fn build_and_report(args: &BuildArgs, journal: &Arc<Mutex<Journal>>) -> Result<(), Failure> {
-    let mut request = args.to_lib()?;
+async fn build_and_report(
+    args: &BuildArgs,
+    settings: Option<&Settings>,
+    journal: &Arc<Mutex<Journal>>,
+) -> Result<(), Failure> {
+    let mut request = args.resolve(settings)?;
+    if args.verbose {
+        eprintln!("{}", summary::settings(settings, &request));
+    }
     request.registry.credentials = args.registry.login(read_stdin)?;
-    let budgets = args.budget.to_lib()?;
-    request.budgets = budgets.clone();
+    let budgets = request.budgets.clone();
     if let Some(json) = file(args.json.as_deref()) {
         // Checked now so a long compile does not end in an unwritable path.
         crate::adapters::fsutil::check_writable("the metrics JSON", json)?;

@@ -6,18 +6,26 @@ use super::failure::Failure;
 use super::output::print_stdout;
 use super::render::{Journal, Mode, Terminal};
 use super::{read_stdin, remote, CompareArgs, Format};
+use crate::pipeline::plan::settings::Settings;
 use crate::pipeline::plan::Plan;
 use crate::pipeline::report;
 
 /// `ruchy-image compare`: the comparison on stdout, then the verdict.
 pub(super) async fn compare(
-    args: CompareArgs,
+    mut args: CompareArgs,
     journal: &Arc<Mutex<Journal>>,
 ) -> Result<(), Failure> {
-    let mut request = args.to_lib()?;
+    let settings = Settings::find(&args.options.input.source)?;
+    if let Some(settings) = &settings {
+        args.take_settings(settings);
+    }
+    let mut request = args.resolve(settings.as_ref())?;
+    if args.verbose {
+        eprintln!("{}", super::summary::settings(settings.as_ref(), &request));
+    }
     request.registry.credentials = args.registry.login(read_stdin)?;
-    let budgets = args.budget.to_lib()?;
-    request.budgets = budgets.clone();
+    let budgets = request.budgets.clone();
+    let several_platforms = request.platforms.len() > 1;
     if let Some(chart) = &args.chart {
         crate::adapters::fsutil::check_writable("the chart", chart)?;
         request.check_output("chart", chart, &[])?;
@@ -55,7 +63,7 @@ pub(super) async fn compare(
         Format::Csv => report::Format::Csv,
         Format::Json => report::Format::Json,
     };
-    let output = match (args.bases.is_empty(), args.options.flags.platform.len() > 1) {
+    let output = match (args.bases.is_empty(), several_platforms) {
         (_, true) => report::platforms(&comparisons, format)?,
         (true, false) => report::presets(&comparisons[0].1, format)?,
         (false, false) => report::bases(&comparisons, format)?,

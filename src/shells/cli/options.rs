@@ -10,9 +10,87 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 use crate::core::platform::Platform;
-use crate::core::preset::{Lto, OptLevel, Panic, Preset, Strip};
+use crate::core::preset::{Lto, OptLevel, Overrides, Panic, Preset, Strip};
 use crate::pipeline::base::BaseRef;
+use crate::pipeline::oci::layer::Codec;
 use crate::Error;
+
+/// Which options the command line gave, typed or set from their environment variable, by
+/// long name: `flag` or `env NAME`. Read from the matches before the other fields take their
+/// values (it must be the first field of the command's arguments); no arguments of its own.
+/// The project's settings fill in what it does not hold.
+#[derive(Debug, Clone, Default)]
+pub struct Given(pub std::collections::BTreeMap<String, String>);
+
+impl Given {
+    /// Each option given and where it came from.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, String)> {
+        self.0
+            .iter()
+            .map(|(name, from)| (name.as_str(), from.clone()))
+    }
+
+    /// Whether the command line gave `name`, or the flag that contradicts it (then it stands
+    /// for both).
+    pub fn has(&self, name: &str) -> bool {
+        let partner = crate::pipeline::plan::settings::partner(name);
+        self.0.contains_key(name) || partner.is_some_and(|p| self.0.contains_key(p))
+    }
+}
+
+impl clap::FromArgMatches for Given {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::parser::ValueSource;
+        let mut given = std::collections::BTreeMap::new();
+        // Arguments' ids are their fields' names; the groups' (ImageArgs, ...) are not options.
+        let options = matches.ids().filter(|id| {
+            let id = id.as_str();
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        for id in options {
+            let name = id.as_str().replace('_', "-");
+            match matches.value_source(id.as_str()) {
+                Some(ValueSource::CommandLine) => given.insert(name, "flag".to_string()),
+                Some(ValueSource::EnvVariable) => {
+                    given.insert(name.clone(), format!("env {}", env_name(&name)))
+                }
+                _ => None,
+            };
+        }
+        Ok(Given(given))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Given::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for Given {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        command
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        command
+    }
+}
+
+/// The environment variable an option of `build` or `compare` is read from.
+fn env_name(name: &str) -> String {
+    let commands = [
+        <super::args::BuildArgs as Args>::augment_args(clap::Command::new("build")),
+        <super::args::CompareArgs as Args>::augment_args(clap::Command::new("compare")),
+    ];
+    let env = commands
+        .iter()
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(name))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    env.unwrap_or_default()
+}
 
 /// What to build and the flags on top of the preset: the build options `build`, `compare`
 /// and `lambda` share.
@@ -73,15 +151,15 @@ pub struct InputArgs {
 pub struct LimitArgs {
     /// Memory each builder container may use, swap included (e.g. 4GiB) [default: three
     /// quarters of the engine's memory; serve: 3GiB].
-    #[arg(long, value_name = "SIZE", value_parser = memory_parser, help_heading = "Builder limits")]
+    #[arg(long, value_name = "SIZE", value_parser = crate::pipeline::compile::parse_memory, help_heading = "Builder limits")]
     pub build_memory: Option<u64>,
 
     /// Processes and threads each builder container may run [default: 4096; serve: 1024].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(32..), help_heading = "Builder limits")]
+    #[arg(long, value_name = "N", value_parser = crate::pipeline::compile::parse_pids, help_heading = "Builder limits")]
     pub build_pids: Option<u64>,
 
     /// CPUs each builder container may use (e.g. 1.5) [default: all; serve: 2].
-    #[arg(long, value_name = "CPUS", value_parser = cpus_parser, help_heading = "Builder limits")]
+    #[arg(long, value_name = "CPUS", value_parser = crate::pipeline::compile::parse_cpus, help_heading = "Builder limits")]
     pub build_cpus: Option<f64>,
 }
 
@@ -99,23 +177,6 @@ impl LimitArgs {
     }
 }
 
-/// A memory limit: a size of at least 64 MiB (less cannot start cargo).
-fn memory_parser(value: &str) -> std::result::Result<u64, String> {
-    let bytes = crate::core::metrics::parse_size(value)?;
-    match bytes >= 64 << 20 {
-        true => Ok(bytes),
-        false => Err("a builder needs at least 64MiB".into()),
-    }
-}
-
-/// A CPU limit: a positive number of CPUs.
-fn cpus_parser(value: &str) -> std::result::Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(cpus) if cpus.is_finite() && cpus >= 0.01 => Ok(cpus),
-        _ => Err("a number of CPUs, at least 0.01 (e.g. 1.5)".into()),
-    }
-}
-
 /// Per-flag overrides of the preset; part of [`BuildOptions`].
 #[derive(Debug, Args)]
 pub struct FlagArgs {
@@ -128,7 +189,7 @@ pub struct FlagArgs {
     pub lto: Option<Lto>,
 
     /// Override the preset's codegen-units.
-    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = range_parser(Overrides::CODEGEN_UNITS))]
     pub codegen_units: Option<u32>,
 
     /// Strip the binary: bare --strip removes symbols and debug info, --strip=debuginfo only
@@ -236,7 +297,7 @@ pub struct ImageArgs {
 
     /// The compression level: gzip 1 (fastest) to 12 (smallest) [default: 6 for none and
     /// balanced, 9 for aggressive and nasa, 12 for size]; zstd 1 to 19 [default: 3, 9, 19].
-    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(u32).range(1..=19), help_heading = "Image")]
+    #[arg(long, value_name = "LEVEL", value_parser = range_parser(Codec::LEVELS), help_heading = "Image")]
     pub compression_level: Option<u32>,
 }
 
@@ -347,6 +408,11 @@ where
     PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("only listed values get here"))
 }
 
+/// A number in `range` (the library's, which the settings take too).
+fn range_parser(range: std::ops::RangeInclusive<u32>) -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(i64::from(*range.start())..=i64::from(*range.end()))
+}
+
 pub(super) fn preset_parser() -> impl TypedValueParser<Value = Preset> {
     named_parser(Preset::ALL.map(Preset::name))
 }
@@ -400,6 +466,7 @@ pub(crate) fn with_flag_names(error: Error) -> Error {
         "image archive" => "--output",
         "metrics JSON" => "--json",
         "chart" => "--chart",
+        "port" => "--port",
         other => other,
     };
     Error::InvalidInput {

@@ -111,16 +111,32 @@ fn context(source: &Path) -> Result<Vec<u8>, Error> {
     gz.finish().map_err(Error::io("packing the source"))
 }
 
-/// What `--server` cannot take: a path on this machine means nothing to the server.
+/// What `--server` cannot take: a path on this machine means nothing to the server. (A
+/// project's `ruchy` setting is for its local builds: it is not sent.)
 fn check_remote(request: &Request) -> Result<(), Error> {
-    if request.source.ruchy.is_some() {
+    let from_settings = request
+        .settings
+        .get("ruchy")
+        .is_some_and(|from| from != "flag");
+    if request.source.ruchy.is_some() && !from_settings {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--ruchy".into(),
             reason: "the server transpiles with its own ruchy; build locally to choose one".into(),
         });
     }
-    if request.sandbox.limits != crate::pipeline::compile::Limits::CLI {
+    // Given as flags (a project's settings for them are its local builds', as the service
+    // ignores them).
+    let given = |name: &str| {
+        request
+            .settings
+            .get(name)
+            .is_some_and(|from| from == "flag")
+    };
+    if ["build-memory", "build-pids", "build-cpus"]
+        .into_iter()
+        .any(given)
+    {
         return Err(Error::InvalidInput {
             what: "option with --server",
             value: "--build-memory, --build-pids, --build-cpus".into(),

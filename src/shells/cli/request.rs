@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::args::{BuildArgs, CompareArgs, DockerfileArgs, DockerfileVariant, LambdaArgs};
 use super::options::{
-    BudgetArgs, BuildOptions, Builder, CompressionArg, FlagArgs, ImageArgs, InputArgs, Pull,
-    RegistryArgs,
+    BudgetArgs, BuildOptions, Builder, CompressionArg, FlagArgs, Given, ImageArgs, InputArgs, Pull,
+    RegistryArgs, ServiceArgs,
 };
 use crate::core::budget::{Budget, Budgets, Limit};
 use crate::core::preset::{OptLevel, Overrides, Strip};
@@ -14,6 +14,7 @@ use crate::pipeline::build::{default_cache_dir, ImageOptions};
 use crate::pipeline::compile::PullPolicy;
 use crate::pipeline::oci::image::RuntimeUser;
 use crate::pipeline::oci::layer::Codec;
+use crate::pipeline::plan::settings::{self, Settings, Use};
 use crate::pipeline::plan::{BuilderChoice, Load, Request};
 use crate::pipeline::source::SourceOptions;
 use crate::{Error, Result};
@@ -57,13 +58,86 @@ impl BuildArgs {
         request.outputs.sbom = self.sbom.clone();
         request.outputs.no_sbom = self.no_sbom;
         self.registry.apply(&mut request)?;
-        // A tag means "I want it in the engine": loaded when one answers, unless told not to.
-        request.outputs.load = match (self.load, self.no_load, request.tag.is_some()) {
-            (true, _, _) => Load::Always,
-            (_, true, _) | (_, _, false) => Load::Never,
-            _ => Load::IfEngine,
-        };
+        request.outputs.load = load_for(self.load, self.no_load, request.tag.is_some());
         Ok(request)
+    }
+}
+
+impl BuildArgs {
+    /// Takes the project's settings of the command line's own options (what it prints,
+    /// where the metrics go, the server to build on) where it gave none, and `allow-root`,
+    /// which the command line's `--user` needs before [`BuildArgs::to_lib`] reads it.
+    pub fn take_settings(&mut self, settings: &Settings) {
+        if !self.given.has("verbose") {
+            self.verbose |= settings.flag("verbose");
+            self.quiet |= settings.flag("quiet");
+        }
+        if !self.given.has("json") {
+            self.json = settings.path("json").or(self.json.take());
+        }
+        self.service.take_settings(&self.given, settings);
+        self.image.allow_root |= !self.given.has("allow-root") && settings.flag("allow-root");
+    }
+
+    /// The library's request for this command line and the project's `settings`: the flags
+    /// given win, the settings fill in the rest, and the request says where each came from.
+    pub fn resolve(&self, settings: Option<&Settings>) -> Result<Request> {
+        let mut request = self.to_lib()?;
+        request.budgets = self.budget.to_lib()?;
+        settings::record_given(&mut request, self.given.iter());
+        settings::resolve(settings, &mut request, Use::Build)?;
+        // A tag from the settings means the engine too, as one from the command line does.
+        let from_file = |name| !self.given.has(name) && settings.is_some_and(|s| s.flag(name));
+        let load = self.load || from_file("load");
+        let no_load = self.no_load || from_file("no-load");
+        request.outputs.load = load_for(load, no_load, request.tag.is_some());
+        Ok(request)
+    }
+}
+
+/// A tag means "I want it in the engine": loaded when one answers, unless told not to.
+fn load_for(load: bool, no_load: bool, tagged: bool) -> Load {
+    match (load, no_load, tagged) {
+        (true, _, _) => Load::Always,
+        (_, true, _) | (_, _, false) => Load::Never,
+        _ => Load::IfEngine,
+    }
+}
+
+impl CompareArgs {
+    /// [`BuildArgs::take_settings`] for `compare`.
+    pub fn take_settings(&mut self, settings: &Settings) {
+        if !self.given.has("verbose") {
+            self.verbose |= settings.flag("verbose");
+            self.quiet |= settings.flag("quiet");
+        }
+        self.service.take_settings(&self.given, settings);
+        self.image.allow_root |= !self.given.has("allow-root") && settings.flag("allow-root");
+    }
+
+    /// [`BuildArgs::resolve`] for `compare` (which has no use for `build`'s outputs).
+    pub fn resolve(&self, settings: Option<&Settings>) -> Result<Request> {
+        let mut request = self.to_lib()?;
+        request.budgets = self.budget.to_lib()?;
+        let mut given: Vec<(&str, String)> = self.given.iter().collect();
+        // --bases says what the base setting would.
+        if let Some((_, from)) = given.iter().find(|(name, _)| *name == "bases") {
+            given.push(("base", from.clone()));
+        }
+        settings::record_given(&mut request, given);
+        settings::resolve(settings, &mut request, Use::Compare)?;
+        Ok(request)
+    }
+}
+
+impl ServiceArgs {
+    fn take_settings(&mut self, given: &Given, settings: &Settings) {
+        if !given.has("server") {
+            self.server = settings.text("server").or(self.server.take());
+        }
+        if !given.has("token-file") {
+            self.token_file = settings.path("token-file").or(self.token_file.take());
+        }
     }
 }
 
@@ -284,38 +358,15 @@ impl RegistryArgs {
 }
 
 fn key_value(what: &'static str, value: &str) -> Result<(String, String)> {
-    match value.split_once('=') {
-        Some((key, v)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
-            Ok((key.to_string(), v.to_string()))
-        }
-        _ => Err(Error::InvalidInput {
-            what,
-            value: value.to_string(),
-            reason: "expected KEY=VALUE".into(),
-        }),
-    }
+    ImageOptions::key_value(what, value)
 }
 
 fn port(value: &str) -> Result<String> {
-    let (number, proto) = value.split_once('/').unwrap_or((value, "tcp"));
-    match (number.parse::<u16>(), proto) {
-        (Ok(n), "tcp" | "udp" | "sctp") if n > 0 => Ok(format!("{n}/{proto}")),
-        _ => Err(Error::InvalidInput {
-            what: "--port",
-            value: value.to_string(),
-            reason: "expected a port from 1 to 65535, optionally /tcp, /udp or /sctp".into(),
-        }),
-    }
+    ImageOptions::port(value)
 }
 
 fn absolute_image_path(what: &'static str, value: &str) -> Result<String> {
-    let ok = value.starts_with('/') && !value.split('/').any(|c| c == "..");
-    ok.then(|| value.to_string())
-        .ok_or_else(|| Error::InvalidInput {
-            what,
-            value: value.to_string(),
-            reason: "expected an absolute path inside the image, without ..".into(),
-        })
+    ImageOptions::image_path(what, value)
 }
 
 #[cfg(test)]
@@ -462,5 +513,141 @@ mod tests {
                 .starts_with("invalid --max-image-size `4X`: unknown unit"),
             "{error}"
         );
+    }
+
+    fn build_args(args: &[&str]) -> BuildArgs {
+        let all: Vec<&str> = ["build"].iter().chain(args).copied().collect();
+        match parse(&all) {
+            ImageCommand::Build(args) => *args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every long flag of `build` is a setting of the same name and form (true for a flag
+    /// without a value, a list for one that repeats), or refused with a reason; the pairs
+    /// that contradict each other are clap's; the named values are the flags'.
+    #[test]
+    fn every_long_flag_of_build_is_a_setting() {
+        use crate::pipeline::plan::settings::{find_key, KEYS, PAIRS, REFUSED};
+        use clap::{ArgAction, Args, CommandFactory};
+        let command = BuildArgs::augment_args(clap::Command::new("build"));
+        let mut flags = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert_eq!(
+                arg.get_id().as_str().replace('_', "-"),
+                long,
+                "Given reads ids as names"
+            );
+            flags.push(long.to_string());
+            if REFUSED.iter().any(|(name, _)| *name == long) {
+                continue;
+            }
+            let key = find_key(long).unwrap_or_else(|| panic!("--{long} has no setting"));
+            let fits = match arg.get_action() {
+                ArgAction::SetTrue => key.is_switch(),
+                ArgAction::Append => key.is_list(),
+                _ => !key.is_switch() && !key.is_list(),
+            };
+            assert!(
+                fits,
+                "--{long} is {:?}, its setting {key:?}",
+                arg.get_action()
+            );
+            for other in command.get_arg_conflicts_with(arg) {
+                let other = other.get_long().unwrap();
+                let paired = PAIRS
+                    .iter()
+                    .any(|p| *p == (long, other) || *p == (other, long));
+                assert!(
+                    paired,
+                    "--{long} conflicts with --{other}: a pair of settings"
+                );
+            }
+        }
+        for key in KEYS {
+            assert!(
+                flags.iter().any(|f| f == key.name),
+                "{} is no flag",
+                key.name
+            );
+        }
+        let mut cli = Cli::command();
+        let build = cli.find_subcommand_mut("build").unwrap();
+        let values = |name: &str| -> Vec<String> {
+            let arg = build
+                .get_arguments()
+                .find(|a| a.get_long() == Some(name))
+                .unwrap();
+            arg.get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect()
+        };
+        use crate::pipeline::plan::settings::{BUILDERS, CODECS, PULLS};
+        assert_eq!(values("builder"), BUILDERS);
+        assert_eq!(values("pull"), PULLS);
+        assert_eq!(values("compression"), CODECS);
+    }
+
+    #[test]
+    fn the_command_line_says_which_options_it_gave() {
+        let args = build_args(&["app.rs", "-O", "size", "--env", "A=b", "--no-load"]);
+        let given: Vec<&str> = args.given.0.keys().map(String::as_str).collect();
+        assert_eq!(given, ["env", "no-load", "optimize", "source"]);
+        assert!(args.given.has("load"), "a pair's flag stands for both");
+        assert!(
+            !args.given.has("base") && !args.given.has("workdir"),
+            "defaults"
+        );
+        assert_eq!(args.given.0["optimize"], "flag");
+    }
+
+    /// The flags given win over the project's settings, the settings over the defaults, and
+    /// the request says where each came from.
+    #[test]
+    fn flags_win_over_settings_and_settings_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("app.rs");
+        std::fs::write(&source, "fn main() {}\n").unwrap();
+        std::fs::write(
+            dir.path().join("ruchy-image.toml"),
+            "optimize = \"aggressive\"\nenv = [\"A=file\"]\nport = [\"8080\"]\ntag = \"app:dev\"\nverbose = true\njson = \"metrics.json\"\nallow-root = true\n",
+        )
+        .unwrap();
+        let resolved = |extra: &[&str]| {
+            let mut all = vec![source.to_str().unwrap()];
+            all.extend(extra);
+            let mut args = build_args(&all);
+            let settings = Settings::find(&source).unwrap().unwrap();
+            args.take_settings(&settings);
+            let request = args.resolve(Some(&settings)).unwrap();
+            (args, request)
+        };
+        let (args, request) = resolved(&["--env", "B=flag", "--user", "0"]);
+        assert_eq!(request.presets, [Preset::Aggressive]);
+        assert_eq!(request.image.env, ["B=flag"]);
+        assert_eq!(request.image.ports, ["8080/tcp"]);
+        assert_eq!(request.image.user.uid, 0, "allow-root from the file");
+        assert_eq!(request.tag.as_ref().unwrap().full, "app:dev");
+        assert_eq!(
+            request.outputs.load,
+            Load::IfEngine,
+            "a tag means the engine"
+        );
+        assert!(args.verbose);
+        assert_eq!(args.json, Some(dir.path().join("metrics.json")));
+        assert_eq!(request.settings["optimize"], "ruchy-image.toml:1");
+        assert_eq!(request.settings["env"], "flag");
+        assert_eq!(request.settings["base"], "default");
+        let (args, request) = resolved(&["-O", "none", "--quiet", "--no-load", "--json", "-"]);
+        assert_eq!(request.presets, [Preset::None]);
+        assert_eq!(request.image.env, ["A=file"]);
+        assert_eq!(request.outputs.load, Load::Never);
+        assert!(
+            args.quiet && !args.verbose,
+            "--quiet stands for verbose too"
+        );
+        assert_eq!(args.json.as_deref(), Some(std::path::Path::new("-")));
     }
 }

@@ -15,6 +15,36 @@ fn compile_time(ms: u64, builder: &str) -> String {
     }
 }
 
+/// `--verbose`'s account of the settings: the file they came from, and each setting not left
+/// at its default with where it came from.
+pub(crate) fn settings(
+    file: Option<&crate::pipeline::plan::settings::Settings>,
+    request: &crate::pipeline::plan::Request,
+) -> String {
+    let mut s = match file {
+        Some(file) => format!(
+            "ℹ settings from {} (the command line wins over it, it over the defaults):",
+            file.file().display()
+        ),
+        None => format!(
+            "ℹ settings: no {} or {} for {}",
+            crate::pipeline::plan::settings::FILE_NAME,
+            crate::pipeline::plan::settings::CARGO_TABLE,
+            request.source.path.display()
+        ),
+    };
+    let set: Vec<_> = request
+        .settings
+        .iter()
+        .filter(|(_, from)| *from != "default")
+        .collect();
+    let width = set.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, from) in set {
+        let _ = write!(s, "\n    {name:<width$}  {from}");
+    }
+    s
+}
+
 /// What `ruchy-image lambda` made, and the command that deploys it.
 pub(crate) fn lambda(record: &crate::core::metrics::LambdaRecord) -> String {
     let mut s = String::new();

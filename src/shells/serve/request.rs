@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::core::error::{Error, Result};
 use crate::core::preset::Preset;
 use crate::pipeline::base::BaseRef;
-use crate::pipeline::plan::Request;
+use crate::pipeline::plan::{settings, Request};
 
 /// The query parameters a build takes: `request` alone, or any of the others.
 pub const PARAMETERS: &[&str] = &[
@@ -113,6 +113,22 @@ pub fn from_query(pairs: &[(String, String)]) -> Result<Request> {
         request.presets.push(Preset::Balanced);
     }
     Ok(request)
+}
+
+/// Records what a build's query parameters (or its `request` JSON) say as said by the
+/// request (`request`), so that the upload's settings fill in only the rest. A JSON that says
+/// where its settings came from (as `build --server` sends it, resolved) is taken as it is.
+pub fn record_given(request: &mut Request, pairs: &[(String, String)]) {
+    if let Some((_, json)) = pairs.iter().find(|(key, _)| key == "request") {
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(json) {
+            settings::record_in_json(request, &json);
+        }
+        return;
+    }
+    for (key, _) in pairs {
+        let name = key.replace('_', "-");
+        request.settings.insert(name, "request".into());
+    }
 }
 
 /// A request from its JSON (a field the type does not have, or a value its parser refuses,

@@ -17,7 +17,7 @@ use super::store::{BuildError, BuildRecord, Outcome, PresetResult, Status, Store
 use crate::adapters::fsutil::{blocking, hex};
 use crate::core::event::{Event, Events};
 use crate::core::metrics::Built;
-use crate::pipeline::plan::Plan;
+use crate::pipeline::plan::{settings, Plan};
 
 /// What the workers share with the API.
 #[derive(Debug, Clone)]
@@ -393,6 +393,14 @@ async fn run_presets(
         let log = log.clone();
         Events::new(move |event| log.lock().expect("log").record(&event))
     };
+    // The upload's settings that are the asking machine's, which resolving set aside.
+    for (name, from) in &asked.settings {
+        if let Some(at) = from.strip_suffix(&format!(" ({})", settings::IGNORED)) {
+            events.note(format!(
+                "the setting `{name}` ({at}) is the asking machine's (a local path or output, the builder, the command line): the service ignores it"
+            ));
+        }
+    }
     let mut status = Status::Success;
     for (index, preset) in presets.iter().enumerate() {
         events.emit(Event::PresetStarted {

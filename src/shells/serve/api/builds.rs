@@ -121,6 +121,22 @@ impl Drop for Temporary {
     }
 }
 
+/// `request` with the settings of the source it was sent with (its file's line in any error
+/// a setting causes), admitted.
+fn admit_with_settings(
+    mut request: crate::pipeline::plan::Request,
+    source_path: &str,
+) -> crate::Result<crate::pipeline::plan::Request> {
+    use crate::pipeline::plan::settings::{self, Settings, Use};
+    let found = Settings::find(&request.source.path)?;
+    settings::resolve(found.as_ref(), &mut request, Use::Service)?;
+    request::admit(&request, source_path).map_err(|e| match &found {
+        Some(found) => found.locate(&request, e),
+        None => e,
+    })?;
+    Ok(request)
+}
+
 async fn create(
     State(state): Shared,
     Query(query): Query<Vec<(String, String)>>,
@@ -173,14 +189,16 @@ async fn create(
         .await
         .map_err(|e| scrub(e.to_string()))?
     };
+    // The upload's settings, for what the request does not say; then the whole is judged.
     let checked = {
         let mut request = request.clone();
+        request::record_given(&mut request, &query);
         request.source.path = dir.join(&source_path);
-        request::admit(&request, &source_path).map_err(|e| e.to_string())
+        admit_with_settings(request, &source_path).map_err(|e| e.to_string())
     };
     let project = project_name(&dir, &source_path);
     let _ = std::fs::remove_dir_all(&dir);
-    checked.map_err(scrub)?;
+    let request = checked.map_err(scrub)?;
     let build = NewBuild {
         project,
         id: id.clone(),
