@@ -133,6 +133,9 @@ pub struct Request {
     /// Size budgets: a build over one is measured and publishes nothing.
     #[serde(skip_serializing_if = "crate::core::budget::Budgets::is_empty")]
     pub budgets: crate::core::budget::Budgets,
+    /// What reading one layer of a base may cost: this machine's to bound.
+    #[serde(skip)]
+    pub base_limits: crate::pipeline::base::Limits,
 }
 
 impl Default for Request {
@@ -172,6 +175,7 @@ impl Request {
             compiler_output: CompilerOutput::default(),
             registry: RegistryOptions::default(),
             budgets: crate::core::budget::Budgets::default(),
+            base_limits: crate::pipeline::base::Limits::default(),
         }
     }
 
