@@ -273,3 +273,27 @@ fn only_the_engine_adapter_speaks_bollard() {
     // And the scan sees bollard where it is.
     assert!(modules()["adapters::engine"].contains("bollard"));
 }
+
+#[test]
+fn only_the_shells_read_our_settings_from_the_environment() {
+    // `RUCHY_IMAGE_*` settings are read by the command line and the service and passed in
+    // (`--cache-dir`, `Request::base_limits`, ...), so the library does what it is told and a
+    // test sets a value without touching the process's environment. compile::docker still
+    // names its cache volumes from two of them, until its volumes are reworked.
+    let mut readers = Vec::new();
+    for (module, text) in modules() {
+        if module.starts_with("shells") || module == "pipeline::compile::docker" {
+            continue;
+        }
+        let code = code(&text);
+        if code.contains("var(\"RUCHY_IMAGE_") || code.contains("var_os(\"RUCHY_IMAGE_") {
+            readers.push(module);
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "RUCHY_IMAGE_* read outside src/shells: {readers:?}"
+    );
+    // And the scan sees a read where there is one.
+    assert!(code(&modules()["shells::cli::request"]).contains("var(\"RUCHY_IMAGE_"));
+}

@@ -105,7 +105,9 @@ fn the_local_builder_gives_build_scripts_the_musl_c_compiler_and_the_kernel_head
     // Debian's rustc has the std sources, so --builder local makes musl; build scripts get the
     // host's musl-gcc for it (CC_x86_64_unknown_linux_musl, as in the builder image), wrapped
     // to see the kernel's headers, and the link takes libgcc after the rebuilt std.
-    let cache = ruchy_image::pipeline::build::default_cache_dir();
+    let cache = std::env::var_os("RUCHY_IMAGE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(ruchy_image::pipeline::build::default_cache_dir);
     let out = tempfile::tempdir().unwrap();
     let source = c_deps();
     for (bin, expected) in [

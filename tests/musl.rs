@@ -124,7 +124,9 @@ fn the_local_builder_makes_musl_with_a_toolchain_that_has_the_sources() {
     let binary_layout = out.path().join("layout");
     let fib = example("fibonacci.rs").display().to_string();
     // The cache `builder import-host` built the stds into: std is not built twice.
-    let cache = ruchy_image::pipeline::build::default_cache_dir();
+    let cache = std::env::var_os("RUCHY_IMAGE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(ruchy_image::pipeline::build::default_cache_dir);
     let debian = |cmd: &mut std::process::Command| {
         cmd.env("RUSTC", "/usr/bin/rustc")
             .env("RUCHY_IMAGE_CACHE", &cache);

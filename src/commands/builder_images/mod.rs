@@ -23,9 +23,12 @@ use crate::core::event::{Event, Events};
 use crate::core::platform::musl_target;
 use crate::core::preset::StdVariant;
 use crate::pipeline::compile::FINGERPRINT_LABEL;
+use crate::pipeline::oci::image::FileImage;
+use crate::pipeline::oci::layer::Written;
+use crate::pipeline::oci::{archive, ImageRef};
 
 mod rootfs;
-use rootfs::{write_archive, write_rootfs, Layer};
+use rootfs::write_rootfs;
 
 /// Label naming the target triple a builder image compiles for by default.
 pub const TARGET_LABEL: &str = "dev.ruchy.image.builder.target";
@@ -394,13 +397,14 @@ pub async fn import_host(
             host.not_installed.join(" ")
         ));
     }
+    let reference: ImageRef = tag.parse()?;
     let (layer, rootfs) = host_rootfs(&host, cache_dir, events).await?;
     let size = layer.size;
     events.emit(Event::Step {
         message: format!("loading {} MB into the engine as {tag}", size / 1_000_000),
     });
-    let config = image_config(&host, &layer, &fingerprint);
-    load_archive(engine, &tag, rootfs, layer, config).await?;
+    let image = builder_image(&host, layer, rootfs, &fingerprint)?;
+    load_archive(engine, reference, image).await?;
     Ok(imported(false, size))
 }
 
@@ -410,7 +414,7 @@ async fn host_rootfs(
     host: &Arc<HostToolchain>,
     cache_dir: &Path,
     events: &Events,
-) -> Result<(Layer, std::fs::File)> {
+) -> Result<(Written, std::fs::File)> {
     let stds = {
         let (host, cache_dir, events) = (host.clone(), cache_dir.to_path_buf(), events.clone());
         blocking(move || host.stds(&cache_dir, &events)).await?
@@ -432,10 +436,18 @@ async fn host_rootfs(
     blocking(move || write_rootfs(&host, &stds, &rootfs).map(|layer| (layer, rootfs))).await
 }
 
-/// The builder image's config: the toolchain on `PATH`, `/src` to work in, and the labels
-/// that say what it was made from.
-fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde_json::Value {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+/// The builder image: its one layer, the toolchain on `PATH`, `/src` to work in, and the
+/// labels that say what it was made from. No user, entrypoint or command: root and a shell,
+/// as the compile step runs it.
+fn builder_image(
+    host: &HostToolchain,
+    layer: Written,
+    rootfs: std::fs::File,
+    fingerprint: &str,
+) -> Result<FileImage> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut env = vec![
         format!("PATH=/{RUST_DIR}/bin:/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         "CARGO_HOME=/usr/local/cargo".to_string(),
@@ -452,37 +464,49 @@ fn image_config(host: &HostToolchain, layer: &Layer, fingerprint: &str) -> serde
                 .map(|(k, v)| format!("{k}={v}")),
         );
     }
-    serde_json::json!({
-        "architecture": crate::core::platform::Platform::of_target(&host.target)
-            .map_or(crate::core::platform::arch(&host.target), |p| p.architecture()),
-        "os": "linux",
-        "created": now,
-        "config": {
-            "Env": env,
-            "WorkingDir": "/src",
-            "Labels": {
-                FINGERPRINT_LABEL: fingerprint,
-                TARGET_LABEL: host.target,
-                "dev.ruchy.image.builder.rustc": host.rustc_version,
-            },
-        },
-        "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
-        "history": [{ "created": now, "created_by": "ruchy-image builder import-host" }],
-    })
+    let labels = [
+        (FINGERPRINT_LABEL, fingerprint),
+        (TARGET_LABEL, host.target.as_str()),
+        ("dev.ruchy.image.builder.rustc", host.rustc_version.as_str()),
+    ];
+    let mut config = oci_spec::image::Config::default();
+    config.set_env(Some(env));
+    config.set_working_dir(Some("/src".into()));
+    config.set_labels(Some(
+        labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    ));
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(now),
+    );
+    let history = oci_spec::image::HistoryBuilder::default()
+        .created(created.to_string())
+        .created_by("ruchy-image builder import-host")
+        .build()
+        .expect("history has no required fields");
+    let architecture = crate::core::platform::Platform::of_target(&host.target)
+        .map_or(crate::core::platform::arch(&host.target), |p| {
+            p.architecture()
+        });
+    FileImage::new(
+        vec![(layer, rootfs)],
+        config,
+        vec![history],
+        now,
+        architecture,
+    )
 }
 
-/// Loads the image (`rootfs` as its layer, `config`) into the engine as `tag`.
-async fn load_archive(
-    engine: &Engine,
-    tag: &str,
-    mut rootfs: std::fs::File,
-    layer: Layer,
-    config: serde_json::Value,
-) -> Result<()> {
-    // The archive is made on a blocking thread and streamed to the engine as it is made.
-    let owned = tag.to_string();
-    let write = move |out| write_archive(out, &mut rootfs, &layer, &config, &owned);
-    let context = format!("loading the builder image {tag}");
+/// Loads `image` into the engine as `reference`: its archive is written on a blocking thread
+/// and streamed to the engine as it is written (the layer read from its file, never held
+/// whole). A `docker save`-format archive (with the OCI layout beside it), as every engine
+/// loads it the same way. (Podman's import API, which Docker's `import` would use, drops the
+/// tag and every change: labels, env, working dir.)
+async fn load_archive(engine: &Engine, reference: ImageRef, image: FileImage) -> Result<()> {
+    let context = format!("loading the builder image {reference}");
+    let write = move |out| archive::write_files(out, &image, &reference, 0);
     stream_to_engine("writing the builder image archive", write, |chunks| {
         engine.load_stream(chunks, &context)
     })

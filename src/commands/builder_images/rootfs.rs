@@ -1,17 +1,15 @@
 //! The builder image's root filesystem, written from this machine's files: the packages'
-//! files, the toolchain and its stds, as one uncompressed tar layer, and the `docker save`
-//! archive around it.
+//! files, the toolchain and its stds, as one uncompressed tar layer, streamed to a file
+//! through [`LayerWriter`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::{run, HostToolchain, RUST_DIR, SKIP};
 use crate::adapters::c_toolchain::kernel_headers;
-use crate::adapters::fsutil::hex;
 use crate::core::error::{Error, Result};
 use crate::core::platform::musl_target;
+use crate::pipeline::oci::layer::{LayerWriter, Written};
 
 /// The host paths of the packages' files, mapped to their place in the image. Paths under
 /// the merged `/bin`, `/lib`... symlinks are rewritten to their `/usr` targets.
@@ -170,18 +168,17 @@ impl<W: std::io::Write> Rootfs<W> {
     }
 }
 
-/// Writes the builder's root filesystem as a tar to `out`, returning its size. `stds` are
-/// (host directory, image directory) pairs.
+/// Writes the builder's root filesystem as the tar of one uncompressed layer to `out`,
+/// returning what was written (its size and digests). `stds` are (host directory, image
+/// directory) pairs.
 pub(super) fn write_rootfs(
     host: &HostToolchain,
     stds: &[(PathBuf, String)],
     out: &std::fs::File,
-) -> Result<Layer> {
-    let mut tar = tar::Builder::new(Hashing {
-        out: std::io::BufWriter::new(out),
-        hash: Sha256::new(),
-        size: 0,
-    });
+) -> Result<Written> {
+    // Stored as the plain tar: the engine is this machine's as a rule, where compressing
+    // 1.5 GB would cost minutes of CPU to save a local copy.
+    let mut tar = tar::Builder::new(LayerWriter::new(std::io::BufWriter::new(out), None)?);
     tar.follow_symlinks(false);
     let mut fs = Rootfs {
         tar,
@@ -248,85 +245,9 @@ pub(super) fn write_rootfs(
     fs.create("tmp/", 0o1777, b"", None)?;
     fs.create("src/", 0o755, b"", None)?;
     fs.create("usr/local/cargo/registry/", 0o755, b"", None)?;
-    let mut writer = fs
+    let writer = fs
         .tar
         .into_inner()
         .map_err(Error::io("finishing the builder image"))?;
-    std::io::Write::flush(&mut writer).map_err(Error::io("writing the builder image"))?;
-    Ok(Layer {
-        diff_id: format!("sha256:{}", hex(&writer.hash.finalize())),
-        size: writer.size,
-    })
-}
-
-/// The builder's one layer: the uncompressed tar of its root filesystem.
-pub(super) struct Layer {
-    pub(super) diff_id: String,
-    pub(super) size: u64,
-}
-
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    out: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.out.write(buf)?;
-        self.hash.update(&buf[..written]);
-        self.size += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// Writes a `docker save`-format archive of the builder image (its layer, config and tag)
-/// to `out`: what every engine loads the same way. (Podman's import API, which Docker's
-/// `import` would use, drops the tag and every change: labels, env, working dir.)
-pub(super) fn write_archive(
-    out: impl std::io::Write,
-    rootfs: &mut std::fs::File,
-    layer: &Layer,
-    config: &serde_json::Value,
-    tag: &str,
-) -> Result<()> {
-    let err = || Error::io("writing the builder image archive");
-    let config = serde_json::to_vec(config).map_err(|source| Error::Json {
-        what: "the builder image's config",
-        source,
-    })?;
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": "config.json",
-        "RepoTags": [tag],
-        "Layers": ["layer.tar"],
-    }]))
-    .map_err(|source| Error::Json {
-        what: "the builder image's manifest.json",
-        source,
-    })?;
-    std::io::Seek::rewind(rootfs).map_err(err())?;
-    let mut tar = tar::Builder::new(out);
-    let file = |size: u64| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(size);
-        header
-    };
-    tar.append_data(&mut file(layer.size), "layer.tar", rootfs)
-        .map_err(err())?;
-    tar.append_data(&mut file(config.len() as u64), "config.json", &config[..])
-        .map_err(err())?;
-    tar.append_data(
-        &mut file(manifest.len() as u64),
-        "manifest.json",
-        &manifest[..],
-    )
-    .map_err(err())?;
-    tar.into_inner().map_err(err())?.flush().map_err(err())
+    Ok(writer.finish()?.1)
 }

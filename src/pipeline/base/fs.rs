@@ -27,13 +27,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 8 GiB per layer (`RUCHY_IMAGE_MAX_LAYER_SIZE` overrides), 1024:1 past 64 MiB.
+    /// 8 GiB per layer (the command line and `serve` take `RUCHY_IMAGE_MAX_LAYER_SIZE`
+    /// instead when it is set), 1024:1 past 64 MiB.
     fn default() -> Self {
         Limits {
-            max_layer_bytes: std::env::var("RUCHY_IMAGE_MAX_LAYER_SIZE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(8 << 30),
+            max_layer_bytes: 8 << 30,
             max_ratio: 1024,
             ratio_floor: 64 << 20,
         }

@@ -18,7 +18,8 @@ use crate::core::event::Events;
 use crate::pipeline::oci::image::Underlay;
 use crate::pipeline::oci::layer::Layer;
 use crate::pipeline::publish::RegistryOptions;
-use fs::{BaseFs, Limits};
+use fs::BaseFs;
+pub use fs::Limits;
 
 /// Where a base image comes from, as `--base` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,15 +175,15 @@ fn not_found(reference: &BaseRef, reason: impl std::fmt::Display) -> Error {
 
 /// Reads the base `reference` names; `None` for scratch. Images missing from the engine are
 /// pulled when they can be; registry bases are fetched into `cache_dir` with `registry`'s
-/// credentials.
+/// credentials. Each layer is read within `limits`.
 pub async fn load(
     reference: &BaseRef,
     engine: Option<&Engine>,
     registry: &RegistryOptions,
     cache_dir: &Path,
+    limits: Limits,
     events: &Events,
 ) -> Result<Option<Base>> {
-    let limits = Limits::default();
     let owned = reference.clone();
     let base = match reference {
         BaseRef::Scratch => return Ok(None),

@@ -496,10 +496,10 @@ impl<'a> Timer<'a> {
     }
 }
 
-/// The cache directory: `$RUCHY_IMAGE_CACHE`, else the platform cache dir.
+/// The cache directory when none is given: the platform's (`~/.cache/ruchy-image`), else
+/// one in the temp dir. The command line takes `$RUCHY_IMAGE_CACHE` (`--cache-dir`) first.
 pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("RUCHY_IMAGE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("ruchy-image")))
+    dirs::cache_dir()
+        .map(|d| d.join("ruchy-image"))
         .unwrap_or_else(|| std::env::temp_dir().join("ruchy-image"))
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::image::FileImage;
 use super::index::ImageOrIndex;
 use super::ImageRef;
 use crate::core::error::{Error, Result};
@@ -29,24 +30,90 @@ pub fn write(
     mtime: u64,
 ) -> Result<()> {
     let image = content.loaded();
-    let blob = |digest: &str| format!("blobs/{}", digest.replacen(':', "/", 1));
-    let docker_manifest = serde_json::to_vec(&[DockerManifest {
-        config: blob(&image.config.digest),
+    let layers = image.layers.iter().map(|l| l.digest.as_str());
+    let docker_manifest = docker_manifest(&image.config.digest, layers, reference)?;
+    let mut entries: Vec<(&str, Bytes<'_>)> = layout_files
+        .iter()
+        .map(|(p, b)| (p.as_str(), Bytes::Memory(b.as_ref())))
+        .collect();
+    entries.push(("manifest.json", Bytes::Memory(&docker_manifest)));
+    write_entries(out, entries, mtime)
+}
+
+/// Writes the archive of an image whose layers are files, too big to hold in memory (a
+/// builder's root filesystem), to `out` as [`write`] writes one: the same files, each layer
+/// read from its file as it goes out, so the archive streams whatever its size.
+pub fn write_files(
+    out: impl Write,
+    image: &FileImage,
+    reference: &ImageRef,
+    mtime: u64,
+) -> Result<()> {
+    let descriptor = super::image::manifest_descriptor(
+        &image.manifest,
+        &image.architecture,
+        super::layout::name_annotations(reference),
+    );
+    let index = super::layout::index_json(descriptor)?;
+    let layers = image.layers.iter().map(|(l, _)| l.digest.as_str());
+    let docker_manifest = docker_manifest(&image.config.digest, layers, reference)?;
+    let blob_path = super::layout::blob_path;
+    let mut entries = vec![
+        (
+            "oci-layout".to_string(),
+            Bytes::Memory(super::layout::OCI_LAYOUT),
+        ),
+        ("index.json".to_string(), Bytes::Memory(&index)),
+        ("manifest.json".to_string(), Bytes::Memory(&docker_manifest)),
+        (
+            blob_path(&image.manifest.digest),
+            Bytes::Memory(&image.manifest.bytes),
+        ),
+        (
+            blob_path(&image.config.digest),
+            Bytes::Memory(&image.config.bytes),
+        ),
+    ];
+    for (layer, file) in &image.layers {
+        entries.push((blob_path(&layer.digest), Bytes::File(file, layer.size)));
+    }
+    write_entries(
+        out,
+        entries.iter().map(|(p, b)| (p.as_str(), *b)).collect(),
+        mtime,
+    )
+}
+
+/// `manifest.json` of the docker-archive format: the config and layers of the one image an
+/// engine loads from the archive, and its tag.
+fn docker_manifest<'a>(
+    config: &str,
+    layers: impl Iterator<Item = &'a str>,
+    reference: &ImageRef,
+) -> Result<Vec<u8>> {
+    let blob = super::layout::blob_path;
+    serde_json::to_vec(&[DockerManifest {
+        config: blob(config),
         repo_tags: [&reference.full],
-        layers: image.layers.iter().map(|l| blob(&l.digest)).collect(),
+        layers: layers.map(blob).collect(),
     }])
     .map_err(|source| Error::Json {
         what: "manifest.json",
         source,
-    })?;
+    })
+}
 
-    let mut entries: Vec<(&str, &[u8])> = layout_files
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_ref()))
-        .collect();
-    entries.push(("manifest.json", &docker_manifest));
+/// An archive entry's bytes: in memory, or a file of this size, read as the entry is written.
+#[derive(Clone, Copy)]
+enum Bytes<'a> {
+    Memory(&'a [u8]),
+    File(&'a std::fs::File, u64),
+}
+
+/// The one archive writer: `blobs/` and `blobs/sha256/`, then `entries` sorted by path, each
+/// a root-owned file of mode 0644 dated `mtime`.
+fn write_entries(out: impl Write, mut entries: Vec<(&str, Bytes<'_>)>, mtime: u64) -> Result<()> {
     entries.sort_by(|a, b| a.0.cmp(b.0));
-
     let err = || Error::io("writing the image archive");
     let mut tar = tar::Builder::new(out);
     for dir in ["blobs/", "blobs/sha256/"] {
@@ -55,8 +122,26 @@ pub fn write(
             .map_err(err())?;
     }
     for (path, bytes) in entries {
-        let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
-        tar.append_data(&mut header, path, bytes).map_err(err())?;
+        match bytes {
+            Bytes::Memory(bytes) => {
+                let mut header = header(tar::EntryType::Regular, 0o644, bytes.len() as u64, mtime);
+                tar.append_data(&mut header, path, bytes).map_err(err())?;
+            }
+            Bytes::File(mut file, size) => {
+                // A file shorter or longer than its layer said would make a broken archive.
+                let len = file.metadata().map_err(err())?.len();
+                if len != size {
+                    return Err(Error::io(format!("writing the image archive: {path}"))(
+                        std::io::Error::other(format!(
+                            "the layer file has {len} bytes, not the {size} written"
+                        )),
+                    ));
+                }
+                std::io::Seek::rewind(&mut file).map_err(err())?;
+                let mut header = header(tar::EntryType::Regular, 0o644, size, mtime);
+                tar.append_data(&mut header, path, file).map_err(err())?;
+            }
+        }
     }
     tar.into_inner().map_err(err())?.flush().map_err(err())?;
     Ok(())
@@ -243,4 +328,54 @@ pub fn read(archive: &[u8]) -> Result<Contents> {
         reference,
         referrers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::oci::layer::LayerWriter;
+
+    #[test]
+    fn an_image_of_layer_files_is_archived_as_every_image_is_and_reads_back() {
+        let file = tempfile::tempfile().unwrap();
+        let mut tar = tar::Builder::new(LayerWriter::new(&file, None).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, "src/hello", &b"hello"[..])
+            .unwrap();
+        let (_, written) = tar.into_inner().unwrap().finish().unwrap();
+        let mut config = oci_spec::image::Config::default();
+        config.set_working_dir(Some("/src".into()));
+        let image = FileImage::new(vec![(written, file)], config, Vec::new(), 0, "amd64").unwrap();
+        let reference: ImageRef = "builder:1".parse().unwrap();
+        let mut archive = Vec::new();
+        write_files(&mut archive, &image, &reference, 0).unwrap();
+
+        // Every blob checked against its digest, the tag where loaders look for it.
+        let contents = read(&archive).unwrap();
+        assert_eq!(contents.reference, reference);
+        let read_back = contents.content.loaded();
+        assert_eq!(read_back.manifest.digest, image.manifest.digest);
+        let (written, _) = &image.layers[0];
+        assert_eq!(read_back.layers[0].digest, written.digest);
+        assert_eq!(read_back.layers[0].diff_id, written.diff_id);
+        assert_eq!(read_back.layers[0].blob.len() as u64, written.size);
+        let docker: serde_json::Value = {
+            let mut tar = tar::Archive::new(&archive[..]);
+            let entry = tar
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap())
+                .find(|e| e.path().unwrap().to_str() == Some("manifest.json"))
+                .unwrap();
+            serde_json::from_reader(entry).unwrap()
+        };
+        let layer = format!("blobs/{}", written.digest.replacen(':', "/", 1));
+        assert_eq!(docker[0]["RepoTags"][0], "builder:1");
+        assert_eq!(docker[0]["Layers"][0], layer.as_str());
+        let config: serde_json::Value = serde_json::from_slice(&image.config.bytes).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"][0], written.diff_id.as_str());
+        assert_eq!(config["config"]["WorkingDir"], "/src");
+    }
 }

@@ -217,28 +217,72 @@ impl Image {
         &self,
         annotations: HashMap<String, String>,
     ) -> oci_spec::image::Descriptor {
-        let mut descriptor = DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
-            .digest(
-                self.manifest
-                    .digest
-                    .parse::<oci_spec::image::Digest>()
-                    .expect("sha256 digests are valid"),
-            )
-            .size(self.manifest.bytes.len() as u64)
+        manifest_descriptor(&self.manifest, &self.architecture, annotations)
+    }
+}
+
+/// The descriptor of an image's `manifest`, with its platform (linux on `architecture`).
+pub fn manifest_descriptor(
+    manifest: &Blob,
+    architecture: &str,
+    annotations: HashMap<String, String>,
+) -> oci_spec::image::Descriptor {
+    let mut descriptor = descriptor(
+        MediaType::ImageManifest,
+        &manifest.digest,
+        manifest.bytes.len() as u64,
+    );
+    descriptor.set_platform(Some(
+        oci_spec::image::PlatformBuilder::default()
+            .architecture(Arch::from(architecture))
+            .os(Os::Linux)
             .build()
-            .expect("descriptor has all required fields");
-        descriptor.set_platform(Some(
-            oci_spec::image::PlatformBuilder::default()
-                .architecture(Arch::from(self.architecture.as_str()))
-                .os(Os::Linux)
-                .build()
-                .expect("platform has all required fields"),
-        ));
-        if !annotations.is_empty() {
-            descriptor.set_annotations(Some(annotations));
-        }
-        descriptor
+            .expect("platform has all required fields"),
+    ));
+    if !annotations.is_empty() {
+        descriptor.set_annotations(Some(annotations));
+    }
+    descriptor
+}
+
+/// An image whose layers are files, too big to hold in memory (a builder's root
+/// filesystem), for [`super::archive::write_files`].
+#[derive(Debug)]
+pub struct FileImage {
+    /// The layers, bottom first: what each one's [`layer::LayerWriter`] wrote, and the file
+    /// it wrote to.
+    pub layers: Vec<(layer::Written, std::fs::File)>,
+    /// The config JSON.
+    pub config: Blob,
+    /// The manifest JSON.
+    pub manifest: Blob,
+    /// The OCI architecture.
+    pub architecture: String,
+}
+
+impl FileImage {
+    /// The image of `layers` with `config` (env, labels, working dir, ...) and `history`,
+    /// made at `created` (seconds since the epoch) for linux on `architecture`: its config
+    /// and manifest written as every image's are.
+    pub fn new(
+        layers: Vec<(layer::Written, std::fs::File)>,
+        config: oci_spec::image::Config,
+        history: Vec<oci_spec::image::History>,
+        created: u64,
+        architecture: &str,
+    ) -> Result<FileImage> {
+        let diff_ids = layers.iter().map(|(l, _)| l.diff_id.clone()).collect();
+        let config = config_blob(created, architecture, config, history, diff_ids)?;
+        let descriptors = layers
+            .iter()
+            .map(|(l, _)| (l.media_type.clone(), l.digest.as_str(), l.size));
+        let manifest = manifest_blob(&config, descriptors, &BTreeMap::new())?;
+        Ok(FileImage {
+            layers,
+            config,
+            manifest,
+            architecture: architecture.to_string(),
+        })
     }
 }
 
@@ -368,8 +412,19 @@ pub fn assemble_layers(app: Layer, spec: &ImageSpec, base: Option<Underlay<'_>>)
     let user = format!("{}:{}", u.uid, u.gid);
     let entrypoint = vec![spec.binary_path.clone()];
     let container = container_config(spec, base, &user, &entrypoint);
-    let config = config_blob(spec, container, history(base, history_entries), &layers)?;
-    let manifest = manifest_blob(spec, &config, &layers)?;
+    let diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let history = history(base, history_entries);
+    let config = config_blob(
+        spec.created,
+        &spec.architecture,
+        container,
+        history,
+        diff_ids,
+    )?;
+    let descriptors = layers
+        .iter()
+        .map(|l| (l.media_type.clone(), l.digest.as_str(), l.size()));
+    let manifest = manifest_blob(&config, descriptors, &spec.annotations)?;
     Ok(Image {
         layers,
         config,
@@ -486,27 +541,29 @@ fn history(base: Option<Underlay<'_>>, ours: Vec<String>) -> Vec<oci_spec::image
     history
 }
 
-/// The image config blob: `config` and `history` with the layers' diff ids, the time and the
-/// platform, as canonical JSON.
-fn config_blob(
-    spec: &ImageSpec,
+/// The image config blob of every image this tool writes: `config` and `history` over
+/// layers with `diff_ids`, made at `created` (seconds since the epoch) for linux on
+/// `architecture`, as canonical JSON.
+pub fn config_blob(
+    created: u64,
+    architecture: &str,
     config: oci_spec::image::Config,
     history: Vec<oci_spec::image::History>,
-    layers: &[Layer],
+    diff_ids: Vec<String>,
 ) -> Result<Blob> {
     let created = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(spec.created),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(created),
     )
     .to_string();
     let configuration = ImageConfigurationBuilder::default()
         .created(created)
-        .architecture(Arch::from(spec.architecture.as_str()))
+        .architecture(Arch::from(architecture))
         .os(Os::Linux)
         .config(config)
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+                .diff_ids(diff_ids)
                 .build()
                 .expect("rootfs has all required fields"),
         )
@@ -521,9 +578,13 @@ fn config_blob(
     )?))
 }
 
-/// The manifest blob naming `config` and `layers`, with the spec's annotations, as canonical
-/// JSON.
-fn manifest_blob(spec: &ImageSpec, config: &Blob, layers: &[Layer]) -> Result<Blob> {
+/// The manifest blob of every image this tool writes, naming `config` and the layers (each
+/// as media type, digest and size), with `annotations`, as canonical JSON.
+pub fn manifest_blob<'a>(
+    config: &Blob,
+    layers: impl IntoIterator<Item = (MediaType, &'a str, u64)>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Blob> {
     let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -534,14 +595,14 @@ fn manifest_blob(spec: &ImageSpec, config: &Blob, layers: &[Layer]) -> Result<Bl
         ))
         .layers(
             layers
-                .iter()
-                .map(|l| descriptor(l.media_type.clone(), &l.digest, l.size()))
+                .into_iter()
+                .map(|(media_type, digest, size)| descriptor(media_type, digest, size))
                 .collect::<Vec<_>>(),
         )
         .build()
         .expect("manifest has all required fields");
-    if !spec.annotations.is_empty() {
-        manifest.set_annotations(Some(spec.annotations.clone().into_iter().collect()));
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations.clone().into_iter().collect()));
     }
     Ok(Blob::new(canonical_json(&manifest).map_err(|source| {
         Error::Json {

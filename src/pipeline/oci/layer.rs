@@ -274,14 +274,14 @@ impl<W: Write> Hashing<W> {
             written: 0,
         }
     }
+}
 
-    fn finish(self) -> (W, String, u64) {
-        let digest = format!(
-            "sha256:{}",
-            crate::adapters::fsutil::hex(&self.hasher.finalize())
-        );
-        (self.inner, digest, self.written)
-    }
+/// `sha256:` and the hex of what `hasher` was given.
+fn digest_of(hasher: Sha256) -> String {
+    format!(
+        "sha256:{}",
+        crate::adapters::fsutil::hex(&hasher.finalize())
+    )
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -294,6 +294,121 @@ impl<W: Write> Write for Hashing<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Uncompressed bytes a [`LayerWriter`] holds before it compresses them: whole pieces, enough
+/// for every core to take some. Only this much of a layer is ever in memory.
+const BATCH: usize = 16 * MEMBER_SIZE;
+
+/// What a [`LayerWriter`] wrote: the layer's identities and sizes, not its bytes.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `sha256:` of the bytes as stored (the manifest's layer digest).
+    pub digest: String,
+    /// `sha256:` of the tar (the config's diff_id).
+    pub diff_id: String,
+    /// Bytes as stored.
+    pub size: u64,
+    /// Bytes of the tar.
+    pub uncompressed_size: u64,
+    /// The tar, or the tar compressed with a codec.
+    pub media_type: MediaType,
+}
+
+/// The one writer of layers: the tar written into it is hashed (its diff_id), compressed in
+/// pieces of [`MEMBER_SIZE`] as they fill (or passed on as it is), and what comes out is
+/// hashed (its digest) on its way to `out`. At most [`BATCH`] bytes wait in memory, so a
+/// layer of any size streams to a file. The compressed bytes are those [`compress`] makes of
+/// the whole tar.
+pub struct LayerWriter<W: Write> {
+    out: Hashing<W>,
+    tar: Sha256,
+    tar_size: u64,
+    /// None: the layer is the tar itself.
+    compression: Option<(Codec, u32)>,
+    /// Tar bytes not compressed yet.
+    pending: Vec<u8>,
+}
+
+impl<W: Write> LayerWriter<W> {
+    /// A writer of a layer to `out`, compressed with a codec at a level (checked here), or
+    /// stored as the plain tar with `None`.
+    pub fn new(out: W, compression: Option<(Codec, u32)>) -> Result<LayerWriter<W>> {
+        if let Some((codec, level)) = compression {
+            codec.check_level(level)?;
+        }
+        Ok(LayerWriter {
+            out: Hashing::new(out),
+            tar: Sha256::new(),
+            tar_size: 0,
+            compression,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Compresses the pending bytes (all of them, or only whole batches) and writes them out.
+    fn compress_pending(&mut self, all: bool) -> std::io::Result<()> {
+        let Some((codec, level)) = self.compression else {
+            return Ok(());
+        };
+        let n = match all {
+            true => self.pending.len(),
+            false => self.pending.len() / BATCH * BATCH,
+        };
+        let blob = compress(&self.pending[..n], codec, level).map_err(std::io::Error::other)?;
+        self.out.write_all(&blob)?;
+        self.pending.drain(..n);
+        Ok(())
+    }
+
+    /// Writes what is still pending, flushes `out` and returns it with what was written.
+    pub fn finish(mut self) -> Result<(W, Written)> {
+        // An empty tar is still one (empty) piece, as `compress` makes it.
+        if !self.pending.is_empty() || self.out.written == 0 {
+            self.compress_pending(true)
+                .map_err(Error::io("finishing a layer"))?;
+        }
+        self.out.flush().map_err(Error::io("finishing a layer"))?;
+        let Hashing {
+            inner,
+            hasher,
+            written,
+        } = self.out;
+        let media_type = match self.compression {
+            Some((codec, _)) => codec.media_type(),
+            None => MediaType::ImageLayer,
+        };
+        let written = Written {
+            digest: digest_of(hasher),
+            diff_id: digest_of(self.tar),
+            size: written,
+            uncompressed_size: self.tar_size,
+            media_type,
+        };
+        Ok((inner, written))
+    }
+}
+
+impl<W: Write> Write for LayerWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tar.update(buf);
+        self.tar_size += buf.len() as u64;
+        match self.compression {
+            None => self.out.write_all(buf)?,
+            Some(_) => {
+                self.pending.extend_from_slice(buf);
+                if self.pending.len() >= BATCH {
+                    self.compress_pending(false)?;
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    /// Flushes `out`; pending bytes wait for a whole batch or [`LayerWriter::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -314,7 +429,7 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64, codec: Codec, level: u32) -> R
         by_path.insert(path, entry);
     }
 
-    let mut tar = tar::Builder::new(Hashing::new(Vec::new()));
+    let mut tar = tar::Builder::new(LayerWriter::new(Vec::new(), Some((codec, level)))?);
     for (path, entry) in &by_path {
         let mut header = tar::Header::new_gnu();
         header.set_mode(entry.mode);
@@ -335,16 +450,14 @@ pub fn build(entries: Vec<Entry<'_>>, mtime: u64, codec: Codec, level: u32) -> R
         };
         result.map_err(Error::io(format!("adding {path} to an image layer")))?;
     }
-    let hashing = tar.into_inner().map_err(Error::io("finishing a layer"))?;
-    let (tar, diff_id, uncompressed_size) = hashing.finish();
-    let blob = compress(&tar, codec, level)?;
-    let digest = crate::adapters::fsutil::sha256_digest(&blob);
+    let writer = tar.into_inner().map_err(Error::io("finishing a layer"))?;
+    let (blob, written) = writer.finish()?;
     Ok(Layer {
         blob,
-        digest,
-        diff_id,
-        uncompressed_size,
-        media_type: codec.media_type(),
+        digest: written.digest,
+        diff_id: written.diff_id,
+        uncompressed_size: written.uncompressed_size,
+        media_type: written.media_type,
     })
 }
 
@@ -482,5 +595,132 @@ mod tests {
         assert!(error.contains("zstd levels go from 1 to 19"), "{error}");
         assert!(compress(b"", Codec::Gzip, 12).unwrap().len() > 10);
         assert!(compress(b"", Codec::Zstd, 19).unwrap().len() > 4);
+    }
+
+    /// A file of `len` generated bytes that look random (gzip cannot shrink them), read a
+    /// buffer at a time: never in memory whole. Before each read it checks that what it gave
+    /// so far, less one batch and the copy buffer, reached `sink` already.
+    struct Generated {
+        state: u64,
+        left: u64,
+        given: u64,
+        sink: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let out = self.sink.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                self.given <= out + (BATCH + (64 << 10)) as u64,
+                "{} bytes given, only {out} out: the layer is held, not streamed",
+                self.given
+            );
+            let n = buf.len().min(self.left as usize);
+            for byte in &mut buf[..n] {
+                // xorshift64
+                self.state ^= self.state << 13;
+                self.state ^= self.state >> 7;
+                self.state ^= self.state << 17;
+                *byte = self.state as u8;
+            }
+            self.left -= n as u64;
+            self.given += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// A file that counts what reaches it.
+    struct Counted(std::fs::File, std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    /// Writes a one-file layer of `len` generated bytes to a temp file through a
+    /// [`LayerWriter`]; the file (rewound) and what the writer says it wrote.
+    fn stream(len: u64, compression: Option<(Codec, u32)>) -> (std::fs::File, Written) {
+        let file = tempfile::tempfile().unwrap();
+        let sink = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let out = Counted(file.try_clone().unwrap(), sink.clone());
+        let mut tar = tar::Builder::new(LayerWriter::new(out, compression).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(len);
+        header.set_mode(0o644);
+        let generated = Generated {
+            state: 0x9e37_79b9_7f4a_7c15,
+            left: len,
+            given: 0,
+            sink,
+        };
+        tar.append_data(&mut header, "big", generated).unwrap();
+        let (_, written) = tar.into_inner().unwrap().finish().unwrap();
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).unwrap();
+        (file, written)
+    }
+
+    #[test]
+    fn a_big_layer_streams_through_the_writer_with_its_digests_right() {
+        // Two batches and a bit: more than the writer may hold, ending mid-piece.
+        let len = (2 * BATCH + MEMBER_SIZE / 3) as u64;
+        let (mut file, written) = stream(len, Some((Codec::Gzip, 1)));
+        let mut blob = Vec::new();
+        file.read_to_end(&mut blob).unwrap();
+        assert_eq!(written.size, blob.len() as u64);
+        assert_eq!(
+            written.digest,
+            crate::adapters::fsutil::sha256_digest(&blob)
+        );
+        assert_eq!(written.media_type, MediaType::ImageLayerGzip);
+        // The diff_id is the tar's, which unpacks to the file written.
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            written.diff_id,
+            crate::adapters::fsutil::sha256_digest(&tar)
+        );
+        assert_ne!(written.diff_id, written.digest);
+        assert_eq!(written.uncompressed_size, tar.len() as u64);
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(
+            (entry.path().unwrap().display().to_string(), entry.size()),
+            ("big".to_string(), len)
+        );
+        // The pieces are those of the whole tar compressed at once: streaming changes no byte.
+        assert_eq!(blob, compress(&tar, Codec::Gzip, 1).unwrap());
+    }
+
+    #[test]
+    fn a_plain_tar_layer_is_its_own_digest_and_an_empty_one_is_one_piece() {
+        let (mut file, written) = stream((BATCH + 5) as u64, None);
+        let mut tar = Vec::new();
+        file.read_to_end(&mut tar).unwrap();
+        assert_eq!(written.digest, crate::adapters::fsutil::sha256_digest(&tar));
+        assert_eq!(written.diff_id, written.digest);
+        assert_eq!(
+            (written.size, written.uncompressed_size),
+            (tar.len() as u64, tar.len() as u64)
+        );
+        assert_eq!(written.media_type, MediaType::ImageLayer);
+        // Nothing written: the empty piece `compress` makes, as `build` always gave.
+        let (blob, empty) = LayerWriter::new(Vec::new(), Some((Codec::Zstd, 3)))
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(blob, compress(b"", Codec::Zstd, 3).unwrap());
+        assert_eq!(empty.uncompressed_size, 0);
+        assert!(LayerWriter::new(Vec::new(), Some((Codec::Gzip, 13))).is_err());
     }
 }

@@ -14,38 +14,21 @@ use crate::core::error::{Error, Result};
 /// The files of a layout, as (relative path, bytes); blobs are borrowed from the image.
 pub type Files<'a> = Vec<(String, Cow<'a, [u8]>)>;
 
+/// The `oci-layout` file.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Where the blob with `digest` (`sha256:HEX`) is in a layout: `blobs/sha256/HEX`.
+pub fn blob_path(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
 /// The files of a layout holding one image or one index (and its images), in a fixed
 /// order. An index is listed in `index.json` by its own descriptor, as buildx writes it, the
 /// form skopeo and containerd read.
 pub fn files<'a>(content: &'a ImageOrIndex, reference: &ImageRef) -> Result<Files<'a>> {
-    let annotations: HashMap<String, String> = [
-        (
-            "org.opencontainers.image.ref.name".to_string(),
-            reference.tag.clone(),
-        ),
-        // containerd and Docker 25+ name the image by this when loading an OCI archive.
-        (
-            "io.containerd.image.name".to_string(),
-            reference.full.clone(),
-        ),
-    ]
-    .into();
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![content.descriptor(annotations)])
-        .build()
-        .expect("index has all required fields");
-    let index = canonical_json(&index).map_err(|source| Error::Json {
-        what: "the OCI index",
-        source,
-    })?;
-    let blob_path = |digest: &str| format!("blobs/{}", digest.replacen(':', "/", 1));
+    let index = index_json(content.descriptor(name_annotations(reference)))?;
     let mut files = vec![
-        (
-            "oci-layout".to_string(),
-            Cow::Borrowed(&br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
-        ),
+        ("oci-layout".to_string(), Cow::Borrowed(OCI_LAYOUT)),
         ("index.json".to_string(), Cow::Owned(index)),
     ];
     if let ImageOrIndex::Index(index) = content {
@@ -64,6 +47,37 @@ pub fn files<'a>(content: &'a ImageOrIndex, reference: &ImageRef) -> Result<File
             .map(|(digest, bytes)| (blob_path(digest), Cow::Borrowed(bytes))),
     );
     Ok(files)
+}
+
+/// What a layout's `index.json` says of its entry for `reference`: its tag, and the name
+/// containerd and Docker 25+ give the image when they load an OCI archive.
+pub fn name_annotations(reference: &ImageRef) -> HashMap<String, String> {
+    [
+        (
+            "org.opencontainers.image.ref.name".to_string(),
+            reference.tag.clone(),
+        ),
+        (
+            "io.containerd.image.name".to_string(),
+            reference.full.clone(),
+        ),
+    ]
+    .into()
+}
+
+/// `index.json` listing one image or index by its descriptor (which carries
+/// [`name_annotations`]).
+pub fn index_json(root: oci_spec::image::Descriptor) -> Result<Vec<u8>> {
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![root])
+        .build()
+        .expect("index has all required fields");
+    canonical_json(&index).map_err(|source| Error::Json {
+        what: "the OCI index",
+        source,
+    })
 }
 
 /// The index of an existing layout with `ours` (the index of a layout holding only our image)

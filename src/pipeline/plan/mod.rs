@@ -125,6 +125,7 @@ impl Plan {
                 engine.as_ref(),
                 &request.registry,
                 &request.source.cache_dir,
+                request.base_limits,
                 events,
             )
             .await?;

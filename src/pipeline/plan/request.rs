@@ -149,6 +149,9 @@ pub struct Request {
     /// not resolved again.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// What reading one layer of a base may cost: this machine's to bound.
+    #[serde(skip)]
+    pub base_limits: crate::pipeline::base::Limits,
 }
 
 impl Default for Request {
@@ -191,6 +194,7 @@ impl Request {
             registry: RegistryOptions::default(),
             budgets: crate::core::budget::Budgets::default(),
             settings: BTreeMap::new(),
+            base_limits: crate::pipeline::base::Limits::default(),
         }
     }
 

@@ -303,6 +303,10 @@ pub struct PullArgs {
     /// The image to pull [default: rust:1-alpine].
     #[arg(value_name = "IMAGE")]
     pub image: Option<String>,
+
+    /// Where the builder's probe is remembered.
+    #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `ruchy-image builder import-host`

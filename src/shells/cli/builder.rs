@@ -29,7 +29,9 @@ pub(super) async fn builder_pull(
     journal: &Arc<Mutex<Journal>>,
 ) -> Result<(), Failure> {
     let engine = Engine::connect().await?;
-    let cache_dir = crate::pipeline::build::default_cache_dir();
+    let cache_dir = args
+        .cache_dir
+        .unwrap_or_else(crate::pipeline::build::default_cache_dir);
     let image = args.image.as_deref();
     let pulled = Terminal::around(journal, Mode::Build, false, false, |events| async move {
         crate::commands::builder_images::pull(&engine, image, &cache_dir, &events).await

@@ -19,6 +19,20 @@ use crate::pipeline::plan::{BuilderChoice, Load, Request};
 use crate::pipeline::source::SourceOptions;
 use crate::{Error, Result};
 
+/// What reading one layer of a base may cost on this machine: the library's bounds, with
+/// `RUCHY_IMAGE_MAX_LAYER_SIZE` bytes per layer when it is set to a number (anything else
+/// is ignored).
+pub(super) fn base_limits() -> crate::pipeline::base::Limits {
+    let mut limits = crate::pipeline::base::Limits::default();
+    if let Some(max) = std::env::var("RUCHY_IMAGE_MAX_LAYER_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        limits.max_layer_bytes = max;
+    }
+    limits
+}
+
 impl BuildOptions {
     /// The library's request for this source and these flags, shared by every command that
     /// compiles; the caller fills in presets, image, bases and outputs.
@@ -34,6 +48,7 @@ impl BuildOptions {
         request.builder_image = input.builder_image.clone();
         request.pull = input.pull_policy();
         request.sandbox.limits = input.limits.over(crate::pipeline::compile::Limits::CLI);
+        request.base_limits = base_limits();
         Ok(request)
     }
 

@@ -63,6 +63,7 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         heartbeat_timeout: args.heartbeat_timeout,
         artifacts,
         keep_artifacts: args.keep_artifacts,
+        base_limits: super::request::base_limits(),
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }

@@ -82,6 +82,8 @@ pub struct ServeOptions {
     /// How long a finished build keeps its images (in the artifact registry, or the data
     /// dir's archives): then they are deleted and its record marked expired. None: forever.
     pub keep_artifacts: Option<Duration>,
+    /// What reading one layer of a build's base may cost (`RUCHY_IMAGE_MAX_LAYER_SIZE`).
+    pub base_limits: crate::pipeline::base::Limits,
 }
 
 impl Default for ServeOptions {
@@ -108,6 +110,7 @@ impl Default for ServeOptions {
             heartbeat_timeout: Duration::from_secs(30),
             artifacts: None,
             keep_artifacts: None,
+            base_limits: crate::pipeline::base::Limits::default(),
         }
     }
 }

@@ -217,6 +217,7 @@ pub const TARGETS: &[&str] = &[
 /// The CPUs rustc knows for `triple` (`rustc --print target-cpus`, asked once per triple);
 /// none when no rustc answers here.
 fn target_cpus(triple: &str) -> Option<Vec<String>> {
+    // Process-wide on purpose: a memo of rustc's fixed answers, the same for every caller.
     static KNOWN: std::sync::Mutex<BTreeMap<String, Option<Vec<String>>>> =
         std::sync::Mutex::new(BTreeMap::new());
     let mut known = KNOWN.lock().expect("target cpus");

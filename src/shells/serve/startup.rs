@@ -67,6 +67,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         sandbox,
         max_unpacked: options.max_upload.saturating_mul(4),
         artifacts: options.artifacts.clone().map(Arc::new),
+        base_limits: options.base_limits,
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

@@ -43,6 +43,8 @@ pub struct Queue {
     pub max_unpacked: u64,
     /// The registry every build's images are pushed to (else they stay in the data dir).
     pub artifacts: Option<Arc<super::artifacts::Artifacts>>,
+    /// What reading one layer of a build's base may cost here.
+    pub base_limits: crate::pipeline::base::Limits,
 }
 
 /// A build running on this worker.
@@ -515,6 +517,7 @@ impl PresetBuild<'_> {
         let mut request = self.asked.clone();
         request.source.path = self.source.to_path_buf();
         request.source.cache_dir = store.cache_dir();
+        request.base_limits = self.queue.base_limits;
         request.presets = vec![preset];
         request.outputs.load = crate::pipeline::plan::Load::Never;
         request.cold_start_runs = 0;
