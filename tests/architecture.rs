@@ -278,11 +278,10 @@ fn only_the_engine_adapter_speaks_bollard() {
 fn only_the_shells_read_our_settings_from_the_environment() {
     // `RUCHY_IMAGE_*` settings are read by the command line and the service and passed in
     // (`--cache-dir`, `Request::base_limits`, ...), so the library does what it is told and a
-    // test sets a value without touching the process's environment. compile::docker still
-    // names its cache volumes from two of them, until its volumes are reworked.
+    // test sets a value without touching the process's environment.
     let mut readers = Vec::new();
     for (module, text) in modules() {
-        if module.starts_with("shells") || module == "pipeline::compile::docker" {
+        if module.starts_with("shells") {
             continue;
         }
         let code = code(&text);

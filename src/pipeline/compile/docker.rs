@@ -51,8 +51,8 @@ const HOST_CA: &str = "etc/ssl/certs/ruchy-image-host-ca.crt";
 /// Where cargo's home volume sits in the builder container; `CARGO_HOME` points there, so the
 /// image's own cargo home (with its binaries) stays as the image has it.
 const CARGO_HOME: &str = "/ruchy-image/cargo-home";
-/// The volume shared by every build for cargo's home, unless `RUCHY_IMAGE_CARGO_VOLUME`
-/// names another (a test that wants an empty one).
+/// The volume shared by every build for cargo's home, unless the sandbox names another (a
+/// test that wants an empty one).
 const CARGO_HOME_VOLUME: &str = "ruchy-image-cargo-home";
 /// A build context over this many bytes is worth a warning.
 const LARGE_CONTEXT: u64 = 100 << 20;
@@ -647,20 +647,18 @@ impl DockerCompiler {
     /// The volumes a build mounts, made if missing: cargo's home, a free shared target
     /// volume (held until dropped) and the build's own target.
     async fn volumes(&self, project: &Project) -> Result<Volumes> {
-        let registry = std::env::var("RUCHY_IMAGE_CARGO_VOLUME")
-            .ok()
-            .filter(|v| !v.is_empty())
+        let names = &self.sandbox.volumes;
+        let registry = names
+            .cargo_home
+            .clone()
             .unwrap_or_else(|| CARGO_HOME_VOLUME.to_string());
         // One shared volume (per concurrent build) for every project built with this builder
-        // image; RUCHY_IMAGE_TARGET_VOLUME names others (tests, benchmarks). A project's own
-        // targets are named after it.
-        let base = std::env::var("RUCHY_IMAGE_TARGET_VOLUME")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| {
-                let id = self.image.id.trim_start_matches("sha256:");
-                format!("ruchy-image-shared-{}", &id[..id.len().min(12)])
-            });
+        // image, unless told another base (tests, benchmarks). A project's own targets are
+        // named after it.
+        let base = names.targets.clone().unwrap_or_else(|| {
+            let id = self.image.id.trim_start_matches("sha256:");
+            format!("ruchy-image-shared-{}", &id[..id.len().min(12)])
+        });
         let shared = TargetVolume::take(&base);
         let scope = self.sandbox.target;
         let (target, mut labels) = match scope {

@@ -27,8 +27,8 @@ pub use builder_image::{BuilderImage, PullPolicy, DEFAULT_BUILDER_IMAGE, FINGERP
 pub use docker::DockerCompiler;
 pub use local::LocalCompiler;
 pub use sandbox::{
-    parse_cpus, parse_memory, parse_pids, probe as probe_sandbox, Limits, Sandbox, Seen,
-    TargetScope,
+    parse_cpus, parse_memory, parse_pids, probe as probe_sandbox, CacheVolumes, Limits, Sandbox,
+    Seen, TargetScope,
 };
 
 /// The product of a compile.

@@ -104,12 +104,25 @@ pub enum TargetScope {
 }
 
 /// Where a build's code runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
     /// The limits of each builder container.
     pub limits: Limits,
     /// Whose the target directory is.
     pub target: TargetScope,
+    /// The cache volumes' names, where not the defaults.
+    pub volumes: CacheVolumes,
+}
+
+/// Names for the cache volumes in place of the defaults (a test's or a benchmark's own, empty
+/// ones: `RUCHY_IMAGE_CARGO_VOLUME` and `RUCHY_IMAGE_TARGET_VOLUME` to the shells).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheVolumes {
+    /// Cargo's home [`ruchy-image-cargo-home`].
+    pub cargo_home: Option<String>,
+    /// The base of the target volumes' names: `BASE-0`... shared, `BASE-project-…` a
+    /// project's [`ruchy-image-shared-<builder image ID>`].
+    pub targets: Option<String>,
 }
 
 impl Default for Sandbox {
@@ -117,6 +130,7 @@ impl Default for Sandbox {
         Sandbox {
             limits: Limits::CLI,
             target: TargetScope::Project,
+            volumes: CacheVolumes::default(),
         }
     }
 }
@@ -127,6 +141,7 @@ impl Sandbox {
         Sandbox {
             limits,
             target: TargetScope::Build,
+            volumes: CacheVolumes::default(),
         }
     }
 

@@ -143,7 +143,7 @@ impl Plan {
                     BuilderImage::resolve_with(engine, requested, request.pull, cache_dir, events)
                         .await?;
                 // Unless told, a build may use three quarters of the engine's memory.
-                let mut sandbox = request.sandbox;
+                let mut sandbox = request.sandbox.clone();
                 let machine = engine.memory_total().await.unwrap_or(0);
                 sandbox.limits = sandbox.limits.with_memory_of(machine);
                 Some(Box::new(DockerCompiler::new(

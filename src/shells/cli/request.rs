@@ -33,6 +33,16 @@ pub(super) fn base_limits() -> crate::pipeline::base::Limits {
     limits
 }
 
+/// The cache volumes' names from `RUCHY_IMAGE_CARGO_VOLUME` and `RUCHY_IMAGE_TARGET_VOLUME`
+/// (a test's or a benchmark's own, empty ones), where set.
+pub(super) fn cache_volumes() -> crate::pipeline::compile::CacheVolumes {
+    let named = |variable| std::env::var(variable).ok().filter(|v| !v.is_empty());
+    crate::pipeline::compile::CacheVolumes {
+        cargo_home: named("RUCHY_IMAGE_CARGO_VOLUME"),
+        targets: named("RUCHY_IMAGE_TARGET_VOLUME"),
+    }
+}
+
 impl BuildOptions {
     /// The library's request for this source and these flags, shared by every command that
     /// compiles; the caller fills in presets, image, bases and outputs.
@@ -49,6 +59,7 @@ impl BuildOptions {
         request.pull = input.pull_policy();
         request.sandbox.limits = input.limits.over(crate::pipeline::compile::Limits::CLI);
         request.base_limits = base_limits();
+        request.sandbox.volumes = cache_volumes();
         Ok(request)
     }
 

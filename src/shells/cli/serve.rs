@@ -64,6 +64,7 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         artifacts,
         keep_artifacts: args.keep_artifacts,
         base_limits: super::request::base_limits(),
+        cache_volumes: super::request::cache_volumes(),
     };
     let events = crate::core::event::Events::new(|event| match event {
         crate::core::event::Event::Note { message }

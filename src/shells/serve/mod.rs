@@ -84,6 +84,8 @@ pub struct ServeOptions {
     pub keep_artifacts: Option<Duration>,
     /// What reading one layer of a build's base may cost (`RUCHY_IMAGE_MAX_LAYER_SIZE`).
     pub base_limits: crate::pipeline::base::Limits,
+    /// The builds' cache volumes' names, where not the defaults.
+    pub cache_volumes: crate::pipeline::compile::CacheVolumes,
 }
 
 impl Default for ServeOptions {
@@ -111,6 +113,7 @@ impl Default for ServeOptions {
             artifacts: None,
             keep_artifacts: None,
             base_limits: crate::pipeline::base::Limits::default(),
+            cache_volumes: crate::pipeline::compile::CacheVolumes::default(),
         }
     }
 }

@@ -45,7 +45,10 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
     let lock = DataDirLock::take(&options.data_dir)?;
     let store = open_store(&options, &events).await?;
     let (builder_image, engine_name) = builder(&options, &store, &events).await?;
-    let sandbox = crate::pipeline::compile::Sandbox::service(options.limits);
+    let sandbox = crate::pipeline::compile::Sandbox {
+        volumes: options.cache_volumes.clone(),
+        ..crate::pipeline::compile::Sandbox::service(options.limits)
+    };
     match &builder_image {
         Some(_) => {
             for line in sandbox.describe() {

@@ -548,7 +548,7 @@ impl PresetBuild<'_> {
         if let Some(image) = self.queue.builder_image.as_deref() {
             request.builder = crate::pipeline::plan::BuilderChoice::Docker;
             request.builder_image = Some(image.to_string());
-            request.sandbox = self.queue.sandbox;
+            request.sandbox = self.queue.sandbox.clone();
         } else {
             request.builder = crate::pipeline::plan::BuilderChoice::Local;
         }
