@@ -193,6 +193,7 @@ fn a_build_script_sees_no_writable_crate_of_another_project_no_network_and_its_l
     let text = log(&server, &id);
     assert_eq!(record["status"], "success", "{record}\n{text}");
     let seen = probe_report(&text);
+    eprintln!("the probe saw {seen:?}");
     let number = |key: &str| -> u64 {
         seen[key]
             .parse()
