@@ -589,10 +589,12 @@ fn the_context_honours_ignore_files_keeps_links_and_warns_when_big() {
     // 101 MiB of data (sparse: cheap to make), over the warning's 100 MiB.
     let data = std::fs::File::create(project.path().join("data.bin")).unwrap();
     data.set_len(101 << 20).unwrap();
+    // The compile gets the project and the Cargo.lock its fetch resolved (the fetch gets only
+    // the manifest and a stand-in of main.rs).
     let big = docker_build(project.path(), &["-O", "none"]).ok();
     assert!(
         big.stderr
-            .contains("ℹ sending 4 files, 101.0 MiB to the builder"),
+            .contains("ℹ sending 5 files, 101.0 MiB to the builder"),
         "{}",
         big.stderr
     );
@@ -604,7 +606,7 @@ fn the_context_honours_ignore_files_keeps_links_and_warns_when_big() {
     std::fs::write(project.path().join(".ruchyimageignore"), "data.bin\n").unwrap();
     let small = docker_build(project.path(), &["-O", "none"]).ok();
     assert!(
-        small.stderr.contains("ℹ sending 4 files,"),
+        small.stderr.contains("ℹ sending 5 files,"),
         "{}",
         small.stderr
     );

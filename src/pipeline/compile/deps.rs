@@ -121,17 +121,22 @@ pub(super) fn has_registry_dependencies(lock: &[u8]) -> bool {
     })
 }
 
-/// The stand-in of the project the dependency phase builds: manifests and lockfile as they
-/// are, every `.rs` file an empty `main`, nothing else.
-pub(super) fn stand_in(context: &Context) -> Context {
+/// The stand-in of the project the dependency phase builds (and `cargo fetch` reads):
+/// manifests and lockfile as they are, every `.rs` file an empty `main`, and nothing else but
+/// cargo's configuration when `with_config` (a fetch needs its source replacements; the
+/// dependency phase must not run a linker or wrapper it names).
+pub(super) fn stand_in(context: &Context, with_config: bool) -> Context {
+    let is_config =
+        |e: &Entry| e.relative.starts_with(".cargo/") || e.relative.contains("/.cargo/");
     let entries = context
         .entries
         .iter()
         .filter(|e| e.link.is_none())
-        .filter(|e| !e.relative.starts_with(".cargo/") && !e.relative.contains("/.cargo/"))
         .filter_map(|e| {
             let name = e.relative.rsplit('/').next().unwrap_or(&e.relative);
-            if name.ends_with(".rs") {
+            if is_config(e) {
+                with_config.then(|| e.clone())
+            } else if name.ends_with(".rs") {
                 Some(Entry {
                     content: Some(STUB.to_vec()),
                     size: STUB.len() as u64,
@@ -276,7 +281,7 @@ mod tests {
             std::fs::write(root.join(path), text).unwrap();
         }
         let context = Context::collect(root, &root.join("target")).unwrap();
-        let stand_in = stand_in(&context);
+        let stand_in = stand_in(&context, false);
         let names: Vec<&str> = stand_in
             .entries
             .iter()
@@ -294,6 +299,12 @@ mod tests {
                 "src/main.rs"
             ]
         );
+        let for_fetch = super::stand_in(&context, true);
+        assert!(for_fetch
+            .entries
+            .iter()
+            .any(|e| e.relative == ".cargo/config.toml"));
+        assert_eq!(for_fetch.entries.len(), stand_in.entries.len() + 1);
         for entry in stand_in
             .entries
             .iter()

@@ -132,7 +132,8 @@ impl DockerCompiler {
             .note("fetching dependencies (the only step with a network)".to_string());
         let ca = blocking(host_ca_bundle).await;
         let config = self.container_config(job, Phase::Fetch);
-        let context = context.clone();
+        // Manifests, lockfile and cargo's configuration are all a fetch reads.
+        let context = deps::stand_in(context, true);
         let events = job.events;
         self.in_container(config, |id| async move {
             self.upload(&id, Phase::Fetch, context, ca, None, events)
@@ -214,7 +215,7 @@ impl DockerCompiler {
                 .to_string(),
         );
         let config = self.container_config(job, Phase::Dependencies);
-        let stand_in = deps::stand_in(context);
+        let stand_in = deps::stand_in(context, false);
         let built = self
             .in_container(config, |id| async move {
                 self.upload(&id, Phase::Dependencies, stand_in, None, None, events)
