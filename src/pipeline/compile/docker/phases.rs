@@ -50,18 +50,22 @@ impl DockerCompiler {
     ) -> Result<bool> {
         let events = job.events;
         let mut context = context;
+        // Whether a generated project's Cargo.lock was written, by the fetch or the compile.
+        let mut lock_kept = false;
         let cargo = &job.volumes.cargo_home;
-        let depends = digest_of(&context).await?;
-        let fetched = self.marker(
-            "fetched",
-            &[
-                &depends,
+        // What a fetch is known by: the manifests' digest, the toolchain and target, and the
+        // cargo home it went into.
+        let fetched_marker = |digest: &str| {
+            let parts = [
+                digest,
                 &self.image.id,
                 &job.flags.target,
                 &cargo.name,
                 &cargo.identity,
-            ],
-        );
+            ];
+            self.marker("fetched", &parts)
+        };
+        let fetched = fetched_marker(&digest_of(&context).await?);
         let known = fetched.clone();
         match blocking(move || Ok(std::fs::read(&known).ok())).await? {
             // Fetched before: a Cargo project without a lockfile builds with the one that
@@ -74,19 +78,12 @@ impl DockerCompiler {
             None => {
                 let lock = self.fetch(job, &context).await?.unwrap_or_default();
                 if !lock.is_empty() {
-                    context = self.with_lockfile(job, context, lock.clone()).await?;
+                    let (with_lock, written) =
+                        self.with_lockfile(job, context, lock.clone()).await?;
+                    (context, lock_kept) = (with_lock, written);
                 }
-                let digest = digest_of(&context).await?;
-                let again = self.marker(
-                    "fetched",
-                    &[
-                        &digest,
-                        &self.image.id,
-                        &job.flags.target,
-                        &cargo.name,
-                        &cargo.identity,
-                    ],
-                );
+                // Known by the manifests with the lockfile too, as the next build sends them.
+                let again = fetched_marker(&digest_of(&context).await?);
                 for marker in [fetched, again] {
                     let lock = lock.clone();
                     blocking(move || mark(&marker, &lock)).await?;
@@ -122,7 +119,7 @@ impl DockerCompiler {
         if let Some(marker) = seeded {
             blocking(move || mark(&marker, b"")).await?;
         }
-        Ok(lock_written)
+        Ok(lock_kept || lock_written)
     }
 
     /// Runs `cargo fetch` for the project (the host's proxy settings and CA bundle with it),
@@ -163,21 +160,22 @@ impl DockerCompiler {
     }
 
     /// The context with the lockfile `cargo fetch` resolved: a generated project keeps it
-    /// (as it keeps the one a compile writes); a Cargo project's own tree is never written,
-    /// so it goes with this build's sources only.
+    /// (as it keeps the one a compile writes; true when it was written); a Cargo project's
+    /// own tree is never written, so it goes with this build's sources only.
     async fn with_lockfile(
         &self,
         job: &Job<'_>,
         context: Context,
         lock: Vec<u8>,
-    ) -> Result<Context> {
+    ) -> Result<(Context, bool)> {
         let project = job.project;
         if project.kind == SourceKind::CargoProject {
-            return Ok(context.with_lockfile(lock));
+            return Ok((context.with_lockfile(lock), false));
         }
         let kept = project.workspace_root.join("Cargo.lock");
-        blocking(move || crate::adapters::fsutil::write_if_changed(&kept, &lock)).await?;
-        Ok(job.identity.of(project).await?.0)
+        let written =
+            blocking(move || crate::adapters::fsutil::write_if_changed(&kept, &lock)).await?;
+        Ok((job.identity.of(project).await?.0, written))
     }
 
     /// The shared dependency phase's units for this project, with the key they are kept
