@@ -158,6 +158,13 @@ fn finished(server: &Server, id: &str) -> serde_json::Value {
     wait_for(server, id, Duration::from_secs(600), ended)
 }
 
+/// The record of build `id`, which must have succeeded (its log shown if not).
+fn succeeded(server: &Server, id: &str) -> serde_json::Value {
+    let record = finished(server, id);
+    assert_eq!(record["status"], "success", "{record}\n{}", log(server, id));
+    record
+}
+
 fn log(server: &Server, id: &str) -> String {
     curl(server, "GET", &format!("/v1/builds/{id}/log"), &[], true).body
 }
@@ -178,13 +185,7 @@ fn a_build_script_sees_no_writable_crate_of_another_project_no_network_and_its_l
     )
     .unwrap();
     let id = send(&server, &other, "optimize=none");
-    let record = finished(&server, &id);
-    assert_eq!(
-        record["status"],
-        "success",
-        "{record}\n{}",
-        log(&server, &id)
-    );
+    succeeded(&server, &id);
 
     let probe = dir.path().join("probe");
     project(&probe, "probe", &probe_script());
@@ -392,13 +393,7 @@ fn dependencies_come_from_crates_io_and_the_image_is_the_one_fresh_caches_make()
     let app = dir.path().join("app");
     project(&app, "app", "fn main() {}\n");
     let id = send(&server, &app, "optimize=aggressive");
-    let record = finished(&server, &id);
-    assert_eq!(
-        record["status"],
-        "success",
-        "{record}\n{}",
-        log(&server, &id)
-    );
+    let record = succeeded(&server, &id);
     let served = record["results"][0]["image"]["digest"].clone();
     assert!(served.is_string(), "{record}");
 

@@ -91,7 +91,8 @@ impl DockerCompiler {
             }
         }
 
-        let units = self.dependencies(job, &context).await?;
+        let depends = digest_of(&context).await?;
+        let units = self.dependencies(job, &context, &depends).await?;
         let target = &job.volumes.target;
         let seeded = units
             .as_ref()
@@ -185,6 +186,7 @@ impl DockerCompiler {
         &self,
         job: &Job<'_>,
         context: &Context,
+        depends: &str,
     ) -> Result<Option<(String, Units)>> {
         let events = job.events;
         let lock = deps::lockfile(context)?;
@@ -202,7 +204,7 @@ impl DockerCompiler {
             return Ok(None);
         }
         let shared = &job.volumes.shared;
-        let key = job.identity.key_of(digest_of(context).await?.as_bytes());
+        let key = job.identity.key_of(depends.as_bytes());
         let marker = self.marker("dependencies", &[&key, &shared.name, &shared.identity]);
         let kept = marker.clone();
         if let Some(text) = blocking(move || Ok(std::fs::read_to_string(&kept).ok())).await? {
