@@ -17,3 +17,4 @@ pub mod report;
 pub mod run_image;
 pub mod sbom;
 pub mod source;
+pub mod watch;

@@ -235,18 +235,25 @@ impl Running {
 
     /// Waits (three minutes at most) until stderr shows `marker`.
     pub fn wait_for(&mut self, marker: &str) {
+        self.wait_for_nth(marker, 1)
+    }
+
+    /// Waits (three minutes at most) until stderr has shown `marker` `n` times.
+    pub fn wait_for_nth(&mut self, marker: &str, n: usize) {
         use std::sync::mpsc::RecvTimeoutError;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        while !self.seen.contains(marker) {
+        while self.seen.matches(marker).count() < n {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push_str(&line);
                     self.seen.push('\n');
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("no {marker:?} in:\n{}", self.seen),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {marker:?} (×{n}) in:\n{}", self.seen)
+                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("exited before {marker:?}:\n{}", self.seen)
+                    panic!("exited before {marker:?} (×{n}):\n{}", self.seen)
                 }
             }
         }
@@ -257,6 +264,11 @@ impl Running {
         // SAFETY: a plain kill(2) of a child we have not reaped.
         let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
         assert_eq!(sent, 0, "kill failed");
+    }
+
+    /// What stderr has shown so far.
+    pub fn seen(&self) -> &str {
+        &self.seen
     }
 
     /// The exit code (`None` when a signal ended it) and all of stderr.

@@ -7,6 +7,7 @@ mod build_scripts;
 pub use build_scripts::packages_for;
 mod builder_image;
 mod context;
+pub use context::project_files;
 mod deps;
 mod diagnostics;
 mod docker;

@@ -94,7 +94,7 @@ fn env_name(name: &str) -> String {
 
 /// What to build and the flags on top of the preset: the build options `build`, `compare`
 /// and `lambda` share.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
     /// The source and how to get at it.
     #[command(flatten)]
@@ -106,7 +106,7 @@ pub struct BuildOptions {
 }
 
 /// The source and how to get at it; part of [`BuildOptions`].
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// A Cargo project directory, a .rs file, or a .ruchy file; for `build`, also a Linux
     /// executable built elsewhere (ELF), packaged without a compile: the same checks (static
@@ -178,7 +178,7 @@ impl LimitArgs {
 }
 
 /// Per-flag overrides of the preset; part of [`BuildOptions`].
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FlagArgs {
     /// Override the preset's opt-level.
     #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = OptLevel::ALL)]
@@ -239,7 +239,7 @@ pub struct FlagArgs {
 }
 
 /// The image's contents and config; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ImageArgs {
     /// The base image: scratch, an image in the engine (alpine:3.20), oci:DIR[:TAG] or
     /// docker-archive:FILE.
@@ -302,7 +302,7 @@ pub struct ImageArgs {
 }
 
 /// Size budgets for CI; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BudgetArgs {
     /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
     #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
@@ -314,7 +314,7 @@ pub struct BudgetArgs {
 }
 
 /// Registries to push to and how to reach them; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Push to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG]; `compare`
     /// pushes each preset to REPO:PRESET. Blobs the registry has are not sent again; the
@@ -346,7 +346,7 @@ pub struct RegistryArgs {
 }
 
 /// A `ruchy-image serve` to build on; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
     /// and the outputs written here (the server compiles in its own builder).

@@ -396,6 +396,7 @@ impl DockerCompiler {
             pids: limits.pids,
             no_network: phase != Phase::Fetch,
             least_privilege: true,
+            published: Vec::new(),
         }
     }
 }
