@@ -90,41 +90,14 @@ impl Dev {
         }
     }
 
-    /// Stops what runs (if anything) and runs `image` in its place. Host ports cannot be
-    /// held by two containers at once, so the old one goes first.
+    /// Stops what runs (if anything) and runs `image` in its place, and passes its output
+    /// on. Host ports cannot be held by two containers at once, so the old one goes first;
+    /// the new one is created before that, so nothing answers for as short a time as can be.
     pub async fn swap(&mut self, image: &str) -> Result<Started> {
-        self.stop_running().await?;
-        let (id, published, service) = match &mut self.runner {
+        let started = match &self.runner {
             Runner::Container { publish } => {
-                let published = match publish.is_empty() {
-                    false => publish.clone(),
-                    true => self
-                        .engine
-                        .image(image, "reading the image's ports")
-                        .await?
-                        .exposed_ports
-                        .iter()
-                        .filter_map(|port| loopback(port))
-                        .collect(),
-                };
-                let id = self
-                    .engine
-                    .create(ContainerSpec {
-                        image: image.to_string(),
-                        labels: HashMap::from([(
-                            "dev.ruchy.image.role".to_string(),
-                            "dev".to_string(),
-                        )]),
-                        least_privilege: true,
-                        published: published.clone(),
-                        ..Default::default()
-                    })
-                    .await?;
-                if let Err(error) = self.engine.start(&id).await {
-                    let _ = self.engine.remove_container(&id).await;
-                    return Err(error);
-                }
-                (id, published, None)
+                let publish = publish.clone();
+                self.swap_container(image, publish).await?
             }
             Runner::Compose {
                 compose,
@@ -132,20 +105,18 @@ impl Dev {
                 started,
                 ..
             } => {
-                let first = !*started;
-                let (compose, name) = (compose.clone(), service.clone());
-                let id = tokio::task::spawn_blocking(move || {
-                    compose.up(&name, first)?;
-                    compose.container(&name)
-                })
-                .await
-                .map_err(|e| crate::core::error::Error::io("starting the service")(e.into()))??;
-                *started = true;
-                (id, Vec::new(), Some(service.clone()))
+                let (compose, service, first) = (compose.clone(), service.clone(), !*started);
+                self.stop_running().await?;
+                let up = recreate_service(compose, service, first).await?;
+                if let Runner::Compose { started, .. } = &mut self.runner {
+                    *started = true;
+                }
+                up
             }
         };
         let follow = {
-            let (engine, output, id) = (self.engine.clone(), self.output.clone(), id.clone());
+            let (engine, output) = (self.engine.clone(), self.output.clone());
+            let id = started.container.clone();
             tokio::spawn(async move {
                 let mut line = |stderr: bool, text: &str| output.line(stderr, text);
                 if let Ok(finished) = engine.follow(&id, &mut line).await {
@@ -154,13 +125,50 @@ impl Dev {
             })
         };
         self.running = Some(Running {
-            id: id.clone(),
+            id: started.container.clone(),
             follow,
         });
+        Ok(started)
+    }
+
+    /// A container of `image` with `publish` (none: each port it exposes, on loopback),
+    /// started in place of the running one.
+    async fn swap_container(
+        &mut self,
+        image: &str,
+        publish: Vec<PublishedPort>,
+    ) -> Result<Started> {
+        let published = match publish.is_empty() {
+            false => publish,
+            true => self
+                .engine
+                .image(image, "reading the image's ports")
+                .await?
+                .exposed_ports
+                .iter()
+                .filter_map(|port| loopback(port))
+                .collect(),
+        };
+        let spec = ContainerSpec {
+            image: image.to_string(),
+            labels: HashMap::from([("dev.ruchy.image.role".to_string(), "dev".to_string())]),
+            least_privilege: true,
+            published: published.clone(),
+            ..Default::default()
+        };
+        let id = self.engine.create(spec).await?;
+        let started = match self.stop_running().await {
+            Ok(()) => self.engine.start(&id).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = started {
+            let _ = self.engine.remove_container(&id).await;
+            return Err(error);
+        }
         Ok(Started {
             container: id,
             published,
-            service,
+            service: None,
         })
     }
 
@@ -207,6 +215,23 @@ impl Dev {
         }
         Ok(())
     }
+}
+
+/// `service` started (the `first` time, with what it depends on) or recreated alone with
+/// the image loaded now.
+async fn recreate_service(compose: Compose, service: String, first: bool) -> Result<Started> {
+    let name = service.clone();
+    let id = tokio::task::spawn_blocking(move || {
+        compose.up(&name, first)?;
+        compose.container(&name)
+    })
+    .await
+    .map_err(|e| crate::core::error::Error::io("starting the service")(e.into()))??;
+    Ok(Started {
+        container: id,
+        published: Vec::new(),
+        service: Some(service),
+    })
 }
 
 /// An exposed port (`8080/tcp`) published at the same number on loopback.

@@ -21,7 +21,7 @@ use crate::pipeline::plan::settings::Settings;
 use crate::pipeline::watch::{Snapshot, Watched};
 
 /// How often the source is looked at for saves.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 
 pub(super) const DEV_EXAMPLES: &str = "\
 Examples:
