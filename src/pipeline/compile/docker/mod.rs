@@ -32,8 +32,8 @@ use super::deps::{self, Units};
 use super::diagnostics::Diagnostics;
 use super::sandbox::{self, LimitsHit, Sandbox, TargetScope, BUILDER_UID};
 use super::{
-    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
-    StdChoice, StdInfo, StdSource,
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, with_rustc_args, Artifact,
+    CargoLine, Compiler, StdChoice, StdInfo, StdSource,
 };
 use crate::adapters::cache_volumes::CACHE_VOLUME_LABEL;
 use crate::adapters::engine::{stream_to_engine, ContainerSpec, Engine, VolumeMount};
@@ -448,15 +448,16 @@ impl DockerCompiler {
         self.engine.copy_out(id, path, &context).await
     }
 
-    /// Streams the build context (and the host's CA bundle) into the container, saying how
-    /// much goes, and warning when it is more than a source tree should be.
+    /// Streams the build context (and the host's CA bundle, and `files`: tar paths and
+    /// contents) into the container, saying how much goes, and warning when it is more than a
+    /// source tree should be.
     async fn upload(
         &self,
         id: &str,
         phase: Phase,
         context: Context,
         ca: Option<Vec<u8>>,
-        extra: Option<(&'static str, Vec<u8>)>,
+        files: Vec<(String, Vec<u8>)>,
         events: &Events,
     ) -> Result<()> {
         let bytes = context.bytes();
@@ -478,7 +479,7 @@ impl DockerCompiler {
             if let Some(ca) = ca.as_deref() {
                 extras.push((HOST_CA, 0o644, ca));
             }
-            if let Some((path, bytes)) = &extra {
+            for (path, bytes) in &files {
                 extras.push((path, 0o644, bytes));
             }
             match phase {
