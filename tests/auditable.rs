@@ -138,11 +138,11 @@ fn cargo_audit(db: &Path, binary: &Path) -> Vec<String> {
         "cargo",
         &[
             "audit",
-            "bin",
             "--no-fetch",
             "--db",
             db.to_str().unwrap(),
             "--json",
+            "bin",
             binary.to_str().unwrap(),
         ],
     );
@@ -274,9 +274,9 @@ fn a_single_files_crates_with_the_local_builder_and_a_prebuilt_binarys_sbom() {
     assert_eq!(root(&list).0, "digits");
     let listed = packages(&list);
     assert!(
-        listed
-            .iter()
-            .any(|(name, _, source, kind)| name == "itoa" && source == "crates.io" && kind.is_empty()),
+        listed.iter().any(|(name, _, source, kind)| name == "itoa"
+            && source == "crates.io"
+            && kind.is_empty()),
         "{listed:?}"
     );
 
@@ -306,7 +306,11 @@ fn a_single_files_crates_with_the_local_builder_and_a_prebuilt_binarys_sbom() {
     assert_eq!(prebuilt["sbom"]["components"], listed.len() - 1);
 
     // The project's settings leave it out as the flag does, and the record says where from.
-    std::fs::write(dir.path().join("ruchy-image.toml"), "no-embed-deps = true\n").unwrap();
+    std::fs::write(
+        dir.path().join("ruchy-image.toml"),
+        "no-embed-deps = true\n",
+    )
+    .unwrap();
     let (record, bare) = build(&file, "digits", &local, &out, "bare");
     assert!(record.get("embedded_deps").is_none(), "{record:#}");
     assert_eq!(record["settings"]["no-embed-deps"], "ruchy-image.toml:1");

@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
-use cargo_metadata::{DependencyKind, Metadata, PackageId};
+use std::path::Path;
+
+use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use goblin::elf::Elf;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -88,12 +90,95 @@ fn source_of(source: Option<&cargo_metadata::Source>) -> String {
     }
 }
 
+/// `cargo metadata` of the project at `manifest`, for `target`: cargo's resolved graph,
+/// as the list and the SBOM are made from it.
+pub(crate) fn metadata_command(manifest: &Path, target: &str) -> cargo_metadata::MetadataCommand {
+    let mut command = cargo_metadata::MetadataCommand::new();
+    command
+        .manifest_path(manifest)
+        .other_options(vec!["--filter-platform".to_string(), target.to_string()]);
+    command
+}
+
+/// [`metadata_command`], run.
+pub(crate) fn metadata(
+    command: &cargo_metadata::MetadataCommand,
+    manifest: &Path,
+) -> Result<Metadata> {
+    command
+        .exec()
+        .map_err(|e| crate::pipeline::source::metadata_error(manifest, e))
+}
+
+/// The workspace member named `package`.
+pub(crate) fn root_package<'m>(
+    metadata: &'m Metadata,
+    manifest: &Path,
+    package: &str,
+) -> Result<&'m Package> {
+    metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == package && metadata.workspace_members.contains(&p.id))
+        .ok_or_else(|| Error::CargoMetadata {
+            manifest: manifest.to_path_buf(),
+            message: format!("no package {package} in the workspace"),
+        })
+}
+
+/// The packages the root links (`runtime`) and the ones only its build uses: the walk the
+/// list is made from, and so the SBOM.
+fn reachable(metadata: &Metadata, root: &PackageId) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
+    let Some(resolve) = &metadata.resolve else {
+        return Default::default();
+    };
+    let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let is_proc_macro = |id: &PackageId| {
+        metadata.packages.iter().any(|p| {
+            &p.id == id
+                && p.targets
+                    .iter()
+                    .any(|t| t.kind.iter().any(|k| k.to_string() == "proc-macro"))
+        })
+    };
+    // Walk from the root: an edge is runtime when it is a normal dependency of a runtime
+    // crate and not a proc-macro; everything else the build reaches is build-only.
+    let mut runtime = BTreeSet::new();
+    let mut build = BTreeSet::new();
+    let mut stack = vec![(root.clone(), true)];
+    while let Some((id, linked)) = stack.pop() {
+        let set = if linked { &mut runtime } else { &mut build };
+        if !set.insert(id.clone()) {
+            continue;
+        }
+        let Some(node) = nodes.get(&id) else { continue };
+        for dep in &node.deps {
+            let normal = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Normal);
+            let build_dep = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Build);
+            if !normal && !build_dep {
+                continue; // dev-only
+            }
+            let links = linked && normal && !is_proc_macro(&dep.pkg);
+            stack.push((dep.pkg.clone(), links));
+        }
+    }
+    let build_only = build.difference(&runtime).cloned().collect();
+    runtime.remove(root);
+    (runtime, build_only)
+}
+
 impl DepInfo {
     /// The list for the package `root` in `metadata` (cargo's graph for the target, see
     /// `cargo metadata --filter-platform`): `root` and every crate it reaches by normal and
     /// build edges, with the edges between them. Dev dependencies are left out.
     pub fn from_metadata(metadata: &Metadata, root: &PackageId) -> DepInfo {
-        let (runtime, build_only) = crate::pipeline::sbom::reachable(metadata, root);
+        let (runtime, build_only) = reachable(metadata, root);
         let included: BTreeSet<&PackageId> = runtime
             .iter()
             .chain(build_only.iter())
@@ -249,11 +334,11 @@ pub fn object_file(target: &str, section: &[u8]) -> Option<Vec<u8>> {
 /// an architecture we write no object for.
 pub fn object_for(
     metadata: &Metadata,
-    manifest: &std::path::Path,
+    manifest: &Path,
     package: &str,
     target: &str,
 ) -> Result<Option<(String, Vec<u8>)>> {
-    let root = crate::pipeline::sbom::root_package(metadata, manifest, package)?;
+    let root = root_package(metadata, manifest, package)?;
     let info = DepInfo::from_metadata(metadata, &root.id);
     Ok(object_file(target, &info.compress()).map(|object| {
         let digest = crate::adapters::fsutil::hex(&sha2::Sha256::digest(&object));

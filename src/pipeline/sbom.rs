@@ -4,17 +4,16 @@
 //! proc-macros' dependencies, proc-macros themselves) are listed with scope `excluded`; dev
 //! dependencies are left out. Deterministic: the same lock file and epoch give the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::adapters::fsutil::hex;
 use crate::core::error::{Error, Result};
 use crate::core::metrics::SbomRecord;
-use crate::pipeline::auditable::{DepInfo, DepKind, DepPackage};
+use crate::pipeline::auditable::{self, DepInfo, DepKind, DepPackage};
 
 /// The SBOM's media type, as an OCI artifact type.
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -51,57 +50,6 @@ fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
     }
     flush(&mut name, &mut version, &mut checksum);
     sums
-}
-
-/// The packages the root links (`runtime`) and the ones only its build uses: the walk both
-/// the SBOM and the list embedded in the binary ([`crate::pipeline::auditable`]) are made
-/// from.
-pub(crate) fn reachable(
-    metadata: &Metadata,
-    root: &PackageId,
-) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
-    let Some(resolve) = &metadata.resolve else {
-        return Default::default();
-    };
-    let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let is_proc_macro = |id: &PackageId| {
-        metadata.packages.iter().any(|p| {
-            &p.id == id
-                && p.targets
-                    .iter()
-                    .any(|t| t.kind.iter().any(|k| k.to_string() == "proc-macro"))
-        })
-    };
-    // Walk from the root: an edge is runtime when it is a normal dependency of a runtime
-    // crate and not a proc-macro; everything else the build reaches is build-only.
-    let mut runtime = BTreeSet::new();
-    let mut build = BTreeSet::new();
-    let mut stack = vec![(root.clone(), true)];
-    while let Some((id, linked)) = stack.pop() {
-        let set = if linked { &mut runtime } else { &mut build };
-        if !set.insert(id.clone()) {
-            continue;
-        }
-        let Some(node) = nodes.get(&id) else { continue };
-        for dep in &node.deps {
-            let normal = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Normal);
-            let build_dep = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Build);
-            if !normal && !build_dep {
-                continue; // dev-only
-            }
-            let links = linked && normal && !is_proc_macro(&dep.pkg);
-            stack.push((dep.pkg.clone(), links));
-        }
-    }
-    let build_only = build.difference(&runtime).cloned().collect();
-    runtime.remove(root);
-    (runtime, build_only)
 }
 
 /// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
@@ -150,31 +98,6 @@ pub fn generate_cached(
     Ok((bytes, record))
 }
 
-/// `cargo metadata` of the project at `manifest`, for `target`.
-pub(crate) fn metadata(manifest: &Path, target: &str) -> Result<Metadata> {
-    cargo_metadata::MetadataCommand::new()
-        .manifest_path(manifest)
-        .other_options(vec!["--filter-platform".to_string(), target.to_string()])
-        .exec()
-        .map_err(|e| crate::pipeline::source::metadata_error(manifest, e))
-}
-
-/// The workspace member named `package`.
-pub(crate) fn root_package<'m>(
-    metadata: &'m Metadata,
-    manifest: &Path,
-    package: &str,
-) -> Result<&'m Package> {
-    metadata
-        .packages
-        .iter()
-        .find(|p| p.name.as_str() == package && metadata.workspace_members.contains(&p.id))
-        .ok_or_else(|| Error::CargoMetadata {
-            manifest: manifest.to_path_buf(),
-            message: format!("no package {package} in the workspace"),
-        })
-}
-
 /// What cargo knows of a crate beyond the embedded list: its license and its `Cargo.lock`
 /// checksum, by (name, version).
 #[derive(Default)]
@@ -192,8 +115,8 @@ pub fn generate(
     epoch: u64,
     ruchy: Option<&str>,
 ) -> Result<(Vec<u8>, SbomRecord)> {
-    let metadata = metadata(manifest, target)?;
-    let root = root_package(&metadata, manifest, package)?;
+    let metadata = auditable::metadata(&auditable::metadata_command(manifest, target), manifest)?;
+    let root = auditable::root_package(&metadata, manifest, package)?;
     let lock =
         std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
     let extras = Extras {
@@ -219,9 +142,8 @@ pub fn generate(
 /// section): the same crates, graph and scopes, without licenses and checksums, which the
 /// list does not hold.
 pub fn from_embedded(info: &DepInfo, epoch: u64) -> Result<(Vec<u8>, SbomRecord)> {
-    let properties = vec![
-        json!({ "name": "ruchy-image:crates-from", "value": crate::pipeline::auditable::SECTION }),
-    ];
+    let properties =
+        vec![json!({ "name": "ruchy-image:crates-from", "value": auditable::SECTION })];
     bom(info, &Extras::default(), properties, epoch)
 }
 
@@ -235,7 +157,7 @@ fn bom(
 ) -> Result<(Vec<u8>, SbomRecord)> {
     let root = info.root().ok_or_else(|| Error::InvalidInput {
         what: "dependency list",
-        value: crate::pipeline::auditable::SECTION.into(),
+        value: auditable::SECTION.into(),
         reason: "it names no root package".into(),
     })?;
     let mut bom = json!({

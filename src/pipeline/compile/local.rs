@@ -137,11 +137,8 @@ impl LocalCompiler {
         std: &StdChoice,
         events: &Events,
     ) -> Result<Vec<String>> {
-        let mut command = cargo_metadata::MetadataCommand::new();
-        command
-            .cargo_path(&self.cargo)
-            .manifest_path(&project.manifest_path)
-            .other_options(vec!["--filter-platform".into(), flags.target.clone()]);
+        let mut command = auditable::metadata_command(&project.manifest_path, &flags.target);
+        command.cargo_path(&self.cargo);
         if std.sysroot.is_some() {
             command.env("RUSTC", &self.toolchain.rustc);
         }
@@ -152,9 +149,7 @@ impl LocalCompiler {
         );
         let dir = self.cache_dir.join("auditable");
         let made = blocking(move || {
-            let metadata = command
-                .exec()
-                .map_err(|e| crate::pipeline::source::metadata_error(&manifest, e))?;
+            let metadata = auditable::metadata(&command, &manifest)?;
             let object = auditable::object_for(&metadata, &manifest, &package, &target)?;
             let Some((name, object)) = object else {
                 return Ok(None);
