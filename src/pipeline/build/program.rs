@@ -251,7 +251,7 @@ async fn take_prebuilt(
             what: "SBOM output",
             value: path.display().to_string(),
             reason: format!(
-                "{} is a prebuilt binary without a list of its crates (`cargo auditable build` links one in): its SBOM comes from the build that made it (ruchy-image makes one from the Cargo project it compiles)",
+                "{} is a prebuilt binary: its SBOM comes from the build that made it, and it carries no list of its crates to make one from (`cargo auditable build` links one in; ruchy-image makes one from the Cargo project it compiles)",
                 prebuilt.path.display()
             ),
         });
