@@ -10,7 +10,7 @@ const METADATA: &str = "/ruchy-image/metadata.json";
 /// After a fetch that worked: `cargo metadata` of what it resolved, for the target.
 const FETCH_METADATA: &str = r#"if [ "$status" -eq 0 ]; then
   cargo metadata --format-version 1 --locked --filter-platform "$RUCHY_IMAGE_TARGET" \
-    --manifest-path "$RUCHY_IMAGE_MANIFEST" > /ruchy-image/metadata.json || status=$?
+    --manifest-path "$RUCHY_IMAGE_MANIFEST" > "$RUCHY_IMAGE_METADATA" || status=$?
 fi
 "#;
 /// Where the object with the list of the binary's crates goes (a tar path).
@@ -88,7 +88,7 @@ impl DockerCompiler {
         let embed = job.flags.embed_deps;
         let remembered = blocking(move || {
             let lock = std::fs::read(&known.0).ok();
-            let metadata = std::fs::read(&known.1).ok();
+            let metadata = std::fs::read(&known.1).ok().filter(|m| !m.is_empty());
             Ok(lock.zip(metadata.or_else(|| (!embed).then(Vec::new))))
         })
         .await?;
@@ -403,6 +403,7 @@ impl DockerCompiler {
                 env.extend(proxy_env());
                 env.push(format!("RUCHY_IMAGE_MANIFEST={manifest}"));
                 env.push(format!("RUCHY_IMAGE_TARGET={}", job.flags.target));
+                env.push(format!("RUCHY_IMAGE_METADATA={METADATA}"));
                 mounts.push(VolumeMount::writable(&volumes.cargo_home.name, CARGO_HOME));
             }
             Phase::Dependencies | Phase::Compile => {
