@@ -316,3 +316,56 @@ fn a_single_files_crates_with_the_local_builder_and_a_prebuilt_binarys_sbom() {
     assert_eq!(record["settings"]["no-embed-deps"], "ruchy-image.toml:1");
     assert_eq!(audit_info(&bare), None);
 }
+
+#[test]
+fn a_changed_lock_is_a_new_list_in_the_docker_builders_binary() {
+    let builder = builder_image();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("lockdemo");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        "[package]\nname = \"lockdemo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nitoa = \"1\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() {\n    println!(\"{}\", itoa::Buffer::new().format(7u8));\n}\n",
+    )
+    .unwrap();
+    let canonical = std::fs::canonicalize(&project).unwrap();
+    let _volumes = guards::Volumes(format!(
+        "project target for {}:{}",
+        ruchy_image::adapters::cleanup::host(),
+        canonical.display()
+    ));
+    let manifest = project.join("Cargo.toml");
+    let cargo = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--manifest-path", manifest.to_str().unwrap()]);
+        tool("cargo", &all).ok();
+    };
+    let itoa = |binary: &Path| {
+        let list = audit_info(binary).expect("the binary carries its crates");
+        packages(&list)
+            .into_iter()
+            .find(|p| p.0 == "itoa")
+            .map(|p| p.1)
+            .unwrap()
+    };
+    let docker = [
+        "-O",
+        "balanced",
+        "--builder",
+        "docker",
+        "--builder-image",
+        &builder,
+    ];
+    cargo(&["update", "-p", "itoa", "--precise", "1.0.10"]);
+    let (_, first) = build(&project, "lockdemo", &docker, dir.path(), "first");
+    assert_eq!(itoa(&first), "1.0.10");
+    // Only the lock changes: the build is not the one kept, and its list is the new lock's.
+    cargo(&["update", "-p", "itoa", "--precise", "1.0.11"]);
+    let (_, second) = build(&project, "lockdemo", &docker, dir.path(), "second");
+    assert_eq!(itoa(&second), "1.0.11");
+}
