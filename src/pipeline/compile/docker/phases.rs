@@ -7,8 +7,9 @@ use super::*;
 
 /// Where the fetch leaves `cargo metadata` of the project.
 const METADATA: &str = "/ruchy-image/metadata.json";
-/// After a fetch that worked: `cargo metadata` of what it resolved, for the target.
-const FETCH_METADATA: &str = r#"if [ "$status" -eq 0 ]; then
+/// After a fetch that worked, for a build that embeds its crates: `cargo metadata` of what
+/// it resolved, for the target.
+const FETCH_METADATA: &str = r#"if [ "$status" -eq 0 ] && [ -n "${RUCHY_IMAGE_METADATA:-}" ]; then
   cargo metadata --format-version 1 --locked --filter-platform "$RUCHY_IMAGE_TARGET" \
     --manifest-path "$RUCHY_IMAGE_MANIFEST" > "$RUCHY_IMAGE_METADATA" || status=$?
 fi
@@ -114,7 +115,9 @@ impl DockerCompiler {
                 for marker in [fetched, again] {
                     let (lock, metadata) = (lock.clone(), metadata.clone());
                     blocking(move || {
-                        mark(&metadata_marker(&marker), &metadata)?;
+                        if !metadata.is_empty() {
+                            mark(&metadata_marker(&marker), &metadata)?;
+                        }
                         mark(&marker, &lock)
                     })
                     .await?;
@@ -190,7 +193,8 @@ impl DockerCompiler {
     }
 
     /// Runs `cargo fetch` for the project (the host's proxy settings and CA bundle with it),
-    /// and returns the lockfile it resolved and `cargo metadata` of the project for the target.
+    /// and returns the lockfile it resolved and, for a build that embeds its crates, `cargo
+    /// metadata` of the project for the target (else nothing).
     async fn fetch(&self, job: &Job<'_>, context: &Context) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
         job.events
             .note("fetching dependencies (the only step with a network)".to_string());
@@ -221,8 +225,13 @@ impl DockerCompiler {
             let lock = self
                 .download(&id, &format!("{SRC}/Cargo.lock"), "Cargo.lock")
                 .await?;
-            let metadata = self.download(&id, METADATA, "cargo metadata").await?;
-            let metadata = first_entry(&metadata).ok().flatten().unwrap_or_default();
+            let metadata = match job.flags.embed_deps {
+                true => {
+                    let metadata = self.download(&id, METADATA, "cargo metadata").await?;
+                    first_entry(&metadata).ok().flatten().unwrap_or_default()
+                }
+                false => Vec::new(),
+            };
             Ok((first_entry(&lock).ok().flatten(), metadata))
         })
         .await
@@ -403,7 +412,9 @@ impl DockerCompiler {
                 env.extend(proxy_env());
                 env.push(format!("RUCHY_IMAGE_MANIFEST={manifest}"));
                 env.push(format!("RUCHY_IMAGE_TARGET={}", job.flags.target));
-                env.push(format!("RUCHY_IMAGE_METADATA={METADATA}"));
+                if job.flags.embed_deps {
+                    env.push(format!("RUCHY_IMAGE_METADATA={METADATA}"));
+                }
                 mounts.push(VolumeMount::writable(&volumes.cargo_home.name, CARGO_HOME));
             }
             Phase::Dependencies | Phase::Compile => {
