@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-
 use std::path::Path;
 
 use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
