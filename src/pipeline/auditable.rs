@@ -416,6 +416,79 @@ mod tests {
         }
     }
 
+    /// `cargo metadata` of a made-up graph: app uses serde (whose derive is a proc-macro,
+    /// using syn) and itoa, builds with cc (which uses shlex and itoa), tests with criterion.
+    fn metadata() -> (Metadata, PackageId) {
+        let crates_io = "registry+https://github.com/rust-lang/crates.io-index";
+        let id = |name: &str| match name {
+            "app" => "path+file:///w/app#0.1.0".to_string(),
+            _ => format!("{crates_io}#{name}@1.0.0"),
+        };
+        let package = |name: &str, kind: &str| {
+            serde_json::json!({
+                "name": name, "version": if name == "app" { "0.1.0" } else { "1.0.0" },
+                "id": id(name), "source": if name == "app" { None } else { Some(crates_io) },
+                "dependencies": [], "features": {}, "manifest_path": format!("/w/{name}/Cargo.toml"),
+                "targets": [{"name": name, "kind": [kind], "crate_types": [kind], "src_path": "/w/x.rs"}],
+            })
+        };
+        // A normal dependency's kind is null in `cargo metadata`.
+        let edge = |to: &str, kind: Option<&str>| {
+            let kinds = serde_json::json!([{ "kind": kind, "target": null }]);
+            serde_json::json!({"name": to, "pkg": id(to), "dep_kinds": kinds})
+        };
+        let node = |name: &str, deps: Vec<serde_json::Value>| serde_json::json!({"id": id(name), "deps": deps, "dependencies": [], "features": []});
+        let json = serde_json::json!({
+            "packages": [
+                package("syn", "lib"), package("app", "bin"), package("serde", "lib"),
+                package("serde_derive", "proc-macro"), package("cc", "lib"), package("shlex", "lib"),
+                package("itoa", "lib"), package("criterion", "lib"),
+            ],
+            "workspace_members": [id("app")],
+            "workspace_default_members": [id("app")],
+            "resolve": {"root": id("app"), "nodes": [
+                node("app", vec![edge("serde", None), edge("itoa", None),
+                    edge("cc", Some("build")), edge("criterion", Some("dev"))]),
+                node("serde", vec![edge("serde_derive", None)]),
+                node("serde_derive", vec![edge("syn", None)]),
+                node("cc", vec![edge("shlex", None), edge("itoa", None)]),
+                node("syn", vec![]), node("shlex", vec![]), node("itoa", vec![]), node("criterion", vec![]),
+            ]},
+            "target_directory": "/w/target", "version": 1, "workspace_root": "/w",
+        });
+        let root = PackageId { repr: id("app") };
+        (serde_json::from_value(json).unwrap(), root)
+    }
+
+    #[test]
+    fn the_list_is_cargos_graph_with_build_only_crates_marked() {
+        let (metadata, root) = metadata();
+        let info = DepInfo::from_metadata(&metadata, &root);
+        let listed: Vec<_> = info
+            .packages
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind, p.dependencies.clone(), p.root))
+            .collect();
+        let (b, r) = (DepKind::Build, DepKind::Runtime);
+        assert_eq!(
+            listed,
+            [
+                ("app", r, vec![1, 2, 3], true),
+                ("cc", b, vec![2, 5], false),
+                // Linked by app, built with by cc: the binary has it.
+                ("itoa", r, vec![], false),
+                ("serde", r, vec![4], false),
+                ("serde_derive", b, vec![6], false),
+                ("shlex", b, vec![], false),
+                ("syn", b, vec![], false),
+            ]
+        );
+        assert_eq!(info.packages[1].source, "crates.io");
+        assert_eq!(info.packages[0].source, "local");
+        assert_eq!(info.counts(), (6, 4));
+        assert_eq!(DepInfo::decompress(&info.compress()).unwrap(), info);
+    }
+
     #[test]
     fn the_json_has_cargo_auditables_shape() {
         let json = serde_json::to_value(sample()).unwrap();
