@@ -28,6 +28,7 @@ fn build(source: &Path, bin: &str, args: &[&str], out: &Path, label: &str) -> (V
         layout.to_str().unwrap(),
         "--tag",
         "auditable:test",
+        "--no-load",
         "--json",
         "-",
     ];
