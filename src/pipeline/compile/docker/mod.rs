@@ -159,6 +159,14 @@ impl BuildIdentity {
         self.key_of(&context.digest)
     }
 
+    /// The key of the shared dependency phase for sources of digest `sources`: whether the
+    /// binary lists its crates changes only the binary's own link, not a dependency's unit.
+    fn dependencies_key(&self, sources: &[u8]) -> String {
+        let mut identity = self.clone();
+        identity.flags.embed_deps = true;
+        identity.key_of(sources)
+    }
+
     /// The key of building sources of digest `sources` with this identity.
     fn key_of(&self, sources: &[u8]) -> String {
         let mut key = Sha256::new();

@@ -281,7 +281,7 @@ impl DockerCompiler {
             return Ok(None);
         }
         let shared = &job.volumes.shared;
-        let key = job.identity.key_of(depends.as_bytes());
+        let key = job.identity.dependencies_key(depends.as_bytes());
         let marker = self.marker("dependencies", &[&key, &shared.name, &shared.identity]);
         let kept = marker.clone();
         if let Some(text) = blocking(move || Ok(std::fs::read_to_string(&kept).ok())).await? {
