@@ -616,5 +616,14 @@ mod tests {
             base,
             identity("-Cstrip=symbols", "x86_64-unknown-linux-musl").key(&files)
         );
+        // The list of crates is the binary's: another artifact, the same dependencies.
+        let mut bare = identity("-Cstrip=symbols", gnu);
+        bare.flags.embed_deps = false;
+        assert_ne!(base, bare.key(&files));
+        let embedding = identity("-Cstrip=symbols", gnu);
+        assert_eq!(
+            embedding.dependencies_key(b"deps"),
+            bare.dependencies_key(b"deps")
+        );
     }
 }
