@@ -296,6 +296,7 @@ fn a_single_files_crates_with_the_local_builder_and_a_prebuilt_binarys_sbom() {
         std::fs::read(&binary).unwrap()
     );
     assert_eq!(prebuilt["embedded_deps"], record["embedded_deps"]);
+    assert_valid_cyclonedx_1_5(&sbom);
     let bom: Value = serde_json::from_str(&std::fs::read_to_string(&sbom).unwrap()).unwrap();
     let itoa = listed.iter().find(|p| p.0 == "itoa").unwrap();
     assert_eq!(
