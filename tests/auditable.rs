@@ -2,8 +2,9 @@
 //! dependency list in cargo-auditable's `.dep-v0` section. Read back from the binary taken
 //! out of the image by third-party readers: cargo-auditable's own `rust-audit-info`, and
 //! RustSec's `cargo audit bin` against an advisory database the test writes (installed by
-//! .ci/setup). `--no-embed-deps` (flag or setting) leaves it out; a prebuilt binary is read,
-//! not changed, and its list makes its SBOM.
+//! .ci/setup); and it equals the list `cargo auditable build` links into the same project.
+//! `--no-embed-deps` (flag or setting) leaves it out; a prebuilt binary is read, not changed,
+//! and its list makes its SBOM.
 
 mod common;
 mod guards;
@@ -370,4 +371,35 @@ fn a_changed_lock_is_a_new_list_in_the_docker_builders_binary() {
     cargo(&["update", "-p", "itoa", "--precise", "1.0.11"]);
     let (_, second) = build(&project, "lockdemo", &docker, dir.path(), "second");
     assert_eq!(itoa(&second), "1.0.11");
+}
+
+#[test]
+fn the_list_is_the_one_cargo_auditable_writes_for_the_same_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("serde-app");
+    std::fs::create_dir_all(app.join("src")).unwrap();
+    for file in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        std::fs::copy(fixture("serde-app").join(file), app.join(file)).unwrap();
+    }
+    // cargo-auditable's own build of the project, for the host.
+    tool(
+        "cargo",
+        &[
+            "auditable",
+            "build",
+            "--release",
+            "--quiet",
+            "--manifest-path",
+            app.join("Cargo.toml").to_str().unwrap(),
+            "--target-dir",
+            app.join("target").to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let theirs = audit_info(&app.join("target/release/serde-app")).expect("cargo auditable's list");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let local = ["-O", "balanced", "--builder", "local"];
+    let (_, ours) = build(&app, "serde-app", &local, &out, "ours");
+    assert_eq!(audit_info(&ours).expect("our list"), theirs);
 }
