@@ -3,6 +3,7 @@
 //! [`publish`], run in order by [`build`]; [`sbom`], [`lambda`] packaging, [`run_image`]
 //! (cold start) and [`compare`] with its [`report`]s. Imports `core` and `adapters`.
 
+pub mod auditable;
 pub mod base;
 pub mod build;
 pub mod compare;

@@ -4,16 +4,16 @@
 //! proc-macros' dependencies, proc-macros themselves) are listed with scope `excluded`; dev
 //! dependencies are left out. Deterministic: the same lock file and epoch give the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::adapters::fsutil::hex;
 use crate::core::error::{Error, Result};
 use crate::core::metrics::SbomRecord;
+use crate::pipeline::auditable::{self, DepInfo, DepKind, DepPackage};
 
 /// The SBOM's media type, as an OCI artifact type.
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
@@ -50,52 +50,6 @@ fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
     }
     flush(&mut name, &mut version, &mut checksum);
     sums
-}
-
-/// The packages the root links (`runtime`) and the ones only its build uses.
-fn reachable(metadata: &Metadata, root: &PackageId) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
-    let Some(resolve) = &metadata.resolve else {
-        return Default::default();
-    };
-    let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let is_proc_macro = |id: &PackageId| {
-        metadata.packages.iter().any(|p| {
-            &p.id == id
-                && p.targets
-                    .iter()
-                    .any(|t| t.kind.iter().any(|k| k.to_string() == "proc-macro"))
-        })
-    };
-    // Walk from the root: an edge is runtime when it is a normal dependency of a runtime
-    // crate and not a proc-macro; everything else the build reaches is build-only.
-    let mut runtime = BTreeSet::new();
-    let mut build = BTreeSet::new();
-    let mut stack = vec![(root.clone(), true)];
-    while let Some((id, linked)) = stack.pop() {
-        let set = if linked { &mut runtime } else { &mut build };
-        if !set.insert(id.clone()) {
-            continue;
-        }
-        let Some(node) = nodes.get(&id) else { continue };
-        for dep in &node.deps {
-            let normal = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Normal);
-            let build_dep = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Build);
-            if !normal && !build_dep {
-                continue; // dev-only
-            }
-            let links = linked && normal && !is_proc_macro(&dep.pkg);
-            stack.push((dep.pkg.clone(), links));
-        }
-    }
-    let build_only = build.difference(&runtime).cloned().collect();
-    runtime.remove(root);
-    (runtime, build_only)
 }
 
 /// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
@@ -144,6 +98,14 @@ pub fn generate_cached(
     Ok((bytes, record))
 }
 
+/// What cargo knows of a crate beyond the embedded list: its license and its `Cargo.lock`
+/// checksum, by (name, version).
+#[derive(Default)]
+struct Extras {
+    licenses: BTreeMap<(String, String), String>,
+    checksums: BTreeMap<(String, String), String>,
+}
+
 /// The SBOM of `package` in the project at `manifest`, built for `target`, as JSON bytes.
 /// `epoch` is its timestamp; `ruchy` names the transpiler that made the Rust, if one did.
 pub fn generate(
@@ -153,40 +115,58 @@ pub fn generate(
     epoch: u64,
     ruchy: Option<&str>,
 ) -> Result<(Vec<u8>, SbomRecord)> {
-    let metadata = cargo_metadata::MetadataCommand::new()
-        .manifest_path(manifest)
-        .other_options(vec!["--filter-platform".to_string(), target.to_string()])
-        .exec()
-        .map_err(|e| crate::pipeline::source::metadata_error(manifest, e))?;
-    let root = metadata
-        .packages
-        .iter()
-        .find(|p| p.name.as_str() == package && metadata.workspace_members.contains(&p.id))
-        .ok_or_else(|| Error::CargoMetadata {
-            manifest: manifest.to_path_buf(),
-            message: format!("no package {package} in the workspace"),
-        })?;
+    let metadata = auditable::metadata(&auditable::metadata_command(manifest, target), manifest)?;
+    let root = auditable::root_package(&metadata, manifest, package)?;
     let lock =
         std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
-    let checksums = lock_checksums(&lock);
-    let (runtime, build_only) = reachable(&metadata, &root.id);
-    let by_id: BTreeMap<&PackageId, &Package> =
-        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let extras = Extras {
+        licenses: metadata
+            .packages
+            .iter()
+            .filter_map(|p| {
+                let license = p.license.clone()?;
+                Some(((p.name.to_string(), p.version.to_string()), license))
+            })
+            .collect(),
+        checksums: lock_checksums(&lock),
+    };
+    let info = DepInfo::from_metadata(&metadata, &root.id);
+    let mut properties = vec![json!({ "name": "ruchy-image:target", "value": target })];
+    if let Some(ruchy) = ruchy {
+        properties.push(json!({ "name": "ruchy-image:ruchy-version", "value": ruchy }));
+    }
+    bom(&info, &extras, properties, epoch)
+}
 
-    let components = components(&by_id, &runtime, &build_only, &checksums);
-    let included: BTreeSet<&PackageId> = runtime
-        .iter()
-        .chain(build_only.iter())
-        .chain([&root.id])
-        .collect();
-    let dependencies = dependencies(&metadata, &by_id, &included);
+/// The SBOM of a binary someone else built, from the list it carries (its `.dep-v0`
+/// section): the same crates, graph and scopes, without licenses and checksums, which the
+/// list does not hold.
+pub fn from_embedded(info: &DepInfo, epoch: u64) -> Result<(Vec<u8>, SbomRecord)> {
+    let properties =
+        vec![json!({ "name": "ruchy-image:crates-from", "value": auditable::SECTION })];
+    bom(info, &Extras::default(), properties, epoch)
+}
+
+/// The CycloneDX document of `info`, with what `extras` knows of its crates, and our
+/// `properties` in its metadata.
+fn bom(
+    info: &DepInfo,
+    extras: &Extras,
+    properties: Vec<Value>,
+    epoch: u64,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let root = info.root().ok_or_else(|| Error::InvalidInput {
+        what: "dependency list",
+        value: auditable::SECTION.into(),
+        reason: "it names no root package".into(),
+    })?;
     let mut bom = json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
         "version": 1,
-        "metadata": bom_metadata(root, target, epoch, ruchy),
-        "components": components,
-        "dependencies": dependencies,
+        "metadata": bom_metadata(root, extras, properties, epoch),
+        "components": components(info, extras),
+        "dependencies": dependencies(info),
     });
     bom["serialNumber"] = Value::String(serial_number(&bom));
     let mut bytes = serde_json::to_vec_pretty(&bom).map_err(|source| Error::Json {
@@ -196,7 +176,7 @@ pub fn generate(
     bytes.push(b'\n');
     let record = SbomRecord {
         components: components_len(&bom),
-        build_only: build_only.len(),
+        build_only: info.counts().1,
         digest: crate::adapters::fsutil::sha256_digest(&bytes),
     };
     Ok((bytes, record))
@@ -218,36 +198,31 @@ fn serial_number(bom: &Value) -> String {
 }
 
 /// A crate's package URL, also its `bom-ref`.
-fn purl(name: &str, version: &str) -> String {
-    format!("pkg:cargo/{name}@{version}")
+fn purl(package: &DepPackage) -> String {
+    format!("pkg:cargo/{}@{}", package.name, package.version)
 }
 
 /// The SBOM's components, sorted: the crates the binary links (`required`) and the ones only
 /// its build uses (`excluded`), with their licenses and `Cargo.lock` checksums.
-fn components(
-    by_id: &BTreeMap<&PackageId, &Package>,
-    runtime: &BTreeSet<PackageId>,
-    build_only: &BTreeSet<PackageId>,
-    checksums: &BTreeMap<(String, String), String>,
-) -> Vec<Value> {
+fn components(info: &DepInfo, extras: &Extras) -> Vec<Value> {
     let mut components = Vec::new();
-    for id in runtime.iter().chain(build_only.iter()) {
-        let Some(package) = by_id.get(id) else {
-            continue;
-        };
-        let (name, version) = (package.name.to_string(), package.version.to_string());
+    for package in info.packages.iter().filter(|p| !p.root) {
+        let key = (package.name.clone(), package.version.clone());
         let mut component = json!({
             "type": "library",
-            "bom-ref": purl(&name, &version),
-            "name": name,
-            "version": version,
-            "purl": purl(&name, &version),
-            "scope": if build_only.contains(id) { "excluded" } else { "required" },
+            "bom-ref": purl(package),
+            "name": package.name,
+            "version": package.version,
+            "purl": purl(package),
+            "scope": match package.kind {
+                DepKind::Build => "excluded",
+                DepKind::Runtime => "required",
+            },
         });
-        if let Some(license) = &package.license {
+        if let Some(license) = extras.licenses.get(&key) {
             component["licenses"] = json!([{ "expression": license }]);
         }
-        if let Some(sum) = checksums.get(&(name.clone(), version.clone())) {
+        if let Some(sum) = extras.checksums.get(&key) {
             component["hashes"] = json!([{ "alg": "SHA-256", "content": sum }]);
         }
         components.push(component);
@@ -256,63 +231,46 @@ fn components(
     components
 }
 
-/// The SBOM's dependency graph among the `included` packages (dev dependencies left out),
-/// sorted by ref.
-fn dependencies(
-    metadata: &Metadata,
-    by_id: &BTreeMap<&PackageId, &Package>,
-    included: &BTreeSet<&PackageId>,
-) -> Vec<Value> {
-    let mut dependencies = Vec::new();
-    if let Some(resolve) = &metadata.resolve {
-        for node in resolve.nodes.iter().filter(|n| included.contains(&n.id)) {
-            let Some(package) = by_id.get(&node.id) else {
-                continue;
-            };
-            let mut on: Vec<String> = node
-                .deps
+/// The SBOM's dependency graph (dev dependencies left out), sorted by ref.
+fn dependencies(info: &DepInfo) -> Vec<Value> {
+    let mut dependencies: Vec<Value> = info
+        .packages
+        .iter()
+        .map(|package| {
+            let mut on: Vec<String> = package
+                .dependencies
                 .iter()
-                .filter(|d| included.contains(&d.pkg))
-                .filter(|d| {
-                    d.dep_kinds
-                        .iter()
-                        .any(|k| k.kind != DependencyKind::Development)
-                })
-                .filter_map(|d| by_id.get(&d.pkg))
-                .map(|p| purl(p.name.as_str(), &p.version.to_string()))
+                .filter_map(|&i| info.packages.get(i))
+                .map(purl)
                 .collect();
             on.sort();
             on.dedup();
-            dependencies.push(json!({
-                "ref": purl(package.name.as_str(), &package.version.to_string()),
-                "dependsOn": on,
-            }));
-        }
-    }
+            json!({ "ref": purl(package), "dependsOn": on })
+        })
+        .collect();
     dependencies.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
     dependencies
 }
 
 /// The SBOM's `metadata`: its time (`epoch`), the tool, the application (`root`) and our
-/// properties (the target, and the transpiler when one made the Rust).
-fn bom_metadata(root: &Package, target: &str, epoch: u64, ruchy: Option<&str>) -> Value {
+/// `properties`.
+fn bom_metadata(root: &DepPackage, extras: &Extras, properties: Vec<Value>, epoch: u64) -> Value {
     let created = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
     )
     .to_string();
     let mut application = json!({
         "type": "application",
-        "bom-ref": purl(root.name.as_str(), &root.version.to_string()),
-        "name": root.name.to_string(),
-        "version": root.version.to_string(),
-        "purl": purl(root.name.as_str(), &root.version.to_string()),
+        "bom-ref": purl(root),
+        "name": root.name,
+        "version": root.version,
+        "purl": purl(root),
     });
-    if let Some(license) = &root.license {
+    if let Some(license) = extras
+        .licenses
+        .get(&(root.name.clone(), root.version.clone()))
+    {
         application["licenses"] = json!([{ "expression": license }]);
-    }
-    let mut properties = vec![json!({ "name": "ruchy-image:target", "value": target })];
-    if let Some(ruchy) = ruchy {
-        properties.push(json!({ "name": "ruchy-image:ruchy-version", "value": ruchy }));
     }
     json!({
         "timestamp": created,

@@ -96,6 +96,27 @@ pub fn tool(program: &str, args: &[&str]) -> Run {
     Run::from(output)
 }
 
+/// CycloneDX's own validator (PyPI `cyclonedx-python-lib`, installed by `.ci/setup`): the
+/// 1.5 JSON schema, strict. Panics with its complaint.
+pub fn assert_valid_cyclonedx_1_5(sbom: &Path) {
+    const VALIDATE: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    sys.exit(f"not valid CycloneDX 1.5: {error}")
+"#;
+    let checked = tool("python3", &["-c", VALIDATE, sbom.to_str().unwrap()]);
+    assert_eq!(
+        checked.code,
+        Some(0),
+        "{}: {}",
+        sbom.display(),
+        checked.stderr
+    );
+}
+
 /// `skopeo inspect --config oci:DIR:TAG` and `skopeo inspect oci:DIR:TAG`, as JSON.
 pub fn skopeo_inspect(layout: &Path, tag: &str) -> (serde_json::Value, serde_json::Value) {
     let reference = format!("oci:{}:{tag}", layout.display());

@@ -197,6 +197,8 @@ pub struct BuildOptions {
     pub sbom: Option<PathBuf>,
     /// Attach no SBOM referrer to layouts and registries (`--no-sbom`).
     pub no_sbom_referrer: bool,
+    /// Link no list of its crates into the binary (`--no-embed-deps`).
+    pub no_embed_deps: bool,
     /// Size budgets, checked before anything is published.
     pub budgets: crate::core::budget::Budgets,
     /// Where each setting came from (the request's), for the record.
@@ -233,6 +235,8 @@ struct Program {
     revision: Option<String>,
     transpiler: Option<String>,
     embedded_manifest: Option<crate::core::metrics::EmbeddedManifest>,
+    /// The list of its crates the binary carries, if it carries one.
+    embedded_deps: Option<crate::core::metrics::EmbeddedDeps>,
 }
 
 impl Program {

@@ -224,6 +224,7 @@ impl Plan {
             source_date_epoch: request.source_date_epoch,
             sbom: request.outputs.sbom.clone(),
             no_sbom_referrer: request.outputs.no_sbom,
+            no_embed_deps: request.no_embed_deps,
             budgets: request.budgets.clone(),
             settings: request.settings.clone(),
         }

@@ -741,7 +741,7 @@ mod tests {
         let registries = "Registries: push registry-user registry-password-stdin \
                           insecure-registry registry-ca";
         let service = "Service: server token-file";
-        let input = "bin ruchy builder builder-image pull cache-dir verbose quiet";
+        let input = "bin ruchy builder builder-image pull cache-dir no-embed-deps verbose quiet";
         let limits = "Builder limits: build-memory build-pids build-cpus";
         assert_eq!(
             help_groups("build"),

@@ -140,6 +140,11 @@ pub struct InputArgs {
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Link no list of its crates into the binary (by default a `.dep-v0` section, as
+    /// `cargo auditable` writes, which rust-audit-info, `cargo audit bin` and Trivy read).
+    #[arg(long)]
+    pub no_embed_deps: bool,
+
     /// Limits of each builder container.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -371,6 +371,7 @@ impl Settings {
                 request.registry.ca_files = list().iter().map(|p| self.resolve_path(p)).collect()
             }
             "no-sbom" => request.outputs.no_sbom = on,
+            "no-embed-deps" => request.no_embed_deps = on,
             // allow-root is read with user; the shell's own are the shell's.
             _ => {}
         }
