@@ -62,7 +62,7 @@ pub struct DevArgs {
     pub service: Option<String>,
 
     /// After a save, wait this long for more saves before building, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 200, help_heading = "Dev")]
+    #[arg(long, value_name = "MS", default_value_t = 100, help_heading = "Dev")]
     pub debounce: u64,
 }
 
