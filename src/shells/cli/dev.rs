@@ -153,8 +153,13 @@ async fn watch_and_build(
     dev: &mut Option<Dev>,
 ) -> Result<std::convert::Infallible, Failure> {
     let source = args.build.options.input.source.clone();
-    if args.build.service.server.is_some() {
-        return Err(usage("--server", "dev builds and runs here; drop --server").into());
+    if let Some(server) = &args.build.service.server {
+        return Err(Error::InvalidInput {
+            what: "--server",
+            value: server.clone(),
+            reason: "dev builds and runs on this machine's engine; drop --server".into(),
+        }
+        .into());
     }
     let (tag, runner) = match (&args.compose, &args.service) {
         (Some(file), Some(service)) => {
@@ -323,14 +328,6 @@ async fn settle(watched: &Watched, mut seen: Snapshot, debounce: Duration) -> cr
             return Ok(());
         }
         seen = now;
-    }
-}
-
-fn usage(what: &'static str, reason: &str) -> Error {
-    Error::InvalidInput {
-        what,
-        value: String::new(),
-        reason: reason.to_string(),
     }
 }
 
