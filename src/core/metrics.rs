@@ -383,6 +383,13 @@ pub struct SbomRecord {
     pub build_only: usize,
     /// `sha256:` of the JSON.
     pub digest: String,
+    /// Its format: `cyclonedx` or `spdx` (records from before it was recorded: cyclonedx).
+    #[serde(default = "cyclonedx")]
+    pub format: String,
+}
+
+fn cyclonedx() -> String {
+    "cyclonedx".into()
 }
 
 /// What a single file's own manifest brought into its generated project.

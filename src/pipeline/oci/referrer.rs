@@ -37,12 +37,24 @@ pub struct Referrer {
 impl Referrer {
     /// `artifact` (of `media_type`) attached to `subject`, created at `epoch`.
     pub fn new(subject: &Image, media_type: &str, artifact: &[u8], epoch: u64) -> Result<Referrer> {
+        Referrer::annotated(subject, media_type, artifact, epoch, &[])
+    }
+
+    /// [`Referrer::new`], with `annotations` on the artifact's layer (an attestation's
+    /// `in-toto.io/predicate-type`, as BuildKit marks its own).
+    pub fn annotated(
+        subject: &Image,
+        media_type: &str,
+        artifact: &[u8],
+        epoch: u64,
+        annotations: &[(&str, &str)],
+    ) -> Result<Referrer> {
         let artifact_digest = sha256_digest(artifact);
         let created = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
         )
         .to_string();
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,
             "artifactType": media_type,
@@ -64,6 +76,13 @@ impl Referrer {
             },
             "annotations": { "org.opencontainers.image.created": created },
         });
+        if !annotations.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            manifest["layers"][0]["annotations"] = serde_json::Value::Object(map);
+        }
         let manifest = super::canonical_json(&manifest).map_err(|source| Error::Json {
             what: "the referrer manifest",
             source,

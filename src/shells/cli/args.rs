@@ -543,6 +543,24 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "sbom", help_heading = "Outputs")]
     pub no_sbom: bool,
 
+    /// The SBOM's format, in --sbom's file and the referrer.
+    #[arg(long, value_name = "FORMAT", default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"], help_heading = "Outputs")]
+    pub sbom_format: String,
+
+    /// Attach no SLSA provenance to layouts and registries (by default each image gets an
+    /// in-toto provenance in a DSSE envelope as an OCI 1.1 referrer there).
+    #[arg(long, help_heading = "Outputs")]
+    pub no_provenance: bool,
+
+    /// Sign the provenance with this ECDSA P-256 private key (PEM, SEC1 or PKCS#8).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "no_provenance",
+        help_heading = "Outputs"
+    )]
+    pub sign_key: Option<PathBuf>,
+
     /// The service to build on instead, if any.
     #[command(flatten)]
     pub service: ServiceArgs,
@@ -747,7 +765,8 @@ mod tests {
                 flags,
                 image,
                 budgets,
-                "Outputs: oci-layout output tag load no-load json sbom no-sbom",
+                "Outputs: oci-layout output tag load no-load json sbom no-sbom sbom-format \
+                 no-provenance sign-key",
                 registries,
                 service,
             ]
