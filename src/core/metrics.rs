@@ -54,6 +54,9 @@ pub struct BuildRecord {
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<SbomRecord>,
+    /// The SLSA provenance attached to the image, when an output holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceRecord>,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -392,6 +395,18 @@ fn cyclonedx() -> String {
     "cyclonedx".into()
 }
 
+/// What the record says about the provenance attached to the image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProvenanceRecord {
+    /// The referrer's manifest digest.
+    pub referrer: String,
+    /// `sha256:` of the DSSE envelope.
+    pub digest: String,
+    /// The keyid of the key that signed it; absent when unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+}
+
 /// What a single file's own manifest brought into its generated project.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddedManifest {
@@ -445,6 +460,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         linkage: "static".into(),
         libc: "glibc".into(),
         sbom: None,
+        provenance: None,
         transpiled_by: None,
         dependencies_from: None,
         std: Some(StdInfo {

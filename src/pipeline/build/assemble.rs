@@ -144,6 +144,7 @@ pub(super) async fn assemble(
         linkage,
         std: program.std,
         sbom: program.sbom.as_ref().map(|(_, record)| record.clone()),
+        provenance: None,
         transpiled_by: program.transpiler,
         dependencies_from: program.embedded_manifest,
         image: ImageRecord {

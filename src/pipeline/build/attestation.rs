@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde_json::json;
 
 use crate::core::error::Result;
+use crate::core::metrics::ProvenanceRecord;
 use crate::pipeline::attest::provenance::{Provenance, PREDICATE_TYPE};
 use crate::pipeline::attest::{Resolved, Signer, ENVELOPE_MEDIA_TYPE};
 use crate::pipeline::compile::ToolchainFacts;
@@ -114,6 +115,22 @@ pub(super) fn provenance(
         finished: SystemTime::now(),
     };
     provenance.envelope(wanted.signer.as_ref()).map(Some)
+}
+
+/// What the record says of the provenance among `referrers`.
+pub(super) fn record(options: &BuildOptions, referrers: &[Referrer]) -> Option<ProvenanceRecord> {
+    let referrer = referrers
+        .iter()
+        .find(|r| r.artifact_type == ENVELOPE_MEDIA_TYPE)?;
+    Some(ProvenanceRecord {
+        referrer: referrer.digest.clone(),
+        digest: referrer.blobs.last()?.0.clone(),
+        signed_by: options
+            .provenance
+            .as_ref()
+            .and_then(|p| p.signer.as_ref())
+            .map(|s| s.keyid.clone()),
+    })
 }
 
 /// The referrers of one image: its SBOM (unless `--no-sbom`) and its provenance.

@@ -350,13 +350,15 @@ pub async fn build_index(
     let stage = Timer::new(events, Stage::Publish);
     // Each platform's image gets its own SBOM and provenance, as a single build's does.
     let mut referrers = Vec::new();
-    for (options, a) in each.iter().zip(&assembled) {
-        referrers.extend(attestation::referrers(
+    for (options, a) in each.iter().zip(&mut assembled) {
+        let own = attestation::referrers(
             options,
             &a.image,
             a.sbom.as_deref(),
             a.provenance.as_deref(),
-        )?);
+        )?;
+        a.record.provenance = attestation::record(options, &own);
+        referrers.extend(own);
     }
     let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
     for referrer in &referrers {
@@ -450,6 +452,7 @@ async fn publish(
     // and registry.
     let referrers =
         attestation::referrers(options, &image, sbom.as_deref(), provenance.as_deref())?;
+    record.provenance = attestation::record(options, &referrers);
     let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
     if let Some(bytes) = &sbom {
         if let Some(path) = &options.sbom {

@@ -126,6 +126,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: crate::shells::cli::options::LimitArgs,
 
+    /// Sign every build's SLSA provenance with this ECDSA P-256 private key (PEM, SEC1 or
+    /// PKCS#8) [default: unsigned].
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
     /// A PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) that several
     /// `serve` workers share: one queue, one history, each worker building on its own engine
     /// [default: SQLite in the data dir, one service].
