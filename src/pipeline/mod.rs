@@ -18,3 +18,4 @@ pub mod report;
 pub mod run_image;
 pub mod sbom;
 pub mod source;
+pub mod verify;

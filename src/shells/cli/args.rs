@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::options::{
-    base_parser, preset_parser, BudgetArgs, BuildOptions, Given, ImageArgs, RegistryArgs,
-    ServiceArgs,
+    base_parser, preset_parser, AttestArgs, BudgetArgs, BuildOptions, Given, ImageArgs,
+    RegistryArgs, ServiceArgs,
 };
 use crate::core::preset::Preset;
 use crate::pipeline::base::BaseRef;
@@ -49,12 +49,24 @@ pub enum ImageCommand {
     /// toolchain, ruchy, arm64 emulation, registry logins, cache volumes), each with its fix.
     #[command(after_long_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
+    /// Check an image's SBOM and provenance referrers: they name this manifest, the
+    /// provenance is signed with --key and records the image's flags.
+    #[command(after_long_help = VERIFY_EXAMPLES)]
+    Verify(super::verify::VerifyArgs),
     /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
     /// build records, logs and images.
     #[cfg(feature = "serve")]
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(Box<ServeArgs>),
 }
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  ruchy-image build app -O size --oci-layout out/app --sign-key cosign.key
+  ruchy-image verify oci:out/app:size --key cosign.pub
+  ruchy-image verify 127.0.0.1:5000/app:1 --key cosign.pub --json
+
+Exit codes: 0 every check holds, 1 one does not, 2 invalid input.";
 
 #[cfg(feature = "serve")]
 const SERVE_EXAMPLES: &str = "\
@@ -538,33 +550,9 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// Write a CycloneDX 1.5 SBOM of the binary's crates (from cargo's resolved graph and
-    /// Cargo.lock) to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
-    pub sbom: Option<PathBuf>,
-
-    /// Attach no SBOM to layouts and registries (by default each image gets its SBOM as an
-    /// OCI 1.1 referrer there).
-    #[arg(long, conflicts_with = "sbom", help_heading = "Outputs")]
-    pub no_sbom: bool,
-
-    /// The SBOM's format, in --sbom's file and the referrer.
-    #[arg(long, value_name = "FORMAT", default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"], help_heading = "Outputs")]
-    pub sbom_format: String,
-
-    /// Attach no SLSA provenance to layouts and registries (by default each image gets an
-    /// in-toto provenance in a DSSE envelope as an OCI 1.1 referrer there).
-    #[arg(long, help_heading = "Outputs")]
-    pub no_provenance: bool,
-
-    /// Sign the provenance with this ECDSA P-256 private key (PEM, SEC1 or PKCS#8).
-    #[arg(
-        long,
-        value_name = "FILE",
-        conflicts_with = "no_provenance",
-        help_heading = "Outputs"
-    )]
-    pub sign_key: Option<PathBuf>,
+    /// The SBOM and the provenance attached to the image.
+    #[command(flatten)]
+    pub attest: AttestArgs,
 
     /// The service to build on instead, if any.
     #[command(flatten)]
