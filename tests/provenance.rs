@@ -1,43 +1,21 @@
 //! SLSA provenance: every image gets an in-toto Statement v1 in a DSSE envelope as an OCI 1.1
 //! referrer, signed with `--sign-key`. in-toto's own crypto library (securesystemslib, from
 //! PyPI) verifies the signature with the public key and reads the Statement; the image's
-//! digest is the same with, without and with another provenance.
+//! digest is the same with, without and with another provenance; a service signs its builds
+//! with its own key.
 
 mod common;
+mod guards;
+mod registries;
+#[allow(unused_macros)]
+#[macro_use]
+mod service;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
-
-/// A P-256 key pair as `openssl ecparam` makes it (SEC1 private, SPKI public), in `dir`.
-fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (private, public) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.pub")),
-    );
-    let p = private.to_str().unwrap();
-    tool(
-        "openssl",
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            p,
-        ],
-    )
-    .ok();
-    tool(
-        "openssl",
-        &["ec", "-in", p, "-pubout", "-out", public.to_str().unwrap()],
-    )
-    .ok();
-    (private, public)
-}
 
 /// The referrers of `image` in `layout`: (artifact type, manifest, blob).
 fn referrers(layout: &Path, image: &str) -> Vec<(String, serde_json::Value, Vec<u8>)> {
@@ -247,4 +225,60 @@ fn a_key_that_does_not_read_is_refused_before_anything_is_written() {
         garbage.to_str().unwrap(),
     ]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
+}
+
+#[test]
+fn a_service_signs_its_builds_with_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(dir.path(), "service");
+    let (data, _leftovers) = service::data_dir(dir.path());
+
+    // A key that does not read stops the start.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key\n").unwrap();
+    let refused = service::serve_command(&data, &["--sign-key", garbage.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("signing key"), "{stderr}");
+
+    let server = service::start(&data, &["--sign-key", key.to_str().unwrap()]);
+    let context = service::fibonacci_context(&dir.path().join("fib"));
+    let accepted = service::submit(&server, context.path(), "optimize=size");
+    let id = accepted["id"].as_str().unwrap().to_string();
+    let done = service::wait_for(
+        &server,
+        &id,
+        std::time::Duration::from_secs(600),
+        service::ended,
+    );
+    assert_eq!(done["status"], "success", "{done:#}");
+    let tarball = dir.path().join("image.tar");
+    let download = service::curl(
+        &server,
+        "GET",
+        &format!("/v1/builds/{id}/image"),
+        &["-o", tarball.to_str().unwrap()],
+        true,
+    );
+    assert_eq!(download.status, 200, "{}", download.body);
+    let verified = ruchy_image([
+        "verify",
+        &format!("docker-archive:{}", tarball.display()),
+        "--key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        verified.code,
+        Some(0),
+        "{}\n{}",
+        verified.stdout,
+        verified.stderr
+    );
+    assert!(
+        verified.stdout.contains("✓ signature"),
+        "{}",
+        verified.stdout
+    );
 }

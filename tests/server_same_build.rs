@@ -258,6 +258,11 @@ fn refusals_and_exit_codes_are_the_local_ones() {
     assert_eq!(there.code, Some(2), "{}", there.stderr);
     assert!(there.stderr.contains("its own limits"), "{}", there.stderr);
     assert_eq!(both.builds(), sent);
+    // So is the provenance's key (`serve --sign-key`).
+    let there = both.remote(&["build", fib, "--sign-key", fib]);
+    assert_eq!(there.code, Some(2), "{}", there.stderr);
+    assert!(there.stderr.contains("its own key"), "{}", there.stderr);
+    assert_eq!(both.builds(), sent);
 
     // A base only the builder's engine can look up: found missing on the server, reported
     // here as a local build reports it, exit 2.

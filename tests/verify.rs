@@ -12,31 +12,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use registries::start_registry;
 
-/// A P-256 key pair as `openssl ecparam` makes it: (private SEC1 PEM, public SPKI PEM).
-fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (private, public) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.pub")),
-    );
-    let p = private.to_str().unwrap();
-    tool(
-        "openssl",
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            p,
-        ],
-    )
-    .ok();
-    let out = public.to_str().unwrap();
-    tool("openssl", &["ec", "-in", p, "-pubout", "-out", out]).ok();
-    (private, public)
-}
-
 /// `build fibonacci -O PRESET --tag fib:1 ARGS --json -`: the image's digest.
 fn build(preset: &str, args: &[&str]) -> String {
     let fib = fib();
@@ -275,6 +250,24 @@ fn a_signed_push_verifies_from_the_registry() {
     let run = verify(&[by_digest.as_str(), "--key", other.to_str().unwrap()]);
     assert_eq!(run.code, Some(1), "{}", run.stdout);
     assert!(line(&run, "signature").starts_with('✗'), "{}", run.stdout);
+
+    // Pushed again, signed with the other key: both provenances are listed (as `cosign
+    // attest` appends), and each key finds its own.
+    let other_key = dir.path().join("other.pem");
+    let again = build(
+        "aggressive",
+        &[
+            "--sign-key",
+            other_key.to_str().unwrap(),
+            "--push",
+            &reference,
+        ],
+    );
+    assert_eq!(again, image);
+    for public in [&public, &other] {
+        let run = verify(&[by_digest.as_str(), "--key", public.to_str().unwrap()]);
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    }
 }
 
 fn blob_path(layout: &Path, digest: &str) -> PathBuf {

@@ -134,7 +134,7 @@ pub async fn verify(options: &Options) -> Result<Report> {
 fn json(bytes: std::result::Result<Vec<u8>, String>, target: &Target) -> Result<Value> {
     let invalid = |reason: String| crate::core::error::Error::InvalidInput {
         what: "image",
-        value: format!("{target:?}"),
+        value: target.to_string(),
         reason,
     };
     serde_json::from_slice(&bytes.map_err(invalid)?).map_err(|e| invalid(e.to_string()))
@@ -145,9 +145,24 @@ type Line = (&'static str, Status, String);
 /// The checks of one image, given its referrers and labels.
 fn image_checks(image: &str, found: &[Found], labels: &Value, key: Option<&Verifier>) -> Vec<Line> {
     let mut lines = vec![sbom_check(image, found)];
-    let provenance = found
+    // A registry lists every push's provenance of the image: the one the key signed, if any.
+    let candidates: Vec<&Found> = found
         .iter()
-        .find(|f| f.artifact_type == ENVELOPE_MEDIA_TYPE && f.subject == image);
+        .filter(|f| f.artifact_type == ENVELOPE_MEDIA_TYPE && f.subject == image)
+        .collect();
+    let signed_by_key = |f: &&&Found| {
+        let envelope = f
+            .blob
+            .as_deref()
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::pipeline::attest::Envelope>(b).ok());
+        key.zip(envelope).is_some_and(|(k, e)| k.verifies(&e))
+    };
+    let provenance = candidates
+        .iter()
+        .find(signed_by_key)
+        .or(candidates.first())
+        .copied();
     let read = provenance.map(|p| {
         let blob = p.blob.as_deref().map_err(|e| e.to_string());
         let parsed = blob.clone().and_then(provenance::read);
@@ -313,4 +328,108 @@ fn flags_check(statement: &Value, labels: &Value) -> Line {
         ),
         false => ("flags", Status::Fail, differ.join("; ")),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::attest::provenance::Provenance;
+    use crate::pipeline::attest::Signer;
+    use serde_json::json;
+
+    /// A throwaway key (`openssl ecparam -name prime256v1 -genkey -noout`), for tests only.
+    const TEST_KEY: &str = include_str!("../../../tests/fixtures/attest/test-key.pem");
+    const IMAGE: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn envelope(subject: &str, flags: &[&str], signer: Option<&Signer>) -> Vec<u8> {
+        Provenance {
+            subject_name: "fib:1".into(),
+            subject_digest: subject.into(),
+            external: json!({ "preset": "size", "target": "x86_64-unknown-linux-musl", "flags": flags, "prebuilt": false }),
+            internal: json!({}),
+            dependencies: Vec::new(),
+            started: std::time::SystemTime::UNIX_EPOCH,
+            finished: std::time::SystemTime::UNIX_EPOCH,
+        }
+        .envelope(signer)
+        .unwrap()
+    }
+
+    fn found(artifact_type: &str, blob: Vec<u8>) -> Found {
+        Found {
+            artifact_type: artifact_type.into(),
+            subject: IMAGE.into(),
+            blob: Ok(blob),
+        }
+    }
+
+    fn statuses(lines: &[Line]) -> Vec<(&'static str, Status)> {
+        lines
+            .iter()
+            .map(|(name, status, _)| (*name, *status))
+            .collect()
+    }
+
+    fn labels(flags: &str) -> Value {
+        json!({
+            "dev.ruchy.image.preset": "size",
+            "dev.ruchy.image.target": "x86_64-unknown-linux-musl",
+            "dev.ruchy.image.flags": flags,
+        })
+    }
+
+    #[test]
+    fn each_fault_fails_its_own_check() {
+        let signer = Signer::from_pem(TEST_KEY).unwrap();
+        let sbom = found(MEDIA_TYPE_CDX, b"{}".to_vec());
+        let good = found(
+            ENVELOPE_MEDIA_TYPE,
+            envelope(IMAGE, &["-C lto=fat"], Some(&signer)),
+        );
+        let verifier = signer.verifier();
+        let lines = image_checks(IMAGE, &[sbom, good], &labels("-C lto=fat"), Some(&verifier));
+        assert_eq!(
+            statuses(&lines),
+            [
+                ("sbom", Status::Pass),
+                ("provenance", Status::Pass),
+                ("signature", Status::Pass),
+                ("flags", Status::Pass),
+                ("embedded-crates", Status::Skip),
+            ]
+        );
+
+        // Another image's provenance, with other flags, and no SBOM.
+        let other = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let moved = found(
+            ENVELOPE_MEDIA_TYPE,
+            envelope(other, &["-C lto=thin"], Some(&signer)),
+        );
+        let lines = image_checks(IMAGE, &[moved], &labels("-C lto=fat"), Some(&verifier));
+        let statuses = statuses(&lines);
+        assert_eq!(statuses[0], ("sbom", Status::Fail));
+        assert_eq!(statuses[1], ("provenance", Status::Fail));
+        assert_eq!(statuses[2], ("signature", Status::Pass));
+        assert_eq!(statuses[3], ("flags", Status::Fail));
+        assert!(lines[3].2.contains("-C lto=thin"), "{}", lines[3].2);
+
+        // Unsigned: reported without a key, a failure with one.
+        let unsigned = found(ENVELOPE_MEDIA_TYPE, envelope(IMAGE, &[], None));
+        let lines = image_checks(IMAGE, std::slice::from_ref(&unsigned), &labels(""), None);
+        assert_eq!(lines[2].1, Status::Skip);
+        let lines = image_checks(IMAGE, &[unsigned], &labels(""), Some(&verifier));
+        assert_eq!(lines[2].1, Status::Fail);
+    }
+
+    #[test]
+    fn of_several_provenances_the_key_s_is_checked() {
+        let signer = Signer::from_pem(TEST_KEY).unwrap();
+        let unsigned = found(ENVELOPE_MEDIA_TYPE, envelope(IMAGE, &[], None));
+        let signed = found(ENVELOPE_MEDIA_TYPE, envelope(IMAGE, &[], Some(&signer)));
+        let verifier = signer.verifier();
+        let lines = image_checks(IMAGE, &[unsigned, signed], &labels(""), Some(&verifier));
+        assert_eq!(lines[2].1, Status::Pass, "{}", lines[2].2);
+    }
+
+    const MEDIA_TYPE_CDX: &str = crate::pipeline::sbom::MEDIA_TYPE;
 }

@@ -28,6 +28,17 @@ pub enum Target {
     Registry(String),
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Layout(dir, Some(tag)) => write!(f, "oci:{}:{tag}", dir.display()),
+            Target::Layout(dir, None) => write!(f, "oci:{}", dir.display()),
+            Target::Archive(file) => write!(f, "docker-archive:{}", file.display()),
+            Target::Registry(reference) => f.write_str(reference),
+        }
+    }
+}
+
 impl std::str::FromStr for Target {
     type Err = Error;
     fn from_str(text: &str) -> Result<Target> {
