@@ -51,7 +51,7 @@ pub enum ImageCommand {
     Doctor(DoctorArgs),
     /// Check an image's SBOM and provenance referrers: they name this manifest, the
     /// provenance is signed with --key and records the image's flags.
-    #[command(after_long_help = VERIFY_EXAMPLES)]
+    #[command(after_long_help = super::verify::EXAMPLES)]
     Verify(super::verify::VerifyArgs),
     /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
     /// build records, logs and images.
@@ -59,14 +59,6 @@ pub enum ImageCommand {
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(Box<ServeArgs>),
 }
-
-const VERIFY_EXAMPLES: &str = "\
-Examples:
-  ruchy-image build app -O size --oci-layout out/app --sign-key cosign.key
-  ruchy-image verify oci:out/app:size --key cosign.pub
-  ruchy-image verify 127.0.0.1:5000/app:1 --key cosign.pub --json
-
-Exit codes: 0 every check holds, 1 one does not, 2 invalid input.";
 
 #[cfg(feature = "serve")]
 const SERVE_EXAMPLES: &str = "\

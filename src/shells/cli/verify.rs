@@ -10,6 +10,16 @@ use super::failure::Failure;
 use super::output::{print_stdout, to_json};
 use crate::pipeline::verify::{Report, Status};
 
+/// `verify --help`'s examples.
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  openssl ecparam -name prime256v1 -genkey -noout -out ec.pem && openssl ec -in ec.pem -pubout -out ec.pub
+  ruchy-image build app -O size --oci-layout out/app --sign-key ec.pem --push 127.0.0.1:5000/app:1
+  ruchy-image verify oci:out/app:size --key ec.pub
+  ruchy-image verify 127.0.0.1:5000/app:1 --key ec.pub --json
+
+Exit codes: 0 every check holds, 1 one does not, 2 invalid input.";
+
 /// `ruchy-image verify`
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
