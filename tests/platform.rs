@@ -248,6 +248,26 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
         assert_eq!(digests, ours, "{arch}");
     }
 
+    // verify checks each platform's image of the index, in the layout and the registry.
+    for reference in [plain.as_str(), pushed.as_str()] {
+        let run = ruchy_image(["verify", reference, "--json"]);
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        let report = run.metrics();
+        assert_eq!(report["digest"], index_digest);
+        let mut checked: Vec<(String, String)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == "provenance" && c["status"] == "pass")
+            .map(|c| {
+                let arch = c["platform"].as_str().unwrap().trim_start_matches("linux/");
+                (arch.to_string(), c["image"].as_str().unwrap().to_string())
+            })
+            .collect();
+        checked.sort();
+        assert_eq!(checked, built, "{reference}");
+    }
+
     // The registry holds the same index under the tag, as docker's own client reads it.
     let docker_ref = format!("docker://{pushed}");
     let raw = tool(
