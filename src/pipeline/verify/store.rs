@@ -212,7 +212,7 @@ impl Store {
                 reference,
             } => {
                 let at = reference.clone_with_digest(digest.to_string());
-                match client.pull_manifest_raw(&at, auth, &manifest_types()).await {
+                match client.pull_manifest_raw(&at, auth, ACCEPTED).await {
                     Ok((bytes, _)) => bytes.to_vec(),
                     Err(_) => {
                         let mut bytes = Vec::new();
@@ -275,10 +275,6 @@ impl Store {
             }
         })
     }
-}
-
-fn manifest_types() -> Vec<&'static str> {
-    ACCEPTED.to_vec()
 }
 
 #[cfg(test)]

@@ -211,8 +211,7 @@ const NOT_PUBLISHED: &str =
     "  output    none: over the size budget, nothing was written, tagged or pushed";
 
 /// An output's line; an SBOM or a provenance attached as a referrer says so, with what it
-/// lists or who signed it.
-/// `records` are the image's, or an index's platforms'.
+/// lists or who signed it (`records`: the image's, or an index's platforms').
 fn output_line(out: &crate::core::metrics::Published, records: &[BuildRecord]) -> String {
     if out.kind != "referrer" {
         return format!("  output    {:<10} {}", out.kind, out.location);
