@@ -111,27 +111,6 @@ fn the_sbom_lists_the_locked_crates_and_which_only_the_build_uses() {
     assert_eq!(again, text);
 }
 
-/// CycloneDX's own validator (PyPI `cyclonedx-python-lib`, installed by `.ci/setup`): the
-/// 1.5 JSON schema, strict. Panics with its complaint.
-fn assert_valid_cyclonedx_1_5(sbom: &std::path::Path) {
-    const VALIDATE: &str = r#"
-import sys
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
-if error is not None:
-    sys.exit(f"not valid CycloneDX 1.5: {error}")
-"#;
-    let checked = tool("python3", &["-c", VALIDATE, sbom.to_str().unwrap()]);
-    assert_eq!(
-        checked.code,
-        Some(0),
-        "{}: {}",
-        sbom.display(),
-        checked.stderr
-    );
-}
-
 /// `name version` of every package `cargo tree -e normal` lists for the project at `dir`,
 /// its root left out.
 fn cargo_tree(dir: &std::path::Path) -> std::collections::BTreeSet<String> {

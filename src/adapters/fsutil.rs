@@ -112,12 +112,24 @@ pub(crate) fn temp_file_for(
         )))
 }
 
-/// Moves a finished temp file to `path`, creating its parent directories.
+/// Moves a finished temp file to `path`, creating its parent directories. A device or a
+/// pipe there (`--json /dev/null`, `-o /dev/stdout`, a FIFO) is written to instead: renaming
+/// over it would leave a plain file where the device was.
 pub(crate) fn persist(
     what: &'static str,
-    temp: tempfile::NamedTempFile,
+    mut temp: tempfile::NamedTempFile,
     path: &Path,
 ) -> Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        use std::io::Seek;
+        let copied = temp.rewind().and_then(|()| {
+            let mut device = std::fs::OpenOptions::new().write(true).open(path)?;
+            std::io::copy(&mut temp, &mut device)
+        });
+        return copied
+            .map(drop)
+            .map_err(|e| not_writable(what, path, e.to_string()));
+    }
     create_parent(what, path)?;
     temp.persist(path)
         .map(drop)
@@ -212,6 +224,30 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_pipe_is_written_to_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        write_file_atomically("the metrics JSON", &fifo, b"{}\n").unwrap();
+        // Checked before the reader is joined: a replaced pipe never gets a writer.
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "the pipe was replaced by {kind:?}");
+        assert_eq!(reader.join().unwrap(), b"{}\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["fifo"], "a temp file was left");
     }
 
     #[test]

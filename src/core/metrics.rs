@@ -57,6 +57,10 @@ pub struct BuildRecord {
     /// The SLSA provenance attached to the image, when an output holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<ProvenanceRecord>,
+    /// The list of its crates the binary carries (a `.dep-v0` section, cargo-auditable's
+    /// format); absent when it carries none (`--no-embed-deps`, or a prebuilt binary without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_deps: Option<EmbeddedDeps>,
     /// The image.
     pub image: ImageRecord,
     /// Where the image was written.
@@ -407,6 +411,17 @@ pub struct ProvenanceRecord {
     pub signed_by: Option<String>,
 }
 
+/// What the record says about the list of crates in the binary.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddedDeps {
+    /// Crates in it, the binary's own excluded.
+    pub crates: usize,
+    /// Of those, the ones only the build uses.
+    pub build_only: usize,
+    /// Bytes of the section (compressed JSON).
+    pub section_size: u64,
+}
+
 /// What a single file's own manifest brought into its generated project.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddedManifest {
@@ -461,6 +476,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         libc: "glibc".into(),
         sbom: None,
         provenance: None,
+        embedded_deps: None,
         transpiled_by: None,
         dependencies_from: None,
         std: Some(StdInfo {

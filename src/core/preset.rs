@@ -283,6 +283,14 @@ pub struct Flags {
     pub static_link: bool,
     /// The target triple compiled for.
     pub target: String,
+    /// Link the list of the crates the binary is made of into it (a `.dep-v0` section, as
+    /// `cargo auditable` does); off with `--no-embed-deps`.
+    #[serde(default = "yes")]
+    pub embed_deps: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Flags {
@@ -322,6 +330,7 @@ impl Flags {
             embed_bitcode: preset == Preset::Nasa,
             static_link: overrides.static_link.unwrap_or(true),
             target: target.to_string(),
+            embed_deps: true,
         }
     }
 

@@ -4,6 +4,7 @@
 //! (cold start) and [`compare`] with its [`report`]s. Imports `core` and `adapters`.
 
 pub mod attest;
+pub mod auditable;
 pub mod base;
 pub mod build;
 pub mod compare;
@@ -19,3 +20,4 @@ pub mod run_image;
 pub mod sbom;
 pub mod source;
 pub mod verify;
+pub mod watch;

@@ -96,6 +96,27 @@ pub fn tool(program: &str, args: &[&str]) -> Run {
     Run::from(output)
 }
 
+/// CycloneDX's own validator (PyPI `cyclonedx-python-lib`, installed by `.ci/setup`): the
+/// 1.5 JSON schema, strict. Panics with its complaint.
+pub fn assert_valid_cyclonedx_1_5(sbom: &Path) {
+    const VALIDATE: &str = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if error is not None:
+    sys.exit(f"not valid CycloneDX 1.5: {error}")
+"#;
+    let checked = tool("python3", &["-c", VALIDATE, sbom.to_str().unwrap()]);
+    assert_eq!(
+        checked.code,
+        Some(0),
+        "{}: {}",
+        sbom.display(),
+        checked.stderr
+    );
+}
+
 /// `skopeo inspect --config oci:DIR:TAG` and `skopeo inspect oci:DIR:TAG`, as JSON.
 pub fn skopeo_inspect(layout: &Path, tag: &str) -> (serde_json::Value, serde_json::Value) {
     let reference = format!("oci:{}:{tag}", layout.display());
@@ -235,18 +256,25 @@ impl Running {
 
     /// Waits (three minutes at most) until stderr shows `marker`.
     pub fn wait_for(&mut self, marker: &str) {
+        self.wait_for_nth(marker, 1)
+    }
+
+    /// Waits (three minutes at most) until stderr has shown `marker` `n` times.
+    pub fn wait_for_nth(&mut self, marker: &str, n: usize) {
         use std::sync::mpsc::RecvTimeoutError;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        while !self.seen.contains(marker) {
+        while self.seen.matches(marker).count() < n {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push_str(&line);
                     self.seen.push('\n');
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("no {marker:?} in:\n{}", self.seen),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {marker:?} (×{n}) in:\n{}", self.seen)
+                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("exited before {marker:?}:\n{}", self.seen)
+                    panic!("exited before {marker:?} (×{n}):\n{}", self.seen)
                 }
             }
         }
@@ -257,6 +285,11 @@ impl Running {
         // SAFETY: a plain kill(2) of a child we have not reaped.
         let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
         assert_eq!(sent, 0, "kill failed");
+    }
+
+    /// What stderr has shown so far.
+    pub fn seen(&self) -> &str {
+        &self.seen
     }
 
     /// The exit code (`None` when a signal ended it) and all of stderr.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
 use futures_util::{Stream, StreamExt};
 
 use super::{api_error, Engine};
@@ -41,6 +41,19 @@ pub struct ContainerSpec {
     pub no_network: bool,
     /// Every capability dropped, and `no-new-privileges`: a setuid binary gains nothing.
     pub least_privilege: bool,
+    /// Container ports published on the engine's host.
+    pub published: Vec<PublishedPort>,
+}
+
+/// A container port reachable at an address of the engine's host (`docker run -p`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// The host address to listen on (`127.0.0.1`; empty: every address).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's port and protocol, as images expose them (`8080/tcp`).
+    pub container_port: String,
 }
 
 /// The label that holds a volume's identity (see [`Engine::create_volume`]).
@@ -89,8 +102,25 @@ impl ContainerSpec {
                 ..Default::default()
             })
             .collect::<Vec<_>>();
+        let exposed = self
+            .published
+            .iter()
+            .map(|p| p.container_port.clone())
+            .collect::<Vec<_>>();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for port in self.published {
+            bindings
+                .entry(port.container_port)
+                .or_default()
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(port.host_ip).filter(|ip| !ip.is_empty()),
+                    host_port: Some(port.host_port.to_string()),
+                });
+        }
         ContainerCreateBody {
             image: Some(self.image),
+            exposed_ports: Some(exposed).filter(|e| !e.is_empty()),
             entrypoint: self.entrypoint,
             cmd: self.cmd,
             env: Some(self.env).filter(|e| !e.is_empty()),
@@ -105,6 +135,7 @@ impl ContainerSpec {
                 nano_cpus: self.cpus.map(|c| (c * 1e9) as i64),
                 pids_limit: self.pids.map(|p| p as i64),
                 network_mode: self.no_network.then(|| "none".to_string()),
+                port_bindings: Some(bindings).filter(|b| !b.is_empty()),
                 cap_drop: self.least_privilege.then(|| vec!["ALL".to_string()]),
                 security_opt: self
                     .least_privilege
@@ -131,6 +162,8 @@ pub struct ImageInfo {
     pub entrypoint: Vec<String>,
     /// Its labels.
     pub labels: HashMap<String, String>,
+    /// The ports it exposes (`8080/tcp`), sorted.
+    pub exposed_ports: Vec<String>,
 }
 
 /// An image as the engine lists it.
@@ -182,6 +215,11 @@ impl Engine {
             user: config.user.unwrap_or_default(),
             entrypoint: config.entrypoint.unwrap_or_default(),
             labels: config.labels.unwrap_or_default(),
+            exposed_ports: {
+                let mut ports: Vec<String> = config.exposed_ports.into_iter().flatten().collect();
+                ports.sort();
+                ports
+            },
         }))
     }
 

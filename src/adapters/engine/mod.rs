@@ -19,7 +19,9 @@ use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events};
 
 mod calls;
-pub use calls::{stream_to_engine, Chunks, ContainerSpec, ImageInfo, ListedImage, VolumeMount};
+pub use calls::{
+    stream_to_engine, Chunks, ContainerSpec, ImageInfo, ListedImage, PublishedPort, VolumeMount,
+};
 
 /// How long a ping may take before we call the engine unreachable: a busy engine (Podman
 /// loading a builder image on a loaded machine took over 3 s) is slow, not gone.
@@ -454,10 +456,25 @@ impl Engine {
         id: &str,
         on_output: &mut (dyn FnMut(bool, &str) + Send),
     ) -> Result<Finished> {
+        self.start(id).await?;
+        self.follow(id, on_output).await
+    }
+
+    /// Starts a created container.
+    pub async fn start(&self, id: &str) -> Result<()> {
         self.docker
             .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
             .await
-            .map_err(api_error("starting the container"))?;
+            .map_err(api_error("starting the container"))
+    }
+
+    /// Passes a started container's output to `on_output` line by line until it exits, as
+    /// [`Engine::run_to_completion`] does, and returns its exit code.
+    pub async fn follow(
+        &self,
+        id: &str,
+        on_output: &mut (dyn FnMut(bool, &str) + Send),
+    ) -> Result<Finished> {
         let mut output = Output::default();
         let mut logs = self.logs(id, true);
         let exit = self.wait_exit(id);

@@ -145,6 +145,7 @@ pub(super) async fn assemble(
         std: program.std,
         sbom: program.sbom.as_ref().map(|(_, record)| record.clone()),
         provenance: None,
+        embedded_deps: program.embedded_deps,
         transpiled_by: program.transpiler,
         dependencies_from: program.embedded_manifest,
         image: ImageRecord {

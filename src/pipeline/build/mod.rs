@@ -204,6 +204,8 @@ pub struct BuildOptions {
     pub sbom_format: crate::pipeline::sbom::SbomFormat,
     /// How images are attested to (SLSA provenance referrers); `None` with `--no-provenance`.
     pub provenance: Option<ProvenanceOptions>,
+    /// Link no list of its crates into the binary (`--no-embed-deps`).
+    pub no_embed_deps: bool,
     /// Size budgets, checked before anything is published.
     pub budgets: crate::core::budget::Budgets,
     /// Where each setting came from (the request's), for the record.
@@ -242,6 +244,8 @@ struct Program {
     embedded_manifest: Option<crate::core::metrics::EmbeddedManifest>,
     /// What the provenance says of the run; `None` when nothing holds a provenance.
     run: Option<attestation::RunFacts>,
+    /// The list of its crates the binary carries, if it carries one.
+    embedded_deps: Option<crate::core::metrics::EmbeddedDeps>,
 }
 
 impl Program {

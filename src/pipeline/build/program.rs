@@ -7,10 +7,12 @@ use std::time::Duration;
 use crate::adapters::fsutil::blocking;
 use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events, Stage};
+use crate::core::metrics::EmbeddedDeps;
 use crate::core::platform::Platform;
 use crate::core::platform::{arch, musl_target};
 use crate::core::preset::StdVariant;
 use crate::core::preset::{Flags, Panic};
+use crate::pipeline::auditable;
 use crate::pipeline::compile::Compiler;
 use crate::pipeline::publish::Publisher;
 use crate::pipeline::source;
@@ -52,7 +54,7 @@ pub(super) async fn produce(
     let attests = options.provenance.is_some() && publishers.iter().any(|p| p.holds_referrers());
     let path = options.source.path.clone();
     if blocking(move || Ok(source::is_prebuilt(&path))).await? {
-        let mut program = take_prebuilt(options, events).await?;
+        let mut program = take_prebuilt(options, publishers, events).await?;
         program.run = attests.then(|| RunFacts {
             started,
             source_digest: crate::adapters::fsutil::sha256_digest(&program.bytes),
@@ -104,6 +106,7 @@ async fn compile(
     let artifact = compiler.compile(&project, &flags, events).await?;
     let sbom = sbom_for(options, &project, &flags, publishers, events).await?;
     let bytes = read_binary(artifact.binary.clone(), "the compiled binary").await?;
+    let embedded_deps = embedded(&bytes)?.map(|(_, record)| record);
     events.emit(Event::Compiled {
         binary: artifact.binary.clone(),
         size: bytes.len() as u64,
@@ -125,6 +128,7 @@ async fn compile(
         revision: project.revision.clone(),
         transpiler: project.transpiler.clone(),
         embedded_manifest: project.embedded_manifest.clone(),
+        embedded_deps,
         run: None,
     };
     Ok((program, project))
@@ -146,6 +150,7 @@ async fn resolve_flags(
         }
     };
     let mut flags = Flags::resolve(options.preset, &overrides, &target);
+    flags.embed_deps = !options.no_embed_deps;
     // native is the compiling machine's CPU: for another architecture it names nothing (LLVM
     // ignores it, with a warning per feature), so the target's generic CPU is used.
     if flags.target_cpu.as_deref() == Some("native")
@@ -176,6 +181,30 @@ async fn resolve_flags(
     Ok(flags)
 }
 
+/// Whether a build makes an SBOM: when asked for, and for every output that can hold it as
+/// a referrer (layouts, registries); there, one that cannot be made is a warning, not a
+/// failed build.
+fn sbom_wanted(options: &BuildOptions, publishers: &[Box<dyn Publisher>]) -> bool {
+    options.sbom.is_some()
+        || (!options.no_sbom_referrer && publishers.iter().any(|p| p.holds_referrers()))
+}
+
+/// The list of crates the binary `bytes` carries (see [`auditable`]), and what the record
+/// says of it.
+fn embedded(bytes: &[u8]) -> Result<Option<(auditable::DepInfo, EmbeddedDeps)>> {
+    let Some(section) = auditable::section(bytes)? else {
+        return Ok(None);
+    };
+    let info = auditable::DepInfo::decompress(section)?;
+    let (crates, build_only) = info.counts();
+    let record = EmbeddedDeps {
+        crates,
+        build_only,
+        section_size: section.len() as u64,
+    };
+    Ok(Some((info, record)))
+}
+
 /// The program's SBOM, when one is wanted.
 async fn sbom_for(
     options: &BuildOptions,
@@ -184,11 +213,7 @@ async fn sbom_for(
     publishers: &[Box<dyn Publisher>],
     events: &Events,
 ) -> Result<Option<(Vec<u8>, crate::core::metrics::SbomRecord)>> {
-    // An SBOM when asked for, and for every output that can hold it as a referrer (layouts,
-    // registries); there, one that cannot be made is a warning, not a failed build.
-    let wanted = options.sbom.is_some()
-        || (!options.no_sbom_referrer && publishers.iter().any(|p| p.holds_referrers()));
-    if !wanted {
+    if !sbom_wanted(options, publishers) {
         return Ok(None);
     }
     let (cache, manifest, package, target, ruchy) = (
@@ -223,23 +248,47 @@ async fn sbom_for(
     }
 }
 
-/// Stage 1 for a prebuilt binary: name it and read it; there is nothing to compile.
-async fn take_prebuilt(options: &BuildOptions, events: &Events) -> Result<Program> {
+/// Stage 1 for a prebuilt binary: name it and read it; there is nothing to compile. Its
+/// SBOM is made from the list of crates it carries, if it carries one (`cargo auditable`'s).
+async fn take_prebuilt(
+    options: &BuildOptions,
+    publishers: &[Box<dyn Publisher>],
+    events: &Events,
+) -> Result<Program> {
     let stage = Timer::new(events, Stage::Prepare);
     let source = options.source.clone();
     let prebuilt = blocking(move || source::prebuilt(&source)).await?;
-    // Its crates are unknown to us, so there is no SBOM to make.
-    if let Some(path) = &options.sbom {
+    let bytes = read_binary(prebuilt.path.clone(), "the prebuilt binary").await?;
+    let deps = match embedded(&bytes) {
+        Ok(deps) => deps,
+        Err(e) => {
+            events.emit(Event::Warning {
+                message: format!("the list of crates in the prebuilt binary is unreadable: {e}"),
+            });
+            None
+        }
+    };
+    // Without a list, its crates are unknown to us, so there is no SBOM to make.
+    if let (Some(path), None) = (&options.sbom, &deps) {
         return Err(Error::InvalidInput {
             what: "SBOM output",
             value: path.display().to_string(),
             reason: format!(
-                "{} is a prebuilt binary: its SBOM comes from the build that made it (ruchy-image makes one from the Cargo project it compiles)",
+                "{} is a prebuilt binary: its SBOM comes from the build that made it, and it carries no list of its crates to make one from (`cargo auditable build` links one in; ruchy-image makes one from the Cargo project it compiles)",
                 prebuilt.path.display()
             ),
         });
     }
-    let bytes = read_binary(prebuilt.path.clone(), "the prebuilt binary").await?;
+    let sbom = match &deps {
+        Some((info, _)) if sbom_wanted(options, publishers) => {
+            Some(crate::pipeline::sbom::from_embedded(
+                info,
+                options.source_date_epoch,
+                options.sbom_format,
+            )?)
+        }
+        _ => None,
+    };
     events.note(format!(
         "packaging the prebuilt binary {} ({} bytes) as it is: no compile",
         prebuilt.path.display(),
@@ -253,13 +302,14 @@ async fn take_prebuilt(options: &BuildOptions, events: &Events) -> Result<Progra
         builder: "prebuilt".into(),
         flags: None,
         std: None,
-        sbom: None,
+        sbom,
         bin: prebuilt.bin,
         version: None,
         repository: prebuilt.repository,
         revision: prebuilt.revision,
         transpiler: None,
         embedded_manifest: None,
+        embedded_deps: deps.map(|(_, record)| record),
         run: None,
     })
 }

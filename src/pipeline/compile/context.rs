@@ -107,6 +107,15 @@ fn walk(root: &Path, target_dir: &Path, prefix: &str) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// The files and symlinks under `root` a build would send (ignored files and `target_dir`
+/// left out): what a dev loop watches.
+pub fn project_files(root: &Path, target_dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(walk(root, target_dir, "")?
+        .into_iter()
+        .map(|e| e.path)
+        .collect())
+}
+
 impl Context {
     /// Walks `root`, leaving out ignored files and `target_dir`, and digests what stays.
     pub fn collect(root: &Path, target_dir: &Path) -> Result<Context> {

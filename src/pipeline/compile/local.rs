@@ -13,8 +13,8 @@ use tokio::process::Command;
 use super::build_scripts::BuildScriptWatch;
 use super::diagnostics::Diagnostics;
 use super::{
-    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
-    StdChoice, StdInfo, StdSource,
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, with_rustc_args, Artifact,
+    CargoLine, Compiler, StdChoice, StdInfo, StdSource,
 };
 use crate::adapters::c_toolchain::{musl_cc_with_kernel_headers, CTools};
 use crate::adapters::fsutil::blocking;
@@ -24,6 +24,7 @@ use crate::core::error::{Error, Result};
 use crate::core::event::{Event, Events};
 use crate::core::preset::Flags;
 use crate::core::preset::StdVariant;
+use crate::pipeline::auditable;
 use crate::pipeline::source::Project;
 
 /// Compiles with the host's `cargo`.
@@ -124,6 +125,59 @@ impl LocalCompiler {
     }
 }
 
+impl LocalCompiler {
+    /// The rustc arguments that link the list of the project's crates into its binary, as
+    /// `cargo metadata` (run as the build runs cargo) resolves them for the target; the object
+    /// is kept in the cache under its content's name. None (with a warning) for a target we
+    /// write no object for.
+    async fn deps_object(
+        &self,
+        project: &Project,
+        flags: &Flags,
+        std: &StdChoice,
+        events: &Events,
+    ) -> Result<Vec<String>> {
+        let mut command = auditable::metadata_command(&project.manifest_path, &flags.target);
+        command.cargo_path(&self.cargo);
+        if std.sysroot.is_some() {
+            command.env("RUSTC", &self.toolchain.rustc);
+        }
+        let (manifest, package, target) = (
+            project.manifest_path.clone(),
+            project.package.clone(),
+            flags.target.clone(),
+        );
+        let dir = self.cache_dir.join("auditable");
+        let made = blocking(move || {
+            let metadata = auditable::metadata(&command, &manifest)?;
+            let object = auditable::object_for(&metadata, &manifest, &package, &target)?;
+            let Some((name, object)) = object else {
+                return Ok(None);
+            };
+            let path = dir.join(name);
+            if !path.is_file() {
+                crate::adapters::fsutil::create_parent("the crates' object", &path)?;
+                crate::adapters::fsutil::write_file_atomically(
+                    "the crates' object",
+                    &path,
+                    &object,
+                )?;
+            }
+            Ok(Some(path))
+        })
+        .await?;
+        match made {
+            Some(path) => Ok(auditable::link_args(&path.display().to_string())),
+            None => {
+                events.emit(Event::Warning {
+                    message: auditable::unsupported(&flags.target),
+                });
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
 fn mismatch(target: &str, sysroot: &Path, stamp: &stdlib::Stamp, toolchain: &Toolchain) -> Error {
     Error::StdMismatch {
         target: target.to_string(),
@@ -159,8 +213,16 @@ impl Compiler for LocalCompiler {
         let started = Instant::now();
         let std = self.std_for(flags, events).await?;
         let manifest = project.manifest_path.display().to_string();
+        let mut args = cargo_args(&manifest, project, flags, self.color);
+        if self.quiet {
+            args.push("--quiet".into());
+        }
+        let link = match flags.embed_deps {
+            true => self.deps_object(project, flags, &std, events).await?,
+            false => Vec::new(),
+        };
         let mut cmd = Command::new(&self.cargo);
-        cmd.args(cargo_args(&manifest, project, flags, self.color))
+        cmd.args(with_rustc_args(args, &link))
             .envs(flags.cargo_env())
             .env(
                 "CARGO_ENCODED_RUSTFLAGS",
@@ -178,9 +240,6 @@ impl Compiler for LocalCompiler {
             // Its own process group, so an interrupted build can stop cargo, rustc and build
             // scripts together (see `ProcessGroup`).
             .process_group(0);
-        if self.quiet {
-            cmd.arg("--quiet");
-        }
         if std.sysroot.is_some() {
             // A rebuilt std links only with the compiler that built it. (Otherwise cargo
             // runs `rustc` as usual, so a project's rust-toolchain.toml still counts.)

@@ -7,6 +7,7 @@ mod build_scripts;
 pub use build_scripts::packages_for;
 mod builder_image;
 mod context;
+pub use context::project_files;
 mod deps;
 mod diagnostics;
 mod docker;
@@ -142,6 +143,22 @@ fn cargo_args(manifest: &str, project: &Project, flags: &Flags, color: bool) -> 
     .to_vec()
 }
 
+/// `args` (a `cargo build` line, see [`cargo_args`]) as the `cargo rustc` line that also
+/// passes `rustc` (arguments) to the binary's own rustc, and to no dependency's: their
+/// fingerprints, and the units a shared target holds, stay as they are.
+fn with_rustc_args(mut args: Vec<String>, rustc: &[String]) -> Vec<String> {
+    if let Some(build) = args
+        .iter_mut()
+        .find(|a| *a == "build")
+        .filter(|_| !rustc.is_empty())
+    {
+        *build = "rustc".into();
+        args.push("--".into());
+        args.extend(rustc.iter().cloned());
+    }
+    args
+}
+
 /// The linker for a Linux target of another architecture than `host`'s (the compiling
 /// machine's triple): Debian's cross gcc for it. Target-only, like every flag of ours, so
 /// build scripts still link for the host.
@@ -221,5 +238,15 @@ mod tests {
         );
         assert_eq!(cross_linker(host, "x86_64-unknown-linux-musl"), None);
         assert_eq!(cross_linker(host, "wasm32-unknown-unknown"), None);
+    }
+
+    #[test]
+    fn link_arguments_go_to_the_binarys_rustc_only() {
+        let args = vec!["cargo".to_string(), "build".into(), "--quiet".into()];
+        assert_eq!(with_rustc_args(args.clone(), &[]), args);
+        assert_eq!(
+            with_rustc_args(args, &["-Clink-arg=x.o".into()]),
+            ["cargo", "rustc", "--quiet", "--", "-Clink-arg=x.o"]
+        );
     }
 }

@@ -238,6 +238,7 @@ impl Plan {
                     request: serde_json::to_value(request).unwrap_or_default(),
                 }
             }),
+            no_embed_deps: request.no_embed_deps,
             budgets: request.budgets.clone(),
             settings: request.settings.clone(),
         }

@@ -144,6 +144,10 @@ pub struct Request {
     pub sandbox: crate::pipeline::compile::Sandbox,
     /// Where the image goes.
     pub outputs: Outputs,
+    /// Link no list of its crates into the binary (`--no-embed-deps`; see
+    /// [`crate::pipeline::auditable`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_embed_deps: bool,
     /// Cold starts to time per preset of a comparison (images loaded into the engine).
     #[serde(skip)]
     pub cold_start_runs: u32,
@@ -203,6 +207,7 @@ impl Request {
             pull: crate::pipeline::compile::PullPolicy::Missing,
             sandbox: crate::pipeline::compile::Sandbox::default(),
             outputs: Outputs::default(),
+            no_embed_deps: false,
             cold_start_runs: 0,
             compiler_output: CompilerOutput::default(),
             registry: RegistryOptions::default(),

@@ -1,73 +1,100 @@
-//! The graph as a CycloneDX 1.5 document: the crates the binary links with scope
+//! The crate list as a CycloneDX 1.5 document: the crates the binary links with scope
 //! `required`, the ones only its build uses `excluded`; the application and our properties
-//! (target, transpiler) in `metadata`; a serial number from the content.
+//! in `metadata`; a serial number from the content.
 
 use serde_json::{json, Value};
 
-use super::{Crate, Graph};
+use super::{purl, Extras, Properties};
+use crate::pipeline::auditable::{DepInfo, DepKind, DepPackage};
 
-/// The CycloneDX document of `graph`.
-pub(super) fn document(graph: &Graph) -> Value {
-    let components: Vec<Value> = graph.crates.iter().map(component).collect();
-    let dependencies: Vec<Value> = graph
-        .edges
-        .iter()
-        .map(|(from, on)| {
-            let on: Vec<&String> = on.iter().map(|(purl, _)| purl).collect();
-            json!({ "ref": from, "dependsOn": on })
-        })
-        .collect();
+/// The CycloneDX document of `info`, whose binary's own package is `root`.
+pub(super) fn document(
+    info: &DepInfo,
+    root: &DepPackage,
+    extras: &Extras,
+    properties: &Properties<'_>,
+    epoch: u64,
+) -> Value {
     let mut bom = json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
         "version": 1,
-        "metadata": metadata(graph),
-        "components": components,
-        "dependencies": dependencies,
+        "metadata": metadata(root, extras, properties, epoch),
+        "components": components(info, extras),
+        "dependencies": dependencies(info),
     });
     bom["serialNumber"] = Value::String(format!("urn:uuid:{}", super::content_uuid(&bom)));
     bom
 }
 
-/// One crate as a component, with its license and `Cargo.lock` checksum.
-fn component(one: &Crate) -> Value {
-    let mut component = json!({
-        "type": "library",
-        "bom-ref": one.purl(),
-        "name": one.name,
-        "version": one.version,
-        "purl": one.purl(),
-        "scope": if one.build_only { "excluded" } else { "required" },
-    });
-    if let Some(license) = &one.license {
-        component["licenses"] = json!([{ "expression": license }]);
+/// The components, sorted: the crates the binary links (`required`) and the ones only its
+/// build uses (`excluded`), with their licenses and `Cargo.lock` checksums.
+fn components(info: &DepInfo, extras: &Extras) -> Vec<Value> {
+    let mut components = Vec::new();
+    for package in info.packages.iter().filter(|p| !p.root) {
+        let mut component = json!({
+            "type": "library",
+            "bom-ref": purl(package),
+            "name": package.name,
+            "version": package.version,
+            "purl": purl(package),
+            "scope": match package.kind {
+                DepKind::Build => "excluded",
+                DepKind::Runtime => "required",
+            },
+        });
+        if let Some(license) = extras.license(package) {
+            component["licenses"] = json!([{ "expression": license }]);
+        }
+        if let Some(sum) = extras.checksum(package) {
+            component["hashes"] = json!([{ "alg": "SHA-256", "content": sum }]);
+        }
+        components.push(component);
     }
-    if let Some(sum) = &one.checksum {
-        component["hashes"] = json!([{ "alg": "SHA-256", "content": sum }]);
-    }
-    component
+    components.sort_by(|a, b| a["bom-ref"].as_str().cmp(&b["bom-ref"].as_str()));
+    components
 }
 
-/// The SBOM's `metadata`: its time, the tool, the application (the root) and our
-/// properties (the target, and the transpiler when one made the Rust).
-fn metadata(graph: &Graph) -> Value {
-    let root = &graph.root;
+/// The dependency graph (dev dependencies left out), sorted by ref.
+fn dependencies(info: &DepInfo) -> Vec<Value> {
+    let mut dependencies: Vec<Value> = info
+        .packages
+        .iter()
+        .map(|package| {
+            let mut on: Vec<String> = package
+                .dependencies
+                .iter()
+                .filter_map(|&i| info.packages.get(i))
+                .map(purl)
+                .collect();
+            on.sort();
+            on.dedup();
+            json!({ "ref": purl(package), "dependsOn": on })
+        })
+        .collect();
+    dependencies.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+    dependencies
+}
+
+/// The `metadata`: its time (`epoch`), the tool, the application (`root`) and our
+/// `properties`.
+fn metadata(root: &DepPackage, extras: &Extras, properties: &Properties<'_>, epoch: u64) -> Value {
     let mut application = json!({
         "type": "application",
-        "bom-ref": root.purl(),
+        "bom-ref": purl(root),
         "name": root.name,
         "version": root.version,
-        "purl": root.purl(),
+        "purl": purl(root),
     });
-    if let Some(license) = &root.license {
+    if let Some(license) = extras.license(root) {
         application["licenses"] = json!([{ "expression": license }]);
     }
-    let mut properties = vec![json!({ "name": "ruchy-image:target", "value": graph.target })];
-    if let Some(ruchy) = &graph.ruchy {
-        properties.push(json!({ "name": "ruchy-image:ruchy-version", "value": ruchy }));
-    }
+    let properties: Vec<Value> = properties
+        .iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
     json!({
-        "timestamp": graph.created(),
+        "timestamp": super::created(epoch),
         "tools": { "components": [{
             "type": "application",
             "name": "ruchy-image",

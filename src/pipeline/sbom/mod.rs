@@ -1,20 +1,20 @@
-//! The SBOM of the crates in a binary, from cargo's resolved graph for the target: each
-//! crate's name, version, `pkg:cargo/` purl, license expression and the SHA-256 `Cargo.lock`
-//! records for it. Crates only the build uses (build scripts' and proc-macros' dependencies,
-//! proc-macros themselves) are marked build-only; dev dependencies are left out. One walk of
-//! the graph ([`Graph`]), two writers: CycloneDX 1.5 ([`cyclonedx`], the default) and SPDX
+//! The SBOM of the crates in a binary: each crate's name, version, `pkg:cargo/` purl, license
+//! expression and the SHA-256 `Cargo.lock` records for it, from cargo's resolved graph for
+//! the target (the same walk that makes the list the binary carries, [`auditable`]), or from
+//! the list a prebuilt binary carries. Crates only the build uses (build scripts' and
+//! proc-macros' dependencies, proc-macros themselves) are marked build-only; dev dependencies
+//! are left out. One graph, two writers: CycloneDX 1.5 ([`cyclonedx`], the default) and SPDX
 //! 2.3 ([`spdx`]). Deterministic: the same lock file and epoch give the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::fsutil::hex;
 use crate::core::error::{Error, Result};
 use crate::core::metrics::SbomRecord;
+use crate::pipeline::auditable::{self, DepInfo, DepPackage};
 
 mod cyclonedx;
 mod spdx;
@@ -75,47 +75,6 @@ impl std::str::FromStr for SbomFormat {
     }
 }
 
-/// A crate in the graph.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Crate {
-    /// Its name.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// Its license expression, when it declares one.
-    pub license: Option<String>,
-    /// Its `Cargo.lock` SHA-256, for a registry crate.
-    pub checksum: Option<String>,
-    /// Only the build uses it (not linked into the binary).
-    pub build_only: bool,
-}
-
-impl Crate {
-    /// Its package URL, also its reference in the documents.
-    pub fn purl(&self) -> String {
-        purl(&self.name, &self.version)
-    }
-}
-
-/// The binary's crates and how they depend on each other: what both formats are written
-/// from, and what is cached.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Graph {
-    /// The binary's own package.
-    pub root: Crate,
-    /// The others, sorted by purl.
-    pub crates: Vec<Crate>,
-    /// Each included package's purl, and the purls it depends on with whether the edge
-    /// only serves the build (a build dependency, or a proc-macro); sorted.
-    pub edges: Vec<(String, Vec<(String, bool)>)>,
-    /// The target it was built for.
-    pub target: String,
-    /// The transpiler that made the Rust, if one did.
-    pub ruchy: Option<String>,
-    /// The documents' timestamp.
-    pub epoch: u64,
-}
-
 /// `Cargo.lock`'s checksum per (name, version).
 fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
     let mut sums = BTreeMap::new();
@@ -150,53 +109,9 @@ fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
     sums
 }
 
-/// The packages the root links (`runtime`) and the ones only its build uses.
-fn reachable(metadata: &Metadata, root: &PackageId) -> (BTreeSet<PackageId>, BTreeSet<PackageId>) {
-    let Some(resolve) = &metadata.resolve else {
-        return Default::default();
-    };
-    let nodes: BTreeMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    let is_proc_macro = |id: &PackageId| {
-        metadata
-            .packages
-            .iter()
-            .any(|p| &p.id == id && is_proc_macro(p))
-    };
-    // Walk from the root: an edge is runtime when it is a normal dependency of a runtime
-    // crate and not a proc-macro; everything else the build reaches is build-only.
-    let mut runtime = BTreeSet::new();
-    let mut build = BTreeSet::new();
-    let mut stack = vec![(root.clone(), true)];
-    while let Some((id, linked)) = stack.pop() {
-        let set = if linked { &mut runtime } else { &mut build };
-        if !set.insert(id.clone()) {
-            continue;
-        }
-        let Some(node) = nodes.get(&id) else { continue };
-        for dep in &node.deps {
-            let normal = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Normal);
-            let build_dep = dep
-                .dep_kinds
-                .iter()
-                .any(|k| k.kind == DependencyKind::Build);
-            if !normal && !build_dep {
-                continue; // dev-only
-            }
-            let links = linked && normal && !is_proc_macro(&dep.pkg);
-            stack.push((dep.pkg.clone(), links));
-        }
-    }
-    let build_only = build.difference(&runtime).cloned().collect();
-    runtime.remove(root);
-    (runtime, build_only)
-}
-
-/// [`generate`], with the crate graph remembered under `cache_dir` by everything it depends
-/// on (the lock file, the manifest, target, package, epoch and transpiler): a no-change
-/// rebuild asks cargo nothing.
+/// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
+/// manifest, target, package, epoch, transpiler and format): a no-change rebuild asks cargo
+/// nothing.
 pub fn generate_cached(
     cache_dir: &Path,
     manifest: &Path,
@@ -216,33 +131,59 @@ pub fn generate_cached(
         key.update(&lock);
         key.update(std::fs::read(manifest).unwrap_or_default());
         key.update(format!(
-            "{package}\0{target}\0{epoch}\0{}",
-            ruchy.unwrap_or("")
+            "{package}\0{target}\0{epoch}\0{}\0{}",
+            ruchy.unwrap_or(""),
+            format.name()
         ));
         hex(&key.finalize())
     });
+    // The document, and its record beside it.
     let remembered = key.map(|k| {
-        cache_dir
-            .join("sbom")
-            .join(format!("graph-{}.json", &k[..32]))
+        let dir = cache_dir.join("sbom");
+        (
+            dir.join(format!("{}.json", &k[..32])),
+            dir.join(format!("{}.record.json", &k[..32])),
+        )
     });
-    let cached = remembered
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|bytes| serde_json::from_slice::<Graph>(&bytes).ok());
-    let graph = match cached {
-        Some(graph) => graph,
-        None => {
-            let graph = Graph::read(manifest, package, target, epoch, ruchy)?;
-            if let (Some(path), Ok(bytes)) = (remembered, serde_json::to_vec(&graph)) {
-                // A cache that cannot be written costs the next build a `cargo metadata`.
-                let _ =
-                    crate::adapters::fsutil::write_file_atomically("the SBOM cache", &path, &bytes);
+    if let Some((document, record)) = &remembered {
+        let bytes = std::fs::read(document).ok();
+        let record = std::fs::read(record)
+            .ok()
+            .and_then(|r| serde_json::from_slice::<SbomRecord>(&r).ok());
+        if let (Some(bytes), Some(record)) = (bytes, record) {
+            if crate::adapters::fsutil::sha256_digest(&bytes) == record.digest {
+                return Ok((bytes, record));
             }
-            graph
         }
-    };
-    graph.write(format)
+    }
+    let (bytes, record) = generate(manifest, package, target, epoch, ruchy, format)?;
+    if let (Some((document, at)), Ok(json)) = (remembered, serde_json::to_vec(&record)) {
+        // A cache that cannot be written costs the next build a `cargo metadata`.
+        let write = crate::adapters::fsutil::write_file_atomically;
+        let _ = write("the SBOM cache", &document, &bytes)
+            .and_then(|()| write("the SBOM cache", &at, &json));
+    }
+    Ok((bytes, record))
+}
+
+/// What cargo knows of a crate beyond the embedded list: its license and its `Cargo.lock`
+/// checksum, by (name, version).
+#[derive(Default)]
+struct Extras {
+    licenses: BTreeMap<(String, String), String>,
+    checksums: BTreeMap<(String, String), String>,
+}
+
+impl Extras {
+    fn license(&self, package: &DepPackage) -> Option<&String> {
+        self.licenses
+            .get(&(package.name.clone(), package.version.clone()))
+    }
+
+    fn checksum(&self, package: &DepPackage) -> Option<&String> {
+        self.checksums
+            .get(&(package.name.clone(), package.version.clone()))
+    }
 }
 
 /// The SBOM of `package` in the project at `manifest`, built for `target`, as JSON bytes in
@@ -256,109 +197,91 @@ pub fn generate(
     ruchy: Option<&str>,
     format: SbomFormat,
 ) -> Result<(Vec<u8>, SbomRecord)> {
-    Graph::read(manifest, package, target, epoch, ruchy)?.write(format)
-}
-
-impl Graph {
-    /// Walks cargo's resolved graph of `package` for `target`.
-    pub fn read(
-        manifest: &Path,
-        package: &str,
-        target: &str,
-        epoch: u64,
-        ruchy: Option<&str>,
-    ) -> Result<Graph> {
-        let metadata = cargo_metadata::MetadataCommand::new()
-            .manifest_path(manifest)
-            .other_options(vec!["--filter-platform".to_string(), target.to_string()])
-            .exec()
-            .map_err(|e| crate::pipeline::source::metadata_error(manifest, e))?;
-        let root = metadata
+    let metadata = auditable::metadata(&auditable::metadata_command(manifest, target), manifest)?;
+    let root = auditable::root_package(&metadata, manifest, package)?;
+    let lock =
+        std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
+    let extras = Extras {
+        licenses: metadata
             .packages
             .iter()
-            .find(|p| p.name.as_str() == package && metadata.workspace_members.contains(&p.id))
-            .ok_or_else(|| Error::CargoMetadata {
-                manifest: manifest.to_path_buf(),
-                message: format!("no package {package} in the workspace"),
-            })?;
-        let lock =
-            std::fs::read_to_string(metadata.workspace_root.join("Cargo.lock")).unwrap_or_default();
-        let checksums = lock_checksums(&lock);
-        let (runtime, build_only) = reachable(&metadata, &root.id);
-        let by_id: BTreeMap<&PackageId, &Package> =
-            metadata.packages.iter().map(|p| (&p.id, p)).collect();
-        let node = |package: &Package, build_only: bool| {
-            let (name, version) = (package.name.to_string(), package.version.to_string());
-            Crate {
-                checksum: checksums.get(&(name.clone(), version.clone())).cloned(),
-                license: package.license.clone(),
-                name,
-                version,
-                build_only,
-            }
-        };
-        let mut crates: Vec<Crate> = runtime
-            .iter()
-            .chain(build_only.iter())
-            .filter_map(|id| by_id.get(id).map(|p| node(p, build_only.contains(id))))
-            .collect();
-        crates.sort_by_key(Crate::purl);
-        let included: BTreeSet<&PackageId> = runtime
-            .iter()
-            .chain(build_only.iter())
-            .chain([&root.id])
-            .collect();
-        Ok(Graph {
-            root: node(root, false),
-            crates,
-            edges: edges(&metadata, &by_id, &included),
-            target: target.to_string(),
-            ruchy: ruchy.map(str::to_string),
-            epoch,
-        })
+            .filter_map(|p| {
+                let license = p.license.clone()?;
+                Some(((p.name.to_string(), p.version.to_string()), license))
+            })
+            .collect(),
+        checksums: lock_checksums(&lock),
+    };
+    let info = DepInfo::from_metadata(&metadata, &root.id);
+    let mut properties = vec![("ruchy-image:target", target.to_string())];
+    if let Some(ruchy) = ruchy {
+        properties.push(("ruchy-image:ruchy-version", ruchy.to_string()));
     }
+    document(&info, &extras, &properties, epoch, format)
+}
 
-    /// The document in `format`, and the record of it.
-    pub fn write(&self, format: SbomFormat) -> Result<(Vec<u8>, SbomRecord)> {
-        let document = match format {
-            SbomFormat::Cyclonedx => cyclonedx::document(self),
-            SbomFormat::Spdx => spdx::document(self),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&document).map_err(|source| Error::Json {
-            what: "the SBOM",
-            source,
-        })?;
-        bytes.push(b'\n');
-        let record = SbomRecord {
-            components: self.crates.len(),
-            build_only: self.crates.iter().filter(|c| c.build_only).count(),
-            digest: crate::adapters::fsutil::sha256_digest(&bytes),
-            format: format.name().to_string(),
-        };
-        Ok((bytes, record))
-    }
+/// The SBOM of a binary someone else built, from the list it carries (its `.dep-v0`
+/// section): the same crates, graph and scopes, without licenses and checksums, which the
+/// list does not hold.
+pub fn from_embedded(
+    info: &DepInfo,
+    epoch: u64,
+    format: SbomFormat,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let properties = [("ruchy-image:crates-from", auditable::SECTION.to_string())];
+    document(info, &Extras::default(), &properties, epoch, format)
+}
 
-    /// The crates the binary links (not build-only), as `name@version`, sorted.
-    pub fn runtime_crates(&self) -> Vec<String> {
-        self.crates
-            .iter()
-            .filter(|c| !c.build_only)
-            .map(|c| format!("{}@{}", c.name, c.version))
-            .collect()
-    }
+/// Our properties of a document (the target, the transpiler, where the crates came from).
+type Properties<'a> = [(&'a str, String)];
 
-    /// The documents' timestamp, RFC 3339.
-    fn created(&self) -> String {
-        humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.epoch),
-        )
+/// The document of `info` in `format`, with what `extras` knows of its crates and our
+/// `properties`, and the record of it.
+fn document(
+    info: &DepInfo,
+    extras: &Extras,
+    properties: &Properties<'_>,
+    epoch: u64,
+    format: SbomFormat,
+) -> Result<(Vec<u8>, SbomRecord)> {
+    let root = info.root().ok_or_else(|| Error::InvalidInput {
+        what: "dependency list",
+        value: auditable::SECTION.into(),
+        reason: "it names no root package".into(),
+    })?;
+    let document = match format {
+        SbomFormat::Cyclonedx => cyclonedx::document(info, root, extras, properties, epoch),
+        SbomFormat::Spdx => spdx::document(info, root, extras, properties, epoch),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&document).map_err(|source| Error::Json {
+        what: "the SBOM",
+        source,
+    })?;
+    bytes.push(b'\n');
+    let (components, build_only) = info.counts();
+    let record = SbomRecord {
+        components,
+        build_only,
+        digest: crate::adapters::fsutil::sha256_digest(&bytes),
+        format: format.name().to_string(),
+    };
+    Ok((bytes, record))
+}
+
+/// A crate's package URL, also its reference in the documents.
+fn purl(package: &DepPackage) -> String {
+    format!("pkg:cargo/{}@{}", package.name, package.version)
+}
+
+/// The documents' timestamp, RFC 3339.
+fn created(epoch: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
         .to_string()
-    }
 }
 
 /// A document's unique name from its content, so the same graph gives the same document: a
 /// version 4 UUID shaped from the hash of `document`.
-fn content_uuid(document: &Value) -> String {
+fn content_uuid(document: &serde_json::Value) -> String {
     let body = serde_json::to_vec(document).unwrap_or_default();
     let h = hex(&Sha256::digest(&body));
     format!(
@@ -369,61 +292,6 @@ fn content_uuid(document: &Value) -> String {
         &h[17..20],
         &h[20..32]
     )
-}
-
-/// A crate's package URL, also its `bom-ref`.
-fn purl(name: &str, version: &str) -> String {
-    format!("pkg:cargo/{name}@{version}")
-}
-
-/// The dependency graph among the `included` packages (dev dependencies left out), sorted by
-/// purl; an edge serves only the build when it is no normal dependency or reaches a
-/// proc-macro.
-fn edges(
-    metadata: &Metadata,
-    by_id: &BTreeMap<&PackageId, &Package>,
-    included: &BTreeSet<&PackageId>,
-) -> Vec<(String, Vec<(String, bool)>)> {
-    let mut edges = Vec::new();
-    let Some(resolve) = &metadata.resolve else {
-        return edges;
-    };
-    for node in resolve.nodes.iter().filter(|n| included.contains(&n.id)) {
-        let Some(package) = by_id.get(&node.id) else {
-            continue;
-        };
-        let mut on: Vec<(String, bool)> = node
-            .deps
-            .iter()
-            .filter(|d| included.contains(&d.pkg))
-            .filter(|d| {
-                d.dep_kinds
-                    .iter()
-                    .any(|k| k.kind != DependencyKind::Development)
-            })
-            .filter_map(|d| {
-                let dep = by_id.get(&d.pkg)?;
-                let normal = d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Normal);
-                let build = !normal || is_proc_macro(dep);
-                Some((purl(dep.name.as_str(), &dep.version.to_string()), build))
-            })
-            .collect();
-        on.sort();
-        on.dedup_by(|a, b| a.0 == b.0);
-        edges.push((
-            purl(package.name.as_str(), &package.version.to_string()),
-            on,
-        ));
-    }
-    edges.sort();
-    edges
-}
-
-fn is_proc_macro(package: &Package) -> bool {
-    package
-        .targets
-        .iter()
-        .any(|t| t.kind.iter().any(|k| k.to_string() == "proc-macro"))
 }
 
 #[cfg(test)]

@@ -1,53 +1,70 @@
-//! The graph as an SPDX 2.3 JSON document: one package per crate (the binary's own first),
-//! with its `Cargo.lock` SHA256, declared license and purl (`externalRefs`, PACKAGE-MANAGER);
-//! the document DESCRIBES the binary's package, a crate DEPENDS_ON what it links, and what
-//! only a build uses is a BUILD_DEPENDENCY_OF the crate that uses it.
+//! The crate list as an SPDX 2.3 JSON document: one package per crate (the binary's own
+//! first), with its `Cargo.lock` SHA256, declared license and purl (`externalRefs`,
+//! PACKAGE-MANAGER); the document DESCRIBES the binary's package, a crate DEPENDS_ON what it
+//! links, and what only a build uses is a BUILD_DEPENDENCY_OF the crate that uses it (and
+//! says so in its `comment`).
 
 use serde_json::{json, Value};
 
-use super::{Crate, Graph};
+use super::{purl, Extras, Properties};
+use crate::pipeline::auditable::{DepInfo, DepKind, DepPackage};
 
-/// The SPDX document of `graph`.
-pub(super) fn document(graph: &Graph) -> Value {
-    let root = spdx_id(&graph.root);
-    let mut packages = vec![package(&graph.root, true)];
-    packages.extend(graph.crates.iter().map(|c| package(c, false)));
-    let id_of = |purl: &str| {
-        std::iter::once(&graph.root)
-            .chain(&graph.crates)
-            .find(|c| c.purl() == purl)
-            .map(spdx_id)
-    };
-    let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", &root)];
-    for (from, on) in &graph.edges {
-        let Some(from) = id_of(from) else { continue };
-        for (to, build) in on {
-            let Some(to) = id_of(to) else { continue };
-            relationships.push(match build {
-                true => relationship(&to, "BUILD_DEPENDENCY_OF", &from),
-                false => relationship(&from, "DEPENDS_ON", &to),
+/// What a build-only package's `comment` says.
+pub const BUILD_ONLY: &str = "used only by the build (not linked into the binary)";
+
+/// The SPDX document of `info`, whose binary's own package is `root`.
+pub(super) fn document(
+    info: &DepInfo,
+    root: &DepPackage,
+    extras: &Extras,
+    properties: &Properties<'_>,
+    epoch: u64,
+) -> Value {
+    let mut others: Vec<&DepPackage> = info.packages.iter().filter(|p| !p.root).collect();
+    others.sort_by_key(|p| purl(p));
+    let mut packages = vec![package(root, extras)];
+    packages.extend(others.iter().map(|p| package(p, extras)));
+    let mut relationships = vec![relationship(
+        "SPDXRef-DOCUMENT",
+        "DESCRIBES",
+        &spdx_id(root),
+    )];
+    let mut edges = Vec::new();
+    for from in &info.packages {
+        for to in from
+            .dependencies
+            .iter()
+            .filter_map(|&i| info.packages.get(i))
+        {
+            let (from_id, to_id) = (spdx_id(from), spdx_id(to));
+            edges.push(match to.kind {
+                DepKind::Build => relationship(&to_id, "BUILD_DEPENDENCY_OF", &from_id),
+                DepKind::Runtime => relationship(&from_id, "DEPENDS_ON", &to_id),
             });
         }
     }
-    let name = format!("{}-{}", graph.root.name, graph.root.version);
-    let mut comment = format!("target: {}", graph.target);
-    if let Some(ruchy) = &graph.ruchy {
-        comment.push_str(&format!("; transpiled by {ruchy}"));
-    }
+    edges.sort_by_key(|r| r.to_string());
+    edges.dedup();
+    relationships.extend(edges);
+    let name = format!("{}-{}", root.name, root.version);
+    let comment: Vec<String> = properties
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
     let mut document = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": name,
         "creationInfo": {
-            "created": graph.created(),
+            "created": super::created(epoch),
             "creators": [format!("Tool: ruchy-image-{}", env!("CARGO_PKG_VERSION"))],
-            "comment": comment,
+            "comment": comment.join("; "),
         },
         "packages": packages,
         "relationships": relationships,
     });
-    // A namespace from the content, so the same graph gives the same document.
+    // A namespace from the content, so the same list gives the same document.
     document["documentNamespace"] = Value::String(format!(
         "{}/spdx/{name}-{}",
         env!("CARGO_PKG_REPOSITORY"),
@@ -58,8 +75,8 @@ pub(super) fn document(graph: &Graph) -> Value {
 
 /// A crate's SPDX identifier: `SPDXRef-Package-NAME-VERSION`, with what SPDX ids may not hold
 /// (letters, digits, `.` and `-` only) as `-`.
-fn spdx_id(one: &Crate) -> String {
-    let clean: String = format!("{}-{}", one.name, one.version)
+fn spdx_id(package: &DepPackage) -> String {
+    let clean: String = format!("{}-{}", package.name, package.version)
         .chars()
         .map(
             |c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -71,15 +88,15 @@ fn spdx_id(one: &Crate) -> String {
     format!("SPDXRef-Package-{clean}")
 }
 
-/// A crate as a package; `root` is the binary's own.
-fn package(one: &Crate, root: bool) -> Value {
+/// A crate as a package.
+fn package(one: &DepPackage, extras: &Extras) -> Value {
     // Cargo's old `MIT/Apache-2.0` is `MIT OR Apache-2.0` in SPDX.
-    let license = one
-        .license
-        .as_deref()
+    let license = extras
+        .license(one)
         .map(|l| l.split('/').map(str::trim).collect::<Vec<_>>().join(" OR "));
-    let download = match (&one.checksum, root) {
-        (Some(_), false) => format!(
+    let checksum = extras.checksum(one);
+    let download = match (checksum, one.source.as_str()) {
+        (Some(_), "crates.io") => format!(
             "https://crates.io/api/v1/crates/{}/{}/download",
             one.name, one.version
         ),
@@ -94,15 +111,18 @@ fn package(one: &Crate, root: bool) -> Value {
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": license.unwrap_or_else(|| "NOASSERTION".into()),
         "copyrightText": "NOASSERTION",
-        "primaryPackagePurpose": if root { "APPLICATION" } else { "LIBRARY" },
+        "primaryPackagePurpose": if one.root { "APPLICATION" } else { "LIBRARY" },
         "externalRefs": [{
             "referenceCategory": "PACKAGE-MANAGER",
             "referenceType": "purl",
-            "referenceLocator": one.purl(),
+            "referenceLocator": purl(one),
         }],
     });
-    if let Some(sum) = &one.checksum {
+    if let Some(sum) = checksum {
         package["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": sum }]);
+    }
+    if one.kind == DepKind::Build {
+        package["comment"] = json!(BUILD_ONLY);
     }
     package
 }
@@ -115,36 +135,37 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
 mod tests {
     use super::*;
 
-    fn one(name: &str, build_only: bool) -> Crate {
-        Crate {
+    fn one(name: &str, kind: DepKind, dependencies: Vec<usize>, root: bool) -> DepPackage {
+        DepPackage {
             name: name.into(),
             version: "1.0.0+x".into(),
-            license: Some("MIT/Apache-2.0".into()),
-            checksum: Some("ab".repeat(32)),
-            build_only,
+            source: if root { "local" } else { "crates.io" }.into(),
+            kind,
+            dependencies,
+            root,
         }
     }
 
     #[test]
     fn packages_checksums_licenses_purls_and_relationships() {
-        let graph = Graph {
-            root: Crate {
-                checksum: None,
-                ..one("app", false)
-            },
-            crates: vec![one("serde", false), one("serde_derive", true)],
-            edges: vec![(
-                "pkg:cargo/app@1.0.0+x".into(),
-                vec![
-                    ("pkg:cargo/serde@1.0.0+x".into(), false),
-                    ("pkg:cargo/serde_derive@1.0.0+x".into(), true),
-                ],
-            )],
-            target: "x86_64-unknown-linux-musl".into(),
-            ruchy: None,
-            epoch: 0,
+        let info = DepInfo {
+            packages: vec![
+                one("app", DepKind::Runtime, vec![1, 2], true),
+                one("serde", DepKind::Runtime, vec![], false),
+                one("serde_derive", DepKind::Build, vec![], false),
+            ],
+            format: 1,
         };
-        let doc = document(&graph);
+        let key = |name: &str| (name.to_string(), "1.0.0+x".to_string());
+        let extras = Extras {
+            licenses: [(key("serde"), "MIT/Apache-2.0".to_string())].into(),
+            checksums: [(key("serde"), "ab".repeat(32))].into(),
+        };
+        let properties = [(
+            "ruchy-image:target",
+            "x86_64-unknown-linux-musl".to_string(),
+        )];
+        let doc = document(&info, &info.packages[0], &extras, &properties, 0);
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         assert_eq!(doc["creationInfo"]["created"], "1970-01-01T00:00:00Z");
         let serde = &doc["packages"][1];
@@ -156,6 +177,7 @@ mod tests {
             "pkg:cargo/serde@1.0.0+x"
         );
         assert_eq!(doc["packages"][0]["downloadLocation"], "NOASSERTION");
+        assert_eq!(doc["packages"][2]["comment"], BUILD_ONLY);
         let kinds: Vec<String> = doc["relationships"]
             .as_array()
             .unwrap()
@@ -173,12 +195,11 @@ mod tests {
             kinds,
             [
                 "SPDXRef-DOCUMENT DESCRIBES SPDXRef-Package-app-1.0.0-x",
+                "SPDXRef-Package-serde-derive-1.0.0-x BUILD_DEPENDENCY_OF SPDXRef-Package-app-1.0.0-x",
                 "SPDXRef-Package-app-1.0.0-x DEPENDS_ON SPDXRef-Package-serde-1.0.0-x",
-                "SPDXRef-Package-serde_derive-1.0.0-x BUILD_DEPENDENCY_OF SPDXRef-Package-app-1.0.0-x"
-                    .replace("serde_derive", "serde-derive")
-                    .as_str(),
             ]
         );
-        assert_eq!(document(&graph), doc, "the same graph, the same document");
+        let again = document(&info, &info.packages[0], &extras, &properties, 0);
+        assert_eq!(again, doc, "the same list, the same document");
     }
 }

@@ -33,6 +33,10 @@ pub enum ImageCommand {
     /// Build SOURCE with several presets and compare binary size, image size and compile time.
     #[command(after_long_help = COMPARE_EXAMPLES, mut_arg("source", |a| a.help(SOURCE_TO_COMPILE)))]
     Compare(Box<CompareArgs>),
+    /// Build SOURCE, run its image, and on every save build again and swap the running
+    /// container (or compose service) for the new one.
+    #[command(after_long_help = super::dev::DEV_EXAMPLES)]
+    Dev(Box<super::dev::DevArgs>),
     /// Run an image through the engine with Lambda-like limits; report cold start and memory.
     Run(RunArgs),
     /// Manage builder images (the images the docker builder compiles in).
@@ -483,7 +487,7 @@ pub struct LambdaArgs {
 }
 
 /// `ruchy-image build`
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Which options the command line gave (first: it reads the matches before the others).
     #[command(flatten)]
@@ -740,7 +744,7 @@ mod tests {
         let registries = "Registries: push registry-user registry-password-stdin \
                           insecure-registry registry-ca";
         let service = "Service: server token-file";
-        let input = "bin ruchy builder builder-image pull cache-dir verbose quiet";
+        let input = "bin ruchy builder builder-image pull cache-dir no-embed-deps verbose quiet";
         let limits = "Builder limits: build-memory build-pids build-cpus";
         assert_eq!(
             help_groups("build"),

@@ -6,6 +6,7 @@ use super::failure::Failure;
 use super::output::{file, print_summary, write_json};
 use super::render::{Journal, Mode, Terminal};
 use super::{read_stdin, remote, summary, BuildArgs};
+use crate::core::budget::Budgets;
 use crate::core::metrics::{BuildRecord, Built};
 use crate::pipeline::plan::settings::Settings;
 use crate::pipeline::plan::Plan;
@@ -39,6 +40,18 @@ async fn build_and_report(
     settings: Option<&Settings>,
     journal: &Arc<Mutex<Journal>>,
 ) -> Result<(), Failure> {
+    let (built, budgets) = build_here_or_there(args, settings, journal).await?;
+    // Over budget, nothing was published; the record is still reported, then the verdict.
+    report(args, built, &budgets)
+}
+
+/// The request the flags and `settings` make, built here or on a server (with progress on
+/// the terminal): its record, not yet reported, and the budgets it is held to.
+pub(super) async fn build_here_or_there(
+    args: &BuildArgs,
+    settings: Option<&Settings>,
+    journal: &Arc<Mutex<Journal>>,
+) -> Result<(Built, Budgets), Failure> {
     let mut request = args.resolve(settings)?;
     if args.verbose {
         eprintln!("{}", summary::settings(settings, &request));
@@ -71,15 +84,10 @@ async fn build_and_report(
         }
     })
     .await;
-    // Over budget, nothing was published; the record is still reported, then the verdict.
-    report(args, result?, &budgets)
+    Ok((result?, budgets))
 }
 
-fn report(
-    args: &BuildArgs,
-    built: Built,
-    budgets: &crate::core::budget::Budgets,
-) -> Result<(), Failure> {
+fn report(args: &BuildArgs, built: Built, budgets: &Budgets) -> Result<(), Failure> {
     match built {
         Built::Image(record) => report_build(args, &record, budgets),
         Built::Index(record) => report_index(args, &record, budgets),
@@ -91,7 +99,7 @@ fn report(
 fn report_index(
     args: &BuildArgs,
     record: &crate::core::metrics::IndexRecord,
-    budgets: &crate::core::budget::Budgets,
+    budgets: &Budgets,
 ) -> Result<(), Failure> {
     if let Some(path) = &args.json {
         write_json(path, record)?;
@@ -111,11 +119,7 @@ fn report_index(
 }
 
 /// The end of a build, local or remote: the JSON, the summary, then the budgets' verdict.
-fn report_build(
-    args: &BuildArgs,
-    record: &BuildRecord,
-    budgets: &crate::core::budget::Budgets,
-) -> Result<(), Failure> {
+fn report_build(args: &BuildArgs, record: &BuildRecord, budgets: &Budgets) -> Result<(), Failure> {
     if let Some(path) = &args.json {
         write_json(path, record)?;
     }

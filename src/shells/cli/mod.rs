@@ -25,6 +25,7 @@ mod args;
 mod build;
 mod builder;
 mod compare;
+mod dev;
 mod doctor;
 mod failure;
 mod lambda;
@@ -49,6 +50,7 @@ pub use args::{
     BuildArgs, BuilderCommand, CompareArgs, DockerfileArgs, DoctorArgs, Format, ImageCommand,
     ImportHostArgs, LambdaArgs, PruneArgs, PullArgs, RunArgs, EXIT_CODES,
 };
+pub use dev::DevArgs;
 use failure::Failure;
 pub use options::Builder;
 use render::Journal;
@@ -72,6 +74,10 @@ pub async fn run(command: ImageCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    // `dev` runs until a signal, then takes down what it started.
+    if let ImageCommand::Dev(args) = command {
+        return dev::dev(*args).await;
     }
     // A signal drops the running command: its guards kill cargo and remove temp outputs.
     let journal = Arc::new(Mutex::new(Journal::default()));
@@ -146,5 +152,6 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         }
         #[cfg(feature = "serve")]
         ImageCommand::Serve(_) => unreachable!("run() serves before dispatching"),
+        ImageCommand::Dev(_) => unreachable!("run() runs dev before dispatching"),
     }
 }

@@ -94,7 +94,7 @@ fn env_name(name: &str) -> String {
 
 /// What to build and the flags on top of the preset: the build options `build`, `compare`
 /// and `lambda` share.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
     /// The source and how to get at it.
     #[command(flatten)]
@@ -106,7 +106,7 @@ pub struct BuildOptions {
 }
 
 /// The source and how to get at it; part of [`BuildOptions`].
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InputArgs {
     /// A Cargo project directory, a .rs file, or a .ruchy file; for `build`, also a Linux
     /// executable built elsewhere (ELF), packaged without a compile: the same checks (static
@@ -139,6 +139,11 @@ pub struct InputArgs {
     /// Where generated projects and caches live.
     #[arg(long, value_name = "DIR", env = "RUCHY_IMAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Link no list of its crates into the binary (by default a `.dep-v0` section, as
+    /// `cargo auditable` writes, which rust-audit-info, `cargo audit bin` and Trivy read).
+    #[arg(long)]
+    pub no_embed_deps: bool,
 
     /// Limits of each builder container.
     #[command(flatten)]
@@ -178,7 +183,7 @@ impl LimitArgs {
 }
 
 /// Per-flag overrides of the preset; part of [`BuildOptions`].
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FlagArgs {
     /// Override the preset's opt-level.
     #[arg(long, value_name = "N", help_heading = "Flag overrides", value_parser = OptLevel::ALL)]
@@ -239,7 +244,7 @@ pub struct FlagArgs {
 }
 
 /// The image's contents and config; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ImageArgs {
     /// The base image: scratch, an image in the engine (alpine:3.20), oci:DIR[:TAG] or
     /// docker-archive:FILE.
@@ -302,7 +307,7 @@ pub struct ImageArgs {
 }
 
 /// Size budgets for CI; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BudgetArgs {
     /// Fail (exit 1, after the report) if a binary is bigger: bytes, or with KB, MB, KiB, MiB.
     #[arg(long, value_name = "SIZE", help_heading = "Size budgets")]
@@ -314,7 +319,7 @@ pub struct BudgetArgs {
 }
 
 /// Registries to push to and how to reach them; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
     /// Push to a registry, without a daemon (repeatable): REGISTRY/REPO[:TAG]; `compare`
     /// pushes each preset to REPO:PRESET. Blobs the registry has are not sent again; the
@@ -346,7 +351,7 @@ pub struct RegistryArgs {
 }
 
 /// A `ruchy-image serve` to build on; shared by `build` and `compare`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
     /// Build on a `ruchy-image serve` at URL instead: the source is sent, the log followed,
     /// and the outputs written here (the server compiles in its own builder).
@@ -477,7 +482,7 @@ pub(crate) fn with_flag_names(error: Error) -> Error {
 }
 
 /// `build`'s supply-chain outputs: the SBOM and the provenance, as files and referrers.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AttestArgs {
     /// Write an SBOM of the binary's crates (from cargo's resolved graph and Cargo.lock) to
     /// FILE: CycloneDX 1.5, or SPDX 2.3 with --sbom-format spdx.

@@ -50,6 +50,7 @@ impl BuildOptions {
         let (input, flags) = (&self.input, &self.flags);
         let mut request = Request::new(&input.source);
         request.source = input.to_lib();
+        request.no_embed_deps = input.no_embed_deps;
         request.overrides = flags.to_lib()?;
         request.target = flags.target.clone();
         request.platforms = flags.platform.clone();

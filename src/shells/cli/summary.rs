@@ -152,6 +152,13 @@ pub(crate) fn build(record: &BuildRecord) -> String {
             embedded.form.describe()
         );
     }
+    if let Some(listed) = &record.embedded_deps {
+        let _ = writeln!(
+            s,
+            "  crates    {} listed in the binary ({} build-only; .dep-v0, {} B)",
+            listed.crates, listed.build_only, listed.section_size
+        );
+    }
     let _ = writeln!(s, "  digest    {}", i.digest);
     let _ = writeln!(s, "  runs as   {} -> {}", i.user, i.entrypoint.join(" "));
     let compile = compile_time(record.compile_time_ms, &record.builder);

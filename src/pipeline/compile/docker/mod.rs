@@ -32,8 +32,8 @@ use super::deps::{self, Units};
 use super::diagnostics::Diagnostics;
 use super::sandbox::{self, LimitsHit, Sandbox, TargetScope, BUILDER_UID};
 use super::{
-    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, Artifact, CargoLine, Compiler,
-    StdChoice, StdInfo, StdSource,
+    cargo_args, encoded_rustflags, is_std_mismatch, parse_message, with_rustc_args, Artifact,
+    CargoLine, Compiler, StdChoice, StdInfo, StdSource,
 };
 use crate::adapters::cache_volumes::CACHE_VOLUME_LABEL;
 use crate::adapters::engine::{stream_to_engine, ContainerSpec, Engine, VolumeMount};
@@ -157,6 +157,14 @@ impl BuildIdentity {
     /// The cache key of a build of `context` with this identity.
     fn key(&self, context: &Context) -> String {
         self.key_of(&context.digest)
+    }
+
+    /// The key of the shared dependency phase for sources of digest `sources`: whether the
+    /// binary lists its crates changes only the binary's own link, not a dependency's unit.
+    fn dependencies_key(&self, sources: &[u8]) -> String {
+        let mut identity = self.clone();
+        identity.flags.embed_deps = true;
+        identity.key_of(sources)
     }
 
     /// The key of building sources of digest `sources` with this identity.
@@ -455,15 +463,16 @@ impl DockerCompiler {
         self.engine.copy_out(id, path, &context).await
     }
 
-    /// Streams the build context (and the host's CA bundle) into the container, saying how
-    /// much goes, and warning when it is more than a source tree should be.
+    /// Streams the build context (and the host's CA bundle, and `files`: tar paths and
+    /// contents) into the container, saying how much goes, and warning when it is more than a
+    /// source tree should be.
     async fn upload(
         &self,
         id: &str,
         phase: Phase,
         context: Context,
         ca: Option<Vec<u8>>,
-        extra: Option<(&'static str, Vec<u8>)>,
+        files: Vec<(String, Vec<u8>)>,
         events: &Events,
     ) -> Result<()> {
         let bytes = context.bytes();
@@ -485,7 +494,7 @@ impl DockerCompiler {
             if let Some(ca) = ca.as_deref() {
                 extras.push((HOST_CA, 0o644, ca));
             }
-            if let Some((path, bytes)) = &extra {
+            for (path, bytes) in &files {
                 extras.push((path, 0o644, bytes));
             }
             match phase {
@@ -613,6 +622,15 @@ mod tests {
         assert_ne!(
             base,
             identity("-Cstrip=symbols", "x86_64-unknown-linux-musl").key(&files)
+        );
+        // The list of crates is the binary's: another artifact, the same dependencies.
+        let mut bare = identity("-Cstrip=symbols", gnu);
+        bare.flags.embed_deps = false;
+        assert_ne!(base, bare.key(&files));
+        let embedding = identity("-Cstrip=symbols", gnu);
+        assert_eq!(
+            embedding.dependencies_key(b"deps"),
+            bare.dependencies_key(b"deps")
         );
     }
 }

@@ -5,6 +5,23 @@
 
 use super::*;
 
+/// Where the fetch leaves `cargo metadata` of the project.
+const METADATA: &str = "/ruchy-image/metadata.json";
+/// After a fetch that worked, for a build that embeds its crates: `cargo metadata` of what
+/// it resolved, for the target.
+const FETCH_METADATA: &str = r#"if [ "$status" -eq 0 ] && [ -n "${RUCHY_IMAGE_METADATA:-}" ]; then
+  cargo metadata --format-version 1 --locked --filter-platform "$RUCHY_IMAGE_TARGET" \
+    --manifest-path "$RUCHY_IMAGE_MANIFEST" > "$RUCHY_IMAGE_METADATA" || status=$?
+fi
+"#;
+/// Where the object with the list of the binary's crates goes (a tar path).
+const DEPS_OBJECTS: &str = "ruchy-image/auditable";
+
+/// The marker that keeps the fetch's `cargo metadata`, beside the fetch's own.
+fn metadata_marker(fetched: &Path) -> PathBuf {
+    fetched.with_extension("metadata")
+}
+
 /// [`deps::digest`] off the async threads.
 async fn digest_of(context: &Context) -> Result<String> {
     let context = context.clone();
@@ -65,18 +82,29 @@ impl DockerCompiler {
             ];
             self.marker("fetched", &parts)
         };
+        // The fetch also keeps `cargo metadata` of what it resolved: the list of crates the
+        // binary carries is made from it (see `auditable`), needed only when it carries one.
         let fetched = fetched_marker(&digest_of(&context).await?);
-        let known = fetched.clone();
-        match blocking(move || Ok(std::fs::read(&known).ok())).await? {
+        let known = (fetched.clone(), metadata_marker(&fetched));
+        let embed = job.flags.embed_deps;
+        let remembered = blocking(move || {
+            let lock = std::fs::read(&known.0).ok();
+            let metadata = std::fs::read(&known.1).ok().filter(|m| !m.is_empty());
+            Ok(lock.zip(metadata.or_else(|| (!embed).then(Vec::new))))
+        })
+        .await?;
+        let metadata = match remembered {
             // Fetched before: a Cargo project without a lockfile builds with the one that
             // fetch resolved, so every later phase sees the same dependencies.
-            Some(lock) => {
+            Some((lock, metadata)) => {
                 if !lock.is_empty() && deps::lockfile(&context)?.is_none() {
                     context = context.with_lockfile(lock);
                 }
+                metadata
             }
             None => {
-                let lock = self.fetch(job, &context).await?.unwrap_or_default();
+                let (lock, metadata) = self.fetch(job, &context).await?;
+                let lock = lock.unwrap_or_default();
                 if !lock.is_empty() {
                     let (with_lock, written) =
                         self.with_lockfile(job, context, lock.clone()).await?;
@@ -85,11 +113,19 @@ impl DockerCompiler {
                 // Known by the manifests with the lockfile too, as the next build sends them.
                 let again = fetched_marker(&digest_of(&context).await?);
                 for marker in [fetched, again] {
-                    let lock = lock.clone();
-                    blocking(move || mark(&marker, &lock)).await?;
+                    let (lock, metadata) = (lock.clone(), metadata.clone());
+                    blocking(move || {
+                        if !metadata.is_empty() {
+                            mark(&metadata_marker(&marker), &metadata)?;
+                        }
+                        mark(&marker, &lock)
+                    })
+                    .await?;
                 }
+                metadata
             }
-        }
+        };
+        let (files, link) = self.deps_object(job, &metadata).await?;
 
         let depends = digest_of(&context).await?;
         let units = self.dependencies(job, &context, &depends).await?;
@@ -107,12 +143,13 @@ impl DockerCompiler {
                 units.len()
             ));
         }
-        let extras = seed.map(|u| (deps::UNITS, u.to_text().into_bytes()));
-        let config = self.container_config(job, Phase::Compile);
+        let mut files = files;
+        files.extend(seed.map(|u| (deps::UNITS.to_string(), u.to_text().into_bytes())));
+        let config = self.container_config(job, Phase::Compile, &link);
         let lock_written = self
             .in_container(config, |id| async move {
                 // No CA bundle: the compile has no network.
-                self.upload(&id, Phase::Compile, context, None, extras, events)
+                self.upload(&id, Phase::Compile, context, None, files, events)
                     .await?;
                 self.build_in(&id, job, binary).await
             })
@@ -123,18 +160,51 @@ impl DockerCompiler {
         Ok(lock_kept || lock_written)
     }
 
+    /// The object holding the list of the crates in the binary (a file to send with the
+    /// compile), and the rustc arguments that link it, from the fetch's `cargo metadata`;
+    /// nothing when the build embeds no list (or, with a warning, for a target we write no
+    /// object for).
+    async fn deps_object(
+        &self,
+        job: &Job<'_>,
+        metadata: &[u8],
+    ) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>)> {
+        if !job.flags.embed_deps {
+            return Ok(Default::default());
+        }
+        let project = job.project;
+        let metadata = cargo_metadata::MetadataCommand::parse(String::from_utf8_lossy(metadata))
+            .map_err(|e| crate::pipeline::source::metadata_error(&project.manifest_path, e))?;
+        let object = crate::pipeline::auditable::object_for(
+            &metadata,
+            &project.manifest_path,
+            &project.package,
+            &job.flags.target,
+        )?;
+        let Some((name, object)) = object else {
+            job.events.emit(Event::Warning {
+                message: crate::pipeline::auditable::unsupported(&job.flags.target),
+            });
+            return Ok(Default::default());
+        };
+        let path = format!("{DEPS_OBJECTS}/{name}");
+        let link = crate::pipeline::auditable::link_args(&format!("/{path}"));
+        Ok((vec![(path, object)], link))
+    }
+
     /// Runs `cargo fetch` for the project (the host's proxy settings and CA bundle with it),
-    /// and returns the lockfile it resolved.
-    async fn fetch(&self, job: &Job<'_>, context: &Context) -> Result<Option<Vec<u8>>> {
+    /// and returns the lockfile it resolved and, for a build that embeds its crates, `cargo
+    /// metadata` of the project for the target (else nothing).
+    async fn fetch(&self, job: &Job<'_>, context: &Context) -> Result<(Option<Vec<u8>>, Vec<u8>)> {
         job.events
             .note("fetching dependencies (the only step with a network)".to_string());
         let ca = blocking(host_ca_bundle).await;
-        let config = self.container_config(job, Phase::Fetch);
+        let config = self.container_config(job, Phase::Fetch, &[]);
         // Manifests, lockfile and cargo's configuration are all a fetch reads.
         let context = deps::stand_in(context, true);
         let events = job.events;
         self.in_container(config, |id| async move {
-            self.upload(&id, Phase::Fetch, context, ca, None, events)
+            self.upload(&id, Phase::Fetch, context, ca, Vec::new(), events)
                 .await?;
             let finished = self
                 .engine
@@ -155,7 +225,14 @@ impl DockerCompiler {
             let lock = self
                 .download(&id, &format!("{SRC}/Cargo.lock"), "Cargo.lock")
                 .await?;
-            Ok(first_entry(&lock).ok().flatten())
+            let metadata = match job.flags.embed_deps {
+                true => {
+                    let metadata = self.download(&id, METADATA, "cargo metadata").await?;
+                    first_entry(&metadata).ok().flatten().unwrap_or_default()
+                }
+                false => Vec::new(),
+            };
+            Ok((first_entry(&lock).ok().flatten(), metadata))
         })
         .await
     }
@@ -204,7 +281,7 @@ impl DockerCompiler {
             return Ok(None);
         }
         let shared = &job.volumes.shared;
-        let key = job.identity.key_of(depends.as_bytes());
+        let key = job.identity.dependencies_key(depends.as_bytes());
         let marker = self.marker("dependencies", &[&key, &shared.name, &shared.identity]);
         let kept = marker.clone();
         if let Some(text) = blocking(move || Ok(std::fs::read_to_string(&kept).ok())).await? {
@@ -214,11 +291,11 @@ impl DockerCompiler {
             "compiling dependencies into the shared volume (the project's own code stays out)"
                 .to_string(),
         );
-        let config = self.container_config(job, Phase::Dependencies);
+        let config = self.container_config(job, Phase::Dependencies, &[]);
         let stand_in = deps::stand_in(context, false);
         let built = self
             .in_container(config, |id| async move {
-                self.upload(&id, Phase::Dependencies, stand_in, None, None, events)
+                self.upload(&id, Phase::Dependencies, stand_in, None, Vec::new(), events)
                     .await?;
                 let mut units = Units::default();
                 let (mut fresh, mut compiled) = (0, Vec::new());
@@ -299,9 +376,10 @@ impl DockerCompiler {
     }
 
     /// A builder container of `phase`: cargo on the project with the flags' environment and
-    /// the wrapper, the volumes mounted as the phase may use them, the sandbox's limits, no
-    /// capabilities, and a network only to fetch.
-    fn container_config(&self, job: &Job<'_>, phase: Phase) -> ContainerSpec {
+    /// the wrapper (and `rustc`, arguments for the binary's own rustc), the volumes mounted
+    /// as the phase may use them, the sandbox's limits, no capabilities, and a network only
+    /// to fetch.
+    fn container_config(&self, job: &Job<'_>, phase: Phase, rustc: &[String]) -> ContainerSpec {
         let project = job.project;
         let relative_manifest = project
             .manifest_path
@@ -332,6 +410,11 @@ impl DockerCompiler {
                 env.push(format!("CARGO_HTTP_CAINFO=/{HOST_CA}"));
                 env.push(format!("SSL_CERT_FILE=/{HOST_CA}"));
                 env.extend(proxy_env());
+                env.push(format!("RUCHY_IMAGE_MANIFEST={manifest}"));
+                env.push(format!("RUCHY_IMAGE_TARGET={}", job.flags.target));
+                if job.flags.embed_deps {
+                    env.push(format!("RUCHY_IMAGE_METADATA={METADATA}"));
+                }
                 mounts.push(VolumeMount::writable(&volumes.cargo_home.name, CARGO_HOME));
             }
             Phase::Dependencies | Phase::Compile => {
@@ -367,7 +450,12 @@ impl DockerCompiler {
         if self.quiet {
             cmd.push("--quiet".into());
         }
-        script.push_str("\"$@\"\nstatus=$?\nif [ \"$status\" -ne 0 ]; then\n");
+        let cmd = with_rustc_args(cmd, rustc);
+        script.push_str("\"$@\"\nstatus=$?\n");
+        if phase == Phase::Fetch {
+            script.push_str(FETCH_METADATA);
+        }
+        script.push_str("if [ \"$status\" -ne 0 ]; then\n");
         script.push_str(sandbox::REPORT_LIMITS);
         script.push_str("\nfi\nexit \"$status\"");
         let limits = self.sandbox.limits;
@@ -396,6 +484,7 @@ impl DockerCompiler {
             pids: limits.pids,
             no_network: phase != Phase::Fetch,
             least_privilege: true,
+            published: Vec::new(),
         }
     }
 }

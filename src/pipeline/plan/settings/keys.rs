@@ -108,6 +108,7 @@ pub const KEYS: &[Key] = &[
     key("builder-image", Text, Local, None),
     key("pull", Text, Local, None),
     key("cache-dir", Shape::Path, Local, None),
+    key("no-embed-deps", Bool, Build, Some("/no_embed_deps")),
     key("build-memory", TextOrNumber, Local, None),
     key("build-pids", Number, Local, None),
     key("build-cpus", TextOrNumber, Local, None),

@@ -374,6 +374,7 @@ impl Settings {
             "sbom-format" => request.outputs.sbom_format = text().parse()?,
             "no-provenance" => request.outputs.no_provenance = on,
             "sign-key" => request.outputs.sign_key = Some(self.resolve_path(&text())),
+            "no-embed-deps" => request.no_embed_deps = on,
             // allow-root is read with user; the shell's own are the shell's.
             _ => {}
         }
