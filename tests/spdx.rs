@@ -1,6 +1,7 @@
 //! `--sbom-format spdx`: an SPDX 2.3 JSON document of the binary's crates, validated by
 //! spdx-tools (PyPI's `pyspdxtools`), with the same crates, checksums and licenses as the
-//! CycloneDX one, and carried by the image's SBOM referrer with SPDX's media type.
+//! CycloneDX one, and carried by the image's SBOM referrer with SPDX's media type; `verify`
+//! finds the binary's embedded crates are the ones it lists, and not another build's.
 
 mod common;
 
@@ -109,4 +110,66 @@ fn the_spdx_sbom_validates_and_lists_what_the_cyclonedx_one_does() {
     assert!(found
         .iter()
         .all(|f| f["artifactType"] != "application/vnd.cyclonedx+json"));
+
+    // verify reads the SPDX referrer: the crates the binary carries are the ones it lists.
+    let run = ruchy_image(["verify", &format!("oci:{}", layout.display())]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let embedded = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("embedded-crates"))
+        .unwrap();
+    assert!(embedded.starts_with('✓'), "{}", run.stdout);
+    let linked = packages.len() - 1 - record["sbom"]["build_only"].as_u64().unwrap() as usize;
+    assert!(
+        embedded.contains(&format!("the {linked} crates")),
+        "{embedded}"
+    );
+
+    // Another build's SBOM on this image: the binary's crates are not the ones it lists.
+    let fib = dir.path().join("fib");
+    ruchy_image([
+        "build",
+        &common::fib(),
+        "-O",
+        "size",
+        "--no-sbom",
+        "--oci-layout",
+        fib.to_str().unwrap(),
+    ])
+    .ok();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fib.join("index.json")).unwrap()).unwrap();
+    let fib_image = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spdx_referrer = found
+        .iter()
+        .find(|f| f["artifactType"] == "application/spdx+json")
+        .unwrap();
+    let blob =
+        |dir: &std::path::Path, digest: &str| dir.join("blobs").join(digest.replacen(':', "/", 1));
+    let mut moved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(&layout, spdx_referrer["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let sbom_blob = moved["layers"][0]["digest"].as_str().unwrap().to_string();
+    std::fs::copy(blob(&layout, &sbom_blob), blob(&fib, &sbom_blob)).unwrap();
+    moved["subject"]["digest"] = fib_image.clone().into();
+    let moved = serde_json::to_vec(&moved).unwrap();
+    let digest = ruchy_image::adapters::fsutil::sha256_digest(&moved);
+    std::fs::write(blob(&fib, &digest), moved).unwrap();
+    let run = ruchy_image(["verify", &format!("oci:{}", fib.display())]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let embedded = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("embedded-crates"))
+        .unwrap();
+    assert!(
+        embedded.starts_with('✗') && embedded.contains("serde@"),
+        "{}",
+        run.stdout
+    );
 }

@@ -19,6 +19,8 @@ use crate::pipeline::auditable::{self, DepInfo, DepPackage};
 mod cyclonedx;
 mod spdx;
 
+pub use spdx::BUILD_ONLY as SPDX_BUILD_ONLY;
+
 /// The CycloneDX SBOM's media type, as an OCI artifact type.
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
 /// The SPDX SBOM's media type, as an OCI artifact type.

@@ -1,8 +1,10 @@
 //! `verify`: an image's referrers checked against the image. For each image (each platform
 //! of an index): its SBOM and its provenance are there and name this manifest, the
 //! provenance's signature is the key's, the flags it records are the image's labels, and the
-//! crates embedded in the binary are the SBOM's. Each check is one line of the report.
+//! crates embedded in the binary are the SBOM's ([`binary`]). Each check is one line of the
+//! report.
 
+mod binary;
 mod store;
 
 use serde::Serialize;
@@ -114,7 +116,13 @@ pub async fn verify(options: &Options) -> Result<Report> {
             });
         }
         let labels = &config["config"]["Labels"];
-        for (check, status, detail) in image_checks(&image, &found, labels, options.key.as_ref()) {
+        let mut lines = image_checks(&image, &found, labels, options.key.as_ref());
+        let sbom = found
+            .iter()
+            .filter(|f| SbomFormat::is_sbom(&f.artifact_type) && f.subject == image)
+            .find_map(|f| Some((f.artifact_type.as_str(), f.blob.as_deref().ok()?)));
+        lines.push(binary::embedded_crates(&store, &manifest, &config, sbom).await);
+        for (check, status, detail) in lines {
             checks.push(Check {
                 image: image.clone(),
                 platform: platform.clone(),
@@ -196,11 +204,6 @@ fn image_checks(image: &str, found: &[Found], labels: &Value, key: Option<&Verif
             "no provenance to compare the labels with".into(),
         ),
     });
-    lines.push((
-        "embedded-crates",
-        Status::Skip,
-        "not checked (no reader of the binary's .dep-v0 section yet)".into(),
-    ));
     lines
 }
 
@@ -395,7 +398,6 @@ mod tests {
                 ("provenance", Status::Pass),
                 ("signature", Status::Pass),
                 ("flags", Status::Pass),
-                ("embedded-crates", Status::Skip),
             ]
         );
 

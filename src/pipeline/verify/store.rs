@@ -153,6 +153,9 @@ impl Store {
                 for image in contents.content.images() {
                     blobs.insert(image.manifest.digest.clone(), image.manifest.bytes.to_vec());
                     blobs.insert(image.config.digest.clone(), image.config.bytes.to_vec());
+                    for layer in &image.layers {
+                        blobs.insert(layer.digest.clone(), layer.blob.clone());
+                    }
                 }
                 let root = contents.content.root();
                 blobs.insert(root.digest.clone(), root.bytes.to_vec());
