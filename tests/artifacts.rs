@@ -67,8 +67,12 @@ fn check_image(server: &Server, id: &str, dir: &Path) {
     let bytes = std::fs::read(&file).unwrap();
     let contents = ruchy_image::pipeline::oci::archive::read(&bytes).unwrap();
     assert_eq!(contents.content.root().digest, wanted, "{record}");
-    assert_eq!(contents.referrers.len(), 1, "the SBOM comes with it");
-    assert_eq!(contents.referrers[0].subject, wanted);
+    assert_eq!(
+        contents.referrers.len(),
+        2,
+        "the SBOM and the provenance come with it"
+    );
+    assert!(contents.referrers.iter().all(|r| r.subject == wanted));
     std::fs::remove_file(file).unwrap();
 }
 

@@ -99,10 +99,21 @@ fn a_default_layout_is_one_entry_read_by_skopeo_umoci_and_docker_load_with_its_s
     assert_eq!(listed.stdout.trim(), "aggressive");
     umoci_unpack(&layout, "aggressive");
 
-    // The SBOM is still there, found by its subject.
+    // The SBOM and the provenance are still there, found by their subject.
     let found = referrers(&layout, image);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0]["artifactType"], "application/vnd.cyclonedx+json");
+    let mut types: Vec<&str> = found
+        .iter()
+        .map(|f| f["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "application/vnd.cyclonedx+json",
+            "application/vnd.dsse.envelope.v1+json"
+        ],
+        "{found:?}"
+    );
 
     // skopeo adds a second image beside ours, and both read.
     tool(
@@ -119,18 +130,21 @@ fn a_default_layout_is_one_entry_read_by_skopeo_umoci_and_docker_load_with_its_s
         assert_eq!(skopeo_inspect(&layout, tag).0["Digest"], image, "{tag}");
     }
 
-    // --no-sbom: the image and nothing that refers to it.
+    // --no-sbom --no-provenance: the image and nothing that refers to it.
     let bare = dir.path().join("bare");
-    let run = build(&bare, &["--no-sbom"]);
+    let run = build(&bare, &["--no-sbom", "--no-provenance"]);
     assert!(!run.stdout.contains("sbom"), "{}", run.stdout);
+    assert!(!run.stdout.contains("provenance"), "{}", run.stdout);
     assert_eq!(tags(&bare), ["aggressive"]);
     assert!(referrers(&bare, image).is_empty());
-    let referrer = found[0]["digest"].as_str().unwrap();
     let blobs = entries(&bare.join("blobs/sha256"));
-    assert!(
-        !blobs.contains(&referrer.replacen("sha256:", "", 1)),
-        "{blobs:?}"
-    );
+    for referrer in &found {
+        let referrer = referrer["digest"].as_str().unwrap();
+        assert!(
+            !blobs.contains(&referrer.replacen("sha256:", "", 1)),
+            "{blobs:?}"
+        );
+    }
 }
 
 #[test]

@@ -212,8 +212,19 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
     assert_eq!(listed.stdout.trim(), id.to_string());
     for (arch, image) in &built {
         let found = ruchy_image::pipeline::oci::referrer::in_layout(&layout, image).unwrap();
-        assert_eq!(found.len(), 1, "{arch}: {found:?}");
-        assert_eq!(found[0]["artifactType"], "application/vnd.cyclonedx+json");
+        let mut types: Vec<&str> = found
+            .iter()
+            .map(|f| f["artifactType"].as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "application/vnd.cyclonedx+json",
+                "application/vnd.dsse.envelope.v1+json"
+            ],
+            "{arch}: the SBOM and the provenance"
+        );
         let fallback = format!(
             "docker://{}/ruchy-image-test/multi:{}",
             registry.address,
@@ -226,10 +237,35 @@ fn two_platforms_make_one_index_that_layouts_registries_and_engines_read() {
         .ok()
         .stdout;
         let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
-        assert_eq!(
-            listed["manifests"][0]["digest"], found[0]["digest"],
-            "{arch}"
-        );
+        let mut digests: Vec<&serde_json::Value> = listed["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["digest"])
+            .collect();
+        digests.sort_by_key(|d| d.to_string());
+        let ours: Vec<&serde_json::Value> = found.iter().map(|f| &f["digest"]).collect();
+        assert_eq!(digests, ours, "{arch}");
+    }
+
+    // verify checks each platform's image of the index, in the layout and the registry.
+    for reference in [plain.as_str(), pushed.as_str()] {
+        let run = ruchy_image(["verify", reference, "--json"]);
+        assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+        let report = run.metrics();
+        assert_eq!(report["digest"], index_digest);
+        let mut checked: Vec<(String, String)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == "provenance" && c["status"] == "pass")
+            .map(|c| {
+                let arch = c["platform"].as_str().unwrap().trim_start_matches("linux/");
+                (arch.to_string(), c["image"].as_str().unwrap().to_string())
+            })
+            .collect();
+        checked.sort();
+        assert_eq!(checked, built, "{reference}");
     }
 
     // The registry holds the same index under the tag, as docker's own client reads it.

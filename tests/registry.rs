@@ -514,8 +514,11 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
     let found = ruchy_image::pipeline::oci::referrer::in_layout(&layout, &image).unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    let entry = &found[0];
+    assert_eq!(found.len(), 2, "the SBOM and the provenance: {found:?}");
+    let entry = found
+        .iter()
+        .find(|f| f["artifactType"] == "application/vnd.cyclonedx+json")
+        .unwrap();
     let blob = |digest: &str| {
         std::fs::read(layout.join("blobs").join(digest.replacen(':', "/", 1))).unwrap()
     };
@@ -537,11 +540,13 @@ fn the_sbom_is_attached_as_a_referrer_in_the_layout_and_the_registry() {
     )
     .ok();
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
-    let referrer = listed["manifests"][0]["digest"].as_str().unwrap();
-    assert_eq!(
-        listed["manifests"][0]["artifactType"],
-        "application/vnd.cyclonedx+json"
-    );
+    let sbom_entry = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["artifactType"] == "application/vnd.cyclonedx+json")
+        .unwrap_or_else(|| panic!("no SBOM listed: {listed}"));
+    let referrer = sbom_entry["digest"].as_str().unwrap();
     let raw = tool(
         "skopeo",
         &[

@@ -95,7 +95,8 @@ fn layouts_and_archives_are_the_files_a_local_build_writes() {
     let [local, remote] = ["local", "remote"].map(|side| dir.path().join(side));
 
     // A new layout and an archive, both ways: the same files, byte for byte (the SBOM's
-    // referrer included: the archive holds it as the layout does).
+    // referrer included: the archive holds it as the layout does). A provenance records its
+    // own run (when, on which builder), so each side's differs: here, none.
     let build = |side: &Path, run: &dyn Fn(&[&str]) -> Run| {
         let layout = side.join("layout");
         let archive = side.join("image.tar");
@@ -108,6 +109,7 @@ fn layouts_and_archives_are_the_files_a_local_build_writes() {
             path(&layout),
             "--output",
             path(&archive),
+            "--no-provenance",
             "--json",
             "-",
         ];
@@ -163,7 +165,8 @@ fn layouts_and_archives_are_the_files_a_local_build_writes() {
         (&remote, &|a: &[&str]| both.remote(a)),
     ] {
         let layout = side.join("layout");
-        run(&["build", fib, "-O", "none", "--oci-layout", path(&layout)]).ok();
+        let args = ["build", fib, "-O", "none", "--no-provenance"];
+        run(&[&args[..], &["--oci-layout", path(&layout)]].concat()).ok();
     }
     let index = |side: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(side.join("layout/index.json")).unwrap()).unwrap()
@@ -254,6 +257,11 @@ fn refusals_and_exit_codes_are_the_local_ones() {
     let there = both.remote(&["build", fib, "--build-memory", "1GiB"]);
     assert_eq!(there.code, Some(2), "{}", there.stderr);
     assert!(there.stderr.contains("its own limits"), "{}", there.stderr);
+    assert_eq!(both.builds(), sent);
+    // So is the provenance's key (`serve --sign-key`).
+    let there = both.remote(&["build", fib, "--sign-key", fib]);
+    assert_eq!(there.code, Some(2), "{}", there.stderr);
+    assert!(there.stderr.contains("its own key"), "{}", there.stderr);
     assert_eq!(both.builds(), sent);
 
     // A base only the builder's engine can look up: found missing on the server, reported

@@ -54,6 +54,9 @@ pub struct BuildRecord {
     /// The SBOM written, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbom: Option<SbomRecord>,
+    /// The SLSA provenance attached to the image, when an output holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<ProvenanceRecord>,
     /// The list of its crates the binary carries (a `.dep-v0` section, cargo-auditable's
     /// format); absent when it carries none (`--no-embed-deps`, or a prebuilt binary without).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,6 +390,25 @@ pub struct SbomRecord {
     pub build_only: usize,
     /// `sha256:` of the JSON.
     pub digest: String,
+    /// Its format: `cyclonedx` or `spdx` (records from before it was recorded: cyclonedx).
+    #[serde(default = "cyclonedx")]
+    pub format: String,
+}
+
+fn cyclonedx() -> String {
+    "cyclonedx".into()
+}
+
+/// What the record says about the provenance attached to the image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProvenanceRecord {
+    /// The referrer's manifest digest.
+    pub referrer: String,
+    /// `sha256:` of the DSSE envelope.
+    pub digest: String,
+    /// The keyid of the key that signed it; absent when unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// What the record says about the list of crates in the binary.
@@ -453,6 +475,7 @@ pub(crate) fn sample_record(preset: Preset, binary_size: u64, compressed_size: u
         linkage: "static".into(),
         libc: "glibc".into(),
         sbom: None,
+        provenance: None,
         embedded_deps: None,
         transpiled_by: None,
         dependencies_from: None,

@@ -1,8 +1,9 @@
 //! A build, stage by stage: a [`plan::Request`] resolved into a [`plan::Plan`], then
 //! [`source`] (prepare) → [`compile`] → [`elf`] (check) → [`oci`] (assemble, on a [`base`]) →
-//! [`publish`], run in order by [`build`]; [`sbom`], [`lambda`] packaging, [`run_image`]
+//! [`publish`], run in order by [`build`]; [`sbom`] and [`attest`]ations, [`lambda`] packaging, [`run_image`]
 //! (cold start) and [`compare`] with its [`report`]s. Imports `core` and `adapters`.
 
+pub mod attest;
 pub mod auditable;
 pub mod base;
 pub mod build;
@@ -18,4 +19,5 @@ pub mod report;
 pub mod run_image;
 pub mod sbom;
 pub mod source;
+pub mod verify;
 pub mod watch;

@@ -382,3 +382,29 @@ pub async fn docker_client() -> bollard::Docker {
         // A build takes minutes; bollard's default gives a request two.
         .with_timeout(std::time::Duration::from_secs(3600))
 }
+
+/// An ECDSA P-256 key pair as `openssl ecparam -name prime256v1 -genkey -noout` makes it, in
+/// `dir`: (`NAME.pem`, SEC1 private; `NAME.pub`, SPKI public).
+pub fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (private, public) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.pub")),
+    );
+    let p = private.to_str().unwrap();
+    tool(
+        "openssl",
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            p,
+        ],
+    )
+    .ok();
+    let out = public.to_str().unwrap();
+    tool("openssl", &["ec", "-in", p, "-pubout", "-out", out]).ok();
+    (private, public)
+}

@@ -22,6 +22,8 @@ pub(super) struct Assembled {
     pub(super) reference: ImageRef,
     pub(super) record: BuildRecord,
     pub(super) sbom: Option<Vec<u8>>,
+    /// The provenance's DSSE envelope, when the build attests.
+    pub(super) provenance: Option<Vec<u8>>,
     /// How long assembling took (publishing adds to the record's `assemble_time_ms`).
     pub(super) took: Duration,
 }
@@ -92,7 +94,7 @@ fn fits(
 /// Stage 3: checks the binary against the platform and the base, and assembles the image.
 pub(super) async fn assemble(
     options: &BuildOptions,
-    program: Program,
+    mut program: Program,
     events: &Events,
 ) -> Result<Assembled> {
     let started = Instant::now();
@@ -115,7 +117,7 @@ pub(super) async fn assemble(
     let binary_size = program.bytes.len() as u64;
     let image = {
         let (cache_dir, base) = (options.source.cache_dir.clone(), options.base.clone());
-        let bytes = program.bytes;
+        let bytes = std::mem::take(&mut program.bytes);
         blocking(move || {
             let app =
                 crate::pipeline::oci::layer_cache::cached_app_layer(&cache_dir, &bytes, &spec)?;
@@ -124,6 +126,7 @@ pub(super) async fn assemble(
         .await?
     };
     let image = Arc::new(image);
+    let provenance = super::attestation::provenance(options, &program, &image, &reference)?;
     stage.finish();
     let binary_layer_size = image.binary_layer().size();
     let base_size = base.map_or(0, Base::size);
@@ -141,6 +144,7 @@ pub(super) async fn assemble(
         linkage,
         std: program.std,
         sbom: program.sbom.as_ref().map(|(_, record)| record.clone()),
+        provenance: None,
         embedded_deps: program.embedded_deps,
         transpiled_by: program.transpiler,
         dependencies_from: program.embedded_manifest,
@@ -177,6 +181,7 @@ pub(super) async fn assemble(
         reference,
         record,
         sbom: program.sbom.map(|(bytes, _)| bytes),
+        provenance,
         took: started.elapsed(),
     })
 }

@@ -26,7 +26,10 @@ use crate::pipeline::publish::{publish_all, Publisher};
 use crate::pipeline::source::SourceOptions;
 
 mod assemble;
+mod attestation;
 mod program;
+
+pub use attestation::ProvenanceOptions;
 
 use assemble::{assemble, Assembled};
 use program::produce;
@@ -197,6 +200,10 @@ pub struct BuildOptions {
     pub sbom: Option<PathBuf>,
     /// Attach no SBOM referrer to layouts and registries (`--no-sbom`).
     pub no_sbom_referrer: bool,
+    /// The SBOM's format, in the file and the referrer.
+    pub sbom_format: crate::pipeline::sbom::SbomFormat,
+    /// How images are attested to (SLSA provenance referrers); `None` with `--no-provenance`.
+    pub provenance: Option<ProvenanceOptions>,
     /// Link no list of its crates into the binary (`--no-embed-deps`).
     pub no_embed_deps: bool,
     /// Size budgets, checked before anything is published.
@@ -235,6 +242,8 @@ struct Program {
     revision: Option<String>,
     transpiler: Option<String>,
     embedded_manifest: Option<crate::core::metrics::EmbeddedManifest>,
+    /// What the provenance says of the run; `None` when nothing holds a provenance.
+    run: Option<attestation::RunFacts>,
     /// The list of its crates the binary carries, if it carries one.
     embedded_deps: Option<crate::core::metrics::EmbeddedDeps>,
 }
@@ -343,17 +352,17 @@ pub async fn build_index(
     }
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
-    // Each platform's image gets its own SBOM as its referrer, as a single build's does.
+    // Each platform's image gets its own SBOM and provenance, as a single build's does.
     let mut referrers = Vec::new();
-    for (options, a) in each.iter().zip(&assembled) {
-        if let Some(bytes) = a.sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
-            referrers.push(crate::pipeline::oci::referrer::Referrer::new(
-                &a.image,
-                crate::pipeline::sbom::MEDIA_TYPE,
-                bytes,
-                options.source_date_epoch,
-            )?);
-        }
+    for (options, a) in each.iter().zip(&mut assembled) {
+        let own = attestation::referrers(
+            options,
+            &a.image,
+            a.sbom.as_deref(),
+            a.provenance.as_deref(),
+        )?;
+        a.record.provenance = attestation::record(options, &own);
+        referrers.extend(own);
     }
     let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
     for referrer in &referrers {
@@ -437,22 +446,17 @@ async fn publish(
         reference,
         mut record,
         sbom,
+        provenance,
         took,
     } = assembled;
     let started = Instant::now();
     let stage = Timer::new(events, Stage::Publish);
     let content = ImageOrIndex::Image(image.clone());
-    // The SBOM, as the image's OCI 1.1 referrer in every layout, archive and registry.
-    let referrer = match sbom.as_ref().filter(|_| !options.no_sbom_referrer) {
-        Some(bytes) => Some(crate::pipeline::oci::referrer::Referrer::new(
-            &image,
-            crate::pipeline::sbom::MEDIA_TYPE,
-            bytes,
-            options.source_date_epoch,
-        )?),
-        None => None,
-    };
-    let referrers: Vec<_> = referrer.into_iter().collect();
+    // The SBOM and the provenance, as the image's OCI 1.1 referrers in every layout, archive
+    // and registry.
+    let referrers =
+        attestation::referrers(options, &image, sbom.as_deref(), provenance.as_deref())?;
+    record.provenance = attestation::record(options, &referrers);
     let mut outputs = publish_all(publishers, &content, &reference, &referrers, events).await?;
     if let Some(bytes) = &sbom {
         if let Some(path) = &options.sbom {

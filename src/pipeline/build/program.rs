@@ -17,6 +17,7 @@ use crate::pipeline::compile::Compiler;
 use crate::pipeline::publish::Publisher;
 use crate::pipeline::source;
 
+use super::attestation::RunFacts;
 use super::{BuildOptions, Program, Timer};
 
 /// The target when none is asked for: for a static binary, musl when the builder can make
@@ -48,16 +49,35 @@ pub(super) async fn produce(
     publishers: &[Box<dyn Publisher>],
     events: &Events,
 ) -> Result<Program> {
+    let started = std::time::SystemTime::now();
+    // A provenance for every output that can hold it as a referrer (layouts, registries).
+    let attests = options.provenance.is_some() && publishers.iter().any(|p| p.holds_referrers());
     let path = options.source.path.clone();
     if blocking(move || Ok(source::is_prebuilt(&path))).await? {
-        return take_prebuilt(options, publishers, events).await;
+        let mut program = take_prebuilt(options, publishers, events).await?;
+        program.run = attests.then(|| RunFacts {
+            started,
+            source_digest: crate::adapters::fsutil::sha256_digest(&program.bytes),
+            toolchain: Default::default(),
+        });
+        return Ok(program);
     }
     let compiler = compiler.ok_or_else(|| Error::InvalidInput {
         what: "builder",
         value: options.source.path.display().to_string(),
         reason: "a source needs a compiler (local or docker); only a prebuilt binary is packaged without one".into(),
     })?;
-    compile(options, compiler, publishers, events).await
+    let (mut program, project) = compile(options, compiler, publishers, events).await?;
+    if attests {
+        let source_digest =
+            blocking(move || crate::pipeline::compile::source_digest(&project)).await?;
+        program.run = Some(RunFacts {
+            started,
+            source_digest,
+            toolchain: compiler.toolchain(),
+        });
+    }
+    Ok(program)
 }
 
 /// Stage 1 and 2 for a source: prepare it and compile it (and make its SBOM when wanted).
@@ -66,7 +86,7 @@ async fn compile(
     compiler: &dyn Compiler,
     publishers: &[Box<dyn Publisher>],
     events: &Events,
-) -> Result<Program> {
+) -> Result<(Program, source::Project)> {
     let stage = Timer::new(events, Stage::Prepare);
     let source = options.source.clone();
     let project = blocking(move || source::prepare(&source)).await?;
@@ -94,7 +114,7 @@ async fn compile(
         fresh: artifact.fresh,
     });
     stage.finish();
-    Ok(Program {
+    let program = Program {
         binary: artifact.binary,
         bytes,
         compile_time: artifact.compile_time,
@@ -102,14 +122,16 @@ async fn compile(
         flags: Some(flags),
         std: Some(artifact.std),
         sbom,
-        bin: project.bin,
-        version: Some(project.version),
-        repository: project.repository,
-        revision: project.revision,
-        transpiler: project.transpiler,
-        embedded_manifest: project.embedded_manifest,
+        bin: project.bin.clone(),
+        version: Some(project.version.clone()),
+        repository: project.repository.clone(),
+        revision: project.revision.clone(),
+        transpiler: project.transpiler.clone(),
+        embedded_manifest: project.embedded_manifest.clone(),
         embedded_deps,
-    })
+        run: None,
+    };
+    Ok((program, project))
 }
 
 /// The flags for this build: the preset with the overrides, for the target asked for or the
@@ -201,7 +223,7 @@ async fn sbom_for(
         flags.target.clone(),
         project.transpiler.clone(),
     );
-    let epoch = options.source_date_epoch;
+    let (epoch, format) = (options.source_date_epoch, options.sbom_format);
     let made = blocking(move || {
         crate::pipeline::sbom::generate_cached(
             &cache,
@@ -210,6 +232,7 @@ async fn sbom_for(
             &target,
             epoch,
             ruchy.as_deref(),
+            format,
         )
     })
     .await;
@@ -257,9 +280,13 @@ async fn take_prebuilt(
         });
     }
     let sbom = match &deps {
-        Some((info, _)) if sbom_wanted(options, publishers) => Some(
-            crate::pipeline::sbom::from_embedded(info, options.source_date_epoch)?,
-        ),
+        Some((info, _)) if sbom_wanted(options, publishers) => {
+            Some(crate::pipeline::sbom::from_embedded(
+                info,
+                options.source_date_epoch,
+                options.sbom_format,
+            )?)
+        }
         _ => None,
     };
     events.note(format!(
@@ -283,6 +310,7 @@ async fn take_prebuilt(
         transpiler: None,
         embedded_manifest: None,
         embedded_deps: deps.map(|(_, record)| record),
+        run: None,
     })
 }
 

@@ -197,6 +197,13 @@ impl Compiler for LocalCompiler {
         Ok(self.toolchain.host())
     }
 
+    fn toolchain(&self) -> super::ToolchainFacts {
+        super::ToolchainFacts {
+            rustc: self.toolchain.verbose_version.clone(),
+            image: None,
+        }
+    }
+
     async fn can_make(&self, target: &str, variant: StdVariant) -> bool {
         (variant == StdVariant::Unwind && self.toolchain.has_std(target))
             || self.toolchain.std_sources().is_some()

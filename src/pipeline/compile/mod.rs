@@ -86,6 +86,31 @@ pub trait Compiler: Send + Sync {
     /// Builds the project's binary with the given flags; what the compiler prints goes out
     /// as [`Event::CompilerOutput`](crate::core::event::Event::CompilerOutput).
     async fn compile(&self, project: &Project, flags: &Flags, events: &Events) -> Result<Artifact>;
+
+    /// What compiles, for the provenance: the compiler and the builder image it runs in.
+    fn toolchain(&self) -> ToolchainFacts {
+        ToolchainFacts::default()
+    }
+}
+
+/// What a backend compiles with, as provenance names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolchainFacts {
+    /// `rustc -vV`, whole.
+    pub rustc: String,
+    /// The builder image: as it was named, and its image ID (the digest of its config).
+    pub image: Option<(String, String)>,
+}
+
+/// The digest (`sha256:<hex>`) of what a builder gets of `project`: every file its
+/// `.gitignore`, `.dockerignore` and `.ruchyimageignore` leave, without `target/`, by path,
+/// mode, size and content (for a single file, its generated project and path dependencies).
+pub fn source_digest(project: &Project) -> Result<String> {
+    let context = context::Context::collect_project(project)?;
+    Ok(format!(
+        "sha256:{}",
+        crate::adapters::fsutil::hex(&context.digest)
+    ))
 }
 
 /// Writes the build context of the project at `root` (what its `.gitignore`, `.dockerignore`

@@ -37,12 +37,24 @@ pub struct Referrer {
 impl Referrer {
     /// `artifact` (of `media_type`) attached to `subject`, created at `epoch`.
     pub fn new(subject: &Image, media_type: &str, artifact: &[u8], epoch: u64) -> Result<Referrer> {
+        Referrer::annotated(subject, media_type, artifact, epoch, &[])
+    }
+
+    /// [`Referrer::new`], with `annotations` on the artifact's layer (an attestation's
+    /// `in-toto.io/predicate-type`, as BuildKit marks its own).
+    pub fn annotated(
+        subject: &Image,
+        media_type: &str,
+        artifact: &[u8],
+        epoch: u64,
+        annotations: &[(&str, &str)],
+    ) -> Result<Referrer> {
         let artifact_digest = sha256_digest(artifact);
         let created = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
         )
         .to_string();
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,
             "artifactType": media_type,
@@ -64,6 +76,13 @@ impl Referrer {
             },
             "annotations": { "org.opencontainers.image.created": created },
         });
+        if !annotations.is_empty() {
+            let map: serde_json::Map<String, serde_json::Value> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            manifest["layers"][0]["annotations"] = serde_json::Value::Object(map);
+        }
         let manifest = super::canonical_json(&manifest).map_err(|source| Error::Json {
             what: "the referrer manifest",
             source,
@@ -95,7 +114,9 @@ impl Referrer {
         self.subject.replacen(':', "-", 1)
     }
 
-    /// `existing` (an index, or nothing) with this referrer listed once.
+    /// `existing` (an index, or nothing) with this referrer listed once. Others of the same
+    /// type stay: each push's provenance of the same image is listed, as `cosign attest`
+    /// appends (a service's builds of one image each keep theirs until retention takes them).
     pub fn listed_in(&self, existing: Option<&[u8]>) -> Result<Vec<u8>> {
         let mut index = existing
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
@@ -116,9 +137,76 @@ impl Referrer {
 /// The descriptors of the referrers of `subject` (a manifest digest) in the layout at `dir`:
 /// every manifest among its blobs whose `subject` is that digest, sorted by digest.
 pub fn in_layout(dir: &std::path::Path, subject: &str) -> Result<Vec<serde_json::Value>> {
+    let mut found = Vec::new();
+    for (digest, bytes) in small_json_blobs(&dir.join("blobs/sha256"))? {
+        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if manifest["mediaType"] == MANIFEST_MEDIA_TYPE && manifest["subject"]["digest"] == subject
+        {
+            found.push(json!({
+                "mediaType": MANIFEST_MEDIA_TYPE,
+                "digest": digest,
+                "size": bytes.len(),
+                "artifactType": manifest["artifactType"],
+            }));
+        }
+    }
+    found.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+    Ok(found)
+}
+
+/// Removes from the layout at `dir` the referrers `referrer` supersedes (its subject's, of its
+/// artifact type, but another manifest: a rebuild's provenance replaces the last one's, so a
+/// layout rebuilt in a loop does not gather one per run), and their blobs no other manifest
+/// in the layout names.
+pub fn supersede_in_layout(dir: &std::path::Path, referrer: &Referrer) -> Result<()> {
     let blobs = dir.join("blobs/sha256");
+    let mut manifests = Vec::new();
+    for (digest, bytes) in small_json_blobs(&blobs)? {
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            manifests.push((digest, json));
+        }
+    }
+    let superseded = |(digest, m): &(String, serde_json::Value)| {
+        *digest != referrer.digest
+            && m["subject"]["digest"] == referrer.subject.as_str()
+            && m["artifactType"] == referrer.artifact_type.as_str()
+    };
+    let named = |m: &serde_json::Value| -> Vec<String> {
+        std::iter::once(&m["config"])
+            .chain(m["layers"].as_array().into_iter().flatten())
+            .chain(m["manifests"].as_array().into_iter().flatten())
+            .filter_map(|d| d["digest"].as_str().map(str::to_string))
+            .collect()
+    };
+    let kept: std::collections::BTreeSet<String> = manifests
+        .iter()
+        .filter(|m| !superseded(m))
+        .flat_map(|(_, m)| named(m))
+        .collect();
+    let remove = |digest: &str| {
+        let path = blobs.join(digest.trim_start_matches("sha256:"));
+        std::fs::remove_file(&path)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(Error::io(format!("removing {}", path.display())))
+    };
+    for (digest, manifest) in manifests.iter().filter(|m| superseded(m)) {
+        remove(digest)?;
+        for blob in named(manifest).iter().filter(|b| !kept.contains(*b)) {
+            remove(blob)?;
+        }
+    }
+    Ok(())
+}
+
+/// The blobs of a layout small enough to be manifests, as (digest, bytes).
+fn small_json_blobs(blobs: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
     let entries =
-        std::fs::read_dir(&blobs).map_err(Error::io(format!("reading {}", blobs.display())))?;
+        std::fs::read_dir(blobs).map_err(Error::io(format!("reading {}", blobs.display())))?;
     let mut found = Vec::new();
     for entry in entries {
         let path = entry
@@ -129,19 +217,10 @@ pub fn in_layout(dir: &std::path::Path, subject: &str) -> Result<Vec<serde_json:
         let Some(bytes) = small.then(|| std::fs::read(&path).ok()).flatten() else {
             continue;
         };
-        let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-            continue;
-        };
-        if manifest["mediaType"] == MANIFEST_MEDIA_TYPE && manifest["subject"]["digest"] == subject
-        {
-            found.push(json!({
-                "mediaType": MANIFEST_MEDIA_TYPE,
-                "digest": sha256_digest(&bytes),
-                "size": bytes.len(),
-                "artifactType": manifest["artifactType"],
-            }));
+        if bytes.first() == Some(&b'{') {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            found.push((format!("sha256:{name}"), bytes));
         }
     }
-    found.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
     Ok(found)
 }

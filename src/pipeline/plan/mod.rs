@@ -72,6 +72,8 @@ pub struct Plan {
     bases: Vec<(String, Option<Arc<Base>>)>,
     publishers: Vec<Box<dyn Publisher>>,
     probe: Option<ColdStartProbe>,
+    /// The key that signs provenance (`--sign-key`), read before anything runs.
+    signer: Option<crate::pipeline::attest::Signer>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -100,6 +102,10 @@ impl Plan {
     pub async fn resolve_with(request: Request, parts: Parts, events: &Events) -> Result<Plan> {
         request.validate()?;
         crate::pipeline::source::check_transpiler(&request.source)?;
+        let signer = match &request.outputs.sign_key {
+            Some(path) => Some(crate::pipeline::attest::Signer::read(path)?),
+            None => None,
+        };
         let prebuilt = request.is_prebuilt();
         if prebuilt {
             request.check_prebuilt()?;
@@ -183,6 +189,7 @@ impl Plan {
             bases,
             publishers,
             probe,
+            signer,
         })
     }
 
@@ -224,6 +231,13 @@ impl Plan {
             source_date_epoch: request.source_date_epoch,
             sbom: request.outputs.sbom.clone(),
             no_sbom_referrer: request.outputs.no_sbom,
+            sbom_format: request.outputs.sbom_format,
+            provenance: (!request.outputs.no_provenance).then(|| {
+                crate::pipeline::build::ProvenanceOptions {
+                    signer: self.signer.clone(),
+                    request: serde_json::to_value(request).unwrap_or_default(),
+                }
+            }),
             no_embed_deps: request.no_embed_deps,
             budgets: request.budgets.clone(),
             settings: request.settings.clone(),

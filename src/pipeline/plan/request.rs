@@ -68,6 +68,20 @@ pub struct Outputs {
     /// No SBOM referrer in layouts and registries.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_sbom: bool,
+    /// The SBOM's format (file and referrer).
+    #[serde(skip_serializing_if = "is_default")]
+    pub sbom_format: crate::pipeline::sbom::SbomFormat,
+    /// No SLSA provenance referrer in layouts and registries.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_provenance: bool,
+    /// The private key that signs the provenance (the machine's that runs the build: a
+    /// service signs with its own).
+    #[serde(skip)]
+    pub sign_key: Option<PathBuf>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// How the compiler's own output should look.

@@ -102,7 +102,7 @@ impl Sinks {
             let artifact = contents
                 .referrers
                 .iter()
-                .find(|r| r.artifact_type == crate::pipeline::sbom::MEDIA_TYPE)
+                .find(|r| crate::pipeline::sbom::SbomFormat::is_sbom(&r.artifact_type))
                 .and_then(|r| r.blobs.last())
                 .ok_or_else(|| Error::InvalidInput {
                     what: "SBOM",

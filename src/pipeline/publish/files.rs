@@ -143,6 +143,7 @@ impl Publisher for OciLayoutPublisher {
                     crate::adapters::fsutil::write_file_atomically(Self::WHAT, &path, bytes)?;
                 }
             }
+            crate::pipeline::oci::referrer::supersede_in_layout(&dir, &referrer)?;
             Ok(Some(Published {
                 kind: "referrer".into(),
                 location: format!("{}@{}", dir.display(), referrer.digest),

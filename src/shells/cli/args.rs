@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::options::{
-    base_parser, preset_parser, BudgetArgs, BuildOptions, Given, ImageArgs, RegistryArgs,
-    ServiceArgs,
+    base_parser, preset_parser, AttestArgs, BudgetArgs, BuildOptions, Given, ImageArgs,
+    RegistryArgs, ServiceArgs,
 };
 use crate::core::preset::Preset;
 use crate::pipeline::base::BaseRef;
@@ -53,6 +53,10 @@ pub enum ImageCommand {
     /// toolchain, ruchy, arm64 emulation, registry logins, cache volumes), each with its fix.
     #[command(after_long_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
+    /// Check an image's SBOM and provenance referrers: they name this manifest, the
+    /// provenance is signed with --key and records the image's flags.
+    #[command(after_long_help = super::verify::EXAMPLES)]
+    Verify(super::verify::VerifyArgs),
     /// Run the builder as a service: an HTTP API that takes build contexts, a durable queue,
     /// build records, logs and images.
     #[cfg(feature = "serve")]
@@ -129,6 +133,11 @@ pub struct ServeArgs {
     /// Limits of each build's containers.
     #[command(flatten)]
     pub limits: crate::shells::cli::options::LimitArgs,
+
+    /// Sign every build's SLSA provenance with this ECDSA P-256 private key (PEM, SEC1 or
+    /// PKCS#8) [default: unsigned].
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 
     /// A PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DB) that several
     /// `serve` workers share: one queue, one history, each worker building on its own engine
@@ -537,15 +546,9 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// Write a CycloneDX 1.5 SBOM of the binary's crates (from cargo's resolved graph and
-    /// Cargo.lock) to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
-    pub sbom: Option<PathBuf>,
-
-    /// Attach no SBOM to layouts and registries (by default each image gets its SBOM as an
-    /// OCI 1.1 referrer there).
-    #[arg(long, conflicts_with = "sbom", help_heading = "Outputs")]
-    pub no_sbom: bool,
+    /// The SBOM and the provenance attached to the image.
+    #[command(flatten)]
+    pub attest: AttestArgs,
 
     /// The service to build on instead, if any.
     #[command(flatten)]
@@ -751,7 +754,8 @@ mod tests {
                 flags,
                 image,
                 budgets,
-                "Outputs: oci-layout output tag load no-load json sbom no-sbom",
+                "Outputs: oci-layout output tag load no-load json sbom no-sbom sbom-format \
+                 no-provenance sign-key",
                 registries,
                 service,
             ]

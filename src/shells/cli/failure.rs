@@ -30,6 +30,8 @@ pub(crate) enum Failure {
     /// `doctor` found what the default build needs missing (these checks); its report was
     /// already printed.
     NotReady(Vec<&'static str>),
+    /// `verify` found this many checks failing; its report was already printed.
+    Unverified(usize),
 }
 
 impl From<Error> for Failure {
@@ -43,7 +45,10 @@ impl Failure {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Error(error) => error.exit_code(),
-            Failure::OverBudget(_) | Failure::Comparison(_) | Failure::NotReady(_) => 1,
+            Failure::OverBudget(_)
+            | Failure::Comparison(_)
+            | Failure::NotReady(_)
+            | Failure::Unverified(_) => 1,
         }
     }
 
@@ -63,6 +68,7 @@ impl Failure {
             Failure::OverBudget(overruns) => {
                 problems("size budgets exceeded", overruns.iter().map(exceeded))
             }
+            Failure::Unverified(n) => format!("{n} check(s) failed: the image is not verified"),
             Failure::NotReady(missing) => format!(
                 "the default build cannot run here: {} missing (the fixes are above)",
                 missing.join(", ")

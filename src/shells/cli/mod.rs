@@ -39,6 +39,7 @@ mod run;
 mod serve;
 mod summary;
 mod usage;
+mod verify;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,7 @@ use failure::Failure;
 pub use options::Builder;
 use render::Journal;
 pub use usage::parse;
+pub use verify::VerifyArgs;
 
 use crate::core::error::Error;
 
@@ -143,6 +145,7 @@ async fn dispatch(command: ImageCommand, journal: &Arc<Mutex<Journal>>) -> Resul
         }
         ImageCommand::Lambda(args) => lambda::lambda(*args, journal).await,
         ImageCommand::Doctor(args) => doctor::doctor(args).await,
+        ImageCommand::Verify(args) => verify::verify(args).await,
         ImageCommand::Dockerfile(args) => {
             let text = crate::commands::dockerfile::render(&args.to_lib()?)?;
             Ok(output::print_stdout("the Dockerfile", text.as_bytes())?)

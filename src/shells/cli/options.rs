@@ -480,3 +480,35 @@ pub(crate) fn with_flag_names(error: Error) -> Error {
         reason,
     }
 }
+
+/// `build`'s supply-chain outputs: the SBOM and the provenance, as files and referrers.
+#[derive(Debug, Clone, Args)]
+pub struct AttestArgs {
+    /// Write an SBOM of the binary's crates (from cargo's resolved graph and Cargo.lock) to
+    /// FILE: CycloneDX 1.5, or SPDX 2.3 with --sbom-format spdx.
+    #[arg(long, value_name = "FILE", help_heading = "Outputs")]
+    pub sbom: Option<PathBuf>,
+
+    /// Attach no SBOM to layouts and registries (by default each image gets its SBOM as an
+    /// OCI 1.1 referrer there).
+    #[arg(long, conflicts_with = "sbom", help_heading = "Outputs")]
+    pub no_sbom: bool,
+
+    /// The SBOM's format, in --sbom's file and the referrer.
+    #[arg(long, value_name = "FORMAT", default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"], help_heading = "Outputs")]
+    pub sbom_format: String,
+
+    /// Attach no SLSA provenance to layouts and registries (by default each image gets an
+    /// in-toto provenance in a DSSE envelope as an OCI 1.1 referrer there).
+    #[arg(long, help_heading = "Outputs")]
+    pub no_provenance: bool,
+
+    /// Sign the provenance with this ECDSA P-256 private key (PEM, SEC1 or PKCS#8).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "no_provenance",
+        help_heading = "Outputs"
+    )]
+    pub sign_key: Option<PathBuf>,
+}

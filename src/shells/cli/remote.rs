@@ -143,6 +143,14 @@ fn check_remote(request: &Request) -> Result<(), Error> {
             reason: "the server's builds run under its own limits (`serve --build-memory` ...); build locally to choose them".into(),
         });
     }
+    // (--no-provenance stands for its pair too: the key itself must be there.)
+    if request.outputs.sign_key.is_some() && given("sign-key") {
+        return Err(Error::InvalidInput {
+            what: "option with --server",
+            value: "--sign-key".into(),
+            reason: "the server signs provenance with its own key (`serve --sign-key`); build locally to sign with yours".into(),
+        });
+    }
     Ok(())
 }
 

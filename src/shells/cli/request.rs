@@ -82,8 +82,11 @@ impl BuildArgs {
         request.tag = self.tag.as_deref().map(str::parse).transpose()?;
         request.outputs.oci_layout = self.oci_layout.clone();
         request.outputs.archive = self.output.clone();
-        request.outputs.sbom = self.sbom.clone();
-        request.outputs.no_sbom = self.no_sbom;
+        request.outputs.sbom = self.attest.sbom.clone();
+        request.outputs.no_sbom = self.attest.no_sbom;
+        request.outputs.sbom_format = self.attest.sbom_format.parse()?;
+        request.outputs.no_provenance = self.attest.no_provenance;
+        request.outputs.sign_key = self.attest.sign_key.clone();
         self.registry.apply(&mut request)?;
         request.outputs.load = load_for(self.load, self.no_load, request.tag.is_some());
         Ok(request)

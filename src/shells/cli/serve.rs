@@ -56,6 +56,7 @@ pub(super) async fn serve(args: args::ServeArgs) -> Result<(), Error> {
         read_timeout: args.read_timeout,
         shutdown_timeout: args.shutdown_timeout,
         builder_image: args.builder_image.clone(),
+        sign_key: args.sign_key.clone(),
         limits: args.limits.over(crate::pipeline::compile::Limits::SERVICE),
         database: args.database.clone(),
         worker_name: args.worker_name.clone(),

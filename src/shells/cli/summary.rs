@@ -171,7 +171,7 @@ pub(crate) fn build(record: &BuildRecord) -> String {
         let _ = writeln!(s, "{}", server_line(server));
     }
     for out in &record.outputs {
-        let _ = writeln!(s, "{}", output_line(out, record.sbom.as_ref()));
+        let _ = writeln!(s, "{}", output_line(out, std::slice::from_ref(record)));
         if let Some(push) = &out.push {
             let _ = writeln!(s, "            {}", pushed(push));
         }
@@ -217,17 +217,40 @@ fn server_line(server: &crate::core::metrics::ServerRun) -> String {
 const NOT_PUBLISHED: &str =
     "  output    none: over the size budget, nothing was written, tagged or pushed";
 
-/// An output's line; an SBOM attached as a referrer says so, with what it lists.
-fn output_line(
-    out: &crate::core::metrics::Published,
-    sbom: Option<&crate::core::metrics::SbomRecord>,
-) -> String {
+/// An output's line; an SBOM or a provenance attached as a referrer says so, with what it
+/// lists or who signed it (`records`: the image's, or an index's platforms').
+fn output_line(out: &crate::core::metrics::Published, records: &[BuildRecord]) -> String {
     if out.kind != "referrer" {
         return format!("  output    {:<10} {}", out.kind, out.location);
     }
-    let listing = sbom.map_or(String::new(), |s| format!(", {} crates", s.components));
+    if let Some(provenance) = records
+        .iter()
+        .filter_map(|r| r.provenance.as_ref())
+        .find(|p| out.location.ends_with(&p.referrer))
+    {
+        let signed = provenance
+            .signed_by
+            .as_ref()
+            .map_or("unsigned".to_string(), |k| {
+                format!("signed by key {}", &k[..16.min(k.len())])
+            });
+        return format!(
+            "  provenance attached as OCI referrer {} (SLSA v1, {signed})",
+            out.location
+        );
+    }
+    let sbom = records.iter().find_map(|r| r.sbom.as_ref());
+    let format = match sbom.is_some_and(|s| s.format == "spdx") {
+        true => "SPDX",
+        false => "CycloneDX",
+    };
+    // An index's line stands for every platform's SBOM: their counts may differ.
+    let listing = match (sbom, records.len()) {
+        (Some(s), 1) => format!(", {} crates", s.components),
+        _ => String::new(),
+    };
     format!(
-        "  sbom      attached as OCI referrer {} (CycloneDX{listing})",
+        "  sbom      attached as OCI referrer {} ({format}{listing})",
         out.location
     )
 }
@@ -291,7 +314,7 @@ pub(crate) fn index(record: &crate::core::metrics::IndexRecord) -> String {
             "archive" => format!(" (docker load takes {loaded})"),
             _ => String::new(),
         };
-        let _ = writeln!(s, "{}{note}", output_line(out, None));
+        let _ = writeln!(s, "{}{note}", output_line(out, &record.platforms));
         if let Some(push) = &out.push {
             let _ = writeln!(s, "            {}", pushed(push));
         }

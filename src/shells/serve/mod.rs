@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// The builder image to compile in (else rust:1-alpine, else a `builder import-host` one).
     pub builder_image: Option<String>,
+    /// The key every build's provenance is signed with (else unsigned).
+    pub sign_key: Option<PathBuf>,
     /// Limits of each build's builder containers.
     pub limits: crate::pipeline::compile::Limits,
     /// A `postgres://` URL shared by several workers (else SQLite in the data dir).
@@ -105,6 +107,7 @@ impl Default for ServeOptions {
             read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(60),
             builder_image: None,
+            sign_key: None,
             limits: crate::pipeline::compile::Limits::SERVICE,
             database: None,
             worker_name: None,

@@ -38,6 +38,11 @@ pub struct RunningApp {
 pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningApp> {
     check_auth_rule(&options)?;
     check_artifacts(&options, &events).await?;
+    // A key that does not read stops the start, not every build.
+    if let Some(key) = &options.sign_key {
+        let signer = crate::pipeline::attest::Signer::read(key)?;
+        events.note(format!("provenance is signed by key {}", signer.keyid));
+    }
     std::fs::create_dir_all(&options.data_dir).map_err(Error::io(format!(
         "creating the data dir {}",
         options.data_dir.display()
@@ -67,6 +72,7 @@ pub async fn spawn_app(options: ServeOptions, events: Events) -> Result<RunningA
         timeout: options.timeout,
         events: events.clone(),
         builder_image,
+        sign_key: options.sign_key.clone(),
         sandbox,
         max_unpacked: options.max_upload.saturating_mul(4),
         artifacts: options.artifacts.clone().map(Arc::new),

@@ -37,6 +37,8 @@ pub struct Queue {
     /// The builder image every build compiles in (resolved once, at start); none builds
     /// with the local toolchain.
     pub builder_image: Option<String>,
+    /// The key every build's provenance is signed with.
+    pub sign_key: Option<std::path::PathBuf>,
     /// Where each build's code runs in its builder containers.
     pub sandbox: crate::pipeline::compile::Sandbox,
     /// Most bytes an uploaded context may unpack to.
@@ -521,6 +523,7 @@ impl PresetBuild<'_> {
         request.presets = vec![preset];
         request.outputs.load = crate::pipeline::plan::Load::Never;
         request.cold_start_runs = 0;
+        request.outputs.sign_key = self.queue.sign_key.clone();
         // Several presets, one tag each: REF:TAG-PRESET (REF:PRESET without a tag).
         if self.several {
             request.outputs.push = request

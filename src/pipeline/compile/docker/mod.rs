@@ -210,6 +210,13 @@ impl Compiler for DockerCompiler {
         Ok(self.image.target.clone())
     }
 
+    fn toolchain(&self) -> crate::pipeline::compile::ToolchainFacts {
+        crate::pipeline::compile::ToolchainFacts {
+            rustc: self.image.toolchain.rustc.clone(),
+            image: Some((self.image.reference.clone(), self.image.id.clone())),
+        }
+    }
+
     async fn can_make(&self, target: &str, variant: StdVariant) -> bool {
         self.image.toolchain.std_for(target, variant).is_some()
     }

@@ -170,6 +170,9 @@ pub const KEYS: &[Key] = &[
     key("registry-ca", PathList, Local, None),
     key("sbom", Shape::Path, Local, None),
     key("no-sbom", Bool, Build, Some("/outputs/no_sbom")),
+    key("sbom-format", Text, Build, Some("/outputs/sbom_format")),
+    key("no-provenance", Bool, Build, Some("/outputs/no_provenance")),
+    key("sign-key", Shape::Path, Local, None),
     key("server", Text, Shell, None),
     key("token-file", Shape::Path, Shell, None),
 ];
@@ -193,6 +196,7 @@ pub const PAIRS: &[(&str, &str)] = &[
     ("static-link", "no-static-link"),
     ("load", "no-load"),
     ("sbom", "no-sbom"),
+    ("sign-key", "no-provenance"),
     ("verbose", "quiet"),
 ];
 
@@ -207,6 +211,9 @@ pub const BUILD_ONLY: &[&str] = &[
     "json",
     "sbom",
     "no-sbom",
+    "sbom-format",
+    "no-provenance",
+    "sign-key",
 ];
 
 /// The other one of a contradicting pair.

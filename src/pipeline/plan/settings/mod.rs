@@ -371,6 +371,9 @@ impl Settings {
                 request.registry.ca_files = list().iter().map(|p| self.resolve_path(p)).collect()
             }
             "no-sbom" => request.outputs.no_sbom = on,
+            "sbom-format" => request.outputs.sbom_format = text().parse()?,
+            "no-provenance" => request.outputs.no_provenance = on,
+            "sign-key" => request.outputs.sign_key = Some(self.resolve_path(&text())),
             "no-embed-deps" => request.no_embed_deps = on,
             // allow-root is read with user; the shell's own are the shell's.
             _ => {}
@@ -450,6 +453,8 @@ fn causes(what: &str) -> Vec<&'static str> {
         "target" => vec!["target"],
         "target_cpu" => vec!["target-cpu"],
         "push reference" => vec!["push"],
+        "SBOM format" => vec!["sbom-format"],
+        "signing key" => vec!["sign-key"],
         "image name" => vec!["bin", "tag"],
         _ => Vec::new(),
     }
