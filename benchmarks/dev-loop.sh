@@ -104,7 +104,7 @@ for builder in docker local; do
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   eval "port_$builder=$port"
   "$RI" dev "$builder/http-server.rs" --builder "$builder" --builder-image "$BUILDER" \
-    -O "$PRESET" --tag "$(tag "dev-$builder")" --publish "127.0.0.1:$port:8080" \
+    -O "$PRESET" --tag "$(tag "dev-$builder")" --publish "127.0.0.1:$port:8080" --json "$builder/dev.json" \
     >"$work/dev-$builder.out" 2>"$work/dev-$builder.err" &
   dev_pids+=($!)
   made_images+=("$(tag "dev-$builder")")
@@ -131,6 +131,7 @@ for i in $(seq "$RUNS"); do
     set_greeting "Hello $builder $i" "$builder/http-server.rs"
     port_var="port_$builder"
     times[dev_$builder]+="$(answer_time "${!port_var}" "Hello $builder $i") "
+    times[dev_${builder}_compile]+="$(sed -n 's/.*"compile_time_ms": \([0-9]*\).*/\1/p' "$builder/dev.json") "
   done
   set_greeting "Hello host $i" host/src/main.rs
   times[host]+="$(seconds cargo build --release -q --manifest-path host/Cargo.toml) "
@@ -139,12 +140,18 @@ host=$(m host)
 echo
 echo "## an edit to a new answer over HTTP (examples/http-server.rs, $PRESET, median of $RUNS)"
 echo
-echo "| way | edit → answer | minus host build |"
-echo "|---|---|---|"
-printf '| host cargo build --release (incremental, no image, no restart) | %.2f s | |\n' "$host"
+echo "| way | edit → answer | minus host build | dev's build and swap | cargo in it |"
+echo "|---|---|---|---|---|"
+printf '| host cargo build --release (incremental, no image, no restart) | %.2f s | | | |\n' "$host"
 for builder in docker local; do
   t=$(m "dev_$builder")
-  printf '| ruchy-image dev, %s builder | %.2f s | %+.2f s |\n' "$builder" "$t" "$(echo "$t - $host" | bc)"
+  # What dev itself says of each rebuild: build and swap (`running as … (X s)`), and the
+  # compile's own time in it (the record's compile_time_ms, in the --json file).
+  swap=$(grep -o 'running as container [0-9a-f]* ([0-9.]* s)' "$work/dev-$builder.err" | tail -n "$RUNS" \
+    | sed 's/.*(\([0-9.]*\) s)/\1/' | median)
+  compile=$(echo "${times[dev_${builder}_compile]}" | tr ' ' '\n' | grep . | median)
+  printf '| ruchy-image dev, %s builder | %.2f s | %+.2f s | %.2f s | %.2f s |\n' "$builder" "$t" \
+    "$(echo "$t - $host" | bc)" "$swap" "$(echo "$compile / 1000" | bc -l)"
 done
 stop_devs
 dev_pids=()

@@ -18,6 +18,8 @@ pub struct Watched {
     files: Vec<PathBuf>,
     /// Directories walked as a build walks them, each with its target directory left out.
     trees: Vec<(PathBuf, PathBuf)>,
+    /// What the builds write (metrics, layouts, archives): never a change to build again.
+    outputs: Vec<PathBuf>,
 }
 
 /// Each watched file's size and modification time (nanoseconds), by path.
@@ -73,6 +75,7 @@ impl Watched {
             return Ok(Watched {
                 files: Vec::new(),
                 trees: vec![(dir, target)],
+                outputs: Vec::new(),
             });
         }
         let settings = dir_of(&source).join(crate::pipeline::plan::settings::FILE_NAME);
@@ -94,7 +97,25 @@ impl Watched {
         Ok(Watched {
             files: vec![source, settings],
             trees,
+            outputs: Vec::new(),
         })
+    }
+
+    /// The same, less `outputs` (files or directories a build writes).
+    pub fn without(mut self, outputs: &[PathBuf]) -> Watched {
+        // As the walk names files: from the canonical directory (an output may not exist yet).
+        let canonical = |path: &Path| {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            match (
+                absolute.parent().map(std::fs::canonicalize),
+                absolute.file_name(),
+            ) {
+                (Some(Ok(dir)), Some(name)) => dir.join(name),
+                _ => absolute,
+            }
+        };
+        self.outputs = outputs.iter().map(|p| canonical(p)).collect();
+        self
     }
 
     /// Every watched file's state now. A file that vanishes between the walk and its
@@ -106,6 +127,9 @@ impl Watched {
             paths.extend(crate::pipeline::compile::project_files(dir, target)?);
         }
         for path in paths {
+            if self.outputs.iter().any(|out| path.starts_with(out)) {
+                continue;
+            }
             let state = std::fs::symlink_metadata(&path).ok().map(|meta| {
                 use std::os::unix::fs::MetadataExt;
                 let nanos =
@@ -165,6 +189,24 @@ mod tests {
         assert!(changed
             .iter()
             .all(|p| p.starts_with(root.canonicalize().unwrap().join("src"))));
+    }
+
+    #[test]
+    fn what_the_builds_write_is_no_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        touch(&root.join("Cargo.toml"), "[package]\nname = \"a\"\n");
+        touch(&root.join("src/main.rs"), "fn main() {}\n");
+        let outputs = [root.join("metrics.json"), root.join("layout")];
+        let watched = Watched::of(&root).unwrap().without(&outputs);
+        let before = watched.snapshot().unwrap();
+        touch(&root.join("metrics.json"), "{}");
+        std::fs::create_dir_all(root.join("layout/blobs")).unwrap();
+        touch(&root.join("layout/index.json"), "{}");
+        assert!(before.changed(&watched.snapshot().unwrap()).is_empty());
+        touch(&root.join("src/main.rs"), "fn main() { }\n");
+        assert_eq!(before.changed(&watched.snapshot().unwrap()).len(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! swaps the running container for the new one; a build that fails leaves the old one
 //! answering. Ctrl-C or SIGTERM takes down what it started and exits 130 or 143.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -179,7 +179,15 @@ async fn watch_and_build(
     let output: Arc<dyn Output> = Arc::new(Prefixed(name));
     *dev = Some(Dev::new(engine, runner, output));
     let journal = Arc::new(Mutex::new(Journal::default()));
-    let mut watched = Watched::of(&source)?;
+    // What the builds write (--json, --oci-layout, -o, --sbom) is no save to build again.
+    let b = &args.build;
+    let outputs: Vec<PathBuf> = [&b.json, &b.oci_layout, &b.output, &b.attest.sbom]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let watch = |source: &Path| Ok::<_, Error>(Watched::of(source)?.without(&outputs));
+    let mut watched = watch(&source)?;
     let mut first = true;
     loop {
         let before = watched.snapshot()?;
@@ -205,7 +213,7 @@ async fn watch_and_build(
         }
         first = false;
         // A manifest that no longer reads keeps the last good list; the build says why.
-        watched = Watched::of(&source).unwrap_or(watched);
+        watched = watch(&source).unwrap_or(watched);
         let now = watched.snapshot()?;
         if before.changed(&now).is_empty() {
             eprintln!(
