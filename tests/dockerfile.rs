@@ -343,7 +343,8 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
         "aggressive fibonacci"
     );
 
-    // The same project and preset through ruchy-image's own docker builder.
+    // The same project and preset through ruchy-image's own docker builder, without the
+    // crate list it links into its binaries (`.dep-v0`), which a Dockerfile build has not.
     let metrics = ruchy_image([
         "build",
         project.path().to_str().unwrap(),
@@ -351,6 +352,7 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
         "docker",
         "--builder-image",
         &builder,
+        "--no-embed-deps",
         "-O",
         "aggressive",
         "--tag",
@@ -456,6 +458,7 @@ fn the_dockerfiles_build_images_that_run_like_ruchy_image_ones() {
         "docker",
         "--builder-image",
         &builder,
+        "--no-embed-deps",
         "-O",
         "size",
         "--tag",
