@@ -29,12 +29,16 @@ impl Registry {
     /// Starts it again on the same port and storage.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = serve(&self.config, &self.listen_host, self.port);
+        self.child = serve(&self.config, &self.listen_host, self.port)
+            .expect("the registry's port was taken while it was down");
     }
 }
 
-fn serve(config_file: &Path, listen_host: &str, port: u16) -> Child {
-    let child = Command::new("docker-registry")
+/// Starts docker-registry with `config_file` and waits until it answers on `port`; `None` when
+/// it exits instead: the port was taken since it was found free (tests run side by side, and
+/// another test's registry may be the one answering there).
+fn serve(config_file: &Path, listen_host: &str, port: u16) -> Option<Child> {
+    let mut child = Command::new("docker-registry")
         .arg("serve")
         .arg(config_file)
         .stdout(Stdio::null())
@@ -42,16 +46,25 @@ fn serve(config_file: &Path, listen_host: &str, port: u16) -> Child {
         .spawn()
         .expect("docker-registry runs; `bash .ci/setup` installs it");
     let started = Instant::now();
+    let exited = |child: &mut Child| child.try_wait().ok().flatten().is_some();
     while std::net::TcpStream::connect((listen_host.replace("0.0.0.0", "127.0.0.1").as_str(), port))
         .is_err()
     {
+        if exited(&mut child) {
+            return None;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "registry did not start"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+    // One that cannot listen exits at once: then what answered is someone else's.
+    std::thread::sleep(Duration::from_millis(200));
+    match exited(&mut child) {
+        true => None,
+        false => Some(child),
+    }
 }
 
 impl Drop for Registry {
@@ -72,8 +85,23 @@ pub struct Secure {
 
 /// Starts `docker-registry serve` listening on `listen_host`, reached as `reach_host`.
 pub fn start_registry(listen_host: &str, reach_host: &str, secure: Option<&Secure>) -> Registry {
+    for _ in 0..5 {
+        let port = free_port();
+        if let Some(registry) = start_on(port, listen_host, reach_host, secure) {
+            return registry;
+        }
+    }
+    panic!("no registry could listen: five free ports were taken before it started")
+}
+
+/// [`start_registry`] on `port`; `None` when the port was taken meanwhile.
+fn start_on(
+    port: u16,
+    listen_host: &str,
+    reach_host: &str,
+    secure: Option<&Secure>,
+) -> Option<Registry> {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut config = format!(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {listen_host}:{port}\n",
         dir.path().join("data").display()
@@ -88,8 +116,8 @@ pub fn start_registry(listen_host: &str, reach_host: &str, secure: Option<&Secur
     }
     let config_file = dir.path().join("config.yml");
     std::fs::write(&config_file, config).unwrap();
-    let child = serve(&config_file, listen_host, port);
-    Registry {
+    let child = serve(&config_file, listen_host, port)?;
+    Some(Registry {
         child,
         address: format!("{reach_host}:{port}"),
         storage: dir.path().join("data"),
@@ -97,7 +125,7 @@ pub fn start_registry(listen_host: &str, reach_host: &str, secure: Option<&Secur
         port,
         listen_host: listen_host.to_string(),
         _dir: dir,
-    }
+    })
 }
 
 /// A CA, a server certificate for 127.0.0.1 and `ip` signed by it, and an htpasswd file with
