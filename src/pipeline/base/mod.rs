@@ -54,16 +54,8 @@ impl std::str::FromStr for BaseRef {
             return Ok(BaseRef::Scratch);
         }
         if let Some(rest) = s.strip_prefix("oci:") {
-            // DIR may itself hold ':'; a tag is what follows the last ':' after the last '/'.
-            let (dir, tag) = match rest.rsplit_once(':') {
-                Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => {
-                    (dir, Some(tag.to_string()))
-                }
-                _ => (rest, None),
-            };
-            if dir.is_empty() {
-                return Err(invalid("expected oci:DIR[:TAG]"));
-            }
+            let (dir, tag) = crate::pipeline::oci::layout::dir_and_tag(rest)
+                .ok_or_else(|| invalid("expected oci:DIR[:TAG]"))?;
             return Ok(BaseRef::OciLayout {
                 dir: dir.into(),
                 tag,

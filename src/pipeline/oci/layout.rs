@@ -17,6 +17,16 @@ pub type Files<'a> = Vec<(String, Cow<'a, [u8]>)>;
 /// The `oci-layout` file.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// The `DIR[:TAG]` of an `oci:DIR[:TAG]` reference: the tag is what follows the last `:` when
+/// it holds no `/` (a directory may hold `:`s). `None` when there is no directory.
+pub fn dir_and_tag(rest: &str) -> Option<(&str, Option<String>)> {
+    let (dir, tag) = match rest.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => (dir, Some(tag.to_string())),
+        _ => (rest, None),
+    };
+    (!dir.is_empty()).then_some((dir, tag))
+}
+
 /// Where the blob with `digest` (`sha256:HEX`) is in a layout: `blobs/sha256/HEX`.
 pub fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))

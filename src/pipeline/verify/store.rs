@@ -48,16 +48,8 @@ impl std::str::FromStr for Target {
             reason: reason.to_string(),
         };
         if let Some(rest) = text.strip_prefix("oci:") {
-            // DIR:TAG, where a tag has no `/` (a directory may have `:`s).
-            let (dir, tag) = match rest.rsplit_once(':') {
-                Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => {
-                    (dir, Some(tag.to_string()))
-                }
-                _ => (rest, None),
-            };
-            if dir.is_empty() {
-                return Err(invalid("expected oci:DIR[:TAG]"));
-            }
+            let (dir, tag) = crate::pipeline::oci::layout::dir_and_tag(rest)
+                .ok_or_else(|| invalid("expected oci:DIR[:TAG]"))?;
             return Ok(Target::Layout(PathBuf::from(dir), tag));
         }
         if let Some(file) = text.strip_prefix("docker-archive:") {
