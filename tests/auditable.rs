@@ -134,7 +134,8 @@ fn advisory_db(dir: &Path, krate: &str) -> PathBuf {
 }
 
 /// `cargo audit bin` of `binary` with the database at `db`, offline: the advisories' ids it
-/// reports.
+/// reports. A binary without the list is audited from the crate paths in its panic messages
+/// (cargo-audit's fallback); where it finds none, it says so and exits 2: nothing reported.
 fn cargo_audit(db: &Path, binary: &Path) -> Vec<String> {
     let run = tool(
         "cargo",
@@ -148,6 +149,9 @@ fn cargo_audit(db: &Path, binary: &Path) -> Vec<String> {
             binary.to_str().unwrap(),
         ],
     );
+    if run.code == Some(2) && run.stderr.contains("No dependency information found") {
+        return Vec::new();
+    }
     let report: Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("cargo audit bin printed no report ({e}): {run:?}"));
     report["vulnerabilities"]["list"]

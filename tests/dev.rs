@@ -86,20 +86,42 @@ fn dev_serves_rebuilds_on_save_keeps_the_old_one_on_a_broken_edit_and_cleans_up(
     let _image = Images(vec![tag.clone()]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
+    let json = dir.path().join("dev.json");
     let mut running = dev(
-        &[file.to_str().unwrap(), "--tag", &tag, "--publish", &publish],
+        &[
+            file.to_str().unwrap(),
+            "--tag",
+            &tag,
+            "--publish",
+            &publish,
+            "--json",
+            json.to_str().unwrap(),
+        ],
         tmp.path(),
         "docker",
         &[],
     );
     running.wait_for("running as container");
     assert_eq!(greeting(port), GREETING);
+    // Each build's record, as `build --json` writes it.
+    let digest = |json: &Path| {
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        assert!(record["compile_time_ms"].as_u64().is_some(), "{record}");
+        record["image"]["digest"].as_str().unwrap().to_string()
+    };
+    let first_digest = digest(&json);
 
     // A save builds and swaps.
     edit(&file, GREETING, "Hello from the second build!");
     running.wait_for("changed: ");
     running.wait_for_nth("running as container", 2);
     assert_eq!(greeting(port), "Hello from the second build!");
+    assert_ne!(
+        digest(&json),
+        first_digest,
+        "the record is the first build's"
+    );
 
     // A broken save prints the compiler's errors; the last good container keeps answering.
     edit(&file, "fn port() -> u16 {", "fn port() -> u16 { not rust");

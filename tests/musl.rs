@@ -1,11 +1,12 @@
 //! The chapter's size promise: static musl binaries from the builder `builder import-host`
-//! makes (Debian's rustc with a musl std built once), the `size` preset at the floor, the
-//! local builder doing the same with a toolchain that has the standard library's sources,
-//! and clear errors where a builder cannot.
+//! makes (rustup's toolchain with its musl target, or Debian's rustc with a musl std built
+//! once), the `size` preset at the floor, the local builder doing the same with a toolchain
+//! that has the standard library's sources, and clear errors where a builder cannot.
 //!
 //! `.ci/setup` installs Debian's rustc-web, cargo-web, rust-web-src, musl-tools and
-//! libunwind-14-dev, and makes the builder image (which builds the stds into the default
-//! cache, where the local-builder test finds them).
+//! libunwind-14-dev, adds the musl target and rust-src to rustup's toolchain, and makes the
+//! builder image (which builds the stds into the default cache, where the local-builder test
+//! finds them).
 
 mod common;
 mod guards;
@@ -163,17 +164,22 @@ fn the_local_builder_makes_musl_with_a_toolchain_that_has_the_sources() {
         run.stdout
     );
 
-    // The rustup toolchain has neither musl std nor sources: musl is refused, and nothing is
-    // written; without --target it builds glibc static as before.
+    // A toolchain with neither musl std nor sources: musl is refused, and nothing is written.
+    let bare = bare_toolchain(out.path());
     let refused_layout = out.path().join("refused");
-    let refused = ruchy_image([
-        "build",
-        &fib,
-        "--target",
-        MUSL,
-        "--oci-layout",
-        refused_layout.to_str().unwrap(),
-    ]);
+    let refused = ruchy_image_with(
+        [
+            "build",
+            &fib,
+            "--target",
+            MUSL,
+            "--oci-layout",
+            refused_layout.to_str().unwrap(),
+        ],
+        |cmd| {
+            cmd.env("RUSTC", &bare);
+        },
+    );
     assert_eq!(refused.code, Some(2), "{}", refused.stderr);
     assert!(
         refused
@@ -186,9 +192,51 @@ fn the_local_builder_makes_musl_with_a_toolchain_that_has_the_sources() {
     assert!(!refused_layout.exists());
 }
 
+/// A rustc in `dir` whose sysroot has the host's std and nothing else (no musl std, no
+/// sources), as rustup's toolchain is before `rustup target add`: a wrapper that passes
+/// `--sysroot`.
+fn bare_toolchain(dir: &Path) -> std::path::PathBuf {
+    let real = ruchy_image::adapters::toolchain::Toolchain::probe(Path::new("rustc")).unwrap();
+    let host = real.host();
+    let rustlib = dir.join("bare-sysroot/lib/rustlib");
+    std::fs::create_dir_all(&rustlib).unwrap();
+    std::os::unix::fs::symlink(
+        real.sysroot.join("lib/rustlib").join(&host),
+        rustlib.join(&host),
+    )
+    .unwrap();
+    let rustc = dir.join("bare-rustc");
+    std::fs::write(
+        &rustc,
+        format!(
+            "#!/bin/sh\nexec {} --sysroot {} \"$@\"\n",
+            real.rustc.display(),
+            dir.join("bare-sysroot").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rustc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    rustc
+}
+
 #[test]
 fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     let builder = builder_image();
+    // Where its toolchain is and which it is: Debian's in /usr, or rustup's, as import-host
+    // found on this machine.
+    let in_builder = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--entrypoint", "rustc", builder.as_str()];
+        all.extend(args);
+        tool("docker", &all).ok().stdout.trim().to_string()
+    };
+    let sysroot = in_builder(&["--print", "sysroot"]);
+    let builder_rustc = in_builder(&["-vV"]);
+    // `rustc 1.96.0`: how errors name the builder's compiler.
+    let builder_version = builder_rustc
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let fib = example("fibonacci.rs").display().to_string();
     let glibc_only = "ruchy-image-test/builder:glibc-only";
     let mismatched = "ruchy-image-test/builder:mismatched-std";
@@ -206,7 +254,9 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     // any container runs; by default it builds glibc static.
     docker_build(
         glibc_only,
-        &format!("FROM {builder}\nRUN rm -r /usr/lib/rustlib/{MUSL} /usr/local/lib/ruchy-image\n"),
+        &format!(
+            "FROM {builder}\nRUN rm -r {sysroot}/lib/rustlib/{MUSL} /usr/local/lib/ruchy-image\n"
+        ),
         &[],
     );
     let refused = through(
@@ -268,12 +318,17 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     );
     assert_eq!(fallback.metrics()["optimization_flags"]["panic"], "abort");
 
-    // A builder whose stds were made by another compiler: its musl std's stamp says so
-    // (caught before any container runs), and its glibc std is rustup's 1.95 one, which
-    // rustc itself rejects (E0514), turned into the same clear error.
-    let rustup_std = std::fs::read_dir(
-        ruchy_image::adapters::toolchain::Toolchain::probe(Path::new("rustc"))
-            .unwrap()
+    // A builder whose stds were made by another compiler (this machine's other one: rustup's
+    // or Debian's, whichever the builder is not): its musl std's stamp says so (caught before
+    // any container runs), and its glibc std, the other compiler's, rustc itself rejects
+    // (E0514), turned into the same clear error.
+    let other = ["rustc", "/usr/bin/rustc"]
+        .into_iter()
+        .filter_map(|r| ruchy_image::adapters::toolchain::Toolchain::probe(Path::new(r)).ok())
+        .find(|t| t.verbose_version != builder_rustc)
+        .expect("a second Rust toolchain (Debian's rustc-web beside rustup's)");
+    let other_std = std::fs::read_dir(
+        other
             .sysroot
             .join("lib/rustlib/x86_64-unknown-linux-gnu/lib"),
     )
@@ -285,16 +340,17 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
         name.starts_with("libstd-") && name.ends_with(".rlib")
     })
     .unwrap();
-    let other_rustc = "rustc 1.95.0 (59807616e 2026-04-14)\\nbinary: rustc\\ncommit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860\\nhost: x86_64-unknown-linux-gnu\\nrelease: 1.95.0";
+    let other_rustc = other.verbose_version.replace('\n', "\\n");
+    let glibc_lib = format!("{sysroot}/lib/rustlib/x86_64-unknown-linux-gnu/lib");
     docker_build(
         mismatched,
         &format!(
             "FROM {builder}\n\
-             RUN rm /usr/lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-*.rlib /usr/lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-*.rmeta && \
-             printf '%s' '{{\"rustc\":\"{other_rustc}\",\"target\":\"{MUSL}\",\"variant\":\"unwind\"}}' > /usr/lib/rustlib/{MUSL}/ruchy-image-std.json\n\
-             COPY libstd.rlib /usr/lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-rustup.rlib\n"
+             RUN rm {glibc_lib}/libstd-*.rlib {glibc_lib}/libstd-*.rmeta && rm -f {glibc_lib}/libstd-*.so && \
+             printf '%s' '{{\"rustc\":\"{other_rustc}\",\"target\":\"{MUSL}\",\"variant\":\"unwind\"}}' > {sysroot}/lib/rustlib/{MUSL}/ruchy-image-std.json\n\
+             COPY libstd.rlib {glibc_lib}/libstd-other.rlib\n"
         ),
-        &[("libstd.rlib", &rustup_std)],
+        &[("libstd.rlib", &other_std)],
     );
     let stamped = through(mismatched, &["build", &fib, "--oci-layout", layout_arg]);
     assert_eq!(stamped.code, Some(1), "{}", stamped.stderr);
@@ -302,9 +358,10 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
         stamped
             .stderr
             .contains(&format!("the standard library for {MUSL} in {mismatched}"))
-            && stamped.stderr.contains(
-                "was built by rustc 1.95.0 (59807616e 2026-04-14), but the compiler is rustc 1.96"
-            ),
+            && stamped.stderr.contains(&format!(
+                "was built by {}, but the compiler is {builder_version}",
+                other.version()
+            )),
         "{}",
         stamped.stderr
     );
@@ -339,9 +396,9 @@ fn builders_that_cannot_make_musl_or_whose_std_does_not_match_say_so() {
     );
     assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
     assert!(
-        unknown
-            .stderr
-            .contains("invalid --target `x86_64-unknown-linux-mars`: rustc 1.96"),
+        unknown.stderr.contains(&format!(
+            "invalid --target `x86_64-unknown-linux-mars`: {builder_version}"
+        )),
         "{}",
         unknown.stderr
     );

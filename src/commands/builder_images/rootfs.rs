@@ -223,10 +223,18 @@ pub(super) fn write_rootfs(
         fs.create(&name, 0o777, b"", Some(&target))?;
     }
 
-    // A rustup toolchain, without its documentation (a Debian one came with its packages).
+    // A rustup toolchain, without its documentation (a Debian one came with its packages),
+    // and without the stds ours replace.
     if !host.packaged {
+        let replaced: Vec<&Path> = stds
+            .iter()
+            .filter_map(|(_, place)| place.strip_prefix(&format!("{RUST_DIR}/")))
+            .map(Path::new)
+            .collect();
         fs.copy_tree(&host.toolchain.sysroot, RUST_DIR, |relative| {
-            relative.starts_with("share/doc") || relative.starts_with("share/man")
+            relative.starts_with("share/doc")
+                || relative.starts_with("share/man")
+                || replaced.iter().any(|std| relative.starts_with(std))
         })?;
     }
     for (built, place) in stds {

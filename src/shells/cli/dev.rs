@@ -250,6 +250,10 @@ async fn build(
     }
     let (built, budgets) =
         super::build::build_here_or_there(&build, settings.as_ref(), journal).await?;
+    // Each build's record, as `build --json` writes it: the last build's is there to read.
+    if let Some(path) = &build.json {
+        super::output::write_json(path, &built)?;
+    }
     // Over a budget, nothing was loaded: the old image keeps running.
     let (reference, exceeded) = match &built {
         Built::Image(record) => (record.image.reference.clone(), budgets.check(record)),
