@@ -15,9 +15,11 @@ source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-5}"
 repo=$(pwd)
 app=dev # names this run's images (lib.sh's tag)
-# The compiler the builder image has (`builder import-host` copies Debian's rustc-web): the
-# local builder with it shows what the container itself costs.
-BUILDER_RUSTC="${BUILDER_RUSTC:-/usr/bin/rustc}"
+# The other compiler on this machine (Debian's rustc-web beside rustup's): a local build with
+# it shows what the compiler alone changes. Whichever local build has the builder image's
+# compiler shows what the container itself costs.
+OTHER_RUSTC="${OTHER_RUSTC:-/usr/bin/rustc}"
+builder_rustc=$(docker run --rm --entrypoint rustc "$BUILDER" -V)
 export RUCHY_IMAGE_TARGET_VOLUME="ruchy-image-bench-$$-dev"
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
@@ -35,12 +37,18 @@ ri_docker() {
     --oci-layout out-docker --json docker.json -q
 }
 ri_local() { "$RI" build fib.ruchy -O "$PRESET" --builder local --oci-layout out-local --json local.json -q; }
-ri_builder_rustc() {
-  RUSTC="$BUILDER_RUSTC" "$RI" build fib.ruchy -O "$PRESET" --builder local \
-    --oci-layout out-builder-rustc --json builder_rustc.json -q
+ri_other_rustc() {
+  RUSTC="$OTHER_RUSTC" "$RI" build fib.ruchy -O "$PRESET" --builder local \
+    --oci-layout out-other-rustc --json other_rustc.json -q
 }
 ways="ruchy_compile ri_docker ri_local"
-[ -x "$BUILDER_RUSTC" ] && ways+=" ri_builder_rustc"
+[ -x "$OTHER_RUSTC" ] && [ "$("$OTHER_RUSTC" -V)" != "$(rustc -V)" ] && ways+=" ri_other_rustc"
+same_as_builder=
+if [ "$(rustc -V)" = "$builder_rustc" ]; then
+  same_as_builder=ri_local
+elif [[ " $ways " == *" ri_other_rustc "* ]] && [ "$("$OTHER_RUSTC" -V)" = "$builder_rustc" ]; then
+  same_as_builder=ri_other_rustc
+fi
 for way in $ways; do edit_ruchy; seconds "$way" >/dev/null; done # warm
 for _ in $(seq "$RUNS"); do
   for way in $ways; do
@@ -66,14 +74,14 @@ for way in ${ways#ruchy_compile }; do
   case $way in
     ri_docker) name="docker builder ($BUILDER)" ;;
     ri_local) name="local builder ($(rustc --version | cut -d' ' -f1-2))" ;;
-    ri_builder_rustc) name="local builder with the builder image's compiler ($("$BUILDER_RUSTC" --version | cut -d' ' -f1-2))" ;;
+    ri_other_rustc) name="local builder with $OTHER_RUSTC ($("$OTHER_RUSTC" --version | cut -d' ' -f1-2))" ;;
   esac
   printf '| ruchy-image build, %s | %.2f s | %s | %d ms | %d ms | %.0f ms |\n' \
     "$name" "$wall" "$(ratio "$wall" "$base")" "$compile" "$assemble" "$rest"
 done
-if [[ " $ways " == *" ri_builder_rustc "* ]]; then
+if [ -n "$same_as_builder" ]; then
   echo
-  echo "The docker builder against the same compiler on the host: $(ratio "$(m ri_docker)" "$(m ri_builder_rustc)")×"
+  echo "The docker builder ($builder_rustc) against the same compiler on the host: $(ratio "$(m ri_docker)" "$(m "$same_as_builder")")×"
 fi
 
 # --- 2. an edit to an answer --------------------------------------------------------------
