@@ -309,20 +309,28 @@ fn a_build_compiles_in_a_podman_builder_loads_reads_back_and_runs_with_limits() 
     let runs = podman.containers_with(&format!("dev.ruchy.image.image={tag}"));
     assert!(runs.is_empty(), "{runs:?}");
 
-    // The cache volumes the build made, with the sizes Podman's disk-usage report gives.
+    // The project's target volume the build made and filled (its generated project is in the
+    // build's own cache), with the size Podman's disk-usage report gives. (The shared volume
+    // stays empty: fibonacci has no dependencies to share.)
     let prune = ruchy(&["builder", "prune", "--dry-run", "--json"]).ok();
     let volumes: serde_json::Value = serde_json::from_str(&prune.stdout).unwrap();
+    let cache = std::fs::canonicalize(cache.path()).unwrap();
     let target = volumes
         .as_array()
         .unwrap()
         .iter()
         .find(|v| {
-            v["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("ruchy-image-shared-")
+            let owner = v["owner"].as_str().unwrap_or_default();
+            owner.starts_with("project target for ") && owner.contains(cache.to_str().unwrap())
         })
-        .unwrap_or_else(|| panic!("no target volume: {volumes}"));
+        .unwrap_or_else(|| panic!("no target volume of this build's project: {volumes}"));
+    assert!(
+        target["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("ruchy-image-shared-"),
+        "{target}"
+    );
     assert!(target["size"].as_u64().unwrap() > 0, "{target}");
 }
 
