@@ -130,6 +130,25 @@ fn dev_serves_rebuilds_on_save_keeps_the_old_one_on_a_broken_edit_and_cleans_up(
     assert_eq!(greeting(port), "Hello from the second build!");
     assert_eq!(dev_containers(running.seen()).len(), 2);
 
+    // A save while a build runs: that build finishes, and one more builds what was saved.
+    edit(&file, "fn port() -> u16 { not rust", "fn port() -> u16 {");
+    let builds = running.seen().matches("→ Compiling").count();
+    running.wait_for_nth("→ Compiling", builds + 1);
+    edit(
+        &file,
+        "Hello from the second build!",
+        "Hello from a save during a build!",
+    );
+    running.wait_for_nth("running as container", 4);
+    assert_eq!(greeting(port), "Hello from a save during a build!");
+    // Each build says what started it: the saves above, and the one made during a build.
+    assert_eq!(
+        running.seen().matches("changed: ").count(),
+        4,
+        "{}",
+        running.seen()
+    );
+
     running.signal(libc::SIGINT);
     let (code, stderr) = running.finish();
     assert_eq!(code, Some(130), "{stderr}");

@@ -215,7 +215,8 @@ async fn watch_and_build(
         // A manifest that no longer reads keeps the last good list; the build says why.
         watched = watch(&source).unwrap_or(watched);
         let now = watched.snapshot()?;
-        if before.changed(&now).is_empty() {
+        let changed = before.changed(&now);
+        if changed.is_empty() {
             eprintln!(
                 "watching {} files of {} (Ctrl-C stops)",
                 now.len(),
@@ -224,6 +225,7 @@ async fn watch_and_build(
             wait_for_save(&watched, now, Duration::from_millis(args.debounce)).await?;
         } else {
             // Saved while it built: one more build, with everything saved by now.
+            say_changed(&changed);
             settle(&watched, now, Duration::from_millis(args.debounce)).await?;
         }
     }
@@ -310,24 +312,29 @@ async fn wait_for_save(
         let now = watched.snapshot()?;
         let changed = seen.changed(&now);
         if !changed.is_empty() {
-            let shown: Vec<String> = changed
-                .iter()
-                .take(3)
-                .map(|p| p.display().to_string())
-                .collect();
-            let more = changed.len().saturating_sub(shown.len());
-            eprintln!(
-                "changed: {}{}; building",
-                shown.join(", "),
-                match more {
-                    0 => String::new(),
-                    n => format!(" and {n} more"),
-                }
-            );
+            say_changed(&changed);
             return settle(watched, now, debounce).await;
         }
         seen = now;
     }
+}
+
+/// `changed: a.rs, b.rs and 2 more; building`: why a build starts.
+fn say_changed(changed: &[PathBuf]) {
+    let shown: Vec<String> = changed
+        .iter()
+        .take(3)
+        .map(|p| p.display().to_string())
+        .collect();
+    let more = changed.len().saturating_sub(shown.len());
+    eprintln!(
+        "changed: {}{}; building",
+        shown.join(", "),
+        match more {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        }
+    );
 }
 
 /// Waits until the files stop changing for `debounce` (an editor's save is often several
