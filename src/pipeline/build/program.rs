@@ -225,15 +225,15 @@ async fn sbom_for(
     );
     let (epoch, format) = (options.source_date_epoch, options.sbom_format);
     let made = blocking(move || {
-        crate::pipeline::sbom::generate_cached(
-            &cache,
-            &manifest,
-            &package,
-            &target,
+        let subject = crate::pipeline::sbom::Subject {
+            manifest: &manifest,
+            package: &package,
+            target: &target,
             epoch,
-            ruchy.as_deref(),
+            ruchy: ruchy.as_deref(),
             format,
-        )
+        };
+        crate::pipeline::sbom::generate_cached(&cache, &subject)
     })
     .await;
     match (made, options.sbom.is_some()) {

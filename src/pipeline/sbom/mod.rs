@@ -111,18 +111,35 @@ fn lock_checksums(lock: &str) -> BTreeMap<(String, String), String> {
     sums
 }
 
-/// [`generate`], remembered under `cache_dir` by everything it depends on (the lock file, the
-/// manifest, target, package, epoch, transpiler and format): a no-change rebuild asks cargo
-/// nothing.
-pub fn generate_cached(
-    cache_dir: &Path,
-    manifest: &Path,
-    package: &str,
-    target: &str,
-    epoch: u64,
-    ruchy: Option<&str>,
-    format: SbomFormat,
-) -> Result<(Vec<u8>, SbomRecord)> {
+/// What an SBOM is of, and how it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The project's manifest.
+    pub manifest: &'a Path,
+    /// The package whose binary it describes.
+    pub package: &'a str,
+    /// The target the binary is built for.
+    pub target: &'a str,
+    /// Its timestamp (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+    /// The transpiler that made the Rust, if one did.
+    pub ruchy: Option<&'a str>,
+    /// CycloneDX or SPDX.
+    pub format: SbomFormat,
+}
+
+/// The SBOM of `subject` as JSON bytes, remembered under `cache_dir` by everything it depends
+/// on (the lock file, the manifest, and every field of `subject`): a no-change rebuild asks
+/// cargo nothing.
+pub fn generate_cached(cache_dir: &Path, subject: &Subject) -> Result<(Vec<u8>, SbomRecord)> {
+    let Subject {
+        manifest,
+        package,
+        target,
+        epoch,
+        ruchy,
+        format,
+    } = *subject;
     let lock = manifest
         .parent()
         .map(|dir| dir.join("Cargo.lock"))
@@ -158,7 +175,7 @@ pub fn generate_cached(
             }
         }
     }
-    let (bytes, record) = generate(manifest, package, target, epoch, ruchy, format)?;
+    let (bytes, record) = generate(subject)?;
     if let (Some((document, at)), Ok(json)) = (remembered, serde_json::to_vec(&record)) {
         // A cache that cannot be written costs the next build a `cargo metadata`.
         let write = crate::adapters::fsutil::write_file_atomically;
@@ -188,17 +205,16 @@ impl Extras {
     }
 }
 
-/// The SBOM of `package` in the project at `manifest`, built for `target`, as JSON bytes in
-/// `format`. `epoch` is its timestamp; `ruchy` names the transpiler that made the Rust, if one
-/// did.
-pub fn generate(
-    manifest: &Path,
-    package: &str,
-    target: &str,
-    epoch: u64,
-    ruchy: Option<&str>,
-    format: SbomFormat,
-) -> Result<(Vec<u8>, SbomRecord)> {
+/// The SBOM of `subject`, asking cargo.
+fn generate(subject: &Subject) -> Result<(Vec<u8>, SbomRecord)> {
+    let Subject {
+        manifest,
+        package,
+        target,
+        epoch,
+        ruchy,
+        format,
+    } = *subject;
     let metadata = auditable::metadata(&auditable::metadata_command(manifest, target), manifest)?;
     let root = auditable::root_package(&metadata, manifest, package)?;
     let lock =
