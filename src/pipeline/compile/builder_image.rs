@@ -126,7 +126,8 @@ for lib in "$root"/lib/rustlib/*/lib /usr/local/lib/ruchy-image/std/*/lib/rustli
   if [ -f "$lib/../ruchy-image-std.json" ]; then printf 'stamp=%s\n' "$(tr -d '\n' < "$lib/../ruchy-image-std.json")"; fi
 done
 echo "targets:"
-rustc --print target-list
+rustc --print target-list || exit 97
+echo "end"
 "#;
 
 impl ImageToolchain {
@@ -164,7 +165,10 @@ impl ImageToolchain {
             }
         }
         toolchain.rustc = verbose.join("\n");
-        toolchain.targets = lines.map(str::to_string).collect();
+        toolchain.targets = lines
+            .take_while(|l| *l != PROBE_END)
+            .map(str::to_string)
+            .collect();
         toolchain
     }
 
@@ -320,7 +324,12 @@ async fn imported_builder(engine: &Engine) -> Result<Option<(String, ImageInfo)>
 }
 
 /// Changes when [`PROBE`] finds out more, so what an older probe remembered is not taken.
-const PROBE_VERSION: &str = "c";
+const PROBE_VERSION: &str = "d";
+/// [`PROBE`]'s last line: output without it was cut short (a log stream can end before the
+/// container's last lines), and is neither taken nor remembered.
+const PROBE_END: &str = "end";
+/// How many times a probe whose output was cut short is run.
+const PROBE_TRIES: usize = 3;
 
 /// Runs [`PROBE`] in the image once, then remembers what it found by image ID.
 async fn probe(
@@ -339,6 +348,38 @@ async fn probe(
     {
         return Ok(known);
     }
+    let mut tries = 0;
+    let toolchain = loop {
+        tries += 1;
+        let (mut toolchain, complete) = probe_once(engine, reference, image_id).await?;
+        if complete {
+            break toolchain;
+        }
+        if tries == PROBE_TRIES {
+            // No target list is no check: rustc itself says what it does not know.
+            toolchain.targets.clear();
+            return Ok(toolchain);
+        }
+    };
+    if let Some(parent) = remembered.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Ok(json) = serde_json::to_vec(&toolchain) {
+        let _ = crate::adapters::fsutil::write_file_atomically(
+            "the probe's findings",
+            &remembered,
+            &json,
+        );
+    }
+    Ok(toolchain)
+}
+
+/// One run of [`PROBE`] in the image: what it found, and whether its output was whole.
+async fn probe_once(
+    engine: &Engine,
+    reference: &str,
+    image_id: &str,
+) -> Result<(ImageToolchain, bool)> {
     let id = engine
         .create(ContainerSpec {
             image: image_id.to_string(),
@@ -373,13 +414,8 @@ async fn probe(
         Err(Error::Engine { message, .. }) => return Err(not_rust(message)),
         Err(other) => return Err(other),
     }
-    if let Some(parent) = remembered.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    if let Ok(json) = serde_json::to_vec(&toolchain) {
-        let _ = std::fs::write(&remembered, json);
-    }
-    Ok(toolchain)
+    let complete = output.lines().last() == Some(PROBE_END);
+    Ok((toolchain, complete))
 }
 
 #[cfg(test)]
@@ -397,7 +433,7 @@ std=/usr/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
 stamp={\"rustc\":\"rustc 1.96.0\\nhost: x86_64-unknown-linux-gnu\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"unwind\"}\n\
 std=/usr/local/lib/ruchy-image/std/x86_64-unknown-linux-musl-immediate-abort/lib/rustlib/x86_64-unknown-linux-musl/lib\n\
 stamp={\"rustc\":\"rustc 1.96.0\",\"target\":\"x86_64-unknown-linux-musl\",\"variant\":\"immediate-abort\"}\n\
-targets:\nx86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
+targets:\nx86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\nend\n";
         let toolchain = ImageToolchain::parse(output);
         assert_eq!(toolchain.version(), "rustc 1.96.0 (ac68faa20 2026-05-25)");
         assert!(toolchain.rustc.contains("host: x86_64-unknown-linux-gnu"));
